@@ -1,0 +1,226 @@
+"""One parameter object for a whole run, in groups, with CaImAn's names where CaImAn has one.
+
+Functions never take the whole :class:`Params`; the pipeline hands each step the few values it needs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DataParams:
+    """What the recording is.
+
+    Attributes
+    ----------
+    fr : float
+        Frame rate in Hz (CaImAn: ``data.fr``).
+    decay_time : float
+        Decay time of the indicator's transients in seconds (CaImAn: ``data.decay_time``); 0.4 for GCaMP6f,
+        about 1.0 for GCaMP6s.
+    neuron_diameter : float or None
+        Typical soma diameter in pixels. None: assume the size the detection model was trained on.
+    pixel_size : float or None
+        Microns per pixel; with ``soma_diameter_um`` an alternative way to give ``neuron_diameter``.
+    soma_diameter_um : float
+        Typical soma diameter in microns, used only with ``pixel_size``.
+    var_name : str or None
+        Dataset name inside an HDF5 file (CaImAn: ``data.var_name_hdf5``).
+    """
+
+    fr: float = 30.0
+    decay_time: float = 0.4
+    neuron_diameter: float | None = None
+    pixel_size: float | None = None
+    soma_diameter_um: float = 12.0
+    var_name: str | None = None
+
+    def diameter_pixels(self) -> float | None:
+        """Soma diameter in pixels from ``neuron_diameter`` or ``pixel_size``, None when neither is given."""
+        if self.neuron_diameter is not None:
+            return float(self.neuron_diameter)
+        if self.pixel_size is not None:
+            return float(self.soma_diameter_um / self.pixel_size)
+        return None
+
+
+@dataclass
+class SummaryParams:
+    """How summary images are computed.
+
+    Attributes
+    ----------
+    batch_frames : int or None
+        Frames per batch; each image is the pixel-wise maximum over batches (the cellfie definition: 250).
+    """
+
+    batch_frames: int | None = 250
+
+
+@dataclass
+class DetectionParams:
+    """The networks (see :func:`cellfie_caiman.initialize`).
+
+    Attributes
+    ----------
+    model : str
+        Registered model name or path to a weights file.
+    min_score : float
+        Instances whose score is below this are dropped (0..1).
+    prob_threshold : float
+        Local maxima of the probability map below this are not examined (0..1).
+    max_overlap : float
+        Two kept masks whose IoU exceeds this are duplicates; the lower-scoring one is dropped.
+    """
+
+    model: str = "default"
+    min_score: float = 0.5
+    prob_threshold: float = 0.3
+    max_overlap: float = 0.5
+
+
+@dataclass
+class RefineParams:
+    """CNMF refinement (CaImAn's ``temporal``, ``init``, ``merging`` and ``spatial`` groups).
+
+    Attributes
+    ----------
+    backend : str
+        ``'auto'`` (CaImAn when importable, else builtin), ``'caiman'``, ``'builtin'`` or ``'none'`` (skip).
+    p : int
+        Order of the autoregressive model of the calcium dynamics (0, 1 or 2).
+    nb : int
+        Number of background components (CaImAn: ``init.nb``).
+    merge_thr : float
+        Overlapping components whose traces correlate above this are merged.
+    gSig : tuple of int
+        Half-size of a neuron in pixels (CaImAn: ``init.gSig``); None derives it from the neuron diameter.
+    n_iter : int
+        Alternating spatial/temporal update rounds.
+    chunk_frames : int
+        Frames read at a time from the movie (memory bound).
+    """
+
+    backend: str = "auto"
+    p: int = 1
+    nb: int = 2
+    merge_thr: float = 0.85
+    gSig: tuple[int, int] | None = None
+    n_iter: int = 2
+    chunk_frames: int = 1000
+
+
+@dataclass
+class QualityParams:
+    """Component evaluation (CaImAn's ``quality`` group; the CNN classifier is not used).
+
+    A component is accepted if (``r >= rval_thr`` or ``SNR >= min_SNR``) and ``r > rval_lowest`` and
+    ``SNR > SNR_lowest``.
+    """
+
+    min_SNR: float = 2.5
+    SNR_lowest: float = 0.5
+    rval_thr: float = 0.8
+    rval_lowest: float = -1.0
+
+
+@dataclass
+class OutputParams:
+    """What :func:`cellfie_caiman.run` writes besides the results."""
+
+    nwb: bool = False
+    pictures: bool = True
+    gif_frames: int = 200
+
+
+_GROUPS = {
+    "data": DataParams,
+    "summary": SummaryParams,
+    "detection": DetectionParams,
+    "refine": RefineParams,
+    "quality": QualityParams,
+    "output": OutputParams,
+}
+
+
+@dataclass
+class Params:
+    """All parameters of a run, grouped.
+
+    Examples
+    --------
+    >>> p = Params.from_dict({"data": {"fr": 7.5, "decay_time": 1.0}})
+    >>> p.data.fr
+    7.5
+    >>> p.refine.p
+    1
+    """
+
+    data: DataParams = field(default_factory=DataParams)
+    summary: SummaryParams = field(default_factory=SummaryParams)
+    detection: DetectionParams = field(default_factory=DetectionParams)
+    refine: RefineParams = field(default_factory=RefineParams)
+    quality: QualityParams = field(default_factory=QualityParams)
+    output: OutputParams = field(default_factory=OutputParams)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Params":
+        """Build from ``{'group': {'key': value}}``; unknown groups or keys raise ``ValueError``."""
+        d = d or {}
+        unknown = set(d) - set(_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown parameter group(s) {sorted(unknown)}; known: {sorted(_GROUPS)}")
+        groups = {}
+        for name, klass in _GROUPS.items():
+            values = dict(d.get(name) or {})
+            known = {f.name for f in dataclasses.fields(klass)}
+            bad = set(values) - known
+            if bad:
+                raise ValueError(f"unknown parameter(s) {sorted(bad)} in group '{name}'; known: {sorted(known)}")
+            if "gSig" in values and values["gSig"] is not None:
+                values["gSig"] = tuple(int(v) for v in values["gSig"])
+            groups[name] = klass(**values)
+        return cls(**groups)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (JSON-serialisable)."""
+        out = dataclasses.asdict(self)
+        for group in out.values():
+            for k, v in group.items():
+                if isinstance(v, tuple):
+                    group[k] = list(v)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Params":
+        """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"parameter file not found: {path}")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                d = yaml.safe_load(text)
+            else:
+                d = json.loads(text)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+            raise ValueError(f"cannot parse parameter file {path}: {exc}") from exc
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"parameter file {path} must hold a mapping of groups, got {type(d).__name__}")
+        return cls.from_dict(d)
+
+    def save(self, path: str | Path) -> None:
+        """Write parameters as JSON (or YAML when the suffix is ``.yaml``/``.yml``)."""
+        path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2))
