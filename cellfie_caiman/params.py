@@ -168,7 +168,7 @@ class Params:
     output: OutputParams = field(default_factory=OutputParams)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Params":
+    def from_dict(cls, d: dict[str, Any] | None) -> Params:
         """Build from ``{'group': {'key': value}}``; unknown groups or keys raise ``ValueError``."""
         d = d or {}
         unknown = set(d) - set(_GROUPS)
@@ -196,7 +196,7 @@ class Params:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> "Params":
+    def load(cls, path: str | Path) -> Params:
         """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file."""
         path = Path(path)
         if not path.exists():

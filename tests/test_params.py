@@ -1,0 +1,57 @@
+"""Params: groups, defaults, JSON/YAML round trips and clear errors."""
+import json
+
+import pytest
+
+from cellfie_caiman.params import Params
+
+
+def test_defaults_follow_caiman_names():
+    p = Params()
+    assert p.refine.p == 1 and p.refine.nb == 2
+    assert p.quality.min_SNR == 2.5 and p.quality.rval_thr == 0.8
+    assert p.summary.batch_frames == 250
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_round_trip(tmp_path, suffix):
+    p = Params.from_dict({"data": {"fr": 7.5, "decay_time": 1.0}, "refine": {"gSig": [5, 6], "p": 2}})
+    path = tmp_path / f"params{suffix}"
+    p.save(path)
+    q = Params.load(path)
+    assert q == p
+    assert q.refine.gSig == (5, 6)
+
+
+def test_saved_json_is_grouped(tmp_path):
+    path = tmp_path / "p.json"
+    Params.from_dict({"quality": {"min_SNR": 3.0}}).save(path)
+    d = json.loads(path.read_text())
+    assert d["quality"]["min_SNR"] == 3.0
+    assert set(d) == {"data", "summary", "detection", "refine", "quality", "output"}
+
+
+def test_unknown_group_and_key_are_named():
+    with pytest.raises(ValueError, match="nosuchgroup"):
+        Params.from_dict({"nosuchgroup": {}})
+    with pytest.raises(ValueError, match="frame_rate"):
+        Params.from_dict({"data": {"frame_rate": 30}})
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        Params.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        Params.load(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        Params.load(lst)
+
+
+def test_diameter_from_pixel_size():
+    assert Params.from_dict({"data": {"neuron_diameter": 9}}).data.diameter_pixels() == 9.0
+    assert Params.from_dict({"data": {"pixel_size": 1.25, "soma_diameter_um": 12.5}}).data.diameter_pixels() == 10.0
+    assert Params().data.diameter_pixels() is None
