@@ -1,0 +1,400 @@
+"""Pictures of a run: contours over the correlation image, the probability map, traces, a segmentation GIF.
+
+Every function draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot state, no display
+needed) and writes its file atomically (:func:`cellfie_caiman._files.atomic_path`), so an interrupted run never leaves
+a half-written picture.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ._files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+_GT_COLOUR = "#00e5ff"
+_REJECTED_COLOUR = "#ff4040"
+_GREYS = 64
+
+
+def _figure(width_in: float, height_in: float, dpi: int = 110):
+    """A figure on the Agg canvas (independent of pyplot and of the user's backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", bbox_inches="tight", pad_inches=0.05)
+    logger.info("wrote %s", path)
+    return path
+
+
+def _stretch(image: np.ndarray, low: float = 1.0, high: float = 99.7) -> tuple[float, float]:
+    """Display limits from percentiles of the finite values (robust to a few hot pixels)."""
+    finite = np.asarray(image, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    vmin, vmax = np.percentile(finite, [low, high])
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    return float(vmin), float(vmax)
+
+
+def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
+    """Outline of each mask as polygons in (x, y) = (col, row) pixel coordinates.
+
+    Parameters
+    ----------
+    masks : ndarray, bool, shape (K, rows, cols)
+
+    Returns
+    -------
+    list of length K; item k is a list of (n, 2) arrays (x, y), one per closed outline of mask k, tracing the
+    pixel edges at half-pixel offsets so that a one-pixel mask still has a visible outline.
+    """
+    from skimage.measure import find_contours
+
+    out = []
+    for mask in np.asarray(masks, dtype=bool):
+        if not mask.any():
+            out.append([])
+            continue
+        rows, cols = np.nonzero(mask)
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        crop = np.pad(mask[r0:r1, c0:c1], 1).astype(np.float32)
+        polys = []
+        for contour in find_contours(crop, 0.5):
+            # contour is (row, col) in the padded crop: undo the pad and the crop, return (x, y)
+            polys.append(np.column_stack([contour[:, 1] - 1 + c0, contour[:, 0] - 1 + r0]))
+        out.append(polys)
+    return out
+
+
+def _add_contours(ax, masks, colours, linewidth, linestyle="solid", label=None):
+    from matplotlib.collections import LineCollection
+
+    segments, seg_colours = [], []
+    for polys, colour in zip(mask_contours(masks), colours, strict=True):
+        for poly in polys:
+            segments.append(poly)
+            seg_colours.append(colour)
+    if not segments:
+        return None
+    lc = LineCollection(segments, colors=seg_colours, linewidths=linewidth, linestyles=linestyle, label=label)
+    ax.add_collection(lc)
+    return lc
+
+
+def plot_contours(
+    background: np.ndarray,
+    masks: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    scores: Sequence[float] | None = None,
+    accepted: Sequence[bool] | None = None,
+    gt_masks: np.ndarray | None = None,
+    title: str | None = None,
+    background_label: str = "correlation image",
+    score_label: str = "detection score",
+) -> Path:
+    """Contours of the ROIs over a summary image, coloured by score; ground truth and rejected ones distinguished.
+
+    Parameters
+    ----------
+    background : ndarray, shape (rows, cols)
+        Image shown in grey (the local correlation image), contrast-stretched between its 1st and 99.7th percentile.
+    masks : ndarray, bool, shape (K, rows, cols)
+        ROIs to outline.
+    path : path
+        Output picture (PNG; the format follows the suffix).
+    scores : sequence of K floats, optional
+        Colour of each outline (viridis; 0..1 when all scores lie in that range). None: one colour for all.
+    accepted : sequence of K bool, optional
+        False marks a component rejected by quality control: drawn as a red outline.
+    gt_masks : ndarray, bool, shape (N, rows, cols), optional
+        Ground-truth ROIs, drawn as thin cyan dashed outlines under the others.
+    title : str, optional
+    background_label, score_label : str
+        Texts of the legend entry of the background image and of the colour bar.
+    """
+    from matplotlib import colors
+    from matplotlib.lines import Line2D
+
+    background = np.asarray(background, dtype=np.float32)
+    masks = np.asarray(masks, dtype=bool).reshape((-1,) + background.shape)
+    k = len(masks)
+    accepted = np.ones(k, bool) if accepted is None else np.asarray(accepted, dtype=bool)
+    if accepted.shape != (k,):
+        raise ValueError(f"accepted has shape {accepted.shape}, expected ({k},) for {k} masks")
+    rows, cols = background.shape
+    width = 7.5
+    height = max(3.0, width * rows / cols * 0.92)
+    fig = _figure(width, height)
+    ax = fig.add_subplot(1, 1, 1)
+    vmin, vmax = _stretch(background)
+    ax.imshow(background, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+    handles = [Line2D([], [], color="0.6", lw=0, marker="s", markersize=8, label=background_label)]
+    linewidth = 1.2 if max(rows, cols) <= 300 else 0.8
+    if gt_masks is not None and len(gt_masks):
+        gt_masks = np.asarray(gt_masks, dtype=bool).reshape((-1,) + background.shape)
+        _add_contours(ax, gt_masks, [_GT_COLOUR] * len(gt_masks), linewidth * 0.8, "dashed")
+        handles.append(Line2D([], [], color=_GT_COLOUR, ls="--", lw=1, label=f"ground truth ({len(gt_masks)})"))
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if scores.shape != (k,):
+            raise ValueError(f"scores has shape {scores.shape}, expected ({k},) for {k} masks")
+        finite = scores[np.isfinite(scores)]
+        lo, hi = (0.0, 1.0) if finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1) else (
+            float(finite.min()), float(max(finite.max(), finite.min() + 1e-9)))
+        norm = colors.Normalize(lo, hi)
+        cmap = _viridis()
+        colour_of = [cmap(norm(s)) if np.isfinite(s) else (1, 1, 1, 1) for s in scores]
+    else:
+        norm = cmap = None
+        colour_of = ["#ffd400"] * k
+    good = np.flatnonzero(accepted)
+    bad = np.flatnonzero(~accepted)
+    if len(bad):
+        _add_contours(ax, masks[bad], [_REJECTED_COLOUR] * len(bad), linewidth)
+        handles.append(Line2D([], [], color=_REJECTED_COLOUR, lw=1.5, label=f"rejected ({len(bad)})"))
+    _add_contours(ax, masks[good], [colour_of[i] for i in good], linewidth)
+    label = "accepted" if len(bad) else "ROIs"
+    handles.append(Line2D([], [], color=colour_of[good[0]] if len(good) else "#ffd400", lw=1.5,
+                          label=f"{label} ({len(good)})"))
+    if cmap is not None:
+        from matplotlib.cm import ScalarMappable
+
+        sm = ScalarMappable(norm=norm, cmap=cmap)
+        sm.set_array([])
+        cbar = fig.colorbar(sm, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
+        cbar.set_label(score_label)
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xlabel("column (px)")
+    ax.set_ylabel("row (px)")
+    leg = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=len(handles), fontsize=8,
+                    frameon=False, handlelength=1.8)
+    leg.set_in_layout(True)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _viridis():
+    from matplotlib import colormaps
+
+    return colormaps["viridis"]
+
+
+def plot_probability(
+    prob_map: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    masks: np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """The network's neuron-probability map (0..1, magma), with the detected ROIs outlined in thin white.
+
+    Parameters
+    ----------
+    prob_map : ndarray, float, shape (rows, cols)
+        Probability that a pixel belongs to a neuron.
+    path : path
+        Output picture.
+    masks : ndarray, bool, shape (K, rows, cols), optional
+        Detected ROIs to outline.
+    title : str, optional
+    """
+    prob_map = np.asarray(prob_map, dtype=np.float32)
+    rows, cols = prob_map.shape
+    width = 7.0
+    fig = _figure(width, max(3.0, width * rows / cols * 0.92))
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(prob_map, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if masks is not None and len(masks):
+        masks = np.asarray(masks, dtype=bool).reshape((-1,) + prob_map.shape)
+        _add_contours(ax, masks, [(1, 1, 1, 0.7)] * len(masks), 0.6 if max(rows, cols) > 300 else 1.0)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
+    cbar.set_label("P(neuron)")
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_xlabel("column (px)")
+    ax.set_ylabel("row (px)")
+    ax.set_title(title or "probability map", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_traces(
+    traces: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    fr: float,
+    raw: np.ndarray | None = None,
+    snr: Sequence[float] | None = None,
+    labels: Sequence[str] | None = None,
+    n: int = 20,
+    title: str | None = None,
+) -> Path:
+    """Stacked traces of the N components with the highest SNR (or the first N), each scaled to its own range.
+
+    Parameters
+    ----------
+    traces : ndarray, shape (K, T)
+        Denoised traces (CaImAn's ``C``), drawn in colour.
+    path : path
+        Output picture.
+    fr : float
+        Frame rate in Hz (time axis in seconds).
+    raw : ndarray, shape (K, T), optional
+        Raw traces (``C + YrA``), drawn in grey behind the denoised ones with the same scaling.
+    snr : sequence of K floats, optional
+        Ranking (highest first) and label of each trace.
+    labels : sequence of K str, optional
+        Name of each trace (default ``ROI k``).
+    n : int
+        Number of traces shown.
+    title : str, optional
+    """
+    traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
+    k, t = traces.shape
+    if raw is not None:
+        raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
+        if raw.shape != traces.shape:
+            raise ValueError(f"raw traces have shape {raw.shape}, denoised {traces.shape}")
+    if not fr > 0:
+        raise ValueError(f"frame rate must be positive, got {fr}")
+    if snr is not None:
+        snr = np.asarray(snr, dtype=np.float64).reshape(-1)
+        if snr.shape != (k,):
+            raise ValueError(f"snr has shape {snr.shape}, expected ({k},)")
+        order = np.argsort(-np.nan_to_num(snr, nan=-np.inf), kind="stable")[:n]
+    else:
+        order = np.arange(min(k, n))
+    labels = [f"ROI {i}" for i in range(k)] if labels is None else list(labels)
+    shown = len(order)
+    fig = _figure(9.0, max(2.5, 0.42 * shown + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    time = np.arange(t) / fr
+    colours = _viridis()(np.linspace(0.05, 0.85, max(shown, 1)))
+    for row, i in enumerate(order):
+        ref = raw[i] if raw is not None else traces[i]
+        lo, hi = np.nanpercentile(ref, [1, 99.9]) if t > 1 else (ref.min(), ref.max() + 1)
+        scale = 0.9 / (hi - lo) if hi > lo else 1.0
+        offset = shown - 1 - row
+        if raw is not None:
+            ax.plot(time, (raw[i] - lo) * scale + offset, color="0.7", lw=0.6)
+        ax.plot(time, (traces[i] - lo) * scale + offset, color=colours[row], lw=0.9)
+        text = labels[i] if snr is None else f"{labels[i]}  SNR {snr[i]:.1f}"
+        ax.text(-0.01, offset + 0.3, text, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
+    ax.set_yticks([])
+    ax.set_xlim(time[0], time[-1] if t > 1 else 1.0 / fr)
+    ax.set_ylim(-0.3, shown + 0.1)
+    ax.set_xlabel("time (s)")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    what = "denoised (colour) and raw (grey) traces" if raw is not None else "traces"
+    ax.set_title(title or f"{what}, top {shown} of {k}" + (" by SNR" if snr is not None else ""), fontsize=10)
+    return _save(fig, path)
+
+
+def _read_frames(movie, start: int, stop: int) -> np.ndarray:
+    if hasattr(movie, "read"):
+        return np.asarray(movie.read(start, stop), dtype=np.float32)
+    return np.nan_to_num(np.asarray(movie[start:stop], dtype=np.float32))
+
+
+def save_gif(
+    movie,
+    masks: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    n_frames: int = 200,
+    start: int = 0,
+    fps: float = 15.0,
+    smooth: int = 3,
+    min_size: int = 256,
+    max_size: int = 512,
+) -> Path:
+    """A stretch of the movie as an animated GIF, grey, with the ROI outlines drawn in yellow on every frame.
+
+    Parameters
+    ----------
+    movie : Movie or ndarray, shape (T, rows, cols)
+        A :class:`cellfie_caiman.io.Movie` (read with ``.read``) or an array.
+    masks : ndarray, bool, shape (K, rows, cols)
+        ROIs to outline.
+    path : path
+        Output ``.gif``.
+    n_frames : int
+        Frames shown (fewer if the movie is shorter).
+    start : int
+        First frame.
+    fps : float
+        Playback rate.
+    smooth : int
+        Running mean over this many frames (reduces shot noise; 1 = none).
+    min_size, max_size : int
+        The longer side of the GIF is scaled up (by an integer factor, nearest neighbour) to at least ``min_size``
+        pixels and down (by block averaging) to at most ``max_size``.
+    """
+    from PIL import Image
+
+    n_total = len(movie)
+    start = int(min(max(start, 0), max(n_total - 1, 0)))
+    stop = int(min(n_total, start + max(1, n_frames) + max(smooth, 1) - 1))
+    frames = _read_frames(movie, start, stop)
+    if smooth > 1 and len(frames) >= smooth:
+        c = np.cumsum(frames, axis=0, dtype=np.float64)
+        c = np.concatenate([np.zeros((1,) + frames.shape[1:]), c])
+        frames = ((c[smooth:] - c[:-smooth]) / smooth).astype(np.float32)
+    frames = frames[:n_frames]
+    rows, cols = frames.shape[1:]
+    masks = np.asarray(masks, dtype=bool).reshape((-1, rows, cols))
+    outline = np.zeros((rows, cols), bool)
+    for m in masks:
+        outline |= m & ~ndimage.binary_erosion(m)
+    # shrink by block averaging, or grow by an integer nearest-neighbour factor
+    down = int(np.ceil(max(rows, cols) / max_size))
+    if down > 1:
+        r, c = rows // down * down, cols // down * down
+        frames = frames[:, :r, :c].reshape(len(frames), r // down, down, c // down, down).mean(axis=(2, 4))
+        outline = outline[:r, :c].reshape(r // down, down, c // down, down).any(axis=(1, 3))
+    longest = max(frames.shape[1:])
+    up = max(1, int(np.ceil(min_size / longest)))
+    while up > 1 and longest * up > max_size:
+        up -= 1
+    sample = frames[:: max(1, len(frames) // 50)]
+    vmin, vmax = _stretch(sample, 0.5, 99.8)
+    # 64 grey levels: indistinguishable on screen, and LZW compresses the noise far better than with 256
+    levels = np.clip((frames - vmin) / (vmax - vmin) * (_GREYS - 1), 0, _GREYS - 1).astype(np.uint8)
+    levels[:, outline] = _GREYS
+    if up > 1:
+        levels = levels.repeat(up, axis=1).repeat(up, axis=2)
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:_GREYS] = np.linspace(0, 255, _GREYS)[:, None].astype(np.uint8)
+    palette[_GREYS] = (255, 212, 0)
+    images = []
+    for frame in levels:
+        img = Image.frombytes("P", (frame.shape[1], frame.shape[0]), np.ascontiguousarray(frame).tobytes())
+        img.putpalette(palette.ravel().tolist())
+        images.append(img)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
+                       loop=0, optimize=False)
+    logger.info("wrote %s (%d frames)", path, len(images))
+    return path
+

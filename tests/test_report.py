@@ -1,0 +1,107 @@
+"""Pictures: valid PNG/GIF files, outlines where the masks are, atomic writes."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from cellfie_caiman import report
+
+
+def _disks(shape, centers, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.array([(yy - r) ** 2 + (xx - c) ** 2 <= radius**2 for r, c in centers])
+
+
+@pytest.fixture
+def scene():
+    rng = np.random.default_rng(1)
+    shape = (48, 64)
+    masks = _disks(shape, [(10, 10), (30, 40), (12, 50)], 4)
+    image = rng.random(shape).astype(np.float32) + masks.sum(0)
+    return image, masks
+
+
+def test_mask_contours_trace_the_mask_edge():
+    masks = _disks((20, 30), [(8, 12)], 3)
+    (polys,) = report.mask_contours(masks)
+    assert len(polys) == 1
+    x, y = polys[0][:, 0], polys[0][:, 1]
+    rows, cols = np.nonzero(masks[0])
+    # the outline runs half a pixel outside the outermost pixel centres
+    assert np.isclose(x.min(), cols.min() - 0.5) and np.isclose(x.max(), cols.max() + 0.5)
+    assert np.isclose(y.min(), rows.min() - 0.5) and np.isclose(y.max(), rows.max() + 0.5)
+    assert report.mask_contours(np.zeros((1, 5, 5), bool)) == [[]]
+
+
+def test_pictures_are_valid_png(tmp_path, scene):
+    image, masks = scene
+    paths = [
+        report.plot_contours(image, masks, tmp_path / "c.png", scores=[0.9, 0.6, 0.7], accepted=[True, False, True],
+                             gt_masks=masks[:2], title="t"),
+        report.plot_probability(image / image.max(), tmp_path / "p.png", masks=masks),
+        report.plot_traces(np.random.default_rng(0).random((3, 50)), tmp_path / "t.png", fr=10.0, snr=[1, 3, 2]),
+    ]
+    for path in paths:
+        with Image.open(path) as im:
+            im.verify()
+            assert im.format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "p.png", "t.png"]  # no temp files left
+
+
+def test_contours_drawn_in_score_colours(tmp_path):
+    """Pixels on a mask's outline take the colour the colour map gives its score."""
+    from matplotlib import colormaps
+
+    masks = _disks((60, 60), [(30, 30)], 12)
+    path = report.plot_contours(np.zeros((60, 60)), masks, tmp_path / "c.png", scores=[1.0])
+    rgb = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
+    yellow = np.array(colormaps["viridis"](1.0)[:3]) * 255
+    assert (np.abs(rgb - yellow).max(axis=1) < 30).sum() > 50
+
+
+def test_bad_lengths_are_refused(tmp_path, scene):
+    image, masks = scene
+    with pytest.raises(ValueError, match="scores"):
+        report.plot_contours(image, masks, tmp_path / "c.png", scores=[1.0])
+    with pytest.raises(ValueError, match="accepted"):
+        report.plot_contours(image, masks, tmp_path / "c.png", accepted=[True])
+    assert not list(tmp_path.iterdir())
+
+
+def test_gif_frames_show_movie_and_outlines(tmp_path, scene):
+    _, masks = scene
+    rng = np.random.default_rng(2)
+    t = 40
+    movie = rng.random((t, 48, 64)).astype(np.float32)
+    movie[:, 30, 40] += np.linspace(0, 5, t, dtype=np.float32)  # a pixel brightening over time
+    path = report.save_gif(movie, masks, tmp_path / "m.gif", n_frames=30, smooth=1, min_size=128)
+    with Image.open(path) as im:
+        assert im.format == "GIF"
+        assert im.n_frames == 30
+        assert im.size == (64 * 2, 48 * 2)  # scaled up by an integer factor to reach min_size
+        first = np.asarray(im.convert("RGB")).astype(int)
+        im.seek(29)
+        last = np.asarray(im.convert("RGB")).astype(int)
+    # an outline pixel (edge of the first disk, top row of it) is yellow in every frame
+    yy, xx = 6 * 2, 10 * 2
+    assert tuple(first[yy, xx]) == (255, 212, 0) and tuple(last[yy, xx]) == (255, 212, 0)
+    # the brightening pixel is grey and brighter at the end than at the start
+    px = first[30 * 2, 40 * 2]
+    assert px[0] == px[1] == px[2] and last[30 * 2, 40 * 2][0] > px[0]
+
+
+def test_interrupted_picture_leaves_previous_file(tmp_path, scene, monkeypatch):
+    image, masks = scene
+    path = tmp_path / "c.png"
+    path.write_bytes(b"previous")
+    from matplotlib.figure import Figure
+
+    def boom(self, *args, **kwargs):
+        with open(args[0], "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", boom)
+    with pytest.raises(KeyboardInterrupt):
+        report.plot_contours(image, masks, path)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.png"]
