@@ -1,0 +1,396 @@
+"""The one place that talks to CaImAn: seeded CNMF with our masks, and its results as our :class:`Estimates`.
+
+CaImAn is optional and imported lazily. It is GPL-2 software that this module *calls*; none of its code is copied.
+What CaImAn expects (see ``shared/reference/caiman-interop.md``):
+
+* the seeds as a dense **boolean** ``Ain`` of shape (pixels, K) whose columns are masks flattened in Fortran order
+  (float or sparse ``Ain`` without ``Cin`` fail inside CaImAn);
+* ``rf=None`` (patch mode silently ignores ``Ain``) and ``only_init=False``;
+* ``Estimates.evaluate_components`` only works on an ``np.memmap`` of shape (T, rows, cols) in CaImAn's C-order
+  memmap layout, so in-memory movies are first written with :func:`cellfie_caiman.io.save_memmap`.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "CaImAn is not installed (or the installed 'caiman' is not CaImAn: 'pip install caiman' gets an unrelated "
+    "package). Install it with conda: `conda install -c conda-forge caiman` "
+    "(see https://github.com/flatironinstitute/CaImAn). "
+    "refine(..., backend='builtin') needs nothing extra and runs our own seeded CNMF instead."
+)
+
+
+@functools.lru_cache(maxsize=1)
+def caiman_available() -> bool:
+    """Whether the real CaImAn is installed, found without importing it (cached; CaImAn imports TensorFlow).
+
+    Returns
+    -------
+    bool
+        True when a ``caiman`` package with a ``caiman/source_extraction`` subpackage is installed.
+    """
+    try:
+        spec = importlib.util.find_spec("caiman")
+    except (ImportError, ValueError):  # a broken or partial 'caiman'
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    # look for the subpackage on disk: find_spec('caiman.source_extraction') would import caiman (and TensorFlow)
+    return any((Path(loc) / "source_extraction" / "__init__.py").is_file() for loc in spec.submodule_search_locations)
+
+
+def _require_caiman():
+    """Import and return the ``caiman`` module, or raise an ImportError that says how to get it."""
+    if not caiman_available():
+        raise ImportError(INSTALL_HINT)
+    try:
+        import caiman
+        from caiman.source_extraction.cnmf import cnmf  # noqa: F401 - checks the subpackage really imports
+    except ImportError as exc:
+        raise ImportError(f"{INSTALL_HINT} (importing it failed: {exc})") from exc
+    return caiman
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+def _seed_masks(init: Any, dims: tuple[int, int]) -> np.ndarray:
+    """Seeds as bool masks (K, rows, cols) from an Initialization, bool masks (K, rows, cols) or Ain (pixels, K).
+
+    Non-boolean seeds are binarised (``!= 0``) with a warning: CaImAn cannot use soft footprints without traces.
+    """
+    if hasattr(init, "masks") and getattr(init, "masks", None) is not None:
+        arr = np.asarray(init.masks)
+        name = "init.masks"
+    elif hasattr(init, "Ain"):
+        arr = init.Ain
+        name = "init.Ain"
+    else:
+        arr = init
+        name = "init"
+    if hasattr(arr, "toarray"):  # scipy sparse Ain
+        arr = arr.toarray()
+    arr = np.asarray(arr)
+    rows, cols = dims
+    if arr.ndim == 3:
+        if arr.shape[1:] != (rows, cols):
+            raise ValueError(f"{name}: masks have frame shape {arr.shape[1:]}, the movie has {(rows, cols)}")
+        masks = arr
+    elif arr.ndim == 2:
+        if arr.shape[0] != rows * cols:
+            raise ValueError(
+                f"{name}: Ain has {arr.shape[0]} rows, expected rows*cols = {rows * cols} pixels for frames {dims}")
+        masks = arr.T.reshape(arr.shape[1], cols, rows).transpose(0, 2, 1)  # column k is mask k flattened in F order
+    else:
+        raise ValueError(f"{name}: expected bool masks (K, rows, cols) or Ain (pixels, K), got shape {arr.shape}")
+    if masks.dtype != bool:
+        if not np.all(np.isfinite(masks)):
+            raise ValueError(f"{name}: seeds contain NaN or inf")
+        logger.warning("%s has dtype %s: binarising (non-zero -> True); CaImAn needs boolean seeds", name, masks.dtype)
+        masks = masks != 0
+    if masks.shape[0] == 0:
+        raise ValueError(f"{name}: no seeds (K = 0); nothing to refine")
+    empty = np.flatnonzero(~masks.reshape(masks.shape[0], -1).any(axis=1))
+    if empty.size:
+        raise ValueError(f"{name}: seeds {empty.tolist()[:20]} are empty masks; remove them before refining")
+    return masks
+
+
+def masks_to_ain(masks: np.ndarray) -> np.ndarray:
+    """CaImAn's seeding matrix from masks.
+
+    Parameters
+    ----------
+    masks : ndarray of bool, shape (K, rows, cols)
+
+    Returns
+    -------
+    ndarray of bool, shape (rows*cols, K), Fortran-ordered
+        Column k is ``masks[k].flatten('F')`` (pixel index ``i + j*rows``).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    k = masks.shape[0]
+    return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
+
+
+def _params_groups(params: Any) -> dict[str, Any]:
+    """Our Params (or a dict of groups, or None) as a validated Params."""
+    from ..params import Params
+
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, Mapping):
+        return Params.from_dict(dict(params))
+    raise TypeError(f"params: expected a Params, a dict of groups or None, got {type(params).__name__}")
+
+
+def _gsig(params, masks: np.ndarray) -> list[int]:
+    """CaImAn's ``gSig`` (half-size of a neuron, px): refine.gSig, else half the neuron diameter, else from masks."""
+    if params.refine.gSig is not None:
+        return [int(v) for v in params.refine.gSig]
+    diameter = params.data.diameter_pixels()
+    if diameter is None:
+        areas = masks.reshape(masks.shape[0], -1).sum(axis=1)
+        diameter = 2.0 * np.sqrt(np.median(areas) / np.pi)  # equivalent-disc diameter of the median seed
+    g = max(1, int(round(diameter / 2.0)))
+    return [g, g]
+
+
+def caiman_params_dict(params: Any, dims: tuple[int, int], masks: np.ndarray,
+                       n_processes: int = 1) -> dict[str, dict[str, Any]]:
+    """The ``CNMFParams(params_dict=...)`` groups for a seeded run from our parameters.
+
+    Parameters
+    ----------
+    params : Params, dict of groups or None
+        Groups used: data (fr, decay_time, neuron_diameter), refine (p, nb, merge_thr, gSig), quality (min_SNR,
+        SNR_lowest, rval_thr, rval_lowest).
+    dims : (rows, cols)
+    masks : ndarray of bool (K, rows, cols)
+        The seeds (their size gives ``gSig`` when neither ``refine.gSig`` nor a neuron diameter is set).
+    n_processes : int
+
+    Returns
+    -------
+    dict
+        ``{group: {key: value}}`` in CaImAn's names.
+    """
+    p = _params_groups(params)
+    order = int(p.refine.p)
+    return {
+        "data": {"dims": tuple(int(d) for d in dims), "fr": float(p.data.fr), "decay_time": float(p.data.decay_time)},
+        "patch": {"rf": None, "only_init": False, "n_processes": int(n_processes)},
+        "preprocess": {"p": order},  # CNMF.fit restores temporal.p from preprocess.p before deconvolving
+        "temporal": {"p": order},
+        "init": {"K": int(masks.shape[0]), "gSig": _gsig(p, masks), "nb": int(p.refine.nb)},
+        "merging": {"merge_thr": float(p.refine.merge_thr)},
+        "quality": {"min_SNR": float(p.quality.min_SNR), "SNR_lowest": float(p.quality.SNR_lowest),
+                    "rval_thr": float(p.quality.rval_thr), "rval_lowest": float(p.quality.rval_lowest),
+                    "use_cnn": False},  # CaImAn's CNN weights are not part of its source; never assume them
+    }
+
+
+def _is_caiman_memmap(images: Any) -> bool:
+    """True for the (T, rows, cols) view CaImAn builds from its own C-order memmap (``Yr.T`` reshaped in F order)."""
+    return (isinstance(images, np.memmap) and images.ndim == 3 and images.dtype == np.float32
+            and images.flags.f_contiguous and getattr(images, "filename", None) is not None)
+
+
+def _caiman_images(images: Any, workdir: str | None):
+    """Images as CaImAn wants them: ``(memmap (T, rows, cols), mmap path, temporary dir or None)``.
+
+    A CaImAn memmap view is used as is; a C-order CaImAn memmap (path or Movie) is opened directly; anything else that
+    :func:`cellfie_caiman.io.load_movie` accepts is streamed to a C-order memmap in ``workdir`` (a new temporary
+    directory when None) by :func:`cellfie_caiman.io.save_memmap`.
+    """
+    caiman = _require_caiman()
+    if _is_caiman_memmap(images):
+        return images, str(images.filename), None
+    from .. import io
+
+    movie = io.load_movie(images)
+    tmpdir = None
+    if movie.memmap_file is not None and movie.memmap_order == "C":  # already CaImAn's layout: no copy
+        fname = str(movie.memmap_file)
+    else:
+        if workdir is None:
+            tmpdir = workdir = tempfile.mkdtemp(prefix="cellfie_caiman_")
+        fname = io.save_memmap(movie, "cellfie_seeded", order="C", directory=workdir)
+        logger.info("wrote CaImAn memmap %s", fname)
+    Yr, dims, T = caiman.load_memmap(fname)
+    imgs = np.reshape(Yr.T, [T] + list(dims), order="F")
+    return imgs, fname, tmpdir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# seeded CNMF
+# ----------------------------------------------------------------------------------------------------------------
+
+def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *, refit: bool = False,
+                evaluate: bool = True, caiman_params: Mapping[str, Mapping[str, Any]] | None = None,
+                workdir: str | None = None):
+    """Run CaImAn's CNMF seeded with our masks and evaluate the components.
+
+    Parameters
+    ----------
+    images : np.memmap, path, ndarray (T, rows, cols) or Movie
+        The movie. A CaImAn memmap view (``np.reshape(Yr.T, [T] + dims, order='F')``) or a C-order CaImAn
+        ``.mmap`` path is used directly; anything else is first written as a C-order CaImAn memmap (CaImAn's
+        component evaluation needs one), in ``workdir`` or in a temporary directory that is removed afterwards.
+    init : Initialization, ndarray of bool (K, rows, cols), or ndarray (rows*cols, K)
+        The seeds. An Initialization's ``masks`` are used. Non-boolean seeds are binarised (``!= 0``).
+    params : Params, dict of groups, or None
+        Our parameters (groups data, refine, quality); see :func:`caiman_params_dict`.
+    dview : ipyparallel view or multiprocessing pool, optional
+        CaImAn's parallel back end; None runs in this process.
+    refit : bool
+        Also run ``cnm.refit`` after the first fit and evaluation. CaImAn's refit keeps only the *accepted*
+        components and re-runs CNMF from their (now soft, dilated) footprints, so footprints may grow beyond the
+        seeds and rejected seeds disappear. Off by default, as in CaImAn's seeded-CNMF demo.
+    evaluate : bool
+        Run ``estimates.evaluate_components`` (SNR and spatial correlation; the CNN is never used), filling
+        ``idx_components``, ``idx_components_bad``, ``SNR_comp``, ``r_values``.
+    caiman_params : dict of groups, optional
+        CaImAn parameters applied last (``{'temporal': {'ITER': 3}}``). ``patch.rf`` must stay None.
+    workdir : str, optional
+        Where to write the memmap of an in-memory movie; it is kept there. None: a temporary directory, removed
+        when the fit is done.
+
+    Returns
+    -------
+    caiman.source_extraction.cnmf.cnmf.CNMF
+        The fitted object. ``cnm.estimates`` holds A (csc, pixels x K', unit-norm F-order columns), C, S, YrA, b, f,
+        quality metrics, and ``seed_index`` (K',): for each component, the seed whose mask holds most of its
+        footprint's energy (K' <= K: CaImAn drops empty components and merges correlated overlapping ones).
+
+    Raises
+    ------
+    ImportError
+        CaImAn is not installed (the message says how to install it, and that ``backend='builtin'`` needs nothing).
+    ValueError
+        Seeds that do not fit the movie, or empty seeds.
+    """
+    _require_caiman()
+    from caiman.source_extraction.cnmf import cnmf as cnmf_mod
+    from caiman.source_extraction.cnmf.params import CNMFParams
+
+    imgs, fname, tmpdir = _caiman_images(images, workdir)
+    try:
+        T, rows, cols = imgs.shape
+        masks = _seed_masks(init, (rows, cols))
+        n_processes = 1
+        if dview is not None:  # multiprocessing Pool or ipyparallel view
+            n_processes = getattr(dview, "_processes", None) or (len(dview) if hasattr(dview, "__len__") else 1)
+        groups = caiman_params_dict(params, (rows, cols), masks, n_processes=n_processes)
+        for group, values in (caiman_params or {}).items():
+            groups.setdefault(group, {}).update(values)
+        if groups["patch"].get("rf") is not None:
+            raise ValueError("caiman_params: patch.rf must be None for seeded CNMF (CaImAn ignores Ain with patches)")
+        opts = CNMFParams(params_dict=groups)
+        logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", masks.shape[0], imgs.shape,
+                    groups["init"]["gSig"], groups["temporal"]["p"], groups["init"]["nb"])
+        cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(masks))
+        cnm.fit(imgs)
+        if evaluate or refit:
+            cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+        if refit:
+            cnm = cnm.refit(imgs, dview=dview)
+            if evaluate:
+                cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+        cnm.estimates.seed_index = seed_index(cnm.estimates.A, masks)
+        if cnm.estimates.A.shape[1] < masks.shape[0]:
+            logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
+                        cnm.estimates.A.shape[1], masks.shape[0])
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    if tmpdir is not None:
+        cnm.mmap_file = None  # the temporary memmap is gone
+    return cnm
+
+
+def seed_index(A: Any, masks: np.ndarray) -> np.ndarray:
+    """For each footprint, the seed whose mask holds the largest share of its energy.
+
+    Parameters
+    ----------
+    A : sparse or dense (rows*cols, K') footprints, F-order pixels
+    masks : ndarray of bool (K, rows, cols)
+
+    Returns
+    -------
+    ndarray of int (K',)
+        Index into ``masks``; -1 for a footprint that lies outside every seed.
+    """
+    ain = masks_to_ain(masks).astype(np.float64)
+    a2 = A.multiply(A) if hasattr(A, "multiply") else np.asarray(A, dtype=np.float64) ** 2
+    energy = np.asarray(ain.T @ a2 if not hasattr(a2, "tocsc") else (a2.T @ ain).T)  # (K, K')
+    if energy.size == 0:
+        return np.zeros(0, dtype=int)
+    idx = np.argmax(energy, axis=0).astype(int)
+    idx[energy.max(axis=0) <= 0] = -1
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# results
+# ----------------------------------------------------------------------------------------------------------------
+
+_ARRAY_FIELDS = ("C", "S", "YrA", "f", "b", "sn", "g", "F_dff", "idx_components", "idx_components_bad",
+                 "SNR_comp", "r_values", "cnn_preds", "seed_index")
+_OBJECT_FIELDS = ("bl", "c1", "neurons_sn", "lam")  # object arrays in CaImAn; float64 here
+
+
+def _as_float_array(values: Any) -> np.ndarray | None:
+    if values is None:
+        return None
+    return np.asarray([np.nan if v is None else float(v) for v in np.ravel(np.asarray(values, dtype=object))])
+
+
+def caiman_fields(cnm: Any) -> dict[str, Any]:
+    """CaImAn's estimates as plain arrays, under CaImAn's field names.
+
+    Parameters
+    ----------
+    cnm : CNMF or caiman Estimates
+
+    Returns
+    -------
+    dict
+        ``A`` (scipy csc, pixels x K), ``C``, ``S``, ``YrA`` (K x T), ``b`` (pixels x nb), ``f`` (nb x T), ``sn``,
+        ``g``, ``bl``, ``c1``, ``neurons_sn``, ``lam`` (float64, NaN where CaImAn has None), quality metrics,
+        ``dims``; only the fields CaImAn has set.
+    """
+    import scipy.sparse
+
+    est = getattr(cnm, "estimates", cnm)
+    out: dict[str, Any] = {}
+    if est.A is not None:
+        out["A"] = scipy.sparse.csc_matrix(est.A)
+    for name in _ARRAY_FIELDS:
+        value = getattr(est, name, None)
+        if value is None:
+            continue
+        if scipy.sparse.issparse(value):
+            value = value.toarray()
+        out[name] = np.asarray(value)
+    for name in _OBJECT_FIELDS:
+        value = _as_float_array(getattr(est, name, None))
+        if value is not None:
+            out[name] = value
+    dims = getattr(est, "dims", None) or getattr(cnm, "dims", None)
+    if dims is not None:
+        out["dims"] = tuple(int(d) for d in dims)
+    return out
+
+
+def estimates_from_caiman(cnm: Any):
+    """Our :class:`cellfie_caiman.refine.Estimates` from a fitted CaImAn CNMF (or its ``estimates``).
+
+    Parameters
+    ----------
+    cnm : caiman CNMF or caiman Estimates
+
+    Returns
+    -------
+    cellfie_caiman.refine.estimates.Estimates
+    """
+    from .estimates import Estimates
+
+    return Estimates.from_caiman(caiman_fields(cnm)) if hasattr(Estimates, "from_caiman") \
+        else Estimates(**caiman_fields(cnm))
