@@ -196,9 +196,10 @@ def _check_file_size(path: Path, expected: int, formula: str) -> None:
 class _TiffPagesReader(_Reader):
     """A multi-page TIFF decoded lazily, a range of pages per read (compressed or non-contiguous files)."""
 
-    def __init__(self, path: Path, shape, dtype):
+    def __init__(self, path: Path, shape, dtype, series: int | None = 0):
         self.source = str(path)
         self.path = path
+        self.series = series
         self.shape = shape
         self.dtype = dtype
         self._tf = None
@@ -215,7 +216,7 @@ class _TiffPagesReader(_Reader):
         if n <= 0:
             return np.empty((0,) + self.shape[1:], self.dtype)
         try:
-            data = self.tf.asarray(key=list(range(start, stop)), series=0, maxworkers=1)
+            data = self.tf.asarray(key=list(range(start, stop)), series=self.series, maxworkers=1)
         except Exception as exc:  # corrupt pages, missing codec, ...
             raise MovieError(f"{self.path}: cannot decode pages {start}..{stop - 1}: {exc}") from exc
         return np.asarray(data).reshape((n,) + self.shape[1:])
@@ -624,6 +625,18 @@ def _open_tiff(path: Path) -> _Reader:
             n_pages = len(series.pages)
             mappable = series.dataoffset is not None
             page_shape = tuple(series.pages[0].shape) if n_pages else ()
+            use_series = True
+            if len([s for s in shape if s != 1]) == 2 and len(tf.pages) > 1:
+                # pages written one by one (each its own series): the movie is all pages of the file
+                pages = [tf.pages[k] for k in range(len(tf.pages))]
+                shapes = {tuple(p.shape) for p in pages}
+                dtypes = {np.dtype(p.dtype) for p in pages}
+                if len(shapes) != 1 or len(dtypes) != 1:
+                    raise MovieError(f"{path}: pages of different shapes or types ({sorted(shapes)[:4]}, "
+                                     f"{sorted(map(str, dtypes))}) cannot form a movie")
+                page_shape = shapes.pop()
+                shape, dtype, n_pages, mappable, use_series = (len(pages),) + page_shape, dtypes.pop(), len(pages), \
+                    False, False
     except MovieError:
         raise
     except Exception as exc:
@@ -636,7 +649,7 @@ def _open_tiff(path: Path) -> _Reader:
         except Exception as exc:  # fall back to page reading
             logger.debug("%s: cannot memory-map (%s); decoding pages instead", path, exc)
     if n_pages == shape[0] and int(np.prod(page_shape)) == shape[1] * shape[2]:
-        return _TiffPagesReader(path, shape, np.dtype(dtype))
+        return _TiffPagesReader(path, shape, np.dtype(dtype), series=0 if use_series else None)
     raise MovieError(f"{path}: TIFF layout not supported for lazy reading ({n_pages} pages of shape {page_shape} "
                      f"for a movie of shape {shape}, not memory-mappable)")
 

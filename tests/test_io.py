@@ -1,0 +1,408 @@
+"""Tests of cellfie_caiman.io against files written by the libraries that own each format."""
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from cellfie_caiman.io import (
+    Movie,
+    MovieError,
+    NonFiniteWarning,
+    decode_memmap_name,
+    load_memmap,
+    load_movie,
+    save_memmap,
+)
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def movie():
+    rng = np.random.default_rng(0)
+    return (rng.random((23, 11, 7)) * 1000).astype(np.float32)  # rows != cols so transposes show
+
+
+def layout_offsets(T, d1, d2, order):
+    """Element offset of (t, i, j) in a CaImAn memmap, straight from the layout equations (p = i + j*d1)."""
+    t, i, j = np.meshgrid(np.arange(T), np.arange(d1), np.arange(d2), indexing="ij")
+    p = i + j * d1
+    return p * T + t if order == "C" else p + t * d1 * d2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CaImAn memmaps
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_save_memmap_bytes_follow_caiman_layout(tmp_path, movie, order):
+    T, d1, d2 = movie.shape
+    fname = save_memmap(movie, "memmap_", order=order, directory=tmp_path, chunk_frames=5)
+    assert Path(fname).name == f"memmap_d1_{d1}_d2_{d2}_d3_1_order_{order}_frames_{T}.mmap"
+    raw = np.fromfile(fname, dtype="<f4")
+    assert raw.size == T * d1 * d2
+    np.testing.assert_array_equal(raw[layout_offsets(T, d1, d2, order)], movie)  # nothing added, unlike CaImAn
+    # CaImAn's reader convention: images = reshape(Yr.T, [T] + dims, order='F')
+    Yr, dims, T2 = load_memmap(fname)
+    assert (dims, T2, Yr.shape) == ((d1, d2), T, (d1 * d2, T))
+    np.testing.assert_array_equal(np.reshape(Yr.T, [T] + list(dims), order="F"), movie)
+    m = load_movie(fname)
+    assert m.shape == movie.shape and m.memmap_order == order and m.memmap_file == fname
+    np.testing.assert_array_equal(m.to_array(), movie)
+    np.testing.assert_array_equal(m[4:9], movie[4:9])
+
+
+def test_save_memmap_default_directory_and_base_path(tmp_path, movie, monkeypatch):
+    fname = save_memmap(movie, str(tmp_path / "sub" / "Yr"))
+    assert Path(fname).parent == tmp_path / "sub"
+    monkeypatch.chdir(tmp_path)
+    fname = save_memmap(movie, "Yr", order="F")
+    assert Path(fname).parent == tmp_path
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]  # no temporary left behind
+
+
+def test_save_memmap_streams_from_a_lazy_source(tmp_path, movie):
+    src = tmp_path / "m.tif"
+    tifffile.imwrite(src, movie.astype(np.uint16), compression="zlib")
+    fname = save_memmap(src, tmp_path / "x", chunk_frames=4)
+    np.testing.assert_array_equal(load_movie(fname).to_array(), movie.astype(np.uint16).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", [
+    "mov_d1_11_d2_7_d3_1_order_F_frames_23_.mmap",        # older names end in _frames_T_.mmap
+    "mov_rig__d1_11_d2_7_d3_1_order_F_frames_23_.mmap",   # motion correction's names (double underscore)
+    "run_d2_3_d1_11_d2_7_d3_1_order_C_frames_23.mmap",    # the value after the *last* occurrence of a key wins
+])
+def test_memmaps_written_by_hand_with_caiman_names(tmp_path, movie, name):
+    T, d1, d2 = movie.shape
+    order = "C" if "order_C" in name else "F"
+    raw = np.empty(T * d1 * d2, np.float32)
+    raw[layout_offsets(T, d1, d2, order)] = movie
+    raw.tofile(tmp_path / name)
+    assert decode_memmap_name(name) == {"d1": d1, "d2": d2, "d3": 1, "order": order, "T": T}
+    np.testing.assert_array_equal(load_movie(tmp_path / name).to_array(), movie)
+    Yr, dims, T2 = load_memmap(tmp_path / name)
+    assert dims == (d1, d2) and T2 == T
+    np.testing.assert_array_equal(Yr[:, 3], raw[layout_offsets(T, d1, d2, order)][3].ravel(order="F"))
+
+
+def test_truncated_memmap_is_an_error_naming_the_file(tmp_path, movie):
+    fname = Path(save_memmap(movie, "Yr", directory=tmp_path))
+    data = fname.read_bytes()
+    fname.write_bytes(data[:-4])
+    for opener in (load_movie, load_memmap):
+        with pytest.raises(MovieError, match=fname.name + ".*truncated"):
+            opener(fname)
+
+
+def test_memmap_with_undecodable_name(tmp_path):
+    bad = tmp_path / "movie_frames.mmap"
+    np.zeros(10, np.float32).tofile(bad)
+    with pytest.raises(MovieError, match="movie_frames.mmap.*not a CaImAn memmap name"):
+        load_movie(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TIFF, folders, HDF5, NWB, npy, arrays
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_multipage_tiff(tmp_path, movie, compression):
+    data = movie.astype(np.uint16)
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, data, compression=compression)
+    m = load_movie(path)
+    assert (m.shape, m.dtype, m.n_frames, m.frame_shape, len(m)) == (data.shape, np.uint16, 23, (11, 7), 23)
+    np.testing.assert_array_equal(m[3:8], data[3:8])
+    np.testing.assert_array_equal(m[::4], data[::4])
+    np.testing.assert_array_equal(m[[5, 1, 5]], data[[5, 1, 5]])
+    np.testing.assert_array_equal(m[-1], data[-1])
+    np.testing.assert_array_equal(m[2:6, 3:5, -2], data[2:6, 3:5, -2])
+    out = m.read(3, 8)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, data[3:8].astype(np.float32))
+    m2 = pickle.loads(pickle.dumps(m))  # picklable (file handles are reopened)
+    np.testing.assert_array_equal(m2[10], data[10])
+
+
+def test_tiff_written_page_by_page(tmp_path, movie):
+    data = movie.astype(np.int16)
+    path = tmp_path / "pages.tiff"
+    with tifffile.TiffWriter(path) as tw:
+        for frame in data:
+            tw.write(frame, compression="zlib", description="frame")
+    np.testing.assert_array_equal(load_movie(path).to_array(), data.astype(np.float32))
+
+
+def test_real_shared_tiff_is_read_lazily():
+    path = DATA / "neurofinder.01.01" / "movie.tif"
+    if not path.exists():
+        pytest.skip(f"shared data absent: {path}")
+    m = load_movie(path)
+    assert m.shape == (101, 512, 512) and m.dtype == np.uint16
+    expected = tifffile.imread(path, key=range(40, 47))
+    np.testing.assert_array_equal(m[40:47], expected)
+    starts = [s for s, block in m.chunks(30)]
+    assert starts == [0, 30, 60, 90]
+    np.testing.assert_array_equal(m.read(40, 47), expected.astype(np.float32))
+
+
+def test_folder_of_frames_sorted_naturally(tmp_path, movie):
+    data = movie.astype(np.uint16)
+    for t, frame in enumerate(data):
+        tifffile.imwrite(tmp_path / f"image{t}.tiff", frame)  # image2 must come before image10
+    (tmp_path / "notes.txt").write_text("not a frame")
+    m = load_movie(tmp_path)
+    assert m.shape == data.shape
+    np.testing.assert_array_equal(m[:], data)
+    np.testing.assert_array_equal(m.read(8, 12), data[8:12].astype(np.float32))
+
+
+def test_folder_with_frames_of_different_shapes(tmp_path, movie):
+    for t, frame in enumerate(movie[:4]):
+        tifffile.imwrite(tmp_path / f"f{t:03d}.tif", frame)
+    tifffile.imwrite(tmp_path / "f004.tif", movie[4, :-1])
+    with pytest.raises(MovieError, match="f004.tif.*differs"):
+        load_movie(tmp_path)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(MovieError, match=f"{tmp_path.name}.*no .tif"):
+        load_movie(tmp_path)
+
+
+def test_hdf5_dataset_choice(tmp_path, movie):
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = movie
+        f["other/data"] = movie[:, ::-1] * 2
+        f["meta"] = np.arange(3)
+    np.testing.assert_array_equal(load_movie(path).to_array(), movie)
+    np.testing.assert_array_equal(load_movie(path, var_name="other/data")[:], movie[:, ::-1] * 2)
+    with pytest.raises(MovieError, match="m.h5.*no dataset 'nope'"):
+        load_movie(path, var_name="nope")
+    path2 = tmp_path / "only.hdf5"
+    with h5py.File(path2, "w") as f:
+        f.create_dataset("group/images", data=movie.astype(np.uint8), chunks=(4, 11, 7), compression="gzip")
+        f["vector"] = np.arange(5)
+    m = load_movie(path2)
+    assert m.dtype == np.uint8
+    np.testing.assert_array_equal(m[5:9], movie.astype(np.uint8)[5:9])
+    path3 = tmp_path / "two.h5"
+    with h5py.File(path3, "w") as f:
+        f["a"] = movie
+        f["b"] = movie
+    with pytest.raises(MovieError, match="two.h5.*var_name"):
+        load_movie(path3)
+
+
+def write_nwb(path, data, masks=None):
+    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import ImageSegmentation, OpticalChannel, TwoPhotonSeries
+
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    nwb = NWBFile(session_description="test", identifier="id", session_start_time=start)
+    device = nwb.create_device(name="scope")
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=520.0),
+        description="plane", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP6s",
+        location="V1")
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, rate=30.0,
+                                        unit="a.u."))
+    if masks is not None:
+        module = nwb.create_processing_module(name="ophys", description="rois")
+        seg = ImageSegmentation()
+        module.add(seg)
+        ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="rois", imaging_plane=plane)
+        for mask in masks:
+            ps.add_roi(image_mask=mask.astype(float))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+def test_nwb_two_photon_series(tmp_path, movie):
+    path = tmp_path / "m.nwb"
+    write_nwb(path, movie.astype(np.uint16))
+    m = load_movie(path)
+    assert m.shape == movie.shape  # NWB (time, x, y) is read as (time, rows, cols)
+    np.testing.assert_array_equal(m[:], movie.astype(np.uint16))
+    np.testing.assert_array_equal(load_movie(path, var_name="TwoPhotonSeries")[2], movie.astype(np.uint16)[2])
+    with pytest.raises(MovieError, match="m.nwb.*nope"):
+        load_movie(path, var_name="nope")
+
+
+def test_npy_is_memory_mapped(tmp_path, movie):
+    path = tmp_path / "m.npy"
+    np.save(path, movie)
+    m = load_movie(path)
+    np.testing.assert_array_equal(m[1:4], movie[1:4])
+    np.testing.assert_array_equal(m.to_array(), movie)
+
+
+def test_array_and_movie_sources(movie):
+    m = load_movie(movie)
+    assert load_movie(m) is m
+    assert m.source == "<ndarray>"
+    np.testing.assert_array_equal(np.asarray(m), movie)
+    chunks = list(m.chunks(10))
+    assert [s for s, _ in chunks] == [0, 10, 20]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in chunks]), movie)
+    assert sum(len(b) for _, b in m.chunks()) == len(movie)
+    with pytest.raises(IndexError):
+        m[23]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: always a MovieError that names the file
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "absent.tif"
+    with pytest.raises(MovieError, match="absent.tif"):
+        load_movie(path)
+    with pytest.raises(FileNotFoundError):
+        load_movie(path)
+
+
+def test_unknown_format(tmp_path):
+    path = tmp_path / "movie.avi"
+    path.write_bytes(b"RIFF")
+    with pytest.raises(MovieError, match="movie.avi.*unknown movie format"):
+        load_movie(path)
+
+
+@pytest.mark.parametrize("shape", [(5, 6), (3, 4, 5, 6), (2, 3, 4, 5, 6)])
+def test_wrong_number_of_dimensions(tmp_path, shape):
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros(shape, np.float32))
+    with pytest.raises(MovieError, match="bad.npy.*3-D"):
+        load_movie(path)
+    with pytest.raises(MovieError, match="3-D"):
+        load_movie(np.zeros(shape))
+
+
+def test_fewer_than_two_frames(tmp_path, movie):
+    path = tmp_path / "one.tif"
+    tifffile.imwrite(path, movie[:1].astype(np.uint16))
+    with pytest.raises(MovieError, match="one.tif.*(at least 2 frames|3-D)"):
+        load_movie(path)
+    with pytest.raises(MovieError, match="at least 2 frames"):
+        load_movie(movie[:1])
+    h5 = tmp_path / "one.h5"
+    with h5py.File(h5, "w") as f:
+        f["mov"] = movie[:1]
+    with pytest.raises(MovieError, match="one.h5.*at least 2 frames"):
+        load_movie(h5)
+
+
+@pytest.mark.parametrize("dtype", [complex, bool, "U3", object])
+def test_non_numeric_dtype(tmp_path, dtype):
+    arr = np.zeros((3, 4, 5), dtype=dtype)
+    with pytest.raises(MovieError, match="numeric"):
+        load_movie(arr)
+    if dtype is not object:
+        path = tmp_path / "x.npy"
+        np.save(path, arr)
+        with pytest.raises(MovieError, match="x.npy"):
+            load_movie(path)
+
+
+def test_corrupt_files(tmp_path, movie):
+    tif = tmp_path / "garbage.tif"
+    tif.write_bytes(b"this is not a tiff file at all" * 10)
+    with pytest.raises(MovieError, match="garbage.tif"):
+        load_movie(tif)
+    npy = tmp_path / "cut.npy"
+    np.save(npy, movie)
+    npy.write_bytes(npy.read_bytes()[:500])
+    with pytest.raises(MovieError, match="cut.npy"):
+        load_movie(npy)
+    h5 = tmp_path / "junk.h5"
+    h5.write_bytes(b"\x00" * 100)
+    with pytest.raises(MovieError, match="junk.h5"):
+        load_movie(h5)
+    # a multi-page TIFF whose last page's data is cut off: found when the page is decoded
+    cut = tmp_path / "cut.tif"
+    tifffile.imwrite(cut, movie.astype(np.uint16), compression="zlib")
+    data = bytearray(cut.read_bytes())
+    with tifffile.TiffFile(cut) as tf:
+        off, count = tf.pages[-1].dataoffsets[0], tf.pages[-1].databytecounts[0]
+    data[off:off + count] = b"\xff" * count
+    cut.write_bytes(bytes(data))
+    m = load_movie(cut)
+    np.testing.assert_array_equal(m[0], movie[0].astype(np.uint16))
+    with pytest.raises(MovieError, match="cut.tif"):
+        m.read(20, 23)
+
+
+def test_bad_source_type():
+    with pytest.raises(MovieError, match="not a movie source"):
+        load_movie(42)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Non-finite pixels
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_nan_pixels_are_filled_with_a_warning(tmp_path, movie):
+    bad = movie.copy()
+    bad[5:8, 2, 3] = np.nan           # interior gap: linear interpolation between frames 4 and 8
+    bad[0:3, 0, :] = np.nan           # border row at the start (motion correction): nearest later value
+    bad[10, 4, 4] = np.inf
+    bad[:, 9, 6] = np.nan             # a pixel that is never finite: the frame's median
+    n_bad = int((~np.isfinite(bad)).sum())
+    path = tmp_path / "nan.npy"
+    np.save(path, bad)
+    m = load_movie(path)
+    with pytest.warns(NonFiniteWarning, match=f"nan.npy.*{n_bad} non-finite"):
+        out = m.to_array()
+    assert np.isfinite(out).all()
+    expected = movie[4, 2, 3] + (movie[8, 2, 3] - movie[4, 2, 3]) * np.array([1, 2, 3]) / 4
+    np.testing.assert_allclose(out[5:8, 2, 3], expected, rtol=1e-6)
+    np.testing.assert_array_equal(out[0:3, 0, :], np.broadcast_to(movie[3, 0, :], (3, 7)))
+    np.testing.assert_allclose(out[10, 4, 4], (movie[9, 4, 4] + movie[11, 4, 4]) / 2, rtol=1e-6)
+    for t in range(len(movie)):
+        frame = bad[t]
+        assert out[t, 9, 6] == pytest.approx(np.median(frame[np.isfinite(frame)]))
+    untouched = np.isfinite(bad)
+    np.testing.assert_array_equal(out[untouched], movie[untouched])
+    assert m.n_filled == n_bad
+    # chunking does not change the answer, and raw indexing keeps the NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per movie: no second warning
+        for chunk in (1, 3, 10):
+            np.testing.assert_array_equal(np.concatenate([b for _, b in m.chunks(chunk)]), out)
+            np.testing.assert_array_equal(np.concatenate([m.read(s, s + chunk) for s in range(0, 23, chunk)]), out)
+    assert np.isnan(m[6, 2, 3])
+
+
+def test_all_nan_frame_becomes_zero(movie):
+    bad = movie.copy()
+    bad[:, 1, 1] = np.nan
+    bad[4] = np.nan
+    with pytest.warns(NonFiniteWarning):
+        out = load_movie(bad).to_array()
+    assert np.isfinite(out).all()
+    assert out[4, 1, 1] == 0
+    np.testing.assert_allclose(out[4, 2, 2], (movie[3, 2, 2] + movie[5, 2, 2]) / 2, rtol=1e-6)
+
+
+def test_save_memmap_of_nan_movie_has_no_nan(tmp_path, movie):
+    bad = movie.copy()
+    bad[:, :2] = np.nan
+    with pytest.warns(NonFiniteWarning):
+        fname = save_memmap(bad, "Yr", directory=tmp_path)
+    assert np.isfinite(np.fromfile(fname, np.float32)).all()
+
+
+def test_movie_type():
+    assert isinstance(load_movie(np.zeros((2, 3, 3), np.uint8)), Movie)
