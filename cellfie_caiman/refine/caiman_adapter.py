@@ -194,9 +194,9 @@ def _is_caiman_memmap(images: Any) -> bool:
 def _caiman_images(images: Any, workdir: str | None):
     """Images as CaImAn wants them: ``(memmap (T, rows, cols), mmap path, temporary dir or None)``.
 
-    A CaImAn memmap view is used as is; a C-order CaImAn memmap (path or Movie) is opened directly; anything else that
-    :func:`cellfie_caiman.io.load_movie` accepts is streamed to a C-order memmap in ``workdir`` (a new temporary
-    directory when None) by :func:`cellfie_caiman.io.save_memmap`.
+    A CaImAn memmap view is used as is; a C-order CaImAn memmap (path or Movie) is opened directly; anything else
+    that :func:`cellfie_caiman.io.load_movie` accepts is streamed to a C-order memmap in ``workdir`` (a new
+    temporary directory when None) by :func:`cellfie_caiman.io.save_memmap`.
     """
     caiman = _require_caiman()
     if _is_caiman_memmap(images):
@@ -215,6 +215,15 @@ def _caiman_images(images: Any, workdir: str | None):
     Yr, dims, T = caiman.load_memmap(fname)
     imgs = np.reshape(Yr.T, [T] + list(dims), order="F")
     return imgs, fname, tmpdir
+
+
+def _frame_shape(images: Any) -> tuple[int, int]:
+    """(rows, cols) of the movie without reading it."""
+    if _is_caiman_memmap(images):
+        return tuple(images.shape[1:])
+    from .. import io
+
+    return tuple(io.load_movie(images).frame_shape)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,10 +278,10 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     from caiman.source_extraction.cnmf import cnmf as cnmf_mod
     from caiman.source_extraction.cnmf.params import CNMFParams
 
+    masks = _seed_masks(init, _frame_shape(images))  # check the seeds before writing any memmap
     imgs, fname, tmpdir = _caiman_images(images, workdir)
     try:
         T, rows, cols = imgs.shape
-        masks = _seed_masks(init, (rows, cols))
         n_processes = 1
         if dview is not None:  # multiprocessing Pool or ipyparallel view
             n_processes = getattr(dview, "_processes", None) or (len(dview) if hasattr(dview, "__len__") else 1)
