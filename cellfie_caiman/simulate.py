@@ -1,0 +1,483 @@
+"""Synthetic two-photon calcium-imaging movies with known ground truth.
+
+:func:`simulate` draws a field of view that looks like a neurofinder recording closely enough to train and test
+neuron detectors on: ring-shaped somata (GCaMP fills the cytoplasm, the nucleus is dimmer) of varied size,
+ellipticity and resting brightness (some brighter, many darker than the neuropil around them), overlapping
+neighbours, a textured and weakly active neuropil that the somata displace, a low-rank drifting background,
+bursty Poisson spiking turned into calcium by an AR(1) or AR(2) process, optional bleaching, and
+Poisson-Gaussian noise.
+
+The movie is an exact sum of its parts plus noise::
+
+    movie[t] = sum_k footprints[k] * calcium[k, t] + sum_j background[j] * background_traces[j, t] + noise[t]
+
+with ``calcium[k] = AR filter of spikes[k]`` (``c_t = sum_i g[k, i] c_{t-1-i} + s_t``, zero before the first
+frame). ``background`` holds ``nb + 2`` components:
+
+* ``background[0]``: the resting image (dark offset, neuropil displaced by the somata, and every soma's resting
+  fluorescence); its trace is the bleaching curve (1 at the first frame).
+* ``background[1]``: the neuropil (ADU, also part of ``background[0]``); its trace is the neuropil's weak relative
+  fluctuation (about zero mean, follows the population's activity, never below -0.5).
+* ``background[2:]``: ``nb`` smooth fields whose traces drift slowly around 1.
+
+Bleaching scales every background trace (not the neurons' calcium).
+
+Units are photo-electrons times ``gain`` (ADU). The noise of pixel value ``x`` has variance
+``gain * x + read_noise**2``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import NamedTuple
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+from scipy.signal import lfilter
+from scipy.special import expit
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Simulation", "simulate", "ar_coefficients"]
+
+
+class Simulation(NamedTuple):
+    """A synthetic movie and its ground truth.
+
+    Attributes
+    ----------
+    movie : ndarray, float32, (T, rows, cols)
+        The noisy movie in ADU. Its size is ``4 * T * rows * cols`` bytes (500 x 512 x 512: 0.5 GB).
+    masks : ndarray, bool, (N, rows, cols)
+        What a human would outline: ``footprint > mask_threshold * max(footprint)`` with holes filled.
+    footprints : ndarray, float32, (N, rows, cols)
+        Spatial footprints in ADU per unit of calcium (the peak is the response to one spike at the brightest
+        pixel).
+    calcium : ndarray, float64, (N, T)
+        Calcium traces in spike units; ``calcium[k]`` is ``spikes[k]`` filtered by the AR process ``g[k]``.
+    spikes : ndarray, float64, (N, T)
+        Number of spikes of each neuron in each frame (whole numbers).
+    background : ndarray, float32, (nb + 2, rows, cols)
+        Spatial background components (see the module docstring for their order).
+    background_traces : ndarray, float64, (nb + 2, T)
+        Their temporal traces.
+    noise_sigma : float
+        Root-mean-square noise standard deviation over the movie, ``sqrt(gain * mean(clean) + read_noise**2)``.
+    centers : ndarray, float64, (N, 2)
+        Soma centres (row, col) in pixels.
+    fs : float
+        Frame rate in Hz.
+    decay_time : float
+        Decay time constant of the calcium transients in seconds.
+    g : ndarray, float64, (N, p)
+        AR coefficients of each neuron.
+    """
+
+    movie: np.ndarray
+    masks: np.ndarray
+    footprints: np.ndarray
+    calcium: np.ndarray
+    spikes: np.ndarray
+    background: np.ndarray
+    background_traces: np.ndarray
+    noise_sigma: float
+    centers: np.ndarray
+    fs: float
+    decay_time: float
+    g: np.ndarray
+
+
+def ar_coefficients(decay_time: float, fs: float, p: int = 1, rise_time: float = 0.05) -> np.ndarray:
+    """AR coefficients of a calcium transient.
+
+    Parameters
+    ----------
+    decay_time : float
+        Decay time constant in seconds.
+    fs : float
+        Frame rate in Hz.
+    p : int
+        1: instantaneous rise, ``g = [exp(-1 / (decay_time * fs))]``. 2: a rise with time constant
+        ``rise_time``, ``g = [d + r, -d * r]`` with ``d``, ``r`` the decay and rise factors per frame.
+    rise_time : float
+        Rise time constant in seconds (only for ``p = 2``).
+
+    Returns
+    -------
+    ndarray, float64, (p,)
+    """
+    if decay_time <= 0 or fs <= 0:
+        raise ValueError(f"decay_time and fs must be positive, got decay_time={decay_time}, fs={fs}")
+    d = math.exp(-1.0 / (decay_time * fs))
+    if p == 1:
+        return np.array([d])
+    if p == 2:
+        if not 0 < rise_time < decay_time:
+            raise ValueError(f"rise_time must be in (0, decay_time={decay_time}), got {rise_time}")
+        r = math.exp(-1.0 / (rise_time * fs))
+        return np.array([d + r, -d * r])
+    raise ValueError(f"p must be 1 or 2, got {p}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# spatial parts
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """A smooth random field with zero mean and unit standard deviation; ``scale`` is its correlation length (px).
+
+    Large scales are drawn on a coarse grid and interpolated, so that they cost no more than small ones.
+    """
+    rows, cols = shape
+    step = max(int(scale // 2), 1)
+    coarse = (rows // step + 6, cols // step + 6)
+    field = ndi.gaussian_filter(rng.standard_normal(coarse), sigma=scale / step, mode="wrap")
+    if step > 1:
+        field = ndi.zoom(field, step, order=3)
+    field = field[3 * step: 3 * step + rows, 3 * step: 3 * step + cols]
+    field = field - field.mean()
+    sd = field.std()
+    return field / sd if sd > 0 else field
+
+
+def _place_centers(rng: np.random.Generator, shape: tuple[int, int], diameters: np.ndarray,
+                   min_distance: float) -> np.ndarray:
+    """Centres (row, col) at least ``min_distance * mean(d_i, d_j)`` apart, inside the frame.
+
+    Raises ValueError when the neurons do not fit.
+    """
+    rows, cols = shape
+    n = len(diameters)
+    centers = np.empty((n, 2))
+    placed = 0
+    tries = 0
+    max_tries = 200 * n + 1000
+    while placed < n:
+        if tries > max_tries:
+            raise ValueError(f"cannot place {n} neurons of diameter ~{np.mean(diameters):.1f} px at least "
+                             f"{min_distance} diameters apart in a {rows}x{cols} frame; use fewer neurons, a smaller "
+                             "diameter or a smaller min_distance")
+        batch = 256
+        cand = rng.uniform(size=(batch, 2))
+        for c in cand:
+            tries += 1
+            d = diameters[placed]
+            margin = 0.25 * d
+            pos = np.array([margin + c[0] * (rows - 1 - 2 * margin), margin + c[1] * (cols - 1 - 2 * margin)])
+            if placed:
+                dist = np.hypot(*(centers[:placed] - pos).T)
+                if np.any(dist < min_distance * 0.5 * (diameters[:placed] + d)):
+                    continue
+            centers[placed] = pos
+            placed += 1
+            if placed == n:
+                break
+    return centers
+
+
+class _Cell(NamedTuple):
+    rows: np.ndarray  # flat pixel indices are rows * cols + cols
+    cols: np.ndarray
+    shape: np.ndarray  # ring profile, peak 1
+    soma: np.ndarray  # filled soft ellipse, peak 1
+
+
+def _draw_cell(rng: np.random.Generator, center: np.ndarray, diameter: float, frame: tuple[int, int],
+               ellipticity: tuple[float, float], nucleus_size: tuple[float, float],
+               nucleus_dim: tuple[float, float], edge: float, texture: float) -> _Cell:
+    """One soma: a soft-edged ellipse with a dimmer, slightly off-centre nucleus, cut to the frame."""
+    radius = 0.5 * diameter
+    q = rng.uniform(*ellipticity)  # minor / major axis
+    a, b = radius / math.sqrt(q), radius * math.sqrt(q)
+    theta = rng.uniform(0, math.pi)
+    h = int(math.ceil(a + 4 * edge + 1))
+    r0, c0 = int(round(center[0])), int(round(center[1]))
+    rr = np.arange(max(r0 - h, 0), min(r0 + h + 1, frame[0]))
+    cc = np.arange(max(c0 - h, 0), min(c0 + h + 1, frame[1]))
+    dy = rr[:, None] - center[0]
+    dx = cc[None, :] - center[1]
+    ct, st = math.cos(theta), math.sin(theta)
+    u = ct * dy + st * dx
+    v = -st * dy + ct * dx
+    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    soma = expit((1.0 - rho) * radius / edge)
+    # nucleus: smaller, rounder, displaced a little from the centre
+    fn = rng.uniform(*nucleus_size)
+    off = rng.normal(scale=0.1 * radius, size=2)
+    qn = math.sqrt(q)
+    an, bn = fn * radius / math.sqrt(qn), fn * radius * math.sqrt(qn)
+    un = ct * (dy - off[0]) + st * (dx - off[1])
+    vn = -st * (dy - off[0]) + ct * (dx - off[1])
+    rhon = np.sqrt((un / an) ** 2 + (vn / bn) ** 2)
+    nucleus = expit((1.0 - rhon) * fn * radius / edge)
+    shape = soma * (1.0 - rng.uniform(*nucleus_dim) * nucleus)
+    if texture > 0:
+        tex = ndi.gaussian_filter(rng.standard_normal(shape.shape), 1.0)
+        tex /= max(tex.std(), 1e-12)
+        shape = shape * np.clip(1.0 + texture * tex, 0.2, None)
+    keep = soma > 1e-3
+    shape = np.where(keep, shape, 0.0)
+    soma = np.where(keep, soma, 0.0)
+    peak = shape.max()
+    if peak > 0:
+        shape = shape / peak
+    ii, jj = np.nonzero(keep)
+    return _Cell(rr[ii], cc[jj], shape[ii, jj], soma[ii, jj])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# temporal parts
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, length: int, sigma_frames: float) -> np.ndarray:
+    """(n, length) Gaussian noise low-passed with a Gaussian of ``sigma_frames``, with unit variance.
+
+    The variance is normalised with the filter's gain, not the sample's, so that short series are not inflated.
+    """
+    x = rng.standard_normal((n, length))
+    if sigma_frames > 0.5:
+        radius = int(4 * sigma_frames + 0.5)
+        w = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+        w /= w.sum()
+        x = ndi.gaussian_filter1d(x, sigma_frames, axis=1, mode="reflect") / math.sqrt(np.sum(w ** 2))
+    return x
+
+
+def _ar_filter(spikes: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Calcium from spikes: ``c_t = sum_i g[k, i] c_{t-1-i} + s_t`` per neuron (rows of ``spikes``)."""
+    out = np.empty_like(spikes)
+    # neurons with the same coefficients are filtered together
+    _, inverse = np.unique(g, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    for u in np.unique(inverse):
+        idx = np.flatnonzero(inverse == u)
+        out[idx] = lfilter([1.0], np.concatenate([[1.0], -g[idx[0]]]), spikes[idx], axis=1)
+    return out
+
+
+def _kernel_peak(g: np.ndarray, n: int = 2000) -> float:
+    """Peak of the calcium response to one spike."""
+    imp = np.zeros(n)
+    imp[0] = 1.0
+    return float(lfilter([1.0], np.concatenate([[1.0], -g]), imp).max())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int | None,
+             fs: float = 30.0, decay_time: float = 0.4, p: int = 1, rise_time: float = 0.05,
+             diameter: float = 12.0, diameter_spread: float = 0.25, ellipticity: tuple[float, float] = (0.65, 1.0),
+             min_distance: float = 0.6, nucleus_size: tuple[float, float] = (0.45, 0.65),
+             nucleus_dim: tuple[float, float] = (0.3, 0.7), edge: float = 0.7, texture: float = 0.1,
+             photons: float = 10.0, cell_brightness: tuple[float, float] = (0.3, 2.0), occlusion: float = 0.6,
+             spike_amplitude: tuple[float, float] = (0.3, 1.2), rate: float = 0.3, rate_sigma: float = 1.0,
+             rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
+             neuropil_contrast: float = 0.3, neuropil_activity: float = 0.05, nb: int = 2,
+             background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
+             gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
+             mask_threshold: float = 0.2, block_frames: int | None = None) -> Simulation:
+    """Simulate a two-photon calcium-imaging movie with its ground truth.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames T.
+    shape : (int, int)
+        Frame size (rows, cols).
+    n_neurons : int
+        Number of somata N.
+    seed : int or None
+        Seed of ``np.random.default_rng``; the same seed and arguments give the same simulation. The layout
+        (positions, shapes, brightness) depends only on the seed, ``shape`` and the spatial arguments, not on
+        ``n_frames``.
+    fs : float
+        Frame rate in Hz.
+    decay_time : float
+        Decay time constant of the transients in seconds; ``g = exp(-1 / (decay_time * fs))`` for ``p = 1``.
+    p : int
+        Order of the AR process (1 or 2).
+    rise_time : float
+        Rise time constant in seconds for ``p = 2``.
+    diameter : float
+        Mean soma diameter in pixels.
+    diameter_spread : float
+        Diameters are uniform in ``diameter * (1 ± diameter_spread)``.
+    ellipticity : (float, float)
+        Range of the minor/major axis ratio; the orientation is uniform.
+    min_distance : float
+        Minimum centre distance in units of the two somata's mean diameter (0.6 allows partial overlap).
+    nucleus_size : (float, float)
+        Range of the nucleus radius as a fraction of the soma radius.
+    nucleus_dim : (float, float)
+        Range of how much dimmer the nucleus is than the cytoplasm (0: not dimmer, 1: dark).
+    edge : float
+        Width of the soft soma edge in pixels.
+    texture : float
+        Relative amplitude of the fine texture inside each soma.
+    photons : float
+        Mean neuropil brightness in photo-electrons per pixel per frame: it sets the shot noise, so the SNR grows
+        like ``sqrt(photons)``.
+    cell_brightness : (float, float)
+        Log-uniform range of each soma's resting fluorescence relative to the local neuropil (values below
+        ``1 - occlusion`` give somata darker than their surround).
+    occlusion : float
+        Fraction of the neuropil that a soma displaces (0..1).
+    spike_amplitude : (float, float)
+        Uniform range of the fluorescence added by one spike at the soma's brightest pixel, relative to the mean
+        neuropil brightness.
+    rate : float
+        Median firing rate in Hz; rates are lognormal with log-standard deviation ``rate_sigma`` and clipped
+        to ``rate_range``.
+    rate_sigma : float
+        Spread of the lognormal rates.
+    rate_range : (float, float)
+        Lowest and highest rates in Hz.
+    burstiness : float
+        Log-standard deviation of a slow (~1 s) modulation of each neuron's rate (0: homogeneous Poisson).
+    synchrony : float
+        Fraction of the rate modulation's variance shared by all neurons (0..1).
+    neuropil_contrast : float
+        Relative standard deviation of the neuropil's spatial texture.
+    neuropil_activity : float
+        Relative amplitude of the neuropil's fluctuations (it follows the population activity).
+    nb : int
+        Number of slowly drifting smooth background fields (the background has ``nb + 2`` components).
+    background_strength : float
+        Mean brightness of each drifting field relative to the neuropil.
+    background_drift : float
+        Relative standard deviation of the drifting fields' traces (time scale ~20 s).
+    bleach : float
+        Fraction of the resting fluorescence lost by the last frame (exponential bleaching; 0: none).
+    gain : float
+        ADU per photo-electron.
+    read_noise : float
+        Standard deviation of the additive Gaussian read noise in ADU.
+    offset : float
+        Constant dark offset in ADU.
+    exact_poisson : bool
+        Draw exact Poisson photon counts (about 8 times slower). Otherwise the shot noise is Gaussian with the
+        same variance, ``gain * value``, which differs only at very low photon counts.
+    mask_threshold : float
+        ``masks = footprint > mask_threshold * max(footprint)`` (holes filled).
+    block_frames : int or None
+        Frames generated at a time (bounds the temporary memory); None: about 32 MB per block.
+
+    Returns
+    -------
+    Simulation
+    """
+    rows, cols = (int(s) for s in shape)
+    n_frames, n_neurons, nb = int(n_frames), int(n_neurons), int(nb)
+    if n_frames < 1 or rows < 1 or cols < 1:
+        raise ValueError(f"n_frames and shape must be positive, got n_frames={n_frames}, shape={shape}")
+    if n_neurons < 0 or nb < 0:
+        raise ValueError(f"n_neurons and nb must be >= 0, got n_neurons={n_neurons}, nb={nb}")
+    if photons <= 0 or gain <= 0 or read_noise < 0:
+        raise ValueError(f"photons and gain must be positive and read_noise >= 0, got photons={photons}, "
+                         f"gain={gain}, read_noise={read_noise}")
+    if not 0 <= occlusion < 1 or not 0 <= bleach < 1 or not 0 <= synchrony <= 1:
+        raise ValueError("occlusion and bleach must be in [0, 1) and synchrony in [0, 1]")
+    g1 = ar_coefficients(decay_time, fs, p, rise_time)
+    ss = np.random.SeedSequence(seed)
+    rng_space, rng_time, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))
+    level = photons * gain  # mean neuropil brightness in ADU
+    n_pix = rows * cols
+
+    # --- somata -------------------------------------------------------------------------------------------------
+    diameters = diameter * rng_space.uniform(1 - diameter_spread, 1 + diameter_spread, n_neurons)
+    centers = _place_centers(rng_space, (rows, cols), diameters, min_distance)
+    cells = [_draw_cell(rng_space, centers[k], diameters[k], (rows, cols), ellipticity, nucleus_size,
+                        nucleus_dim, edge, texture) for k in range(n_neurons)]
+    amp = level * rng_space.uniform(*spike_amplitude, n_neurons) / _kernel_peak(g1)
+    rest = np.exp(rng_space.uniform(*np.log(cell_brightness), n_neurons))
+    lens = np.array([len(c.rows) for c in cells], dtype=np.int64)
+    row_idx = np.repeat(np.arange(n_neurons), lens)
+    pix = np.concatenate([c.rows * cols + c.cols for c in cells]) if n_neurons else np.zeros(0, np.int64)
+    shp = np.concatenate([c.shape for c in cells]) if n_neurons else np.zeros(0)
+    soma = np.concatenate([c.soma for c in cells]) if n_neurons else np.zeros(0)
+    A = sp.csr_matrix(((shp * np.repeat(amp, lens)).astype(np.float32), (row_idx, pix)), shape=(n_neurons, n_pix))
+
+    # --- static image: neuropil displaced by somata, plus the somata's resting fluorescence -----------------------
+    vignette = 1.0 + 0.15 * _smooth_field(rng_space, (rows, cols), max(rows, cols) / 3.0)
+    tex = _smooth_field(rng_space, (rows, cols), 2.0) + 0.5 * _smooth_field(rng_space, (rows, cols), 8.0)
+    tex /= max(tex.std(), 1e-12)
+    neuropil = np.clip(vignette * (1.0 + neuropil_contrast * tex), 0.05, None)
+    log_keep = np.zeros(n_pix)
+    np.add.at(log_keep, pix, np.log1p(-occlusion * soma))
+    neuropil = level * neuropil * np.exp(log_keep).reshape(rows, cols)
+    resting = np.zeros(n_pix)
+    # each soma's resting fluorescence is relative to the undisplaced neuropil at its centre
+    local = level * vignette[np.clip(np.round(centers[:, 0]).astype(int), 0, rows - 1),
+                             np.clip(np.round(centers[:, 1]).astype(int), 0, cols - 1)] if n_neurons else rest
+    np.add.at(resting, pix, shp * np.repeat(rest * local, lens))
+    resting = resting.reshape(rows, cols) + neuropil + offset
+
+    drifting = [np.clip(1.0 + 0.5 * _smooth_field(rng_space, (rows, cols), max(rows, cols) / 4.0), 0.0, None)
+                * background_strength * level for _ in range(nb)]
+    background = np.stack([resting, neuropil] + drifting).astype(np.float32)
+
+    # --- spikes and calcium ---------------------------------------------------------------------------------------
+    rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_neurons)), *rate_range)
+    shared = _smooth_noise(rng_time, 1, n_frames, fs * 1.0)
+    own = _smooth_noise(rng_time, n_neurons, n_frames, fs * 1.0)
+    z = math.sqrt(synchrony) * shared + math.sqrt(1.0 - synchrony) * own
+    modulation = np.exp(burstiness * z - 0.5 * burstiness ** 2)
+    spikes = rng_time.poisson(rates[:, None] / fs * modulation).astype(np.float64)
+    g = np.tile(g1, (n_neurons, 1))
+    calcium = _ar_filter(spikes, g)
+
+    # --- background traces ---------------------------------------------------------------------------------------
+    t = np.arange(n_frames)
+    bleach_trace = (1.0 - bleach) ** (t / max(n_frames - 1, 1))
+    pop = calcium.mean(axis=0) if n_neurons else np.zeros(n_frames)
+    pop = ndi.gaussian_filter1d(pop, fs * 0.5) if n_frames > 1 else pop
+    pop = (pop - pop.mean()) / (pop.std() if pop.std() > 0 else 1.0) if n_frames > 1 else pop * 0.0
+    slow = _smooth_noise(rng_time, 1, n_frames, fs * 2.0)[0]
+    # relative neuropil fluctuation, bounded so that the neuropil never drops below half its resting value
+    np_trace = bleach_trace * np.clip(neuropil_activity * (0.7 * pop + 0.3 * slow), -0.5, None)
+    drift_traces = bleach_trace * np.clip(1.0 + background_drift * _smooth_noise(rng_time, nb, n_frames, fs * 20.0),
+                                          0.0, None)
+    background_traces = np.vstack([bleach_trace, np_trace, drift_traces.reshape(nb, n_frames)])
+
+    # --- the movie, block by block ---------------------------------------------------------------------------------
+    if block_frames is None:
+        block_frames = max(1, int(8e6 // n_pix))
+    movie = np.empty((n_frames, rows, cols), dtype=np.float32)
+    flat = movie.reshape(n_frames, n_pix)
+    bg_flat = background.reshape(-1, n_pix)
+    At = A.T.tocsr()
+    sum_clean = 0.0
+    for t0 in range(0, n_frames, block_frames):
+        t1 = min(t0 + block_frames, n_frames)
+        clean = background_traces[:, t0:t1].T.astype(np.float32) @ bg_flat
+        if n_neurons:
+            clean += (At @ calcium[:, t0:t1].astype(np.float32)).T
+        np.maximum(clean, 0.0, out=clean)
+        sum_clean += float(clean.sum(dtype=np.float64))
+        if exact_poisson:
+            noisy = gain * rng_noise.poisson(clean / gain).astype(np.float32)
+            if read_noise > 0:
+                noisy += read_noise * rng_noise.standard_normal(clean.shape, dtype=np.float32)
+        else:  # shot and read noise together: one Gaussian with variance gain * clean + read_noise**2
+            sd = clean * np.float32(gain)
+            sd += np.float32(read_noise ** 2)
+            np.sqrt(sd, out=sd)
+            noisy = rng_noise.standard_normal(clean.shape, dtype=np.float32)
+            noisy *= sd
+            noisy += clean
+        flat[t0:t1] = noisy
+    noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)
+
+    # --- dense ground truth ------------------------------------------------------------------------------------------
+    footprints = A.toarray().reshape(n_neurons, rows, cols)
+    masks = np.zeros((n_neurons, rows, cols), dtype=bool)
+    for k in range(n_neurons):
+        fp = footprints[k]
+        m = fp > mask_threshold * fp.max()
+        sl = ndi.find_objects(m.astype(np.int8))[0]
+        masks[k][sl] = ndi.binary_fill_holes(m[sl])
+    return Simulation(movie=movie, masks=masks, footprints=footprints, calcium=calcium, spikes=spikes,
+                      background=background, background_traces=background_traces, noise_sigma=noise_sigma,
+                      centers=centers, fs=float(fs), decay_time=float(decay_time), g=g)

@@ -1,0 +1,174 @@
+"""Tests of the simulator against its own generative model, computed independently here."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from cellfie_caiman.simulate import Simulation, ar_coefficients, simulate
+
+
+@pytest.fixture(scope="module")
+def sim() -> Simulation:
+    return simulate(400, (96, 80), 25, seed=3)
+
+
+def _clean(s: Simulation) -> np.ndarray:
+    """The noiseless movie rebuilt from the returned components with plain NumPy."""
+    t = s.calcium.shape[1]
+    neurons = np.einsum("krc,kt->trc", s.footprints.astype(np.float64), s.calcium)
+    bg = np.einsum("jrc,jt->trc", s.background.astype(np.float64), s.background_traces)
+    assert neurons.shape[0] == t
+    return neurons + bg
+
+
+def test_shapes_and_dtypes(sim):
+    n, t, rows, cols = 25, 400, 96, 80
+    assert sim.movie.shape == (t, rows, cols) and sim.movie.dtype == np.float32
+    assert sim.masks.shape == (n, rows, cols) and sim.masks.dtype == bool
+    assert sim.footprints.shape == (n, rows, cols) and sim.footprints.dtype == np.float32
+    assert sim.calcium.shape == (n, t) and sim.calcium.dtype == np.float64
+    assert sim.spikes.shape == (n, t) and sim.spikes.dtype == np.float64
+    nb = sim.background.shape[0]
+    assert nb == 2 + 2 and sim.background.dtype == np.float32 and sim.background.shape[1:] == (rows, cols)
+    assert sim.background_traces.shape == (nb, t)
+    assert sim.centers.shape == (n, 2)
+    assert sim.g.shape == (n, 1)
+    assert isinstance(sim.noise_sigma, float) and sim.noise_sigma > 0
+    assert sim.fs == 30.0 and sim.decay_time == 0.4
+    assert np.all(np.isfinite(sim.movie))
+
+
+def test_deterministic_given_seed(sim):
+    again = simulate(400, (96, 80), 25, seed=3)
+    for a, b in zip(sim, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = simulate(400, (96, 80), 25, seed=4)
+    assert not np.array_equal(other.movie, sim.movie)
+    assert not np.array_equal(other.masks, sim.masks)
+
+
+def test_layout_does_not_depend_on_movie_length(sim):
+    short = simulate(30, (96, 80), 25, seed=3)
+    np.testing.assert_array_equal(short.masks, sim.masks)
+    np.testing.assert_array_equal(short.centers, sim.centers)
+    np.testing.assert_array_equal(short.footprints, sim.footprints)
+
+
+def test_masks_are_solid_somata_around_their_centres(sim):
+    areas = sim.masks.sum(axis=(1, 2))
+    d = 12.0
+    # diameters within +-25 % of 12 px, a little soft edge: areas between the smallest and largest discs
+    assert np.all(areas >= 0.5 * math.pi * (0.75 * d / 2) ** 2)
+    assert np.all(areas <= 1.6 * math.pi * (1.25 * d / 2) ** 2)
+    for k in range(len(areas)):
+        r, c = np.round(sim.centers[k]).astype(int)
+        assert sim.masks[k, r, c], "the centre (nucleus) belongs to the mask"
+        m = sim.masks[k]
+        assert ndi.label(m)[1] == 1, "one connected piece"
+        assert np.array_equal(ndi.binary_fill_holes(m), m), "no holes"
+        fp = sim.footprints[k]
+        np.testing.assert_array_equal(m, ndi.binary_fill_holes(fp > 0.2 * fp.max()))
+        # the nucleus is dimmer than the cytoplasm ring: the mask's centre is below the footprint's peak
+        assert fp[r, c] < 0.95 * fp.max()
+
+
+def test_centres_respect_minimum_distance(sim):
+    dist = np.hypot(*(sim.centers[:, None, :] - sim.centers[None, :, :]).transpose(2, 0, 1))
+    dist[np.diag_indices_from(dist)] = np.inf
+    assert dist.min() >= 0.6 * 0.75 * 12.0
+
+
+def test_calcium_obeys_ar1_driven_by_spikes(sim):
+    g = math.exp(-1 / (0.4 * 30.0))
+    np.testing.assert_allclose(sim.g, g)
+    c, s = sim.calcium, sim.spikes
+    np.testing.assert_allclose(c[:, 0], s[:, 0])
+    np.testing.assert_allclose(c[:, 1:] - g * c[:, :-1], s[:, 1:], atol=1e-9)
+    assert np.array_equal(s, np.round(s)) and s.min() >= 0
+
+
+def test_calcium_obeys_ar2_with_rise():
+    s = simulate(300, (40, 40), 4, seed=1, p=2, decay_time=0.5, rise_time=0.05, fs=20.0)
+    d, r = math.exp(-1 / (0.5 * 20)), math.exp(-1 / (0.05 * 20))
+    np.testing.assert_allclose(s.g, np.tile([d + r, -d * r], (4, 1)))
+    c, sp = s.calcium, s.spikes
+    np.testing.assert_allclose(c[:, 2:] - (d + r) * c[:, 1:-1] + d * r * c[:, :-2], sp[:, 2:], atol=1e-9)
+    np.testing.assert_allclose(ar_coefficients(0.5, 20.0, 2, 0.05), [d + r, -d * r])
+
+
+def test_movie_is_components_plus_poisson_gaussian_noise(sim):
+    clean = _clean(sim)
+    resid = sim.movie - clean
+    gain, read = 1.0, 1.0
+    z = resid / np.sqrt(gain * clean + read ** 2)
+    assert abs(z.mean()) < 0.01
+    assert abs(z.std() - 1.0) < 0.01
+    assert abs(resid.std() / sim.noise_sigma - 1.0) < 0.02
+    # noise is white in time
+    lag1 = np.mean(resid[1:] * resid[:-1]) / resid.var()
+    assert abs(lag1) < 0.01
+
+
+def test_exact_poisson_counts():
+    s = simulate(50, (32, 32), 3, seed=2, exact_poisson=True, gain=2.5, read_noise=0.0)
+    counts = s.movie / 2.5
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-3)
+    clean = _clean(s)
+    z = (s.movie - clean) / np.sqrt(2.5 * clean)
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+
+
+def test_spike_rates_follow_the_rate_arguments():
+    fs, t = 30.0, 30000  # 1000 s
+    # homogeneous Poisson at one rate: the pooled count is within 5 standard errors of rate * duration
+    s = simulate(t, (24, 24), 6, seed=5, rate=0.5, rate_sigma=0.0, burstiness=0.0, fs=fs, min_distance=0.2,
+                 diameter=6)
+    expected = 0.5 * t / fs * 6
+    assert abs(s.spikes.sum() - expected) < 5 * math.sqrt(expected)
+    # rates clipped into rate_range, even with a very wide lognormal spread
+    s = simulate(t, (24, 24), 6, seed=6, rate=1.0, rate_sigma=5.0, rate_range=(0.2, 0.4), burstiness=0.0,
+                 fs=fs, min_distance=0.2, diameter=6)
+    counts = s.spikes.sum(axis=1)
+    lo, hi = 0.2 * t / fs, 0.4 * t / fs
+    assert np.all(counts > lo - 5 * math.sqrt(lo)) and np.all(counts < hi + 5 * math.sqrt(hi))
+
+
+def test_default_rates_are_varied_with_some_nearly_silent():
+    s = simulate(3000, (128, 128), 60, seed=7)
+    rates = s.spikes.sum(axis=1) / (3000 / 30.0)
+    assert rates.min() < 0.1 and rates.max() > 1.0
+
+
+def test_somata_brighter_and_darker_than_their_surround():
+    s = simulate(100, (128, 128), 50, seed=8)
+    mean = s.movie.mean(axis=0)
+    anywhere = s.masks.any(axis=0)
+    ratios = []
+    for m in s.masks:
+        ring = ndi.binary_dilation(m, iterations=6) & ~ndi.binary_dilation(m, iterations=3) & ~anywhere
+        if ring.sum() > 10:
+            ratios.append(mean[m].mean() / mean[ring].mean())
+    ratios = np.array(ratios)
+    assert np.mean(ratios < 1.0) > 0.1
+    assert np.mean(ratios > 1.1) > 0.1
+
+
+def test_bleaching_and_background_traces():
+    s = simulate(200, (32, 32), 2, seed=9, bleach=0.2, nb=1)
+    assert s.background.shape[0] == 3
+    np.testing.assert_allclose(s.background_traces[0, [0, -1]], [1.0, 0.8])
+    assert np.all(np.diff(s.background_traces[0]) < 0)
+    mean_trace = s.movie.mean(axis=(1, 2))
+    assert mean_trace[-20:].mean() < 0.9 * mean_trace[:20].mean()
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="cannot place"):
+        simulate(5, (20, 20), 50, seed=0)
+    with pytest.raises(ValueError, match="p must be"):
+        simulate(5, (20, 20), 1, seed=0, p=3)
+    with pytest.raises(ValueError):
+        simulate(0, (20, 20), 1, seed=0)
