@@ -351,6 +351,16 @@ def _as_float_array(values: Any) -> np.ndarray | None:
     return np.asarray([np.nan if v is None else float(v) for v in np.ravel(np.asarray(values, dtype=object))])
 
 
+def _ar_coefficients(g: Any) -> np.ndarray:
+    """AR coefficients as a float (K, p) array from CaImAn's per-trace list/object array (p = 0 gives (K, 0))."""
+    rows = [np.atleast_1d(np.asarray(x if x is not None else [], dtype=np.float64)).ravel() for x in g]
+    p = max((r.size for r in rows), default=0)
+    out = np.full((len(rows), p), np.nan)
+    for k, r in enumerate(rows):
+        out[k, : r.size] = r
+    return out
+
+
 def caiman_fields(cnm: Any) -> dict[str, Any]:
     """CaImAn's estimates as plain arrays, under CaImAn's field names.
 
@@ -377,7 +387,12 @@ def caiman_fields(cnm: Any) -> dict[str, Any]:
             continue
         if scipy.sparse.issparse(value):
             value = value.toarray()
-        out[name] = np.asarray(value)
+        if name == "g":  # CaImAn: an object array (K,) of per-trace AR coefficient arrays
+            value = _ar_coefficients(value)
+        value = np.asarray(value)
+        if name == "cnn_preds" and value.size == 0:  # CaImAn's placeholder when the CNN was not used
+            continue
+        out[name] = value
     for name in _OBJECT_FIELDS:
         value = _as_float_array(getattr(est, name, None))
         if value is not None:
@@ -388,18 +403,29 @@ def caiman_fields(cnm: Any) -> dict[str, Any]:
     return out
 
 
-def estimates_from_caiman(cnm: Any):
-    """Our :class:`cellfie_caiman.refine.Estimates` from a fitted CaImAn CNMF (or its ``estimates``).
+def estimates_from_caiman(cnm: Any, params: Any = None):
+    """Our :class:`cellfie_caiman.refine.estimates.Estimates` from a fitted CaImAn CNMF (or its ``estimates``).
 
     Parameters
     ----------
     cnm : caiman CNMF or caiman Estimates
+    params : Params, dict of groups, or None
+        Our parameters, recorded in the result (``Estimates.params``) when given.
 
     Returns
     -------
     cellfie_caiman.refine.estimates.Estimates
+        The fields of :func:`caiman_fields` that our Estimates has (CaImAn's names and shapes).
     """
+    import inspect
+
     from .estimates import Estimates
 
-    return Estimates.from_caiman(caiman_fields(cnm)) if hasattr(Estimates, "from_caiman") \
-        else Estimates(**caiman_fields(cnm))
+    fields = caiman_fields(cnm)
+    if params is not None:
+        fields["params"] = _params_groups(params).to_dict()
+    accepted = inspect.signature(Estimates).parameters
+    dropped = sorted(set(fields) - set(accepted))
+    if dropped:
+        logger.debug("CaImAn fields not kept in Estimates: %s", dropped)
+    return Estimates(**{k: v for k, v in fields.items() if k in accepted})
