@@ -1,0 +1,532 @@
+"""Read and write regions of interest (ROIs) as boolean masks (N, rows, cols).
+
+Readers (``read_rois``, chosen by file name):
+
+* neurofinder JSON (``*.json``): a list of ``{"coordinates": [[row, col], ...]}`` or the submission dict
+  ``{"dataset": ..., "regions": [...]}``. The file has no image size: pass ``shape``.
+* ImageJ ROIs (``*.zip`` RoiSet or a single ``*.roi``, read with roifile). ImageJ's own geometry is followed:
+  vertices are on pixel corners and a pixel belongs to the ROI when its centre lies inside the outline, so a
+  polygon with vertices x = 3..8, y = 2..6 covers columns 3..7 and rows 2..5. (CaImAn's ``nf_read_roi_zip``
+  subtracts 1 from every vertex and also keeps the pixels on the outline, giving rows 1..5 and columns 2..7: its
+  masks are shifted by -1 px and one pixel larger.) Polygon, freehand, traced, rectangle, oval and composite
+  (shape) ROIs are areas; polylines are closed into polygons with a warning; lines and points are errors. The
+  files have no image size: pass ``shape``; parts outside the image are clipped (as in ImageJ).
+* ``.npy`` / ``.npz`` masks (N, rows, cols) (npz: key ``masks`` or the only array), or ``Ain`` (rows*cols, N) in
+  CaImAn's Fortran pixel order when ``shape`` is given. Non-boolean arrays are binarised at > 0.
+* CaImAn HDF5 results (``.hdf5``/``.h5`` with ``/estimates/A``, a CSC group ``data, indices, indptr, shape``;
+  pixel p = i + j*rows; dims from ``/dims``): mask = A[:, k] > ``a_threshold`` * max(A[:, k]) (default 0, i.e.
+  the footprint's support). Only the accepted components (``/estimates/idx_components``) are kept when the file
+  lists them, unless ``accepted_only=False``.
+* Suite2p ``stat.npy`` (``ypix``, ``xpix`` of every ROI, overlapping pixels included) and, when ``iscell.npy``
+  is beside it, only the ROIs with ``iscell[:, 0] == 1``. The shape comes from ``ops.npy`` (``Ly``, ``Lx``) beside
+  it, else ``shape``. (``stat.npy`` is a pickle: only read files you trust.)
+* NWB ``PlaneSegmentation`` (``.nwb``): ``image_mask`` (N, x, y) or ``pixel_mask`` (x, y, weight), read as (rows,
+  cols) like the movie (NWB's x is our row axis); binarised at weight > 0.
+
+Writers (``write_rois``): neurofinder JSON (``.json``) and ImageJ RoiSet (``.zip``), written atomically. The
+ImageJ outline of a mask is traced along pixel edges (as ImageJ's wand does), so reading it back gives the same
+mask exactly, unless the mask has holes (filled) or several separate pieces (only the largest is written); a
+warning says when that happens.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._files import atomic_path
+from .io import MovieError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask"]
+
+
+class RoiError(MovieError):
+    """An ROI file that cannot be read or written; the message names the file and the problem."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# geometry helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+def _check_shape(shape, path) -> tuple[int, int]:
+    if shape is None:
+        raise RoiError(f"{path}: this ROI format does not store the image size; pass shape=(rows, cols)")
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise RoiError(f"{path}: shape must be (rows, cols), got {shape!r}") from None
+    if len(shape) != 2 or min(shape) < 1:
+        raise RoiError(f"{path}: shape must be two positive integers (rows, cols), got {shape}")
+    return shape
+
+
+def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Rasterise a polygon in ImageJ coordinates: pixel (r, c) is in when its centre (c + 0.5, r + 0.5) is inside.
+
+    Parameters
+    ----------
+    x, y : array (n,)
+        Vertex coordinates in pixels; x along columns, y along rows; (0, 0) is the top-left corner of pixel (0, 0).
+    shape : (rows, cols)
+
+    Returns
+    -------
+    bool array (rows, cols); parts outside the image are clipped.
+    """
+    from skimage.draw import polygon
+
+    mask = np.zeros(tuple(shape), bool)
+    if len(x) >= 3:
+        rr, cc = polygon(np.asarray(y, float) - 0.5, np.asarray(x, float) - 0.5, shape=tuple(shape))
+        mask[rr, cc] = True
+    return mask
+
+
+def _oval_mask(left: float, top: float, width: float, height: float, shape) -> np.ndarray:
+    """Pixels whose centre lies inside the ellipse inscribed in the box (ImageJ's oval ROI)."""
+    rows, cols = shape
+    a, b = width / 2.0, height / 2.0
+    if a <= 0 or b <= 0:
+        return np.zeros(shape, bool)
+    cy, cx = top + b, left + a
+    r = (np.arange(rows) + 0.5 - cy)[:, None] / b
+    c = (np.arange(cols) + 0.5 - cx)[None, :] / a
+    return r ** 2 + c ** 2 <= 1.0
+
+
+def masks_from_coordinates(regions: Sequence[Sequence[Sequence[int]]], shape: Sequence[int],
+                           source: str = "<regions>") -> np.ndarray:
+    """Masks (N, rows, cols) from lists of [row, col] pixel coordinates; coordinates outside ``shape`` are errors."""
+    shape = _check_shape(shape, source)
+    masks = np.zeros((len(regions),) + shape, bool)
+    for k, coords in enumerate(regions):
+        arr = np.asarray(coords)
+        if arr.size == 0:
+            continue
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iuf":
+            raise RoiError(f"{source}: region {k} coordinates must be a list of [row, col] pairs")
+        if arr.dtype.kind == "f":
+            if not np.all(arr == np.round(arr)):
+                raise RoiError(f"{source}: region {k} has non-integer pixel coordinates")
+            arr = arr.astype(np.int64)
+        if arr.min() < 0 or arr[:, 0].max() >= shape[0] or arr[:, 1].max() >= shape[1]:
+            raise RoiError(f"{source}: region {k} has pixels outside the image of shape {shape} (rows {arr[:, 0].min()}"
+                           f"..{arr[:, 0].max()}, cols {arr[:, 1].min()}..{arr[:, 1].max()}); wrong shape, or "
+                           f"[col, row] order?")
+        masks[k][tuple(arr.T)] = True
+    return masks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# readers
+# ----------------------------------------------------------------------------------------------------------------
+
+def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_threshold: float = 0.0,
+              accepted_only: bool = True) -> np.ndarray:
+    """Read ROIs as boolean masks.
+
+    Parameters
+    ----------
+    path : str or path
+        ``.json`` (neurofinder), ``.zip``/``.roi`` (ImageJ), ``.npy``/``.npz`` (masks or Ain), ``stat.npy``
+        (Suite2p), ``.hdf5``/``.h5`` (CaImAn results), ``.nwb`` (PlaneSegmentation).
+    shape : (rows, cols), optional
+        Image size. Required for formats that do not store it (JSON, ImageJ, Ain, Suite2p without ops.npy);
+        checked against it for the others.
+    a_threshold : float
+        CaImAn HDF5 only: keep pixels with A > a_threshold * max of the component (0: the support of A).
+    accepted_only : bool
+        CaImAn HDF5 only: keep only ``idx_components`` when the file lists accepted components.
+
+    Returns
+    -------
+    bool array (N, rows, cols)
+
+    Raises
+    ------
+    RoiError (a MovieError)
+        Missing, unknown or malformed file, missing or inconsistent shape, coordinates outside the image.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise RoiError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        masks = _read_json(path, shape)
+    elif suffix in (".zip", ".roi"):
+        masks = _read_imagej(path, shape)
+    elif suffix == ".npy" and _is_suite2p_stat(path):
+        masks = _read_suite2p(path, shape)
+    elif suffix in (".npy", ".npz"):
+        masks = _read_numpy(path, shape)
+    elif suffix in (".hdf5", ".h5"):
+        masks = _read_caiman_hdf5(path, shape, a_threshold, accepted_only)
+    elif suffix == ".nwb":
+        masks = _read_nwb(path, shape)
+    else:
+        raise RoiError(f"{path}: unknown ROI format '{path.suffix}' (supported: .json, .zip, .roi, .npy, .npz, "
+                       f".hdf5/.h5, .nwb)")
+    logger.info("read %d ROIs of shape %s from %s", len(masks), masks.shape[1:], path)
+    return masks
+
+
+def _read_json(path: Path, shape) -> np.ndarray:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RoiError(f"{path}: not valid JSON ({exc})") from exc
+    if isinstance(data, dict) and "regions" in data:
+        data = data["regions"]
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "coordinates" in r for r in data):
+        raise RoiError(f"{path}: expected a neurofinder list of {{'coordinates': [[row, col], ...]}} regions (or a "
+                       f"dict with 'regions')")
+    return masks_from_coordinates([r["coordinates"] for r in data], _check_shape(shape, path), str(path))
+
+
+def _roi_mask(roi, shape, name: str) -> np.ndarray:
+    from roifile import ROI_SUBTYPE, ROI_TYPE
+
+    rt = roi.roitype
+    if roi.multi_coordinates is not None and len(roi.multi_coordinates):
+        mask = np.zeros(shape, bool)
+        for coords in roi.coordinates(multi=True):  # shape ROI: sub-paths combined even-odd (holes)
+            if len(coords) >= 3:
+                mask ^= polygon_mask(coords[:, 0], coords[:, 1], shape)
+        return mask
+    if rt == ROI_TYPE.RECT:
+        if roi.subpixelrect:
+            left, top, width, height = roi.xd, roi.yd, roi.widthd, roi.heightd
+        else:
+            left, top, width, height = roi.left, roi.top, roi.right - roi.left, roi.bottom - roi.top
+        x = np.array([left, left + width, left + width, left])
+        y = np.array([top, top, top + height, top + height])
+        return polygon_mask(x, y, shape)
+    if rt == ROI_TYPE.OVAL:
+        if roi.subpixelrect:
+            return _oval_mask(roi.xd, roi.yd, roi.widthd, roi.heightd, shape)
+        return _oval_mask(roi.left, roi.top, roi.right - roi.left, roi.bottom - roi.top, shape)
+    area_types = (ROI_TYPE.POLYGON, ROI_TYPE.FREEHAND, ROI_TYPE.TRACED)
+    if rt in (ROI_TYPE.POLYLINE, ROI_TYPE.FREELINE):
+        warnings.warn(f"{name}: ImageJ {ROI_TYPE(rt).name.lower()} ROI is a line; closed into a polygon",
+                      UserWarning, stacklevel=4)
+    elif rt not in area_types and not (rt == ROI_TYPE.FREEHAND and roi.subtype == ROI_SUBTYPE.ELLIPSE):
+        raise RoiError(f"{name}: ImageJ ROI of type {ROI_TYPE(rt).name} has no area; cannot make a mask")
+    coords = np.asarray(roi.coordinates(), float)
+    if coords.ndim != 2 or len(coords) < 3:
+        raise RoiError(f"{name}: ImageJ ROI has fewer than 3 vertices")
+    return polygon_mask(coords[:, 0], coords[:, 1], shape)
+
+
+def _read_imagej(path: Path, shape) -> np.ndarray:
+    from roifile import ImagejRoi
+
+    shape = _check_shape(shape, path)
+    rois: list[tuple[str, ImagejRoi]] = []
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                for name in zf.namelist():
+                    if name.lower().endswith(".roi"):
+                        rois.append((f"{path}:{name}", ImagejRoi.frombytes(zf.read(name))))
+        else:
+            rois.append((str(path), ImagejRoi.frombytes(path.read_bytes())))
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise RoiError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
+    masks = np.zeros((len(rois),) + shape, bool)
+    for k, (name, roi) in enumerate(rois):
+        masks[k] = _roi_mask(roi, shape, name)
+    return masks
+
+
+def _as_masks(arr: np.ndarray, shape, source: str) -> np.ndarray:
+    if arr.dtype.kind not in "biuf":
+        raise RoiError(f"{source}: masks must be numeric or boolean, not {arr.dtype}")
+    if arr.ndim == 3:
+        if shape is not None and tuple(arr.shape[1:]) != _check_shape(shape, source):
+            raise RoiError(f"{source}: masks have frame shape {arr.shape[1:]}, but shape={tuple(shape)} was given")
+        return np.asarray(arr > 0)
+    if arr.ndim == 2:
+        shape = _check_shape(shape, f"{source} (2-D array read as Ain (rows*cols, N))")
+        if arr.shape[0] != shape[0] * shape[1]:
+            raise RoiError(f"{source}: a 2-D array is read as Ain (rows*cols, N), but it has {arr.shape[0]} rows "
+                           f"and shape={shape} has {shape[0] * shape[1]} pixels")
+        return np.asarray(arr > 0).T.reshape((arr.shape[1], shape[1], shape[0])).transpose(0, 2, 1)
+    raise RoiError(f"{source}: expected masks (N, rows, cols) or Ain (rows*cols, N), got shape {arr.shape}")
+
+
+def _read_numpy(path: Path, shape) -> np.ndarray:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                if "masks" in keys:
+                    key = "masks"
+                elif len(keys) == 1:
+                    key = keys[0]
+                else:
+                    raise RoiError(f"{path}: no array 'masks' and {len(keys)} arrays ({', '.join(keys[:8])})")
+                arr = z[key]
+        else:
+            arr = np.load(path, allow_pickle=False)
+    except RoiError:
+        raise
+    except Exception as exc:
+        raise RoiError(f"{path}: cannot read masks ({exc})") from exc
+    return _as_masks(arr, shape, str(path))
+
+
+def _is_suite2p_stat(path: Path) -> bool:
+    if path.name == "stat.npy":
+        return True
+    try:  # a pickled object array of dicts with ypix/xpix
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)(fh)
+        return header[2] == np.dtype(object) and len(header[0]) == 1
+    except Exception:
+        return False
+
+
+def _read_suite2p(path: Path, shape) -> np.ndarray:
+    try:
+        stat = np.load(path, allow_pickle=True)
+    except Exception as exc:
+        raise RoiError(f"{path}: cannot read Suite2p stat.npy ({exc})") from exc
+    if stat.dtype != object or stat.ndim != 1 or not all(isinstance(s, dict) and "ypix" in s and "xpix" in s
+                                                          for s in stat):
+        raise RoiError(f"{path}: not a Suite2p stat.npy (an array of dicts with 'ypix' and 'xpix')")
+    ops_path = path.with_name("ops.npy")
+    if shape is None and ops_path.exists():
+        ops = np.load(ops_path, allow_pickle=True).item()
+        shape = (ops["Ly"], ops["Lx"])
+    shape = _check_shape(shape, f"{path} (no ops.npy beside it)")
+    keep = np.ones(len(stat), bool)
+    iscell_path = path.with_name("iscell.npy")
+    if iscell_path.exists():
+        iscell = np.load(iscell_path, allow_pickle=False)
+        if len(iscell) != len(stat):
+            raise RoiError(f"{iscell_path}: {len(iscell)} rows, but {path} has {len(stat)} ROIs")
+        keep = np.asarray(iscell).reshape(len(stat), -1)[:, 0] == 1
+    regions = [np.stack([np.asarray(s["ypix"]), np.asarray(s["xpix"])], axis=1)
+               for s, k in zip(stat, keep, strict=True) if k]
+    return masks_from_coordinates(regions, shape, str(path))
+
+
+def _h5_file(path: Path):
+    import h5py
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise RoiError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
+def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool) -> np.ndarray:
+    import h5py
+    import scipy.sparse
+
+    with _h5_file(path) as f:
+        if "estimates/A" not in f:
+            raise RoiError(f"{path}: no /estimates/A (not a CaImAn results file)")
+        grp = f["estimates/A"]
+        if not isinstance(grp, h5py.Group) or not all(k in grp for k in ("data", "indices", "indptr", "shape")):
+            raise RoiError(f"{path}: /estimates/A is not a sparse group with data, indices, indptr, shape")
+        d, K = (int(v) for v in grp["shape"][()])
+        A = scipy.sparse.csc_matrix((grp["data"][()], grp["indices"][()], grp["indptr"][()]), shape=(d, K))
+        dims = None
+        for key in ("dims", "estimates/dims"):
+            if key in f and isinstance(f[key], h5py.Dataset) and f[key].dtype.kind in "iuf":
+                dims = tuple(int(v) for v in np.ravel(f[key][()]))
+                break
+        idx = None
+        if accepted_only and "estimates/idx_components" in f:
+            val = f["estimates/idx_components"][()]
+            if isinstance(val, np.ndarray) and val.dtype.kind in "iu":
+                idx = val.ravel().astype(np.int64)
+    if dims is None:
+        dims = _check_shape(shape, f"{path} (no /dims)")
+    elif shape is not None and tuple(dims) != _check_shape(shape, path):
+        raise RoiError(f"{path}: file dims {dims} differ from shape={tuple(shape)}")
+    if len(dims) != 2 or dims[0] * dims[1] != d:
+        raise RoiError(f"{path}: dims {dims} do not match A's {d} pixels (only 2-D fields are supported)")
+    if idx is not None:
+        A = A[:, idx]
+    A = A.tocsc()
+    col_max = np.asarray(A.max(axis=0).todense()).ravel() if A.shape[1] else np.zeros(0)
+    masks = np.zeros((A.shape[1], dims[0], dims[1]), bool)
+    for k in range(A.shape[1]):
+        lo, hi = A.indptr[k], A.indptr[k + 1]
+        vals, pix = A.data[lo:hi], A.indices[lo:hi]
+        pix = pix[vals > max(a_threshold * col_max[k], 0.0)]
+        masks[k, pix % dims[0], pix // dims[0]] = True  # p = i + j*d1
+    return masks
+
+
+def _read_nwb(path: Path, shape) -> np.ndarray:
+    import h5py
+
+    with _h5_file(path) as f:
+        found = {}
+        planes = []
+
+        def visit(name, obj):
+            kind = obj.attrs.get("neurodata_type", b"")
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            if kind == "PlaneSegmentation":
+                found[name] = obj
+            elif kind == "TwoPhotonSeries" and "data" in obj and obj["data"].ndim == 3:
+                planes.append(tuple(obj["data"].shape[1:]))
+
+        f.visititems(visit)
+        if len(found) != 1:
+            raise RoiError(f"{path}: {len(found)} PlaneSegmentation tables ({', '.join(found) or 'none'}); "
+                           f"expected exactly one")
+        name, ps = next(iter(found.items()))
+        if "image_mask" in ps and isinstance(ps["image_mask"], h5py.Dataset):
+            arr = ps["image_mask"][()]
+            return _as_masks(arr, shape, f"{path}:{name}/image_mask")
+        if "pixel_mask" in ps and "pixel_mask_index" in ps:
+            pm = ps["pixel_mask"][()]
+            ends = ps["pixel_mask_index"][()].astype(np.int64)
+            if shape is None and len(set(planes)) == 1:
+                shape = planes[0]
+            shape = _check_shape(shape, f"{path}:{name} (pixel_mask without a TwoPhotonSeries)")
+            starts = np.concatenate([[0], ends[:-1]])
+            regions = [np.stack([pm["x"][a:b], pm["y"][a:b]], axis=1)[pm["weight"][a:b] > 0]
+                       for a, b in zip(starts, ends, strict=True)]
+            return masks_from_coordinates(regions, shape, f"{path}:{name}/pixel_mask")
+        raise RoiError(f"{path}: PlaneSegmentation '{name}' has neither image_mask nor pixel_mask")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# outline tracing and writers
+# ----------------------------------------------------------------------------------------------------------------
+
+def _trace_loops(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed outlines of a mask along pixel edges, as (n, 2) integer (x, y) corner coordinates.
+
+    Every edge between an inside and an outside pixel is directed so that the inside lies on its right (clockwise
+    around a pixel on screen); the edges are then chained into loops. Where two pixels touch only at a corner the
+    chain continues into the other pixel, so diagonally touching pixels share one outline (8-connectivity).
+    Outer outlines run clockwise (positive shoelace area with y pointing down), holes anticlockwise.
+    """
+    m = np.pad(np.asarray(mask, bool), 1)
+    r, c = np.nonzero(m)
+    edges: dict[tuple[int, int], list[tuple[tuple[int, int], tuple[int, int]]]] = {}
+
+    def add(start, end, owner):
+        edges.setdefault(start, []).append((end, owner))
+
+    for rr, cc in zip(r.tolist(), c.tolist(), strict=True):
+        x, y = cc - 1, rr - 1  # corner coordinates in the unpadded image
+        owner = (rr, cc)
+        if not m[rr - 1, cc]:
+            add((x, y), (x + 1, y), owner)          # top, left to right
+        if not m[rr, cc + 1]:
+            add((x + 1, y), (x + 1, y + 1), owner)  # right, downwards
+        if not m[rr + 1, cc]:
+            add((x + 1, y + 1), (x, y + 1), owner)  # bottom, right to left
+        if not m[rr, cc - 1]:
+            add((x, y + 1), (x, y), owner)          # left, upwards
+    loops = []
+    while edges:
+        # start at a vertex with a single way out (never a corner shared by diagonal pixels)
+        start = next((v for v, outs in edges.items() if len(outs) == 1), next(iter(edges)))
+        end, owner = edges[start].pop()
+        if not edges[start]:
+            del edges[start]
+        loop = [start]
+        vertex = end
+        while vertex != start:
+            loop.append(vertex)
+            outs = edges[vertex]
+            pick = 0
+            if len(outs) > 1:  # a corner shared by two diagonal pixels: continue into the other pixel
+                pick = next((k for k, (_, o) in enumerate(outs) if o != owner), 0)
+            end, owner = outs.pop(pick)
+            if not outs:
+                del edges[vertex]
+            vertex = end
+        loops.append(np.asarray(loop, dtype=np.int64))
+    return loops
+
+
+def _shoelace(loop: np.ndarray) -> float:
+    x, y = loop[:, 0].astype(float), loop[:, 1].astype(float)
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def _drop_collinear(loop: np.ndarray) -> np.ndarray:
+    prev, nxt = np.roll(loop, 1, axis=0), np.roll(loop, -1, axis=0)
+    cross = (loop[:, 0] - prev[:, 0]) * (nxt[:, 1] - loop[:, 1]) - (loop[:, 1] - prev[:, 1]) * (nxt[:, 0] - loop[:, 0])
+    keep = cross != 0
+    return loop[keep] if keep.sum() >= 3 else loop
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The outer outline of a mask's largest piece as polygon vertices (n, 2) (x, y) on pixel corners.
+
+    ``polygon_mask(*outline(mask).T, mask.shape)`` gives the mask back when it is one piece without holes.
+    Returns an empty (0, 2) array for an empty mask.
+    """
+    loops = [lp for lp in _trace_loops(mask) if _shoelace(lp) > 0]
+    if not loops:
+        return np.zeros((0, 2), np.int64)
+    return _drop_collinear(max(loops, key=_shoelace))
+
+
+def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
+    """Write masks (N, rows, cols) as neurofinder JSON (``.json``) or an ImageJ RoiSet (``.zip``), atomically.
+
+    JSON: a list of ``{"id": k, "coordinates": [[row, col], ...]}`` (exact). ImageJ: one traced polygon ROI per
+    mask named ``{k+1:04d}.roi``; exact for masks that are one piece without holes (a warning says otherwise).
+    Empty masks are written as empty regions (JSON) or are an error (ImageJ, which cannot hold an empty ROI).
+    """
+    path = Path(path)
+    masks = np.asarray(masks)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3:
+        raise RoiError(f"{path}: masks must be (N, rows, cols), got shape {masks.shape}")
+    masks = masks > 0
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        regions = [{"id": k, "coordinates": np.argwhere(mk).tolist()} for k, mk in enumerate(masks)]
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(regions))
+    elif suffix == ".zip":
+        _write_imagej(path, masks)
+    else:
+        raise RoiError(f"{path}: unknown ROI output format '{path.suffix}' (use .json or .zip)")
+    logger.info("wrote %d ROIs to %s", len(masks), path)
+
+
+def _write_imagej(path: Path, masks: np.ndarray) -> None:
+    from roifile import ROI_TYPE, ImagejRoi
+
+    rois, changed = [], []
+    for k, mk in enumerate(masks):
+        pts = outline(mk)
+        if not len(pts):
+            raise RoiError(f"{path}: mask {k} is empty; ImageJ ROIs cannot be empty")
+        roi = ImagejRoi.frompoints(pts.astype(np.int32), name=f"{k + 1:04d}")
+        roi.roitype = ROI_TYPE.TRACED
+        rois.append(roi)
+        back = polygon_mask(pts[:, 0], pts[:, 1], mk.shape)
+        if not np.array_equal(back, mk):
+            changed.append((k, int((back != mk).sum())))
+    if changed:
+        warnings.warn(f"{path}: {len(changed)} masks have holes or several pieces; their ImageJ outlines differ "
+                      f"from the masks (mask index, pixels): {changed[:10]}", UserWarning, stacklevel=3)
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for roi in rois:
+                zf.writestr(f"{roi.name}.roi", roi.tobytes())

@@ -1,0 +1,293 @@
+"""Tests of cellfie_caiman.rois on files written by the libraries that own each format (roifile, h5py, pynwb)."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse
+from matplotlib.path import Path as MplPath
+from roifile import ROI_TYPE, ImagejRoi, roiread, roiwrite
+from skimage.draw import disk, ellipse
+
+from cellfie_caiman.io import MovieError
+from cellfie_caiman.rois import RoiError, read_rois, write_rois
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+SHAPE = (40, 32)
+
+
+def centre_inside(x, y, shape):
+    """Naive ImageJ rule: pixel (r, c) is in the ROI when its centre (c + .5, r + .5) is inside the polygon."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    centres = np.stack([cols.ravel() + 0.5, rows.ravel() + 0.5], axis=1)
+    return MplPath(np.stack([x, y], axis=1)).contains_points(centres).reshape(shape)
+
+
+@pytest.fixture
+def blobs():
+    """Discs and rotated ellipses (one piece, no holes), some touching the image border."""
+    rng = np.random.default_rng(3)
+    masks = []
+    for k in range(12):
+        m = np.zeros(SHAPE, bool)
+        if k % 2:
+            rr, cc = disk((rng.uniform(0, SHAPE[0]), rng.uniform(0, SHAPE[1])), rng.uniform(2, 7), shape=SHAPE)
+        else:
+            rr, cc = ellipse(rng.uniform(5, 35), rng.uniform(5, 27), rng.uniform(2, 6), rng.uniform(3, 8),
+                             rotation=rng.uniform(0, np.pi), shape=SHAPE)
+        m[rr, cc] = True
+        masks.append(m)
+    return np.array(masks)
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# neurofinder JSON
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_real_neurofinder_regions():
+    path = DATA / "neurofinder.01.01" / "regions.json"
+    if not path.exists():
+        pytest.skip(f"shared data absent: {path}")
+    masks = read_rois(path, shape=(512, 512))
+    regions = json.loads(path.read_text())
+    assert masks.shape == (350, 512, 512) and masks.dtype == bool
+    expected = np.zeros_like(masks)
+    for k, region in enumerate(regions):
+        for row, col in region["coordinates"]:
+            expected[k, row, col] = True
+    np.testing.assert_array_equal(masks, expected)
+
+
+def test_json_round_trip_and_format(tmp_path, blobs):
+    path = tmp_path / "out" / "rois.json"
+    write_rois(path, blobs)
+    regions = json.loads(path.read_text())
+    assert [r["id"] for r in regions] == list(range(len(blobs)))
+    for region, mask in zip(regions, blobs, strict=True):
+        assert sorted(map(tuple, region["coordinates"])) == sorted(zip(*np.nonzero(mask), strict=True))
+    np.testing.assert_array_equal(read_rois(path, SHAPE), blobs)
+    sub = tmp_path / "submission.json"
+    sub.write_text(json.dumps({"dataset": "x", "regions": regions}))
+    np.testing.assert_array_equal(read_rois(sub, SHAPE), blobs)
+
+
+def test_json_errors(tmp_path, blobs):
+    path = tmp_path / "rois.json"
+    write_rois(path, blobs)
+    with pytest.raises(RoiError, match="rois.json.*shape"):
+        read_rois(path)
+    with pytest.raises(RoiError, match="rois.json.*outside the image"):
+        read_rois(path, shape=(10, 10))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(RoiError, match="bad.json"):
+        read_rois(bad, SHAPE)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"points": [[1, 2]]}]))
+    with pytest.raises(RoiError, match="wrong.json.*coordinates"):
+        read_rois(wrong, SHAPE)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ImageJ
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_imagej_polygon_follows_imagej_geometry(tmp_path):
+    # the example of the reference (§6): vertices x = 3..8, y = 2..6; CaImAn gives rows 1..5, cols 2..7
+    roi = ImagejRoi.frompoints(np.array([[3, 2], [8, 2], [8, 6], [3, 6]]))
+    roi.roitype = ROI_TYPE.POLYGON
+    path = tmp_path / "poly.roi"
+    roi.tofile(path)
+    mask = read_rois(path, shape=(10, 12))
+    expected = np.zeros((1, 10, 12), bool)
+    expected[0, 2:6, 3:8] = True  # centres (c+.5, r+.5) inside [3, 8] x [2, 6]
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_imagej_zip_of_every_area_type(tmp_path):
+    t = np.linspace(0, 2 * np.pi, 50, endpoint=False)
+    free = ImagejRoi.frompoints(np.stack([15 + 6.3 * np.cos(t), 20 + 4.2 * np.sin(t)], axis=1).astype(np.float32))
+    poly = ImagejRoi.frompoints(np.array([[2, 30], [12, 28], [7, 39]]))
+    poly.roitype = ROI_TYPE.POLYGON
+    rect = ImagejRoi(roitype=ROI_TYPE.RECT, left=20, top=3, right=26, bottom=11)
+    oval = ImagejRoi(roitype=ROI_TYPE.OVAL, left=4, top=5, right=15, bottom=12)
+    path = tmp_path / "RoiSet.zip"
+    roiwrite(path, [free, poly, rect, oval], name=["a", "b", "c", "d"])
+    masks = read_rois(path, SHAPE)
+    assert masks.shape == (4,) + SHAPE
+    fx, fy = free.coordinates().T
+    np.testing.assert_array_equal(masks[0], centre_inside(fx, fy, SHAPE))
+    np.testing.assert_array_equal(masks[1], centre_inside(np.array([2, 12, 7]), np.array([30, 28, 39]), SHAPE))
+    expected_rect = np.zeros(SHAPE, bool)
+    expected_rect[3:11, 20:26] = True
+    np.testing.assert_array_equal(masks[2], expected_rect)
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    expected_oval = ((cols + 0.5 - 9.5) / 5.5) ** 2 + ((rows + 0.5 - 8.5) / 3.5) ** 2 <= 1
+    np.testing.assert_array_equal(masks[3], expected_oval)
+
+
+def test_imagej_clipping_and_non_area_rois(tmp_path):
+    edge = ImagejRoi(roitype=ROI_TYPE.RECT, left=28, top=-2, right=40, bottom=3)
+    path = tmp_path / "edge.roi"
+    edge.tofile(path)
+    expected = np.zeros(SHAPE, bool)
+    expected[0:3, 28:32] = True
+    np.testing.assert_array_equal(read_rois(path, SHAPE)[0], expected)
+    line = ImagejRoi(roitype=ROI_TYPE.LINE, x1=1, y1=1, x2=10, y2=10)
+    path = tmp_path / "line.roi"
+    line.tofile(path)
+    with pytest.raises(RoiError, match="line.roi.*no area"):
+        read_rois(path, SHAPE)
+    with pytest.raises(RoiError, match="edge.roi.*shape"):
+        read_rois(tmp_path / "edge.roi")
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(RoiError, match="junk.zip"):
+        read_rois(junk, SHAPE)
+
+
+def test_imagej_zip_round_trip(tmp_path, blobs):
+    path = tmp_path / "RoiSet.zip"
+    write_rois(path, blobs)
+    rois = roiread(path)  # readable by roifile (and so by ImageJ/Fiji)
+    assert len(rois) == len(blobs)
+    assert all(r.roitype == ROI_TYPE.TRACED for r in rois)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == [f"{k + 1:04d}.roi" for k in range(len(blobs))]
+    back = read_rois(path, SHAPE)
+    assert min(iou(a, b) for a, b in zip(back, blobs, strict=True)) > 0.9
+    np.testing.assert_array_equal(back, blobs)  # traced outlines are exact for one-piece masks
+
+
+def test_imagej_writer_diagonal_pieces_and_holes(tmp_path):
+    diag = np.zeros(SHAPE, bool)
+    diag[2:5, 2:5] = True
+    diag[5:8, 5:8] = True  # touches the first square at one corner only
+    ring = np.zeros(SHAPE, bool)
+    ring[10:20, 10:20] = True
+    ring[14:16, 14:16] = False
+    path = tmp_path / "x.zip"
+    with pytest.warns(UserWarning, match="holes or several pieces"):
+        write_rois(path, np.array([diag, ring]))
+    back = read_rois(path, SHAPE)
+    np.testing.assert_array_equal(back[0], diag)
+    np.testing.assert_array_equal(back[1], ring | (np.pad(np.ones((2, 2), bool), ((14, 24), (14, 16)))))
+    with pytest.raises(RoiError, match="empty.zip.*empty"):
+        write_rois(tmp_path / "empty.zip", np.zeros((1,) + SHAPE, bool))
+    assert not list(tmp_path.glob("*empty*"))  # nothing half-written
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# numpy, CaImAn HDF5, Suite2p, NWB
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_numpy_masks_and_ain(tmp_path, blobs):
+    np.save(tmp_path / "m.npy", blobs.astype(np.float32) * 0.5)
+    np.testing.assert_array_equal(read_rois(tmp_path / "m.npy"), blobs)
+    np.savez(tmp_path / "m.npz", masks=blobs, other=np.arange(3))
+    np.testing.assert_array_equal(read_rois(tmp_path / "m.npz", SHAPE), blobs)
+    np.savez(tmp_path / "one.npz", blobs)
+    np.testing.assert_array_equal(read_rois(tmp_path / "one.npz"), blobs)
+    ain = np.stack([m.flatten(order="F") for m in blobs], axis=1)  # CaImAn's Ain: column k = mask_k in F order
+    np.save(tmp_path / "ain.npy", ain)
+    np.testing.assert_array_equal(read_rois(tmp_path / "ain.npy", SHAPE), blobs)
+    with pytest.raises(RoiError, match="ain.npy.*shape"):
+        read_rois(tmp_path / "ain.npy")
+    with pytest.raises(RoiError, match="m.npy.*shape"):
+        read_rois(tmp_path / "m.npy", shape=(32, 40))
+
+
+def write_caiman_hdf5(path, A, dims, idx_components=None):
+    """The layout CaImAn's save_dict_to_hdf5 writes: /dims and a CSC group /estimates/A."""
+    A = scipy.sparse.csc_matrix(A)
+    with h5py.File(path, "w") as f:
+        f["dims"] = np.array(dims)
+        g = f.create_group("estimates/A")
+        g["data"], g["indices"], g["indptr"], g["shape"] = A.data, A.indices, A.indptr, np.array(A.shape)
+        f["estimates/idx_components"] = "NoneType" if idx_components is None else np.asarray(idx_components)
+
+
+def test_caiman_hdf5(tmp_path, blobs):
+    rng = np.random.default_rng(0)
+    weights = rng.random(blobs.shape) * blobs  # soft footprints on the masks' support
+    weights[:, 0, 0] = 0
+    A = np.stack([w.flatten(order="F") for w in weights], axis=1)
+    path = tmp_path / "results.hdf5"
+    write_caiman_hdf5(path, A, SHAPE)
+    np.testing.assert_array_equal(read_rois(path), weights > 0)
+    half = read_rois(path, a_threshold=0.5)
+    np.testing.assert_array_equal(half, weights > 0.5 * weights.max(axis=(1, 2), keepdims=True))
+    write_caiman_hdf5(path, A, SHAPE, idx_components=[4, 1])
+    np.testing.assert_array_equal(read_rois(path), weights[[4, 1]] > 0)
+    assert len(read_rois(path, accepted_only=False)) == len(blobs)
+    with pytest.raises(RoiError, match="results.hdf5.*differ"):
+        read_rois(path, shape=(32, 40))
+
+
+def test_suite2p(tmp_path, blobs):
+    folder = tmp_path / "plane0"
+    folder.mkdir()
+    stat = np.array([{"ypix": np.nonzero(m)[0], "xpix": np.nonzero(m)[1], "lam": np.ones(m.sum()),
+                      "overlap": np.zeros(m.sum(), bool)} for m in blobs], dtype=object)
+    np.save(folder / "stat.npy", stat, allow_pickle=True)
+    with pytest.raises(RoiError, match="stat.npy.*shape"):
+        read_rois(folder / "stat.npy")
+    np.testing.assert_array_equal(read_rois(folder / "stat.npy", SHAPE), blobs)
+    np.save(folder / "ops.npy", np.array({"Ly": SHAPE[0], "Lx": SHAPE[1]}, dtype=object), allow_pickle=True)
+    iscell = np.zeros((len(blobs), 2))
+    iscell[[0, 3, 7], 0] = 1
+    np.save(folder / "iscell.npy", iscell)
+    np.testing.assert_array_equal(read_rois(folder / "stat.npy"), blobs[[0, 3, 7]])
+
+
+def write_nwb_rois(path, masks, pixel_mask=False):
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import ImageSegmentation, OpticalChannel, TwoPhotonSeries
+
+    nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    device = nwb.create_device(name="scope")
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
+        description="p", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP",
+        location="V1")
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((3,) + masks.shape[1:], np.uint16),
+                                        imaging_plane=plane, rate=30.0, unit="a.u."))
+    seg = ImageSegmentation()
+    nwb.create_processing_module(name="ophys", description="rois").add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="rois", imaging_plane=plane)
+    for mask in masks:
+        if pixel_mask:  # NWB: x is the first image axis (rows here), as image_to_pixel writes it
+            rows, cols = np.nonzero(mask)
+            ps.add_roi(pixel_mask=[(int(r), int(c), 1.0) for r, c in zip(rows, cols, strict=True)])
+        else:
+            ps.add_roi(image_mask=mask.astype(float))
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+@pytest.mark.parametrize("pixel_mask", [False, True])
+def test_nwb_plane_segmentation(tmp_path, blobs, pixel_mask):
+    path = tmp_path / "rois.nwb"
+    write_nwb_rois(path, blobs[:5], pixel_mask=pixel_mask)
+    np.testing.assert_array_equal(read_rois(path), blobs[:5])
+
+
+def test_missing_and_unknown(tmp_path):
+    with pytest.raises(RoiError, match="nothere.json"):
+        read_rois(tmp_path / "nothere.json", SHAPE)
+    other = tmp_path / "rois.csv"
+    other.write_text("1,2\n")
+    with pytest.raises(MovieError, match="rois.csv.*unknown ROI format"):
+        read_rois(other, SHAPE)
+    with pytest.raises(RoiError, match="rois.txt"):
+        write_rois(tmp_path / "rois.txt", np.zeros((1,) + SHAPE, bool))
