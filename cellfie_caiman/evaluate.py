@@ -1,0 +1,177 @@
+"""Scoring detected ROIs against ground truth.
+
+:func:`match_rois` pairs two sets of binary masks one-to-one with the Hungarian algorithm and counts true
+positives, false positives and false negatives. Two rules:
+
+* ``'caiman'`` reproduces CaImAn's ``nf_match_neurons_in_binary_masks`` (the neurofinder/eLife protocol): the cost
+  of a pair is ``1 - IoU`` when the masks' centroids are closer than ``min_dist`` pixels (strictly), else 1; the
+  full rectangular cost matrix is assigned with ``scipy.optimize.linear_sum_assignment``, and an assigned pair is
+  a match when its cost is below ``thresh_cost`` (0.7: IoU > 0.3).
+* ``'iou'`` is the rule of SUNS and STNeuroNet: one-to-one matching of the pairs whose IoU is at least 0.5,
+  without a centroid gate.
+
+Masks are binarised at ``> 0`` (CaImAn would use float values as weights; with 0/1 masks both agree). Unlike
+CaImAn, boolean masks work (CaImAn scores them F1 = 0).
+"""
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linear_sum_assignment
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MatchResult", "match_rois"]
+
+
+class MatchResult(NamedTuple):
+    """Result of :func:`match_rois`.
+
+    Attributes
+    ----------
+    tp, fp, fn : int
+        Matched pairs; predicted ROIs without a match; ground-truth ROIs without a match.
+    precision, recall, f1 : float
+        ``tp / (tp + fp)``, ``tp / (tp + fn)``, ``2 tp / (2 tp + fp + fn)``; 0.0 where the denominator is 0.
+    matched : list of (int, int)
+        ``(gt_index, pred_index)`` of each match, in increasing ``gt_index``.
+    cost : ndarray, float64, (N_gt, N_pred)
+        The cost matrix: ``1 - IoU`` (for ``rule='caiman'``, 1 where the centroids are ``min_dist`` or more apart).
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    matched: list
+    cost: np.ndarray
+
+
+def _as_masks(x, dims: tuple[int, int] | None, name: str) -> tuple[sp.csr_matrix | None, tuple[int, int] | None]:
+    """Binary masks as a CSR matrix (N, rows * cols) with C-order pixels, and the frame shape.
+
+    ``x`` is (N, rows, cols) (bool, numbers, or a list of 2-D masks), or ``Ain`` (pixels, K) dense or sparse with
+    Fortran-order pixels (then ``dims`` is required). Returns (None, None) for an empty set of unknown shape.
+    """
+    if sp.issparse(x):
+        return _from_ain(sp.coo_matrix(x), dims, name)
+    arr = np.asarray(x)
+    if arr.size == 0 and arr.ndim < 3:
+        if arr.ndim == 2 and dims is not None and arr.shape[0] == dims[0] * dims[1]:
+            return sp.csr_matrix((0, dims[0] * dims[1])), tuple(dims)
+        return None, None
+    if arr.ndim == 3:
+        n, rows, cols = arr.shape
+        if dims is not None and tuple(dims) != (rows, cols):
+            raise ValueError(f"{name}: masks of shape {(rows, cols)} do not match dims={tuple(dims)}")
+        flat = arr.reshape(n, rows * cols)
+        k, p = np.nonzero(flat > 0)
+        mat = sp.csr_matrix((np.ones(len(k)), (k, p)), shape=(n, rows * cols))
+        return mat, (rows, cols)
+    if arr.ndim == 2:
+        return _from_ain(sp.coo_matrix(arr), dims, name)
+    raise ValueError(f"{name}: expected masks (N, rows, cols) or Ain (pixels, N) with dims, got shape {arr.shape}")
+
+
+def _from_ain(coo: sp.coo_matrix, dims: tuple[int, int] | None, name: str) -> tuple[sp.csr_matrix, tuple[int, int]]:
+    """(pixels, K) Fortran-order footprints -> (K, pixels) C-order binary CSR."""
+    if dims is None:
+        raise ValueError(f"{name}: a 2-D input is read as Ain (pixels, K) in Fortran order and needs dims=(rows, cols)")
+    rows, cols = (int(d) for d in dims)
+    if coo.shape[0] != rows * cols:
+        raise ValueError(f"{name}: Ain has {coo.shape[0]} rows but dims={tuple(dims)} has {rows * cols} pixels")
+    keep = coo.data > 0
+    p_f = coo.row[keep].astype(np.int64)
+    p_c = (p_f % rows) * cols + p_f // rows
+    mat = sp.csr_matrix((np.ones(len(p_c)), (coo.col[keep], p_c)), shape=(coo.shape[1], rows * cols))
+    mat.sum_duplicates()
+    mat.data[:] = 1.0
+    return mat, (rows, cols)
+
+
+def _centroids(mat: sp.csr_matrix, cols: int) -> np.ndarray:
+    """(N, 2) mean (row, col) of each mask's pixels; NaN for empty masks (like ``ndimage.center_of_mass``)."""
+    p = mat.indices.astype(np.int64)
+    counts = np.diff(mat.indptr).astype(np.float64)
+    out = np.full((mat.shape[0], 2), np.nan)
+    nz = counts > 0
+    starts = mat.indptr[:-1][nz]
+    if len(p):
+        # sums of integer coordinates are exact in float64, as in scipy's center_of_mass
+        out[nz, 0] = np.add.reduceat((p // cols).astype(np.float64), starts) / counts[nz]
+        out[nz, 1] = np.add.reduceat((p % cols).astype(np.float64), starts) / counts[nz]
+    return out
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den > 0 else 0.0
+
+
+def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: float = 10, rule: str = "caiman",
+               dims: tuple[int, int] | None = None) -> MatchResult:
+    """Match predicted ROIs to ground-truth ROIs one-to-one and score them.
+
+    Parameters
+    ----------
+    masks_gt, masks_pred : array-like or sparse matrix
+        Each either masks (N, rows, cols) (bool or numbers; a pixel belongs to a mask where its value is > 0),
+        a list of 2-D masks, or ``Ain`` (rows * cols, N) dense or ``scipy.sparse`` with Fortran-order pixels
+        (``p = row + col * rows``, CaImAn's layout; then ``dims`` is required).
+    thresh_cost : float
+        ``rule='caiman'``: an assigned pair is a match when its cost ``1 - IoU`` is below this (0.7: IoU > 0.3).
+    min_dist : float
+        ``rule='caiman'``: pairs whose centroids are ``min_dist`` pixels or more apart cost 1 (never match).
+    rule : {'caiman', 'iou'}
+        ``'caiman'``: CaImAn's ``nf_match_neurons_in_binary_masks``. ``'iou'``: match pairs with IoU >= 0.5
+        (SUNS, STNeuroNet); ``thresh_cost`` and ``min_dist`` are not used.
+    dims : (int, int) or None
+        Frame shape (rows, cols); required for ``Ain`` inputs, checked against 3-D inputs.
+
+    Returns
+    -------
+    MatchResult
+    """
+    if rule not in ("caiman", "iou"):
+        raise ValueError(f"rule must be 'caiman' or 'iou', got {rule!r}")
+    gt, dims_gt = _as_masks(masks_gt, dims, "masks_gt")
+    pred, dims_pred = _as_masks(masks_pred, dims, "masks_pred")
+    if dims_gt is not None and dims_pred is not None and dims_gt != dims_pred:
+        raise ValueError(f"masks_gt frames {dims_gt} and masks_pred frames {dims_pred} differ")
+    n_gt = 0 if gt is None else gt.shape[0]
+    n_pred = 0 if pred is None else pred.shape[0]
+    if n_gt == 0 or n_pred == 0:
+        return MatchResult(0, n_pred, n_gt, 0.0, 0.0, 0.0, [], np.ones((n_gt, n_pred)))
+
+    cols = dims_gt[1]
+    inter = (gt @ pred.T).toarray()
+    size_gt = np.diff(gt.indptr).astype(np.float64)
+    size_pred = np.diff(pred.indptr).astype(np.float64)
+    union = size_gt[:, None] + size_pred[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    if rule == "caiman":
+        c_gt, c_pred = _centroids(gt, cols), _centroids(pred, cols)
+        dr = c_gt[:, None, 0] - c_pred[None, :, 0]
+        dc = c_gt[:, None, 1] - c_pred[None, :, 1]
+        with np.errstate(invalid="ignore"):
+            close = np.sqrt(dr * dr + dc * dc) < min_dist  # NaN (empty mask) is never close
+        # the same floating-point expression as CaImAn, so that ties are broken identically
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cost = np.where(close & (union > 0), 1.0 - inter / np.where(union > 0, union, 1.0), 1.0)
+        rows_a, cols_a = linear_sum_assignment(cost)
+        ok = cost[rows_a, cols_a] < thresh_cost
+    else:
+        cost = 1.0 - iou
+        allowed = iou >= 0.5
+        rows_a, cols_a = linear_sum_assignment(np.where(allowed, cost, 2.0))
+        ok = allowed[rows_a, cols_a]
+    matched = [(int(i), int(j)) for i, j in zip(rows_a[ok], cols_a[ok], strict=True)]
+    tp = len(matched)
+    fp, fn = n_pred - tp, n_gt - tp
+    return MatchResult(tp, fp, fn, _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
+                       matched, cost)
