@@ -147,6 +147,35 @@ class _ArrayReader(_Reader):
         return np.asarray(self.array[start:stop])
 
 
+class _MappedFileReader(_ArrayReader):
+    """A memory-mapped file (.npy or uncompressed TIFF); pickles as its path, not its data."""
+
+    def __init__(self, path: Path, kind: str, shape):
+        self.path, self.kind = path, kind
+        super().__init__(self._open(shape), str(path))
+
+    def _open(self, shape=None):
+        if self.kind == "npy":
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        else:
+            import tifffile
+            arr = tifffile.memmap(self.path, mode="r")
+        return arr.reshape(shape if shape is not None else self.shape)
+
+    def read(self, start, stop):
+        if self.array is None:
+            self.array = self._open()
+        return np.asarray(self.array[start:stop])
+
+    def close(self):
+        self.array = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["array"] = None
+        return state
+
+
 class _CaimanMemmapReader(_Reader):
     """A CaImAn memmap: Yr (pixels, T) float32, pixel p = i + j*d1, order C (pixel-major) or F (frame-major)."""
 
@@ -160,14 +189,25 @@ class _CaimanMemmapReader(_Reader):
         self.d1, self.d2, self.order, self.T = info["d1"], info["d2"], info["order"], info["T"]
         self.shape = _check_movie_shape_dtype((self.T, self.d1, self.d2), np.float32, str(path))
         self.dtype = np.dtype(np.float32)
-        _check_file_size(path, self.d1 * self.d2 * self.T * 4, f"d1*d2*T*4 = {self.d1}*{self.d2}*{self.T}*4")
         self._yr = None
+        if path.suffix.lower() == ".npy":
+            self._yr = self.yr  # checks shape and dtype
+        else:
+            _check_file_size(path, self.d1 * self.d2 * self.T * 4, f"d1*d2*T*4 = {self.d1}*{self.d2}*{self.T}*4")
 
     @property
-    def yr(self) -> np.memmap:
+    def yr(self) -> np.ndarray:
         if self._yr is None:
-            self._yr = np.memmap(self.path, dtype=np.float32, mode=self.mode, shape=(self.d1 * self.d2, self.T),
-                                 order=self.order)
+            if self.path.suffix.lower() == ".npy":
+                yr = np.load(self.path, mmap_mode=self.mode, allow_pickle=False)
+                if yr.shape != (self.d1 * self.d2, self.T) or yr.dtype != np.float32:
+                    raise MovieError(f"{self.path}: expected a float32 Yr of shape {(self.d1 * self.d2, self.T)} as "
+                                     f"its name says, got {yr.dtype} {yr.shape}")
+                self.order = "F" if yr.flags.f_contiguous and not yr.flags.c_contiguous else "C"
+                self._yr = yr
+            else:
+                self._yr = np.memmap(self.path, dtype=np.float32, mode=self.mode,
+                                     shape=(self.d1 * self.d2, self.T), order=self.order)
         return self._yr
 
     def read(self, start, stop):
@@ -277,7 +317,7 @@ class _H5Reader(_Reader):
 
     def read(self, start, stop):
         try:
-            return np.asarray(self.dset[start:stop])
+            return np.asarray(self.dset[start:stop]).reshape((max(stop - start, 0),) + self.shape[1:])
         except OSError as exc:
             raise MovieError(f"{self.path}: cannot read frames {start}..{stop - 1} of '{self.dataset}': {exc}") \
                 from exc
@@ -612,8 +652,11 @@ def _open_npy(path: Path) -> _Reader:
         raise MovieError(f"{path}: cannot read as .npy: {exc}") from exc
     except Exception as exc:
         raise MovieError(f"{path}: corrupt or truncated .npy file: {exc}") from exc
+    if arr.ndim == 2 and _is_caiman_memmap_name(path):  # CaImAn's Yr (pixels, T) saved as .npy
+        return _CaimanMemmapReader(path)
     shape = _check_movie_shape_dtype(arr.shape, arr.dtype, str(path))
-    return _ArrayReader(arr.reshape(shape), str(path))
+    del arr
+    return _MappedFileReader(path, "npy", shape)
 
 
 def _open_tiff(path: Path) -> _Reader:
@@ -644,8 +687,7 @@ def _open_tiff(path: Path) -> _Reader:
     shape = _check_movie_shape_dtype(shape, dtype, str(path))
     if mappable:
         try:
-            arr = tifffile.memmap(path, mode="r")
-            return _ArrayReader(arr.reshape(shape), str(path))
+            return _MappedFileReader(path, "tiff", shape)
         except Exception as exc:  # fall back to page reading
             logger.debug("%s: cannot memory-map (%s); decoding pages instead", path, exc)
     if n_pages == shape[0] and int(np.prod(page_shape)) == shape[1] * shape[2]:
@@ -713,8 +755,6 @@ def _open_hdf5(path: Path, var_name: str | None) -> _Reader:
         dset = f[name]
         shape, dtype = dset.shape, dset.dtype
     shape = _check_movie_shape_dtype(shape, dtype, f"{path}:{name}")
-    if len(dset.shape) != 3:
-        raise MovieError(f"{path}:{name}: expected 3-D data, got shape {dset.shape}")
     return _H5Reader(path, name, shape, np.dtype(dtype))
 
 
@@ -756,8 +796,6 @@ def _open_nwb(path: Path, var_name: str | None) -> _Reader:
             raise MovieError(f"{path}: TwoPhotonSeries '{name}' stores its frames in external files "
                              f"({[_attr_str(x) for x in group['external_file'][:3]]}); open those instead")
     shape = _check_movie_shape_dtype(shape, dtype, f"{path}:{name}")
-    if len(dset.shape) != 3:
-        raise MovieError(f"{path}:{name}: expected 3-D (time, x, y) data, got shape {dset.shape}")
     return _H5Reader(path, f"{name}/data", shape, np.dtype(dtype))
 
 

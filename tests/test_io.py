@@ -406,3 +406,35 @@ def test_save_memmap_of_nan_movie_has_no_nan(tmp_path, movie):
 
 def test_movie_type():
     assert isinstance(load_movie(np.zeros((2, 3, 3), np.uint8)), Movie)
+
+
+def test_file_backed_movies_pickle_as_their_path(tmp_path, movie):
+    path = tmp_path / "big.npy"
+    np.save(path, np.repeat(movie, 20, axis=0))
+    m = load_movie(path)
+    blob = pickle.dumps(m)
+    assert len(blob) < 10_000  # the data (1.4 MB) is not copied into the pickle
+    np.testing.assert_array_equal(pickle.loads(blob)[100], np.repeat(movie, 20, axis=0)[100])
+
+
+def test_caiman_yr_saved_as_npy(tmp_path, movie):
+    T, d1, d2 = movie.shape
+    yr = np.stack([frame.flatten(order="F") for frame in movie], axis=1)  # (pixels, T), p = i + j*d1
+    name = tmp_path / f"Yr_d1_{d1}_d2_{d2}_d3_1_order_C_frames_{T}.npy"
+    np.save(name, yr)
+    np.testing.assert_array_equal(load_movie(name).to_array(), movie)
+    Yr, dims, T2 = load_memmap(name)
+    np.testing.assert_array_equal(Yr, yr)
+    np.save(name, yr[:, :-1])
+    with pytest.raises(MovieError, match=name.name):
+        load_movie(name)
+
+
+def test_singleton_axes_are_dropped(tmp_path, movie):
+    path = tmp_path / "zc.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = movie[:, None]  # (T, Z=1, rows, cols)
+    m = load_movie(path)
+    assert m.shape == movie.shape
+    np.testing.assert_array_equal(m[3:5], movie[3:5])
+    np.testing.assert_array_equal(m.to_array(), movie)
