@@ -1,0 +1,137 @@
+"""Refinement of seeded components by CNMF: CaImAn's (when installed) or our builtin implementation.
+
+``refine(movie, init)`` returns an :class:`Estimates` with CaImAn's field names; ``Estimates.save`` writes CaImAn's
+HDF5 layout, :func:`load_estimates` reads ours and CaImAn's files, ``Estimates.to_nwb`` writes NWB.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import types
+from typing import Any
+
+from .estimates import Estimates, load_estimates
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["refine", "seeded_cnmf", "load_estimates", "Estimates", "caiman_available"]
+
+_BACKENDS = ("auto", "builtin", "caiman")
+
+
+def seeded_cnmf(*args, **kwargs):
+    """CaImAn's seeded CNMF (a fitted ``caiman`` CNMF object); see ``cellfie_caiman.refine.caiman_adapter``."""
+    from .caiman_adapter import seeded_cnmf as _seeded_cnmf
+
+    return _seeded_cnmf(*args, **kwargs)
+
+
+def caiman_available() -> bool:
+    """True when CaImAn can be imported (checked lazily, without importing it at package import)."""
+    try:
+        from .caiman_adapter import caiman_available as _available
+    except ImportError:
+        return False
+    try:
+        return bool(_available())
+    except Exception:  # noqa: BLE001 - a broken CaImAn install counts as unavailable
+        logger.debug("caiman_available() failed", exc_info=True)
+        return False
+
+
+def _as_params(params):
+    from ..params import Params
+
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, dict):
+        return Params.from_dict(params)
+    raise TypeError(f"params must be a Params, a dict of groups or None, got {type(params).__name__}")
+
+
+def _settings(P, dims: tuple[int, int]):
+    from .cnmf import Settings
+
+    r, q, d = P.refine, P.quality, P.data
+    if r.p not in (0, 1, 2):
+        raise ValueError(f"refine.p must be 0, 1 or 2, got {r.p}")
+    if r.nb < 0:
+        raise ValueError(f"refine.nb must be >= 0, got {r.nb}")
+    if r.n_iter < 1:
+        raise ValueError(f"refine.n_iter must be >= 1, got {r.n_iter}")
+    if d.fr <= 0 or d.decay_time <= 0:
+        raise ValueError(f"data.fr and data.decay_time must be > 0, got {d.fr} and {d.decay_time}")
+    return Settings(p=int(r.p), nb=int(r.nb), merge_thr=float(r.merge_thr), n_iter=int(r.n_iter),
+                    chunk_frames=r.chunk_frames, fr=float(d.fr), decay_time=float(d.decay_time),
+                    min_SNR=float(q.min_SNR), SNR_lowest=float(q.SNR_lowest), rval_thr=float(q.rval_thr),
+                    rval_lowest=float(q.rval_lowest))
+
+
+def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = False) -> Estimates:
+    """Refine seeded components with CNMF and evaluate them.
+
+    Parameters
+    ----------
+    movie : ndarray (T, rows, cols), ``cellfie_caiman.io.Movie`` or anything ``load_movie`` accepts
+        (.mmap, .tif, .h5, .nwb, .npy, folder of TIFFs). Read chunk by chunk.
+    init : Initialization, bool masks (K, rows, cols) or Ain (rows*cols, K) in Fortran pixel order
+        The seeds. Empty seeds are dropped (warning); seeds duplicating another (IoU >= 0.95) are dropped (warning).
+    params : Params, dict of groups, or None
+        Uses ``data.fr``, ``data.decay_time``, ``refine.p/nb/merge_thr/gSig/n_iter/chunk_frames`` and ``quality.*``.
+    backend : {'auto', 'builtin', 'caiman'}
+        'auto' uses CaImAn when importable, else the builtin seeded CNMF.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Estimates
+        CaImAn's field names and shapes (A unit-norm csc in Fortran pixel order, C with baseline, S, YrA, b, f, sn,
+        g, bl, c1, neurons_sn, SNR_comp, r_values, idx_components, idx_components_bad, dims).
+    """
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    P = _as_params(params)
+    if backend == "auto":
+        backend = "caiman" if caiman_available() else "builtin"
+        logger.info("refine backend: %s", backend)
+    if backend == "caiman":
+        return _refine_caiman(movie, init, P)
+    from ._data import MovieData
+    from .cnmf import run_cnmf, seeds_to_A
+
+    data = MovieData(movie)
+    settings = _settings(P, data.dims)
+    A0 = seeds_to_A(init, data.dims)
+    est = run_cnmf(data, A0, settings, progress=progress)
+    est.params = P.to_dict()
+    return est
+
+
+def _refine_caiman(movie, init, P) -> Estimates:
+    """Run CaImAn's seeded CNMF through the adapter and convert its estimates."""
+    from .caiman_adapter import seeded_cnmf as _seeded_cnmf
+
+    cnm = _seeded_cnmf(movie, init, params=P)
+    e = cnm.estimates if hasattr(cnm, "estimates") else cnm
+    if isinstance(e, Estimates):
+        return e
+    fields: dict[str, Any] = {}
+    for name in ("A", "C", "S", "YrA", "b", "f", "sn", "g", "bl", "c1", "neurons_sn", "lam", "SNR_comp",
+                 "r_values", "cnn_preds", "idx_components", "idx_components_bad", "Cn", "dims"):
+        fields[name] = getattr(e, name, None)
+    est = Estimates(**fields)
+    est.params = P.to_dict()
+    return est
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``cellfie_caiman.refine(...)`` work even after the subpackage replaced the lazy attribute."""
+
+    def __call__(self, *args, **kwargs):
+        return refine(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,125 @@
+"""The view of a movie that the builtin CNMF needs: pixel-major frame chunks and per-pixel noise, streamed."""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from .noise import fft_frame_subset, psd_noise
+
+logger = logging.getLogger(__name__)
+
+#: bytes of float32 data per chunk (each chunk is also transposed once, so twice this is held)
+CHUNK_BYTES = 192 * 2**20
+
+
+def _load_movie(movie):
+    try:
+        from ..io import load_movie
+    except ImportError:  # io not available: only in-memory arrays
+        load_movie = None
+    if isinstance(movie, np.ndarray):
+        return None
+    if load_movie is None:
+        raise ImportError("cellfie_caiman.io is needed to read movies from files; pass an ndarray (T, rows, cols)")
+    return load_movie(movie)
+
+
+class MovieData:
+    """Frames of a movie as (pixels, frames) float32 blocks, pixels in Fortran order (p = i + j*rows).
+
+    Parameters
+    ----------
+    movie : ndarray (T, rows, cols), a ``cellfie_caiman.io.Movie`` or anything ``load_movie`` accepts.
+    """
+
+    def __init__(self, movie):
+        self._array = None
+        self._movie = None
+        if isinstance(movie, np.ndarray):
+            if movie.ndim != 3:
+                raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
+            self._array = movie
+            shape = movie.shape
+        else:
+            self._movie = _load_movie(movie)
+            shape = tuple(self._movie.shape)
+        self.n_frames, self.rows, self.cols = (int(s) for s in shape)
+        if self.n_frames < 2:
+            raise ValueError(f"movie needs at least 2 frames, got {self.n_frames}")
+        self.dims = (self.rows, self.cols)
+        self.n_pixels = self.rows * self.cols
+        self._nan_warned = False
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        if self._array is not None:
+            block = np.asarray(self._array[start:stop], dtype=np.float32)
+            bad = ~np.isfinite(block)
+            if bad.any():
+                if not self._nan_warned:
+                    logger.warning("movie has non-finite values; they are replaced by 0")
+                    self._nan_warned = True
+                block = np.where(bad, np.float32(0), block)
+            return block
+        return self._movie.read(start, stop)
+
+    def chunk_length(self, chunk_frames: int | None) -> int:
+        """Frames per chunk: ``chunk_frames`` capped so that a chunk holds at most ``CHUNK_BYTES``."""
+        cap = max(1, CHUNK_BYTES // (4 * self.n_pixels))
+        n = cap if not chunk_frames else min(int(chunk_frames), cap)
+        return max(1, min(n, self.n_frames))
+
+    def chunks(self, chunk_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, Y)`` with Y (pixels, n) float32 C-contiguous, pixels in Fortran order."""
+        n = self.chunk_length(chunk_frames)
+        for start in range(0, self.n_frames, n):
+            block = self._read(start, min(start + n, self.n_frames))
+            yield start, np.ascontiguousarray(block.transpose(2, 1, 0)).reshape(self.n_pixels, -1)
+
+    def _pixel_major_source(self):
+        """(pixels, T) array in Fortran pixel order readable by rows without a copy of the movie, or None."""
+        src = getattr(self._movie, "source", None) if self._movie is not None else None
+        if isinstance(src, str) and src.endswith(".mmap") and re.search(r"order_C", src):
+            try:
+                from ..io import load_memmap
+
+                Yr, dims, T = load_memmap(src)
+                if tuple(dims)[:2] == self.dims and int(T) == self.n_frames:
+                    return Yr
+            except Exception as exc:  # noqa: BLE001 - fall back to the generic path
+                logger.debug("memmap fast path unavailable: %s", exc)
+        return None
+
+    def noise(self, max_frames: int = 3072, budget_bytes: int = 256 * 2**20) -> np.ndarray:
+        """Per-pixel noise (CaImAn's PSD definition on at most ``max_frames`` frames), Fortran order, float32.
+
+        Memory stays below ``budget_bytes`` plus one chunk: pixels are processed in blocks of rows.
+        """
+        idx = fft_frame_subset(self.n_frames, max_frames)
+        n = idx.size
+        sn = np.zeros(self.n_pixels, dtype=np.float64)
+        Yr = self._pixel_major_source()
+        if Yr is not None:
+            step = max(1, budget_bytes // (8 * n))
+            for p0 in range(0, self.n_pixels, step):
+                blk = np.asarray(Yr[p0:p0 + step], dtype=np.float64)[:, idx]
+                sn[p0:p0 + step] = psd_noise(np.nan_to_num(blk))
+            return sn.astype(np.float32)
+        # split the frame subset into contiguous runs
+        runs = np.split(idx, np.where(np.diff(idx) != 1)[0] + 1)
+        rows_per_block = max(1, int(budget_bytes // (4 * n * self.cols)))
+        img = np.zeros((self.rows, self.cols))
+        for r0 in range(0, self.rows, rows_per_block):
+            r1 = min(self.rows, r0 + rows_per_block)
+            buf = np.empty((n, r1 - r0, self.cols), dtype=np.float32)
+            pos = 0
+            step = self.chunk_length(None)
+            for run in runs:
+                for s in range(int(run[0]), int(run[-1]) + 1, step):
+                    e = min(int(run[-1]) + 1, s + step)
+                    buf[pos:pos + e - s] = self._read(s, e)[:, r0:r1]
+                    pos += e - s
+            img[r0:r1] = psd_noise(buf.reshape(n, -1).T).reshape(r1 - r0, self.cols)
+        return img.ravel(order="F").astype(np.float32)

@@ -1,0 +1,567 @@
+"""Builtin seeded CNMF (CaImAn's model and update rules, reference sections 3 and 4), streamed over frame chunks.
+
+Model: Y (pixels x T) ~ A C + b f + noise, A >= 0 sparse (one column per seed), C >= 0, b >= 0.
+
+1. Per-pixel noise sn (PSD definition, at most 3072 frames).
+2. Start from the seeds: f = background of the pixels in no seed (mean, or an NMF for nb > 1); C = mean over each
+   seed after subtracting the background; b from a least-squares fit.
+3. ``n_iter`` rounds of: spatial update (non-negative HALS of each footprint on the radius-2 dilation of its
+   support, with CaImAn's per-pixel L1 weight, then median filter, energy threshold, closing and largest connected
+   component; background by HALS), temporal update (block coordinate descent over groups of non-overlapping
+   components; p = 0 (clipping) on all rounds but the last, OASIS deconvolution on the last), and, after the first
+   round, merging of overlapping components whose traces correlate above ``merge_thr``.
+4. Component evaluation (SNR_comp, r_values).
+
+Only Aᵀ Y, Y Cᵀ (on the candidate pixels of each component) and Y fᵀ are computed from the movie, chunk by chunk;
+memory is a few chunks plus the factors.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage
+import scipy.sparse
+import scipy.sparse.csgraph
+from tqdm.auto import tqdm
+
+from ._data import MovieData
+from ._kernels import hals_shapes, pattern_dot, pattern_rows
+from .estimates import Estimates
+from .oasis import deconvolve
+from .quality import accept, select_frames, snr_comp, space_correlation
+
+logger = logging.getLogger(__name__)
+
+#: seeds whose supports overlap with at least this intersection-over-union are duplicates
+DUPLICATE_IOU = 0.95
+_DIAMOND = scipy.ndimage.iterate_structure(scipy.ndimage.generate_binary_structure(2, 1), 2)
+_SQUARE = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class Settings:
+    """Values the builtin CNMF uses (from the ``data``, ``refine`` and ``quality`` parameter groups)."""
+
+    p: int = 1
+    nb: int = 2
+    merge_thr: float = 0.85
+    n_iter: int = 2
+    chunk_frames: int | None = 1000
+    fr: float = 30.0
+    decay_time: float = 0.4
+    min_SNR: float = 2.5
+    SNR_lowest: float = 0.5
+    rval_thr: float = 0.8
+    rval_lowest: float = -1.0
+    hals_rounds: int = 8
+    temporal_sweeps: int = 2
+    max_merge: int = 50
+    nrgthr: float = 0.9999
+
+
+# ---------------------------------------------------------------------------------------------------------- seeds
+def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
+    """Seeds as a (pixels, K) float64 CSC matrix in Fortran pixel order; empty and duplicate seeds dropped.
+
+    Parameters
+    ----------
+    init : Initialization (its ``Ain``), bool/float masks (K, rows, cols), or Ain (pixels, K) dense or sparse.
+    dims : (rows, cols) of the movie.
+    """
+    rows, cols = dims
+    d = rows * cols
+    if hasattr(init, "Ain"):
+        init = init.Ain
+    if scipy.sparse.issparse(init):
+        if init.shape[0] != d:
+            raise ValueError(f"seeds (Ain) have {init.shape[0]} pixels per component, expected {d} "
+                             f"(movie frames are {rows}x{cols})")
+        A = scipy.sparse.csc_matrix(init, dtype=np.float64)
+    else:
+        arr = np.asarray(init)
+        if arr.ndim == 3:
+            if arr.shape[1:] != (rows, cols):
+                raise ValueError(f"seed masks have frame shape {arr.shape[1:]}, expected {(rows, cols)} "
+                                 "(the movie's frame shape)")
+            A = scipy.sparse.csc_matrix(arr.transpose(1, 2, 0).reshape(d, arr.shape[0], order="F"),
+                                        dtype=np.float64)
+        elif arr.ndim == 2:
+            if arr.shape[0] != d:
+                hint = " (it looks transposed: expected (pixels, K))" if arr.shape[1] == d else ""
+                raise ValueError(f"seeds (Ain) have {arr.shape[0]} pixels per component, expected {d} "
+                                 f"(movie frames are {rows}x{cols}){hint}")
+            A = scipy.sparse.csc_matrix(arr, dtype=np.float64)
+        else:
+            raise ValueError(f"seeds must be masks (K, rows, cols) or Ain (pixels, K), got shape {arr.shape}")
+    A.data = np.nan_to_num(A.data)
+    A.data[A.data < 0] = 0
+    A.eliminate_zeros()
+    A.sort_indices()
+    K = A.shape[1]
+    nnz = np.diff(A.indptr)
+    empty = np.where(nnz == 0)[0]
+    if empty.size:
+        logger.warning("dropping %d empty seed(s) (all-zero columns): %s", empty.size, empty.tolist()[:20])
+    keep = nnz > 0
+    B = (A > 0).astype(np.float64).tocsc()
+    inter = (B.T @ B).tocoo()
+    for i, j, v in zip(inter.row, inter.col, inter.data, strict=False):
+        if i < j and keep[i] and keep[j]:
+            iou = v / (nnz[i] + nnz[j] - v)
+            if iou >= DUPLICATE_IOU:
+                keep[j] = False
+                logger.warning("seed %d duplicates seed %d (IoU %.2f): dropped", j, i, iou)
+    if not keep.all():
+        A = A[:, np.where(keep)[0]]
+    logger.info("%d seeds kept of %d", A.shape[1], K)
+    return scipy.sparse.csc_matrix(A)
+
+
+# ----------------------------------------------------------------------------------------------------- patterns
+def _crop(pix: np.ndarray, dims: tuple[int, int], margin: int):
+    rows, cols = dims
+    i, j = pix % rows, pix // rows
+    r0, r1 = max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, rows)
+    c0, c1 = max(int(j.min()) - margin, 0), min(int(j.max()) + margin + 1, cols)
+    return i, j, r0, r1, c0, c1
+
+
+def _to_pix(ii: np.ndarray, jj: np.ndarray, r0: int, c0: int, rows: int) -> np.ndarray:
+    return (ii + r0) + (jj + c0) * rows
+
+
+def dilated_pattern(A: scipy.sparse.csc_matrix, dims: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pixels of each component: its support dilated by a radius-2 diamond. Returns (indptr, indices)."""
+    K = A.shape[1]
+    cols_idx = []
+    for k in range(K):
+        pix = A.indices[A.indptr[k]:A.indptr[k + 1]]
+        if pix.size == 0:
+            cols_idx.append(np.zeros(0, np.int64))
+            continue
+        i, j, r0, r1, c0, c1 = _crop(pix, dims, 3)
+        img = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        img[i - r0, j - c0] = True
+        ii, jj = np.nonzero(scipy.ndimage.binary_dilation(img, _DIAMOND))
+        cols_idx.append(np.sort(_to_pix(ii, jj, r0, c0, dims[0])).astype(np.int64))
+    indptr = np.zeros(K + 1, np.int64)
+    indptr[1:] = np.cumsum([c.size for c in cols_idx])
+    indices = np.concatenate(cols_idx) if K else np.zeros(0, np.int64)
+    return indptr, indices
+
+
+def _values_on_pattern(A: scipy.sparse.csc_matrix, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    out = np.zeros(indices.size)
+    for k in range(A.shape[1]):
+        lo, hi = A.indptr[k], A.indptr[k + 1]
+        pos = np.searchsorted(indices[indptr[k]:indptr[k + 1]], A.indices[lo:hi])
+        out[indptr[k] + pos] = A.data[lo:hi]
+    return out
+
+
+def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int], nrgthr: float = 0.9999
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """CaImAn's footprint post-processing: 3x3 median filter, energy threshold, 3x3 closing, largest component.
+
+    Returns the kept pixels and their (median-filtered) values.
+    """
+    pos = vals > 0
+    pix, vals = pix[pos], vals[pos]
+    if pix.size == 0:
+        return pix, vals
+    i, j, r0, r1, c0, c1 = _crop(pix, dims, 2)
+    img = np.zeros((r1 - r0, c1 - c0))
+    img[i - r0, j - c0] = vals
+    med = scipy.ndimage.median_filter(img, size=3, mode="reflect")
+    flat = med.ravel()
+    total = np.sum(flat**2)
+    if total <= 0:
+        return pix[:0], vals[:0]
+    order = np.argsort(flat)[::-1]
+    before = np.concatenate([[0.0], np.cumsum(flat[order] ** 2)[:-1]]) / total
+    bw = np.zeros(flat.size, dtype=bool)
+    bw[order[before < nrgthr]] = True
+    bw &= flat > 0
+    bw = scipy.ndimage.binary_closing(bw.reshape(med.shape), _SQUARE)
+    labels, n = scipy.ndimage.label(bw, _SQUARE)
+    if n == 0:
+        return pix[:0], vals[:0]
+    if n > 1:
+        energy = scipy.ndimage.sum(med**2, labels, index=np.arange(1, n + 1))
+        bw = labels == (int(np.argmax(energy)) + 1)
+    ii, jj = np.nonzero(bw & (med > 0))
+    out_pix = _to_pix(ii, jj, r0, c0, dims[0])
+    order = np.argsort(out_pix)
+    return out_pix[order], med[ii, jj][order]
+
+
+# ----------------------------------------------------------------------------------------------- initialisation
+def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_frames, progress: bool = False,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Starting C (K, T) and f (nb, T) from the seeds (CaImAn's seeded path, reference section 3).
+
+    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 4000 of those pixels);
+    C = max(Wᵀ Y − Wᵀ b f, 0) with W = A / ||a||² (the mean over a binary seed) and Wᵀ b from the least-squares
+    background b = Y fᵀ (f fᵀ)⁻¹.
+    """
+    K = A.shape[1]
+    T = data.n_frames
+    norms2 = np.asarray(A.multiply(A).sum(0)).ravel()
+    Wt = scipy.sparse.csr_matrix((A @ scipy.sparse.diags(1.0 / np.maximum(norms2, 1e-300))).T, dtype=np.float32)
+    outside = np.asarray((A > 0).sum(1)).ravel() == 0
+    if outside.sum() < max(nb, 10):
+        logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
+        outside[:] = True
+    out_idx = np.where(outside)[0]
+    if nb > 1 and out_idx.size > 4000:
+        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 4000, replace=False))
+    WY = np.zeros((K, T))
+    Yout = np.zeros((out_idx.size, T), dtype=np.float32) if nb > 1 else None
+    fmean = np.zeros(T)
+    for t0, Y in tqdm(data.chunks(chunk_frames), desc="init", disable=not progress, leave=False):
+        n = Y.shape[1]
+        if K:
+            WY[:, t0:t0 + n] = Wt @ Y
+        if nb > 1:
+            Yout[:, t0:t0 + n] = Y[out_idx]
+        else:
+            fmean[t0:t0 + n] = Y[out_idx].mean(axis=0, dtype=np.float64)
+    if nb == 0:
+        f = np.zeros((0, T))
+    elif nb == 1:
+        f = fmean[None, :]
+    else:
+        f = _nmf_background(np.maximum(Yout, 0), nb, seed)
+    if nb and K:
+        F = f @ f.T
+        Wb = np.linalg.lstsq(F, (WY @ f.T).T, rcond=None)[0].T  # K x nb
+        C = np.maximum(WY - Wb @ f, 0)
+    else:
+        C = np.maximum(WY, 0)
+    return C, f
+
+
+def _nmf_background(X: np.ndarray, nb: int, seed: int) -> np.ndarray:
+    """nb temporal components of a non-negative (pixels, T) matrix (sklearn NMF, nndsvda start)."""
+    import warnings
+
+    from sklearn.decomposition import NMF
+
+    if not np.any(X > 0):
+        return np.zeros((nb, X.shape[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = NMF(n_components=nb, init="nndsvda", max_iter=200, random_state=seed)
+        model.fit(X.astype(np.float64))
+    f = model.components_
+    # order by energy, and never return an all-zero row (it would make f fᵀ singular)
+    f = f[np.argsort(-np.linalg.norm(f, axis=1))]
+    for m in range(nb):
+        if not np.any(f[m]):
+            f[m] = X.mean(axis=0) if m == 0 else np.linspace(0, 1, X.shape[1])
+    return f
+
+
+# ------------------------------------------------------------------------------------------------------ spatial
+def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f: np.ndarray, b: np.ndarray | None,
+                   sn: np.ndarray, s: Settings, progress: bool = False
+                   ) -> tuple[scipy.sparse.csc_matrix, np.ndarray, np.ndarray]:
+    """Update footprints and spatial background for fixed traces.
+
+    Returns (A (pixels, K') csc, b (pixels, nb), kept component indices (K',)).
+    """
+    dims = data.dims
+    d, K, nb = data.n_pixels, A.shape[1], f.shape[0]
+    indptr, indices = dilated_pattern(A, dims)
+    U = np.zeros(indices.size)
+    Yf = np.zeros((d, nb))
+    f32 = f.astype(np.float32)
+    Cc = np.ascontiguousarray(C, dtype=np.float64)
+    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="spatial", disable=not progress, leave=False):
+        n = Y.shape[1]
+        if K:
+            pattern_dot(Y, np.ascontiguousarray(Cc[:, t0:t0 + n]), indptr, indices, U)
+        if nb:
+            Yf += Y @ f32[:, t0:t0 + n].T
+    V = C @ C.T
+    Cf = C @ f.T
+    F = f @ f.T
+    row_ptr, row_entries, row_comp = pattern_rows(indptr, indices, d)
+    comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
+    # CaImAn's LASSO weight 0.5 * sn_i in standardised units, i.e. 0.5 * sn_i * std(c_k) per unit of a_ik
+    penalty = 0.5 * sn.astype(np.float64)[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
+    a = _values_on_pattern(A, indptr, indices)
+    if b is None or b.shape[1] != nb:
+        if nb:
+            Apat = scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K))
+            b = np.maximum(np.linalg.lstsq(F, (Yf - Apat @ Cf).T, rcond=None)[0].T, 0)
+        else:
+            b = np.zeros((d, 0))
+    b = b.copy()
+    for _ in range(s.hals_rounds):
+        if K:
+            bcf = np.einsum("em,em->e", b[indices], Cf[comp_of_entry]) if nb else np.zeros(indices.size)
+            a = hals_shapes(a, U, V, bcf, penalty, indptr, indices, row_ptr, row_entries, row_comp, 2)
+        if nb:
+            Apat = scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K))
+            Rf = Yf - Apat @ Cf
+            for m in range(nb):
+                if F[m, m] > 0:
+                    b[:, m] = np.maximum(b[:, m] + (Rf[:, m] - b @ F[:, m]) / F[m, m], 0)
+    # post-process each footprint
+    cols_pix, cols_val = [], []
+    for k in range(K):
+        lo, hi = indptr[k], indptr[k + 1]
+        pix, val = threshold_footprint(indices[lo:hi], a[lo:hi], dims, s.nrgthr)
+        cols_pix.append(pix)
+        cols_val.append(val)
+    keep = np.array([p.size > 0 for p in cols_pix], dtype=bool)
+    if K and not keep.all():
+        logger.info("spatial update: %d empty footprint(s) removed", int((~keep).sum()))
+    kept = np.where(keep)[0]
+    new_indptr = np.zeros(kept.size + 1, np.int64)
+    new_indptr[1:] = np.cumsum([cols_pix[k].size for k in kept])
+    A_new = scipy.sparse.csc_matrix(
+        (np.concatenate([cols_val[k] for k in kept]) if kept.size else np.zeros(0),
+         np.concatenate([cols_pix[k] for k in kept]) if kept.size else np.zeros(0, np.int64), new_indptr),
+        shape=(d, kept.size))
+    return A_new, b, kept
+
+
+# ----------------------------------------------------------------------------------------------------- temporal
+def normalize(A: scipy.sparse.csc_matrix, C: np.ndarray, b: np.ndarray, f: np.ndarray, *rows_scaled: np.ndarray):
+    """Unit-norm columns of A and b; C (and any other (K, T) arrays given) and f rescaled to keep A C and b f."""
+    nA = np.sqrt(np.asarray(A.multiply(A).sum(0)).ravel())
+    nA[nA == 0] = 1.0
+    A = scipy.sparse.csc_matrix(A @ scipy.sparse.diags(1.0 / nA))
+    C = C * nA[:, None]
+    others = [r * nA[:, None] if r is not None else None for r in rows_scaled]
+    nB = np.linalg.norm(b, axis=0) if b.size else np.zeros(b.shape[1])
+    nB[nB == 0] = 1.0
+    return (A, C, b / nB, f * nB[:, None], *others)
+
+
+def update_order(AA: np.ndarray) -> list[np.ndarray]:
+    """Greedy colouring: groups of components whose footprints do not overlap (AA = AᵀA, K x K)."""
+    K = AA.shape[0]
+    groups: list[list[int]] = []
+    members: list[set] = []
+    for k in range(K):
+        nbrs = set(np.nonzero(AA[k])[0]) - {k}
+        for g, mem in zip(groups, members, strict=False):
+            if not (nbrs & mem):
+                g.append(k)
+                mem.add(k)
+                break
+        else:
+            groups.append([k])
+            members.append({k})
+    return [np.array(g, dtype=np.int64) for g in groups]
+
+
+@dataclass
+class TemporalResult:
+    C: np.ndarray
+    f: np.ndarray
+    S: np.ndarray
+    YrA: np.ndarray
+    bl: np.ndarray
+    c1: np.ndarray
+    neurons_sn: np.ndarray
+    g: np.ndarray
+    lam: np.ndarray
+
+
+def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, C: np.ndarray, f: np.ndarray,
+                    p: int, s: Settings, progress: bool = False) -> TemporalResult:
+    """Block coordinate descent on the traces (groups of non-overlapping components), A and b unit-norm."""
+    K, nb, T = A.shape[1], b.shape[1], data.n_frames
+    At = scipy.sparse.csr_matrix(A.T, dtype=np.float32)
+    bt = np.ascontiguousarray(b.T, dtype=np.float32)
+    U = np.zeros((K + nb, T))
+    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="temporal", disable=not progress, leave=False):
+        n = Y.shape[1]
+        if K:
+            U[:K, t0:t0 + n] = At @ Y
+        if nb:
+            U[K:, t0:t0 + n] = bt @ Y
+    Abar = scipy.sparse.hstack([A, scipy.sparse.csc_matrix(b)]).tocsc()
+    G = (Abar.T @ Abar).toarray()
+    diag = np.maximum(np.diag(G), 1e-12)
+    Cbar = np.vstack([C, f]).astype(np.float64)
+    R = U - G @ Cbar
+    del U
+    groups = update_order(G[:K, :K] > 0)
+    S = np.zeros((K, T))
+    bl, c1, sn_k, lam = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K)
+    g_all = np.zeros((K, max(p, 0)))
+    have_g = np.zeros(K, dtype=bool)
+    for _sweep in range(s.temporal_sweeps):
+        C_old = Cbar[:K].copy()
+        for grp in groups:
+            Yg = R[grp] / diag[grp, None] + Cbar[grp]
+            new = np.empty_like(Yg)
+            for r, k in enumerate(grp):
+                dec = deconvolve(Yg[r], p, g=g_all[k] if (have_g[k] and p) else None,
+                                 sn=sn_k[k] if have_g[k] else None, fr=s.fr, decay_time=s.decay_time)
+                new[r] = dec.c + dec.bl
+                S[k] = dec.s
+                bl[k], c1[k], sn_k[k], lam[k] = dec.bl, dec.c1, dec.sn, dec.lam
+                if p:
+                    g_all[k] = dec.g[:p]
+                have_g[k] = True
+            dC = new - Cbar[grp]
+            Cbar[grp] = new
+            R -= G[:, grp] @ dC
+        for m in range(K, K + nb):
+            dC = R[m] / diag[m]
+            Cbar[m] += dC
+            R -= np.outer(G[:, m], dC)
+        change = np.linalg.norm(Cbar[:K] - C_old)
+        if change <= 1e-3 * np.linalg.norm(Cbar[:K]):
+            break
+    YrA = R[:K] / diag[:K, None]
+    return TemporalResult(Cbar[:K], Cbar[K:], S, YrA, bl, c1, sn_k, g_all, lam)
+
+
+# ------------------------------------------------------------------------------------------------------ merging
+def merge_components(A: scipy.sparse.csc_matrix, C: np.ndarray, YrA: np.ndarray, thr: float, max_merge: int = 50
+                     ) -> tuple[scipy.sparse.csc_matrix, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Merge groups of overlapping components whose traces correlate above ``thr`` (rank-1 NMF of each group).
+
+    Returns (A, C, YrA, merged groups as arrays of old indices). Merged components are appended at the end.
+    """
+    K = A.shape[1]
+    if K < 2:
+        return A, C, YrA, []
+    overlap = (A.T @ A).toarray() > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.nan_to_num(np.corrcoef(C))
+    adj = overlap & (corr > thr)
+    np.fill_diagonal(adj, False)
+    if not adj.any():
+        return A, C, YrA, []
+    n_groups, labels = scipy.sparse.csgraph.connected_components(scipy.sparse.csr_matrix(adj), directed=False)
+    groups = [np.where(labels == g)[0] for g in range(n_groups)]
+    groups = [g for g in groups if g.size > 1]
+    score = [np.sum(np.triu(corr[np.ix_(g, g)] * adj[np.ix_(g, g)], 1)) for g in groups]
+    groups = [groups[i] for i in np.argsort(score)[::-1][:max_merge]]
+    new_a, new_c, new_r = [], [], []
+    for grp in groups:
+        Ag = A[:, grp]
+        Ct = C[grp] + YrA[grp]
+        alpha = np.sqrt(np.asarray(Ag.multiply(Ag).sum(0)).ravel()) * np.linalg.norm(Ct, axis=1)
+        a = np.asarray(Ag @ alpha).ravel()
+        c = np.zeros(C.shape[1])
+        for _ in range(10):
+            na2 = a @ a
+            if na2 <= 0:
+                break
+            c = np.maximum((Ag.T @ a) @ Ct / na2, 0)
+            nc2 = c @ c
+            if nc2 <= 0:
+                break
+            a = np.maximum(np.asarray(Ag @ (Ct @ c)).ravel() / nc2, 0)
+        na = np.linalg.norm(a)
+        if na <= 0:
+            continue
+        r = (Ag.T @ (a / na)) @ Ct - c * na
+        new_a.append(a / na)
+        new_c.append(c * na)
+        new_r.append(r)
+        logger.info("merged components %s", grp.tolist())
+    merged = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(K), merged)
+    if new_a:
+        A = scipy.sparse.hstack([A[:, keep], scipy.sparse.csc_matrix(np.array(new_a).T)]).tocsc()
+        C = np.vstack([C[keep], np.array(new_c)])
+        YrA = np.vstack([YrA[keep], np.array(new_r)])
+    else:
+        A, C, YrA = A[:, keep], C[keep], YrA[keep]
+    A.eliminate_zeros()
+    return scipy.sparse.csc_matrix(A), C, YrA, groups
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+def evaluate(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, YrA: np.ndarray, s: Settings,
+             progress: bool = False):
+    """SNR_comp, r_values and the accepted/rejected indices (CaImAn's definitions, reference section 8)."""
+    from .quality import Evaluation
+
+    K, T = C.shape
+    if K == 0:
+        z = np.zeros(0)
+        return Evaluation(z, z, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    snr = snr_comp(C + YrA, s.fr, s.decay_time)
+    frames = select_frames(A, C, s.fr)
+    Wsel = np.zeros((K, T))
+    for k, fr_k in enumerate(frames):
+        if fr_k is not None and fr_k.size:
+            Wsel[k, fr_k] = 1.0 / fr_k.size
+    Apos = A.copy()
+    Apos.data[Apos.data < 0] = 0
+    Apos.eliminate_zeros()
+    Apos.sort_indices()
+    indptr, indices = Apos.indptr.astype(np.int64), Apos.indices.astype(np.int64)
+    M = np.zeros(indices.size)
+    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="evaluate", disable=not progress, leave=False):
+        n = Y.shape[1]
+        pattern_dot(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n]), indptr, indices, M)
+    means = [M[indptr[k]:indptr[k + 1]] if frames[k] is not None else None for k in range(K)]
+    r = space_correlation(Apos, means)
+    good, bad = accept(snr, r, s.min_SNR, s.SNR_lowest, s.rval_thr, s.rval_lowest)
+    return Evaluation(snr, r, good, bad)
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress: bool = False) -> Estimates:
+    """Seeded CNMF on a movie from seed footprints ``A0`` (pixels, K). See the module docstring."""
+    T = data.n_frames
+    steps = tqdm(total=3 + 2 * s.n_iter, desc="refine", disable=not progress)
+    sn = data.noise()
+    steps.update()
+    C, f = initial_traces(data, A0, s.nb, s.chunk_frames, progress)
+    steps.update()
+    A, b = A0, None
+    for it in range(s.n_iter):
+        last = it == s.n_iter - 1
+        A, b, kept = spatial_update(data, A, C, f, b, sn, s, progress)
+        C = C[kept]
+        steps.update()
+        A, C, b, f = normalize(A, C, b, f)
+        res = temporal_update(data, A, b, C, f, s.p if last else 0, s, progress)
+        steps.update()
+        C, f, YrA = res.C, res.f, res.YrA
+        nz = np.any(C != 0, axis=1)
+        if not nz.all():
+            logger.info("temporal update: %d all-zero trace(s) removed", int((~nz).sum()))
+            A, C, YrA = A[:, np.where(nz)[0]], C[nz], YrA[nz]
+            res = TemporalResult(C, f, res.S[nz], YrA, res.bl[nz], res.c1[nz], res.neurons_sn[nz], res.g[nz],
+                                 res.lam[nz])
+        if not last and s.merge_thr < 1:
+            A, C, YrA, merged = merge_components(A, C, YrA, s.merge_thr, s.max_merge)
+            if merged:
+                logger.info("merged %d group(s) of components", len(merged))
+    A = scipy.sparse.csc_matrix(A)
+    A.sort_indices()
+    ev = evaluate(data, A, C, YrA, s, progress)
+    steps.update()
+    steps.close()
+    K = A.shape[1]
+    est = Estimates(A=A, C=C, S=res.S, YrA=YrA, b=b, f=f, sn=sn, g=res.g.reshape(K, -1), bl=res.bl, c1=res.c1,
+                    neurons_sn=res.neurons_sn, lam=res.lam, SNR_comp=ev.SNR_comp, r_values=ev.r_values,
+                    idx_components=ev.idx_components, idx_components_bad=ev.idx_components_bad, dims=data.dims)
+    _check_finite(est, T)
+    return est
+
+
+def _check_finite(est: Estimates, T: int) -> None:
+    for name in ("C", "S", "YrA", "b", "f", "sn", "g", "bl", "c1", "neurons_sn", "lam", "SNR_comp", "r_values"):
+        v = getattr(est, name)
+        if v is not None and not np.all(np.isfinite(v)):
+            logger.warning("non-finite values in %s replaced by 0", name)
+            setattr(est, name, np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0))
+    if est.A is not None and not np.all(np.isfinite(est.A.data)):
+        est.A.data = np.nan_to_num(est.A.data)

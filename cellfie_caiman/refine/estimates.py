@@ -1,0 +1,316 @@
+"""The result of a refinement, with CaImAn's field names and shapes, and its HDF5 and NWB files.
+
+The HDF5 layout is CaImAn's (reference section 7) so that ``caiman.source_extraction.cnmf.cnmf.load_CNMF`` reads it:
+root datasets ``dims``, ``skip_refinement``, ``remove_very_bad_comps``, ``dview`` ('NoneType'); ``/estimates/<field>``
+(sparse ``A`` as a group ``data/indices/indptr/shape`` in CSC, None as the string 'NoneType');
+``/params/<group>/<key>`` with CaImAn's group names (strings as group attributes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from .._files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+_ARRAY_FIELDS = ("C", "S", "YrA", "b", "f", "sn", "g", "bl", "c1", "neurons_sn", "lam", "SNR_comp", "r_values",
+                 "cnn_preds", "idx_components", "idx_components_bad", "Cn")
+_STRING_FLOATS = ("bl", "c1", "neurons_sn", "lam")
+
+
+@dataclass
+class Estimates:
+    """Spatial footprints, traces and quality metrics of K components in a (rows, cols) field of view over T frames.
+
+    Attributes
+    ----------
+    A : scipy.sparse.csc_matrix (rows*cols, K) float64
+        Footprints, pixels in Fortran order (pixel p = i + j*rows), unit L2 norm per column.
+    C : ndarray (K, T)
+        Denoised calcium traces including the baseline ``bl`` (units: fluorescence x ||a_k||).
+    S : ndarray (K, T)
+        Deconvolved activity.
+    YrA : ndarray (K, T)
+        Residual traces; ``C + YrA`` is the raw (noisy) trace of each component.
+    b : ndarray (rows*cols, nb)
+        Spatial background, unit-norm columns, Fortran pixel order.
+    f : ndarray (nb, T)
+        Temporal background.
+    sn : ndarray (rows*cols,) float32
+        Per-pixel noise standard deviation (Fortran order).
+    g : ndarray (K, p)
+        AR coefficients of each trace.
+    bl, c1, neurons_sn, lam : ndarray (K,)
+        Baseline, initial calcium value, trace noise and sparsity penalty of each trace.
+    SNR_comp, r_values : ndarray (K,)
+        Quality metrics (CaImAn's definitions).
+    idx_components, idx_components_bad : ndarray of int
+        Accepted / rejected component indices.
+    dims : tuple (rows, cols)
+    params : dict or None
+        The cellfie parameters used (``Params.to_dict()``).
+    """
+
+    A: scipy.sparse.csc_matrix | None = None
+    C: np.ndarray | None = None
+    S: np.ndarray | None = None
+    YrA: np.ndarray | None = None
+    b: np.ndarray | None = None
+    f: np.ndarray | None = None
+    sn: np.ndarray | None = None
+    g: np.ndarray | None = None
+    bl: np.ndarray | None = None
+    c1: np.ndarray | None = None
+    neurons_sn: np.ndarray | None = None
+    lam: np.ndarray | None = None
+    SNR_comp: np.ndarray | None = None
+    r_values: np.ndarray | None = None
+    cnn_preds: np.ndarray | None = None
+    idx_components: np.ndarray | None = None
+    idx_components_bad: np.ndarray | None = None
+    Cn: np.ndarray | None = None
+    dims: tuple[int, int] | None = None
+    params: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def R(self) -> np.ndarray | None:
+        """Alias of ``YrA`` (CaImAn's name for the residuals)."""
+        return self.YrA
+
+    @property
+    def n_components(self) -> int:
+        """Number of components K."""
+        return 0 if self.A is None else int(self.A.shape[1])
+
+    def masks(self, threshold: float = 0.2) -> np.ndarray:
+        """Binary masks (K, rows, cols): pixels above ``threshold`` times each footprint's maximum."""
+        if self.A is None or self.dims is None:
+            raise ValueError("Estimates has no footprints (A) or dims")
+        A = self.A.tocsc()
+        K = A.shape[1]
+        out = np.zeros((K,) + tuple(self.dims), dtype=bool)
+        for k in range(K):
+            col = A[:, k].toarray().ravel()
+            if col.max() > 0:
+                out[k] = (col >= threshold * col.max()).reshape(self.dims, order="F")
+        return out
+
+    def footprints(self) -> np.ndarray:
+        """Dense footprints (K, rows, cols) float32."""
+        A = self.A.toarray().astype(np.float32)
+        return A.T.reshape((-1, self.dims[1], self.dims[0])).transpose(0, 2, 1)
+
+    # ----------------------------------------------------------------------------------------------------- HDF5
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write CaImAn's HDF5 layout (readable by ``caiman...cnmf.load_CNMF`` and :func:`load_estimates`).
+
+        The file is written atomically. Returns the path.
+        """
+        import h5py
+
+        path = Path(path)
+        if path.suffix.lower() not in (".hdf5", ".h5"):
+            raise ValueError(f"results file must end in .hdf5 or .h5 (CaImAn's load_CNMF needs it), got {path}")
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                dims = np.asarray(self.dims if self.dims is not None else (), dtype=np.int64)
+                h5["dims"] = dims
+                h5["skip_refinement"] = False
+                h5["remove_very_bad_comps"] = False
+                h5["dview"] = "NoneType"
+                h5.attrs["producer"] = "cellfie_caiman"
+                if self.params is not None:
+                    h5.attrs["cellfie_params"] = json.dumps(self.params)
+                est = h5.create_group("estimates")
+                _write_sparse(est, "A", self.A)
+                for name in _ARRAY_FIELDS:
+                    value = getattr(self, name)
+                    if value is None:
+                        est[name] = "NoneType"
+                    else:
+                        est[name] = np.asarray(value)
+                est["R"] = "NoneType" if self.YrA is None else np.asarray(self.YrA)
+                est["dims"] = dims
+                _write_caiman_params(h5.create_group("params"), self)
+        return path
+
+    # ------------------------------------------------------------------------------------------------------ NWB
+    def to_nwb(self, path: str | os.PathLike, *, fr: float | None = None, session_description: str = "cellfie_caiman",
+               identifier: str | None = None, session_start_time=None, indicator: str = "GCaMP",
+               location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
+               raw_data_file: str | None = None) -> Path:
+        """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
+
+        Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
+        (``image_mask`` (K, rows, cols) and columns ``r``, ``snr``, ``keep``), ``Fluorescence`` holding the
+        ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f), and a
+        ``residuals`` TimeSeries (YrA). Written atomically.
+
+        Parameters
+        ----------
+        path : str or Path, ending in .nwb
+        fr : float
+            Frame rate in Hz (default: ``params['data']['fr']`` or 30).
+        """
+        try:
+            import pynwb
+            from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("writing NWB needs pynwb: pip install 'cellfie-caiman[nwb]'") from exc
+        import datetime
+        import uuid
+
+        path = Path(path)
+        if path.suffix.lower() != ".nwb":
+            raise ValueError(f"NWB file name must end in .nwb, got {path}")
+        if self.A is None or self.C is None or self.dims is None:
+            raise ValueError("Estimates needs A, C and dims to be written to NWB")
+        if fr is None:
+            fr = float(((self.params or {}).get("data") or {}).get("fr", 30.0))
+        if session_start_time is None:
+            session_start_time = datetime.datetime.now(datetime.timezone.utc)
+        nwb = pynwb.NWBFile(session_description=session_description, identifier=identifier or uuid.uuid4().hex,
+                            session_start_time=session_start_time)
+        device = nwb.create_device(name="imaging_device")
+        channel = OpticalChannel(name="OpticalChannel", description="main optical channel",
+                                 emission_lambda=emission_lambda)
+        plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, description="imaging plane",
+                                         device=device, excitation_lambda=excitation_lambda, imaging_rate=float(fr),
+                                         indicator=indicator, location=location)
+        if raw_data_file:
+            nwb.add_acquisition(pynwb.image.ImageSeries(name="TwoPhotonSeries", external_file=[str(raw_data_file)],
+                                                        format="external", rate=float(fr), starting_frame=[0]))
+        mod = nwb.create_processing_module(name="ophys", description="cellfie_caiman estimates")
+        seg = ImageSegmentation()
+        mod.add(seg)
+        ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="CNMF_ROIs", imaging_plane=plane)
+        K = self.n_components
+        keep = np.zeros(K, dtype=bool)
+        if self.idx_components is not None:
+            keep[np.asarray(self.idx_components, dtype=int)] = True
+        r = np.zeros(K) if self.r_values is None else np.asarray(self.r_values, dtype=float)
+        snr = np.zeros(K) if self.SNR_comp is None else np.asarray(self.SNR_comp, dtype=float)
+        ps.add_column("r", "space correlation (r_values)")
+        ps.add_column("snr", "signal to noise ratio (SNR_comp)")
+        ps.add_column("keep", "in idx_components")
+        for k, mask in enumerate(self.footprints()):
+            ps.add_roi(image_mask=mask, r=float(r[k]), snr=float(snr[k]), keep=bool(keep[k]))
+        fl = Fluorescence()
+        mod.add(fl)
+        rois = ps.create_roi_table_region(description="all ROIs", region=list(range(K)))
+        fl.add_roi_response_series(RoiResponseSeries(name="RoiResponseSeries", data=np.asarray(self.C).T,
+                                                     rois=rois, unit="a.u.", rate=float(fr)))
+        if self.S is not None:
+            fl.add_roi_response_series(RoiResponseSeries(name="Deconvolved", data=np.asarray(self.S).T, rois=rois,
+                                                         unit="a.u.", rate=float(fr)))
+        if self.b is not None and self.f is not None:
+            nb = self.b.shape[1]
+            for m in range(nb):
+                img = np.asarray(self.b[:, m]).reshape(self.dims, order="F")
+                ps.add_roi(image_mask=img, r=0.0, snr=0.0, keep=False)
+            brois = ps.create_roi_table_region(description="background", region=list(range(K, K + nb)))
+            fl.add_roi_response_series(RoiResponseSeries(name="Background_Fluorescence_Response",
+                                                         data=np.asarray(self.f).T, rois=brois, unit="a.u.",
+                                                         rate=float(fr)))
+        if self.YrA is not None:
+            mod.add(pynwb.base.TimeSeries(name="residuals", data=np.asarray(self.YrA).T, unit="a.u.",
+                                          rate=float(fr)))
+        with atomic_path(path) as tmp:
+            with pynwb.NWBHDF5IO(str(tmp), "w") as io:
+                io.write(nwb)
+        return path
+
+
+def _write_sparse(group, name: str, A) -> None:
+    if A is None:
+        group[name] = "NoneType"
+        return
+    A = scipy.sparse.csc_matrix(A)
+    sub = group.create_group(name)
+    sub["data"] = A.data
+    sub["indices"] = A.indices
+    sub["indptr"] = A.indptr
+    sub["shape"] = np.asarray(A.shape, dtype=np.int64)
+
+
+def _write_caiman_params(group, est: Estimates) -> None:
+    """Write the parameters under CaImAn's group and key names (only keys CaImAn knows)."""
+    p = est.params or {}
+    data, refine, quality = p.get("data") or {}, p.get("refine") or {}, p.get("quality") or {}
+    groups: dict[str, dict[str, Any]] = {
+        "data": {"dims": est.dims, "fr": data.get("fr", 30.0), "decay_time": data.get("decay_time", 0.4)},
+        "init": {"nb": refine.get("nb", 1), "gSig": refine.get("gSig")},
+        "patch": {"rf": None, "only_init": False},
+        "temporal": {"p": refine.get("p", 1)},
+        "merging": {"merge_thr": refine.get("merge_thr", 0.8)},
+        "quality": {"min_SNR": quality.get("min_SNR", 2.5), "SNR_lowest": quality.get("SNR_lowest", 0.5),
+                    "rval_thr": quality.get("rval_thr", 0.8), "rval_lowest": quality.get("rval_lowest", -1.0),
+                    "use_cnn": False},
+    }
+    for gname, values in groups.items():
+        g = group.create_group(gname)
+        for key, value in values.items():
+            if value is None:
+                g[key] = "NoneType"
+            elif isinstance(value, str):
+                g.attrs[key] = value
+            else:
+                g[key] = np.asarray(value)
+
+
+def load_estimates(path: str | os.PathLike) -> Estimates:
+    """Read an :class:`Estimates` from a results file written by :meth:`Estimates.save` or CaImAn's ``cnm.save``.
+
+    CaImAn's quirks are undone: ``bl``, ``c1``, ``neurons_sn`` and ``lam`` stored as byte strings become floats,
+    'NoneType' becomes None, ``dims`` a tuple.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results file not found: {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not an HDF5 file: {exc}") from exc
+    with h5:
+        if "estimates" not in h5:
+            raise ValueError(f"{path} has no /estimates group: not a CaImAn/cellfie results file")
+        est = h5["estimates"]
+        values: dict[str, Any] = {}
+        for name in [f.name for f in dataclasses.fields(Estimates)]:
+            if name in ("params", "A") or name not in est:
+                continue
+            values[name] = _read_value(est[name], name)
+        if "A" in est:
+            item = est["A"]
+            if isinstance(item, h5py.Group):
+                values["A"] = scipy.sparse.csc_matrix((item["data"][()], item["indices"][()], item["indptr"][()]),
+                                                      shape=tuple(int(s) for s in item["shape"][()]))
+        dims = values.get("dims")
+        if dims is None and "dims" in h5:
+            dims = _read_value(h5["dims"], "dims")
+        values["dims"] = tuple(int(d) for d in dims) if dims is not None and len(dims) else None
+        if "cellfie_params" in h5.attrs:
+            values["params"] = json.loads(h5.attrs["cellfie_params"])
+    return Estimates(**values)
+
+
+def _read_value(item, name: str):
+    val = item[()]
+    if isinstance(val, (bytes, str)) and (val == b"NoneType" or val == "NoneType"):
+        return None
+    if name in _STRING_FLOATS and isinstance(val, np.ndarray) and val.dtype.kind in "SOU":
+        return np.array([float(v) for v in val])
+    if name in ("idx_components", "idx_components_bad") and isinstance(val, np.ndarray):
+        return val.astype(np.int64)
+    return val
