@@ -1,0 +1,313 @@
+"""The ``cellfie-caiman`` command: argument parsing only; the work is in :mod:`cellfie_caiman.pipeline`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PROG = "cellfie-caiman"
+
+EPILOG = """\
+examples:
+  # simulate a movie with known neurons and run everything on it
+  cellfie-caiman example -o example_out
+  # the whole pipeline on a recording (7.5 Hz, GCaMP6s, somata about 12 px across), scored against manual ROIs
+  cellfie-caiman run movie.tif -o out --fr 7.5 --decay-time 1.0 --diameter 12 --gt regions.json
+  # a motion-corrected CaImAn memmap, refined with CaImAn's own CNMF, plus an NWB file
+  cellfie-caiman run Yr_d1_512_d2_512_d3_1_order_C_frames_3000.mmap -o out --backend caiman --nwb
+  # networks only: ROIs and pictures, no traces
+  cellfie-caiman detect movie.tif -o out
+  # summary images as float32 TIFF and PNG
+  cellfie-caiman summary movie.tif -o out
+  # score ROIs against ground truth
+  cellfie-caiman evaluate out/rois.json regions.json --shape 512 512
+
+Run 'cellfie-caiman COMMAND --help' for the options of a command.
+"""
+
+_RUN_EPILOG = """\
+outputs in OUT: results.hdf5 (CaImAn's layout: caiman's load_CNMF reads it), rois.json (neurofinder),
+masks.npz, traces.csv, params.json, results.nwb (--nwb), contours.png, probability.png, traces.png,
+segmentation.gif.
+
+examples:
+  cellfie-caiman run movie.tif -o out --fr 30 --decay-time 0.4
+  cellfie-caiman run movie.h5 -o out --params my_params.yaml --backend builtin
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+
+
+def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
+    p.add_argument("movie", help="movie: CaImAn .mmap, .tif/.tiff, folder of TIFF frames, .h5/.hdf5, .nwb or .npy")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--params", help="parameter file (.json or .yaml), as written to params.json by a run")
+    p.add_argument("--gt", help="ground-truth ROIs (neurofinder .json, ImageJ .zip, ...) to score against")
+    if refine:
+        p.add_argument("--backend", choices=["auto", "caiman", "builtin", "none"],
+                       help="refinement: CaImAn's CNMF, the builtin seeded CNMF, or none (default: the parameter "
+                            "file's, else auto = CaImAn when installed)")
+    p.add_argument("--fr", type=_positive_float, metavar="HZ", help="frame rate in Hz (default 30)")
+    p.add_argument("--decay-time", type=_positive_float, metavar="S",
+                   help="indicator decay time in s (default 0.4; about 1.0 for GCaMP6s)")
+    p.add_argument("--diameter", type=_positive_float, metavar="PX",
+                   help="typical neuron diameter in pixels (default: the size the networks were trained on)")
+    p.add_argument("--model", help="detection model name or weights file (default 'default')")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    if refine:
+        p.add_argument("--nwb", action="store_true", help="also write results.nwb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``cellfie-caiman`` (subcommands run, detect, summary, evaluate, train, example)."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Find neurons in two-photon calcium-imaging movies with fully convolutional networks and "
+                    "extract their traces with CaImAn's CNMF (or a builtin seeded CNMF).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="the whole pipeline: detection, traces, quality control, pictures",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_RUN_EPILOG,
+                       description="Detect neurons, refine them with seeded CNMF, write results and pictures.")
+    _add_run_options(p)
+    _add_common(p)
+
+    p = sub.add_parser("detect", help="networks only: ROIs and pictures (no traces)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Detect neurons with the networks; writes rois.json, masks.npz, params.json, "
+                                   "contours.png, probability.png and segmentation.gif.",
+                       epilog="example:\n  cellfie-caiman detect movie.tif -o out --diameter 12")
+    _add_run_options(p, refine=False)
+    _add_common(p)
+
+    p = sub.add_parser("summary", help="summary images (correlation, PNR, std, mean, median, max) as TIFF and PNG",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write each summary image as <name>.tif (float32) and <name>.png.",
+                       epilog="example:\n  cellfie-caiman summary movie.tif -o summary_out")
+    p.add_argument("movie", help="movie (any format run accepts)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--batch-frames", type=int, default=250,
+                   help="frames per batch; each image is the pixel-wise maximum over batches (0: one batch)")
+    p.add_argument("--no-png", dest="png", action="store_false", help="TIFF only")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    _add_common(p)
+
+    p = sub.add_parser("evaluate", help="score predicted ROIs against ground truth (CaImAn rule and IoU rule)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Match PRED to GT: CaImAn's rule (Hungarian matching on 1 - IoU between masks whose "
+                                   "centroids are closer than 10 px, a match when IoU > 0.3) and the IoU rule.",
+                       epilog="example:\n  cellfie-caiman evaluate out/rois.json regions.json --shape 512 512")
+    p.add_argument("pred", help="predicted ROIs (neurofinder .json, ImageJ .zip, ...)")
+    p.add_argument("gt", help="ground-truth ROIs")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("ROWS", "COLS"), help="frame shape")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="train the detection networks on annotated movies and simulated ones",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train the detection networks (cellfie_caiman.train.train) on annotated movies "
+                                   "(--data MOVIE ROIS, repeatable) plus simulated fields, keep the weights with the "
+                                   "best validation F1 and save them.",
+                       epilog="examples:\n"
+                              "  cellfie-caiman train -o my_model.npz --data movie.tif regions.json --epochs 40\n"
+                              "  cellfie-caiman run movie.tif -o out --model my_model.npz\n"
+                              "  # fine-tune the shipped model on your own annotations\n"
+                              "  cellfie-caiman train -o tuned.npz --data a.tif a.json --data b.tif b.zip "
+                              "--init-model default --simulated 0")
+    p.add_argument("-o", "--out", required=True, help="weights file to write (.npz)")
+    p.add_argument("--data", nargs=2, action="append", default=[], metavar=("MOVIE", "ROIS"),
+                   help="an annotated movie and its ROI file (repeat for several)")
+    p.add_argument("--simulated", type=int, default=8, help="number of simulated fields added to the training data")
+    p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
+                   help="size of the simulated fields")
+    p.add_argument("--epochs", type=int, default=60, help="maximum number of epochs")
+    p.add_argument("--steps-per-epoch", type=int, default=100, help="updates of each network per epoch")
+    p.add_argument("--patience", type=int, default=8, help="stop after this many epochs without a better F1")
+    p.add_argument("--init-model", help="start from these weights (model name or .npz) instead of random ones")
+    p.add_argument("--max-minutes", type=_positive_float, help="stop after the epoch that passes this time budget")
+    p.add_argument("--batch-frames", type=int, default=250, help="frames per batch of the summary images")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
+    _add_common(p)
+
+    p = sub.add_parser("example", help="simulate a movie with known neurons and run everything on it (offline)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Simulate a movie, save it to OUT/data as a CaImAn memmap (or TIFF) with its true "
+                                   "ROIs, then run the whole pipeline on it against those ROIs.",
+                       epilog="example:\n  cellfie-caiman example -o example_out --frames 500 --size 96 96")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--frames", type=int, default=1000, help="number of frames")
+    p.add_argument("--size", nargs=2, type=int, default=[128, 128], metavar=("ROWS", "COLS"), help="frame size")
+    p.add_argument("--neurons", type=int, default=40, help="number of neurons")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--format", choices=["mmap", "tif"], default="mmap", help="movie file format")
+    p.add_argument("--backend", choices=["auto", "caiman", "builtin", "none"], default="builtin",
+                   help="refinement backend")
+    p.add_argument("--params", help="parameter file (.json or .yaml)")
+    p.add_argument("--nwb", action="store_true", help="also write results.nwb")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    _add_common(p)
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# commands
+# ----------------------------------------------------------------------------------------------------------------
+
+def _params_from_args(args, backend: str | None = None):
+    from .pipeline import as_params
+
+    params = as_params(args.params)
+    if args.fr is not None:
+        params.data.fr = args.fr
+    if args.decay_time is not None:
+        params.data.decay_time = args.decay_time
+    if args.diameter is not None:
+        params.data.neuron_diameter = args.diameter
+    if getattr(args, "model", None):
+        params.detection.model = args.model
+    backend = backend or getattr(args, "backend", None)
+    if backend is not None:
+        params.refine.backend = backend
+    if getattr(args, "nwb", False):
+        params.output.nwb = True
+    return params
+
+
+def _cmd_run(args, backend: str | None = None) -> int:
+    from .pipeline import run
+
+    params = _params_from_args(args, backend)
+    result = run(args.movie, args.out, params, gt=args.gt, overwrite=args.overwrite, progress=args.progress)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result) -> None:
+    """Print the run's summary unless the log (at INFO level) has already shown it."""
+    if not logging.getLogger("cellfie_caiman.pipeline").isEnabledFor(logging.INFO):
+        print(result.summary())
+
+
+def _cmd_detect(args) -> int:
+    return _cmd_run(args, backend="none")
+
+
+def _cmd_summary(args) -> int:
+    from .io import load_movie
+    from .pipeline import prepare_out_dir, write_summary_images
+    from .summary import summary_images
+
+    movie = load_movie(args.movie)
+    out = prepare_out_dir(args.out, args.overwrite)
+    summary = summary_images(movie, batch_frames=args.batch_frames or None, progress=args.progress)
+    files = write_summary_images(summary, out, pictures=args.png)
+    print(f"wrote {len(files)} files to {out}: {', '.join(sorted(files))}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .pipeline import evaluate_files
+
+    scores = evaluate_files(args.pred, args.gt, args.shape)
+    print(f"{'rule':<12}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}{'F1':>7}")
+    for rule, m in scores.items():
+        print(f"{rule:<12}{m.tp:>5}{m.fp:>5}{m.fn:>5}{m.precision:>11.3f}{m.recall:>8.3f}{m.f1:>7.3f}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    out = Path(args.out).expanduser()
+    if out.suffix != ".npz":
+        raise ValueError(f"{out}: the weights file must end in .npz")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
+    for movie, rois in args.data:
+        for path in (movie, rois):
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{path}: no such file or folder")
+    record = {"command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG}
+    result = train([tuple(pair) for pair in args.data], out, simulated=args.simulated,
+                   simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
+                   steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
+                   init_model=args.init_model, max_minutes=args.max_minutes, batch_frames=args.batch_frames,
+                   progress=args.progress, record=record)
+    print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
+    return 0
+
+
+def _cmd_example(args) -> int:
+    from .pipeline import as_params, example
+
+    params = as_params(args.params)
+    params.refine.backend = args.backend
+    if args.nwb:
+        params.output.nwb = True
+    result = example(args.out, n_frames=args.frames, shape=tuple(args.size), n_neurons=args.neurons, seed=args.seed,
+                     params=params, movie_format=args.format, overwrite=args.overwrite, progress=args.progress)
+    _print_summary(result)
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "detect": _cmd_detect, "summary": _cmd_summary, "evaluate": _cmd_evaluate,
+             "train": _cmd_train, "example": _cmd_example}
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("cellfie_caiman").setLevel(level)
+
+
+def _error_message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())  # one line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cellfie-caiman``; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU instructions) is noise for users; an explicit setting wins
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .io import MovieError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return _COMMANDS[args.command](args)
+    except (MovieError, ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError) as exc:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_error_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{PROG}: interrupted (no partial file was left behind)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,654 @@
+"""The whole run: load -> summary images -> networks -> seeded CNMF -> evaluation -> results and pictures.
+
+:func:`run` is what ``cellfie-caiman run`` calls. Every output file is written atomically (a crash or Ctrl-C never
+leaves a half-written result) and an existing non-empty output folder is only written into with ``overwrite=True``.
+
+Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
+
+``results.hdf5``
+    CaImAn's layout (``Estimates.save``): ``caiman.source_extraction.cnmf.cnmf.load_CNMF`` reads it. Holds every
+    component (accepted or not: ``estimates/idx_components``), the correlation image as ``Cn``.
+``rois.json``
+    The accepted ROIs in the neurofinder format (``{"coordinates": [[row, col], ...]}``); without refinement, the
+    detected ones.
+``masks.npz``
+    ``masks`` (K, rows, cols) bool: the ROIs of ``rois.json`` in the same order; ``component`` (K,) their column in
+    ``results.hdf5``'s ``A``; ``all_masks`` and ``accepted``: every refined component and whether it passed
+    quality control; ``detected_masks``, ``detection_scores``, ``detected_centers``: the networks' output before
+    refinement; ``prob_map`` and ``corr`` (rows, cols).
+``traces.csv``
+    One row per frame: ``frame``, ``time_s`` and one column ``roi_<k>`` per ROI of ``rois.json`` holding its
+    denoised trace (CaImAn's ``C``; the raw trace ``C + YrA`` is in ``results.hdf5``).
+``params.json``
+    The parameters of the run (:class:`cellfie_caiman.params.Params`).
+``results.nwb``
+    Optional (``params.output.nwb``).
+``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``
+    Pictures (``params.output.pictures``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ._files import atomic_path
+from .params import Params
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunResult", "run", "example", "evaluate_files", "write_summary_images", "footprints_to_masks",
+           "as_params", "prepare_out_dir", "OUTPUT_FILES"]
+
+#: Every file :func:`run` may write, by role.
+OUTPUT_FILES = {
+    "results": "results.hdf5",
+    "rois": "rois.json",
+    "masks": "masks.npz",
+    "traces": "traces.csv",
+    "params": "params.json",
+    "nwb": "results.nwb",
+    "contours": "contours.png",
+    "probability": "probability.png",
+    "traces_picture": "traces.png",
+    "gif": "segmentation.gif",
+}
+
+#: Order and names of the steps timed in :attr:`RunResult.timings`.
+STEPS = ("load", "summary", "detect", "refine", "evaluate", "save", "pictures")
+
+
+@dataclass
+class RunResult:
+    """What a run found, how long it took and how well it scored.
+
+    Attributes
+    ----------
+    out_dir : Path
+        Folder holding the results.
+    source : str
+        The movie.
+    shape : (int, int, int)
+        (frames, rows, cols).
+    backend : str
+        Refinement backend that ran (``'caiman'``, ``'builtin'``) or ``'none'``.
+    n_detected : int
+        Neurons found by the networks.
+    n_components : int or None
+        Components after refinement (None when refinement was skipped).
+    n_accepted : int
+        Components that passed quality control (the detected ones when refinement was skipped): the ROIs written.
+    timings : dict of str -> float
+        Seconds per step (see :data:`STEPS`), in order.
+    scores : dict of str -> dict of str -> MatchResult
+        With ground truth: ``scores[stage][rule]`` for stage ``'detected'`` (before refinement) and ``'refined'``
+        (accepted components), rule ``'caiman'`` and ``'iou'``.
+    n_gt : int or None
+        Number of ground-truth ROIs.
+    files : dict of str -> Path
+        Files written, by role (keys of :data:`OUTPUT_FILES`).
+    """
+
+    out_dir: Path
+    source: str
+    shape: tuple[int, int, int]
+    backend: str
+    n_detected: int
+    n_components: int | None
+    n_accepted: int
+    timings: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_gt: int | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def total_time(self) -> float:
+        """Seconds for the whole run."""
+        return float(sum(self.timings.values()))
+
+    def f1(self, stage: str = "refined", rule: str = "caiman") -> float | None:
+        """F1 score against the ground truth (None without ground truth or for a stage that did not run)."""
+        try:
+            return float(self.scores[stage][rule].f1)
+        except KeyError:
+            return None
+
+    def summary(self) -> str:
+        """A few lines for people: what was found, how well, how fast, where it is."""
+        t, r, c = self.shape
+        lines = [f"movie: {self.source} ({t} frames of {r}x{c})"]
+        if self.n_components is None:
+            lines.append(f"neurons: {self.n_detected} detected (refinement skipped)")
+        else:
+            lines.append(f"neurons: {self.n_detected} detected, {self.n_components} after refinement ({self.backend}),"
+                         f" {self.n_accepted} accepted")
+        if self.scores:
+            head = f"against {self.n_gt} ground-truth ROIs:"
+            lines.append(f"{head:<38}TP    FP    FN  precision  recall     F1")
+            for stage, by_rule in self.scores.items():
+                for rule, m in by_rule.items():
+                    name = f"{stage} ({_RULE_NAMES.get(rule, rule)})"
+                    lines.append(f"  {name:<34}{m.tp:>4}  {m.fp:>4}  {m.fn:>4}  {m.precision:9.3f}  {m.recall:6.3f}"
+                                 f"  {m.f1:5.3f}")
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in self.timings.items())
+        lines.append(f"time (s): {steps}; total {self.total_time:.1f}")
+        lines.append(f"results in {self.out_dir}")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+
+_RULE_NAMES = {"caiman": "CaImAn rule", "iou": "IoU>=0.5 rule"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+def as_params(params: Params | dict | str | os.PathLike | None) -> Params:
+    """A :class:`Params` from a Params, a dict of groups, a JSON/YAML file path, or None (the defaults)."""
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, dict):
+        return Params.from_dict(params)
+    if isinstance(params, (str, os.PathLike)):
+        return Params.load(params)
+    raise ValueError(f"params must be a Params, a dict of groups or a parameter file, got {type(params).__name__}")
+
+
+def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """Create ``out_dir``, or refuse an existing non-empty one unless ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` is a file, or a non-empty folder and ``overwrite`` is False.
+    """
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: output folder is not empty; use --overwrite (overwrite=True) to replace "
+                              f"its results")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class _Timer:
+    """Times named steps into a dict and logs each."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        logger.info("%s ...", name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        logger.info("%s done in %.2f s", name, self.timings[name])
+
+
+def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarray:
+    """Binary ROIs from CNMF footprints: pixels above ``thr`` times the footprint's peak, connected to the peak.
+
+    This is the binarisation of CaImAn's benchmark protocol (``threshold_spatial_components(maxthr=0.2)``, then
+    the connected part of the footprint that holds its maximum), with holes filled.
+
+    Parameters
+    ----------
+    A : scipy.sparse matrix or ndarray, shape (rows*cols, K)
+        Footprints, one per column, pixels in Fortran order (pixel ``i + j*rows``), as in CaImAn.
+    dims : (int, int)
+        (rows, cols).
+    thr : float
+        Fraction of each footprint's maximum.
+
+    Returns
+    -------
+    ndarray, bool, shape (K, rows, cols)
+    """
+    import scipy.sparse as sp
+
+    rows, cols = (int(d) for d in dims)
+    A = sp.csc_matrix(A)
+    if A.shape[0] != rows * cols:
+        raise ValueError(f"footprints have {A.shape[0]} pixels, dims {dims} have {rows * cols}")
+    masks = np.zeros((A.shape[1], rows, cols), dtype=bool)
+    for k in range(A.shape[1]):
+        lo, hi = A.indptr[k], A.indptr[k + 1]
+        idx, val = A.indices[lo:hi], A.data[lo:hi]
+        if idx.size == 0 or not np.any(val > 0):
+            continue
+        keep = val > thr * val.max()
+        r, c = idx[keep] % rows, idx[keep] // rows
+        r0, c0 = r.min(), c.min()
+        box = np.zeros((r.max() - r0 + 1, c.max() - c0 + 1), dtype=bool)
+        box[r - r0, c - c0] = True
+        labels, _ = ndimage.label(box, structure=np.ones((3, 3)))
+        peak = np.argmax(val)
+        peak_label = labels[idx[peak] % rows - r0, idx[peak] // rows - c0]
+        box = ndimage.binary_fill_holes(labels == peak_label)
+        masks[k, r0:r0 + box.shape[0], c0:c0 + box.shape[1]] = box
+    return masks
+
+
+def _best_overlap_scores(masks: np.ndarray, seeds: np.ndarray, seed_scores: np.ndarray) -> np.ndarray:
+    """For each mask, the score of the seed it overlaps most (IoU); NaN when it overlaps none."""
+    out = np.full(len(masks), np.nan)
+    if len(masks) == 0 or len(seeds) == 0:
+        return out
+    m = masks.reshape(len(masks), -1).astype(np.float32)
+    s = seeds.reshape(len(seeds), -1).astype(np.float32)
+    inter = m @ s.T
+    union = m.sum(1)[:, None] + s.sum(1)[None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    best = iou.argmax(1)
+    has = iou.max(1) > 0
+    out[has] = np.asarray(seed_scores, dtype=np.float64)[best[has]]
+    return out
+
+
+def _field(est, name: str, default=None):
+    value = getattr(est, name, default)
+    return default if value is None else value
+
+
+def _accepted_index(est, n_components: int) -> np.ndarray:
+    """Indices of accepted components: ``idx_components`` when quality control ran, else all."""
+    idx = getattr(est, "idx_components", None)
+    if idx is None:
+        return np.arange(n_components)
+    return np.asarray(idx, dtype=int).reshape(-1)
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in ("auto", "caiman", "builtin", "none"):
+        raise ValueError(f"unknown refinement backend {backend!r}; use 'auto', 'caiman', 'builtin' or 'none'")
+    if backend != "auto":
+        return backend
+    from .refine.caiman_adapter import caiman_available
+
+    return "caiman" if caiman_available() else "builtin"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# writers (each atomic)
+# ----------------------------------------------------------------------------------------------------------------
+
+def write_traces_csv(path: str | os.PathLike, traces: np.ndarray, fr: float, names: list[str] | None = None) -> Path:
+    """Write traces (K, T) as CSV: ``frame``, ``time_s`` (frame / fr) and one column per trace."""
+    traces = np.asarray(traces, dtype=np.float64).reshape(-1, np.shape(traces)[-1] if np.ndim(traces) else 0)
+    k, t = traces.shape
+    names = names or [f"roi_{i}" for i in range(k)]
+    table = np.column_stack([np.arange(t), np.arange(t) / float(fr), traces.T])
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, table, delimiter=",", header=",".join(["frame", "time_s", *names]), comments="",
+                   fmt=["%d", "%.6f"] + ["%.7g"] * k)
+    return path
+
+
+def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool = True) -> dict[str, Path]:
+    """Write each summary image as a float32 TIFF (``<name>.tif``) and, with ``pictures``, a PNG (``<name>.png``).
+
+    Parameters
+    ----------
+    summary : SummaryImages
+        (corr, pnr, std, mean, median, max), each (rows, cols).
+    out_dir : path
+        Folder (created if needed).
+
+    Returns
+    -------
+    dict of name -> path of every file written.
+    """
+    import tifffile
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, image in zip(summary._fields, summary, strict=True):
+        image = np.asarray(image, dtype=np.float32)
+        with atomic_path(out / f"{name}.tif") as tmp:
+            tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name})
+        files[f"{name}.tif"] = out / f"{name}.tif"
+        if pictures:
+            files[f"{name}.png"] = _summary_png(image, name, out / f"{name}.png")
+    return files
+
+
+_SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio", "std": "standard deviation",
+                   "mean": "mean", "median": "median", "max": "maximum"}
+
+
+def _summary_png(image: np.ndarray, name: str, path: Path) -> Path:
+    from . import report
+
+    rows, cols = image.shape
+    fig = report._figure(6.0, max(2.5, 6.0 * rows / cols * 0.9))
+    ax = fig.add_subplot(1, 1, 1)
+    vmin, vmax = report._stretch(image)
+    im = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
+    ax.set_title(f"{_SUMMARY_TITLES.get(name, name)} image", fontsize=10)
+    ax.set_xlabel("column (px)")
+    ax.set_ylabel("row (px)")
+    return report._save(fig, path)
+
+
+def _write_npz(path: Path, **arrays) -> Path:
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return path
+
+
+def _remove_stale(out: Path, written: dict[str, Path]) -> None:
+    """Remove our own outputs of an earlier run that this run did not write (they would no longer match)."""
+    for role, name in OUTPUT_FILES.items():
+        if role not in written and (out / name).is_file():
+            (out / name).unlink()
+            logger.info("removed stale %s from an earlier run", out / name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------------------------
+
+RULES = ("caiman", "iou")
+
+
+def score(gt_masks: np.ndarray, pred_masks: np.ndarray) -> dict[str, Any]:
+    """Match predicted ROIs to ground truth with both rules: ``{'caiman': MatchResult, 'iou': MatchResult}``."""
+    from .evaluate import match_rois
+
+    dims = tuple(gt_masks.shape[1:])
+    return {rule: match_rois(gt_masks, pred_masks, rule=rule, dims=dims) for rule in RULES}
+
+
+def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
+                   shape: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Score an ROI file against a ground-truth ROI file with both rules.
+
+    Parameters
+    ----------
+    pred, gt : path
+        ROI files in any format :func:`cellfie_caiman.rois.read_rois` reads.
+    shape : (rows, cols), optional
+        Frame shape; needed when neither file records it (e.g. neurofinder JSON). When omitted, both are read
+        without it and padded to the larger extent.
+
+    Returns
+    -------
+    dict ``{'caiman': MatchResult, 'iou': MatchResult}``.
+    """
+    from .rois import read_rois
+
+    for p in (pred, gt):
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p}: no such ROI file")
+    shape = None if shape is None else tuple(int(s) for s in shape)
+    a = np.asarray(read_rois(pred, shape), dtype=bool)
+    b = np.asarray(read_rois(gt, shape), dtype=bool)
+    if a.shape[1:] != b.shape[1:]:
+        if shape is not None:
+            raise ValueError(f"{pred} gives masks of {a.shape[1:]}, {gt} of {b.shape[1:]} with shape {shape}")
+        rows, cols = max(a.shape[1], b.shape[1]), max(a.shape[2], b.shape[2])
+        a = np.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
+        b = np.pad(b, ((0, 0), (0, rows - b.shape[1]), (0, cols - b.shape[2])))
+    return score(b, a)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------------------------
+
+def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.PathLike | None = None, *,
+        gt: str | os.PathLike | np.ndarray | None = None, overwrite: bool = False,
+        progress: bool = True) -> RunResult:
+    """Find neurons in a movie, extract their traces, and write results and pictures to ``out_dir``.
+
+    Steps: :func:`cellfie_caiman.io.load_movie` -> :func:`cellfie_caiman.summary.summary_images` ->
+    :func:`cellfie_caiman.initialize.initialize` (the networks) -> :func:`cellfie_caiman.refine.refine` (seeded
+    CNMF and quality control; skipped with ``params.refine.backend == 'none'``) -> scoring against ``gt`` with
+    :func:`cellfie_caiman.evaluate.match_rois` (CaImAn's rule and the IoU rule, before and after refinement) ->
+    outputs (module docstring).
+
+    Parameters
+    ----------
+    source : path, ndarray (T, rows, cols) or Movie
+        Anything :func:`cellfie_caiman.io.load_movie` opens.
+    out_dir : path
+        Output folder; created if needed.
+    params : Params, dict of groups, path of a JSON/YAML file, or None (defaults)
+    gt : path or ndarray (N, rows, cols) bool, optional
+        Ground-truth ROIs (any format :func:`cellfie_caiman.rois.read_rois` reads).
+    overwrite : bool
+        Write into an existing non-empty ``out_dir`` (our files in it are replaced; others are left alone).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    RunResult
+        Counts, seconds per step, scores and the files written (also logged).
+
+    Raises
+    ------
+    cellfie_caiman.io.MovieError
+        The movie cannot be read.
+    FileExistsError
+        ``out_dir`` is not empty and ``overwrite`` is False.
+    FileNotFoundError, ValueError
+        Missing ground-truth file, bad parameters.
+    ImportError
+        ``backend='caiman'`` without CaImAn.
+    """
+    from .io import load_movie
+
+    params = as_params(params)
+    backend = _resolve_backend(params.refine.backend)
+    timer = _Timer()
+    with timer("load"):
+        movie = load_movie(source, var_name=params.data.var_name)
+        out = prepare_out_dir(out_dir, overwrite)
+        gt_masks = _load_gt(gt, movie.frame_shape)
+    logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
+
+    from .initialize import initialize
+    from .summary import summary_images
+
+    with timer("summary"):
+        summary = summary_images(movie, batch_frames=params.summary.batch_frames, progress=progress)
+    det = params.detection
+    with timer("detect"):
+        init = initialize(summary, model=det.model, neuron_diameter=params.data.diameter_pixels(),
+                          min_score=det.min_score, prob_threshold=det.prob_threshold, max_overlap=det.max_overlap,
+                          progress=progress)
+    detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
+    logger.info("detected %d neurons", len(detected))
+
+    est = None
+    if backend != "none" and len(detected) == 0:
+        logger.warning("no neuron detected: refinement skipped")
+        backend = "none"
+    if backend != "none":
+        from .refine import refine
+
+        with timer("refine"):
+            est = refine(movie, init, params=params, backend=backend, progress=progress)
+            if getattr(est, "Cn", None) is None:
+                with contextlib.suppress(AttributeError):
+                    est.Cn = np.asarray(summary.corr)
+        all_masks = footprints_to_masks(est.A, movie.frame_shape)
+        accepted_idx = _accepted_index(est, all_masks.shape[0])
+    else:
+        all_masks = detected
+        accepted_idx = np.arange(len(detected))
+    accepted = np.zeros(len(all_masks), bool)
+    accepted[accepted_idx] = True
+    final = all_masks[accepted_idx]
+
+    scores = {}
+    if gt_masks is not None:
+        with timer("evaluate"):
+            scores["detected"] = score(gt_masks, detected)
+            if est is not None:
+                scores["refined"] = score(gt_masks, final)
+
+    with timer("save"):
+        files = _save_results(out, params, movie, init, summary, est, all_masks, accepted, accepted_idx)
+    if params.output.pictures:
+        with timer("pictures"):
+            files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, accepted, accepted_idx,
+                                        gt_masks))
+    _remove_stale(out, files)
+
+    result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
+                       n_detected=len(detected), n_components=None if est is None else len(all_masks),
+                       n_accepted=len(final), timings=timer.timings, scores=scores,
+                       n_gt=None if gt_masks is None else len(gt_masks), files=files)
+    logger.info("run finished\n%s", result.summary())
+    return result
+
+
+def _load_gt(gt, frame_shape) -> np.ndarray | None:
+    if gt is None:
+        return None
+    if isinstance(gt, np.ndarray):
+        masks = gt.astype(bool)
+    else:
+        from .rois import read_rois
+
+        if not Path(gt).exists():
+            raise FileNotFoundError(f"{gt}: no such ground-truth ROI file")
+        masks = np.asarray(read_rois(gt, tuple(frame_shape)), dtype=bool)
+    if masks.ndim != 3 or masks.shape[1:] != tuple(frame_shape):
+        raise ValueError(f"ground-truth ROIs have shape {masks.shape}, expected (N, {frame_shape[0]}, "
+                         f"{frame_shape[1]}) to match the movie")
+    return masks
+
+
+def _save_results(out: Path, params: Params, movie, init, summary, est, all_masks, accepted, accepted_idx):
+    from .rois import write_rois
+
+    files: dict[str, Path] = {}
+    final = all_masks[accepted_idx]
+    if est is not None:
+        with atomic_path(out / OUTPUT_FILES["results"]) as tmp:
+            est.save(str(tmp))
+        files["results"] = out / OUTPUT_FILES["results"]
+        traces = np.asarray(est.C)[accepted_idx] if len(accepted_idx) else np.zeros((0, movie.n_frames))
+        files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
+        if params.output.nwb:
+            with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
+                est.to_nwb(str(tmp))
+            files["nwb"] = out / OUTPUT_FILES["nwb"]
+    with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
+        write_rois(tmp, final)
+    files["rois"] = out / OUTPUT_FILES["rois"]
+    files["masks"] = _write_npz(
+        out / OUTPUT_FILES["masks"], masks=final, component=np.asarray(accepted_idx, dtype=np.int64),
+        all_masks=all_masks, accepted=accepted, detected_masks=np.asarray(init.masks, dtype=bool),
+        detection_scores=np.asarray(init.scores, dtype=np.float64),
+        detected_centers=np.asarray(init.centers, dtype=np.float64),
+        prob_map=np.asarray(init.prob_map, dtype=np.float32), corr=np.asarray(summary.corr, dtype=np.float32))
+    with atomic_path(out / OUTPUT_FILES["params"]) as tmp:
+        params.save(tmp)
+    files["params"] = out / OUTPUT_FILES["params"]
+    return files
+
+
+def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, accepted, accepted_idx,
+                   gt_masks):
+    from . import report
+
+    files: dict[str, Path] = {}
+    detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
+    scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
+    stage = "detected" if est is None else "refined"
+    title = f"{int(accepted.sum())} {'accepted' if est is not None else 'detected'} neurons ({stage})"
+    files["contours"] = report.plot_contours(summary.corr, all_masks, out / OUTPUT_FILES["contours"], scores=scores,
+                                             accepted=accepted, gt_masks=gt_masks, title=title)
+    files["probability"] = report.plot_probability(init.prob_map, out / OUTPUT_FILES["probability"], masks=detected,
+                                                   title=f"neuron probability ({len(detected)} detected)")
+    if est is not None and len(accepted_idx):
+        C = np.asarray(est.C)[accepted_idx]
+        yra = getattr(est, "YrA", None)
+        raw = None if yra is None else C + np.asarray(yra)[accepted_idx]
+        snr = getattr(est, "SNR_comp", None)
+        snr = None if snr is None else np.asarray(snr, dtype=np.float64)[accepted_idx]
+        files["traces_picture"] = report.plot_traces(C, out / OUTPUT_FILES["traces_picture"], fr=params.data.fr,
+                                                     raw=raw, snr=snr,
+                                                     labels=[f"roi_{i}" for i in range(len(accepted_idx))])
+    files["gif"] = report.save_gif(movie, all_masks[accepted_idx], out / OUTPUT_FILES["gif"],
+                                   n_frames=params.output.gif_frames, fps=min(30.0, max(5.0, params.data.fr)))
+    return files
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the example
+# ----------------------------------------------------------------------------------------------------------------
+
+def example(out_dir: str | os.PathLike, *, n_frames: int = 1000, shape: tuple[int, int] = (128, 128),
+            n_neurons: int = 40, seed: int = 0, params: Params | dict | str | os.PathLike | None = None,
+            movie_format: str = "mmap", overwrite: bool = False, progress: bool = True) -> RunResult:
+    """Simulate a movie with known neurons, save it, and run everything on it with its ground truth (offline).
+
+    Writes ``out_dir/data/`` (the movie as a CaImAn memmap, or TIFF with ``movie_format='tif'``, and the true ROIs
+    as ``true_rois.json``), then :func:`run` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+    n_frames, shape, n_neurons, seed
+        Size of the simulation (:func:`cellfie_caiman.simulate.simulate`), reproducible given ``seed``.
+    params : optional
+        Run parameters; the data group (frame rate, decay time, neuron diameter) is set from the simulation.
+    movie_format : {'mmap', 'tif'}
+    overwrite, progress
+        As in :func:`run`.
+    """
+    from .io import save_memmap
+    from .rois import write_rois
+    from .simulate import simulate
+
+    if movie_format not in ("mmap", "tif"):
+        raise ValueError(f"movie_format must be 'mmap' or 'tif', got {movie_format!r}")
+    out = prepare_out_dir(out_dir, overwrite)
+    params = as_params(params)
+    diameter = 12.0
+    logger.info("simulating %d frames of %dx%d with %d neurons (seed %d)", n_frames, *shape, n_neurons, seed)
+    sim = simulate(n_frames, tuple(shape), n_neurons, seed=seed, diameter=diameter)
+    params.data.fr = float(sim.fs)
+    params.data.decay_time = float(sim.decay_time)
+    params.data.neuron_diameter = diameter
+    params.data.pixel_size = None
+    data = out / "data"
+    data.mkdir(exist_ok=True)
+    for old in list(data.glob("example_*.mmap")) + list(data.glob("example.tif")):
+        old.unlink()
+    if movie_format == "mmap":
+        movie_path = Path(save_memmap(sim.movie, base_name="example", directory=data))
+    else:
+        import tifffile
+
+        movie_path = data / "example.tif"
+        with atomic_path(movie_path) as tmp:
+            tifffile.imwrite(tmp, sim.movie, photometric="minisblack")
+    gt_path = data / "true_rois.json"
+    with atomic_path(gt_path) as tmp:
+        write_rois(tmp, sim.masks)
+    logger.info("wrote the movie %s and %d true ROIs to %s", movie_path.name, len(sim.masks), gt_path)
+    return run(movie_path, out, params, gt=gt_path, overwrite=True, progress=progress)
