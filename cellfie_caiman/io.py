@@ -692,8 +692,8 @@ def _open_tiff(path: Path) -> _Reader:
             logger.debug("%s: cannot memory-map (%s); decoding pages instead", path, exc)
     if n_pages == shape[0] and int(np.prod(page_shape)) == shape[1] * shape[2]:
         return _TiffPagesReader(path, shape, np.dtype(dtype), series=0 if use_series else None)
-    raise MovieError(f"{path}: TIFF layout not supported for lazy reading ({n_pages} pages of shape {page_shape} "
-                     f"for a movie of shape {shape}, not memory-mappable)")
+    raise MovieError(f"{path}: TIFF is truncated or corrupt, or its layout is not supported ({n_pages} readable "
+                     f"pages of shape {page_shape} for a movie of shape {shape}, not memory-mappable)")
 
 
 def _natural_key(path: Path):
