@@ -11,6 +11,7 @@ What CaImAn expects (see ``shared/reference/caiman-interop.md``):
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
@@ -230,9 +231,27 @@ def _frame_shape(images: Any) -> tuple[int, int]:
 # seeded CNMF
 # ----------------------------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _global_numpy_seed(seed: int | None):
+    """Seed NumPy's global RNG for the block and restore its previous state afterwards.
+
+    CaImAn's seeded path draws from the global RNG: with ``nb > 1`` its background initialisation is
+    ``sklearn NMF(init='nndsvda')`` with ``random_state=None`` (a randomized SVD), so two identical runs differ.
+    """
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *, refit: bool = False,
                 evaluate: bool = True, caiman_params: Mapping[str, Mapping[str, Any]] | None = None,
-                workdir: str | None = None):
+                workdir: str | None = None, seed: int | None = 0):
     """Run CaImAn's CNMF seeded with our masks and evaluate the components.
 
     Parameters
@@ -259,6 +278,10 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     workdir : str, optional
         Where to write the memmap of an in-memory movie; it is kept there. None: a temporary directory, removed
         when the fit is done.
+    seed : int or None
+        Seed of NumPy's global RNG during the fit (its previous state is restored afterwards). CaImAn's background
+        initialisation with ``nb > 1`` is random (an NMF with a randomized SVD); the seed makes runs repeatable.
+        None leaves the global RNG alone.
 
     Returns
     -------
@@ -294,13 +317,14 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", masks.shape[0], imgs.shape,
                     groups["init"]["gSig"], groups["temporal"]["p"], groups["init"]["nb"])
         cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(masks))
-        cnm.fit(imgs)
-        if evaluate or refit:
-            cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
-        if refit:
-            cnm = cnm.refit(imgs, dview=dview)
-            if evaluate:
+        with _global_numpy_seed(seed):
+            cnm.fit(imgs)
+            if evaluate or refit:
                 cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+            if refit:
+                cnm = cnm.refit(imgs, dview=dview)
+                if evaluate:
+                    cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
         cnm.estimates.seed_index = seed_index(cnm.estimates.A, masks)
         if cnm.estimates.A.shape[1] < masks.shape[0]:
             logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
