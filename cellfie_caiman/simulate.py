@@ -185,8 +185,12 @@ class _Cell(NamedTuple):
 
 def _draw_cell(rng: np.random.Generator, center: np.ndarray, diameter: float, frame: tuple[int, int],
                ellipticity: tuple[float, float], nucleus_size: tuple[float, float],
-               nucleus_dim: tuple[float, float], edge: float, texture: float) -> _Cell:
-    """One soma: a soft-edged ellipse with a dimmer, slightly off-centre nucleus, cut to the frame."""
+               nucleus_dim: tuple[float, float], edge: float, texture: float, filled: bool = False) -> _Cell:
+    """One soma: a soft-edged ellipse with a dimmer, slightly off-centre nucleus, cut to the frame.
+
+    A ``filled`` soma (GCaMP in the nucleus too, typical of over-expressing cells) has a nucleus as bright as or
+    brighter than its cytoplasm.
+    """
     radius = 0.5 * diameter
     q = rng.uniform(*ellipticity)  # minor / major axis
     a, b = radius / math.sqrt(q), radius * math.sqrt(q)
@@ -211,7 +215,8 @@ def _draw_cell(rng: np.random.Generator, center: np.ndarray, diameter: float, fr
     vn = -st * (dy - off[0]) + ct * (dx - off[1])
     rhon = np.sqrt((un / an) ** 2 + (vn / bn) ** 2)
     nucleus = expit((1.0 - rhon) * fn * radius / edge)
-    shape = soma * (1.0 - rng.uniform(*nucleus_dim) * nucleus)
+    dim = rng.uniform(-0.4, 0.0) if filled else rng.uniform(*nucleus_dim)
+    shape = soma * (1.0 - dim * nucleus)
     if texture > 0:
         tex = ndi.gaussian_filter(rng.standard_normal(shape.shape), 1.0)
         tex /= max(tex.std(), 1e-12)
@@ -224,6 +229,65 @@ def _draw_cell(rng: np.random.Generator, center: np.ndarray, diameter: float, fr
         shape = shape / peak
     ii, jj = np.nonzero(keep)
     return _Cell(rr[ii], cc[jj], shape[ii, jj], soma[ii, jj])
+
+
+def _vessels(rng: np.random.Generator, shape: tuple[int, int], count: int, diameter: float) -> np.ndarray:
+    """Darkening (rows, cols) in [0, 1) of ``count`` blood vessels: smooth random curves 0.4-1.2 diameters wide."""
+    rows, cols = shape
+    out = np.zeros(shape)
+    for _ in range(count):
+        width = rng.uniform(0.4, 1.2) * diameter
+        depth = rng.uniform(0.5, 0.9)
+        n_steps = int(rng.uniform(0.5, 1.5) * max(rows, cols))
+        theta = rng.uniform(0, 2 * math.pi) + np.cumsum(rng.normal(scale=0.03, size=n_steps))
+        start = rng.uniform((0, 0), (rows, cols))
+        path = np.round(start + np.cumsum(np.stack([np.sin(theta), np.cos(theta)], axis=1), axis=0)).astype(int)
+        inside = (path[:, 0] >= 0) & (path[:, 0] < rows) & (path[:, 1] >= 0) & (path[:, 1] < cols)
+        if not inside.any():
+            continue
+        off_line = np.ones(shape, dtype=bool)
+        off_line[path[inside, 0], path[inside, 1]] = False
+        dist = ndi.distance_transform_edt(off_line)
+        out = np.maximum(out, depth * expit((0.5 * width - dist) / 1.0))
+    return out
+
+
+def _puncta(rng: np.random.Generator, shape: tuple[int, int], count: int) -> np.ndarray:
+    """(rows, cols) small bright blobs (dendrite and axon cross-sections): Gaussians of sigma 0.8 or 1.4 px with
+    peaks 0.5-2."""
+    out = np.zeros(shape)
+    for sigma, n in zip((0.8, 1.4), (count - count // 2, count // 2), strict=True):
+        img = np.zeros(shape)
+        idx = (rng.integers(0, shape[0], n), rng.integers(0, shape[1], n))
+        np.add.at(img, idx, rng.uniform(0.5, 2.0, n))
+        out += ndi.gaussian_filter(img, sigma) * (2 * math.pi * sigma ** 2)
+    return out
+
+
+def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: float, n_vessels: int,
+                  n_blurred: int, n_puncta: int, diameter: float, cell_args: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Relative neuropil brightness (mean about 1) before the somata displace it, and the smooth illumination.
+
+    Fine and medium-scale texture on a smooth illumination, dark vessels, out-of-focus somata (blurred, dim)
+    and bright puncta.
+    """
+    rows, cols = shape
+    illumination = np.clip(1.0 + 0.2 * _smooth_field(rng, shape, max(rows, cols) / 3.0), 0.3, None)
+    tex = _smooth_field(rng, shape, 1.2) + 0.4 * _smooth_field(rng, shape, 6.0)
+    tex /= max(tex.std(), 1e-12)
+    dark = _vessels(rng, shape, n_vessels, diameter)
+    rel = illumination * np.clip(1.0 + contrast * tex, 0.1, None) * (1.0 - dark)
+    if n_blurred:
+        blurred = np.zeros(rows * cols)
+        diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
+        for k in range(n_blurred):
+            cell = _draw_cell(rng, rng.uniform((0, 0), (rows - 1, cols - 1)), diam[k], shape,
+                              edge=rng.uniform(1.5, 3.0), **cell_args)
+            blurred[cell.rows * cols + cell.cols] += rng.uniform(0.2, 0.6) * cell.shape
+        rel = rel + illumination * blurred.reshape(shape)
+    if n_puncta:
+        rel = rel + illumination * _puncta(rng, shape, n_puncta)
+    return rel, illumination * (1.0 - dark)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -271,10 +335,12 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              diameter: float = 12.0, diameter_spread: float = 0.25, ellipticity: tuple[float, float] = (0.65, 1.0),
              min_distance: float = 0.6, nucleus_size: tuple[float, float] = (0.45, 0.65),
              nucleus_dim: tuple[float, float] = (0.3, 0.7), edge: float = 0.7, texture: float = 0.1,
-             photons: float = 10.0, cell_brightness: tuple[float, float] = (0.3, 2.0), occlusion: float = 0.6,
+             filled: float = 0.1, photons: float = 3.0, cell_brightness: tuple[float, float] = (0.2, 1.5),
+             occlusion: float = 0.6,
              spike_amplitude: tuple[float, float] = (0.3, 1.2), rate: float = 0.3, rate_sigma: float = 1.0,
              rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
-             neuropil_contrast: float = 0.3, neuropil_activity: float = 0.05, nb: int = 2,
+             neuropil_contrast: float = 0.25, neuropil_activity: float = 0.05, vessels: float = 1.0,
+             out_of_focus: float = 0.5, puncta: float = 0.5, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
              mask_threshold: float = 0.2, block_frames: int | None = None) -> Simulation:
@@ -316,6 +382,9 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         Width of the soft soma edge in pixels.
     texture : float
         Relative amplitude of the fine texture inside each soma.
+    filled : float
+        Fraction of somata whose nucleus is not dimmer (GCaMP-filled, over-expressing cells); they are also twice
+        as bright at rest.
     photons : float
         Mean neuropil brightness in photo-electrons per pixel per frame: it sets the shot noise, so the SNR grows
         like ``sqrt(photons)``.
@@ -342,6 +411,12 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         Relative standard deviation of the neuropil's spatial texture.
     neuropil_activity : float
         Relative amplitude of the neuropil's fluctuations (it follows the population activity).
+    vessels : float
+        Mean number of dark blood vessels per 256 x 256 pixels.
+    out_of_focus : float
+        Out-of-focus somata (blurred, dim, part of the neuropil, not in the ground truth) per neuron.
+    puncta : float
+        Small bright blobs (dendrite cross-sections, part of the neuropil, not in the ground truth) per neuron.
     nb : int
         Number of slowly drifting smooth background fields (the background has ``nb + 2`` components).
     background_strength : float
@@ -388,30 +463,32 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     # --- somata -------------------------------------------------------------------------------------------------
     diameters = diameter * rng_space.uniform(1 - diameter_spread, 1 + diameter_spread, n_neurons)
     centers = _place_centers(rng_space, (rows, cols), diameters, min_distance)
-    cells = [_draw_cell(rng_space, centers[k], diameters[k], (rows, cols), ellipticity, nucleus_size,
-                        nucleus_dim, edge, texture) for k in range(n_neurons)]
+    is_filled = rng_space.uniform(size=n_neurons) < filled
+    cell_args = dict(ellipticity=ellipticity, nucleus_size=nucleus_size, nucleus_dim=nucleus_dim, texture=texture)
+    cells = [_draw_cell(rng_space, centers[k], diameters[k], (rows, cols), edge=edge, filled=is_filled[k],
+                        **cell_args) for k in range(n_neurons)]
     amp = level * rng_space.uniform(*spike_amplitude, n_neurons) / _kernel_peak(g1)
-    rest = np.exp(rng_space.uniform(*np.log(cell_brightness), n_neurons))
+    rest = np.exp(rng_space.uniform(*np.log(cell_brightness), n_neurons)) * np.where(is_filled, 2.0, 1.0)
     lens = np.array([len(c.rows) for c in cells], dtype=np.int64)
     row_idx = np.repeat(np.arange(n_neurons), lens)
     pix = np.concatenate([c.rows * cols + c.cols for c in cells]) if n_neurons else np.zeros(0, np.int64)
     shp = np.concatenate([c.shape for c in cells]) if n_neurons else np.zeros(0)
     soma = np.concatenate([c.soma for c in cells]) if n_neurons else np.zeros(0)
-    A = sp.csr_matrix(((shp * np.repeat(amp, lens)).astype(np.float32), (row_idx, pix)), shape=(n_neurons, n_pix))
+    values = (shp * np.repeat(amp, lens)).astype(np.float32)
+    A = sp.csr_matrix((values, (row_idx, pix)), shape=(n_neurons, n_pix))
 
     # --- static image: neuropil displaced by somata, plus the somata's resting fluorescence -----------------------
-    vignette = 1.0 + 0.15 * _smooth_field(rng_space, (rows, cols), max(rows, cols) / 3.0)
-    tex = _smooth_field(rng_space, (rows, cols), 2.0) + 0.5 * _smooth_field(rng_space, (rows, cols), 8.0)
-    tex /= max(tex.std(), 1e-12)
-    neuropil = np.clip(vignette * (1.0 + neuropil_contrast * tex), 0.05, None)
+    area = rows * cols / 256.0 ** 2
+    rel, local_level = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, int(rng_space.poisson(vessels * area)),
+                                     int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)), diameter,
+                                     cell_args)
     log_keep = np.zeros(n_pix)
     np.add.at(log_keep, pix, np.log1p(-occlusion * soma))
-    neuropil = level * neuropil * np.exp(log_keep).reshape(rows, cols)
+    neuropil = level * rel * np.exp(log_keep).reshape(rows, cols)
+    # each soma's resting fluorescence is relative to the local (smooth) neuropil level at its centre
+    ci = np.clip(np.round(centers).astype(int), 0, [rows - 1, cols - 1])
     resting = np.zeros(n_pix)
-    # each soma's resting fluorescence is relative to the undisplaced neuropil at its centre
-    local = level * vignette[np.clip(np.round(centers[:, 0]).astype(int), 0, rows - 1),
-                             np.clip(np.round(centers[:, 1]).astype(int), 0, cols - 1)] if n_neurons else rest
-    np.add.at(resting, pix, shp * np.repeat(rest * local, lens))
+    np.add.at(resting, pix, shp * np.repeat(rest * level * local_level[ci[:, 0], ci[:, 1]], lens))
     resting = resting.reshape(rows, cols) + neuropil + offset
 
     drifting = [np.clip(1.0 + 0.5 * _smooth_field(rng_space, (rows, cols), max(rows, cols) / 4.0), 0.0, None)
@@ -471,13 +548,16 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)
 
     # --- dense ground truth ------------------------------------------------------------------------------------------
-    footprints = A.toarray().reshape(n_neurons, rows, cols)
+    # scattered into untouched zero pages: far faster than densifying the sparse matrix
+    footprints = np.zeros((n_neurons, rows, cols), dtype=np.float32)
+    footprints.reshape(n_neurons, n_pix)[row_idx, pix] = values
     masks = np.zeros((n_neurons, rows, cols), dtype=bool)
-    for k in range(n_neurons):
-        fp = footprints[k]
-        m = fp > mask_threshold * fp.max()
-        sl = ndi.find_objects(m.astype(np.int8))[0]
-        masks[k][sl] = ndi.binary_fill_holes(m[sl])
+    for k, cell in enumerate(cells):
+        r0, c0 = cell.rows.min(), cell.cols.min()
+        patch = np.zeros((cell.rows.max() - r0 + 1, cell.cols.max() - c0 + 1))
+        patch[cell.rows - r0, cell.cols - c0] = cell.shape
+        masks[k, r0:r0 + patch.shape[0], c0:c0 + patch.shape[1]] = ndi.binary_fill_holes(
+            patch > mask_threshold * patch.max())
     return Simulation(movie=movie, masks=masks, footprints=footprints, calcium=calcium, spikes=spikes,
                       background=background, background_traces=background_traces, noise_sigma=noise_sigma,
                       centers=centers, fs=float(fs), decay_time=float(decay_time), g=g)

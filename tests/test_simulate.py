@@ -71,8 +71,20 @@ def test_masks_are_solid_somata_around_their_centres(sim):
         assert np.array_equal(ndi.binary_fill_holes(m), m), "no holes"
         fp = sim.footprints[k]
         np.testing.assert_array_equal(m, ndi.binary_fill_holes(fp > 0.2 * fp.max()))
-        # the nucleus is dimmer than the cytoplasm ring: the mask's centre is below the footprint's peak
-        assert fp[r, c] < 0.95 * fp.max()
+
+
+def _centre_to_peak(s: Simulation) -> np.ndarray:
+    r, c = np.round(s.centers).astype(int).T
+    return s.footprints[np.arange(len(r)), r, c] / s.footprints.max(axis=(1, 2))
+
+
+def test_nucleus_is_dimmer_except_in_filled_cells():
+    ring = simulate(5, (64, 64), 12, seed=11, filled=0.0)
+    assert np.all(_centre_to_peak(ring) < 0.95)
+    full = simulate(5, (64, 64), 12, seed=11, filled=1.0)  # same cells, but GCaMP in the nucleus
+    np.testing.assert_array_equal(full.centers, ring.centers)
+    assert np.all(_centre_to_peak(full) > _centre_to_peak(ring))
+    assert np.median(_centre_to_peak(full)) > 0.8
 
 
 def test_centres_respect_minimum_distance(sim):
