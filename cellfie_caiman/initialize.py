@@ -1,0 +1,324 @@
+"""From a movie (or its summary images) to neuron masks ready to seed CNMF.
+
+Steps: summary images -> (optional zoom to the model's neuron size) -> normalised inputs -> region-proposal U-Net
+(neuron probability and centre heat map) -> candidate centres (local maxima of the heat map) -> instance network
+on a subframe around each candidate (mask + score) -> keep by score -> map masks back to the original grid ->
+remove duplicates.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Initialization", "initialize", "detect", "Detections", "dedup_masks"]
+
+_SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
+#: A kept instance that lies this much (fraction of its area) inside a better-scored one is a duplicate.
+CONTAINMENT = 0.8
+
+
+class Initialization(NamedTuple):
+    """Neurons found by :func:`initialize`.
+
+    Attributes
+    ----------
+    Ain : ndarray, bool, (rows * cols, K)
+        Column k is ``masks[k]`` flattened in Fortran order (pixel ``i + j * rows``), as CaImAn's ``CNMF(Ain=...)``
+        expects.
+    masks : ndarray, bool, (K, rows, cols)
+        One mask per neuron, sorted by decreasing score.
+    scores : ndarray, float32, (K,)
+        Instance network's probability that a neuron is centred at ``centers[k]``.
+    centers : ndarray, float64, (K, 2)
+        Candidate centre (row, col) of each neuron, original pixel grid.
+    prob_map : ndarray, float32, (rows, cols)
+        Region-proposal probability that each pixel belongs to a neuron.
+    summary : SummaryImages
+        The summary images the networks saw (original grid).
+    """
+
+    Ain: np.ndarray
+    masks: np.ndarray
+    scores: np.ndarray
+    centers: np.ndarray
+    prob_map: np.ndarray
+    summary: Any
+
+
+class Detections(NamedTuple):
+    """Raw output of :func:`detect` on one normalised field, at the model's scale.
+
+    Attributes
+    ----------
+    windows : ndarray float32 (n, window, window)
+        Instance mask probabilities, window ``i`` centred on ``centers[i]``.
+    scores : ndarray float32 (n,)
+    centers : ndarray int (n, 2)
+        Candidate centres (row, col).
+    prob : ndarray float32 (rows, cols)
+        U-Net neuron probability.
+    heat : ndarray float32 (rows, cols)
+        U-Net centre heat map.
+    """
+
+    windows: np.ndarray
+    scores: np.ndarray
+    centers: np.ndarray
+    prob: np.ndarray
+    heat: np.ndarray
+
+
+def find_candidates(heat: np.ndarray, prob: np.ndarray, *, radius: int, heat_threshold: float,
+                    prob_threshold: float) -> np.ndarray:
+    """Local maxima of the centre heat map (within ``radius`` px) where heat and probability pass thresholds.
+
+    Returns
+    -------
+    ndarray int (n, 2)
+        (row, col) of each candidate, sorted by decreasing heat.
+    """
+    size = 2 * int(radius) + 1
+    peaks = (heat == ndimage.maximum_filter(heat, size=size, mode="nearest"))
+    peaks &= heat > ndimage.minimum_filter(heat, size=size, mode="nearest") + 1e-6  # no flat plateaus
+    peaks &= (heat >= heat_threshold) & (prob >= prob_threshold)
+    rc = np.argwhere(peaks)
+    order = np.argsort(-heat[rc[:, 0], rc[:, 1]], kind="stable")
+    return rc[order]
+
+
+def extract_windows(inputs: np.ndarray, centers: np.ndarray, window: int) -> np.ndarray:
+    """Subframes (n, window, window, channels) of ``inputs`` (rows, cols, channels) centred on ``centers``.
+
+    The window of centre (r, c) covers rows ``r - window//2 .. r + window//2 - 1``; outside the field is zero.
+    """
+    h = window // 2
+    padded = np.pad(inputs, ((h, h), (h, h), (0, 0)), mode="constant")
+    out = np.empty((len(centers), window, window, inputs.shape[2]), np.float32)
+    for i, (r, c) in enumerate(centers):
+        out[i] = padded[r:r + window, c:c + window]
+    return out
+
+
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.3) -> Detections:
+    """Run both networks on one normalised field (model scale): candidates, their masks and scores.
+
+    Parameters
+    ----------
+    model : DetectionModel
+    inputs : ndarray (rows, cols, channels) float32
+        From :func:`cellfie_caiman.models.stack_inputs`.
+    prob_threshold : float
+        Minimum U-Net probability at a candidate centre.
+    """
+    cfg = model.config
+    prob, heat = model.predict_maps(inputs)
+    centers = find_candidates(heat, prob, radius=max(1, int(round(cfg.train_diameter / 4))),
+                              heat_threshold=cfg.center_threshold, prob_threshold=prob_threshold)
+    windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
+    return Detections(windows, scores, centers, prob, heat)
+
+
+def _component_at(mask: np.ndarray, r: int, c: int) -> np.ndarray:
+    """The connected component of ``mask`` containing (r, c), else its largest component."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    lab = labels[r, c] if 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] else 0
+    if lab == 0:
+        lab = 1 + int(np.argmax(ndimage.sum(mask, labels, index=np.arange(1, n + 1))))
+    return labels == lab
+
+
+def windows_to_masks(det: Detections, keep: np.ndarray, shape: tuple[int, int], scaled_shape: tuple[int, int],
+                     window: int, min_area: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Threshold kept instance windows at 0.5 and place them on the original grid (resampling if zoomed).
+
+    The model grid (``scaled_shape``) and the original grid (``shape``) share the field's edges: original pixel
+    ``i`` sits at model coordinate ``(i + 0.5) * scaled / original - 0.5``.
+
+    Returns
+    -------
+    masks : bool (k, rows, cols), index : int (k,) into ``det``, centers : float (k, 2) original grid
+    """
+    rows, cols = shape
+    fr, fc = scaled_shape[0] / rows, scaled_shape[1] / cols
+    h = window // 2
+    masks, index, centers = [], [], []
+    for i in np.flatnonzero(keep):
+        r, c = det.centers[i]
+        r0, c0 = r - h, c - h  # window origin, model grid
+        # original-grid box covering the window
+        i0 = max(0, int(np.floor((r0 + 0.5) / fr - 0.5)) - 1)
+        i1 = min(rows, int(np.ceil((r0 + window + 0.5) / fr - 0.5)) + 1)
+        j0 = max(0, int(np.floor((c0 + 0.5) / fc - 0.5)) - 1)
+        j1 = min(cols, int(np.ceil((c0 + window + 0.5) / fc - 0.5)) + 1)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        yy = (np.arange(i0, i1) + 0.5) * fr - 0.5 - r0
+        xx = (np.arange(j0, j1) + 0.5) * fc - 0.5 - c0
+        grid = np.meshgrid(yy, xx, indexing="ij")
+        local = ndimage.map_coordinates(det.windows[i], grid, order=1, mode="constant", cval=0.0)
+        local = local > 0.5
+        center = ((r + 0.5) / fr - 0.5, (c + 0.5) / fc - 0.5)
+        local = _component_at(local, int(round(center[0])) - i0, int(round(center[1])) - j0)
+        if local.sum() < min_area:
+            continue
+        full = np.zeros(shape, bool)
+        full[i0:i1, j0:j1] = local
+        masks.append(full)
+        index.append(i)
+        centers.append(center)
+    if not masks:
+        return np.zeros((0, rows, cols), bool), np.zeros(0, int), np.zeros((0, 2))
+    return np.array(masks), np.array(index), np.array(centers, dtype=np.float64)
+
+
+def dedup_masks(masks: np.ndarray, scores: np.ndarray, max_overlap: float = 0.5,
+                containment: float = CONTAINMENT) -> np.ndarray:
+    """Indices of masks to keep after removing duplicates, best score first.
+
+    Going down the scores, a mask is dropped when, with an already kept mask, its IoU exceeds ``max_overlap`` or
+    the fraction of either mask lying inside the other exceeds ``containment``.
+
+    Parameters
+    ----------
+    masks : bool (n, rows, cols)
+    scores : (n,)
+
+    Returns
+    -------
+    ndarray int (k,)
+        Kept indices, sorted by decreasing score.
+    """
+    n = len(masks)
+    if n == 0:
+        return np.zeros(0, int)
+    flat = masks.reshape(n, -1)
+    areas = flat.sum(1).astype(np.float64)
+    # bounding boxes to skip far pairs
+    any_r, any_c = masks.any(2), masks.any(1)
+    r0, r1 = any_r.argmax(1), any_r.shape[1] - any_r[:, ::-1].argmax(1)
+    c0, c1 = any_c.argmax(1), any_c.shape[1] - any_c[:, ::-1].argmax(1)
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(scores), kind="stable"):
+        if areas[i] == 0:
+            continue
+        duplicate = False
+        if kept:
+            k = np.array(kept)
+            near = k[(r0[k] < r1[i]) & (r0[i] < r1[k]) & (c0[k] < c1[i]) & (c0[i] < c1[k])]
+            if near.size:
+                box = masks[:, r0[i]:r1[i], c0[i]:c1[i]]
+                inter = (box[near] & box[i]).reshape(near.size, -1).sum(1).astype(np.float64)
+                iou = inter / (areas[i] + areas[near] - inter)
+                inside = np.maximum(inter / areas[i], inter / areas[near])
+                duplicate = bool(np.any((iou > max_overlap) | (inside > containment)))
+        if not duplicate:
+            kept.append(int(i))
+    return np.array(kept, dtype=int)
+
+
+def _as_summary(movie_or_summary, batch_frames, progress):
+    if all(hasattr(movie_or_summary, f) for f in _SUMMARY_FIELDS):
+        return movie_or_summary
+    from .summary import summary_images
+
+    return summary_images(movie_or_summary, batch_frames=batch_frames, progress=progress)
+
+
+def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize on the pixel-area convention (edges of the field aligned), anti-aliased when shrinking."""
+    from skimage.transform import resize
+
+    if image.shape == tuple(shape):
+        return image
+    return resize(image.astype(np.float32), shape, order=1, mode="reflect", preserve_range=True,
+                  anti_aliasing=shape[0] < image.shape[0]).astype(np.float32)
+
+
+def _empty(shape, summary, prob=None) -> Initialization:
+    rows, cols = shape
+    prob = np.zeros(shape, np.float32) if prob is None else prob
+    return Initialization(np.zeros((rows * cols, 0), bool), np.zeros((0, rows, cols), bool), np.zeros(0, np.float32),
+                          np.zeros((0, 2)), prob, summary)
+
+
+def initialize(movie_or_summary, *, model="default", neuron_diameter: float | None = None, min_score: float = 0.5,
+               prob_threshold: float = 0.3, max_overlap: float = 0.5, batch_frames: int | None = 250,
+               progress: bool = False) -> Initialization:
+    """Find neurons with the detection networks.
+
+    Parameters
+    ----------
+    movie_or_summary : movie or SummaryImages
+        Anything :func:`cellfie_caiman.io.load_movie` reads (array (T, rows, cols), path, CaImAn memmap name), or
+        precomputed :class:`cellfie_caiman.summary.SummaryImages`.
+    model : str, path or DetectionModel
+        Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
+    neuron_diameter : float, optional
+        Typical soma diameter in pixels. The images are zoomed by ``model.config.train_diameter / neuron_diameter``
+        so neurons have the size the model was trained on; masks come back on the original grid. None: no zoom.
+    min_score : float
+        Keep instances whose score is at least this (0..1; lower finds more, less certain neurons).
+    prob_threshold : float
+        Candidate centres need at least this region-proposal probability.
+    max_overlap : float
+        Two kept masks with IoU above this (or one more than 80 % inside the other) are one neuron: the
+        higher-scored is kept.
+    batch_frames : int or None
+        Frames per batch for the max image of :func:`cellfie_caiman.summary.summary_images` (the models were
+        trained with 250).
+    progress : bool
+        Progress bar while computing summary images.
+
+    Returns
+    -------
+    Initialization
+        Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a warning when the images carry no signal.
+    """
+    from .models import load_model, stack_inputs
+
+    net = load_model(model)
+    cfg = net.config
+    summary = _as_summary(movie_or_summary, batch_frames, progress)
+    images = {name: np.asarray(getattr(summary, name)) for name in cfg.channels}
+    shape = images[cfg.channels[0]].shape
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"summary images must be 2-D (rows, cols), got shape {shape}")
+    if neuron_diameter is not None and not (np.isfinite(neuron_diameter) and neuron_diameter > 0):
+        raise ValueError(f"neuron_diameter must be a positive number of pixels, got {neuron_diameter!r}")
+    bad = [name for name, im in images.items() if not np.isfinite(im).any()]
+    if bad:
+        warnings.warn(f"summary images {bad} have no finite value; no neuron can be found", RuntimeWarning,
+                      stacklevel=2)
+        return _empty(shape, summary)
+
+    ratio = 1.0 if neuron_diameter is None else cfg.train_diameter / float(neuron_diameter)
+    scaled_shape = (max(1, int(round(shape[0] * ratio))), max(1, int(round(shape[1] * ratio))))
+    scaled = {name: _resize(np.where(np.isfinite(im), im, np.nan).astype(np.float32), scaled_shape)
+              if ratio != 1.0 else im for name, im in images.items()}
+    inputs = stack_inputs(scaled, cfg)
+    if not inputs.any():
+        warnings.warn("the summary images are constant (empty or constant movie?); no neuron can be found",
+                      RuntimeWarning, stacklevel=2)
+        return _empty(shape, summary)
+
+    det = detect(net, inputs, prob_threshold=prob_threshold)
+    keep = det.scores >= min_score
+    min_area = 0.1 * np.pi * (cfg.train_diameter / 2) ** 2 / ratio**2
+    masks, index, centers = windows_to_masks(det, keep, shape, scaled_shape, cfg.window, min_area)
+    scores = det.scores[index]
+    order = dedup_masks(masks, scores, max_overlap=max_overlap)
+    masks, scores, centers = masks[order], scores[order].astype(np.float32), centers[order]
+    prob = _resize(det.prob, shape).astype(np.float32)
+    logger.info("%d candidates, %d kept, %d after removing duplicates", len(det.scores), int(keep.sum()), len(order))
+    if len(masks) == 0:
+        return _empty(shape, summary, prob)
+    Ain = masks.transpose(0, 2, 1).reshape(len(masks), -1).T  # column k = masks[k] in Fortran order
+    return Initialization(Ain, masks, scores, centers, prob, summary)

@@ -1,0 +1,154 @@
+"""Detection networks: architectures, shipped weights and a small registry.
+
+>>> from cellfie_caiman.models import list_models, load_model
+>>> 'default' in list_models()
+True
+
+A model is a region-proposal U-Net (per-pixel neuron probability and a neuron-centre heat map, from normalised
+summary images) plus an instance network (mask and score of the neuron centred in a subframe). Weights are
+``.npz`` files of arrays keyed by layer name, with the :class:`ModelConfig` stored as JSON inside, so the same
+file loads under Keras 2 (TF 2.15, CaImAn's environment) and Keras 3. See ``MODEL_CARD.md`` for the shipped model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._store import assign_weights, read_config, save_weights
+from .config import DEFAULT_CHANNELS, ModelConfig
+from .preprocess import normalize_image, stack_inputs
+
+__all__ = ["DetectionModel", "ModelConfig", "DEFAULT_CHANNELS", "list_models", "load_model", "new_model",
+           "stack_inputs", "normalize_image", "WEIGHTS_DIR"]
+
+#: Folder of the shipped weight files; a file ``<name>.npz`` here is the model called ``name``.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclasses.dataclass
+class DetectionModel:
+    """A configured pair of networks.
+
+    Attributes
+    ----------
+    config : ModelConfig
+    unet : keras.Model
+        Region proposal; see :func:`networks.build_unet`.
+    instance : keras.Model
+        Per-candidate mask and score; see :func:`networks.build_instance`.
+    source : str
+        File the weights came from ('' for a new model).
+    """
+
+    config: ModelConfig
+    unet: Any
+    instance: Any
+    source: str = ""
+
+    @property
+    def networks(self) -> dict:
+        return {"unet": self.unet, "instance": self.instance}
+
+    def predict_maps(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the U-Net on one normalised field of any size.
+
+        Parameters
+        ----------
+        inputs : ndarray (rows, cols, channels) float32
+            Output of :func:`stack_inputs`.
+
+        Returns
+        -------
+        prob, centers : ndarray (rows, cols) float32
+            Probability of belonging to a neuron, and neuron-centre heat map.
+        """
+        rows, cols, _ = inputs.shape
+        m = 2**self.config.depth
+        pr, pc = (-rows) % m, (-cols) % m
+        x = np.pad(inputs, ((0, pr), (0, pc), (0, 0)), mode="constant") if (pr or pc) else inputs
+        out = np.asarray(self.unet(x[None].astype(np.float32), training=False))[0, :rows, :cols]
+        return out[..., 0].astype(np.float32), out[..., 1].astype(np.float32)
+
+    def predict_instances(self, patches: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Run the instance network on subframes.
+
+        Parameters
+        ----------
+        patches : ndarray (n, window, window, channels) float32
+
+        Returns
+        -------
+        masks : ndarray (n, window, window) float32
+            Per-pixel probability of belonging to the neuron centred in the subframe.
+        scores : ndarray (n,) float32
+            Probability that a neuron is centred in the subframe.
+        """
+        w = self.config.window
+        if len(patches) == 0:
+            return np.zeros((0, w, w), np.float32), np.zeros(0, np.float32)
+        masks, scores = [], []
+        for start in range(0, len(patches), batch_size):
+            m, s = self.instance(patches[start:start + batch_size].astype(np.float32), training=False)
+            masks.append(np.asarray(m)[..., 0])
+            scores.append(np.asarray(s)[:, 0])
+        return np.concatenate(masks).astype(np.float32), np.concatenate(scores).astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the weights and config to ``path`` (.npz), atomically."""
+        return save_weights(path, self.config, self.networks)
+
+
+def new_model(config: ModelConfig | None = None) -> DetectionModel:
+    """Freshly initialised (untrained) networks for ``config`` (default architecture if None)."""
+    from .networks import build_instance, build_unet
+
+    config = config or ModelConfig()
+    return DetectionModel(config, build_unet(config), build_instance(config))
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models (files ``<name>.npz`` in :data:`WEIGHTS_DIR`), sorted."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.npz"))
+
+
+def _resolve(name_or_path: str | os.PathLike) -> Path:
+    text = os.fspath(name_or_path)
+    if text in list_models():
+        return WEIGHTS_DIR / f"{text}.npz"
+    path = Path(text).expanduser()
+    if path.suffix == ".npz" or os.sep in text or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {text!r} does not exist")
+        return path.resolve()
+    raise ValueError(f"unknown model {text!r}: give a path to a .npz weight file or one of {list_models()}")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> DetectionModel:
+    config, arrays = read_config(path)
+    model = new_model(config)
+    assign_weights(path, model.networks, arrays)
+    model.source = path
+    return model
+
+
+def load_model(name_or_path: str | os.PathLike | DetectionModel = "default") -> DetectionModel:
+    """Load a shipped model by name (see :func:`list_models`) or a weight file by path.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Unknown name, unreadable file, or weights that do not fit the architecture (the message names the file
+        and the layer).
+    """
+    if isinstance(name_or_path, DetectionModel):
+        return name_or_path
+    path = _resolve(name_or_path)
+    return _load_cached(str(path), path.stat().st_mtime)

@@ -1,0 +1,80 @@
+"""Keras network definitions, written with layers common to Keras 2 (TF 2.15) and Keras 3.
+
+Every layer has an explicit, stable name: weights are stored and restored by layer name.
+"""
+from __future__ import annotations
+
+from .config import ModelConfig
+
+
+def _keras():
+    import keras  # Keras 2.15 (TF 2.15) and Keras 3 both import this way
+
+    return keras
+
+
+def _conv_block(x, filters: int, name: str, n: int = 2):
+    """``n`` times: 3x3 convolution, batch normalisation, ReLU."""
+    L = _keras().layers
+    for i in range(n):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = L.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = L.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_unet(config: ModelConfig):
+    """Region-proposal U-Net.
+
+    Input (batch, rows, cols, channels) with rows and cols multiples of ``2**depth``; output (batch, rows, cols, 2):
+    channel 0 is the probability that a pixel belongs to a neuron, channel 1 a heat map of neuron centres.
+    """
+    keras = _keras()
+    L = keras.layers
+    inp = L.Input(shape=(None, None, len(config.channels)), name="unet_input")
+    x = inp
+    skips = []
+    for level in range(config.depth):
+        x = _conv_block(x, config.base_filters * 2**level, f"unet_enc{level}")
+        skips.append(x)
+        x = L.MaxPooling2D(2, name=f"unet_pool{level}")(x)
+    x = _conv_block(x, config.base_filters * 2**config.depth, "unet_bottom")
+    for level in reversed(range(config.depth)):
+        x = L.UpSampling2D(2, name=f"unet_up{level}")(x)
+        x = L.Concatenate(name=f"unet_cat{level}")([x, skips[level]])
+        x = _conv_block(x, config.base_filters * 2**level, f"unet_dec{level}")
+    out = L.Conv2D(2, 1, activation="sigmoid", name="unet_out")(x)
+    return keras.Model(inp, out, name="unet")
+
+
+def build_instance(config: ModelConfig):
+    """Instance network on ``window x window`` subframes centred on candidate neuron centres.
+
+    Works at half resolution internally (cheap enough to run on every candidate), with a full-resolution last
+    layer for sharp edges. Outputs ``[mask, score]``: mask (batch, window, window, 1), the probability that each
+    pixel belongs to the neuron centred in the window; score (batch, 1), the probability that a neuron is centred
+    there.
+    """
+    keras = _keras()
+    L = keras.layers
+    f = config.instance_filters
+    inp = L.Input(shape=(config.window, config.window, len(config.channels)), name="inst_input")
+    x = L.AveragePooling2D(2, name="inst_half")(inp)
+    e0 = _conv_block(x, f, "inst_enc0")
+    x = L.MaxPooling2D(2, name="inst_pool0")(e0)
+    e1 = _conv_block(x, 2 * f, "inst_enc1")
+    x = L.MaxPooling2D(2, name="inst_pool1")(e1)
+    b = _conv_block(x, 4 * f, "inst_bottom", n=1)
+    score = L.GlobalAveragePooling2D(name="inst_gap")(b)
+    score = L.Dense(1, activation="sigmoid", name="inst_score")(score)
+    x = L.UpSampling2D(2, name="inst_up1")(b)
+    x = L.Concatenate(name="inst_cat1")([x, e1])
+    x = _conv_block(x, 2 * f, "inst_dec1", n=1)
+    x = L.UpSampling2D(2, name="inst_up0")(x)
+    x = L.Concatenate(name="inst_cat0")([x, e0])
+    x = _conv_block(x, f, "inst_dec0", n=1)
+    x = L.UpSampling2D(2, interpolation="bilinear", name="inst_upfull")(x)
+    x = L.Concatenate(name="inst_catfull")([x, inp])
+    x = _conv_block(x, max(4, f // 2), "inst_full", n=1)
+    mask = L.Conv2D(1, 1, activation="sigmoid", name="inst_mask")(x)
+    return keras.Model(inp, [mask, score], name="instance")

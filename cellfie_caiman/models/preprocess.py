@@ -1,0 +1,63 @@
+"""Input preprocessing shared by training and inference: stack summary images, high-pass, normalise."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .config import ModelConfig
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with reflecting edges (truncated at 3 sigma for speed)."""
+    return ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=3.0)
+
+
+def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
+    """High-pass one image and divide by its local contrast.
+
+    ``(x - G*x) / sqrt(G*(x - G*x)**2)`` with ``G`` a Gaussian of width ``sigma``: removes slow background and
+    vignetting, and makes the result independent of gain and offset. NaN/inf become the image median. A constant
+    image gives zeros.
+
+    Parameters
+    ----------
+    image : ndarray (rows, cols)
+    sigma : float
+        Gaussian width in pixels.
+    clip : float
+        Output clipped to ``[-clip, clip]``.
+
+    Returns
+    -------
+    ndarray (rows, cols) float32
+    """
+    x = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(x)
+    if not finite.all():
+        fill = np.median(x[finite]) if finite.any() else 0.0
+        x = np.where(finite, x, fill)
+    high = x - _blur(x, sigma)
+    local_var = _blur(high * high, sigma)
+    floor = 1e-3 * np.sqrt(np.median(local_var)) + 1e-12
+    if np.sqrt(local_var.max()) <= 1e-9 * (np.abs(x).max() + 1e-30) or np.sqrt(local_var.max()) < 1e-12:
+        return np.zeros(x.shape, np.float32)
+    out = high / np.maximum(np.sqrt(local_var), floor)
+    return np.clip(out, -clip, clip).astype(np.float32)
+
+
+def stack_inputs(summary, config: ModelConfig) -> np.ndarray:
+    """Normalised network input from summary images.
+
+    Parameters
+    ----------
+    summary : SummaryImages or mapping
+        Needs the fields named in ``config.channels``, each (rows, cols).
+    config : ModelConfig
+
+    Returns
+    -------
+    ndarray (rows, cols, channels) float32
+    """
+    get = summary.get if isinstance(summary, dict) else lambda k: getattr(summary, k)
+    images = [normalize_image(get(name), config.highpass_sigma, config.clip) for name in config.channels]
+    return np.stack(images, axis=-1)

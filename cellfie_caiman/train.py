@@ -1,0 +1,494 @@
+"""Train the detection networks on annotated movies and simulated ones.
+
+Every training field (a movie's summary images plus its manual masks) is normalised once, at a few zoom factors
+(the scale augmentation). Each epoch runs ``steps_per_epoch`` updates of the region-proposal U-Net on random crops
+and of the instance network on subframes centred near true neuron centres, on the U-Net's current candidate
+centres (hard negatives) and at random places; crops get random 90-degree rotations, flips, per-channel gain and
+noise. A held-out strip at the bottom of every field (``val_fraction`` of its rows) is never trained on: after each
+epoch the whole detector runs there and the weights with the best detection F1 (``match_rois``) are kept; training
+stops after ``patience`` epochs without improvement, after ``epochs``, or after ``max_minutes``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from .initialize import dedup_masks, detect, find_candidates, windows_to_masks
+from .models import DetectionModel, ModelConfig, new_model, stack_inputs
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train", "TrainResult", "prepare_field", "Field", "mask_diameter"]
+
+_SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
+
+
+class TrainResult(NamedTuple):
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    model : DetectionModel
+        The networks with the best validation weights.
+    path : Path or None
+        Where they were saved.
+    history : list of dict
+        Per epoch: epoch, unet_loss, instance_loss, val_f1, val_precision, val_recall, seconds.
+    best_epoch : int
+    best_f1 : float
+    """
+
+    model: DetectionModel
+    path: Path | None
+    history: list
+    best_epoch: int
+    best_f1: float
+
+
+class Field(NamedTuple):
+    """One training field at one zoom factor (model grid).
+
+    ``inputs`` (rows, cols, channels) normalised images; ``prob`` and ``heat`` (rows, cols) U-Net targets;
+    ``centers`` (N, 2) mask centroids; ``boxes`` list of (r0, c0, bool crop) per mask; ``train_rows``: rows
+    ``[0, train_rows)`` are for training, the rest for validation; ``name`` and ``zoom`` for logs.
+    """
+
+    name: str
+    zoom: float
+    inputs: np.ndarray
+    prob: np.ndarray
+    heat: np.ndarray
+    centers: np.ndarray
+    boxes: list
+    train_rows: int
+
+
+def mask_diameter(masks: np.ndarray) -> float:
+    """Typical neuron diameter in pixels: ``2 * sqrt(median area / pi)`` of the non-empty masks."""
+    areas = np.asarray(masks).reshape(len(masks), -1).sum(1)
+    areas = areas[areas > 0]
+    return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else float("nan")
+
+
+def _zoom_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from skimage.transform import resize
+
+    if masks.shape[1:] == tuple(shape):
+        return masks.astype(bool)
+    return np.array([resize(m.astype(np.float32), shape, order=1, mode="constant", anti_aliasing=False) > 0.5
+                     for m in masks], dtype=bool).reshape((len(masks),) + tuple(shape))
+
+
+def _zoom_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from .initialize import _resize
+
+    return _resize(np.asarray(image, np.float32), shape)
+
+
+def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: float = 1.0, val_fraction: float = 0.2,
+                  name: str = "") -> Field:
+    """Normalised inputs and targets of one annotated field, zoomed by ``zoom``.
+
+    Parameters
+    ----------
+    summary : SummaryImages
+    masks : bool (N, rows, cols)
+        Manual masks.
+    config : ModelConfig
+    zoom : float
+        Zoom factor applied to images and masks.
+    val_fraction : float
+        Fraction of rows (at the bottom) held out for validation.
+    """
+    rows, cols = np.asarray(getattr(summary, config.channels[0])).shape
+    shape = (max(8, int(round(rows * zoom))), max(8, int(round(cols * zoom))))
+    images = {c: _zoom_image(getattr(summary, c), shape) for c in config.channels}
+    inputs = stack_inputs(images, config)
+    m = _zoom_masks(np.asarray(masks, bool), shape)
+    m = m[m.reshape(len(m), -1).any(1)]
+    prob = m.any(0).astype(np.float32) if len(m) else np.zeros(shape, np.float32)
+    centers = np.array([ndimage.center_of_mass(x) for x in m]).reshape(-1, 2)
+    heat = np.zeros(shape, np.float32)
+    yy, xx = np.arange(shape[0]), np.arange(shape[1])
+    s2 = 2 * config.center_sigma**2
+    for r, c in centers:
+        r0, r1 = max(0, int(r - 4 * config.center_sigma)), min(shape[0], int(r + 4 * config.center_sigma) + 2)
+        c0, c1 = max(0, int(c - 4 * config.center_sigma)), min(shape[1], int(c + 4 * config.center_sigma) + 2)
+        g = np.exp(-((yy[r0:r1, None] - r) ** 2 + (xx[None, c0:c1] - c) ** 2) / s2)
+        heat[r0:r1, c0:c1] = np.maximum(heat[r0:r1, c0:c1], g)
+    boxes = []
+    for x in m:
+        rr, cc = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
+        boxes.append((rr[0], cc[0], x[rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].copy()))
+    train_rows = int(round(shape[0] * (1 - val_fraction)))
+    return Field(name, zoom, inputs, prob, heat, centers, boxes, train_rows)
+
+
+# ----------------------------------------------------------------------------------------------------- sampling
+def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """Apply dihedral transform ``t`` (0..7) to the first two axes: bit 0 flips rows, bit 1 flips cols, bit 2
+    transposes."""
+    if t & 1:
+        a = a[::-1]
+    if t & 2:
+        a = a[:, ::-1]
+    if t & 4:
+        a = np.swapaxes(a, 0, 1)
+    return a
+
+
+def _augment_channels(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-channel gain in [0.8, 1.25] and Gaussian noise of random strength on a normalised crop."""
+    gain = np.exp(rng.uniform(np.log(0.8), np.log(1.25), size=x.shape[-1])).astype(np.float32)
+    noise = rng.uniform(0, 0.3) * rng.standard_normal(x.shape).astype(np.float32)
+    return x * gain + noise
+
+
+def _unet_batch(fields: Sequence[Field], weights: np.ndarray, n: int, crop: int, rng: np.random.Generator):
+    xs, ps, hs = [], [], []
+    for _ in range(n):
+        f = fields[rng.choice(len(fields), p=weights)]
+        cr, cc = min(crop, f.train_rows), min(crop, f.inputs.shape[1])
+        r = rng.integers(0, f.train_rows - cr + 1)
+        c = rng.integers(0, f.inputs.shape[1] - cc + 1)
+        x = np.zeros((crop, crop, f.inputs.shape[2]), np.float32)
+        p = np.zeros((crop, crop), np.float32)
+        h = np.zeros((crop, crop), np.float32)
+        x[:cr, :cc] = f.inputs[r:r + cr, c:c + cc]
+        p[:cr, :cc] = f.prob[r:r + cr, c:c + cc]
+        h[:cr, :cc] = f.heat[r:r + cr, c:c + cc]
+        t = rng.integers(8)
+        xs.append(_augment_channels(_dihedral(x, t), rng))
+        ps.append(_dihedral(p, t))
+        hs.append(_dihedral(h, t))
+    return np.array(xs), np.array(ps), np.array(hs)
+
+
+def _instance_example(f: Field, r: int, c: int, config: ModelConfig, t: int, rng: np.random.Generator):
+    """Window centred on (r, c) under dihedral transform ``t`` with its targets (mask, score, mask weight)."""
+    w, h = config.window, config.window // 2
+    # the window is [r - h, r + h); a flip moves the centre pixel, so shift the window by one before flipping
+    r0, c0 = r - h + (t & 1), c - h + ((t >> 1) & 1)
+    x = np.zeros((w, w, f.inputs.shape[2]), np.float32)
+    a0, a1 = max(0, r0), min(f.train_rows, r0 + w)
+    b0, b1 = max(0, c0), min(f.inputs.shape[1], c0 + w)
+    if a1 > a0 and b1 > b0:
+        x[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = f.inputs[a0:a1, b0:b1]
+    mask = np.zeros((w, w), np.float32)
+    score, weight = 0.0, 0.0
+    if len(f.centers):
+        d = np.hypot(f.centers[:, 0] - r, f.centers[:, 1] - c)
+        k = int(np.argmin(d))
+        if d[k] <= 0.25 * config.train_diameter:
+            score, weight = 1.0, 1.0
+            br, bc, crop = f.boxes[k]
+            m = np.zeros((f.inputs.shape[0] + 2 * w, f.inputs.shape[1] + 2 * w), bool)
+            m[br + w:br + w + crop.shape[0], bc + w:bc + w + crop.shape[1]] = crop
+            mask = m[r0 + w:r0 + 2 * w, c0 + w:c0 + 2 * w].astype(np.float32)
+    return _augment_channels(_dihedral(x, t), rng), _dihedral(mask, t), score, weight
+
+
+def _instance_batch(fields, weights, hard, n, config, rng):
+    xs, ms, ss, ws = [], [], [], []
+    jitter = 0.1 * config.train_diameter
+    h = config.window // 2
+    for _ in range(n):
+        u = rng.random()
+        if u < 0.35 and len(hard):
+            fi, r, c = hard[rng.integers(len(hard))]
+            f = fields[fi]
+        else:
+            f = fields[rng.choice(len(fields), p=weights)]
+            ok = f.centers[:, 0] < f.train_rows - h if len(f.centers) else np.zeros(0, bool)
+            if u < 0.75 and ok.any():
+                r, c = f.centers[rng.choice(np.flatnonzero(ok))] + rng.normal(0, jitter, 2)
+            else:
+                r, c = rng.uniform(0, max(1, f.train_rows - h)), rng.uniform(0, f.inputs.shape[1])
+        r = int(np.clip(round(r), 0, max(0, f.train_rows - h - 1)))
+        c = int(np.clip(round(c), 0, f.inputs.shape[1] - 1))
+        x, m, s, wgt = _instance_example(f, r, c, config, int(rng.integers(8)), rng)
+        xs.append(x)
+        ms.append(m)
+        ss.append(s)
+        ws.append(wgt)
+    return (np.array(xs), np.array(ms), np.array(ss, np.float32)[:, None], np.array(ws, np.float32))
+
+
+def _hard_candidates(model: DetectionModel, fields: Sequence[Field]) -> list:
+    """Current U-Net candidate centres in the training rows of every unzoomed field: (field index, row, col)."""
+    out = []
+    h = model.config.window // 2
+    for i, f in enumerate(fields):
+        if f.zoom != 1.0:
+            continue
+        prob, heat = model.predict_maps(f.inputs[:f.train_rows])
+        cand = find_candidates(heat, prob, radius=max(1, int(round(model.config.train_diameter / 4))),
+                               heat_threshold=model.config.center_threshold, prob_threshold=0.1)
+        out += [(i, r, c) for r, c in cand if r < f.train_rows - h]
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- validation
+def _val_masks(f: Field) -> np.ndarray:
+    """Ground-truth masks of the validation strip whose centroid lies in it, (N, val_rows, cols)."""
+    shape = (f.inputs.shape[0] - f.train_rows, f.inputs.shape[1])
+    out = []
+    for (br, bc, crop), (cr, _) in zip(f.boxes, f.centers, strict=False):
+        if cr < f.train_rows:
+            continue
+        m = np.zeros((f.inputs.shape[0], f.inputs.shape[1]), bool)
+        m[br:br + crop.shape[0], bc:bc + crop.shape[1]] = crop
+        out.append(m[f.train_rows:])
+    return np.array(out, bool).reshape((-1,) + shape)
+
+
+def detect_masks(model: DetectionModel, inputs: np.ndarray, *, min_score=0.5, prob_threshold=0.3, max_overlap=0.5):
+    """Masks (K, rows, cols) found on normalised ``inputs`` at the model's scale (no zoom)."""
+    det = detect(model, inputs, prob_threshold=prob_threshold)
+    shape = inputs.shape[:2]
+    min_area = 0.1 * np.pi * (model.config.train_diameter / 2) ** 2
+    masks, index, _ = windows_to_masks(det, det.scores >= min_score, shape, shape, model.config.window, min_area)
+    return masks[dedup_masks(masks, det.scores[index], max_overlap=max_overlap)]
+
+
+def validate(model: DetectionModel, fields: Sequence[Field]) -> dict:
+    """Detection F1, precision and recall (``match_rois``, CaImAn rule) pooled over the validation strips."""
+    from .evaluate import match_rois
+
+    tp = fp = fn = 0
+    for f in fields:
+        if f.zoom != 1.0 or f.train_rows >= f.inputs.shape[0]:
+            continue
+        gt = _val_masks(f)
+        pred = detect_masks(model, f.inputs[f.train_rows:])
+        res = match_rois(gt, pred)
+        tp, fp, fn = tp + res.tp, fp + res.fp, fn + res.fn
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return {"val_f1": f1, "val_precision": precision, "val_recall": recall}
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def _as_summary(source, batch_frames: int, progress: bool):
+    if all(hasattr(source, f) for f in _SUMMARY_FIELDS):
+        return source
+    from .summary import summary_images
+
+    return summary_images(source, batch_frames=batch_frames, progress=progress)
+
+
+def _as_masks(rois, shape) -> np.ndarray:
+    if isinstance(rois, (str, os.PathLike)):
+        from .rois import read_rois
+
+        return read_rois(rois, shape=shape)
+    masks = np.asarray(rois)
+    if masks.ndim != 3 or masks.shape[1:] != tuple(shape):
+        raise ValueError(f"masks must have shape (N, {shape[0]}, {shape[1]}), got {masks.shape}")
+    return masks.astype(bool)
+
+
+def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False) -> list:
+    """``n`` varied simulated fields as (SummaryImages, masks) pairs (seeds ``seed * 1000 + i``).
+
+    Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field.
+    """
+    from .simulate import simulate
+    from .summary import summary_images
+
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i, 7])
+        diameter = rng.uniform(8.0, 13.0)
+        # neurofinder fields hold about 0.0015 neurons per pixel with ~12 px neurons
+        density = rng.uniform(0.6, 2.0) * 0.0013 * (12.0 / diameter) ** 2
+        n_neurons = max(5, int(density * shape[0] * shape[1]))
+        fs = float(rng.choice([7.5, 15.0, 30.0]))
+        n_frames = int(rng.integers(100, 600))
+        sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
+                       photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
+                       rate=float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))))
+        out.append((summary_images(sim.movie, batch_frames=250), sim.masks))
+        logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter,
+                    n_frames)
+    return out
+
+
+def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
+          simulated: int = 8, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
+          steps_per_epoch: int = 100, patience: int = 8, seed: int = 0, config: ModelConfig | None = None,
+          init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.8, 0.9, 1.0, 1.1, 1.2),
+          unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
+          max_minutes: float | None = None, batch_frames: int = 250, progress: bool = True,
+          record: dict | None = None) -> TrainResult:
+    """Train a detection model on annotated movies plus simulated ones.
+
+    Parameters
+    ----------
+    datasets : sequence of (movie_or_summary, rois)
+        ``movie_or_summary``: anything :func:`cellfie_caiman.io.load_movie` reads, or SummaryImages. ``rois``: a
+        file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols).
+    out_path : path, optional
+        Where to save the best weights (.npz), atomically.
+    simulated : int
+        Number of simulated fields added to the training data (see :func:`simulated_datasets`).
+    simulated_shape : (int, int)
+        Their size in pixels.
+    epochs, steps_per_epoch, patience : int
+        At most ``epochs`` epochs of ``steps_per_epoch`` updates of each network; stop after ``patience`` epochs
+        without a better validation F1.
+    seed : int
+        Seeds NumPy, Python and TensorFlow; with op determinism on, the same call gives the same weights.
+    config : ModelConfig, optional
+        Architecture; default ``ModelConfig()`` with ``train_diameter`` set from the data.
+    init_model : str, path or DetectionModel, optional
+        Start from these weights (fine-tuning) instead of random ones.
+    val_fraction : float
+        Fraction of every field's rows (at the bottom) held out for validation and early stopping.
+    zooms : sequence of float
+        Scale augmentation: every field is also used zoomed by these factors.
+    unet_batch, unet_crop, instance_batch : int
+        Batch sizes and U-Net crop side (pixels, multiple of ``2**depth``).
+    learning_rate : float
+        Adam learning rate (halved when validation F1 stalls for 3 epochs).
+    max_minutes : float, optional
+        Stop after the epoch that passes this wall-clock budget.
+    batch_frames : int
+        ``batch_frames`` of the summary images computed from movies.
+    progress : bool
+        tqdm progress bars.
+    record : dict, optional
+        Stored in ``config.training`` (e.g. the command that was run).
+
+    Returns
+    -------
+    TrainResult
+    """
+    import dataclasses
+
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    from .models import load_model
+
+    t_start = time.monotonic()
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        logger.warning("TensorFlow op determinism unavailable; training is not bit-reproducible")
+    rng = np.random.default_rng(seed)
+
+    pairs = [(_as_summary(s, batch_frames, progress), r) for s, r in datasets]
+    named = [(f"dataset{i}", s, _as_masks(r, np.asarray(s.mean).shape)) for i, (s, r) in enumerate(pairs)]
+    if simulated:
+        named += [(f"simulated{i}", s, m) for i, (s, m) in
+                  enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress))]
+    if not named:
+        raise ValueError("train needs at least one annotated dataset or simulated > 0")
+    diameters = [mask_diameter(m) for _, _, m in named]
+    if init_model is not None:
+        model = load_model(init_model)
+        model = DetectionModel(model.config, *_clone(model), source="")
+        config = model.config
+    else:
+        config = config or ModelConfig()
+        if config == ModelConfig():
+            config = dataclasses.replace(config, train_diameter=round(float(np.nanmedian(diameters)), 2))
+        model = new_model(config)
+    fields = []
+    for name, s, m in tqdm(named, desc="preparing fields", disable=not progress):
+        for z in zooms:
+            fields.append(prepare_field(s, m, config, zoom=z, val_fraction=val_fraction, name=name))
+    area = np.array([f.train_rows * f.inputs.shape[1] for f in fields], np.float64)
+    weights = area / area.sum()
+    logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
+                np.round(diameters, 1))
+
+    unet, inst = model.unet, model.instance
+    opt_u = keras.optimizers.Adam(learning_rate)
+    opt_i = keras.optimizers.Adam(learning_rate)
+    eps = 1e-6
+
+    def bce(y, p):
+        p = tf.clip_by_value(p, eps, 1 - eps)
+        return -(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+
+    @tf.function
+    def unet_step(x, yp, yh):
+        with tf.GradientTape() as tape:
+            out = unet(x, training=True)
+            loss = tf.reduce_mean(bce(yp, out[..., 0])) + 5.0 * tf.reduce_mean(bce(yh, out[..., 1]))
+        grads = tape.gradient(loss, unet.trainable_variables)
+        opt_u.apply_gradients(zip(grads, unet.trainable_variables, strict=False))
+        return loss
+
+    @tf.function
+    def inst_step(x, ym, ys, wm):
+        with tf.GradientTape() as tape:
+            m, s = inst(x, training=True)
+            lm = tf.reduce_mean(bce(ym, m[..., 0]), axis=[1, 2])
+            loss = tf.reduce_mean(bce(ys, s)) + tf.reduce_sum(lm * wm) / (tf.reduce_sum(wm) + 1.0)
+        grads = tape.gradient(loss, inst.trainable_variables)
+        opt_i.apply_gradients(zip(grads, inst.trainable_variables, strict=False))
+        return loss
+
+    history: list[dict] = []
+    best = (-1.0, -1, None)
+    stale = 0
+    hard: list = []
+    bar = tqdm(range(epochs), desc="training", disable=not progress)
+    for epoch in bar:
+        t0 = time.monotonic()
+        lu = li = 0.0
+        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
+            x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng)
+            lu += float(unet_step(tf.constant(x), tf.constant(yp), tf.constant(yh)))
+            x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
+            li += float(inst_step(tf.constant(x), tf.constant(ym), tf.constant(ys), tf.constant(wm)))
+        hard = _hard_candidates(model, fields)
+        val = validate(model, fields)
+        row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
+               "seconds": time.monotonic() - t0}
+        history.append(row)
+        logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+        bar.set_postfix(f1=f"{val['val_f1']:.3f}", best=f"{max(best[0], val['val_f1']):.3f}")
+        if val["val_f1"] > best[0]:
+            best = (val["val_f1"], epoch, {k: [w.copy() for w in net.get_weights()] for k, net in
+                                           model.networks.items()})
+            stale = 0
+        else:
+            stale += 1
+            if stale % 3 == 0:
+                for opt in (opt_u, opt_i):
+                    opt.learning_rate.assign(float(opt.learning_rate.numpy()) * 0.5)
+            if stale >= patience:
+                break
+        if max_minutes is not None and (time.monotonic() - t_start) / 60 > max_minutes:
+            logger.info("stopping: %.1f min budget spent", max_minutes)
+            break
+    for k, net in model.networks.items():
+        net.set_weights(best[2][k])
+    info = dict(record or {})
+    info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
+                 "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
+                 "minutes": round((time.monotonic() - t_start) / 60, 1)})
+    model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)
+    path = model.save(out_path) if out_path is not None else None
+    return TrainResult(model, path, history, best[1], best[0])
+
+
+def _clone(model: DetectionModel):
+    fresh = new_model(model.config)
+    for a, b in zip(fresh.networks.values(), model.networks.values(), strict=False):
+        a.set_weights(b.get_weights())
+    return fresh.unet, fresh.instance
