@@ -12,13 +12,15 @@ The movie is an exact sum of its parts plus noise::
     movie[t] = sum_k footprints[k] * calcium[k, t] + sum_j background[j] * background_traces[j, t] + noise[t]
 
 with ``calcium[k] = AR filter of spikes[k]`` (``c_t = sum_i g[k, i] c_{t-1-i} + s_t``, zero before the first
-frame). ``background`` holds ``nb + 2`` components:
+frame). ``background`` holds ``nb + 3`` components:
 
 * ``background[0]``: the resting image (dark offset, neuropil displaced by the somata, and every soma's resting
   fluorescence); its trace is the bleaching curve (1 at the first frame).
 * ``background[1]``: the neuropil (ADU, also part of ``background[0]``); its trace is the neuropil's weak relative
   fluctuation (about zero mean, follows the population's activity, never below -0.5).
-* ``background[2:]``: ``nb`` smooth fields whose traces drift slowly around 1.
+* ``background[2]``: small bright puncta (dendrite and axon cross-sections, also part of ``background[0]``); its
+  trace is their own calcium activity (relative to their resting brightness).
+* ``background[3:]``: ``nb`` smooth fields whose traces drift slowly around 1.
 
 Bleaching scales every background trace (not the neurons' calcium).
 
@@ -58,9 +60,9 @@ class Simulation(NamedTuple):
         Calcium traces in spike units; ``calcium[k]`` is ``spikes[k]`` filtered by the AR process ``g[k]``.
     spikes : ndarray, float64, (N, T)
         Number of spikes of each neuron in each frame (whole numbers).
-    background : ndarray, float32, (nb + 2, rows, cols)
+    background : ndarray, float32, (nb + 3, rows, cols)
         Spatial background components (see the module docstring for their order).
-    background_traces : ndarray, float64, (nb + 2, T)
+    background_traces : ndarray, float64, (nb + 3, T)
         Their temporal traces.
     noise_sigma : float
         Root-mean-square noise standard deviation over the movie, ``sqrt(gain * mean(clean) + read_noise**2)``.
@@ -265,8 +267,10 @@ def _puncta(rng: np.random.Generator, shape: tuple[int, int], count: int) -> np.
 
 
 def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: float, n_vessels: int,
-                  n_blurred: int, n_puncta: int, diameter: float, cell_args: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Relative neuropil brightness (mean about 1) before the somata displace it, and the smooth illumination.
+                  n_blurred: int, n_puncta: int, diameter: float,
+                  cell_args: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relative neuropil brightness (mean about 1) before the somata displace it, the local smooth level, and
+    the puncta alone.
 
     Fine and medium-scale texture on a smooth illumination, dark vessels, out-of-focus somata (blurred, dim)
     and bright puncta.
@@ -282,12 +286,11 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
         diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
         for k in range(n_blurred):
             cell = _draw_cell(rng, rng.uniform((0, 0), (rows - 1, cols - 1)), diam[k], shape,
-                              edge=rng.uniform(1.5, 3.0), **cell_args)
-            blurred[cell.rows * cols + cell.cols] += rng.uniform(0.2, 0.6) * cell.shape
+                              edge=rng.uniform(2.0, 4.0), **cell_args)
+            blurred[cell.rows * cols + cell.cols] += rng.uniform(0.1, 0.4) * cell.shape
         rel = rel + illumination * blurred.reshape(shape)
-    if n_puncta:
-        rel = rel + illumination * _puncta(rng, shape, n_puncta)
-    return rel, illumination * (1.0 - dark)
+    dots = illumination * _puncta(rng, shape, n_puncta) if n_puncta else np.zeros(shape)
+    return rel + dots, illumination * (1.0 - dark), dots
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,8 +342,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              occlusion: float = 0.6,
              spike_amplitude: tuple[float, float] = (0.3, 1.2), rate: float = 0.3, rate_sigma: float = 1.0,
              rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
-             neuropil_contrast: float = 0.25, neuropil_activity: float = 0.05, vessels: float = 1.0,
-             out_of_focus: float = 0.5, puncta: float = 0.5, nb: int = 2,
+             neuropil_contrast: float = 0.15, neuropil_activity: float = 0.05, vessels: float = 1.0,
+             out_of_focus: float = 0.5, puncta: float = 0.5, puncta_activity: float = 2.0, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
              mask_threshold: float = 0.2, block_frames: int | None = None) -> Simulation:
@@ -416,9 +419,11 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     out_of_focus : float
         Out-of-focus somata (blurred, dim, part of the neuropil, not in the ground truth) per neuron.
     puncta : float
-        Small bright blobs (dendrite cross-sections, part of the neuropil, not in the ground truth) per neuron.
+        Small bright blobs (dendrite cross-sections, not in the ground truth) per neuron.
+    puncta_activity : float
+        Relative fluorescence change of the puncta per spike (they fire together at the median ``rate``).
     nb : int
-        Number of slowly drifting smooth background fields (the background has ``nb + 2`` components).
+        Number of slowly drifting smooth background fields (the background has ``nb + 3`` components).
     background_strength : float
         Mean brightness of each drifting field relative to the neuropil.
     background_drift : float
@@ -479,9 +484,10 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
 
     # --- static image: neuropil displaced by somata, plus the somata's resting fluorescence -----------------------
     area = rows * cols / 256.0 ** 2
-    rel, local_level = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, int(rng_space.poisson(vessels * area)),
-                                     int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)), diameter,
-                                     cell_args)
+    n_vessels = int(rng_space.poisson(vessels * area))
+    rel, local_level, dots = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, n_vessels,
+                                           int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)),
+                                           diameter, cell_args)
     log_keep = np.zeros(n_pix)
     np.add.at(log_keep, pix, np.log1p(-occlusion * soma))
     neuropil = level * rel * np.exp(log_keep).reshape(rows, cols)
@@ -493,7 +499,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
 
     drifting = [np.clip(1.0 + 0.5 * _smooth_field(rng_space, (rows, cols), max(rows, cols) / 4.0), 0.0, None)
                 * background_strength * level for _ in range(nb)]
-    background = np.stack([resting, neuropil] + drifting).astype(np.float32)
+    background = np.stack([resting, neuropil, level * dots] + drifting).astype(np.float32)
 
     # --- spikes and calcium ---------------------------------------------------------------------------------------
     rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_neurons)), *rate_range)
@@ -516,7 +522,12 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     np_trace = bleach_trace * np.clip(neuropil_activity * (0.7 * pop + 0.3 * slow), -0.5, None)
     drift_traces = bleach_trace * np.clip(1.0 + background_drift * _smooth_noise(rng_time, nb, n_frames, fs * 20.0),
                                           0.0, None)
-    background_traces = np.vstack([bleach_trace, np_trace, drift_traces.reshape(nb, n_frames)])
+    # the puncta (dendrites, axons) are active too: their own spikes, relative transients of puncta_activity
+    dot_spikes = rng_time.poisson(rate / fs * np.exp(burstiness * _smooth_noise(rng_time, 1, n_frames, fs)[0]
+                                                     - 0.5 * burstiness ** 2))
+    dot_calcium = _ar_filter(dot_spikes[None].astype(float), g1[None])[0] / _kernel_peak(g1)
+    dot_trace = bleach_trace * puncta_activity * dot_calcium
+    background_traces = np.vstack([bleach_trace, np_trace, dot_trace, drift_traces.reshape(nb, n_frames)])
 
     # --- the movie, block by block ---------------------------------------------------------------------------------
     if block_frames is None:

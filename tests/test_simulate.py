@@ -32,7 +32,7 @@ def test_shapes_and_dtypes(sim):
     assert sim.calcium.shape == (n, t) and sim.calcium.dtype == np.float64
     assert sim.spikes.shape == (n, t) and sim.spikes.dtype == np.float64
     nb = sim.background.shape[0]
-    assert nb == 2 + 2 and sim.background.dtype == np.float32 and sim.background.shape[1:] == (rows, cols)
+    assert nb == 2 + 3 and sim.background.dtype == np.float32 and sim.background.shape[1:] == (rows, cols)
     assert sim.background_traces.shape == (nb, t)
     assert sim.centers.shape == (n, 2)
     assert sim.g.shape == (n, 1)
@@ -170,7 +170,7 @@ def test_somata_brighter_and_darker_than_their_surround():
 
 def test_bleaching_and_background_traces():
     s = simulate(200, (32, 32), 2, seed=9, bleach=0.2, nb=1)
-    assert s.background.shape[0] == 3
+    assert s.background.shape[0] == 4
     np.testing.assert_allclose(s.background_traces[0, [0, -1]], [1.0, 0.8])
     assert np.all(np.diff(s.background_traces[0]) < 0)
     mean_trace = s.movie.mean(axis=(1, 2))
