@@ -211,3 +211,178 @@ def test_seeded_cnmf_rejects_bad_seeds(cm):
     empty[1] = False
     with pytest.raises(ValueError, match=r"\[1\]"):
         caiman_adapter.seeded_cnmf(sim.movie, empty)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# summary images
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_movie():
+    """A simulated movie with real structure plus a constant corner and a few isolated spikes (edge cases)."""
+    from cellfie_caiman.simulate import simulate
+
+    movie = simulate(300, (40, 36), 6, seed=4).movie.copy()
+    movie[:, :3, :3] = 7.0  # constant pixels: correlation 0 by both definitions
+    return movie
+
+
+def test_local_correlation_equals_caiman_fft(cm, small_movie):
+    from caiman.summary_images import local_correlations_fft
+
+    from cellfie_caiman.summary import local_correlation, summary_images
+
+    y = small_movie
+    expected = local_correlations_fft(y.copy(), swap_dim=False)
+    np.testing.assert_allclose(summary_images(y, backend="builtin").corr, expected, atol=1e-5)
+    expected4 = local_correlations_fft(y.copy(), eight_neighbours=False, swap_dim=False)
+    np.testing.assert_allclose(local_correlation(y, eight_neighbours=False), expected4, atol=1e-5)
+
+
+def test_caiman_quirk_equals_caiman_local_correlations(cm, small_movie):
+    from cellfie_caiman.summary import local_correlation
+
+    y = small_movie[:, 3:, 3:]  # CaImAn's version gives NaN on constant pixels
+    expected = cm.local_correlations(y.copy(), eight_neighbours=True, swap_dim=False)
+    np.testing.assert_allclose(local_correlation(y, caiman_quirk=True), expected, atol=1e-5)
+
+
+def test_builtin_summary_equals_caiman_backend(cm, small_movie):
+    from cellfie_caiman.summary import summary_images
+
+    ours = summary_images(small_movie, batch_frames=120, backend="builtin")
+    theirs = summary_images(small_movie, batch_frames=120, backend="caiman")  # CaImAn's own kernels per batch
+    for name in ("corr", "std", "mean", "median", "max"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-5, atol=1e-5, err_msg=name)
+    # PNR divides by CaImAn's get_noise_fft noise: float32 PSD sums, so a looser relative tolerance. The constant
+    # corner (noise 0) is left out: 0 for the builtin, NaN from the 'caiman' backend (reported to its owner)
+    varying = small_movie.std(axis=0) > 0
+    np.testing.assert_allclose(ours.pnr[varying], theirs.pnr[varying], rtol=1e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# ROI matching
+# ------------------------------------------------------------------------------------------------------------
+
+def _caiman_match(gt, pred, **kw):
+    from caiman.base.rois import nf_match_neurons_in_binary_masks
+
+    # CaImAn needs 0/1 *floats*: boolean masks score every pair as no overlap (reference, section 5)
+    tp_gt, tp_comp, fn_gt, fp_comp, perf = nf_match_neurons_in_binary_masks(
+        gt.astype(np.float64), pred.astype(np.float64), **kw)
+    return sorted(zip(np.asarray(tp_gt).tolist(), np.asarray(tp_comp).tolist(), strict=True)), perf
+
+
+def _check_match_equal(gt, pred, **kw):
+    from cellfie_caiman.evaluate import match_rois
+
+    pairs, perf = _caiman_match(gt, pred, **kw)
+    ours = match_rois(gt, pred, rule="caiman", **kw)
+    assert sorted(map(tuple, ours.matched)) == pairs
+    assert (ours.tp, ours.fp, ours.fn) == (len(pairs), pred.shape[0] - len(pairs), gt.shape[0] - len(pairs))
+    for ours_name, theirs_name in (("precision", "precision"), ("recall", "recall"), ("f1", "f1_score")):
+        assert getattr(ours, ours_name) == pytest.approx(perf[theirs_name]), ours_name
+    return ours
+
+
+def test_match_rois_equals_caiman_on_simulated_masks(cm):
+    from scipy import ndimage
+
+    from cellfie_caiman.simulate import simulate
+
+    gt = simulate(1, (96, 96), 25, seed=5).masks
+    rng = np.random.default_rng(5)
+    pred = [ndimage.shift(m.astype(float), rng.integers(-4, 5, 2), order=0) > 0.5 for m in gt[3:]]  # 3 missed
+    pred += [np.roll(gt[0], 40, axis=1)]  # a false positive
+    pred = np.array(pred)
+    for kw in ({}, {"thresh_cost": 0.8, "min_dist": 10}, {"thresh_cost": 0.5, "min_dist": 5}):
+        res = _check_match_equal(gt, pred, **kw)
+        assert 0 < res.tp < gt.shape[0]
+
+
+def test_match_rois_equals_caiman_on_neurofinder(cm):
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parents[1].parent / "shared" / "data" / "neurofinder.01.01"
+    if not (data / "regions_stneuronet.json").exists():
+        pytest.skip(f"real data not found in {data}")
+
+    def masks(name):
+        regions = json.loads((data / name).read_text())
+        out = np.zeros((len(regions), 512, 512), bool)
+        for k, r in enumerate(regions):
+            out[(k,) + tuple(np.array(r["coordinates"]).T)] = True
+        return out
+
+    res = _check_match_equal(masks("regions.json"), masks("regions_stneuronet.json"))
+    assert (res.tp, res.fp, res.fn) == (350, 2, 0)  # the figure in the reference, section 5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# results files: our Estimates and CaImAn's CNMF
+# ------------------------------------------------------------------------------------------------------------
+
+_FIELDS = ("C", "S", "YrA", "b", "f", "sn", "g", "bl", "c1", "neurons_sn", "lam", "SNR_comp", "r_values",
+           "idx_components", "idx_components_bad")
+
+
+def _assert_same_estimates(ours, theirs):
+    """Our Estimates against a CaImAn Estimates: every field, CaImAn's string-typed scalars converted."""
+    np.testing.assert_array_equal(ours.A.toarray(), theirs.A.toarray())
+    for name in _FIELDS:
+        a, b = getattr(ours, name), getattr(theirs, name)
+        if a is None:
+            assert b is None, name
+            continue
+        if name == "g":  # CaImAn: an object array of per-trace coefficient arrays
+            b = np.array([np.atleast_1d(np.asarray(x, dtype=float)) for x in b])
+        b = np.asarray([float(x) for x in np.ravel(b)]).reshape(np.shape(b)) if np.asarray(b).dtype.kind in "OS" \
+            else np.asarray(b)
+        np.testing.assert_array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float), err_msg=name)
+
+
+def test_estimates_from_caiman_keeps_every_field(seeded):
+    sim, cnm = seeded
+    est = caiman_adapter.estimates_from_caiman(cnm, PARAMS)
+    _assert_same_estimates(est, cnm.estimates)
+    assert tuple(est.dims) == sim.movie.shape[1:]
+    assert est.params["refine"]["nb"] == 2
+
+
+def test_our_estimates_file_is_read_by_caiman(seeded, tmp_path):
+    from caiman.source_extraction.cnmf.cnmf import load_CNMF
+
+    sim, cnm = seeded
+    est = caiman_adapter.estimates_from_caiman(cnm, PARAMS)
+    path = est.save(tmp_path / "ours.hdf5")
+    loaded = load_CNMF(str(path))
+    _assert_same_estimates(est, loaded.estimates)
+    assert tuple(loaded.dims) == sim.movie.shape[1:]
+    assert loaded.params.get("data", "fr") == 30.0
+
+
+def test_caiman_file_is_read_by_us(seeded, tmp_path):
+    from cellfie_caiman.refine import load_estimates
+
+    sim, cnm = seeded
+    path = str(tmp_path / "theirs.hdf5")
+    cnm.save(path)
+    est = load_estimates(path)
+    _assert_same_estimates(est, cnm.estimates)
+    assert tuple(est.dims) == sim.movie.shape[1:]
+
+
+def test_builtin_refine_file_is_read_by_caiman(cm, tmp_path):
+    from caiman.source_extraction.cnmf.cnmf import load_CNMF
+
+    from cellfie_caiman.refine import refine
+
+    sim = _simulation()
+    est = refine(sim.movie, sim.masks, params=PARAMS, backend="builtin")
+    path = est.save(tmp_path / "builtin.hdf5")
+    loaded = load_CNMF(str(path))
+    _assert_same_estimates(est, loaded.estimates)
+    # and CaImAn's own methods work on it
+    loaded.estimates.threshold_spatial_components(maxthr=0.2)
+    assert loaded.estimates.A_thr.shape == est.A.shape
