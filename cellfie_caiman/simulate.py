@@ -38,6 +38,7 @@ import scipy.ndimage as ndi
 import scipy.sparse as sp
 from scipy.signal import lfilter
 from scipy.special import expit
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +347,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              out_of_focus: float = 0.5, puncta: float = 0.5, puncta_activity: float = 2.0, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
-             mask_threshold: float = 0.2, block_frames: int | None = None) -> Simulation:
+             mask_threshold: float = 0.2, block_frames: int | None = None, progress: bool = False) -> Simulation:
     """Simulate a two-photon calcium-imaging movie with its ground truth.
 
     Parameters
@@ -443,6 +444,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         ``masks = footprint > mask_threshold * max(footprint)`` (holes filled).
     block_frames : int or None
         Frames generated at a time (bounds the temporary memory); None: about 32 MB per block.
+    progress : bool
+        Show a progress bar over the blocks of frames.
 
     Returns
     -------
@@ -537,7 +540,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     bg_flat = background.reshape(-1, n_pix)
     At = A.T.tocsr()
     sum_clean = 0.0
-    for t0 in range(0, n_frames, block_frames):
+    for t0 in tqdm(range(0, n_frames, block_frames), desc="simulating frames", unit="block", disable=not progress):
         t1 = min(t0 + block_frames, n_frames)
         clean = background_traces[:, t0:t1].T.astype(np.float32) @ bg_flat
         if n_neurons:
@@ -557,6 +560,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
             noisy += clean
         flat[t0:t1] = noisy
     noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)
+    logger.debug("simulated %d frames of %dx%d with %d neurons (%d spikes), noise sigma %.3g", n_frames, rows, cols,
+                 n_neurons, int(spikes.sum()), noise_sigma)
 
     # --- dense ground truth ------------------------------------------------------------------------------------------
     # scattered into untouched zero pages: far faster than densifying the sparse matrix
