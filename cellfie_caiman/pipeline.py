@@ -553,7 +553,7 @@ def _save_results(out: Path, params: Params, movie, init, summary, est, all_mask
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp))
+                est.to_nwb(str(tmp), fr=params.data.fr)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

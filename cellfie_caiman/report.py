@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 _GT_COLOUR = "#00e5ff"
 _REJECTED_COLOUR = "#ff4040"
-_GREYS = 64
+_GREYS = 32
 
 
 def _figure(width_in: float, height_in: float, dpi: int = 110):
@@ -80,6 +80,20 @@ def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
             # contour is (row, col) in the padded crop: undo the pad and the crop, return (x, y)
             polys.append(np.column_stack([contour[:, 1] - 1 + c0, contour[:, 0] - 1 + r0]))
         out.append(polys)
+    return out
+
+
+def mask_outlines(masks: np.ndarray) -> np.ndarray:
+    """Union of the one-pixel inner borders of the masks (K, rows, cols) -> bool (rows, cols)."""
+    masks = np.asarray(masks, dtype=bool)
+    out = np.zeros(masks.shape[1:], bool)
+    for m in masks:
+        rows, cols = np.nonzero(m)
+        if rows.size == 0:
+            continue
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        crop = np.pad(m[r0:r1, c0:c1], 1)
+        out[r0:r1, c0:c1] |= (crop & ~ndimage.binary_erosion(crop))[1:-1, 1:-1]
     return out
 
 
@@ -325,7 +339,8 @@ def save_gif(
     start: int = 0,
     fps: float = 15.0,
     smooth: int = 3,
-    min_size: int = 256,
+    spatial_sigma: float = 0.7,
+    min_size: int = 128,
     max_size: int = 512,
 ) -> Path:
     """A stretch of the movie as an animated GIF, grey, with the ROI outlines drawn in yellow on every frame.
@@ -346,6 +361,8 @@ def save_gif(
         Playback rate.
     smooth : int
         Running mean over this many frames (reduces shot noise; 1 = none).
+    spatial_sigma : float
+        Gaussian blur of each frame in pixels (0 = none): less shot noise, and a GIF several times smaller.
     min_size, max_size : int
         The longer side of the GIF is scaled up (by an integer factor, nearest neighbour) to at least ``min_size``
         pixels and down (by block averaging) to at most ``max_size``.
@@ -357,15 +374,17 @@ def save_gif(
     stop = int(min(n_total, start + max(1, n_frames) + max(smooth, 1) - 1))
     frames = _read_frames(movie, start, stop)
     if smooth > 1 and len(frames) >= smooth:
-        c = np.cumsum(frames, axis=0, dtype=np.float64)
-        c = np.concatenate([np.zeros((1,) + frames.shape[1:]), c])
-        frames = ((c[smooth:] - c[:-smooth]) / smooth).astype(np.float32)
+        n = len(frames) - smooth + 1
+        acc = frames[:n].copy()
+        for k in range(1, smooth):
+            acc += frames[k:k + n]
+        frames = acc / np.float32(smooth)
     frames = frames[:n_frames]
     rows, cols = frames.shape[1:]
     masks = np.asarray(masks, dtype=bool).reshape((-1, rows, cols))
-    outline = np.zeros((rows, cols), bool)
-    for m in masks:
-        outline |= m & ~ndimage.binary_erosion(m)
+    outline = mask_outlines(masks)
+    if spatial_sigma > 0:
+        frames = ndimage.gaussian_filter(frames, (0, spatial_sigma, spatial_sigma))
     # shrink by block averaging, or grow by an integer nearest-neighbour factor
     down = int(np.ceil(max(rows, cols) / max_size))
     if down > 1:
@@ -378,7 +397,7 @@ def save_gif(
         up -= 1
     sample = frames[:: max(1, len(frames) // 50)]
     vmin, vmax = _stretch(sample, 0.5, 99.8)
-    # 64 grey levels: indistinguishable on screen, and LZW compresses the noise far better than with 256
+    # 32 grey levels: enough for a noisy movie, and LZW compresses the noise far better than with 256
     levels = np.clip((frames - vmin) / (vmax - vmin) * (_GREYS - 1), 0, _GREYS - 1).astype(np.uint8)
     levels[:, outline] = _GREYS
     if up > 1:
