@@ -203,14 +203,21 @@ def test_seeded_cnmf_is_repeatable_and_leaves_global_rng_alone(seeded, tmp_path)
     np.testing.assert_array_equal(cnm.estimates.A.toarray(), cnm0.estimates.A.toarray())
 
 
-def test_seeded_cnmf_rejects_bad_seeds(cm):
+def test_seeded_cnmf_checks_seeds(cm, caplog):
     sim = _simulation()
     with pytest.raises(ValueError, match="frame shape"):
         caiman_adapter.seeded_cnmf(sim.movie, sim.masks[:, :-1])
-    empty = sim.masks.copy()
-    empty[1] = False
-    with pytest.raises(ValueError, match=r"\[1\]"):
-        caiman_adapter.seeded_cnmf(sim.movie, empty)
+    with pytest.raises(ValueError, match="transposed"):
+        caiman_adapter.seeded_cnmf(sim.movie, masks_to_ain(sim.masks).T)
+    with pytest.raises(ValueError, match="empty"):
+        caiman_adapter.seeded_cnmf(sim.movie, np.zeros_like(sim.masks))
+    # an empty seed is dropped with a warning (as the builtin backend does); the others keep their indices
+    seeds = sim.masks[:4].astype(np.float32)
+    seeds[1] = 0
+    with caplog.at_level("WARNING", logger=caiman_adapter.__name__):
+        cnm = caiman_adapter.seeded_cnmf(sim.movie[:200], seeds, PARAMS, evaluate=False)
+    assert "empty seed" in caplog.text and "binarising" in caplog.text
+    np.testing.assert_array_equal(np.sort(cnm.estimates.seed_index), [0, 2, 3])
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -92,21 +92,23 @@ def _seed_masks(init: Any, dims: tuple[int, int]) -> np.ndarray:
         masks = arr
     elif arr.ndim == 2:
         if arr.shape[0] != rows * cols:
-            raise ValueError(
-                f"{name}: Ain has {arr.shape[0]} rows, expected rows*cols = {rows * cols} pixels for frames {dims}")
+            hint = " (it looks transposed: expected (pixels, K))" if arr.shape[1] == rows * cols else ""
+            raise ValueError(f"{name}: Ain has {arr.shape[0]} rows, expected rows*cols = {rows * cols} pixels "
+                             f"for frames {dims}{hint}")
         masks = arr.T.reshape(arr.shape[1], cols, rows).transpose(0, 2, 1)  # column k is mask k flattened in F order
     else:
         raise ValueError(f"{name}: expected bool masks (K, rows, cols) or Ain (pixels, K), got shape {arr.shape}")
     if masks.dtype != bool:
-        if not np.all(np.isfinite(masks)):
-            raise ValueError(f"{name}: seeds contain NaN or inf")
-        logger.warning("%s has dtype %s: binarising (non-zero -> True); CaImAn needs boolean seeds", name, masks.dtype)
-        masks = masks != 0
+        logger.warning("%s has dtype %s: binarising (> 0 -> True); CaImAn needs boolean seeds", name, masks.dtype)
+        with np.errstate(invalid="ignore"):
+            masks = masks > 0  # NaN and negative values are outside, as in the builtin backend
     if masks.shape[0] == 0:
         raise ValueError(f"{name}: no seeds (K = 0); nothing to refine")
-    empty = np.flatnonzero(~masks.reshape(masks.shape[0], -1).any(axis=1))
-    if empty.size:
-        raise ValueError(f"{name}: seeds {empty.tolist()[:20]} are empty masks; remove them before refining")
+    empty = ~masks.reshape(masks.shape[0], -1).any(axis=1)
+    if empty.all():
+        raise ValueError(f"{name}: all {masks.shape[0]} seeds are empty masks; nothing to refine")
+    if empty.any():
+        logger.warning("dropping %d empty seed(s): %s", empty.sum(), np.flatnonzero(empty).tolist()[:20])
     return masks
 
 
@@ -261,7 +263,7 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         ``.mmap`` path is used directly; anything else is first written as a C-order CaImAn memmap (CaImAn's
         component evaluation needs one), in ``workdir`` or in a temporary directory that is removed afterwards.
     init : Initialization, ndarray of bool (K, rows, cols), or ndarray (rows*cols, K)
-        The seeds. An Initialization's ``masks`` are used. Non-boolean seeds are binarised (``!= 0``).
+        The seeds. An Initialization's ``masks`` are used. Non-boolean seeds are binarised (``> 0``).
     params : Params, dict of groups, or None
         Our parameters (groups data, refine, quality); see :func:`caiman_params_dict`.
     dview : ipyparallel view or multiprocessing pool, optional
@@ -295,28 +297,30 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     ImportError
         CaImAn is not installed (the message says how to install it, and that ``backend='builtin'`` needs nothing).
     ValueError
-        Seeds that do not fit the movie, or empty seeds.
+        Seeds that do not fit the movie, or no non-empty seed (empty seeds are dropped with a warning; their
+        indices never appear in ``seed_index``).
     """
     _require_caiman()
     from caiman.source_extraction.cnmf import cnmf as cnmf_mod
     from caiman.source_extraction.cnmf.params import CNMFParams
 
     masks = _seed_masks(init, _frame_shape(images))  # check the seeds before writing any memmap
+    used = masks[masks.reshape(masks.shape[0], -1).any(axis=1)]  # empty seeds dropped
     imgs, fname, tmpdir = _caiman_images(images, workdir)
     try:
         T, rows, cols = imgs.shape
         n_processes = 1
         if dview is not None:  # multiprocessing Pool or ipyparallel view
             n_processes = getattr(dview, "_processes", None) or (len(dview) if hasattr(dview, "__len__") else 1)
-        groups = caiman_params_dict(params, (rows, cols), masks, n_processes=n_processes)
+        groups = caiman_params_dict(params, (rows, cols), used, n_processes=n_processes)
         for group, values in (caiman_params or {}).items():
             groups.setdefault(group, {}).update(values)
         if groups["patch"].get("rf") is not None:
             raise ValueError("caiman_params: patch.rf must be None for seeded CNMF (CaImAn ignores Ain with patches)")
         opts = CNMFParams(params_dict=groups)
-        logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", masks.shape[0], imgs.shape,
+        logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", used.shape[0], imgs.shape,
                     groups["init"]["gSig"], groups["temporal"]["p"], groups["init"]["nb"])
-        cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(masks))
+        cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(used))
         with _global_numpy_seed(seed):
             cnm.fit(imgs)
             if evaluate or refit:
@@ -326,9 +330,9 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
                 if evaluate:
                     cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
         cnm.estimates.seed_index = seed_index(cnm.estimates.A, masks)
-        if cnm.estimates.A.shape[1] < masks.shape[0]:
+        if cnm.estimates.A.shape[1] < used.shape[0]:
             logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
-                        cnm.estimates.A.shape[1], masks.shape[0])
+                        cnm.estimates.A.shape[1], used.shape[0])
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
