@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 import types
-from typing import Any
 
 from .estimates import Estimates, load_estimates
 
@@ -112,19 +111,10 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
 
 def _refine_caiman(movie, init, P) -> Estimates:
     """Run CaImAn's seeded CNMF through the adapter and convert its estimates."""
+    from .caiman_adapter import estimates_from_caiman
     from .caiman_adapter import seeded_cnmf as _seeded_cnmf
 
-    cnm = _seeded_cnmf(movie, init, params=P)
-    e = cnm.estimates if hasattr(cnm, "estimates") else cnm
-    if isinstance(e, Estimates):
-        return e
-    fields: dict[str, Any] = {}
-    for name in ("A", "C", "S", "YrA", "b", "f", "sn", "g", "bl", "c1", "neurons_sn", "lam", "SNR_comp",
-                 "r_values", "cnn_preds", "idx_components", "idx_components_bad", "Cn", "dims"):
-        fields[name] = getattr(e, name, None)
-    est = Estimates(**fields)
-    est.params = P.to_dict()
-    return est
+    return estimates_from_caiman(_seeded_cnmf(movie, init, params=P), P)
 
 
 class _CallableModule(types.ModuleType):

@@ -59,6 +59,8 @@ class Settings:
     temporal_sweeps: int = 2
     max_merge: int = 50
     nrgthr: float = 0.9999
+    medw: int = 3
+    lasso_weight: float = 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------- seeds
@@ -161,9 +163,10 @@ def _values_on_pattern(A: scipy.sparse.csc_matrix, indptr: np.ndarray, indices: 
     return out
 
 
-def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int], nrgthr: float = 0.9999
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """CaImAn's footprint post-processing: 3x3 median filter, energy threshold, 3x3 closing, largest component.
+def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int], nrgthr: float = 0.9999,
+                        medw: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """CaImAn's footprint post-processing: median filter (medw x medw), energy threshold, 3x3 closing, largest
+    connected component (by energy).
 
     Returns the kept pixels and their (median-filtered) values.
     """
@@ -174,7 +177,7 @@ def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int]
     i, j, r0, r1, c0, c1 = _crop(pix, dims, 2)
     img = np.zeros((r1 - r0, c1 - c0))
     img[i - r0, j - c0] = vals
-    med = scipy.ndimage.median_filter(img, size=3, mode="reflect")
+    med = scipy.ndimage.median_filter(img, size=medw, mode="reflect") if medw > 1 else img
     flat = med.ravel()
     total = np.sum(flat**2)
     if total <= 0:
@@ -291,7 +294,7 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     row_ptr, row_entries, row_comp = pattern_rows(indptr, indices, d)
     comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
     # CaImAn's LASSO weight 0.5 * sn_i in standardised units, i.e. 0.5 * sn_i * std(c_k) per unit of a_ik
-    penalty = 0.5 * sn.astype(np.float64)[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
+    penalty = s.lasso_weight * sn.astype(np.float64)[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
     a = _values_on_pattern(A, indptr, indices)
     if b is None or b.shape[1] != nb:
         if nb:
@@ -314,7 +317,7 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     cols_pix, cols_val = [], []
     for k in range(K):
         lo, hi = indptr[k], indptr[k + 1]
-        pix, val = threshold_footprint(indices[lo:hi], a[lo:hi], dims, s.nrgthr)
+        pix, val = threshold_footprint(indices[lo:hi], a[lo:hi], dims, s.nrgthr, s.medw)
         cols_pix.append(pix)
         cols_val.append(val)
     keep = np.array([p.size > 0 for p in cols_pix], dtype=bool)
@@ -375,8 +378,13 @@ class TemporalResult:
 
 
 def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, C: np.ndarray, f: np.ndarray,
-                    p: int, s: Settings, progress: bool = False) -> TemporalResult:
-    """Block coordinate descent on the traces (groups of non-overlapping components), A and b unit-norm."""
+                    p: int, s: Settings, progress: bool = False, clip: bool = True) -> TemporalResult:
+    """Block coordinate descent on the traces (groups of non-overlapping components), A and b unit-norm.
+
+    ``p`` > 0 deconvolves each trace (OASIS, baseline included in C); ``p`` = 0 takes the residual trace itself,
+    clipped at 0 when ``clip`` (CaImAn) or not (used between rounds: a trace whose baseline is below the
+    background's estimate keeps its negative part, so the next spatial update can correct the background).
+    """
     K, nb, T = A.shape[1], b.shape[1], data.n_frames
     At = scipy.sparse.csr_matrix(A.T, dtype=np.float32)
     bt = np.ascontiguousarray(b.T, dtype=np.float32)
@@ -404,6 +412,11 @@ def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, 
             Yg = R[grp] / diag[grp, None] + Cbar[grp]
             new = np.empty_like(Yg)
             for r, k in enumerate(grp):
+                if p == 0 and not clip:
+                    new[r] = Yg[r]
+                    S[k] = np.maximum(Yg[r], 0)
+                    have_g[k] = True
+                    continue
                 dec = deconvolve(Yg[r], p, g=g_all[k] if (have_g[k] and p) else None,
                                  sn=sn_k[k] if have_g[k] else None, fr=s.fr, decay_time=s.decay_time)
                 new[r] = dec.c + dec.bl
@@ -531,7 +544,7 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
         C = C[kept]
         steps.update()
         A, C, b, f = normalize(A, C, b, f)
-        res = temporal_update(data, A, b, C, f, s.p if last else 0, s, progress)
+        res = temporal_update(data, A, b, C, f, s.p if last else 0, s, progress, clip=True)
         steps.update()
         C, f, YrA = res.C, res.f, res.YrA
         nz = np.any(C != 0, axis=1)

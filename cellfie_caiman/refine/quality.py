@@ -15,7 +15,7 @@ def half_sample_mode(x: np.ndarray) -> float:
     data = np.sort(np.asarray(x, dtype=np.float64).ravel())
     while data.size > 3:
         n = data.size // 2 + data.size % 2
-        widths = data[n - 1:] - data[:data.size - n + 1]
+        widths = data[n - 1:2 * n - 1] - data[:n]  # windows starting at 0..n-1
         j = int(np.argmin(widths))
         data = data[j:j + n]
     if data.size == 1:
@@ -134,7 +134,7 @@ def activity_windows(C: np.ndarray, fr: float, n_peaks: int = 10, thres: float =
             continue
         top = peaks[np.argsort(C[k, peaks])[::-1][:n_peaks]]
         frames = (top[:, None] + np.arange(tB, tA)[None, :]).ravel()
-        out.append(np.unique(frames[(frames >= 0) & (frames < T)]))
+        out.append(np.unique(np.clip(frames, 0, T - 1)))  # CaImAn clips windows at the ends
     return out
 
 
