@@ -27,11 +27,14 @@ All images are float32 of shape (rows, cols).
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
-from numba import njit, prange
+from numba import njit
 from tqdm.auto import tqdm
 
 __all__ = ["SummaryImages", "summary_images", "local_correlation", "batch_bounds", "noise_frames"]
@@ -42,10 +45,8 @@ logger = logging.getLogger(__name__)
 NOISE_MAX_FRAMES = 3072
 #: Default memory budget (bytes) of one block of frames held at once.
 DEFAULT_BLOCK_BYTES = 512 * 2**20
-#: Frames averaged for the per-pixel offset subtracted before accumulating the moments (numerical accuracy).
-_SHIFT_FRAMES = 8
-#: Pixels processed together by the median / noise step (a (pixels, T) block that stays in cache).
-_PIXEL_BLOCK = 4096
+#: Size of the pixel-major blocks (lines x width x frames float32) handed to one thread at a time.
+_BLOCK_BYTES = 4 * 2**20
 
 
 class SummaryImages(NamedTuple):
@@ -151,170 +152,329 @@ def _noise_band(n: int) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Numba kernels
+# Numba kernels. They work on "pixel-major" blocks x (L, W, n): L lines of W pixels, each pixel's n frames
+# contiguous (like a CaImAn order-C memmap). Line l+1 is the neighbour line of line l.
+
+_FASTMATH = {"reassoc", "contract"}  # lets LLVM vectorise the float64 reductions; no NaN/inf assumptions
 
 
-@njit(parallel=True, cache=True)
-def _accumulate(block, shift, s1, s2, p_right, p_down, p_dr, p_dl, vmax):  # pragma: no cover - compiled
-    """Add one block of frames (n, rows, cols) float32 to the moment and neighbour-product sums.
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _block_stats(x, n_lines, shift, s1, s2, vmax, p_along, p_next, p_fwd, p_back):  # pragma: no cover - compiled
+    """Moments, max and neighbour products of the first ``n_lines`` lines of a pixel-major block.
 
-    ``a = block - shift`` (float64). Per pixel (i, j): s1 += a, s2 += a², p_right += a(i,j)·a(i,j+1),
-    p_down += a(i,j)·a(i+1,j), p_dr += a(i,j)·a(i+1,j+1), p_dl += a(i,j)·a(i+1,j-1); vmax = max(vmax, block).
-    Entries whose neighbour is out of bounds are left untouched.
+    Parameters
+    ----------
+    x : float32 (L, W, n), C-contiguous
+        L >= n_lines; line ``n_lines`` (if present) is only used as the neighbour line of line ``n_lines - 1``.
+    shift, s1, s2, p_along, p_next, p_fwd, p_back : float64 (n_lines, W), written
+        With ``a = x - shift`` (shift = float32 mean of the pixel's first <= 8 frames, for accuracy): s1 = sum a,
+        s2 = sum a², p_along = sum a(l,w)·a(l,w+1), p_next = sum a(l,w)·a(l+1,w), p_fwd = sum a(l,w)·a(l+1,w+1),
+        p_back = sum a(l,w)·a(l+1,w-1) over frames, in float64; entries without that neighbour are 0.
+    vmax : float32 (n_lines, W), written
+        Max over frames (computed on order-preserving int32 keys of the floats, which vectorises).
     """
-    n, rows, cols = block.shape
-    for i in prange(rows):
-        a = np.empty(cols)
-        b = np.empty(cols)
-        below = i + 1 < rows
-        for t in range(n):
-            for j in range(cols):
-                v = block[t, i, j]
-                a[j] = v - shift[i, j]
-                vmax[i, j] = max(vmax[i, j], v)
-            for j in range(cols):
-                s1[i, j] += a[j]
-                s2[i, j] += a[j] * a[j]
-            for j in range(cols - 1):
-                p_right[i, j] += a[j] * a[j + 1]
-            if below:
-                for j in range(cols):
-                    b[j] = block[t, i + 1, j] - shift[i + 1, j]
-                for j in range(cols):
-                    p_down[i, j] += a[j] * b[j]
-                for j in range(cols - 1):
-                    p_dr[i, j] += a[j] * b[j + 1]
-                for j in range(1, cols):
-                    p_dl[i, j] += a[j] * b[j - 1]
+    n_all, width, n = x.shape
+    m = min(n, 8)
+    sh = np.empty((n_all, width), dtype=np.float32)
+    for line in range(n_all):
+        for w in range(width):
+            acc = 0.0
+            for t in range(m):
+                acc += x[line, w, t]
+            sh[line, w] = acc / m
+    keys = x.view(np.int32)
+    zero = np.zeros(n, dtype=np.float32)
+    nil = np.float32(0.0)
+    for line in range(n_lines):
+        below = line + 1 < n_all
+        for w in range(width):
+            right = w + 1 < width
+            left = w > 0
+            a = x[line, w]
+            sa = sh[line, w]
+            # a missing neighbour is replaced by a zero series with shift 0: its products are 0
+            r = x[line, w + 1] if right else zero
+            sr = sh[line, w + 1] if right else nil
+            d = x[line + 1, w] if below else zero
+            sd = sh[line + 1, w] if below else nil
+            f = x[line + 1, w + 1] if below and right else zero
+            sf = sh[line + 1, w + 1] if below and right else nil
+            b = x[line + 1, w - 1] if below and left else zero
+            sb = sh[line + 1, w - 1] if below and left else nil
+            ka = keys[line, w]
+            acc1 = 0.0
+            acc2 = 0.0
+            pr = 0.0
+            pd = 0.0
+            pf = 0.0
+            pb = 0.0
+            top = np.int32(-2147483648)
+            for t in range(n):
+                va = np.float64(a[t] - sa)
+                acc1 += va
+                acc2 += va * va
+                pr += va * (r[t] - sr)
+                pd += va * (d[t] - sd)
+                pf += va * (f[t] - sf)
+                pb += va * (b[t] - sb)
+                k = ka[t]
+                top = max(top, k ^ ((k >> 31) & np.int32(0x7FFFFFFF)))
+            shift[line, w] = sa
+            s1[line, w] = acc1
+            s2[line, w] = acc2
+            vmax[line, w] = top
+            p_along[line, w] = pr
+            p_next[line, w] = pd
+            p_fwd[line, w] = pf
+            p_back[line, w] = pb
 
 
-@njit(cache=True, inline="always")
-def _select(a, k):  # pragma: no cover - compiled
-    """Return the k-th smallest element of ``a`` (1-D), partially reordering ``a`` in place (Hoare select).
-
-    On return ``a[:k] <= a[k] <= a[k+1:]``.
-    """
-    lo = 0
-    hi = a.size - 1
-    while hi > lo:
-        mid = (lo + hi) // 2
-        if a[mid] < a[lo]:
-            a[mid], a[lo] = a[lo], a[mid]
-        if a[hi] < a[lo]:
-            a[hi], a[lo] = a[lo], a[hi]
-        if a[hi] < a[mid]:
-            a[hi], a[mid] = a[mid], a[hi]
-        pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            break
-    return a[k]
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def _band_power(spec, k0, k1, out):  # pragma: no cover - compiled
+    """out[p] = sum over k0 <= k < k1 of |spec[p, k]|² (complex64 spectrum rows), in float64."""
+    for p in range(spec.shape[0]):
+        acc = 0.0
+        for k in range(k0, k1):
+            v = spec[p, k]
+            acc += np.float64(v.real * v.real + v.imag * v.imag)
+        out[p] = acc
 
 
-@njit(parallel=True, cache=True)
-def _median_rows(x, out):  # pragma: no cover - compiled
-    """Median of each row of ``x`` (pixels, n) float32 into ``out`` (pixels,); ``x`` is reordered in place."""
-    p, n = x.shape
-    k = (n - 1) // 2
-    for q in prange(p):
-        row = x[q]
-        lo = _select(row, k)
-        if n % 2 == 1:
-            out[q] = lo
-        else:
-            hi = row[k + 1]
-            for t in range(k + 2, n):
-                hi = min(hi, row[t])
-            out[q] = 0.5 * (np.float64(lo) + np.float64(hi))
-
-
-@njit(parallel=True, cache=True)
-def _transpose(x, out):  # pragma: no cover - compiled
-    """out[p, t] = x[t, p] for x (n, pixels) -> out (pixels, n), in cache-sized tiles."""
-    n, p = x.shape
-    tile = 32
-    n_tiles = (p + tile - 1) // tile
-    for b in prange(n_tiles):
-        p0 = b * tile
-        p1 = min(p, p0 + tile)
-        for t0 in range(0, n, tile):
-            t1 = min(n, t0 + tile)
-            for q in range(p0, p1):
-                for t in range(t0, t1):
-                    out[q, t] = x[t, q]
+@njit(nogil=True, cache=True)
+def _to_pixel_major(frames, line0, out, t0):  # pragma: no cover - compiled
+    """out[l, w, t0 + t] = frames[t, line0 + l, w] for l < out.shape[0], t < frames.shape[0] (cache tiles)."""
+    n = frames.shape[0]
+    n_lines, width, _ = out.shape
+    tile = 16
+    for line in range(n_lines):
+        for w0 in range(0, width, tile):
+            w1 = min(width, w0 + tile)
+            for s0 in range(0, n, tile):
+                s1 = min(n, s0 + tile)
+                for w in range(w0, w1):
+                    for t in range(s0, s1):
+                        out[line, w, t0 + t] = frames[t, line0 + line, w]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Per-batch statistics
+# Per-block work: statistics, PSD noise, median
 
 
-class _Moments:
-    """Streaming float64 sums of one batch: moments, the 4 forward neighbour products and the max."""
+class _Sums:
+    """Per-batch results in block orientation: (lines, width) arrays, filled block by block."""
 
-    def __init__(self, shift: np.ndarray):
-        rows, cols = shift.shape
-        self.shift = np.ascontiguousarray(shift, dtype=np.float64)
-        self.n = 0
-        self.s1, self.s2, self.p_right, self.p_down, self.p_dr, self.p_dl = (np.zeros((rows, cols)) for _ in range(6))
-        self.vmax = np.full((rows, cols), -np.inf, dtype=np.float32)
+    def __init__(self, n_lines: int, width: int, n: int):
+        self.n = n
+        shape = (n_lines, width)
+        self.shift, self.s1, self.s2, self.p_along, self.p_next, self.p_fwd, self.p_back, self.sigma = (
+            np.zeros(shape) for _ in range(8))
+        self.vmax = np.zeros(shape, dtype=np.int32)  # order-preserving int32 keys of the float32 maxima
+        self.median = np.zeros(shape, dtype=np.float32)
 
-    def update(self, block: np.ndarray) -> None:
-        """Add frames ``block`` (n, rows, cols) float32."""
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        _accumulate(block, self.shift, self.s1, self.s2, self.p_right, self.p_down, self.p_dr, self.p_dl, self.vmax)
-        self.n += block.shape[0]
+    def stats(self, block: np.ndarray, line0: int, n_lines: int) -> None:
+        sl = slice(line0, line0 + n_lines)
+        _block_stats(block, n_lines, self.shift[sl], self.s1[sl], self.s2[sl], self.vmax[sl], self.p_along[sl],
+                     self.p_next[sl], self.p_fwd[sl], self.p_back[sl])
 
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        """Temporal mean and population std (float64, (rows, cols))."""
-        m = self.s1 / self.n
-        var = np.maximum(self.s2 / self.n - m * m, 0.0)
-        return self.shift + m, np.sqrt(var)
+    def finite(self, line0: int, n_lines: int) -> bool:
+        sl = slice(line0, line0 + n_lines)
+        return bool(np.isfinite(self.s2[sl]).all() and np.isfinite(_key_to_float(self.vmax[sl])).all())
 
-    def pair_correlations(self) -> dict[str, np.ndarray]:
-        """Pearson correlation of each forward neighbour pair, full (rows, cols) arrays indexed by the first pixel.
+    def noise_median(self, block: np.ndarray, line0: int, n_lines: int, want_median: bool) -> None:
+        """PSD noise and (destroying the order of the block's first ``n_lines`` lines) median."""
+        width, n = block.shape[1:]
+        series = block[:n_lines].reshape(n_lines * width, n)
+        self.sigma[line0:line0 + n_lines] = _psd_noise(series).reshape(n_lines, width)
+        if want_median:
+            self.median[line0:line0 + n_lines] = _median_inplace(series).reshape(n_lines, width)
 
-        Keys 'right' (i,j)-(i,j+1), 'down' (i,j)-(i+1,j), 'dr' (i,j)-(i+1,j+1), 'dl' (i,j)-(i+1,j-1). Entries
-        without a neighbour are 0. A pair with a zero-std pixel has correlation 0.
-        """
-        n = self.n
-        m = self.s1 / n
-        sd = np.sqrt(np.maximum(self.s2 / n - m * m, 0.0))
-        rows, cols = m.shape
-        out = {}
-        specs = {
-            "right": (self.p_right, (slice(None), slice(0, cols - 1)), (slice(None), slice(1, cols))),
-            "down": (self.p_down, (slice(0, rows - 1), slice(None)), (slice(1, rows), slice(None))),
-            "dr": (self.p_dr, (slice(0, rows - 1), slice(0, cols - 1)), (slice(1, rows), slice(1, cols))),
-            "dl": (self.p_dl, (slice(0, rows - 1), slice(1, cols)), (slice(1, rows), slice(0, cols - 1))),
-        }
-        for name, (prod, first, second) in specs.items():
-            rho = np.zeros((rows, cols))
-            den = sd[first] * sd[second]
-            cov = prod[first] / n - m[first] * m[second]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(den > 0, cov / np.where(den > 0, den, 1.0), 0.0)
-            rho[first] = np.clip(r, -1.0, 1.0)
-            out[name] = rho
-        return out
+
+def _psd_noise(series: np.ndarray) -> np.ndarray:
+    """CaImAn's ``get_noise_fft(noise_method='mean')`` of each row of ``series`` (pixels, n) -> float64 (pixels,)."""
+    n = series.shape[1]
+    idx = noise_frames(n)
+    if idx.size != n:
+        series = series[:, idx]
+    n_noise = idx.size
+    k0, k1 = _noise_band(n_noise)
+    if k1 <= k0:
+        return np.zeros(series.shape[0])
+    power = np.empty(series.shape[0])
+    _band_power(scipy.fft.rfft(series, axis=1, workers=1), k0, k1, power)
+    return np.sqrt(power / ((k1 - k0) * n_noise))
+
+
+def _median_inplace(series: np.ndarray) -> np.ndarray:
+    """Median of each row of ``series`` (pixels, n) float32, as np.median; reorders the rows in place."""
+    n = series.shape[1]
+    k = n // 2
+    series.partition(k, axis=1)
+    upper = series[:, k]
+    if n % 2:
+        return upper.copy()
+    lower = series[:, :k].max(axis=1)
+    return (0.5 * (lower.astype(np.float64) + upper)).astype(np.float32)
+
+
+def _key_to_float(keys: np.ndarray) -> np.ndarray:
+    """Invert the order-preserving int32 key of _block_stats (k ^ ((k >> 31) & 0x7fffffff) is an involution)."""
+    keys = np.asarray(keys, dtype=np.int32)
+    return (keys ^ ((keys >> 31) & np.int32(0x7FFFFFFF))).view(np.float32)
+
+
+_local = threading.local()
+
+
+def _buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 scratch array of ``shape`` reused by the calling thread (avoids page faults of fresh buffers)."""
+    size = int(np.prod(shape))
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _local.buf = np.empty(size, dtype=np.float32)
+    return buf[:size].reshape(shape)
+
+
+def _line_blocks(n_lines: int, line_bytes: int) -> list[tuple[int, int]]:
+    """Split lines into blocks of about _BLOCK_BYTES (at least 1 line, at least 2 blocks per thread if possible)."""
+    per = max(1, min(_BLOCK_BYTES // max(line_bytes, 1), -(-n_lines // (2 * _n_threads()))))
+    return [(l0, min(n_lines, l0 + per)) for l0 in range(0, n_lines, per)]
+
+
+def _n_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Per-batch drivers
+
+
+class _NonFinite(Exception):
+    """A CaImAn memmap holds NaN/inf: use the generic reader, which fills them."""
+
+
+def _batch_memmap(yr: np.ndarray, rows: int, cols: int, start: int, stop: int, opts: _Options,
+                  pool: ThreadPoolExecutor) -> _Sums:
+    """One batch of a CaImAn order-C memmap ``yr`` (pixels, T): lines are image columns, read in place."""
+    n = stop - start
+    sums = _Sums(cols, rows, n)
+
+    def work(bounds):
+        l0, l1 = bounds
+        n_all = min(cols, l1 + 1) - l0
+        block = _buffer((n_all, rows, n))
+        np.copyto(block.reshape(n_all * rows, n), yr[l0 * rows:(l0 + n_all) * rows, start:stop])
+        sums.stats(block, l0, l1 - l0)
+        if not sums.finite(l0, l1 - l0):
+            raise _NonFinite
+        if opts.noise or opts.median:
+            sums.noise_median(block, l0, l1 - l0, opts.median)
+
+    list(pool.map(work, _line_blocks(cols, rows * n * 4)))
+    return sums
+
+
+def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolExecutor, bar) -> _Sums:
+    """One batch of any movie read as frames; lines are image rows."""
+    n = stop - start
+    _, rows, cols = mov.shape
+    sums = _Sums(rows, cols, n)
+    blocks = _line_blocks(rows, cols * n * 4)
+    if n <= opts.block_frames:
+        frames = mov.read(start, stop)
+        bar.update(n // 2)
+
+        def work(bounds):
+            l0, l1 = bounds
+            block = _buffer((min(rows, l1 + 1) - l0, cols, n))
+            _to_pixel_major(frames, l0, block, 0)
+            sums.stats(block, l0, l1 - l0)
+            if opts.noise or opts.median:
+                sums.noise_median(block, l0, l1 - l0, opts.median)
+
+        list(pool.map(work, blocks))
+        bar.update(n - n // 2)
+        return sums
+    # The batch does not fit: read it once per band of rows, keeping only the band (pixel-major).
+    band_rows = max(1, opts.block_frames * rows // n - 1)
+    for r0 in range(0, rows, band_rows):
+        r1 = min(rows, r0 + band_rows)
+        r_all = min(rows, r1 + 1)
+        band = np.empty((r_all - r0, cols, n), dtype=np.float32)
+        for s in range(start, stop, opts.block_frames):
+            e = min(stop, s + opts.block_frames)
+            _to_pixel_major(_read_rows(mov, s, e, r0, r_all), 0, band, s - start)
+        sub = [(l0, l1) for l0, l1 in _line_blocks(r1 - r0, cols * n * 4)]
+
+        def stats(bounds, band=band, r0=r0):
+            l0, l1 = bounds
+            sums.stats(band[l0:l1 + 1], r0 + l0, l1 - l0)
+
+        def rest(bounds, band=band, r0=r0):
+            l0, l1 = bounds
+            sums.noise_median(band[l0:l1], r0 + l0, l1 - l0, opts.median)
+
+        list(pool.map(stats, sub))  # all statistics first: a block reads the next block's first line
+        if opts.noise or opts.median:
+            list(pool.map(rest, sub))
+        bar.update(n * (r1 - r0) / rows)
+    return sums
+
+
+def _read_rows(mov, start: int, stop: int, r0: int, r1: int) -> np.ndarray:
+    """Rows r0:r1 of frames start:stop, as ``mov.read`` returns them (raw slice when it needs no filling)."""
+    raw = mov[start:stop, r0:r1]
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        return mov.read(start, stop)[:, r0:r1]
+    return raw
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# From sums to images
+
+
+def _to_image_orientation(sums: _Sums, transposed: bool) -> dict[str, np.ndarray]:
+    """Per-pixel arrays and the pair products as (rows, cols) arrays named right/down/dr/dl (see _pair_correlations)."""
+    vmax = _key_to_float(sums.vmax)
+    if not transposed:
+        return {"shift": sums.shift, "s1": sums.s1, "s2": sums.s2, "vmax": vmax, "median": sums.median,
+                "sigma": sums.sigma, "right": sums.p_along, "down": sums.p_next, "dr": sums.p_fwd, "dl": sums.p_back}
+    # block line l = image column j, position w = image row i
+    cols, rows = sums.s1.shape
+    dl = np.zeros((rows, cols))
+    dl[: rows - 1, 1:] = sums.p_back[: cols - 1, 1:].T  # pair (w,l)-(w-1,l+1) is dl of image pixel (w-1, l+1)
+    return {"shift": sums.shift.T, "s1": sums.s1.T, "s2": sums.s2.T, "vmax": vmax.T, "median": sums.median.T,
+            "sigma": sums.sigma.T, "right": sums.p_next.T, "down": sums.p_along.T, "dr": sums.p_fwd.T, "dl": dl}
+
+
+def _pair_correlations(n: int, acc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Pearson correlation of each forward neighbour pair, (rows, cols) arrays indexed by the pair's first pixel.
+
+    Keys 'right' (i,j)-(i,j+1), 'down' (i,j)-(i+1,j), 'dr' (i,j)-(i+1,j+1), 'dl' (i,j)-(i+1,j-1). Entries
+    without a neighbour are 0. A pair with a zero-std pixel has correlation 0.
+    """
+    m = acc["s1"] / n
+    sd = np.sqrt(np.maximum(acc["s2"] / n - m * m, 0.0))
+    rows, cols = m.shape
+    full, head, tail = slice(None), slice(0, -1), slice(1, None)
+    specs = {"right": ((full, head), (full, tail)), "down": ((head, full), (tail, full)),
+             "dr": ((head, head), (tail, tail)), "dl": ((head, tail), (tail, head))}
+    out = {}
+    for name, (first, second) in specs.items():
+        rho = np.zeros((rows, cols))
+        den = sd[first] * sd[second]
+        cov = acc[name][first] / n - m[first] * m[second]
+        safe = np.where(den > 0, den, 1.0)
+        rho[first] = np.clip(np.where(den > 0, cov / safe, 0.0), -1.0, 1.0)
+        out[name] = rho
+    return out
 
 
 def _neighbour_mean(rho: dict[str, np.ndarray], eight_neighbours: bool = True,
                     caiman_quirk: bool = False) -> np.ndarray:
-    """Mean over in-bounds neighbours of the pair correlations from :meth:`_Moments.pair_correlations`.
+    """Mean over in-bounds neighbours of the pair correlations from :func:`_pair_correlations`.
 
     With ``caiman_quirk`` (8 neighbours only) the two diagonal terms are those of CaImAn's
     ``local_correlations``: pixel (i, j) uses rho((i, j-1), (i-1, j)) instead of rho((i, j), (i-1, j-1)) and
@@ -323,125 +483,56 @@ def _neighbour_mean(rho: dict[str, np.ndarray], eight_neighbours: bool = True,
     rows, cols = rho["right"].shape
     total = np.zeros((rows, cols))
     count = np.zeros((rows, cols))
+    full, head, tail = slice(None), slice(0, -1), slice(1, None)
 
-    def add(dst, src, values):
-        total[dst] += values[src]
+    def add(dst, values):
+        total[dst] += values
         count[dst] += 1
 
-    r, d, dr, dl = rho["right"], rho["down"], rho["dr"], rho["dl"]
-    add((slice(None), slice(0, cols - 1)), (slice(None), slice(0, cols - 1)), r)     # right neighbour
-    add((slice(None), slice(1, cols)), (slice(None), slice(0, cols - 1)), r)         # left neighbour
-    add((slice(0, rows - 1), slice(None)), (slice(0, rows - 1), slice(None)), d)     # below
-    add((slice(1, rows), slice(None)), (slice(0, rows - 1), slice(None)), d)         # above
+    r, d, dr, dl = rho["right"][:, :-1], rho["down"][:-1], rho["dr"][:-1, :-1], rho["dl"][:-1, 1:]
+    add((full, head), r)   # right neighbour of (i, j)
+    add((full, tail), r)   # left neighbour of (i, j+1)
+    add((head, full), d)   # below (i, j)
+    add((tail, full), d)   # above (i+1, j)
     if eight_neighbours:
-        inner = (slice(0, rows - 1), slice(0, cols - 1))   # pair index of (i,j)-(i+1,j+1)
-        inner_l = (slice(0, rows - 1), slice(1, cols))     # pair index of (i,j)-(i+1,j-1)
-        add(inner, inner, dr)                                           # down-right of (i, j)
-        add((slice(0, rows - 1), slice(1, cols)), inner_l, dl)          # down-left of (i, j)
-        add((slice(1, rows), slice(0, cols - 1)), inner_l, dl)          # up-right of (i+1, j-1)
+        add((head, head), dr)   # down-right of (i, j)
+        add((tail, head), dl)   # up-right of (i+1, j-1)
         if caiman_quirk:
-            # up-left of (i, j) replaced by pair (i-1, j)-(i, j-1) = dl at (i-1, j)
-            add((slice(1, rows), slice(1, cols)), inner_l, dl)
-            # down-left of (i, j) replaced by pair (i, j-1)-(i+1, j) = dr at (i, j-1): undo dl, add dr
-            total[0:rows - 1, 1:cols] += dr[inner] - dl[inner_l]
+            add((tail, tail), dl)   # up-left of (i, j) taken as pair (i-1, j)-(i, j-1)
+            add((head, tail), dr)   # down-left of (i, j) taken as pair (i, j-1)-(i+1, j)
         else:
-            add((slice(1, rows), slice(1, cols)), inner, dr)            # up-left of (i+1, j+1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+            add((tail, tail), dr)   # up-left of (i+1, j+1)
+            add((head, tail), dl)   # down-left of (i, j)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
-def _median_noise(frames: np.ndarray, want_median: bool = True,
-                  workers: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
-    """Median over time and CaImAn's PSD noise sigma of every pixel of ``frames``.
-
-    Parameters
-    ----------
-    frames : ndarray, float32, (n, pixels)
-        All frames of one batch (for some pixels), time first.
-    want_median : bool
-        Compute the median (else None is returned for it).
-
-    Returns
-    -------
-    median : ndarray float32 (pixels,) or None
-    sigma : ndarray float64 (pixels,)
-    """
-    n, n_pix = frames.shape
-    idx = noise_frames(n)
-    n_noise = idx.size
-    k0, k1 = _noise_band(n_noise)
-    median = np.empty(n_pix, dtype=np.float32) if want_median else None
-    sigma = np.zeros(n_pix)
-    block = np.empty((min(_PIXEL_BLOCK, n_pix), n), dtype=np.float32)
-    if workers is None:
-        workers = -1
-    for p0 in range(0, n_pix, _PIXEL_BLOCK):
-        p1 = min(n_pix, p0 + _PIXEL_BLOCK)
-        tb = block[: p1 - p0]
-        _transpose(frames[:, p0:p1], tb)
-        if k1 > k0:
-            series = tb if n_noise == n else tb[:, idx]
-            spec = scipy.fft.rfft(series, axis=1, workers=workers)[:, k0:k1]
-            power = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
-            sigma[p0:p1] = np.sqrt(power.mean(axis=1) / n_noise)
-        if want_median:
-            _median_rows(tb, median[p0:p1])
-    return median, sigma
-
-
-class _BatchImages(NamedTuple):
-    corr: np.ndarray
-    pnr: np.ndarray
-    std: np.ndarray
-    mean: np.ndarray
-    median: np.ndarray | None
-    max: np.ndarray
-
-
-def _batch_images(movie, start: int, stop: int, block_frames: int, want_median: bool, bar) -> _BatchImages:
-    """Summary images of frames [start, stop) of ``movie``, reading at most ``block_frames`` frames at once."""
-    n = stop - start
-    rows, cols = movie.shape[1:]
-    shift = np.asarray(movie.read(start, start + min(n, _SHIFT_FRAMES)), dtype=np.float64).mean(axis=0)
-    moments = _Moments(shift)
-    if n <= block_frames:
-        frames = np.ascontiguousarray(movie.read(start, stop), dtype=np.float32)
-        moments.update(frames)
-        median, sigma = _median_noise(frames.reshape(n, rows * cols), want_median)
-        del frames
-        bar.update(n)
-    else:
-        for s in range(start, stop, block_frames):
-            block = movie.read(s, min(stop, s + block_frames))
-            moments.update(block)
-            bar.update(block.shape[0])
-        median = np.empty(rows * cols, dtype=np.float32) if want_median else None
-        sigma = np.empty(rows * cols)
-        band_rows = max(1, (block_frames * rows) // n)
-        for r0 in range(0, rows, band_rows):
-            r1 = min(rows, r0 + band_rows)
-            band = np.empty((n, r1 - r0, cols), dtype=np.float32)
-            for s in range(start, stop, block_frames):
-                e = min(stop, s + block_frames)
-                band[s - start:e - start] = movie.read(s, e)[:, r0:r1]
-            m_band, s_band = _median_noise(band.reshape(n, -1), want_median)
-            sigma[r0 * cols:r1 * cols] = s_band
-            if want_median:
-                median[r0 * cols:r1 * cols] = m_band
-    mean, std = moments.mean_std()
-    corr = _neighbour_mean(moments.pair_correlations())
-    sigma = sigma.reshape(rows, cols)
-    peak = moments.vmax.astype(np.float64) - mean
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pnr = np.where(sigma > 0, np.maximum(peak, 0.0) / np.where(sigma > 0, sigma, 1.0), 0.0)
-    return _BatchImages(corr=corr.astype(np.float32), pnr=pnr.astype(np.float32), std=std.astype(np.float32),
-                        mean=mean.astype(np.float32),
-                        median=None if median is None else median.reshape(rows, cols),
-                        max=moments.vmax.copy())
+def _images(sums: _Sums, transposed: bool, opts: _Options) -> list[np.ndarray | None]:
+    """The six images of one batch, float32 (rows, cols) (None for the ones not requested)."""
+    acc = _to_image_orientation(sums, transposed)
+    n = sums.n
+    mean = acc["shift"] + acc["s1"] / n
+    std = np.sqrt(np.maximum(acc["s2"] / n - (acc["s1"] / n) ** 2, 0.0))
+    corr = _neighbour_mean(_pair_correlations(n, acc), opts.eight_neighbours, opts.caiman_quirk)
+    vmax = np.ascontiguousarray(acc["vmax"])
+    pnr = None
+    if opts.noise:
+        sigma = acc["sigma"]
+        peak = np.maximum(vmax - mean, 0.0)
+        pnr = np.where(sigma > 0, peak / np.where(sigma > 0, sigma, 1.0), 0.0).astype(np.float32)
+    median = np.ascontiguousarray(acc["median"]) if opts.median else None
+    return [corr.astype(np.float32), pnr, std.astype(np.float32), mean.astype(np.float32), median, vmax]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Input
+# Driver
+
+
+class _Options(NamedTuple):
+    block_frames: int
+    median: bool = True
+    noise: bool = True
+    eight_neighbours: bool = True
+    caiman_quirk: bool = False
 
 
 def _open(movie):
@@ -450,13 +541,48 @@ def _open(movie):
     return load_movie(movie)
 
 
+def _caiman_c_memmap(mov):
+    """(Yr, rows, cols) when ``mov`` is a CaImAn order-C memmap (pixel-major file), else None."""
+    fname = getattr(mov, "memmap_file", None)
+    if fname is None or getattr(mov, "memmap_order", None) != "C":
+        return None
+    from .io import load_memmap
+
+    yr, dims, _ = load_memmap(fname)
+    return yr, int(dims[0]), int(dims[1])
+
+
 def _block_frames(shape: tuple[int, int, int], chunk_frames: int | None) -> int:
     if chunk_frames is None:
-        frame_bytes = 4 * shape[1] * shape[2]
-        return max(1, DEFAULT_BLOCK_BYTES // frame_bytes)
-    if int(chunk_frames) != chunk_frames or chunk_frames < 1:
+        return max(1, DEFAULT_BLOCK_BYTES // (4 * shape[1] * shape[2]))
+    if isinstance(chunk_frames, bool) or int(chunk_frames) != chunk_frames or chunk_frames < 1:
         raise ValueError(f"chunk_frames must be a positive integer or None, got {chunk_frames!r}")
     return int(chunk_frames)
+
+
+def _summary_builtin(mov, bounds: list[tuple[int, int]], opts: _Options, progress: bool) -> list:
+    """Max over batches of the per-batch images (list in SummaryImages order, None where not requested)."""
+    memmap = _caiman_c_memmap(mov)
+    result = None
+    with ThreadPoolExecutor(_n_threads()) as pool, \
+            tqdm(total=bounds[-1][1], unit="frame", desc="summary images", disable=not progress) as bar:
+        for start, stop in bounds:
+            sums = None
+            if memmap is not None:
+                try:
+                    sums = _batch_memmap(*memmap, start, stop, opts, pool)
+                    transposed = True
+                    bar.update(stop - start)
+                except _NonFinite:
+                    logger.info("%s holds NaN/inf values: reading it frame by frame to fill them", mov.source)
+                    memmap = None
+            if sums is None:
+                sums = _batch_frames(mov, start, stop, opts, pool, bar)
+                transposed = False
+            images = _images(sums, transposed, opts)
+            result = images if result is None else [
+                None if r is None else np.maximum(r, x) for r, x in zip(result, images, strict=True)]
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -480,8 +606,9 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
         'caiman': CaImAn's own ``local_correlations_fft`` and ``get_noise_fft`` on each batch held in memory
         (NumPy for std/mean/median/max); raises ImportError if CaImAn is not importable.
     chunk_frames : int or None
-        Most frames held in memory at once (memory ~ 2 × chunk_frames × frame size). None: ~512 MB.
-        A batch longer than this is read again in row bands for its median and noise.
+        Most frames held in memory at once (memory ~ 2 x chunk_frames x frame size). None: ~512 MB. A batch
+        longer than this is read once per band of rows for its median and noise (CaImAn order-C memmaps are
+        read in place, pixel by pixel, and need no extra pass).
     progress : bool
         Show a progress bar.
 
@@ -494,24 +621,11 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
         raise ValueError(f"backend must be 'auto', 'builtin' or 'caiman', got {backend!r}")
     mov = _open(movie)
     shape = tuple(int(s) for s in mov.shape)
-    if len(shape) != 3:
-        raise ValueError(f"movie must have shape (T, rows, cols), got {shape}")
     bounds = batch_bounds(shape[0], batch_frames)
+    block_frames = _block_frames(shape, chunk_frames)
     if backend == "caiman":
         return _summary_caiman(mov, bounds, progress)
-    return _summary_builtin(mov, bounds, _block_frames(shape, chunk_frames), True, progress)
-
-
-def _summary_builtin(mov, bounds, block_frames: int, want_median: bool, progress: bool) -> SummaryImages:
-    result = None
-    with tqdm(total=bounds[-1][1], unit="frame", desc="summary images", disable=not progress) as bar:
-        for start, stop in bounds:
-            images = _batch_images(mov, start, stop, block_frames, want_median, bar)
-            if result is None:
-                result = list(images)
-            else:
-                result = [None if r is None else np.maximum(r, x) for r, x in zip(result, images, strict=True)]
-    return SummaryImages(*result)
+    return SummaryImages(*_summary_builtin(mov, bounds, _Options(block_frames), progress))
 
 
 def _summary_caiman(mov, bounds, progress: bool) -> SummaryImages:
@@ -538,7 +652,7 @@ def _summary_caiman(mov, bounds, progress: bool) -> SummaryImages:
 
 def local_correlation(movie, *, eight_neighbours: bool = True, caiman_quirk: bool = False,
                       chunk_frames: int | None = None, progress: bool = False) -> np.ndarray:
-    """Local correlation image of a whole movie, streamed.
+    """Local correlation image of a whole movie (one batch), streamed.
 
     Parameters
     ----------
@@ -547,9 +661,10 @@ def local_correlation(movie, *, eight_neighbours: bool = True, caiman_quirk: boo
     eight_neighbours : bool
         Average over the 8 neighbours (True) or the 4 of the cross (False); divided by the in-bounds count.
     caiman_quirk : bool
-        Reproduce CaImAn's ``local_correlations`` (``cm.local_correlations``, used for ``Cn``), which uses two
-        wrong diagonal pairs (see :func:`_neighbour_mean`). Only with ``eight_neighbours``. Constant pixels still
-        give 0 here where CaImAn gives NaN. False: CaImAn's ``local_correlations_fft`` (correct) definition.
+        Reproduce CaImAn's ``local_correlations`` (``cm.local_correlations``, used for its ``Cn``), which takes
+        two wrong diagonal pairs: pixel (i, j) uses rho((i, j-1), (i-1, j)) for its up-left neighbour and
+        rho((i, j-1), (i+1, j)) for its down-left one. Only with ``eight_neighbours``. Constant pixels still give
+        0 here where CaImAn gives NaN. False: CaImAn's correct ``local_correlations_fft`` definition.
     chunk_frames : int or None
         Most frames read at once; None: ~512 MB.
     progress : bool
@@ -562,13 +677,7 @@ def local_correlation(movie, *, eight_neighbours: bool = True, caiman_quirk: boo
     if caiman_quirk and not eight_neighbours:
         raise ValueError("caiman_quirk only changes the 8-neighbour correlation; use eight_neighbours=True")
     mov = _open(movie)
-    n = int(mov.shape[0])
-    block_frames = _block_frames(tuple(mov.shape), chunk_frames)
-    shift = np.asarray(mov.read(0, min(n, _SHIFT_FRAMES)), dtype=np.float64).mean(axis=0)
-    moments = _Moments(shift)
-    with tqdm(total=n, unit="frame", desc="local correlation", disable=not progress) as bar:
-        for s in range(0, n, block_frames):
-            block = mov.read(s, min(n, s + block_frames))
-            moments.update(block)
-            bar.update(block.shape[0])
-    return _neighbour_mean(moments.pair_correlations(), eight_neighbours, caiman_quirk).astype(np.float32)
+    shape = tuple(int(s) for s in mov.shape)
+    opts = _Options(_block_frames(shape, chunk_frames), median=False, noise=False,
+                    eight_neighbours=eight_neighbours, caiman_quirk=caiman_quirk)
+    return _summary_builtin(mov, [(0, shape[0])], opts, progress)[0]

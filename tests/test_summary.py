@@ -302,3 +302,40 @@ def test_caiman_backend():
     theirs = summary_images(movie, batch_frames=30, backend="caiman")
     for name in SummaryImages._fields:
         np.testing.assert_allclose(getattr(theirs, name), getattr(ours, name), rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CaImAn memmaps are read in place (pixel-major); the result must not depend on the layout
+
+
+def test_caiman_memmap_equals_array(tmp_path):
+    from cellfie_caiman.io import save_memmap
+
+    movie = structured_movie(T=90, rows=11, cols=9, seed=10)
+    fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
+    for batch in (None, 40):
+        from_file = summary_images(fname, batch_frames=batch)
+        from_array = summary_images(movie, batch_frames=batch)
+        for name in SummaryImages._fields:
+            np.testing.assert_allclose(getattr(from_file, name), getattr(from_array, name), rtol=1e-6, atol=1e-6,
+                                       err_msg=f"{name} batch_frames={batch}")
+    np.testing.assert_allclose(local_correlation(fname, caiman_quirk=True),
+                               local_correlation(movie, caiman_quirk=True), atol=1e-6)
+    assert_images(summary_images(fname), naive_images(movie), scale=100)
+
+
+def test_caiman_memmap_with_nan_is_filled_like_the_reader(tmp_path):
+    from cellfie_caiman.io import load_memmap, load_movie, save_memmap
+
+    movie = structured_movie(T=50, rows=8, cols=7, seed=11)
+    fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
+    yr, _, _ = load_memmap(fname, mode="r+")
+    yr[5, 10:13] = np.nan  # pixel (5, 0), three frames
+    yr.flush()
+    del yr
+    with pytest.warns(Warning):
+        filled = load_movie(fname).to_array()
+    with pytest.warns(Warning):
+        result = summary_images(fname)
+    assert all(np.isfinite(image).all() for image in result)
+    assert_images(result, naive_images(filled), scale=100)
