@@ -69,8 +69,9 @@ def _as_masks(x, dims: tuple[int, int] | None, name: str) -> tuple[sp.csr_matrix
         n, rows, cols = arr.shape
         if dims is not None and tuple(dims) != (rows, cols):
             raise ValueError(f"{name}: masks of shape {(rows, cols)} do not match dims={tuple(dims)}")
-        flat = arr.reshape(n, rows * cols)
-        k, p = np.nonzero(flat > 0)
+        # one pass over the flat array is several times faster than a 2-D nonzero
+        flat = np.flatnonzero(arr if arr.dtype == bool else arr > 0)
+        k, p = np.divmod(flat, rows * cols)
         mat = sp.csr_matrix((np.ones(len(k)), (k, p)), shape=(n, rows * cols))
         return mat, (rows, cols)
     if arr.ndim == 2:
