@@ -462,8 +462,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     timer = _Timer()
     with timer("load"):
         movie = load_movie(source, var_name=params.data.var_name)
-        out = prepare_out_dir(out_dir, overwrite)
         gt_masks = _load_gt(gt, movie.frame_shape)
+        out = prepare_out_dir(out_dir, overwrite)
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
     from .initialize import initialize
