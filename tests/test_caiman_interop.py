@@ -326,6 +326,50 @@ def test_match_rois_equals_caiman_on_neurofinder(cm):
     assert (res.tp, res.fp, res.fn) == (350, 2, 0)  # the figure in the reference, section 5
 
 
+def _grow_up_left(m):
+    """Masks (N, rows, cols) plus their copies shifted one pixel up, left, and up-left."""
+    up = np.zeros_like(m)
+    up[:, :-1] = m[:, 1:]
+    out = m | up
+    left = np.zeros_like(out)
+    left[:, :, :-1] = out[:, :, 1:]
+    return out | left
+
+
+def test_our_imagej_zip_is_read_by_caiman(cm, tmp_path):
+    from caiman.base.rois import nf_read_roi_zip
+
+    from cellfie_caiman.rois import write_rois
+    from cellfie_caiman.simulate import simulate
+
+    masks = simulate(1, (64, 64), 12, seed=3).masks
+    path = tmp_path / "rois.zip"
+    write_rois(path, masks)
+    theirs = nf_read_roi_zip(str(path), (64, 64)) > 0
+    assert theirs.shape == masks.shape
+    # CaImAn fills the outline polygon with its vertices shifted by -1 px (reference, bug 6): each ROI comes back
+    # as ours plus at most one pixel row above and one column to the left -- the same ROIs for matching
+    assert np.all(theirs >= masks) and np.all(theirs <= _grow_up_left(masks))
+    _check_match_equal(masks, theirs)
+
+
+def test_caiman_results_file_gives_rois(seeded, tmp_path):
+    from cellfie_caiman.rois import read_rois
+
+    sim, cnm = seeded
+    path = str(tmp_path / "cnm.hdf5")
+    cnm.save(path)
+    rows, cols = sim.movie.shape[1:]
+    A = cnm.estimates.A.toarray()
+    idx = cnm.estimates.idx_components
+    expected = (A > 0).T.reshape(-1, cols, rows).transpose(0, 2, 1)
+    np.testing.assert_array_equal(read_rois(path, accepted_only=False), expected)
+    np.testing.assert_array_equal(read_rois(path), expected[idx])
+    # thresholded as CaImAn's threshold_spatial_components(thr_method='max') keeps pixels: a > thr * max(a)
+    expected20 = (A > 0.2 * A.max(axis=0)).T.reshape(-1, cols, rows).transpose(0, 2, 1)
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0.2, accepted_only=False), expected20)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # results files: our Estimates and CaImAn's CNMF
 # ------------------------------------------------------------------------------------------------------------
