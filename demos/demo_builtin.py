@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--fr", type=float, default=30.0, help="frame rate (Hz)")
     p.add_argument("--decay-time", type=float, default=0.4, help="indicator decay time (s)")
     p.add_argument("--diameter", type=float, default=None, help="neuron diameter (px)")
+    p.add_argument("--model", default="default", help="detection model (name or .npz weights)")
     p.add_argument("--gt", help="ground-truth ROIs to score against")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -46,14 +47,15 @@ def main(argv=None) -> int:
             gt = cc.read_rois(args.gt, movie.frame_shape)
     params = cc.Params.from_dict({"data": {"fr": args.fr, "decay_time": args.decay_time,
                                            "neuron_diameter": args.diameter},
-                                  "refine": {"backend": "builtin"}})
+                                  "detection": {"model": args.model}, "refine": {"backend": "builtin"}})
     t = {}
 
     t0 = time.perf_counter()
     summary = cc.summary_images(movie, batch_frames=params.summary.batch_frames, progress=True)  # 1. summary images
     t["summary"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    init = cc.initialize(summary, neuron_diameter=args.diameter, progress=True)  # 2. the networks: masks, Ain
+    # 2. the networks: masks, scores, Ain
+    init = cc.initialize(summary, model=args.model, neuron_diameter=args.diameter, progress=True)
     t["networks"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     est = cc.refine(movie, init, params=params, backend="builtin", progress=True)  # 3. seeded CNMF + quality control

@@ -30,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument("--fr", type=float, default=30.0, help="frame rate (Hz)")
     p.add_argument("--decay-time", type=float, default=0.4, help="indicator decay time (s)")
     p.add_argument("--diameter", type=float, default=None, help="neuron diameter (px); default: the model's")
+    p.add_argument("--model", default="default", help="detection model (name or .npz weights)")
     p.add_argument("--processes", type=int, default=2, help="CaImAn worker processes (1: no cluster)")
     return p.parse_args(argv)
 
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
     from cellfie_caiman import report
     from cellfie_caiman.pipeline import footprints_to_masks
 
-    fname = args.movie or os.path.join(caiman_datadir(), "example_movies", "demoMovie.tif")
+    # CaImAn resolves relative names against its temp folder: give it an absolute path
+    fname = os.path.abspath(args.movie or os.path.join(caiman_datadir(), "example_movies", "demoMovie.tif"))
     if not os.path.exists(fname):
         sys.exit(f"{fname} not found: give a movie, or run `caimanmanager install` for CaImAn's sample data")
     out = Path(args.out)
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     images = np.reshape(Yr.T, [T] + list(dims), order="F")
 
     # 2. the networks replace greedy_roi / patches: boolean masks -> Ain (pixels x K, Fortran order)
-    init = cc.initialize(images, neuron_diameter=args.diameter, progress=True)
+    init = cc.initialize(images, model=args.model, neuron_diameter=args.diameter, progress=True)
     print(f"networks: {init.Ain.shape[1]} neurons in {time.perf_counter() - t0:.1f} s")
     diameter = args.diameter or 2 * np.sqrt(np.median(init.masks.sum(axis=(1, 2))) / np.pi)
     g = max(1, int(round(diameter / 2)))
