@@ -238,3 +238,17 @@ def test_stneuronet_revision_scores_like_caiman_on_neurofinder_01_01():
     assert (res.tp, res.fp, res.fn) == (350, 2, 0)  # CaImAn's figure with float masks
     assert res.f1 == pytest.approx(0.99715, abs=5e-6)
     assert res.recall == 1.0 and res.precision == pytest.approx(350 / 352)
+
+
+def test_identical_to_caiman_when_caiman_is_installed():
+    """Only where CaImAn is importable (its own environment): same pairs and scores as its function on 0/1 floats."""
+    rois = pytest.importorskip("caiman.base.rois")
+    rng = np.random.default_rng(7)
+    for seed in range(8):
+        gt, pred = _random_sets(rng, shape=(64, 64))
+        tp_gt, tp_pred, _, _, perf = rois.nf_match_neurons_in_binary_masks(gt.astype(float), pred.astype(float))
+        res = match_rois(gt, pred)
+        assert res.matched == sorted(zip(tp_gt.tolist(), tp_pred.tolist(), strict=True)), seed
+        assert res.f1 == pytest.approx(perf["f1_score"], abs=1e-12)
+        assert res.precision == pytest.approx(perf["precision"], abs=1e-12)
+        assert res.recall == pytest.approx(perf["recall"], abs=1e-12)
