@@ -3,7 +3,8 @@
 :func:`simulate` draws a field of view that looks like a neurofinder recording closely enough to train and test
 neuron detectors on: ring-shaped somata (GCaMP fills the cytoplasm, the nucleus is dimmer) of varied size,
 ellipticity and resting brightness (some brighter, many darker than the neuropil around them), overlapping
-neighbours, a textured and weakly active neuropil that the somata displace, a low-rank drifting background,
+neighbours, a textured and weakly active neuropil that the somata displace (with dark blood vessels, blurred
+out-of-focus somata and small active puncta that are not neurons), a low-rank drifting background,
 bursty Poisson spiking turned into calcium by an AR(1) or AR(2) process, optional bleaching, and
 Poisson-Gaussian noise.
 
@@ -56,7 +57,7 @@ class Simulation(NamedTuple):
         What a human would outline: ``footprint > mask_threshold * max(footprint)`` with holes filled.
     footprints : ndarray, float32, (N, rows, cols)
         Spatial footprints in ADU per unit of calcium (the peak is the response to one spike at the brightest
-        pixel).
+        pixel). Dense: ``4 * N * rows * cols`` bytes (300 neurons of 512 x 512: 315 MB).
     calcium : ndarray, float64, (N, T)
         Calcium traces in spike units; ``calcium[k]`` is ``spikes[k]`` filtered by the AR process ``g[k]``.
     spikes : ndarray, float64, (N, T)
