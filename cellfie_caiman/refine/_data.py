@@ -16,14 +16,13 @@ CHUNK_BYTES = 192 * 2**20
 
 
 def _load_movie(movie):
+    """A ``cellfie_caiman.io.Movie``, or None for an ndarray when io cannot be imported."""
     try:
         from ..io import load_movie
-    except ImportError:  # io not available: only in-memory arrays
-        load_movie = None
-    if isinstance(movie, np.ndarray):
-        return None
-    if load_movie is None:
-        raise ImportError("cellfie_caiman.io is needed to read movies from files; pass an ndarray (T, rows, cols)")
+    except ImportError:  # pragma: no cover - io is part of the package
+        if isinstance(movie, np.ndarray):
+            return None
+        raise
     return load_movie(movie)
 
 
@@ -38,13 +37,13 @@ class MovieData:
     def __init__(self, movie):
         self._array = None
         self._movie = None
-        if isinstance(movie, np.ndarray):
-            if movie.ndim != 3:
-                raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
+        if isinstance(movie, np.ndarray) and movie.ndim != 3:
+            raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
+        self._movie = _load_movie(movie)
+        if self._movie is None:
             self._array = movie
             shape = movie.shape
         else:
-            self._movie = _load_movie(movie)
             shape = tuple(self._movie.shape)
         self.n_frames, self.rows, self.cols = (int(s) for s in shape)
         if self.n_frames < 2:

@@ -61,7 +61,9 @@ def psd_noise(Y: np.ndarray, noise_range: tuple[float, float] = (0.25, 0.5), met
     out = np.empty(Y.shape[0])
     step = max(1, int(2**24 // T))  # bound the complex temporary to ~256 MB
     for s in range(0, Y.shape[0], step):
-        xdft = np.fft.rfft(np.asarray(Y[s:s + step], dtype=np.float64), axis=-1)[:, band]
+        blk = np.asarray(Y[s:s + step], dtype=np.float64)
+        blk = blk - blk.mean(axis=-1, keepdims=True)  # the band excludes frequency 0; this only cuts roundoff
+        xdft = np.fft.rfft(blk, axis=-1)[:, band]
         half_psd = (xdft.real**2 + xdft.imag**2) / T  # psd / 2
         if method == "mean":
             out[s:s + step] = np.sqrt(half_psd.mean(axis=-1))

@@ -1,0 +1,244 @@
+"""The builtin CNMF's equations on small cases with known answers (noise, OASIS, updates, merging, quality)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse
+
+from cellfie_caiman.refine import quality
+from cellfie_caiman.refine._data import MovieData
+from cellfie_caiman.refine.cnmf import (
+    Settings,
+    merge_components,
+    normalize,
+    seeds_to_A,
+    spatial_update,
+    temporal_update,
+    threshold_footprint,
+)
+from cellfie_caiman.refine.noise import estimate_ar, fft_frame_subset, psd_noise
+from cellfie_caiman.refine.oasis import deconvolve, oasis_ar1
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def ar1_trace(T, g, rate, seed):
+    rng = np.random.default_rng(seed)
+    s = (rng.random(T) < rate) * rng.uniform(0.5, 2.0, T)
+    c = np.zeros(T)
+    for t in range(T):
+        c[t] = (g * c[t - 1] if t else 0.0) + s[t]
+    return c, s
+
+
+def rank_k_movie(overlap: bool, T: int = 400, seed: int = 1, rows: int = 36, cols: int = 40):
+    """Noiseless Y = A C + b f with Gaussian footprints (support = value >= 0.1 of the peak)."""
+    centers = [(10, 10), (10, 28), (25, 12), (25, 28)] if not overlap else [(12, 13), (12, 20), (23, 15), (21, 25)]
+    yy, xx = np.mgrid[:rows, :cols]
+    A = []
+    for r, c in centers:
+        a = np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * 2.5**2))
+        a[a < 0.1] = 0
+        A.append(a)
+    A = np.array(A)
+    C = np.array([ar1_trace(T, 0.9, 0.03, seed + k)[0] for k in range(len(A))])
+    b = 1.3 + 0.5 * np.cos(yy / 9.0) * np.sin(xx / 13.0)
+    f = 5 + 3 * np.sin(np.arange(T) / 40.0)
+    movie = np.einsum("kij,kt->tij", A, C) + b[None] * f[:, None, None]
+    return movie.astype(np.float32), A, C, b, f
+
+
+def cosine(u, v):
+    return float(np.dot(u.ravel(), v.ravel()) / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+# ------------------------------------------------------------------------------------------------- noise
+def test_psd_noise_matches_direct_fft_and_white_noise_sigma():
+    rng = np.random.default_rng(0)
+    T, sigma = 2000, 2.5
+    Y = rng.normal(3.0, sigma, (50, T))
+    # CaImAn's definition written out with the full complex FFT: psd = 2|X_k|^2/T over 0.25 < k/T <= 0.5
+    X = np.fft.fft(Y, axis=1)
+    k = np.arange(T)
+    band = (k / T > 0.25) & (k / T <= 0.5)
+    naive = np.sqrt(np.mean(2 * np.abs(X[:, band]) ** 2 / T / 2, axis=1))
+    got = psd_noise(Y)
+    np.testing.assert_allclose(got, naive, rtol=1e-10)
+    assert abs(np.median(got) / sigma - 1) < 0.03
+
+
+def test_movie_noise_uses_caiman_frame_subset_and_constant_pixels_give_zero():
+    rng = np.random.default_rng(1)
+    T = 3500
+    movie = rng.normal(0, 1.0, (T, 6, 5)).astype(np.float32)
+    movie[:, 2, 3] = 7.0  # constant pixel
+    idx = fft_frame_subset(T)
+    assert idx.size == 3072 and idx[0] == 1 and idx[-1] == T - 1
+    sn = MovieData(movie).noise(budget_bytes=4 * 3072 * 5 * 2)  # forces blocks of 2 rows
+    ref = psd_noise(movie[idx].reshape(idx.size, -1).T.astype(np.float64)).reshape(6, 5)
+    np.testing.assert_allclose(sn.reshape((6, 5), order="F"), ref, rtol=1e-5)
+    assert sn.reshape((6, 5), order="F")[2, 3] == 0
+
+
+def test_ar_estimate_recovers_decay_of_noisy_trace():
+    c, _ = ar1_trace(20000, 0.92, 0.05, 3)
+    y = c + np.random.default_rng(3).normal(0, 0.2, c.size)
+    g = estimate_ar(y, 1, sn=0.2, fudge_factor=1.0)
+    assert abs(g[0] - 0.92) < 0.02
+
+
+# ------------------------------------------------------------------------------------------------- OASIS
+def test_oasis_ar1_noiseless_returns_exact_spikes():
+    c, s = ar1_trace(1500, 0.95, 0.02, 0)
+    d = deconvolve(c, p=1, g=[0.95], sn=0.0, fit_baseline=False)
+    np.testing.assert_allclose(d.c, c, atol=1e-9)
+    np.testing.assert_allclose(d.s, s, atol=1e-9)
+    d = deconvolve(c + 2.0, p=1, g=[0.95], sn=0.0)  # unknown baseline
+    assert abs(d.bl - 2.0) < 1e-3
+    assert np.abs(d.s - s).max() < 1e-3
+
+
+def test_oasis_ar1_matches_nnls_reference_with_penalty():
+    # min 1/2||y - K s||^2 + lam sum(s), s >= 0, with K the AR(1) impulse-response matrix, solved by NNLS:
+    # the penalty equals (K^-T lam 1)^T c, so OASIS with mu = K^-T lam 1 must give the same c
+    T, g, lam = 80, 0.9, 0.7
+    rng = np.random.default_rng(5)
+    c0, _ = ar1_trace(T, g, 0.08, 5)
+    y = c0 + rng.normal(0, 0.3, T)
+    K = np.tril(g ** np.subtract.outer(np.arange(T), np.arange(T)).clip(0))
+    K[np.triu_indices(T, 1)] = 0
+    mu = np.linalg.solve(K.T, lam * np.ones(T))
+    s_ref, _ = scipy.optimize.nnls(K, y - mu, maxiter=10000)
+    c = oasis_ar1(y, g, mu)
+    np.testing.assert_allclose(c, K @ s_ref, atol=1e-7)
+
+
+def test_constrained_deconvolution_residual_matches_noise():
+    c, s = ar1_trace(3000, 0.95, 0.02, 7)
+    y = 3 * c + 1.0 + np.random.default_rng(7).normal(0, 0.5, c.size)
+    d = deconvolve(y, p=1, sn=0.5, g=[0.95])
+    rss = np.sum((y - d.bl - d.c) ** 2)
+    assert abs(rss / (0.25 * y.size) - 1) < 1e-2
+    assert np.corrcoef(d.c, c)[0, 1] > 0.97
+    assert np.all(d.s >= 0) and np.all(np.isfinite(d.c))
+
+
+def test_ar2_deconvolution_tracks_calcium():
+    rng = np.random.default_rng(8)
+    T, g = 1500, np.array([1.6, -0.64])
+    s = (rng.random(T) < 0.02) * rng.uniform(0.5, 2.0, T)
+    c = np.zeros(T)
+    for t in range(T):
+        c[t] = s[t] + sum(g[i] * c[t - i - 1] for i in range(2) if t - i - 1 >= 0)
+    y = c + 0.5 + rng.normal(0, 0.2, T)
+    d = deconvolve(y, p=2, g=g, sn=0.2)
+    assert np.corrcoef(d.c, c)[0, 1] > 0.97
+    assert abs(d.bl - 0.5) < 0.15
+
+
+# ------------------------------------------------------------------------------------- spatial / temporal
+@pytest.mark.parametrize("overlap", [False, True])
+def test_spatial_update_recovers_footprints_given_true_traces(overlap):
+    movie, A, C, b, f = rank_k_movie(overlap)
+    data = MovieData(movie)
+    A0 = seeds_to_A(A > 0, data.dims)
+    s = Settings(nb=1, medw=1, lasso_weight=0.0, hals_rounds=30, chunk_frames=64)
+    A1, b1, kept = spatial_update(data, A0, C, f[None], None, np.zeros(data.n_pixels, np.float32), s)
+    assert kept.tolist() == [0, 1, 2, 3]
+    est = A1.toarray().T.reshape(4, A.shape[2], A.shape[1]).transpose(0, 2, 1)
+    for k in range(4):
+        assert cosine(est[k], A[k]) > 0.99999
+        assert np.allclose(est[k].sum() / A[k].sum(), 1, atol=1e-3)  # same scale as the true C
+    assert cosine(b1[:, 0], b.ravel(order="F")) > 0.99999
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_temporal_update_recovers_traces_given_true_footprints(overlap):
+    movie, A, C, b, f = rank_k_movie(overlap)
+    data = MovieData(movie)
+    Asp = seeds_to_A(A, data.dims)
+    bF = b.ravel(order="F")[:, None]
+    An, Cn, bn, fn = normalize(Asp, np.zeros_like(C), bF, np.ones((1, C.shape[1])))
+    res = temporal_update(data, An, bn, Cn, fn, 0, Settings(nb=1, temporal_sweeps=30, chunk_frames=100))
+    for k in range(4):
+        assert np.corrcoef(res.C[k], C[k])[0, 1] > 0.99999
+    assert np.corrcoef(res.f[0], f)[0, 1] > 0.99999
+
+
+def test_threshold_footprint_keeps_largest_component_and_median_filters():
+    dims = (20, 20)
+    img = np.zeros(dims)
+    img[3:9, 3:9] = 2.0  # big blob
+    img[14:16, 14:16] = 1.0  # small blob, less energy
+    pix = np.flatnonzero(img.ravel(order="F"))
+    vals = img.ravel(order="F")[pix]
+    out_pix, out_val = threshold_footprint(pix, vals, dims)
+    kept = np.zeros(400, bool)
+    kept[out_pix] = True
+    kept = kept.reshape(dims, order="F")
+    assert kept[3:9, 3:9].sum() >= 32 and not kept[12:, 12:].any()
+    assert np.all(out_val == 2.0)
+
+
+# ---------------------------------------------------------------------------------------------------- merging
+def test_merge_joins_two_halves_of_one_neuron():
+    dims = (20, 20)
+    yy, xx = np.mgrid[:20, :20]
+    disk = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 16).astype(float)
+    left, right = disk * (xx <= 10), disk * (xx >= 10)  # halves sharing a column (as after a spatial update)
+    A = scipy.sparse.csc_matrix(np.stack([left.ravel(order="F"), right.ravel(order="F"),
+                                          ((yy - 3) ** 2 + (xx - 3) ** 2 <= 4).ravel(order="F") * 1.0], 1))
+    c, _ = ar1_trace(500, 0.9, 0.05, 2)
+    other, _ = ar1_trace(500, 0.9, 0.05, 9)
+    rng = np.random.default_rng(0)
+    C = np.stack([c * 2, c * 3, other]) + rng.normal(0, 0.01, (3, 500))
+    A2, C2, R2, groups = merge_components(A, C, np.zeros_like(C), 0.85)
+    assert len(groups) == 1 and sorted(groups[0].tolist()) == [0, 1]
+    assert A2.shape[1] == 2
+    merged = A2[:, -1].toarray().ravel().reshape(dims, order="F")
+    assert np.array_equal(merged > 0, disk > 0)
+    assert np.corrcoef(C2[-1], c)[0, 1] > 0.999
+    assert np.allclose(np.linalg.norm(A2[:, -1].toarray()), 1)
+
+
+# ---------------------------------------------------------------------------------------------------- quality
+def test_half_sample_mode_known_cases():
+    assert quality.half_sample_mode(np.array([5.0])) == 5.0
+    assert quality.half_sample_mode(np.array([1.0, 3.0])) == 2.0
+    x = np.concatenate([np.full(50, 2.0), np.linspace(-10, 10, 30)])
+    assert quality.half_sample_mode(x) == 2.0
+
+
+def test_event_exceptionality_matches_naive_sliding_window():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (3, 400))
+    x[:, 200:212] += 6
+    N = 12
+    got = quality.event_exceptionality(x, N)
+    import scipy.special
+
+    for k in range(3):
+        md = quality.half_sample_mode(x[k])
+        below = x[k][x[k] < md] - md
+        sd = np.sqrt(np.mean(below**2))
+        ll = scipy.special.log_ndtr(-(x[k] - md) / (3 * sd))
+        sums = [ll[max(0, t - N + 1):t + 1].sum() for t in range(400)]
+        assert np.isclose(got[k], min(sums))
+
+
+def test_snr_of_a_plateau_of_7p5_sigma():
+    # reference section 8: an N-frame plateau of 7.5 sigma gives SNR_comp of about 3 (N = ceil(fr*decay) = 12)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (40, 3000))
+    x[:, 1500:1512] += 7.5
+    snr = quality.snr_comp(x, 30.0, 0.4)
+    assert 2.4 < np.median(snr) < 3.3
+    noise_only = quality.snr_comp(rng.normal(0, 1, (40, 3000)), 30.0, 0.4)
+    assert np.all(noise_only < 1.2)
+
+
+def test_accept_rule():
+    snr = np.array([3.0, 1.0, 3.0, 0.4, 1.0])
+    r = np.array([0.1, 0.9, -1.0, 0.95, 0.2])
+    good, bad = quality.accept(snr, r)
+    assert good.tolist() == [0, 1] and bad.tolist() == [2, 3, 4]
