@@ -93,6 +93,14 @@ def test_centres_respect_minimum_distance(sim):
     assert dist.min() >= 0.6 * 0.75 * 12.0
 
 
+def test_dense_fields_have_overlapping_neighbours():
+    s = simulate(2, (64, 64), 30, seed=12)
+    flat = s.masks.reshape(len(s.masks), -1).astype(int)
+    shared = flat @ flat.T
+    np.fill_diagonal(shared, 0)
+    assert shared.max() > 0
+
+
 def test_calcium_obeys_ar1_driven_by_spikes(sim):
     g = math.exp(-1 / (0.4 * 30.0))
     np.testing.assert_allclose(sim.g, g)
