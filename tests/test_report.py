@@ -49,12 +49,10 @@ def test_pictures_are_valid_png(tmp_path, scene):
 
 def test_contours_drawn_in_score_colours(tmp_path):
     """Pixels on a mask's outline take the colour the colour map gives its score."""
-    from matplotlib import colormaps
-
     masks = _disks((60, 60), [(30, 30)], 12)
     path = report.plot_contours(np.zeros((60, 60)), masks, tmp_path / "c.png", scores=[1.0])
     rgb = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
-    yellow = np.array(colormaps["viridis"](1.0)[:3]) * 255
+    yellow = np.array(report._viridis()(1.0)[:3]) * 255
     assert (np.abs(rgb - yellow).max(axis=1) < 30).sum() > 50
 
 
