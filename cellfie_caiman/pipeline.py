@@ -246,17 +246,24 @@ def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarra
 
 def _best_overlap_scores(masks: np.ndarray, seeds: np.ndarray, seed_scores: np.ndarray) -> np.ndarray:
     """For each mask, the score of the seed it overlaps most (IoU); NaN when it overlaps none."""
+    import scipy.sparse as sp
+
     out = np.full(len(masks), np.nan)
     if len(masks) == 0 or len(seeds) == 0:
         return out
-    m = masks.reshape(len(masks), -1).astype(np.float32)
-    s = seeds.reshape(len(seeds), -1).astype(np.float32)
-    inter = m @ s.T
-    union = m.sum(1)[:, None] + s.sum(1)[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    best = iou.argmax(1)
-    has = iou.max(1) > 0
-    out[has] = np.asarray(seed_scores, dtype=np.float64)[best[has]]
+    m = sp.csr_matrix(masks.reshape(len(masks), -1), dtype=np.float32)
+    s = sp.csr_matrix(seeds.reshape(len(seeds), -1), dtype=np.float32)
+    inter = (m @ s.T).tocoo()
+    size_m = np.asarray(m.sum(1)).ravel()
+    size_s = np.asarray(s.sum(1)).ravel()
+    iou = inter.data / (size_m[inter.row] + size_s[inter.col] - inter.data)
+    best = np.full(len(masks), -1.0)
+    order = np.argsort(iou, kind="stable")  # the largest IoU of each row is written last
+    best[inter.row[order]] = iou[order]
+    which = np.full(len(masks), -1)
+    which[inter.row[order]] = inter.col[order]
+    has = best > 0
+    out[has] = np.asarray(seed_scores, dtype=np.float64)[which[has]]
     return out
 
 
@@ -491,7 +498,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
             if getattr(est, "Cn", None) is None:
                 with contextlib.suppress(AttributeError):
                     est.Cn = np.asarray(summary.corr)
-        all_masks = footprints_to_masks(est.A, movie.frame_shape)
+            all_masks = footprints_to_masks(est.A, movie.frame_shape)
         accepted_idx = _accepted_index(est, all_masks.shape[0])
     else:
         all_masks = detected
