@@ -246,3 +246,32 @@ def test_overwrite_refused_then_accepted(example_run, capsys):
     assert Params.load(out / "params.json").refine.backend == "none"
     summary = capsys.readouterr().out
     assert "detected" in summary and "refinement skipped" in summary
+
+
+def test_ctrl_c_during_pictures_leaves_no_partial_file(example_run, tmp_path, monkeypatch, capsys):
+    rc, out = example_run
+    assert rc == 0
+    from cellfie_caiman import report
+
+    movie = next((out / "data").glob("*.mmap"))
+    target = tmp_path / "o"
+    target.mkdir()
+    (target / "segmentation.gif").write_bytes(b"previous gif")
+
+    def interrupted(movie, masks, path, **kwargs):
+        from cellfie_caiman import _files
+
+        with _files.atomic_path(path) as tmp:
+            tmp.write_bytes(b"GIF89a half")  # part of the picture is written...
+            raise KeyboardInterrupt  # ...when the user presses Ctrl-C
+
+    monkeypatch.setattr(report, "save_gif", interrupted)
+    assert main(["detect", str(movie), "-o", str(target), "--overwrite", "--diameter", "12", "--no-progress"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (target / "segmentation.gif").read_bytes() == b"previous gif"
+    assert not [p.name for p in target.iterdir() if ".part" in p.name]
+    # what was finished before the interruption is complete and readable
+    from cellfie_caiman.rois import read_rois
+
+    masks = np.load(target / "masks.npz")["masks"]
+    np.testing.assert_array_equal(read_rois(target / "rois.json", (64, 64)), masks)
