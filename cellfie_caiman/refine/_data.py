@@ -27,7 +27,7 @@ def _load_movie(movie):
 
 
 class MovieData:
-    """Frames of a movie as (pixels, frames) float32 blocks, pixels in Fortran order (p = i + j*rows).
+    """Frames of a movie as (frames, pixels) float32 blocks, and its per-pixel noise in Fortran order.
 
     Parameters
     ----------
@@ -71,11 +71,17 @@ class MovieData:
         return max(1, min(n, self.n_frames))
 
     def chunks(self, chunk_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, Y)`` with Y (pixels, n) float32 C-contiguous, pixels in Fortran order."""
+        """Yield ``(start, Y)`` with Y (n, pixels) float32, frames as read, pixels in C order (use ``f2c``)."""
         n = self.chunk_length(chunk_frames)
         for start in range(0, self.n_frames, n):
             block = self._read(start, min(start + n, self.n_frames))
-            yield start, np.ascontiguousarray(block.transpose(2, 1, 0)).reshape(self.n_pixels, -1)
+            yield start, np.ascontiguousarray(block, dtype=np.float32).reshape(block.shape[0], -1)
+
+    @property
+    def f2c(self) -> np.ndarray:
+        """C-order index (i*cols + j) of each Fortran-order pixel p = i + j*rows, int64 (pixels,)."""
+        p = np.arange(self.n_pixels, dtype=np.int64)
+        return (p % self.rows) * self.cols + p // self.rows
 
     def _pixel_major_source(self):
         """(pixels, T) array in Fortran pixel order readable by rows without a copy of the movie, or None."""

@@ -9,23 +9,6 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, parallel=True)
-def pattern_dot(Y, W, indptr, indices, out):
-    """out[e] += sum_t Y[indices[e], t] * W[k, t] for each entry e of column k (float64 accumulation).
-
-    Y : (pixels, n) float32, W : (K, n) float64.
-    """
-    K = indptr.shape[0] - 1
-    n = Y.shape[1]
-    for k in numba.prange(K):
-        for e in range(indptr[k], indptr[k + 1]):
-            p = indices[e]
-            s = 0.0
-            for t in range(n):
-                s += Y[p, t] * W[k, t]
-            out[e] += s
-
-
 @numba.njit(cache=True)
 def pattern_rows(indptr, indices, n_pixels):
     """Row view of a pattern: (row_ptr (pixels+1,), row_entries (nnz,), row_comp (nnz,))."""
@@ -68,3 +51,31 @@ def hals_shapes(a, U, V, bcf, penalty, indptr, indices, row_ptr, row_entries, ro
                 v = a[e] + (U[e] - s - bcf[e] - penalty[e]) / vkk
                 a[e] = v if v > 0.0 else 0.0
     return a
+
+
+@numba.njit(cache=True, parallel=True)
+def entries_dot(Y, Wt, comp, pix, out):
+    """out[e] += sum_t Y[t, pix[e]] * Wt[t, comp[e]] (float64 accumulation).
+
+    Y : (n, pixels) float32 frames (time-major, as read); Wt : (n, K) float64; comp, pix : (nnz,) int64.
+    """
+    nnz = pix.shape[0]
+    n = Y.shape[0]
+    n_blocks = min(nnz, 64)
+    for blk in numba.prange(n_blocks):
+        lo = blk * nnz // n_blocks
+        hi = (blk + 1) * nnz // n_blocks
+        for t in range(n):
+            for e in range(lo, hi):
+                out[e] += Y[t, pix[e]] * Wt[t, comp[e]]
+
+
+@numba.njit(cache=True, parallel=True)
+def sparse_project(Y, comp, pix, vals, K):
+    """(n, K) array of sum_e vals[e] * Y[t, pix[e]] over the entries of each component (i.e. Y A for sparse A)."""
+    n = Y.shape[0]
+    out = np.zeros((n, K))
+    for t in numba.prange(n):
+        for e in range(pix.shape[0]):
+            out[t, comp[e]] += vals[e] * Y[t, pix[e]]
+    return out

@@ -27,7 +27,7 @@ import scipy.sparse.csgraph
 from tqdm.auto import tqdm
 
 from ._data import MovieData
-from ._kernels import hals_shapes, pattern_dot, pattern_rows
+from ._kernels import entries_dot, hals_shapes, pattern_rows, sparse_project
 from .estimates import Estimates
 from .oasis import deconvolve
 from .quality import accept, select_frames, snr_comp, space_correlation
@@ -122,6 +122,13 @@ def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
+def _entries(A: scipy.sparse.csc_matrix, f2c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(component, C-order pixel, value) of each stored entry of a CSC matrix with Fortran-order rows."""
+    A = scipy.sparse.csc_matrix(A)
+    comp = np.repeat(np.arange(A.shape[1], dtype=np.int64), np.diff(A.indptr))
+    return comp, f2c[A.indices].astype(np.int64), A.data.astype(np.float64)
+
+
 def _crop(pix: np.ndarray, dims: tuple[int, int], margin: int):
     rows, cols = dims
     i, j = pix % rows, pix // rows
@@ -205,32 +212,35 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Starting C (K, T) and f (nb, T) from the seeds (CaImAn's seeded path, reference section 3).
 
-    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 4000 of those pixels);
+    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 2000 of those pixels);
     C = max(Wᵀ Y − Wᵀ b f, 0) with W = A / ||a||² (the mean over a binary seed) and Wᵀ b from the least-squares
     background b = Y fᵀ (f fᵀ)⁻¹.
     """
     K = A.shape[1]
     T = data.n_frames
     norms2 = np.asarray(A.multiply(A).sum(0)).ravel()
-    Wt = scipy.sparse.csr_matrix((A @ scipy.sparse.diags(1.0 / np.maximum(norms2, 1e-300))).T, dtype=np.float32)
+    W = scipy.sparse.csc_matrix(A @ scipy.sparse.diags(1.0 / np.maximum(norms2, 1e-300)))
+    f2c = data.f2c
+    w_comp, w_pix, w_val = _entries(W, f2c)
     outside = np.asarray((A > 0).sum(1)).ravel() == 0
     if outside.sum() < max(nb, 10):
         logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
         outside[:] = True
     out_idx = np.where(outside)[0]
-    if nb > 1 and out_idx.size > 4000:
-        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 4000, replace=False))
+    if nb > 1 and out_idx.size > 2000:
+        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 2000, replace=False))
     WY = np.zeros((K, T))
     Yout = np.zeros((out_idx.size, T), dtype=np.float32) if nb > 1 else None
     fmean = np.zeros(T)
+    out_c = f2c[out_idx]
     for t0, Y in tqdm(data.chunks(chunk_frames), desc="init", disable=not progress, leave=False):
-        n = Y.shape[1]
+        n = Y.shape[0]
         if K:
-            WY[:, t0:t0 + n] = Wt @ Y
+            WY[:, t0:t0 + n] = sparse_project(Y, w_comp, w_pix, w_val, K).T
         if nb > 1:
-            Yout[:, t0:t0 + n] = Y[out_idx]
+            Yout[:, t0:t0 + n] = Y[:, out_c].T
         else:
-            fmean[t0:t0 + n] = Y[out_idx].mean(axis=0, dtype=np.float64)
+            fmean[t0:t0 + n] = Y[:, out_c].mean(axis=1, dtype=np.float64)
     if nb == 0:
         f = np.zeros((0, T))
     elif nb == 1:
@@ -246,25 +256,45 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     return C, f
 
 
-def _nmf_background(X: np.ndarray, nb: int, seed: int) -> np.ndarray:
-    """nb temporal components of a non-negative (pixels, T) matrix (sklearn NMF, nndsvda start)."""
-    import warnings
+def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.ndarray:
+    """nb non-negative temporal components f (nb, T) of a non-negative (pixels, T) matrix X ~ W f.
 
-    from sklearn.decomposition import NMF
-
+    Started like NNDSVDa (positive parts of the leading singular vectors, zeros replaced by the mean), then
+    ``n_iter`` HALS sweeps.
+    """
+    X = np.asarray(X, dtype=np.float64)
     if not np.any(X > 0):
         return np.zeros((nb, X.shape[1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = NMF(n_components=nb, init="nndsvda", max_iter=200, random_state=seed)
-        model.fit(X.astype(np.float64))
-    f = model.components_
-    # order by energy, and never return an all-zero row (it would make f fᵀ singular)
-    f = f[np.argsort(-np.linalg.norm(f, axis=1))]
+    k = max(1, min(nb, min(X.shape)))
+    # leading right singular vectors by a seeded randomized range finder (2 power iterations)
+    rng = np.random.RandomState(seed)
+    Q = np.linalg.qr(X @ rng.standard_normal((X.shape[1], min(k + 5, X.shape[1]))))[0]
+    for _ in range(2):
+        Q = np.linalg.qr(X @ (X.T @ Q))[0]
+    Vt = np.linalg.svd(Q.T @ X, full_matrices=False)[2][:k]
+    H = np.zeros((nb, X.shape[1]))
+    for m in range(k):
+        v = Vt[m] if Vt[m].sum() >= 0 else -Vt[m]
+        H[m] = np.maximum(v, 0)
+    H[k:] = np.linspace(0.5, 1.5, X.shape[1])
+    H[H == 0] = H[H > 0].mean() if np.any(H > 0) else 1.0
+    W = np.maximum(X @ H.T, 0)
+    for _ in range(n_iter):
+        XtW, WtW = X.T @ W, W.T @ W
+        for m in range(nb):
+            if WtW[m, m] > 0:
+                H[m] = np.maximum(H[m] + (XtW[:, m] - H.T @ WtW[:, m]) / WtW[m, m], 0)
+        XHt, HHt = X @ H.T, H @ H.T
+        for m in range(nb):
+            if HHt[m, m] > 0:
+                W[:, m] = np.maximum(W[:, m] + (XHt[:, m] - W @ HHt[:, m]) / HHt[m, m], 0)
+    # order by energy (of W f), and never return an all-zero row (it would make f fᵀ singular)
+    energy = np.linalg.norm(W, axis=0) * np.linalg.norm(H, axis=1)
+    H = H[np.argsort(-energy)]
     for m in range(nb):
-        if not np.any(f[m]):
-            f[m] = X.mean(axis=0) if m == 0 else np.linspace(0, 1, X.shape[1])
-    return f
+        if not np.any(H[m]):
+            H[m] = X.mean(axis=0) if m == 0 else np.linspace(0.5, 1.5, X.shape[1])
+    return H
 
 
 # ------------------------------------------------------------------------------------------------------ spatial
@@ -279,20 +309,21 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     d, K, nb = data.n_pixels, A.shape[1], f.shape[0]
     indptr, indices = dilated_pattern(A, dims)
     U = np.zeros(indices.size)
-    Yf = np.zeros((d, nb))
+    Yf_c = np.zeros((d, nb))
     f32 = f.astype(np.float32)
-    Cc = np.ascontiguousarray(C, dtype=np.float64)
+    comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
+    pix_c = data.f2c[indices]
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="spatial", disable=not progress, leave=False):
-        n = Y.shape[1]
+        n = Y.shape[0]
         if K:
-            pattern_dot(Y, np.ascontiguousarray(Cc[:, t0:t0 + n]), indptr, indices, U)
+            entries_dot(Y, np.ascontiguousarray(C[:, t0:t0 + n].T, dtype=np.float64), comp_of_entry, pix_c, U)
         if nb:
-            Yf += Y @ f32[:, t0:t0 + n].T
+            Yf_c += Y.T @ f32[:, t0:t0 + n].T
+    Yf = Yf_c[data.f2c]
     V = C @ C.T
     Cf = C @ f.T
     F = f @ f.T
     row_ptr, row_entries, row_comp = pattern_rows(indptr, indices, d)
-    comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
     # CaImAn's LASSO weight 0.5 * sn_i in standardised units, i.e. 0.5 * sn_i * std(c_k) per unit of a_ik
     penalty = s.lasso_weight * sn.astype(np.float64)[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
     a = _values_on_pattern(A, indptr, indices)
@@ -386,15 +417,16 @@ def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, 
     background's estimate keeps its negative part, so the next spatial update can correct the background).
     """
     K, nb, T = A.shape[1], b.shape[1], data.n_frames
-    At = scipy.sparse.csr_matrix(A.T, dtype=np.float32)
-    bt = np.ascontiguousarray(b.T, dtype=np.float32)
+    a_comp, a_pix, a_val = _entries(A, data.f2c)
+    b_c = np.zeros((data.n_pixels, nb), dtype=np.float32)
+    b_c[data.f2c] = b
     U = np.zeros((K + nb, T))
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="temporal", disable=not progress, leave=False):
-        n = Y.shape[1]
+        n = Y.shape[0]
         if K:
-            U[:K, t0:t0 + n] = At @ Y
+            U[:K, t0:t0 + n] = sparse_project(Y, a_comp, a_pix, a_val, K).T
         if nb:
-            U[K:, t0:t0 + n] = bt @ Y
+            U[K:, t0:t0 + n] = (Y @ b_c).T
     Abar = scipy.sparse.hstack([A, scipy.sparse.csc_matrix(b)]).tocsc()
     G = (Abar.T @ Abar).toarray()
     diag = np.maximum(np.diag(G), 1e-12)
@@ -517,11 +549,12 @@ def evaluate(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, YrA: np
     Apos.data[Apos.data < 0] = 0
     Apos.eliminate_zeros()
     Apos.sort_indices()
-    indptr, indices = Apos.indptr.astype(np.int64), Apos.indices.astype(np.int64)
-    M = np.zeros(indices.size)
+    indptr = Apos.indptr.astype(np.int64)
+    comp, pix_c, _ = _entries(Apos, data.f2c)
+    M = np.zeros(pix_c.size)
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="evaluate", disable=not progress, leave=False):
-        n = Y.shape[1]
-        pattern_dot(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n]), indptr, indices, M)
+        n = Y.shape[0]
+        entries_dot(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n].T), comp, pix_c, M)
     means = [M[indptr[k]:indptr[k + 1]] if frames[k] is not None else None for k in range(K)]
     r = space_correlation(Apos, means)
     good, bad = accept(snr, r, s.min_SNR, s.SNR_lowest, s.rval_thr, s.rval_lowest)
