@@ -105,7 +105,7 @@ def run_caiman_batch(movie_path, args, work_dir):
     try:
         t0 = time.perf_counter()
         cnm = cnmf.CNMF(n_processes, params=opts, dview=dview)
-        cnm = cnm.fit(images)
+        cnm.fit(images)
         times["fit (patches)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cnm2 = cnm.refit(images, dview=dview)
