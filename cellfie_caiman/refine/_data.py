@@ -97,7 +97,7 @@ class MovieData:
                 logger.debug("memmap fast path unavailable: %s", exc)
         return None
 
-    def noise(self, max_frames: int = 3072, budget_bytes: int = 256 * 2**20) -> np.ndarray:
+    def noise(self, max_frames: int = 3072, budget_bytes: int = 128 * 2**20) -> np.ndarray:
         """Per-pixel noise (CaImAn's PSD definition on at most ``max_frames`` frames), Fortran order, float32.
 
         Memory stays below ``budget_bytes`` plus one chunk: pixels are processed in blocks of rows.

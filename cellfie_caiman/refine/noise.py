@@ -59,7 +59,7 @@ def psd_noise(Y: np.ndarray, noise_range: tuple[float, float] = (0.25, 0.5), met
     k = np.arange(T // 2 + 1)
     band = (k / T > noise_range[0]) & (k / T <= noise_range[1])
     out = np.empty(Y.shape[0])
-    step = max(1, int(2**24 // T))  # bound the complex temporary to ~256 MB
+    step = max(1, int(2**22 // T))  # bounds the float64/complex temporaries to ~32 MB each
     for s in range(0, Y.shape[0], step):
         blk = np.asarray(Y[s:s + step], dtype=np.float64)
         blk = blk - blk.mean(axis=-1, keepdims=True)  # the band excludes frequency 0; this only cuts roundoff
