@@ -519,7 +519,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     if params.output.pictures:
         with timer("pictures"):
             files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, accepted, accepted_idx,
-                                        gt_masks))
+                                        gt_masks, progress))
     _remove_stale(out, files)
 
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
@@ -578,29 +578,34 @@ def _save_results(out: Path, params: Params, movie, init, summary, est, all_mask
 
 
 def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, accepted, accepted_idx,
-                   gt_masks):
+                   gt_masks, progress: bool = False):
+    from tqdm.auto import tqdm
+
     from . import report
 
-    files: dict[str, Path] = {}
     detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
     scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
     stage = "detected" if est is None else "refined"
     title = f"{int(accepted.sum())} {'accepted' if est is not None else 'detected'} neurons ({stage})"
-    files["contours"] = report.plot_contours(summary.corr, all_masks, out / OUTPUT_FILES["contours"], scores=scores,
-                                             accepted=accepted, gt_masks=gt_masks, title=title)
-    files["probability"] = report.plot_probability(init.prob_map, out / OUTPUT_FILES["probability"], masks=detected,
-                                                   title=f"neuron probability ({len(detected)} detected)")
+    jobs = {
+        "contours": lambda path: report.plot_contours(summary.corr, all_masks, path, scores=scores, accepted=accepted,
+                                                      gt_masks=gt_masks, title=title),
+        "probability": lambda path: report.plot_probability(init.prob_map, path, masks=detected,
+                                                            title=f"neuron probability ({len(detected)} detected)"),
+    }
     if est is not None and len(accepted_idx):
         C = np.asarray(est.C)[accepted_idx]
         yra = getattr(est, "YrA", None)
         raw = None if yra is None else C + np.asarray(yra)[accepted_idx]
         snr = getattr(est, "SNR_comp", None)
         snr = None if snr is None else np.asarray(snr, dtype=np.float64)[accepted_idx]
-        files["traces_picture"] = report.plot_traces(C, out / OUTPUT_FILES["traces_picture"], fr=params.data.fr,
-                                                     raw=raw, snr=snr,
-                                                     labels=[f"roi_{i}" for i in range(len(accepted_idx))])
-    files["gif"] = report.save_gif(movie, all_masks[accepted_idx], out / OUTPUT_FILES["gif"],
-                                   n_frames=params.output.gif_frames, fps=min(30.0, max(5.0, params.data.fr)))
+        jobs["traces_picture"] = lambda path: report.plot_traces(
+            C, path, fr=params.data.fr, raw=raw, snr=snr, labels=[f"roi_{i}" for i in range(len(accepted_idx))])
+    jobs["gif"] = lambda path: report.save_gif(movie, all_masks[accepted_idx], path, n_frames=params.output.gif_frames,
+                                               fps=min(30.0, max(5.0, params.data.fr)))
+    files: dict[str, Path] = {}
+    for role, job in tqdm(jobs.items(), desc="pictures", unit="picture", disable=not progress):
+        files[role] = job(out / OUTPUT_FILES[role])
     return files
 
 
