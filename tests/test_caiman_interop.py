@@ -307,6 +307,7 @@ def test_match_rois_equals_caiman_on_simulated_masks(cm):
         assert 0 < res.tp < gt.shape[0]
 
 
+@pytest.mark.slow
 def test_match_rois_equals_caiman_on_neurofinder(cm):
     import json
     from pathlib import Path
