@@ -85,6 +85,20 @@ def test_unrelated_package_named_caiman_is_not_caiman(tmp_path, monkeypatch, fre
         caiman_adapter.seeded_cnmf(np.zeros((5, 4, 4), np.float32), np.ones((1, 4, 4), bool))
 
 
+def test_broken_caiman_install_says_so(tmp_path, monkeypatch, fresh_cache):
+    # a CaImAn whose import fails (e.g. built against numpy 1 and run with numpy 2): the message says it is there
+    fake = tmp_path / "caiman"
+    (fake / "source_extraction").mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise AttributeError('_ARRAY_API not found')\n")
+    (fake / "source_extraction" / "__init__.py").write_text("")
+    for name in [m for m in sys.modules if m == "caiman" or m.startswith("caiman.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert caiman_available() is True
+    with pytest.raises(ImportError, match=r"installed but failed to import \(AttributeError: _ARRAY_API"):
+        caiman_adapter.seeded_cnmf(np.zeros((5, 4, 4), np.float32), np.ones((1, 4, 4), bool))
+
+
 def test_masks_to_ain_is_fortran_flattened_bool():
     rng = np.random.default_rng(1)
     masks = rng.random((5, 7, 6)) > 0.6
@@ -107,6 +121,32 @@ def test_seed_index_follows_footprint_energy():
     a[:, 2] = 0.0
     a[5 + 0 * 10, 2] = 1.0                            # pixel (5, 0): in no seed
     np.testing.assert_array_equal(seed_index(a, masks), [1, 0, -1])
+
+
+def test_caiman_params_from_ours():
+    from cellfie_caiman.params import Params
+    from cellfie_caiman.refine.caiman_adapter import caiman_params_dict
+
+    masks = np.zeros((3, 40, 40), bool)
+    yy, xx = np.mgrid[:40, :40]
+    for k, (r, c) in enumerate([(10, 10), (20, 30), (30, 12)]):
+        masks[k] = (yy - r) ** 2 + (xx - c) ** 2 <= 4.5**2  # discs of ~64 px: diameter ~9 px
+    P = Params.from_dict({"data": {"fr": 7.5, "decay_time": 1.0}, "refine": {"p": 2, "nb": 3, "merge_thr": 0.9},
+                          "quality": {"min_SNR": 3.0, "rval_thr": 0.7, "SNR_lowest": 0.2, "rval_lowest": -0.5}})
+    g = caiman_params_dict(P, (40, 40), masks)
+    assert g["data"] == {"dims": (40, 40), "fr": 7.5, "decay_time": 1.0}
+    assert g["patch"]["rf"] is None and g["patch"]["only_init"] is False  # seeded: no patches, full refinement
+    assert g["preprocess"]["p"] == g["temporal"]["p"] == 2  # CNMF.fit restores temporal.p from preprocess.p
+    assert g["init"]["nb"] == 3 and g["init"]["K"] == 3 and g["merging"]["merge_thr"] == 0.9
+    area = masks[0].sum()
+    assert g["init"]["gSig"] == [round(np.sqrt(area / np.pi))] * 2  # radius of the median seed's disc
+    assert g["quality"] == {"min_SNR": 3.0, "SNR_lowest": 0.2, "rval_thr": 0.7, "rval_lowest": -0.5,
+                            "use_cnn": False}
+    # gSig given explicitly, or from the neuron diameter; a plain dict of groups works too
+    assert caiman_params_dict({"refine": {"gSig": [3, 4]}}, (40, 40), masks)["init"]["gSig"] == [3, 4]
+    assert caiman_params_dict({"data": {"neuron_diameter": 14}}, (40, 40), masks)["init"]["gSig"] == [7, 7]
+    with pytest.raises(ValueError, match="unknown parameter"):
+        caiman_params_dict({"refine": {"bogus": 1}}, (40, 40), masks)
 
 
 # ------------------------------------------------------------------------------------------------------------

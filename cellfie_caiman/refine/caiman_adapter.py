@@ -59,8 +59,11 @@ def _require_caiman():
     try:
         import caiman
         from caiman.source_extraction.cnmf import cnmf  # noqa: F401 - checks the subpackage really imports
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} (importing it failed: {exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. binary incompatibility with NumPy: re-raised with advice
+        raise ImportError(
+            f"CaImAn is installed but failed to import ({type(exc).__name__}: {exc}). It needs numpy<2 and a "
+            "matching TensorFlow; a conda environment made with `conda install -c conda-forge caiman` has them. "
+            "refine(..., backend='builtin') needs nothing extra.") from exc
     return caiman
 
 
@@ -71,7 +74,7 @@ def _require_caiman():
 def _seed_masks(init: Any, dims: tuple[int, int]) -> np.ndarray:
     """Seeds as bool masks (K, rows, cols) from an Initialization, bool masks (K, rows, cols) or Ain (pixels, K).
 
-    Non-boolean seeds are binarised (``!= 0``) with a warning: CaImAn cannot use soft footprints without traces.
+    Non-boolean seeds are binarised (``> 0``) with a warning: CaImAn cannot use soft footprints without traces.
     """
     if hasattr(init, "masks") and getattr(init, "masks", None) is not None:
         arr = np.asarray(init.masks)
@@ -129,7 +132,7 @@ def masks_to_ain(masks: np.ndarray) -> np.ndarray:
     return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
 
 
-def _params_groups(params: Any) -> dict[str, Any]:
+def _params_groups(params: Any):
     """Our Params (or a dict of groups, or None) as a validated Params."""
     from ..params import Params
 
