@@ -202,3 +202,11 @@ def test_nwb_written_and_read_back(est, tmp_path):
         np.testing.assert_allclose(ophys["residuals"].data[:], est.YrA.T)
         keep = np.asarray(ps["keep"].data[:10])
         assert np.array_equal(np.where(keep)[0], est.idx_components)
+
+
+def test_all_seeds_empty_gives_an_empty_result_with_background(sim, caplog):
+    with caplog.at_level(logging.WARNING):
+        e = refine(sim.movie[:200], np.zeros((2, 64, 64), bool), backend="builtin")
+    assert "empty seed" in caplog.text
+    assert e.A.shape == (4096, 0) and e.C.shape == (0, 200) and e.f.shape == (2, 200)
+    assert e.idx_components.size == 0 and np.all(np.isfinite(e.b))

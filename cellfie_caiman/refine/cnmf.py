@@ -596,7 +596,7 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
     steps.update()
     steps.close()
     K = A.shape[1]
-    est = Estimates(A=A, C=C, S=res.S, YrA=YrA, b=b, f=f, sn=sn, g=res.g.reshape(K, -1), bl=res.bl, c1=res.c1,
+    est = Estimates(A=A, C=C, S=res.S, YrA=YrA, b=b, f=f, sn=sn, g=res.g, bl=res.bl, c1=res.c1,
                     neurons_sn=res.neurons_sn, lam=res.lam, SNR_comp=ev.SNR_comp, r_values=ev.r_values,
                     idx_components=ev.idx_components, idx_components_bad=ev.idx_components_bad, dims=data.dims)
     _check_finite(est, T)
