@@ -163,6 +163,17 @@ def test_long_movie_noise_uses_caiman_frame_subset():
     assert idx[-1] == T - 1 and np.array_equal(noise_frames(100), np.arange(100))
 
 
+@pytest.mark.parametrize("T", [801, 802, 1203])
+def test_median_of_long_series(T):
+    """Short series are sorted and long ones partitioned for the median: both must equal np.median."""
+    rng = np.random.default_rng(T)
+    movie = rng.normal(50, 3, (T, 3, 4)).astype(np.float32)
+    movie[:, 0, 0] = np.round(movie[:, 0, 0])  # ties
+    np.testing.assert_allclose(summary_images(movie).median, np.median(movie, axis=0), rtol=1e-7)
+    per_batch = [np.median(movie[a:b], axis=0) for a, b in batch_bounds(T, 400)]
+    np.testing.assert_allclose(summary_images(movie, batch_frames=400).median, np.max(per_batch, axis=0), rtol=1e-7)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Batches
 
