@@ -51,6 +51,10 @@ class MovieData:
         self.dims = (self.rows, self.cols)
         self.n_pixels = self.rows * self.cols
         self._nan_warned = False
+        self._Yr = self._pixel_major_source()
+        #: chunks are (pixels, n) in Fortran pixel order (a CaImAn order-C memmap, read as stored) instead of
+        #: (n, pixels) frames in C pixel order
+        self.pixel_major = self._Yr is not None
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         if self._array is not None:
@@ -71,10 +75,22 @@ class MovieData:
         return max(1, min(n, self.n_frames))
 
     def chunks(self, chunk_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, Y)`` with Y (n, pixels) float32, frames as read, pixels in C order (use ``f2c``)."""
+        """Yield ``(start, Y)`` float32 C-contiguous blocks of frames, NaN filled.
+
+        Y is (n, pixels) with pixels in C order (use ``f2c``), or, when ``pixel_major``, (pixels, n) with pixels
+        in Fortran order (a CaImAn memmap read without transposing it).
+        """
         n = self.chunk_length(chunk_frames)
         for start in range(0, self.n_frames, n):
-            block = self._read(start, min(start + n, self.n_frames))
+            stop = min(start + n, self.n_frames)
+            if self._Yr is not None:
+                Y = np.array(self._Yr[:, start:stop], dtype=np.float32, order="C")
+                if not np.isfinite(Y).all():  # let io fill them, as for every other source
+                    block = self._movie.read(start, stop)
+                    Y = np.ascontiguousarray(block.transpose(2, 1, 0)).reshape(self.n_pixels, -1)
+                yield start, Y
+                continue
+            block = self._read(start, stop)
             yield start, np.ascontiguousarray(block, dtype=np.float32).reshape(block.shape[0], -1)
 
     @property
@@ -105,7 +121,7 @@ class MovieData:
         idx = fft_frame_subset(self.n_frames, max_frames)
         n = idx.size
         sn = np.zeros(self.n_pixels, dtype=np.float64)
-        Yr = self._pixel_major_source()
+        Yr = self._Yr
         if Yr is not None:
             step = max(1, budget_bytes // (8 * n))
             for p0 in range(0, self.n_pixels, step):

@@ -79,3 +79,19 @@ def sparse_project(Y, comp, pix, vals, K):
         for e in range(pix.shape[0]):
             out[t, comp[e]] += vals[e] * Y[t, pix[e]]
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def entries_dot_pm(Y, W, comp, pix, out):
+    """out[e] += sum_t Y[pix[e], t] * W[comp[e], t] for pixel-major Y (pixels, n) float32, W (K, n) float64."""
+    nnz = pix.shape[0]
+    n = Y.shape[1]
+    n_blocks = min(nnz, 64)
+    for blk in numba.prange(n_blocks):
+        for e in range(blk * nnz // n_blocks, (blk + 1) * nnz // n_blocks):
+            p = pix[e]
+            k = comp[e]
+            s = 0.0
+            for t in range(n):
+                s += Y[p, t] * W[k, t]
+            out[e] += s

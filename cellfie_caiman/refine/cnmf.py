@@ -27,7 +27,7 @@ import scipy.sparse.csgraph
 from tqdm.auto import tqdm
 
 from ._data import MovieData
-from ._kernels import entries_dot, hals_shapes, pattern_rows, sparse_project
+from ._kernels import entries_dot, entries_dot_pm, hals_shapes, pattern_rows, sparse_project
 from .estimates import Estimates
 from .oasis import deconvolve
 from .quality import accept, select_frames, snr_comp, space_correlation
@@ -233,14 +233,22 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     Yout = np.zeros((out_idx.size, T), dtype=np.float32) if nb > 1 else None
     fmean = np.zeros(T)
     out_c = f2c[out_idx]
+    Wt = scipy.sparse.csr_matrix(W.T, dtype=np.float32)
     for t0, Y in tqdm(data.chunks(chunk_frames), desc="init", disable=not progress, leave=False):
-        n = Y.shape[0]
-        if K:
-            WY[:, t0:t0 + n] = sparse_project(Y, w_comp, w_pix, w_val, K).T
-        if nb > 1:
-            Yout[:, t0:t0 + n] = Y[:, out_c].T
+        if data.pixel_major:
+            n = Y.shape[1]
+            if K:
+                WY[:, t0:t0 + n] = Wt @ Y
+            Yo = Y[out_idx]
         else:
-            fmean[t0:t0 + n] = Y[:, out_c].mean(axis=1, dtype=np.float64)
+            n = Y.shape[0]
+            if K:
+                WY[:, t0:t0 + n] = sparse_project(Y, w_comp, w_pix, w_val, K).T
+            Yo = Y[:, out_c].T
+        if nb > 1:
+            Yout[:, t0:t0 + n] = Yo
+        else:
+            fmean[t0:t0 + n] = Yo.mean(axis=0, dtype=np.float64)
     if nb == 0:
         f = np.zeros((0, T))
     elif nb == 1:
@@ -314,12 +322,20 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
     pix_c = data.f2c[indices]
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="spatial", disable=not progress, leave=False):
+        if data.pixel_major:  # Yf_c holds Fortran-order pixels in this layout
+            n = Y.shape[1]
+            if K:
+                entries_dot_pm(Y, np.ascontiguousarray(C[:, t0:t0 + n], dtype=np.float64), comp_of_entry,
+                               indices, U)
+            if nb:
+                Yf_c += Y @ f32[:, t0:t0 + n].T
+            continue
         n = Y.shape[0]
         if K:
             entries_dot(Y, np.ascontiguousarray(C[:, t0:t0 + n].T, dtype=np.float64), comp_of_entry, pix_c, U)
         if nb:
             Yf_c += Y.T @ f32[:, t0:t0 + n].T
-    Yf = Yf_c[data.f2c]
+    Yf = Yf_c if data.pixel_major else Yf_c[data.f2c]
     V = C @ C.T
     Cf = C @ f.T
     F = f @ f.T
@@ -420,8 +436,17 @@ def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, 
     a_comp, a_pix, a_val = _entries(A, data.f2c)
     b_c = np.zeros((data.n_pixels, nb), dtype=np.float32)
     b_c[data.f2c] = b
+    At = scipy.sparse.csr_matrix(A.T, dtype=np.float32)
+    bt = np.ascontiguousarray(b.T, dtype=np.float32)
     U = np.zeros((K + nb, T))
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="temporal", disable=not progress, leave=False):
+        if data.pixel_major:
+            n = Y.shape[1]
+            if K:
+                U[:K, t0:t0 + n] = At @ Y
+            if nb:
+                U[K:, t0:t0 + n] = bt @ Y
+            continue
         n = Y.shape[0]
         if K:
             U[:K, t0:t0 + n] = sparse_project(Y, a_comp, a_pix, a_val, K).T
@@ -552,9 +577,14 @@ def evaluate(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, YrA: np
     indptr = Apos.indptr.astype(np.int64)
     comp, pix_c, _ = _entries(Apos, data.f2c)
     M = np.zeros(pix_c.size)
+    pix_f = Apos.indices.astype(np.int64)
     for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="evaluate", disable=not progress, leave=False):
-        n = Y.shape[0]
-        entries_dot(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n].T), comp, pix_c, M)
+        if data.pixel_major:
+            n = Y.shape[1]
+            entries_dot_pm(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n]), comp, pix_f, M)
+        else:
+            n = Y.shape[0]
+            entries_dot(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n].T), comp, pix_c, M)
     means = [M[indptr[k]:indptr[k + 1]] if frames[k] is not None else None for k in range(K)]
     r = space_correlation(Apos, means)
     good, bad = accept(snr, r, s.min_SNR, s.SNR_lowest, s.rval_thr, s.rval_lowest)
@@ -595,7 +625,6 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
     ev = evaluate(data, A, C, YrA, s, progress)
     steps.update()
     steps.close()
-    K = A.shape[1]
     est = Estimates(A=A, C=C, S=res.S, YrA=YrA, b=b, f=f, sn=sn, g=res.g, bl=res.bl, c1=res.c1,
                     neurons_sn=res.neurons_sn, lam=res.lam, SNR_comp=ev.SNR_comp, r_values=ev.r_values,
                     idx_components=ev.idx_components, idx_components_bad=ev.idx_components_bad, dims=data.dims)
