@@ -94,6 +94,10 @@ class RunResult:
         Number of ground-truth ROIs.
     files : dict of str -> Path
         Files written, by role (keys of :data:`OUTPUT_FILES`).
+    estimates : Estimates or None
+        The refined components (CaImAn's field names), None when refinement was skipped.
+    initialization : Initialization or None
+        The networks' output (masks, scores, prob_map, Ain, summary images).
     """
 
     out_dir: Path
@@ -107,6 +111,8 @@ class RunResult:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_gt: int | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    estimates: Any = field(default=None, repr=False)
+    initialization: Any = field(default=None, repr=False)
 
     @property
     def total_time(self) -> float:
@@ -525,7 +531,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
                        n_detected=len(detected), n_components=None if est is None else len(all_masks),
                        n_accepted=len(final), timings=timer.timings, scores=scores,
-                       n_gt=None if gt_masks is None else len(gt_masks), files=files)
+                       n_gt=None if gt_masks is None else len(gt_masks), files=files, estimates=est,
+                       initialization=init)
     logger.info("run finished\n%s", result.summary())
     return result
 

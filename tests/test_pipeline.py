@@ -166,6 +166,7 @@ def test_run_scores_against_simulated_truth(simulated, tmp_path):
     assert res.f1("detected") > 0.6, res.summary()
     assert res.f1("refined") > 0.5, res.summary()
     assert list(res.timings) == ["load", "summary", "detect", "refine", "evaluate", "save"]
+    assert res.estimates.A.shape[1] == res.n_components and len(res.initialization.masks) == res.n_detected
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json"])
 
