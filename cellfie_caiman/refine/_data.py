@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import mmap
 import re
 from collections.abc import Iterator
 
@@ -85,6 +86,7 @@ class MovieData:
             stop = min(start + n, self.n_frames)
             if self._Yr is not None:
                 Y = np.array(self._Yr[:, start:stop], dtype=np.float32, order="C")
+                self._release()
                 if not np.isfinite(Y).all():  # let io fill them, as for every other source
                     block = self._movie.read(start, stop)
                     Y = np.ascontiguousarray(block.transpose(2, 1, 0)).reshape(self.n_pixels, -1)
@@ -98,6 +100,19 @@ class MovieData:
         """C-order index (i*cols + j) of each Fortran-order pixel p = i + j*rows, int64 (pixels,)."""
         p = np.arange(self.n_pixels, dtype=np.int64)
         return (p % self.rows) * self.cols + p // self.rows
+
+    def _release(self) -> None:
+        """Unmap the memmap pages read so far from this process (they stay in the page cache).
+
+        Without this, every page of the file that was touched counts in the resident set (``ru_maxrss``) although
+        the kernel can drop it at any time.
+        """
+        mm = getattr(self._Yr, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # pragma: no cover - platform dependent
+                pass
 
     def _pixel_major_source(self):
         """(pixels, T) array in Fortran pixel order readable by rows without a copy of the movie, or None."""
@@ -126,6 +141,7 @@ class MovieData:
             step = max(1, budget_bytes // (8 * n))
             for p0 in range(0, self.n_pixels, step):
                 blk = np.asarray(Yr[p0:p0 + step], dtype=np.float64)[:, idx]
+                self._release()
                 sn[p0:p0 + step] = psd_noise(np.nan_to_num(blk))
             return sn.astype(np.float32)
         # split the frame subset into contiguous runs
