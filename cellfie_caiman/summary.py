@@ -26,10 +26,11 @@ All images are float32 of shape (rows, cols).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 import numpy as np
@@ -246,18 +247,33 @@ def _band_power(spec, k0, k1, out):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def _to_pixel_major(frames, line0, out, t0):  # pragma: no cover - compiled
-    """out[l, w, t0 + t] = frames[t, line0 + l, w] for l < out.shape[0], t < frames.shape[0] (cache tiles)."""
+    """out[l, w, t0 + t] = float32(frames[t, line0 + l, w]) for l < out.shape[0], t < frames.shape[0].
+
+    ``frames`` (n, rows, cols) of any numeric dtype and strides. Returns False if a value is NaN/inf as float32.
+    Frames are taken 8 at a time (rows of a frame are 2^k bytes apart in typical movies: more at once would
+    collide in the cache).
+    """
     n = frames.shape[0]
     n_lines, width, _ = out.shape
-    tile = 16
+    n8 = n - n % 8
+    zero = np.float32(0.0)
+    check = np.float32(0.0)
     for line in range(n_lines):
-        for w0 in range(0, width, tile):
-            w1 = min(width, w0 + tile)
-            for s0 in range(0, n, tile):
-                s1 = min(n, s0 + tile)
+        src = line0 + line
+        for w0 in range(0, width, 1024):
+            w1 = min(width, w0 + 1024)
+            for i0 in range(0, n8, 8):
                 for w in range(w0, w1):
-                    for t in range(s0, s1):
-                        out[line, w, t0 + t] = frames[t, line0 + line, w]
+                    for i in range(8):
+                        v = np.float32(frames[i0 + i, src, w])
+                        check += v * zero
+                        out[line, w, t0 + i0 + i] = v
+            for w in range(w0, w1):
+                for i in range(n8, n):
+                    v = np.float32(frames[i, src, w])
+                    check += v * zero
+                    out[line, w, t0 + i] = v
+    return check == zero
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -384,30 +400,42 @@ def _batch_memmap(yr: np.ndarray, rows: int, cols: int, start: int, stop: int, o
         if opts.noise or opts.median:
             sums.noise_median(block, l0, l1 - l0, opts.median)
 
-    list(pool.map(work, _line_blocks(cols, rows * n * 4)))
+    _run_all(pool, work, _line_blocks(cols, rows * n * 4))
     return sums
 
 
+def _run_all(pool: ThreadPoolExecutor, fn, items) -> list:
+    """fn(item) for every item on the pool; waits for all of them before raising the first exception."""
+    futures = [pool.submit(fn, item) for item in items]
+    wait(futures)
+    return [f.result() for f in futures]
+
+
 def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolExecutor, bar) -> _Sums:
-    """One batch of any movie read as frames; lines are image rows."""
+    """One batch of any movie read as frames; lines are image rows.
+
+    Raw frames are used as stored (no float32 copy of the batch); where they hold NaN/inf, the batch (or chunk)
+    is read again with ``Movie.read``, which fills them.
+    """
     n = stop - start
     _, rows, cols = mov.shape
     sums = _Sums(rows, cols, n)
-    blocks = _line_blocks(rows, cols * n * 4)
     if n <= opts.block_frames:
-        frames = mov.read(start, stop)
-        bar.update(n // 2)
-
-        def work(bounds):
+        def work(bounds, frames):
             l0, l1 = bounds
             block = _buffer((min(rows, l1 + 1) - l0, cols, n))
-            _to_pixel_major(frames, l0, block, 0)
+            if not _to_pixel_major(frames, l0, block, 0):
+                raise _NonFinite
             sums.stats(block, l0, l1 - l0)
             if opts.noise or opts.median:
                 sums.noise_median(block, l0, l1 - l0, opts.median)
 
-        list(pool.map(work, blocks))
-        bar.update(n - n // 2)
+        blocks = _line_blocks(rows, cols * n * 4)
+        try:
+            _run_all(pool, functools.partial(work, frames=mov[start:stop]), blocks)
+        except _NonFinite:
+            _run_all(pool, functools.partial(work, frames=mov.read(start, stop)), blocks)
+        bar.update(n)
         return sums
     # The batch does not fit: read it once per band of rows, keeping only the band (pixel-major).
     band_rows = max(1, opts.block_frames * rows // n - 1)
@@ -415,10 +443,16 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
         r1 = min(rows, r0 + band_rows)
         r_all = min(rows, r1 + 1)
         band = np.empty((r_all - r0, cols, n), dtype=np.float32)
+        parts = [(l0, min(r_all - r0, l0 + 4)) for l0 in range(0, r_all - r0, 4)]
         for s in range(start, stop, opts.block_frames):
             e = min(stop, s + opts.block_frames)
-            _to_pixel_major(_read_rows(mov, s, e, r0, r_all), 0, band, s - start)
-        sub = [(l0, l1) for l0, l1 in _line_blocks(r1 - r0, cols * n * 4)]
+
+            def transpose(bounds, frames, band=band, t0=s - start):
+                return _to_pixel_major(frames, bounds[0], band[bounds[0]:bounds[1]], t0)
+
+            if not all(_run_all(pool, functools.partial(transpose, frames=mov[s:e, r0:r_all]), parts)):
+                _run_all(pool, functools.partial(transpose, frames=mov.read(s, e)[:, r0:r_all]), parts)
+        sub = _line_blocks(r1 - r0, cols * n * 4)
 
         def stats(bounds, band=band, r0=r0):
             l0, l1 = bounds
@@ -428,19 +462,11 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
             l0, l1 = bounds
             sums.noise_median(band[l0:l1], r0 + l0, l1 - l0, opts.median)
 
-        list(pool.map(stats, sub))  # all statistics first: a block reads the next block's first line
+        _run_all(pool, stats, sub)  # all statistics first: a block reads the next block's first line
         if opts.noise or opts.median:
-            list(pool.map(rest, sub))
+            _run_all(pool, rest, sub)
         bar.update(n * (r1 - r0) / rows)
     return sums
-
-
-def _read_rows(mov, start: int, stop: int, r0: int, r1: int) -> np.ndarray:
-    """Rows r0:r1 of frames start:stop, as ``mov.read`` returns them (raw slice when it needs no filling)."""
-    raw = mov[start:stop, r0:r1]
-    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-        return mov.read(start, stop)[:, r0:r1]
-    return raw
 
 
 # ----------------------------------------------------------------------------------------------------------------
