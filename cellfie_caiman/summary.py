@@ -353,12 +353,13 @@ def _key_to_float(keys: np.ndarray) -> np.ndarray:
 _local = threading.local()
 
 
-def _buffer(shape: tuple[int, ...]) -> np.ndarray:
+def _buffer(shape: tuple[int, ...], slot: str = "block") -> np.ndarray:
     """A float32 scratch array of ``shape`` reused by the calling thread (avoids page faults of fresh buffers)."""
     size = int(np.prod(shape))
-    buf = getattr(_local, "buf", None)
+    buf = getattr(_local, slot, None)
     if buf is None or buf.size < size:
-        buf = _local.buf = np.empty(size, dtype=np.float32)
+        buf = np.empty(size, dtype=np.float32)
+        setattr(_local, slot, buf)
     return buf[:size].reshape(shape)
 
 
@@ -598,12 +599,157 @@ def _block_frames(shape: tuple[int, int, int], chunk_frames: int | None) -> int:
     return int(chunk_frames)
 
 
+def _neighbour_count(shape: tuple[int, int], eight_neighbours: bool) -> np.ndarray:
+    """Number of in-bounds neighbours of each pixel (8/5/3 or 4/3/2)."""
+    count = np.zeros(shape)
+    offsets = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)
+               and (eight_neighbours or di == 0 or dj == 0)]
+    rows, cols = shape
+    for di, dj in offsets:
+        count[max(0, -di):rows - max(0, di), max(0, -dj):cols - max(0, dj)] += 1
+    return count
+
+
+def _read_exact(f, out: np.ndarray, offset: int) -> None:
+    """Read ``out.nbytes`` bytes at ``offset`` of file ``f`` into the C-contiguous ``out``."""
+    view = memoryview(out.reshape(-1)).cast("B")
+    f.seek(offset)
+    done = 0
+    while done < len(view):
+        got = f.readinto(view[done:])
+        if not got:
+            raise OSError(f"{f.name}: unexpected end of file at byte {offset + done}")
+        done += got
+
+
+def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, opts: _Options,
+                              pool: ThreadPoolExecutor, bar) -> list[np.ndarray | None] | None:
+    """All batches of a CaImAn order-C memmap, reading each block of pixels once (all frames, plain file reads).
+
+    Lines are image columns (pixel p = i + j*rows: column j is pixels [j*rows, (j+1)*rows), each pixel's frames
+    contiguous in the file). Returns None if a block of (2 lines x all frames) per thread would not fit the
+    memory budget. Raises _NonFinite if the file holds NaN/inf.
+    """
+    T, rows, cols = shape
+    line_bytes = rows * T * 4
+    per_thread = opts.block_frames * rows * cols * 4 // _n_threads()
+    if 2 * line_bytes > per_thread:
+        return None
+    per = max(1, min(per_thread // line_bytes - 1, -(-cols // (2 * _n_threads()))))
+    blocks = [(l0, min(cols, l0 + per)) for l0 in range(0, cols, per)]
+    count = _neighbour_count((cols, rows), opts.eight_neighbours)
+    result = [np.full((cols, rows), -np.inf, dtype=np.float32) for _ in range(6)]
+    n_batches = len(bounds)
+    # correlation sums of each block's first line: from its own pairs, and from the pairs of the line above
+    first_own = np.zeros((len(blocks), n_batches, rows))
+    first_above = np.zeros((len(blocks), n_batches, rows))
+
+    def work(k):
+        l0, l1 = blocks[k]
+        n_real = l1 - l0
+        n_all = min(cols, l1 + 1) - l0
+        whole = _buffer((n_all, rows, T), "whole")
+        with open(fname, "rb") as f:
+            _read_exact(f, whole, l0 * line_bytes)
+        for b, (start, stop) in enumerate(bounds):
+            n = stop - start
+            if n == T:
+                x = whole
+            else:
+                x = _buffer((n_all, rows, n))
+                np.copyto(x, whole[:, :, start:stop])
+            sums = _Sums(n_all, rows, n)
+            sums.stats(x, 0, n_all)
+            if not sums.finite(0, n_all):
+                raise _NonFinite
+            if opts.noise or opts.median:
+                sums.noise_median(x, 0, n_real, opts.median)
+            images = _block_images(sums, n_real, opts)
+            for r, im in zip(result, images, strict=True):
+                if im is not None:
+                    np.maximum(r[l0:l1], im, out=r[l0:l1])
+            totals = _pair_totals(sums, n_real, opts.eight_neighbours)
+            first_own[k, b] = totals[0]
+            if n_real > 1:
+                corr = totals[1:n_real] / count[l0 + 1:l1]
+                np.maximum(result[0][l0 + 1:l1], corr, out=result[0][l0 + 1:l1])
+            if k + 1 < len(blocks):
+                first_above[k + 1, b] = totals[n_real]
+        bar.update(T * n_real / cols)
+
+    _run_all(pool, work, range(len(blocks)))
+    for k, (l0, _) in enumerate(blocks):
+        corr = ((first_own[k] + first_above[k]) / count[l0]).max(axis=0)
+        np.maximum(result[0][l0], corr, out=result[0][l0])
+    return [None if (i == 1 and not opts.noise) or (i == 4 and not opts.median) else np.ascontiguousarray(r.T)
+            for i, r in enumerate(result)]
+
+
+def _block_images(sums: _Sums, n_real: int, opts: _Options) -> list[np.ndarray | None]:
+    """corr (None: done elsewhere), pnr, std, mean, median, max of the first ``n_real`` lines of ``sums``."""
+    n = sums.n
+    m = sums.s1[:n_real] / n
+    mean = sums.shift[:n_real] + m
+    std = np.sqrt(np.maximum(sums.s2[:n_real] / n - m * m, 0.0))
+    vmax = _key_to_float(sums.vmax[:n_real])
+    pnr = median = None
+    if opts.noise:
+        sigma = sums.sigma[:n_real]
+        peak = np.maximum(vmax - mean, 0.0)
+        pnr = np.where(sigma > 0, peak / np.where(sigma > 0, sigma, 1.0), 0.0)
+    if opts.median:
+        median = sums.median[:n_real]
+    return [None, pnr, std, mean, median, vmax]
+
+
+def _pair_totals(sums: _Sums, n_real: int, eight_neighbours: bool) -> np.ndarray:
+    """Sum of the pair correlations each pixel of a block takes part in, for the pairs whose first pixel is in
+    one of the block's first ``n_real`` lines (the lines' own pairs and those with the next line)."""
+    n_all, width = sums.s1.shape
+    n = sums.n
+    m = sums.s1 / n
+    sd = np.sqrt(np.maximum(sums.s2 / n - m * m, 0.0))
+
+    def rho(prod, first, second):
+        den = sd[first] * sd[second]
+        cov = prod[first] / n - m[first] * m[second]
+        return np.clip(np.where(den > 0, cov / np.where(den > 0, den, 1.0), 0.0), -1.0, 1.0)
+
+    totals = np.zeros((n_all, width))
+    r = rho(sums.p_along, (slice(0, n_real), slice(0, -1)), (slice(0, n_real), slice(1, None)))
+    totals[:n_real, :-1] += r
+    totals[:n_real, 1:] += r
+    n_next = min(n_real, n_all - 1)
+    if n_next > 0:
+        top, low = slice(0, n_next), slice(1, n_next + 1)
+        r = rho(sums.p_next, (top, slice(None)), (low, slice(None)))
+        totals[top] += r
+        totals[low] += r
+        if eight_neighbours:
+            r = rho(sums.p_fwd, (top, slice(0, -1)), (low, slice(1, None)))
+            totals[top, :-1] += r
+            totals[low, 1:] += r
+            r = rho(sums.p_back, (top, slice(1, None)), (low, slice(0, -1)))
+            totals[top, 1:] += r
+            totals[low, :-1] += r
+    return totals
+
+
 def _summary_builtin(mov, bounds: list[tuple[int, int]], opts: _Options, progress: bool) -> list:
     """Max over batches of the per-batch images (list in SummaryImages order, None where not requested)."""
     memmap = _caiman_c_memmap(mov)
-    result = None
     with ThreadPoolExecutor(_n_threads()) as pool, \
             tqdm(total=bounds[-1][1], unit="frame", desc="summary images", disable=not progress) as bar:
+        if memmap is not None and not opts.caiman_quirk:
+            try:
+                result = _summary_memmap_by_pixels(mov.memmap_file, tuple(mov.shape), bounds, opts, pool, bar)
+                if result is not None:
+                    return result
+            except _NonFinite:
+                logger.info("%s holds NaN/inf values: reading it frame by frame to fill them", mov.source)
+                memmap = None
+                bar.reset()
+        result = None
         for start, stop in bounds:
             sums = None
             if memmap is not None:

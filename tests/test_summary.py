@@ -319,13 +319,16 @@ def test_caiman_backend():
 # CaImAn memmaps are read in place (pixel-major); the result must not depend on the layout
 
 
-def test_caiman_memmap_equals_array(tmp_path):
+@pytest.mark.parametrize("chunk_frames", [None, 50, 7])
+def test_caiman_memmap_equals_array(tmp_path, chunk_frames):
+    """Read by blocks of columns with all frames (several lines or one line per block), or batch by batch
+    through the memory map when that does not fit chunk_frames."""
     from cellfie_caiman.io import save_memmap
 
     movie = structured_movie(T=90, rows=11, cols=9, seed=10)
     fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
     for batch in (None, 40):
-        from_file = summary_images(fname, batch_frames=batch)
+        from_file = summary_images(fname, batch_frames=batch, chunk_frames=chunk_frames)
         from_array = summary_images(movie, batch_frames=batch)
         for name in SummaryImages._fields:
             np.testing.assert_allclose(getattr(from_file, name), getattr(from_array, name), rtol=1e-6, atol=1e-6,
