@@ -247,7 +247,7 @@ def _cmd_train(args) -> int:
         for path in (movie, rois):
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: no such file or folder")
-    record = {"command": " ".join([PROG, *sys.argv[1:]]) if sys.argv else PROG}
+    record = {"command": " ".join([PROG, *args.argv])}
     result = train([tuple(pair) for pair in args.data], out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
@@ -291,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .io import MovieError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     _setup_logging(args.verbose)
     try:
         return _COMMANDS[args.command](args)

@@ -133,6 +133,21 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
+def test_train_writes_loadable_weights(tmp_path, capsys):
+    pytest.importorskip("cellfie_caiman.train", reason="train module (networks helper) not landed yet")
+    from cellfie_caiman.models import load_model
+
+    argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
+            "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress"]
+    assert main(argv) == 0
+    assert "best validation F1" in capsys.readouterr().out
+    model = load_model(tmp_path / "w.npz")
+    assert model.config.training["command"] == " ".join(["cellfie-caiman", *argv])
+    assert main(argv) == 2  # the weights file exists now
+    _one_line_error(capsys, "w.npz", "--overwrite")
+
+
 def test_evaluate_missing_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
     _one_line_error(capsys, "a.json")
