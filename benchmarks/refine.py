@@ -11,9 +11,9 @@ order-C memmap with ``save_memmap``; then each backend runs in its own child pro
 true masks, so that its peak memory is its own. Printed per run:
 
 * wall time (numba kernels compiled beforehand), its ratio to one streaming read of the movie through
-  ``Movie.chunks()`` timed in the same child, and the peak memory: ``ru_maxrss`` (includes the memmap's file pages
-  the process touched, which the kernel can drop) and the peak anonymous memory (RssAnon, sampled every 5 ms: what
-  the process really needs);
+  ``Movie.chunks()`` timed in the same child afterwards, and the peak memory: ``ru_maxrss`` (includes memmap file
+  pages the process touched, which the kernel can drop) and the peak anonymous memory (RssAnon, sampled every 5 ms:
+  what the process really needs);
 * median (and 10th percentile) correlation between each true calcium trace and the C row of the component whose
   footprint overlaps it most (neurons with at least one spike), footprint F1 (``match_rois`` on ``Estimates.masks()``),
   median correlation of S with the true spikes after smoothing both with a 5-frame box, and the number of components
@@ -121,17 +121,17 @@ def worker_refine(args) -> None:
         m = np.zeros((1, 16, 16), bool)
         m[0, 5:10, 5:10] = True
         refine(small, m, backend="builtin")
-    movie = load_movie(args.fname)
-    t0 = time.perf_counter()
-    for _ in movie.chunks():
-        pass
-    t_read = time.perf_counter() - t0
     with PeakAnon() as peak:
         t0 = time.perf_counter()
         est = refine(args.fname, truth["masks"], params=params, backend=args.backend)
         t = time.perf_counter() - t0
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    t0 = time.perf_counter()  # the baseline after the run, so that its pages do not count in maxrss
+    for _ in load_movie(args.fname).chunks():
+        pass
+    t_read = time.perf_counter() - t0
     out = {"backend": args.backend, "time_s": t, "read_s": t_read, "ratio_to_read": t / t_read,
-           "maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "peak_anon_gb": peak.peak / 2**30}
+           "maxrss_gb": maxrss, "peak_anon_gb": peak.peak / 2**30}
     out.update(metrics(est, truth))
     print(json.dumps(out))
 

@@ -78,7 +78,8 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     init : Initialization, bool masks (K, rows, cols) or Ain (rows*cols, K) in Fortran pixel order
         The seeds. Empty seeds are dropped (warning); seeds duplicating another (IoU >= 0.95) are dropped (warning).
     params : Params, dict of groups, or None
-        Uses ``data.fr``, ``data.decay_time``, ``refine.p/nb/merge_thr/gSig/n_iter/chunk_frames`` and ``quality.*``.
+        Uses ``data.fr``, ``data.decay_time``, ``refine.p/nb/merge_thr/n_iter/chunk_frames`` and ``quality.*``
+        (``refine.gSig`` only matters to CaImAn: the builtin search region is the footprint dilated by 2 pixels).
     backend : {'auto', 'builtin', 'caiman'}
         'auto' uses CaImAn when importable, else the builtin seeded CNMF.
     progress : bool

@@ -153,7 +153,8 @@ class Estimates:
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
         (``image_mask`` (K, rows, cols) and columns ``r``, ``snr``, ``keep``), ``Fluorescence`` holding the
         ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f), and a
-        ``residuals`` TimeSeries (YrA). Written atomically.
+        ``residuals`` TimeSeries (YrA), and an external ``TwoPhotonSeries`` acquisition naming ``raw_data_file``.
+        CaImAn's ``load_CNMF`` reads it. Written atomically.
 
         Parameters
         ----------
@@ -163,7 +164,7 @@ class Estimates:
         """
         try:
             import pynwb
-            from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries
+            from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries, TwoPhotonSeries
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("writing NWB needs pynwb: pip install 'cellfie-caiman[nwb]'") from exc
         import datetime
@@ -186,9 +187,11 @@ class Estimates:
         plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, description="imaging plane",
                                          device=device, excitation_lambda=excitation_lambda, imaging_rate=float(fr),
                                          indicator=indicator, location=location)
-        if raw_data_file:
-            nwb.add_acquisition(pynwb.image.ImageSeries(name="TwoPhotonSeries", external_file=[str(raw_data_file)],
-                                                        format="external", rate=float(fr), starting_frame=[0]))
+        # CaImAn's NWB reader needs this acquisition (it takes the movie's file name from it)
+        nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", imaging_plane=plane,
+                                            external_file=[str(raw_data_file) if raw_data_file else "unknown"],
+                                            format="external", rate=float(fr), starting_frame=[0],
+                                            **_num_samples_kw(TwoPhotonSeries, int(np.shape(self.C)[1]))))
         mod = nwb.create_processing_module(name="ophys", description="cellfie_caiman estimates")
         seg = ImageSegmentation()
         mod.add(seg)
@@ -228,6 +231,12 @@ class Estimates:
             with pynwb.NWBHDF5IO(str(tmp), "w") as io:
                 io.write(nwb)
         return path
+
+
+def _num_samples_kw(cls, n: int) -> dict:
+    """``num_samples`` for an external image series, on pynwb versions that have the argument."""
+    args = getattr(cls.__init__, "__docval__", {}).get("args", [])
+    return {"num_samples": n} if any(a.get("name") == "num_samples" for a in args) else {}
 
 
 def _write_sparse(group, name: str, A) -> None:
