@@ -390,6 +390,25 @@ def score(gt_masks: np.ndarray, pred_masks: np.ndarray) -> dict[str, Any]:
     return {rule: match_rois(gt_masks, pred_masks, rule=rule, dims=dims) for rule in RULES}
 
 
+def _json_extent(path: Path) -> tuple[int, int] | None:
+    """Smallest frame (rows, cols) holding every region of a neurofinder JSON file; None if it is not one."""
+    import json
+
+    if path.suffix.lower() != ".json":
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            data = data.get("regions", [])
+        coords = [np.asarray(r["coordinates"], dtype=np.int64).reshape(-1, 2) for r in data]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not coords:
+        return (1, 1)
+    allc = np.concatenate(coords)
+    return int(allc[:, 0].max()) + 1, int(allc[:, 1].max()) + 1
+
+
 def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
                    shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """Score an ROI file against a ground-truth ROI file with both rules.
@@ -399,8 +418,8 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
     pred, gt : path
         ROI files in any format :func:`cellfie_caiman.rois.read_rois` reads.
     shape : (rows, cols), optional
-        Frame shape; needed when neither file records it (e.g. neurofinder JSON). When omitted, both are read
-        without it and padded to the larger extent.
+        Frame shape. When omitted it is taken from whichever file records it (mask arrays, CaImAn HDF5, NWB), else
+        from the extent of the neurofinder JSON regions: the scores do not depend on the frame size.
 
     Returns
     -------
@@ -408,19 +427,32 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
     """
     from .rois import read_rois
 
-    for p in (pred, gt):
-        if not Path(p).exists():
+    paths = [Path(pred), Path(gt)]
+    for p in paths:
+        if not p.exists():
             raise FileNotFoundError(f"{p}: no such ROI file")
-    shape = None if shape is None else tuple(int(s) for s in shape)
-    a = np.asarray(read_rois(pred, shape), dtype=bool)
-    b = np.asarray(read_rois(gt, shape), dtype=bool)
-    if a.shape[1:] != b.shape[1:]:
-        if shape is not None:
-            raise ValueError(f"{pred} gives masks of {a.shape[1:]}, {gt} of {b.shape[1:]} with shape {shape}")
-        rows, cols = max(a.shape[1], b.shape[1]), max(a.shape[2], b.shape[2])
-        a = np.pad(a, ((0, 0), (0, rows - a.shape[1]), (0, cols - a.shape[2])))
-        b = np.pad(b, ((0, 0), (0, rows - b.shape[1]), (0, cols - b.shape[2])))
-    return score(b, a)
+    if shape is not None:
+        shape = tuple(int(s) for s in shape)
+        masks = [np.asarray(read_rois(p, shape), dtype=bool) for p in paths]
+    else:
+        masks = [None, None]
+        for k, p in enumerate(paths):
+            with contextlib.suppress(ValueError):  # formats without a frame size need one
+                masks[k] = np.asarray(read_rois(p, None), dtype=bool)
+        extents = [m.shape[1:] for m in masks if m is not None]
+        extents += [e for p, m in zip(paths, masks, strict=True) if m is None and (e := _json_extent(p))]
+        if any(m is None for m in masks) and not extents:
+            missing = next(p for p, m in zip(paths, masks, strict=True) if m is None)
+            raise ValueError(f"{missing}: this ROI file does not record the frame size; give --shape ROWS COLS")
+        common = (max(e[0] for e in extents), max(e[1] for e in extents))
+        for k, p in enumerate(paths):
+            if masks[k] is None:
+                masks[k] = np.asarray(read_rois(p, common), dtype=bool)
+        rows, cols = max(m.shape[1] for m in masks), max(m.shape[2] for m in masks)
+        masks = [np.pad(m, ((0, 0), (0, rows - m.shape[1]), (0, cols - m.shape[2]))) for m in masks]
+    if masks[0].shape[1:] != masks[1].shape[1:]:
+        raise ValueError(f"{pred} gives masks of {masks[0].shape[1:]}, {gt} of {masks[1].shape[1:]}")
+    return score(masks[1], masks[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -114,14 +114,16 @@ def test_evaluate_known_overlap(tmp_path, capsys):
     ]
     _write_neurofinder(tmp_path / "gt.json", gt)
     _write_neurofinder(tmp_path / "pred.json", pred)
-    assert main(["evaluate", str(tmp_path / "pred.json"), str(tmp_path / "gt.json"), "--shape", "64", "64"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
-    assert set(rows) == {"caiman", "iou"}
-    for rule in rows:
-        tp, fp, fn = (int(v) for v in rows[rule][:3])
-        assert (tp, fp, fn) == (2, 2, 1)
-        assert float(rows[rule][5]) == pytest.approx(2 * 2 / (2 * 2 + 2 + 1), abs=1e-3)
+    # with the frame shape, and without it (neurofinder JSON does not record it; scores do not depend on it)
+    for shape in (["--shape", "64", "64"], []):
+        assert main(["evaluate", str(tmp_path / "pred.json"), str(tmp_path / "gt.json"), *shape]) == 0
+        out = capsys.readouterr().out.splitlines()
+        rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
+        assert set(rows) == {"caiman", "iou"}
+        for rule in rows:
+            tp, fp, fn = (int(v) for v in rows[rule][:3])
+            assert (tp, fp, fn) == (2, 2, 1)
+            assert float(rows[rule][5]) == pytest.approx(2 * 2 / (2 * 2 + 2 + 1), abs=1e-3)
 
 
 def test_train_refuses_bad_arguments(tmp_path, capsys):
