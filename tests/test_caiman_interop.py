@@ -111,16 +111,30 @@ def test_masks_to_ain_is_fortran_flattened_bool():
         assert ain[i + j * 7, k] == masks[k, i, j]
 
 
-def test_seed_index_follows_footprint_energy():
-    masks = np.zeros((3, 10, 10), bool)
-    masks[0, :4, :4] = masks[1, 5:, 5:] = masks[2, :4, 6:] = True
-    a = np.zeros((100, 3))
-    a[:, 0] = masks_to_ain(masks[[1]])[:, 0] * 2.0  # footprint on seed 1
-    a[:, 1] = masks_to_ain(masks[[0]])[:, 0]         # on seed 0, plus a little outside
-    a[99, 1] = 0.5
-    a[:, 2] = 0.0
-    a[5 + 0 * 10, 2] = 1.0                            # pixel (5, 0): in no seed
-    np.testing.assert_array_equal(seed_index(a, masks), [1, 0, -1])
+def test_seed_index_maps_footprints_to_seeds():
+    masks = np.zeros((4, 12, 12), bool)
+    masks[0, :4, :4] = masks[1, 5:, 5:] = masks[2, :4, 7:] = True
+    masks[3, 4:10, 3:9] = True  # overlaps seed 1 a lot
+    a = np.zeros((144, 4))
+    a[:, 0] = masks_to_ain(masks[[1]])[:, 0] * 2.0  # exactly seed 1 (which is also mostly inside seed 3)
+    a[:, 1] = masks_to_ain(masks[[0]])[:, 0]         # seed 0, plus a little outside
+    a[143, 1] = 0.5
+    a[5 + 0 * 12, 2] = 1.0                            # pixel (5, 0): in no seed
+    a[:, 3] = masks_to_ain(masks[[3]])[:, 0]         # exactly seed 3
+    np.testing.assert_array_equal(seed_index(a, masks), [1, 0, -1, 3])
+    import scipy.sparse
+
+    np.testing.assert_array_equal(seed_index(scipy.sparse.csc_matrix(a), masks), [1, 0, -1, 3])
+    # footprints made by blurring randomly placed discs map back to their discs
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:50, :50]
+    centres = rng.uniform(5, 45, (15, 2))
+    discs = np.array([(yy - r) ** 2 + (xx - c) ** 2 <= 16 for r, c in centres])
+    foot = np.array([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 18.0) for r, c in centres])
+    foot[foot < 0.05] = 0
+    order = rng.permutation(15)
+    A = foot[order].transpose(0, 2, 1).reshape(15, -1).T
+    np.testing.assert_array_equal(seed_index(A, discs), order)
 
 
 def test_caiman_params_from_ours():
@@ -207,13 +221,14 @@ def test_seeded_cnmf_returns_fitted_cnmf_matching_truth(seeded):
     n = sim.masks.shape[0]
     assert est.A.shape == (rows * cols, n) and est.C.shape == (n, T)
     # each component comes from a distinct seed and its trace follows that neuron's calcium
-    np.testing.assert_array_equal(np.sort(est.seed_index), np.arange(n))
-    corr = np.array([np.corrcoef(est.C[k], sim.calcium[j])[0, 1] for k, j in enumerate(est.seed_index)])
-    active = sim.spikes[est.seed_index].sum(axis=1) >= 3  # a single transient is too little to judge a trace by
+    seeds = seed_index(est.A, sim.masks)
+    np.testing.assert_array_equal(np.sort(seeds), np.arange(n))
+    corr = np.array([np.corrcoef(est.C[k], sim.calcium[j])[0, 1] for k, j in enumerate(seeds)])
+    active = sim.spikes[seeds].sum(axis=1) >= 3  # a single transient is too little to judge a trace by
     assert active.sum() >= 7 and corr[active].min() > 0.9 and np.median(corr) > 0.95, corr
     # the footprint's peak lies inside its seed
     A = est.A.toarray()
-    for k, j in enumerate(est.seed_index):
+    for k, j in enumerate(seeds):
         peak = np.argmax(A[:, k])
         assert sim.masks[j, peak % rows, peak // rows]
     # components evaluated with CaImAn's SNR / spatial-correlation tests (no CNN)
@@ -257,7 +272,7 @@ def test_seeded_cnmf_checks_seeds(cm, caplog):
     with caplog.at_level("WARNING", logger=caiman_adapter.__name__):
         cnm = caiman_adapter.seeded_cnmf(sim.movie[:200], seeds, PARAMS, evaluate=False)
     assert "empty seed" in caplog.text and "binarising" in caplog.text
-    np.testing.assert_array_equal(np.sort(cnm.estimates.seed_index), [0, 2, 3])
+    np.testing.assert_array_equal(np.sort(seed_index(cnm.estimates.A, seeds > 0)), [0, 2, 3])
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -291,17 +291,17 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     Returns
     -------
     caiman.source_extraction.cnmf.cnmf.CNMF
-        The fitted object. ``cnm.estimates`` holds A (csc, pixels x K', unit-norm F-order columns), C, S, YrA, b, f,
-        quality metrics, and ``seed_index`` (K',): for each component, the seed whose mask holds most of its
-        footprint's energy (K' <= K: CaImAn drops empty components and merges correlated overlapping ones).
+        The fitted object. ``cnm.estimates`` holds A (csc, pixels x K', unit-norm F-order columns), C, S, YrA, b, f
+        and the quality metrics. K' <= K: CaImAn drops components that become empty and merges overlapping ones
+        whose traces correlate above ``merge_thr``; ``seed_index(cnm.estimates.A, masks)`` maps each component
+        back to its seed.
 
     Raises
     ------
     ImportError
         CaImAn is not installed (the message says how to install it, and that ``backend='builtin'`` needs nothing).
     ValueError
-        Seeds that do not fit the movie, or no non-empty seed (empty seeds are dropped with a warning; their
-        indices never appear in ``seed_index``).
+        Seeds that do not fit the movie, or no non-empty seed (empty seeds are dropped with a warning).
     """
     _require_caiman()
     from caiman.source_extraction.cnmf import cnmf as cnmf_mod
@@ -332,7 +332,6 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
                 cnm = cnm.refit(imgs, dview=dview)
                 if evaluate:
                     cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
-        cnm.estimates.seed_index = seed_index(cnm.estimates.A, masks)
         if cnm.estimates.A.shape[1] < used.shape[0]:
             logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
                         cnm.estimates.A.shape[1], used.shape[0])
@@ -345,25 +344,39 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
 
 
 def seed_index(A: Any, masks: np.ndarray) -> np.ndarray:
-    """For each footprint, the seed whose mask holds the largest share of its energy.
+    """For each footprint, the seed it is most similar to (cosine similarity of footprint and mask).
+
+    The cosine ``a . m / (||a|| ||m||)`` rather than the share of ``a`` inside ``m`` tells apart overlapping seeds:
+    a footprint centred on one of two overlapping masks lies mostly inside both.
 
     Parameters
     ----------
-    A : sparse or dense (rows*cols, K') footprints, F-order pixels
+    A : scipy.sparse or ndarray (rows*cols, K')
+        Footprints, Fortran pixel order (CaImAn's ``estimates.A``).
     masks : ndarray of bool (K, rows, cols)
+        The seeds.
 
     Returns
     -------
     ndarray of int (K',)
-        Index into ``masks``; -1 for a footprint that lies outside every seed.
+        Index into ``masks``; -1 for a footprint that touches no seed.
     """
-    ain = masks_to_ain(masks).astype(np.float64)
-    a2 = A.multiply(A) if hasattr(A, "multiply") else np.asarray(A, dtype=np.float64) ** 2
-    energy = np.asarray(ain.T @ a2 if not hasattr(a2, "tocsc") else (a2.T @ ain).T)  # (K, K')
-    if energy.size == 0:
+    import scipy.sparse
+
+    ain = scipy.sparse.csc_matrix(masks_to_ain(masks), dtype=np.float64)
+    A = scipy.sparse.csc_matrix(A, dtype=np.float64)
+    if A.shape[0] != ain.shape[0]:
+        raise ValueError(f"A has {A.shape[0]} pixels, the masks {ain.shape[0]}")
+    if A.shape[1] == 0:
         return np.zeros(0, dtype=int)
-    idx = np.argmax(energy, axis=0).astype(int)
-    idx[energy.max(axis=0) <= 0] = -1
+    overlap = (ain.T @ A).toarray()  # (K, K'): sum of a over each mask
+    a_norm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0)).ravel())
+    m_norm = np.sqrt(np.asarray(ain.sum(axis=0)).ravel())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = overlap / np.outer(m_norm, a_norm)
+    cos = np.nan_to_num(cos, nan=0.0, posinf=0.0)
+    idx = np.argmax(cos, axis=0).astype(int)
+    idx[cos.max(axis=0) <= 0] = -1
     return idx
 
 
@@ -372,7 +385,7 @@ def seed_index(A: Any, masks: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 _ARRAY_FIELDS = ("C", "S", "YrA", "f", "b", "sn", "g", "F_dff", "idx_components", "idx_components_bad",
-                 "SNR_comp", "r_values", "cnn_preds", "seed_index")
+                 "SNR_comp", "r_values", "cnn_preds")
 _OBJECT_FIELDS = ("bl", "c1", "neurons_sn", "lam")  # object arrays in CaImAn; float64 here
 
 
