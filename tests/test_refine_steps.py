@@ -242,3 +242,15 @@ def test_accept_rule():
     r = np.array([0.1, 0.9, -1.0, 0.95, 0.2])
     good, bad = quality.accept(snr, r)
     assert good.tolist() == [0, 1] and bad.tolist() == [2, 3, 4]
+
+
+def test_ar2_noiseless_returns_exact_spikes():
+    rng = np.random.default_rng(2)
+    T, g = 1000, np.array([1.5, -0.56])  # decay 0.8, rise 0.7
+    s = (rng.random(T) < 0.02) * rng.uniform(0.5, 2.0, T)
+    c = np.zeros(T)
+    for t in range(T):
+        c[t] = s[t] + sum(g[i] * c[t - i - 1] for i in range(2) if t - i - 1 >= 0)
+    d = deconvolve(c, p=2, g=g, sn=0.0, fit_baseline=False)
+    np.testing.assert_allclose(d.c, c, atol=1e-9)
+    np.testing.assert_allclose(d.s, s, atol=1e-9)
