@@ -182,6 +182,25 @@ def test_our_memmap_is_read_by_caiman(cm, tmp_path, order):
     np.testing.assert_array_equal(np.asarray(cm.load(fname)), movie)
 
 
+def test_adapter_uses_c_memmaps_in_place_and_copies_the_rest(cm, tmp_path):
+    import shutil
+
+    from cellfie_caiman.io import load_movie, save_memmap
+
+    movie = np.random.default_rng(6).standard_normal((15, 6, 5)).astype(np.float32)
+    fname_c = save_memmap(movie, "c", order="C", directory=tmp_path)
+    for source in (fname_c, load_movie(fname_c)):
+        imgs, fname, tmpdir = caiman_adapter._caiman_images(source, None)
+        assert (fname, tmpdir) == (fname_c, None) and isinstance(imgs, np.memmap)
+        np.testing.assert_array_equal(imgs, movie)
+    for source in (save_memmap(movie, "f", order="F", directory=tmp_path), movie):  # CNMF needs order C
+        imgs, fname, tmpdir = caiman_adapter._caiman_images(source, None)
+        assert tmpdir is not None and fname.startswith(tmpdir) and "_order_C_" in fname
+        np.testing.assert_array_equal(imgs, movie)
+        del imgs
+        shutil.rmtree(tmpdir)
+
+
 def test_caiman_memmap_is_read_by_us(cm, caiman_temp):
     from cellfie_caiman.io import load_memmap, load_movie
 
