@@ -61,7 +61,7 @@ def naive_corr_fast(movie: np.ndarray) -> np.ndarray:
         num = (a * b).sum(axis=0)
         total[i0:i1, j0:j1] += np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         count[i0:i1, j0:j1] += 1
-    return total / count
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)  # a 1 x 1 frame has no neighbour
 
 
 def naive_noise(movie: np.ndarray) -> np.ndarray:
@@ -383,3 +383,16 @@ def test_integer_movie(tmp_path):
     for a, b in zip(summary_images(movie, chunk_frames=11, batch_frames=25), summary_images(
             movie.astype(np.float32), batch_frames=25), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (2, 2)])
+def test_tiny_frames(tmp_path, shape):
+    from cellfie_caiman.io import save_memmap
+
+    movie = structured_movie(T=30, rows=6, cols=6, seed=13)[:, :shape[0], :shape[1]].copy()
+    expected = naive_images(movie)
+    if movie.shape[1] * movie.shape[2] > 1:
+        expected["corr"] = naive_corr(movie)
+    fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
+    for src in (movie, fname):
+        assert_images(summary_images(src), expected, scale=100)
