@@ -512,3 +512,24 @@ def test_builtin_refine_file_is_read_by_caiman(cm, tmp_path):
     # and CaImAn's own methods work on it
     loaded.estimates.threshold_spatial_components(maxthr=0.2)
     assert loaded.estimates.A_thr.shape == est.A.shape
+
+
+def test_our_nwb_is_read_by_caiman(cm, tmp_path):
+    pytest.importorskip("pynwb", reason="writing NWB needs pynwb")
+    from caiman.source_extraction.cnmf.cnmf import load_CNMF
+
+    from cellfie_caiman.refine import refine
+
+    sim = _simulation()
+    est = refine(sim.movie[:200], sim.masks, params=PARAMS, backend="builtin")
+    path = est.to_nwb(tmp_path / "ours.nwb", fr=30.0)
+    loaded = load_CNMF(str(path)).estimates
+    np.testing.assert_allclose(loaded.C, est.C, rtol=1e-6)
+    np.testing.assert_allclose(loaded.YrA, est.YrA, rtol=1e-6)
+    np.testing.assert_allclose(loaded.f, est.f, rtol=1e-6)
+    # Our image_mask[k] is footprint k as a (rows, cols) image (NWB's convention). CaImAn's NWB reader ravels it
+    # in C order into A, whose columns CaImAn otherwise treats as Fortran-ordered (its save_NWB writes the mirror
+    # image of that, so CaImAn-to-CaImAn round trips work): CaImAn's A is our footprints, pixel-reordered.
+    rows, cols = sim.movie.shape[1:]
+    ours = est.A.toarray().T.reshape(-1, cols, rows).transpose(0, 2, 1)  # (K, rows, cols)
+    np.testing.assert_allclose(loaded.A.toarray(), ours.reshape(len(ours), -1).T, rtol=1e-6, atol=1e-9)
