@@ -46,7 +46,7 @@ import functools
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NamedTuple
 
 import numpy as np
@@ -422,10 +422,16 @@ def _batch_memmap(yr: np.ndarray, rows: int, cols: int, start: int, stop: int, o
     return sums
 
 
-def _run_all(pool: ThreadPoolExecutor, fn, items) -> list:
-    """fn(item) for every item on the pool; waits for all of them before raising the first exception."""
-    futures = [pool.submit(fn, item) for item in items]
-    wait(futures)
+def _run_all(pool: ThreadPoolExecutor, fn, items, done=None) -> list:
+    """fn(item) for every item on the pool; waits for all of them before raising the first exception.
+
+    ``done(item)`` is called in the calling thread as each item finishes (progress bars).
+    """
+    items = list(items)
+    futures = {pool.submit(fn, item): item for item in items}
+    for future in as_completed(futures):
+        if done is not None and future.exception() is None:
+            done(futures[future])
     return [f.result() for f in futures]
 
 
@@ -457,6 +463,8 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
         return sums
     # The batch does not fit: read it once per band of rows, keeping only the band (pixel-major).
     band_rows = max(1, opts.block_frames * rows // n - 1)
+    logger.info("%s: frames %d-%d exceed chunk_frames=%d; reading them once per band of %d rows (%d passes)",
+                mov.source, start, stop - 1, opts.block_frames, band_rows, -(-rows // band_rows))
     for r0 in range(0, rows, band_rows):
         r1 = min(rows, r0 + band_rows)
         r_all = min(rows, r1 + 1)
@@ -483,7 +491,7 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
         _run_all(pool, stats, sub)  # all statistics first: a block reads the next block's first line
         if opts.noise or opts.median:
             _run_all(pool, rest, sub)
-        bar.update(n * (r1 - r0) / rows)
+        bar.update(n * r1 // rows - n * r0 // rows)
     return sums
 
 
@@ -692,9 +700,11 @@ def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, o
                 np.maximum(result[0][l0 + 1:l1], corr, out=result[0][l0 + 1:l1])
             if k + 1 < len(blocks):
                 first_above[k + 1, b] = totals[n_real]
-        bar.update(T * n_real / cols)
 
-    _run_all(pool, work, range(len(blocks)))
+    def done(k):
+        bar.update(T * blocks[k][1] // cols - T * blocks[k][0] // cols)
+
+    _run_all(pool, work, range(len(blocks)), done)
     for k, (l0, _) in enumerate(blocks):
         corr = ((first_own[k] + first_above[k]) / count[l0]).max(axis=0)
         np.maximum(result[0][l0], corr, out=result[0][l0])
