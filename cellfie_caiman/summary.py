@@ -456,7 +456,7 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
 
         blocks = _line_blocks(rows, cols * n * 4)
         try:
-            _run_all(pool, functools.partial(work, frames=mov[start:stop]), blocks)
+            _run_all(pool, functools.partial(work, frames=_raw(mov, start, stop)), blocks)
         except _NonFinite:
             _run_all(pool, functools.partial(work, frames=mov.read(start, stop)), blocks)
         bar.update(n)
@@ -476,7 +476,7 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
             def transpose(bounds, frames, band=band, t0=s - start):
                 return _to_pixel_major(frames, bounds[0], band[bounds[0]:bounds[1]], t0)
 
-            if not all(_run_all(pool, functools.partial(transpose, frames=mov[s:e, r0:r_all]), parts)):
+            if not all(_run_all(pool, functools.partial(transpose, frames=_raw(mov, s, e, r0, r_all)), parts)):
                 _run_all(pool, functools.partial(transpose, frames=mov.read(s, e)[:, r0:r_all]), parts)
         sub = _line_blocks(r1 - r0, cols * n * 4)
 
@@ -493,6 +493,19 @@ def _batch_frames(mov, start: int, stop: int, opts: _Options, pool: ThreadPoolEx
             _run_all(pool, rest, sub)
         bar.update(n * r1 // rows - n * r0 // rows)
     return sums
+
+
+_RAW_DTYPES = {np.dtype(t) for t in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+                                      "float32", "float64")}
+
+
+def _raw(mov, start: int, stop: int, r0: int = 0, r1: int | None = None) -> np.ndarray:
+    """Frames start:stop (rows r0:r1) as stored, or as ``mov.read`` gives them for dtypes the kernels do not take
+    (big-endian, float16)."""
+    raw = mov[start:stop, r0:r1]
+    if raw.dtype not in _RAW_DTYPES:  # np.dtype('>f4') != np.dtype('<f4')
+        raw = mov.read(start, stop)[:, r0:r1]
+    return raw
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -374,6 +374,15 @@ def test_nan_is_filled_like_the_reader(tmp_path, source):
     assert_images(result, naive_images(filled), scale=100)
 
 
+@pytest.mark.parametrize("dtype", [">f4", "float16", "int16", "float64"])
+def test_other_dtypes(dtype):
+    movie = structured_movie(T=40, rows=5, cols=6, seed=14)
+    converted = movie.astype(dtype)
+    expected = naive_images(converted.astype(np.float32))
+    assert_images(summary_images(converted), expected, scale=100)
+    assert_images(summary_images(converted, chunk_frames=9), expected, scale=100)
+
+
 def test_integer_movie(tmp_path):
     """uint16 data (as in TIFF files) are read raw and converted exactly."""
     rng = np.random.default_rng(12)
