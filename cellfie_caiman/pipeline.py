@@ -29,6 +29,7 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -502,8 +503,9 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     """
     from .io import load_movie
 
-    params = as_params(params)
+    params = copy.deepcopy(as_params(params))  # never change the caller's object
     backend = _resolve_backend(params.refine.backend)
+    params.refine.backend = backend  # params.json records what ran ('auto' could mean another backend elsewhere)
     timer = _Timer()
     with timer("load"):
         movie = load_movie(source, var_name=params.data.var_name)
@@ -678,7 +680,7 @@ def example(out_dir: str | os.PathLike, *, n_frames: int = 1000, shape: tuple[in
     if movie_format not in ("mmap", "tif"):
         raise ValueError(f"movie_format must be 'mmap' or 'tif', got {movie_format!r}")
     out = prepare_out_dir(out_dir, overwrite)
-    params = as_params(params)
+    params = copy.deepcopy(as_params(params))
     diameter = 12.0
     logger.info("simulating %d frames of %dx%d with %d neurons (seed %d)", n_frames, *shape, n_neurons, seed)
     sim = simulate(n_frames, tuple(shape), n_neurons, seed=seed, diameter=diameter)

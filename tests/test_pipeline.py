@@ -147,10 +147,15 @@ def simulated(tmp_path_factory):
 
 def test_run_scores_against_simulated_truth(simulated, tmp_path):
     sim, path = simulated
-    params = {"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
-              "refine": {"backend": "builtin"}, "output": {"pictures": False}}
+    from cellfie_caiman.refine.caiman_adapter import caiman_available
+
+    params = Params.from_dict({"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
+                               "refine": {"backend": "auto"}, "output": {"pictures": False}})
     res = pipeline.run(path, tmp_path / "out", params, gt=sim.masks, progress=False)
-    assert res.backend == "builtin" and res.shape == (300, 80, 80)
+    expected = "caiman" if caiman_available() else "builtin"
+    assert res.backend == expected and res.shape == (300, 80, 80)
+    assert params.refine.backend == "auto"  # the caller's object is left alone...
+    assert Params.load(tmp_path / "out" / "params.json").refine.backend == expected  # ...the file says what ran
     assert set(res.scores) == {"detected", "refined"} and set(res.scores["refined"]) == {"caiman", "iou"}
     assert res.n_gt == len(sim.masks)
     # the pipeline's scores are match_rois on what it wrote
