@@ -661,19 +661,22 @@ def _read_exact(f, out: np.ndarray, offset: int) -> None:
 
 
 def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, opts: _Options,
-                              pool: ThreadPoolExecutor, bar) -> list[np.ndarray | None] | None:
+                              bar) -> list[np.ndarray | None] | None:
     """All batches of a CaImAn order-C memmap, reading each block of pixels once (all frames, plain file reads).
 
     Lines are image columns (pixel p = i + j*rows: column j is pixels [j*rows, (j+1)*rows), each pixel's frames
-    contiguous in the file). Returns None if a block of (2 lines x all frames) per thread would not fit the
-    memory budget. Raises _NonFinite if the file holds NaN/inf.
+    contiguous in the file), on up to one thread per core, each holding a block of (>= 2 lines x all frames)
+    within the memory budget. Returns None if even one such block would not fit it. Raises _NonFinite if the
+    file holds NaN/inf.
     """
     T, rows, cols = shape
     line_bytes = rows * T * 4
-    per_thread = opts.block_frames * rows * cols * 4 // _n_threads()
-    if 2 * line_bytes > per_thread:
+    budget = opts.block_frames * rows * cols * 4
+    n_workers = min(_n_threads(), budget // (2 * line_bytes))  # fewer threads rather than smaller blocks
+    if n_workers < 1:
         return None
-    per = max(1, min(per_thread // line_bytes - 1, -(-cols // (2 * _n_threads()))))
+    per_thread = budget // n_workers
+    per = max(1, min(per_thread // line_bytes - 1, -(-cols // (2 * n_workers))))
     blocks = [(l0, min(cols, l0 + per)) for l0 in range(0, cols, per)]
     count = np.maximum(_neighbour_count((cols, rows), opts.eight_neighbours), 1)  # 1 x 1 frames: corr 0
     result = [np.full((cols, rows), -np.inf, dtype=np.float32) for _ in range(6)]
@@ -717,7 +720,8 @@ def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, o
     def done(k):
         bar.update(T * blocks[k][1] // cols - T * blocks[k][0] // cols)
 
-    _run_all(pool, work, range(len(blocks)), done)
+    with ThreadPoolExecutor(n_workers) as own_pool:
+        _run_all(own_pool, work, range(len(blocks)), done)
     for k, (l0, _) in enumerate(blocks):
         corr = ((first_own[k] + first_above[k]) / count[l0]).max(axis=0)
         np.maximum(result[0][l0], corr, out=result[0][l0])
@@ -782,7 +786,7 @@ def _summary_builtin(mov, bounds: list[tuple[int, int]], opts: _Options, progres
             tqdm(total=bounds[-1][1], unit="frame", desc="summary images", disable=not progress) as bar:
         if memmap is not None and not opts.caiman_quirk:
             try:
-                result = _summary_memmap_by_pixels(mov.memmap_file, tuple(mov.shape), bounds, opts, pool, bar)
+                result = _summary_memmap_by_pixels(mov.memmap_file, tuple(mov.shape), bounds, opts, bar)
                 if result is not None:
                     return result
             except _NonFinite:
