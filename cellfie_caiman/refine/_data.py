@@ -85,8 +85,11 @@ class MovieData:
         for start in range(0, self.n_frames, n):
             stop = min(start + n, self.n_frames)
             if self._Yr is not None:
-                Y = np.array(self._Yr[:, start:stop], dtype=np.float32, order="C")
-                self._release()
+                Y = np.empty((self.n_pixels, stop - start), dtype=np.float32)
+                step = max(1, (32 * 2**20) // (4 * self.n_frames))  # rows of the file per copy: ~32 MB of pages
+                for p0 in range(0, self.n_pixels, step):
+                    Y[p0:p0 + step] = self._Yr[p0:p0 + step, start:stop]
+                    self._release()
                 if not np.isfinite(Y).all():  # let io fill them, as for every other source
                     block = self._movie.read(start, stop)
                     Y = np.ascontiguousarray(block.transpose(2, 1, 0)).reshape(self.n_pixels, -1)
