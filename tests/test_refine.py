@@ -210,3 +210,19 @@ def test_all_seeds_empty_gives_an_empty_result_with_background(sim, caplog):
     assert "empty seed" in caplog.text
     assert e.A.shape == (4096, 0) and e.C.shape == (0, 200) and e.f.shape == (2, 200)
     assert e.idx_components.size == 0 and np.all(np.isfinite(e.b))
+
+
+def test_real_data_seeded_with_manual_rois_keeps_them():
+    from pathlib import Path
+
+    from cellfie_caiman.rois import read_rois
+
+    data = Path(__file__).parents[1].parent / "shared" / "data" / "neurofinder.01.01"
+    if not (data / "movie.tif").exists():
+        pytest.skip(f"real data not found at {data}")
+    masks = read_rois(data / "regions.json", shape=(512, 512))
+    e = refine(str(data / "movie.tif"), masks, params={"data": {"fr": 7.5, "decay_time": 0.4}}, backend="builtin")
+    assert e.A.shape[1] >= 0.95 * len(masks)
+    assert match_rois(masks, e.masks()).f1 > 0.9
+    for name in ("C", "S", "YrA", "b", "f", "sn", "SNR_comp", "r_values"):
+        assert np.all(np.isfinite(getattr(e, name))), name
