@@ -212,7 +212,7 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Starting C (K, T) and f (nb, T) from the seeds (CaImAn's seeded path, reference section 3).
 
-    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 2000 of those pixels);
+    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 1000 of those pixels);
     C = max(Wᵀ Y − Wᵀ b f, 0) with W = A / ||a||² (the mean over a binary seed) and Wᵀ b from the least-squares
     background b = Y fᵀ (f fᵀ)⁻¹.
     """
@@ -227,8 +227,8 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
         logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
         outside[:] = True
     out_idx = np.where(outside)[0]
-    if nb > 1 and out_idx.size > 2000:
-        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 2000, replace=False))
+    if nb > 1 and out_idx.size > 1000:
+        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 1000, replace=False))
     WY = np.zeros((K, T))
     Yout = np.zeros((out_idx.size, T), dtype=np.float32) if nb > 1 else None
     fmean = np.zeros(T)
@@ -270,7 +270,7 @@ def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.n
     Started like NNDSVDa (positive parts of the leading singular vectors, zeros replaced by the mean), then
     ``n_iter`` HALS sweeps.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float32)  # the products below are the cost; the updates are in float64
     if not np.any(X > 0):
         return np.zeros((nb, X.shape[1]))
     k = max(1, min(nb, min(X.shape)))
@@ -286,13 +286,13 @@ def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.n
         H[m] = np.maximum(v, 0)
     H[k:] = np.linspace(0.5, 1.5, X.shape[1])
     H[H == 0] = H[H > 0].mean() if np.any(H > 0) else 1.0
-    W = np.maximum(X @ H.T, 0)
+    W = np.maximum(X @ H.T.astype(np.float32), 0).astype(np.float64)
     for _ in range(n_iter):
-        XtW, WtW = X.T @ W, W.T @ W
+        XtW, WtW = X.T @ W.astype(np.float32), W.T @ W
         for m in range(nb):
             if WtW[m, m] > 0:
                 H[m] = np.maximum(H[m] + (XtW[:, m] - H.T @ WtW[:, m]) / WtW[m, m], 0)
-        XHt, HHt = X @ H.T, H @ H.T
+        XHt, HHt = X @ H.T.astype(np.float32), H @ H.T
         for m in range(nb):
             if HHt[m, m] > 0:
                 W[:, m] = np.maximum(W[:, m] + (XHt[:, m] - W @ HHt[:, m]) / HHt[m, m], 0)
