@@ -634,14 +634,19 @@ def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_mas
         "probability": lambda path: report.plot_probability(init.prob_map, path, masks=detected,
                                                             title=f"neuron probability ({len(detected)} detected)"),
     }
-    if est is not None and len(accepted_idx):
-        C = np.asarray(est.C)[accepted_idx]
+    if est is not None and len(all_masks):
+        # the accepted components, named as in traces.csv; if none passed quality control, the rejected ones
+        shown = accepted_idx if len(accepted_idx) else np.arange(len(all_masks))
+        labels = ([f"roi_{i}" for i in range(len(shown))] if len(accepted_idx)
+                  else [f"component {k} (rejected)" for k in shown])
+        C = np.asarray(est.C)[shown]
         yra = getattr(est, "YrA", None)
-        raw = None if yra is None else C + np.asarray(yra)[accepted_idx]
+        raw = None if yra is None else C + np.asarray(yra)[shown]
         snr = getattr(est, "SNR_comp", None)
-        snr = None if snr is None else np.asarray(snr, dtype=np.float64)[accepted_idx]
-        jobs["traces_picture"] = lambda path: report.plot_traces(
-            C, path, fr=params.data.fr, raw=raw, snr=snr, labels=[f"roi_{i}" for i in range(len(accepted_idx))])
+        snr = None if snr is None else np.asarray(snr, dtype=np.float64)[shown]
+        what = None if len(accepted_idx) else "no component passed quality control: the rejected ones"
+        jobs["traces_picture"] = lambda path: report.plot_traces(C, path, fr=params.data.fr, raw=raw, snr=snr,
+                                                                 labels=labels, title=what)
     jobs["gif"] = lambda path: report.save_gif(movie, all_masks[accepted_idx], path, n_frames=params.output.gif_frames,
                                                fps=min(30.0, max(5.0, params.data.fr)))
     files: dict[str, Path] = {}
@@ -683,7 +688,8 @@ def example(out_dir: str | os.PathLike, *, n_frames: int = 1000, shape: tuple[in
     params = copy.deepcopy(as_params(params))
     diameter = 12.0
     logger.info("simulating %d frames of %dx%d with %d neurons (seed %d)", n_frames, *shape, n_neurons, seed)
-    sim = simulate(n_frames, tuple(shape), n_neurons, seed=seed, diameter=diameter)
+    # neurons firing about once a second on average: a short example still has transients in most of them
+    sim = simulate(n_frames, tuple(shape), n_neurons, seed=seed, diameter=diameter, rate=1.0)
     params.data.fr = float(sim.fs)
     params.data.decay_time = float(sim.decay_time)
     params.data.neuron_diameter = diameter

@@ -139,7 +139,7 @@ def simulated(tmp_path_factory):
 
     if "default" not in list_models():
         pytest.skip("the networks helper has not shipped the 'default' model weights yet")
-    sim = simulate(300, (80, 80), 12, seed=3, diameter=12.0)
+    sim = simulate(300, (80, 80), 12, seed=3, diameter=12.0, rate=1.0)  # active enough for 10 s
     path = tmp_path_factory.mktemp("sim") / "movie.npy"
     np.save(path, sim.movie)
     return sim, path
@@ -183,3 +183,21 @@ def test_run_rejects_mismatched_ground_truth(simulated, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         pipeline.run(path, tmp_path / "out2", gt=tmp_path / "nope.json", progress=False)
     assert not list(tmp_path.iterdir())  # bad input creates no output folder
+
+
+def test_run_with_nothing_accepted_still_writes_consistent_outputs(simulated, tmp_path):
+    sim, path = simulated
+    params = {"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
+              "refine": {"backend": "builtin"}, "quality": {"min_SNR": 1e9, "rval_thr": 2.0},
+              "output": {"gif_frames": 20}}
+    res = pipeline.run(path, tmp_path / "out", params, progress=False)
+    assert res.n_accepted == 0 and res.n_components > 0
+    out = tmp_path / "out"
+    assert (out / "traces.csv").read_text().splitlines()[0] == "frame,time_s"
+    assert len(np.loadtxt(out / "traces.csv", delimiter=",", skiprows=1)) == 300
+    from cellfie_caiman.rois import read_rois
+
+    assert read_rois(out / "rois.json", (80, 80)).shape == (0, 80, 80)
+    npz = np.load(out / "masks.npz")
+    assert npz["masks"].shape == (0, 80, 80) and not npz["accepted"].any()
+    assert (out / "traces.png").is_file() and (out / "contours.png").is_file()  # rejected components shown
