@@ -15,8 +15,9 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
 def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
     """High-pass one image and divide by its local contrast.
 
-    ``(x - G*x) / sqrt(G*(x - G*x)**2)`` with ``G`` a Gaussian of width ``sigma``: removes slow background and
-    vignetting, and makes the result independent of gain and offset. NaN/inf become the image median. A constant
+    ``(x - G*x) / max(sqrt(G*(x - G*x)**2), floor)`` with ``G`` a Gaussian of width ``sigma`` and ``floor`` half
+    the median local contrast: removes slow background and vignetting, and makes the result independent of gain and
+    offset. NaN/inf become the image median. A constant
     image gives zeros.
 
     Parameters
@@ -38,10 +39,12 @@ def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
         x = np.where(finite, x, fill)
     high = x - _blur(x, sigma)
     local_var = _blur(high * high, sigma)
-    floor = 1e-3 * np.sqrt(np.median(local_var)) + 1e-12
-    if np.sqrt(local_var.max()) <= 1e-9 * (np.abs(x).max() + 1e-30) or np.sqrt(local_var.max()) < 1e-12:
+    local_std = np.sqrt(local_var)
+    if local_std.max() <= 1e-9 * (np.abs(x).max() + 1e-30) or local_std.max() < 1e-12:
         return np.zeros(x.shape, np.float32)
-    out = high / np.maximum(np.sqrt(local_var), floor)
+    # the floor stops dim, featureless regions (e.g. a dark band at the field's edge) from being blown up to noise
+    floor = 0.5 * np.median(local_std) + 1e-12
+    out = high / np.maximum(local_std, floor)
     return np.clip(out, -clip, clip).astype(np.float32)
 
 

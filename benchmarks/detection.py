@@ -1,0 +1,171 @@
+"""Detection accuracy and speed of the networks, with honest cross-dataset figures.
+
+Prints, with CaImAn's matching rule (``rule='caiman'``: centroids < 10 px apart, IoU > 0.3) and plain IoU
+matching (``rule='iou'``):
+
+* leave-one-dataset-out: a model trained without neurofinder.00.00 scored on neurofinder.00.00-left, and a model
+  trained without neurofinder.01.01 scored on neurofinder.01.01 (these two models are not shipped);
+* the shipped model on a simulated movie it never saw (a seed outside its training set), default settings;
+* the shipped model on the two real excerpts (it was trained on them: not an honest figure, shown for reference);
+* a trivial floor: peaks of a difference-of-Gaussians filtered mean image drawn as disks;
+* the networks-only time (summary images given) on a 512 x 512 field, next to the time to compute those summary
+  images from the 101-frame movie in the same process.
+
+Reproduce (needs ../shared/data beside the repository)::
+
+    # the shipped weights (about 35 min on 2 CPU cores)
+    python benchmarks/detection.py --train-shipped cellfie_caiman/models/weights/default.npz
+    # the two leave-one-dataset-out models (about 2 x 15 min), then the figures
+    python benchmarks/detection.py --train-loo /tmp/cellfie_loo
+    python benchmarks/detection.py --loo-dir /tmp/cellfie_loo
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+REAL = ("neurofinder.01.01", "neurofinder.00.00-left")
+SHIPPED_SIMULATED = 12
+SHIPPED_MINUTES = 24.0
+LOO_MINUTES = 11.0
+SIM_TEST = dict(n_frames=500, shape=(256, 256), n_neurons=110, seed=20260917, fs=15.0)
+
+
+def load_real(name: str):
+    """(SummaryImages, masks) of one real excerpt."""
+    from cellfie_caiman.rois import read_rois
+    from cellfie_caiman.summary import summary_images
+
+    summary = summary_images(DATA / name / "movie.tif", batch_frames=250)
+    return summary, read_rois(DATA / name / "regions.json", shape=summary.mean.shape)
+
+
+def _command() -> str:
+    return "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
+
+
+def train_shipped(out: Path) -> None:
+    from cellfie_caiman.train import train
+
+    data = [load_real(n) for n in REAL]
+    res = train(data, out, simulated=SHIPPED_SIMULATED, epochs=200, patience=12, seed=0,
+                max_minutes=SHIPPED_MINUTES, record={"command": _command(), "real": list(REAL)})
+    print(f"saved {res.path}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
+
+
+def train_loo(folder: Path) -> None:
+    from cellfie_caiman.train import train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {n: load_real(n) for n in REAL}
+    for held_out in REAL:
+        kept = [data[n] for n in REAL if n != held_out]
+        res = train(kept, folder / f"without_{held_out}.npz", simulated=SHIPPED_SIMULATED, epochs=200, patience=12,
+                    seed=0, max_minutes=LOO_MINUTES, record={"command": _command(), "held_out": held_out})
+        print(f"without {held_out}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
+
+
+def dog_floor(summary, diameter: float = 12.0) -> np.ndarray:
+    """Masks from peaks of a difference-of-Gaussians filtered mean image, drawn as disks of ``diameter``."""
+    from skimage.feature import peak_local_max
+
+    img = summary.mean.astype(np.float64)
+    dog = ndimage.gaussian_filter(img, diameter / 6) - ndimage.gaussian_filter(img, diameter / 2)
+    mad = np.median(np.abs(dog - np.median(dog))) * 1.4826
+    peaks = peak_local_max(dog, min_distance=int(diameter / 2), threshold_abs=np.median(dog) + 2 * mad)
+    yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
+    r2 = (diameter / 2) ** 2
+    return np.array([(yy - r) ** 2 + (xx - c) ** 2 <= r2 for r, c in peaks], bool).reshape((-1,) + img.shape)
+
+
+def score_line(label: str, gt: np.ndarray, pred: np.ndarray) -> str:
+    from cellfie_caiman.evaluate import match_rois
+
+    parts = []
+    for rule in ("caiman", "iou"):
+        m = match_rois(gt, pred, rule=rule)
+        parts.append(f"{rule:6s} F1 {m.f1:.3f} P {m.precision:.3f} R {m.recall:.3f}")
+    return f"{label:52s} K={len(pred):4d} GT={len(gt):4d} | " + " | ".join(parts)
+
+
+def accuracy(loo_dir: Path | None) -> None:
+    from cellfie_caiman.initialize import initialize
+    from cellfie_caiman.simulate import simulate
+    from cellfie_caiman.summary import summary_images
+
+    real = {n: load_real(n) for n in REAL} if DATA.is_dir() else {}
+    if not real:
+        print(f"(no real data at {DATA}: real-data figures skipped)")
+    if loo_dir is not None:
+        for name, (summary, gt) in real.items():
+            path = loo_dir / f"without_{name}.npz"
+            if path.is_file():
+                print(score_line(f"held out: {name} (model without it)", gt, initialize(summary, model=path).masks))
+            else:
+                print(f"(no {path}: run --train-loo {loo_dir} first)")
+    sim = simulate(SIM_TEST["n_frames"], SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=SIM_TEST["seed"],
+                   fs=SIM_TEST["fs"])
+    s_sim = summary_images(sim.movie, batch_frames=250)
+    print(score_line(f"simulated, unseen seed {SIM_TEST['seed']} (shipped)", sim.masks, initialize(s_sim).masks))
+    for name, (summary, gt) in real.items():
+        print(score_line(f"{name} (shipped; trained on it)", gt, initialize(summary).masks))
+    for name, (summary, gt) in list(real.items()) + [("simulated", (s_sim, sim.masks))]:
+        print(score_line(f"floor: DoG peaks of the mean image, {name}", gt, dog_floor(summary)))
+
+
+def speed() -> None:
+    from cellfie_caiman.initialize import initialize
+    from cellfie_caiman.models import load_model
+    from cellfie_caiman.simulate import simulate
+    from cellfie_caiman.summary import summary_images
+
+    if DATA.is_dir():
+        movie = str(DATA / REAL[0] / "movie.tif")
+        label = REAL[0]
+    else:
+        movie = simulate(101, (512, 512), 350, seed=1).movie
+        label = "simulated 101x512x512"
+    t = time.perf_counter()
+    summary = summary_images(movie, batch_frames=250)
+    t_summary = time.perf_counter() - t
+    load_model("default")
+    initialize(summary)  # warm-up (graph tracing, caches)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        res = initialize(summary)
+        times.append(time.perf_counter() - t)
+    t_net = float(np.median(times))
+    print(f"networks only on 512x512 ({label}, K={len(res.masks)}): {t_net:.2f} s; summary images of the "
+          f"{summary.mean.shape} movie: {t_summary:.2f} s; ratio networks/summary {t_net / t_summary:.2f}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-shipped", type=Path, help="train the shipped model into this .npz")
+    parser.add_argument("--train-loo", type=Path, help="train the two leave-one-dataset-out models into this folder")
+    parser.add_argument("--loo-dir", type=Path, help="folder of leave-one-dataset-out models to score")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.train_shipped:
+        train_shipped(args.train_shipped)
+        return
+    if args.train_loo:
+        train_loo(args.train_loo)
+        args.loo_dir = args.train_loo
+    accuracy(args.loo_dir)
+    speed()
+
+
+if __name__ == "__main__":
+    main()

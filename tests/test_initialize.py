@@ -1,0 +1,129 @@
+"""initialize(): shapes, CaImAn's Fortran-order Ain, duplicates, rescaling, bad input, and real detection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellfie_caiman.evaluate import match_rois
+from cellfie_caiman.initialize import Initialization, dedup_masks, initialize
+from cellfie_caiman.simulate import simulate
+from cellfie_caiman.summary import summary_images
+
+
+def _disk(shape, center, radius):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(300, (128, 128), 40, seed=11, fs=15.0)
+
+
+@pytest.fixture(scope="module")
+def result(sim) -> Initialization:
+    return initialize(sim.movie)
+
+
+def test_shapes_and_types(result, sim):
+    rows, cols = sim.movie.shape[1:]
+    k = len(result.masks)
+    assert k > 0
+    assert result.Ain.shape == (rows * cols, k) and result.Ain.dtype == bool
+    assert result.masks.shape == (k, rows, cols) and result.masks.dtype == bool
+    assert result.scores.shape == (k,) and result.centers.shape == (k, 2)
+    assert result.prob_map.shape == (rows, cols) and result.prob_map.dtype == np.float32
+    assert np.all(np.diff(result.scores) <= 0), "sorted by decreasing score"
+    assert np.all(result.scores >= 0.5)
+    assert result.masks.reshape(k, -1).any(1).all()
+
+
+def test_ain_columns_are_masks_in_fortran_order(result, sim):
+    rows, cols = sim.movie.shape[1:]
+    for k in range(len(result.masks)):
+        np.testing.assert_array_equal(result.Ain[:, k].reshape(rows, cols, order="F"), result.masks[k])
+    # pixel p = i + j * rows, CaImAn's convention
+    k, (i, j) = 0, np.argwhere(result.masks[0])[0]
+    assert result.Ain[i + j * rows, k]
+
+
+def test_finds_simulated_neurons(result, sim):
+    res = match_rois(sim.masks, result.masks)
+    assert res.f1 > 0.8, res
+
+
+def test_summary_input_gives_the_same_result(result):
+    again = initialize(result.summary)
+    np.testing.assert_array_equal(again.masks, result.masks)
+    np.testing.assert_array_equal(again.scores, result.scores)
+
+
+def test_no_kept_duplicates(result):
+    m = result.masks.reshape(len(result.masks), -1).astype(np.float64)
+    inter = m @ m.T
+    area = m.sum(1)
+    iou = inter / (area[:, None] + area[None] - inter)
+    np.fill_diagonal(iou, 0)
+    assert iou.max() <= 0.5
+
+
+def test_dedup_keeps_best_of_overlapping_instances():
+    shape = (40, 60)
+    a = _disk(shape, (20, 20), 6)
+    b = _disk(shape, (20, 21), 6)       # near copy of a (IoU ~0.8)
+    c = _disk(shape, (20, 20), 3)       # inside a
+    d = _disk(shape, (20, 40), 6)       # separate
+    e = _disk(shape, (20, 29), 6)       # touches a (IoU small): a different neuron
+    masks = np.array([a, b, c, d, e])
+    scores = np.array([0.7, 0.9, 0.95, 0.6, 0.8])
+    kept = dedup_masks(masks, scores, max_overlap=0.5)
+    assert kept.tolist() == [2, 4, 3]
+    # a lower max_overlap also removes neighbours that overlap a little
+    assert dedup_masks(masks, scores, max_overlap=0.005).tolist() == [2, 3]  # e and c share one pixel
+
+
+def test_neuron_diameter_rescales_and_masks_come_back_on_the_original_grid():
+    big = simulate(200, (192, 192), 20, seed=5, fs=15.0, diameter=24.0)
+    d = 2 * np.sqrt(np.median(big.masks.sum((1, 2))) / np.pi)
+    res = initialize(big.movie, neuron_diameter=d)
+    assert res.masks.shape[1:] == (192, 192) and res.Ain.shape[0] == 192 * 192
+    m = match_rois(big.masks, res.masks)
+    assert m.f1 > 0.7, m
+    # mask areas match the big neurons, not the model's training size
+    assert np.median(res.masks.sum((1, 2))) > 0.5 * np.median(big.masks.sum((1, 2)))
+
+
+def test_constant_movie_gives_empty_result_with_warning():
+    movie = np.full((50, 40, 30), 100.0, np.float32)
+    with pytest.warns(RuntimeWarning, match="constant"):
+        res = initialize(movie)
+    assert res.Ain.shape == (1200, 0) and res.masks.shape == (0, 40, 30) and len(res.scores) == 0
+
+
+def test_all_nan_summary_gives_empty_result_with_warning(result):
+    nan = result.summary._replace(corr=np.full_like(result.summary.corr, np.nan))
+    with pytest.warns(RuntimeWarning, match="no finite value"):
+        res = initialize(nan)
+    assert res.Ain.shape == (nan.corr.size, 0)
+
+
+def test_some_nan_pixels_are_tolerated(result):
+    s = result.summary
+    corr = s.corr.copy()
+    corr[:10, :10] = np.nan
+    res = initialize(s._replace(corr=corr))
+    assert np.isfinite(res.prob_map).all() and len(res.masks) > 0
+
+
+def test_field_smaller_than_the_instance_window(sim):
+    small = sim.movie[:, :30, :20]
+    res = initialize(small)
+    assert res.masks.shape[1:] == (30, 20) and res.Ain.shape == (600, len(res.masks))
+
+
+def test_bad_model_and_diameter(sim, tmp_path):
+    s = summary_images(sim.movie[:50, :32, :32])
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        initialize(s, model=tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="neuron_diameter"):
+        initialize(s, neuron_diameter=-3)

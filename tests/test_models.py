@@ -1,0 +1,122 @@
+"""Detection model registry, weight files, architecture and input normalisation."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cellfie_caiman.models import (
+    DetectionModel,
+    ModelConfig,
+    list_models,
+    load_model,
+    new_model,
+    normalize_image,
+    stack_inputs,
+)
+
+SMALL = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16)
+
+
+@pytest.fixture(scope="module")
+def small_model() -> DetectionModel:
+    model = new_model(SMALL)
+    # give BatchNormalization non-trivial statistics so a lost weight would change predictions
+    rng = np.random.default_rng(0)
+    for net in model.networks.values():
+        net.set_weights([w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in net.get_weights()])
+    return model
+
+
+def test_shipped_default_model_is_listed_and_loads():
+    assert "default" in list_models()
+    model = load_model("default")
+    assert isinstance(model.config, ModelConfig)
+    assert model.config.training.get("command"), "the shipped model must record the command that trained it"
+
+
+def test_weights_round_trip_gives_identical_predictions(small_model, tmp_path):
+    path = small_model.save(tmp_path / "m.npz")
+    loaded = load_model(path)
+    assert loaded.config == small_model.config
+    x = np.random.default_rng(1).normal(size=(40, 24, len(SMALL.channels))).astype(np.float32)
+    for a, b in zip(small_model.predict_maps(x), loaded.predict_maps(x), strict=True):
+        np.testing.assert_array_equal(a, b)
+    w = np.random.default_rng(2).normal(size=(5, 16, 16, len(SMALL.channels))).astype(np.float32)
+    for a, b in zip(small_model.predict_instances(w), loaded.predict_instances(w), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unet_accepts_any_field_size(small_model):
+    x = np.zeros((37, 53, len(SMALL.channels)), np.float32)
+    prob, heat = small_model.predict_maps(x)
+    assert prob.shape == heat.shape == (37, 53)
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_missing_model_file_and_unknown_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.npz"):
+        load_model(tmp_path / "nothere.npz")
+    with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
+        load_model("no-such-model")
+
+
+def test_weights_from_another_architecture_name_file_and_layer(small_model, tmp_path):
+    path = small_model.save(tmp_path / "small.npz")
+    data = dict(np.load(path))
+    data["__config__"] = np.array(dataclasses.replace(SMALL, base_filters=8).to_json())
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, **data)
+    with pytest.raises(ValueError, match=r"foreign\.npz.*layer unet/unet_enc0_conv0"):
+        load_model(foreign)
+    data["__config__"] = np.array(dataclasses.replace(SMALL, depth=3).to_json())
+    deeper = tmp_path / "deeper.npz"
+    np.savez(deeper, **data)
+    with pytest.raises(ValueError, match=r"deeper\.npz.*layer"):
+        load_model(deeper)
+
+
+def test_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.npz"
+    np.savez(junk, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a cellfie_caiman model"):
+        load_model(junk)
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_model(text)
+
+
+def test_config_json_round_trip_and_unknown_key():
+    cfg = dataclasses.replace(SMALL, training={"command": "x"})
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="unknown model configuration keys"):
+        ModelConfig.from_json('{"depth": 2, "colour": 1}')
+    with pytest.raises(ValueError, match="window"):
+        ModelConfig(window=30)
+
+
+def test_normalisation_removes_gain_offset_and_slow_background():
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(64, 80))
+    ramp = np.linspace(0, 50, 80)[None, :] * np.ones((64, 1))
+    a = normalize_image(img, 10.0, 8.0)
+    b = normalize_image(3.0 * img + 100.0, 10.0, 8.0)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    c = normalize_image(img + ramp, 10.0, 8.0)  # a linear ramp is removed by subtracting a Gaussian blur
+    assert np.corrcoef(a[10:-10, 10:-10].ravel(), c[10:-10, 10:-10].ravel())[0, 1] > 0.95
+    assert np.all(normalize_image(np.full((20, 20), 7.0), 5.0, 8.0) == 0)
+    nan = img.copy()
+    nan[5, 5] = np.nan
+    out = normalize_image(nan, 10.0, 8.0)
+    assert np.isfinite(out).all() and np.abs(out).max() <= 8.0
+
+
+def test_stack_inputs_channel_order():
+    rng = np.random.default_rng(4)
+    images = {name: rng.normal(size=(30, 30)) for name in SMALL.channels}
+    x = stack_inputs(images, SMALL)
+    assert x.shape == (30, 30, len(SMALL.channels)) and x.dtype == np.float32
+    for i, name in enumerate(SMALL.channels):
+        np.testing.assert_array_equal(x[..., i], normalize_image(images[name], SMALL.highpass_sigma, SMALL.clip))

@@ -1,0 +1,79 @@
+"""train(): fields and targets, augmentation geometry, a tiny deterministic training run, saved weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellfie_caiman.models import ModelConfig, load_model
+from cellfie_caiman.rois import write_rois
+from cellfie_caiman.simulate import simulate
+from cellfie_caiman.summary import summary_images
+from cellfie_caiman.train import _dihedral, _instance_example, mask_diameter, prepare_field, train
+
+TINY = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, train_diameter=8.0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    sim = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0)
+    return summary_images(sim.movie, batch_frames=250), sim.masks
+
+
+def test_mask_diameter_of_disks():
+    yy, xx = np.mgrid[:50, :50]
+    disks = np.array([(yy - 25) ** 2 + (xx - 25) ** 2 <= r**2 for r in (4, 5, 6)])
+    assert mask_diameter(disks) == pytest.approx(10.0, rel=0.05)
+
+
+def test_prepare_field_targets(data):
+    summary, masks = data
+    f = prepare_field(summary, masks, TINY, zoom=1.0, val_fraction=0.25)
+    assert f.inputs.shape == (64, 64, len(TINY.channels))
+    np.testing.assert_array_equal(f.prob, masks.any(0))
+    assert f.train_rows == 48 and len(f.centers) == len(masks)
+    # the heat map peaks (value ~1) at every mask centroid
+    for r, c in f.centers:
+        assert f.heat[int(round(r)), int(round(c))] > 0.75
+    z = prepare_field(summary, masks, TINY, zoom=1.5)
+    assert z.inputs.shape[:2] == (96, 96)
+    assert z.prob.sum() == pytest.approx(1.5**2 * f.prob.sum(), rel=0.15)
+
+
+@pytest.mark.parametrize("t", range(8))
+def test_augmented_windows_stay_centred_on_their_neuron(data, t):
+    summary, masks = data
+    f = prepare_field(summary, masks, TINY, val_fraction=0.0)
+    k = int(np.argmin(np.abs(f.centers - 32).sum(1)))
+    r, c = (int(round(v)) for v in f.centers[k])
+    x, m, score, weight = _instance_example(f, r, c, TINY, t, np.random.default_rng(0))
+    assert score == 1.0 and weight == 1.0
+    h = TINY.window // 2
+    assert m[h, h] == 1.0, "window centre pixel must be the candidate centre under every transform"
+    # the target mask is this neuron only, transformed like the window
+    ref = np.zeros((64 + 32, 64 + 32), np.float32)
+    ref[16:80, 16:80] = masks[k]
+    r0, c0 = r - h + (t & 1), c - h + ((t >> 1) & 1)
+    np.testing.assert_array_equal(m, _dihedral(ref[r0 + 16:r0 + 32, c0 + 16:c0 + 32], t))
+
+
+def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_path):
+    summary, masks = data
+    rois = tmp_path / "rois.json"
+    write_rois(rois, masks)
+    kwargs = dict(simulated=0, epochs=2, steps_per_epoch=3, config=TINY, zooms=(1.0,), unet_batch=2,
+                  unet_crop=32, instance_batch=8, progress=False, seed=1)
+    a = train([(summary, rois)], tmp_path / "a.npz", **kwargs)
+    b = train([(summary, masks)], tmp_path / "b.npz", **kwargs)
+    assert len(a.history) == 2 and {"val_f1", "unet_loss", "instance_loss"} <= set(a.history[0])
+    assert 0 <= a.best_f1 <= 1
+    loaded = load_model(a.path)
+    assert loaded.config.train_diameter == TINY.train_diameter
+    for wa, wb, wl in zip(a.model.unet.get_weights(), b.model.unet.get_weights(), loaded.unet.get_weights(),
+                          strict=True):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(wa, wl)
+
+
+def test_train_needs_data():
+    with pytest.raises(ValueError, match="at least one"):
+        train([], None, simulated=0, progress=False)
