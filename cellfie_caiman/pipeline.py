@@ -626,11 +626,15 @@ def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_mas
 
     detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
     scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
-    stage = "detected" if est is None else "refined"
-    title = f"{int(accepted.sum())} {'accepted' if est is not None else 'detected'} neurons ({stage})"
+    if est is None:
+        title = f"{len(detected)} neurons detected"
+    else:
+        title = f"{int(accepted.sum())} accepted of {len(all_masks)} refined components ({len(detected)} detected)"
+    lo = float(params.detection.min_score)
+    score_range = (lo, 1.0) if 0.0 <= lo < 0.95 else None  # scores below min_score were dropped: use the colours
     jobs = {
         "contours": lambda path: report.plot_contours(summary.corr, all_masks, path, scores=scores, accepted=accepted,
-                                                      gt_masks=gt_masks, title=title),
+                                                      gt_masks=gt_masks, title=title, score_range=score_range),
         "probability": lambda path: report.plot_probability(init.prob_map, path, masks=detected,
                                                             title=f"neuron probability ({len(detected)} detected)"),
     }

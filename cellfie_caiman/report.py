@@ -123,6 +123,7 @@ def plot_contours(
     title: str | None = None,
     background_label: str = "correlation image",
     score_label: str = "detection score",
+    score_range: tuple[float, float] | None = None,
 ) -> Path:
     """Contours of the ROIs over a summary image, coloured by score; ground truth and rejected ones distinguished.
 
@@ -143,6 +144,8 @@ def plot_contours(
     title : str, optional
     background_label, score_label : str
         Texts of the legend entry of the background image and of the colour bar.
+    score_range : (float, float), optional
+        Scores mapped to the ends of the colour bar (default 0..1, or the scores' range if outside it).
     """
     from matplotlib import colors
     from matplotlib.lines import Line2D
@@ -171,8 +174,12 @@ def plot_contours(
         if scores.shape != (k,):
             raise ValueError(f"scores has shape {scores.shape}, expected ({k},) for {k} masks")
         finite = scores[np.isfinite(scores)]
-        lo, hi = (0.0, 1.0) if finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1) else (
-            float(finite.min()), float(max(finite.max(), finite.min() + 1e-9)))
+        if score_range is not None:
+            lo, hi = (float(v) for v in score_range)
+        elif finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1):
+            lo, hi = 0.0, 1.0
+        else:
+            lo, hi = float(finite.min()), float(max(finite.max(), finite.min() + 1e-9))
         norm = colors.Normalize(lo, hi)
         cmap = _viridis()
         colour_of = [cmap(norm(s)) if np.isfinite(s) else (1, 1, 1, 1) for s in scores]
