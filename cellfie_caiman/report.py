@@ -206,7 +206,8 @@ def plot_contours(
     ax.set_ylim(rows - 0.5, -0.5)
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
-    leg = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=len(handles), fontsize=8,
+    below = 0.5 / (height * 0.85)  # half an inch under the axes (below the tick labels), whatever the aspect
+    leg = ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -below), ncol=len(handles), fontsize=8,
                     frameon=False, handlelength=1.8)
     leg.set_in_layout(True)
     if title:
