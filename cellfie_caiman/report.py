@@ -230,7 +230,7 @@ def plot_probability(
     masks: np.ndarray | None = None,
     title: str | None = None,
 ) -> Path:
-    """The network's neuron-probability map (0..1, magma), with the detected ROIs outlined in thin white.
+    """The network's neuron-probability map (0..1, magma), with the detected ROIs outlined in cyan.
 
     Parameters
     ----------
@@ -250,7 +250,7 @@ def plot_probability(
     im = ax.imshow(prob_map, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
     if masks is not None and len(masks):
         masks = np.asarray(masks, dtype=bool).reshape((-1,) + prob_map.shape)
-        _add_contours(ax, masks, [(1, 1, 1, 0.7)] * len(masks), 0.6 if max(rows, cols) > 300 else 1.0)
+        _add_contours(ax, masks, ["#00d8ff"] * len(masks), 0.6 if max(rows, cols) > 300 else 1.0)
     cbar = fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
     cbar.set_label("P(neuron)")
     ax.set_xlim(-0.5, cols - 0.5)
