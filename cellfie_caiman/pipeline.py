@@ -95,6 +95,9 @@ class RunResult:
         Number of ground-truth ROIs.
     files : dict of str -> Path
         Files written, by role (keys of :data:`OUTPUT_FILES`).
+    cpu_timings : dict of str -> float
+        CPU seconds per step, summed over the process's threads (child processes, e.g. CaImAn's workers, not
+        included): on a shared machine, less sensitive to other load than ``timings``.
     estimates : Estimates or None
         The refined components (CaImAn's field names), None when refinement was skipped.
     initialization : Initialization or None
@@ -112,6 +115,7 @@ class RunResult:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     n_gt: int | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     estimates: Any = field(default=None, repr=False)
     initialization: Any = field(default=None, repr=False)
 
@@ -191,20 +195,22 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
 
 
 class _Timer:
-    """Times named steps into a dict and logs each."""
+    """Times named steps (wall clock, and CPU time of all the process's threads) into dicts and logs each."""
 
     def __init__(self):
         self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str):
         logger.info("%s ...", name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
-        logger.info("%s done in %.2f s", name, self.timings[name])
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+        logger.info("%s done in %.2f s (CPU %.2f s)", name, self.timings[name], self.cpu[name])
 
 
 def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarray:
@@ -565,8 +571,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
                        n_detected=len(detected), n_components=None if est is None else len(all_masks),
                        n_accepted=len(final), timings=timer.timings, scores=scores,
-                       n_gt=None if gt_masks is None else len(gt_masks), files=files, estimates=est,
-                       initialization=init)
+                       n_gt=None if gt_masks is None else len(gt_masks), files=files, cpu_timings=timer.cpu,
+                       estimates=est, initialization=init)
     logger.info("run finished\n%s", result.summary())
     return result
 
