@@ -71,7 +71,9 @@ def test_gif_frames_show_movie_and_outlines(tmp_path, scene):
     t = 40
     movie = rng.random((t, 48, 64)).astype(np.float32)
     movie[:, 30, 40] += np.linspace(0, 5, t, dtype=np.float32)  # a pixel brightening over time
-    path = report.save_gif(movie, masks, tmp_path / "m.gif", n_frames=30, smooth=1, min_size=128)
+    original = movie.copy()
+    path = report.save_gif(movie, masks, tmp_path / "m.gif", n_frames=30, smooth=1, spatial_sigma=0, min_size=128)
+    np.testing.assert_array_equal(movie, original)  # the caller's movie is not touched
     with Image.open(path) as im:
         assert im.format == "GIF"
         assert im.n_frames == 30
