@@ -277,6 +277,26 @@ def test_seeded_cnmf_is_repeatable_and_leaves_global_rng_alone(seeded, tmp_path)
     np.testing.assert_array_equal(cnm.estimates.A.toarray(), cnm0.estimates.A.toarray())
 
 
+def test_refine_caiman_backend_from_network_initialization(cm):
+    from cellfie_caiman.initialize import initialize
+    from cellfie_caiman.models import list_models
+    from cellfie_caiman.refine import Estimates, refine
+
+    if "default" not in list_models():
+        pytest.skip("no shipped 'default' detection model in this checkout")
+    sim = _simulation()
+    movie = sim.movie[:250]
+    init = initialize(movie, neuron_diameter=12)
+    assert len(init.masks) > 0
+    est = refine(movie, init, params=PARAMS, backend="caiman")
+    assert isinstance(est, Estimates)
+    assert est.A.shape == (movie.shape[1] * movie.shape[2], est.C.shape[0]) and est.C.shape[1] == len(movie)
+    assert 0 < est.A.shape[1] <= len(init.masks)
+    seeds = seed_index(est.A, init.masks)
+    assert np.all(seeds >= 0) and len(set(seeds.tolist())) == len(seeds)  # one component per seed, none made up
+    assert est.params["refine"]["nb"] == 2 and len(est.SNR_comp) == est.A.shape[1]
+
+
 def test_seeded_cnmf_checks_seeds(cm, caplog):
     sim = _simulation()
     with pytest.raises(ValueError, match="frame shape"):
