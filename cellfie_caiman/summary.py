@@ -870,8 +870,9 @@ def _summary_caiman(mov, bounds, progress: bool) -> SummaryImages:
         corr = local_correlations_fft(y.copy(), swap_dim=False)
         mean = y.mean(axis=0, dtype=np.float64)
         sigma = get_noise_fft(np.ascontiguousarray(np.moveaxis(y, 0, -1)), noise_method="mean")[0]
+        # a pixel without noise (constant) has pnr 0, as in the builtin backend, never NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            pnr = np.maximum((y.max(axis=0) - mean) / sigma, 0)
+            pnr = np.where(sigma > 0, np.maximum((y.max(axis=0) - mean) / sigma, 0), 0.0)
         images = [np.asarray(im, dtype=np.float32) for im in
                   (corr, pnr, y.std(axis=0, dtype=np.float64), mean, np.median(y, axis=0), y.max(axis=0))]
         result = images if result is None else [np.maximum(r, x) for r, x in zip(result, images, strict=True)]
