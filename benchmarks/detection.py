@@ -13,11 +13,23 @@ matching (``rule='iou'``):
 
 Reproduce (needs ../shared/data beside the repository)::
 
-    # the shipped weights (about 35 min on 2 CPU cores)
+    # the shipped weights (stopped early after 23 min at epoch 34, best epoch 22, on 2 shared CPU cores)
     python benchmarks/detection.py --train-shipped cellfie_caiman/models/weights/default.npz
-    # the two leave-one-dataset-out models (about 2 x 15 min), then the figures
+    # the two leave-one-dataset-out models (11 min each, half of the crops from the one real excerpt), then the
+    # figures (trains the models first, then prints everything below)
     python benchmarks/detection.py --train-loo /tmp/cellfie_loo
+    # or, with the models already trained
     python benchmarks/detection.py --loo-dir /tmp/cellfie_loo
+
+Measured 2026-11-25 on the shared 2-core machine (load ~6), shipped model of commit "first shipped default model":
+
+    held out: neurofinder.01.01 (model without it)       caiman F1 0.253 P 0.315 R 0.211 | iou F1 0.109
+    held out: neurofinder.00.00-left (model without it)  caiman F1 0.356 P 0.284 R 0.478 | iou F1 0.178
+    simulated, unseen seed 20260917 (shipped)            caiman F1 0.911 P 0.942 R 0.882 | iou F1 0.901
+    neurofinder.01.01 (shipped; trained on it)           caiman F1 0.486 P 0.703 R 0.371 | iou F1 0.434
+    neurofinder.00.00-left (shipped; trained on it)      caiman F1 0.644 P 0.644 R 0.644 | iou F1 0.493
+    floor (DoG peaks of the mean image): 01.01 0.327, 00.00-left 0.206, simulated 0.295 (caiman rule)
+    networks only on 512x512: 0.55 s; summary images of the 101x512x512 movie: 0.25 s (ratio 2.2)
 """
 from __future__ import annotations
 
@@ -34,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 REAL = ("neurofinder.01.01", "neurofinder.00.00-left")
 SHIPPED_SIMULATED = 12
-SHIPPED_MINUTES = 24.0
+SHIPPED_MINUTES = 32.0
 LOO_MINUTES = 11.0
 SIM_TEST = dict(n_frames=500, shape=(256, 256), n_neurons=110, seed=20260917, fs=15.0)
 
@@ -56,7 +68,8 @@ def train_shipped(out: Path) -> None:
     from cellfie_caiman.train import train
 
     data = [load_real(n) for n in REAL]
-    res = train(data, out, simulated=SHIPPED_SIMULATED, epochs=200, patience=12, seed=0,
+    # annotated_fraction=None: crops drawn in proportion to field areas (how the shipped weights were made)
+    res = train(data, out, simulated=SHIPPED_SIMULATED, epochs=200, patience=12, seed=0, annotated_fraction=None,
                 max_minutes=SHIPPED_MINUTES, record={"command": _command(), "real": list(REAL)})
     print(f"saved {res.path}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
@@ -69,7 +82,8 @@ def train_loo(folder: Path) -> None:
     for held_out in REAL:
         kept = [data[n] for n in REAL if n != held_out]
         res = train(kept, folder / f"without_{held_out}.npz", simulated=SHIPPED_SIMULATED, epochs=200, patience=12,
-                    seed=0, max_minutes=LOO_MINUTES, record={"command": _command(), "held_out": held_out})
+                    seed=0, annotated_fraction=0.5, max_minutes=LOO_MINUTES,
+                    record={"command": _command(), "held_out": held_out})
         print(f"without {held_out}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
