@@ -55,17 +55,3 @@ def test_diameter_from_pixel_size():
     assert Params.from_dict({"data": {"neuron_diameter": 9}}).data.diameter_pixels() == 9.0
     assert Params.from_dict({"data": {"pixel_size": 1.25, "soma_diameter_um": 12.5}}).data.diameter_pixels() == 10.0
     assert Params().data.diameter_pixels() is None
-
-
-def test_atomic_files_get_the_usual_mode(tmp_path):
-    import os
-
-    from cellfie_caiman._files import atomic_path
-
-    old = os.umask(0o022)
-    try:
-        with atomic_path(tmp_path / "a.txt") as tmp:
-            tmp.write_text("x")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
