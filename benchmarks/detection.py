@@ -64,13 +64,19 @@ def _command() -> str:
     return "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
 
 
-def train_shipped(out: Path) -> None:
+def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SHIPPED_MINUTES) -> None:
     from cellfie_caiman.train import train
 
     data = [load_real(n) for n in REAL]
+    record = {"command": _command(), "real": list(REAL)}
+    if init_model is not None:
+        from cellfie_caiman.models import load_model
+
+        record["previous"] = load_model(init_model).config.training  # keep the history of fine-tuned weights
     # annotated_fraction=None: crops drawn in proportion to field areas (how the shipped weights were made)
     res = train(data, out, simulated=SHIPPED_SIMULATED, epochs=200, patience=12, seed=0, annotated_fraction=None,
-                max_minutes=SHIPPED_MINUTES, record={"command": _command(), "real": list(REAL)})
+                max_minutes=minutes, init_model=init_model, learning_rate=1e-3 if init_model is None else 3e-4,
+                record=record)
     print(f"saved {res.path}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
@@ -167,12 +173,14 @@ def main(argv=None) -> None:
     parser.add_argument("--train-shipped", type=Path, help="train the shipped model into this .npz")
     parser.add_argument("--train-loo", type=Path, help="train the two leave-one-dataset-out models into this folder")
     parser.add_argument("--loo-dir", type=Path, help="folder of leave-one-dataset-out models to score")
+    parser.add_argument("--init-model", type=Path, help="with --train-shipped: fine-tune these weights (lr 3e-4)")
+    parser.add_argument("--minutes", type=float, default=SHIPPED_MINUTES, help="with --train-shipped: time budget")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.train_shipped:
-        train_shipped(args.train_shipped)
+        train_shipped(args.train_shipped, args.init_model, args.minutes)
         return
     if args.train_loo:
         train_loo(args.train_loo)
