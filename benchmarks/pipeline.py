@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     gt = args.gt or (movie.parent / "regions.json" if movie == DEFAULT_MOVIE else None)
 
     import cellfie_caiman  # noqa: F401 - import cost outside the timings
-    from cellfie_caiman.refine.caiman_adapter import caiman_available
+    from cellfie_caiman.cnmf.caiman_adapter import caiman_available
 
     rss0 = _rss_mb()
     t_read = read_once(movie)

@@ -111,8 +111,8 @@ def metrics(est, truth) -> dict:
 
 def worker_refine(args) -> None:
     sys.path.insert(0, str(REPO))
+    from cellfie_caiman.cnmf import refine
     from cellfie_caiman.io import load_movie
-    from cellfie_caiman.refine import refine
 
     truth = dict(np.load(Path(args.dir) / "truth.npz"))
     params = {"data": {"fr": 30.0, "decay_time": 0.4}, "refine": {"p": 1, "nb": 2, "merge_thr": 0.85}}
@@ -137,9 +137,9 @@ def worker_refine(args) -> None:
 
 
 def worker_init(args) -> None:
+    from cellfie_caiman.cnmf import refine
     from cellfie_caiman.evaluate import match_rois
     from cellfie_caiman.initialize import initialize
-    from cellfie_caiman.refine import refine
 
     truth = dict(np.load(Path(args.dir) / "truth.npz"))
     init = initialize(args.fname)

@@ -20,9 +20,9 @@ _API = {
     "match_rois": "evaluate",
     "initialize": "initialize",
     "train": "train",
-    "refine": "refine",
-    "seeded_cnmf": "refine",
-    "load_estimates": "refine",
+    "refine": "cnmf",
+    "seeded_cnmf": "cnmf",
+    "load_estimates": "cnmf",
     "Params": "params",
     "run": "pipeline",
 }

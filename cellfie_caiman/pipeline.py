@@ -298,7 +298,7 @@ def _resolve_backend(backend: str) -> str:
         raise ValueError(f"unknown refinement backend {backend!r}; use 'auto', 'caiman', 'builtin' or 'none'")
     if backend != "auto":
         return backend
-    from .refine.caiman_adapter import caiman_available
+    from .cnmf.caiman_adapter import caiman_available
 
     return "caiman" if caiman_available() else "builtin"
 
@@ -537,7 +537,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         logger.warning("no neuron detected: refinement skipped")
         backend = "none"
     if backend != "none":
-        from .refine import refine
+        from .cnmf import refine
 
         with timer("refine"):
             est = refine(movie, init, params=params, backend=backend, progress=progress)

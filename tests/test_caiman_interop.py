@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from cellfie_caiman.refine import caiman_adapter
-from cellfie_caiman.refine.caiman_adapter import caiman_available, masks_to_ain, seed_index
+from cellfie_caiman.cnmf import caiman_adapter
+from cellfie_caiman.cnmf.caiman_adapter import caiman_available, masks_to_ain, seed_index
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CaImAn imports TensorFlow
 
@@ -138,8 +138,8 @@ def test_seed_index_maps_footprints_to_seeds():
 
 
 def test_caiman_params_from_ours():
+    from cellfie_caiman.cnmf.caiman_adapter import caiman_params_dict
     from cellfie_caiman.params import Params
-    from cellfie_caiman.refine.caiman_adapter import caiman_params_dict
 
     masks = np.zeros((3, 40, 40), bool)
     yy, xx = np.mgrid[:40, :40]
@@ -278,9 +278,9 @@ def test_seeded_cnmf_is_repeatable_and_leaves_global_rng_alone(seeded, tmp_path)
 
 
 def test_refine_caiman_backend_from_network_initialization(cm):
+    from cellfie_caiman.cnmf import Estimates, refine
     from cellfie_caiman.initialize import initialize
     from cellfie_caiman.models import list_models
-    from cellfie_caiman.refine import Estimates, refine
 
     if "default" not in list_models():
         pytest.skip("no shipped 'default' detection model in this checkout")
@@ -509,7 +509,7 @@ def test_our_estimates_file_is_read_by_caiman(seeded, tmp_path):
 
 
 def test_caiman_file_is_read_by_us(seeded, tmp_path):
-    from cellfie_caiman.refine import load_estimates
+    from cellfie_caiman.cnmf import load_estimates
 
     sim, cnm = seeded
     path = str(tmp_path / "theirs.hdf5")
@@ -522,7 +522,7 @@ def test_caiman_file_is_read_by_us(seeded, tmp_path):
 def test_builtin_refine_file_is_read_by_caiman(cm, tmp_path):
     from caiman.source_extraction.cnmf.cnmf import load_CNMF
 
-    from cellfie_caiman.refine import refine
+    from cellfie_caiman.cnmf import refine
 
     sim = _simulation()
     est = refine(sim.movie, sim.masks, params=PARAMS, backend="builtin")
@@ -538,7 +538,7 @@ def test_our_nwb_is_read_by_caiman(cm, tmp_path):
     pytest.importorskip("pynwb", reason="writing NWB needs pynwb")
     from caiman.source_extraction.cnmf.cnmf import load_CNMF
 
-    from cellfie_caiman.refine import refine
+    from cellfie_caiman.cnmf import refine
 
     sim = _simulation()
     est = refine(sim.movie[:200], sim.masks, params=PARAMS, backend="builtin")

@@ -102,8 +102,6 @@ def test_refuses_non_empty_output(tmp_path, small_movie, capsys):
 # ----------------------------------------------------------------------------------------------------- evaluate
 
 def test_evaluate_known_overlap(tmp_path, capsys):
-    pytest.importorskip("cellfie_caiman.evaluate", reason="evaluate module (simulate helper) not landed yet")
-    pytest.importorskip("cellfie_caiman.rois", reason="rois module (io helper) not landed yet")
     shape = (64, 64)
     gt = [_disk(shape, c, 4) for c in [(10, 10), (30, 30), (50, 50)]]
     pred = [
@@ -127,7 +125,6 @@ def test_evaluate_known_overlap(tmp_path, capsys):
 
 
 def test_train_refuses_bad_arguments(tmp_path, capsys):
-    pytest.importorskip("cellfie_caiman.train", reason="train module (networks helper) not landed yet")
     assert main(["train", "-o", str(tmp_path / "w.h5")]) == 2
     _one_line_error(capsys, "w.h5", ".npz")
     assert main(["train", "-o", str(tmp_path / "w.npz"), "--data", str(tmp_path / "m.tif"), "r.json"]) == 2
@@ -137,7 +134,6 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_writes_loadable_weights(tmp_path, capsys):
-    pytest.importorskip("cellfie_caiman.train", reason="train module (networks helper) not landed yet")
     from cellfie_caiman.models import load_model
 
     argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
@@ -158,8 +154,9 @@ def test_evaluate_missing_file(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------------ summary
 
 def test_summary_writes_tiffs_equal_to_summary_images(tmp_path, capsys):
-    summary = pytest.importorskip("cellfie_caiman.summary", reason="summary module not landed yet")
     import tifffile
+
+    from cellfie_caiman import summary
 
     rng = np.random.default_rng(3)
     movie = rng.random((60, 24, 32), dtype=np.float32)
@@ -184,12 +181,7 @@ EVERY_FILE = ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.js
 
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory):
-    for module in ("summary", "initialize", "refine", "rois", "evaluate", "simulate"):
-        pytest.importorskip(f"cellfie_caiman.{module}", reason=f"cellfie_caiman.{module} not landed yet")
-    from cellfie_caiman.models import list_models
 
-    if "default" not in list_models():
-        pytest.skip("the networks helper has not shipped the 'default' model weights yet")
     out = tmp_path_factory.mktemp("example") / "out"
     rc = main(["example", "-o", str(out), "--frames", "200", "--size", "64", "64", "--neurons", "8", "--seed", "1",
                "--backend", "builtin", "--nwb", "--no-progress"])
@@ -216,7 +208,7 @@ def test_example_writes_every_output(example_run):
 def test_example_outputs_agree(example_run):
     rc, out = example_run
     assert rc == 0
-    from cellfie_caiman.refine import load_estimates
+    from cellfie_caiman.cnmf import load_estimates
     from cellfie_caiman.rois import read_rois
 
     npz = np.load(out / "masks.npz")

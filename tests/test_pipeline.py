@@ -132,13 +132,8 @@ def test_run_result_summary_lists_counts_scores_and_times(tmp_path):
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    for module in ("summary", "initialize", "refine", "rois", "evaluate", "simulate"):
-        pytest.importorskip(f"cellfie_caiman.{module}", reason=f"cellfie_caiman.{module} not landed yet")
-    from cellfie_caiman.models import list_models
     from cellfie_caiman.simulate import simulate
 
-    if "default" not in list_models():
-        pytest.skip("the networks helper has not shipped the 'default' model weights yet")
     sim = simulate(300, (80, 80), 12, seed=3, diameter=12.0, rate=1.0)  # active enough for 10 s
     path = tmp_path_factory.mktemp("sim") / "movie.npy"
     np.save(path, sim.movie)
@@ -147,7 +142,7 @@ def simulated(tmp_path_factory):
 
 def test_run_scores_against_simulated_truth(simulated, tmp_path):
     sim, path = simulated
-    from cellfie_caiman.refine.caiman_adapter import caiman_available
+    from cellfie_caiman.cnmf.caiman_adapter import caiman_available
 
     params = Params.from_dict({"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
                                "refine": {"backend": "auto"}, "output": {"pictures": False}})

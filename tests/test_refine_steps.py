@@ -6,9 +6,11 @@ import pytest
 import scipy.optimize
 import scipy.sparse
 
-from cellfie_caiman.refine import quality
-from cellfie_caiman.refine._data import MovieData
-from cellfie_caiman.refine.cnmf import (
+from cellfie_caiman.cnmf import quality
+from cellfie_caiman.cnmf._data import MovieData
+from cellfie_caiman.cnmf.noise import estimate_ar, fft_frame_subset, psd_noise
+from cellfie_caiman.cnmf.oasis import deconvolve, oasis_ar1
+from cellfie_caiman.cnmf.seeded import (
     Settings,
     merge_components,
     normalize,
@@ -17,8 +19,6 @@ from cellfie_caiman.refine.cnmf import (
     temporal_update,
     threshold_footprint,
 )
-from cellfie_caiman.refine.noise import estimate_ar, fft_frame_subset, psd_noise
-from cellfie_caiman.refine.oasis import deconvolve, oasis_ar1
 
 
 # ------------------------------------------------------------------------------------------------ helpers

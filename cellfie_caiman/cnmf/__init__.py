@@ -6,8 +6,6 @@ HDF5 layout, :func:`load_estimates` reads ours and CaImAn's files, ``Estimates.t
 from __future__ import annotations
 
 import logging
-import sys
-import types
 
 from .estimates import Estimates, load_estimates
 
@@ -19,7 +17,7 @@ _BACKENDS = ("auto", "builtin", "caiman")
 
 
 def seeded_cnmf(*args, **kwargs):
-    """CaImAn's seeded CNMF (a fitted ``caiman`` CNMF object); see ``cellfie_caiman.refine.caiman_adapter``."""
+    """CaImAn's seeded CNMF (a fitted ``caiman`` CNMF object); see ``cellfie_caiman.cnmf.caiman_adapter``."""
     from .caiman_adapter import seeded_cnmf as _seeded_cnmf
 
     return _seeded_cnmf(*args, **kwargs)
@@ -51,7 +49,7 @@ def _as_params(params):
 
 
 def _settings(P, dims: tuple[int, int]):
-    from .cnmf import Settings
+    from .seeded import Settings
 
     r, q, d = P.refine, P.quality, P.data
     if r.p not in (0, 1, 2):
@@ -100,7 +98,7 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     if backend == "caiman":
         return _refine_caiman(movie, init, P)
     from ._data import MovieData
-    from .cnmf import run_cnmf, seeds_to_A
+    from .seeded import run_cnmf, seeds_to_A
 
     data = MovieData(movie)
     settings = _settings(P, data.dims)
@@ -116,13 +114,3 @@ def _refine_caiman(movie, init, P) -> Estimates:
     from .caiman_adapter import seeded_cnmf as _seeded_cnmf
 
     return estimates_from_caiman(_seeded_cnmf(movie, init, params=P), P)
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``cellfie_caiman.refine(...)`` work even after the subpackage replaced the lazy attribute."""
-
-    def __call__(self, *args, **kwargs):
-        return refine(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

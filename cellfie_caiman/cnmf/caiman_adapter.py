@@ -448,7 +448,7 @@ def caiman_fields(cnm: Any) -> dict[str, Any]:
 
 
 def estimates_from_caiman(cnm: Any, params: Any = None):
-    """Our :class:`cellfie_caiman.refine.estimates.Estimates` from a fitted CaImAn CNMF (or its ``estimates``).
+    """Our :class:`cellfie_caiman.cnmf.estimates.Estimates` from a fitted CaImAn CNMF (or its ``estimates``).
 
     Parameters
     ----------
@@ -458,7 +458,7 @@ def estimates_from_caiman(cnm: Any, params: Any = None):
 
     Returns
     -------
-    cellfie_caiman.refine.estimates.Estimates
+    cellfie_caiman.cnmf.estimates.Estimates
         The fields of :func:`caiman_fields` that our Estimates has (CaImAn's names and shapes).
     """
     import inspect
