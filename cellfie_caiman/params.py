@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,20 @@ class Params:
     refine: RefineParams = field(default_factory=RefineParams)
     quality: QualityParams = field(default_factory=QualityParams)
     output: OutputParams = field(default_factory=OutputParams)
+
+    @classmethod
+    def coerce(cls, params: Params | dict[str, Any] | str | Path | None) -> Params:
+        """A :class:`Params` from a Params (returned as is), a dict of groups, a JSON/YAML file path, or None."""
+        if params is None:
+            return cls()
+        if isinstance(params, cls):
+            return params
+        if isinstance(params, Mapping):
+            return cls.from_dict(dict(params))
+        if isinstance(params, (str, Path)):
+            return cls.load(params)
+        raise TypeError(f"params must be a Params, a dict of groups, a parameter file or None, "
+                        f"got {type(params).__name__}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Params:

@@ -165,15 +165,7 @@ _RULE_NAMES = {"caiman": "CaImAn rule", "iou": "IoU>=0.5 rule"}
 
 def as_params(params: Params | dict | str | os.PathLike | None) -> Params:
     """A :class:`Params` from a Params, a dict of groups, a JSON/YAML file path, or None (the defaults)."""
-    if params is None:
-        return Params()
-    if isinstance(params, Params):
-        return params
-    if isinstance(params, dict):
-        return Params.from_dict(params)
-    if isinstance(params, (str, os.PathLike)):
-        return Params.load(params)
-    raise ValueError(f"params must be a Params, a dict of groups or a parameter file, got {type(params).__name__}")
+    return Params.coerce(os.fspath(params) if isinstance(params, os.PathLike) else params)
 
 
 def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:

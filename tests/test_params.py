@@ -55,3 +55,15 @@ def test_diameter_from_pixel_size():
     assert Params.from_dict({"data": {"neuron_diameter": 9}}).data.diameter_pixels() == 9.0
     assert Params.from_dict({"data": {"pixel_size": 1.25, "soma_diameter_um": 12.5}}).data.diameter_pixels() == 10.0
     assert Params().data.diameter_pixels() is None
+
+
+def test_coerce_accepts_the_usual_forms(tmp_path):
+    p = Params.from_dict({"data": {"fr": 7.5}})
+    assert Params.coerce(None) == Params()
+    assert Params.coerce(p) is p
+    assert Params.coerce({"data": {"fr": 7.5}}) == p
+    p.save(tmp_path / "p.json")
+    assert Params.coerce(tmp_path / "p.json") == p
+    assert Params.coerce(str(tmp_path / "p.json")) == p
+    with pytest.raises(TypeError, match="params"):
+        Params.coerce(3)

@@ -109,7 +109,7 @@ def test_as_params(tmp_path):
     assert pipeline.as_params({"data": {"fr": 7.5}}) == p
     p.save(tmp_path / "p.yaml")
     assert pipeline.as_params(tmp_path / "p.yaml") == p
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(TypeError, match="params"):
         pipeline.as_params(3)
     with pytest.raises(ValueError, match="backend"):
         pipeline._resolve_backend("fast")

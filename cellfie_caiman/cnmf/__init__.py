@@ -36,18 +36,6 @@ def caiman_available() -> bool:
         return False
 
 
-def _as_params(params):
-    from ..params import Params
-
-    if params is None:
-        return Params()
-    if isinstance(params, Params):
-        return params
-    if isinstance(params, dict):
-        return Params.from_dict(params)
-    raise TypeError(f"params must be a Params, a dict of groups or None, got {type(params).__name__}")
-
-
 def _settings(P, dims: tuple[int, int]):
     from .seeded import Settings
 
@@ -91,7 +79,9 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    P = _as_params(params)
+    from ..params import Params
+
+    P = Params.coerce(params)
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)

@@ -136,13 +136,7 @@ def _params_groups(params: Any):
     """Our Params (or a dict of groups, or None) as a validated Params."""
     from ..params import Params
 
-    if params is None:
-        return Params()
-    if isinstance(params, Params):
-        return params
-    if isinstance(params, Mapping):
-        return Params.from_dict(dict(params))
-    raise TypeError(f"params: expected a Params, a dict of groups or None, got {type(params).__name__}")
+    return Params.coerce(params)
 
 
 def _gsig(params, masks: np.ndarray) -> list[int]:
