@@ -130,12 +130,14 @@ def _undo_dihedral(a: np.ndarray, t: int) -> np.ndarray:
     return a
 
 
-def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
+                     max_batch_pixels: int = 2**21) -> tuple[np.ndarray, np.ndarray]:
     """U-Net probability and centre heat maps averaged over the first ``n_transforms`` of the 8 rotations/flips.
 
     The networks were trained on randomly rotated and flipped crops; averaging their outputs over the transforms
     of the field (test-time augmentation) removes orientation-dependent errors: on the validation strips and on
-    unseen simulated movies it raised detection F1 by 0.01-0.03 at no cost in precision.
+    unseen simulated movies it raised detection F1 by 0.01-0.03 at no cost in precision. Transformed fields of
+    the same shape go through the U-Net in batches of at most ``max_batch_pixels`` pixels (bounded memory).
 
     Returns
     -------
@@ -143,10 +145,15 @@ def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8) -> tuple[
     """
     prob = np.zeros(inputs.shape[:2], np.float64)
     heat = np.zeros(inputs.shape[:2], np.float64)
-    for t in range(n_transforms):
-        p, h = model.predict_maps(np.ascontiguousarray(_dihedral(inputs, t)))
-        prob += _undo_dihedral(p, t)
-        heat += _undo_dihedral(h, t)
+    per_batch = max(1, int(max_batch_pixels // (inputs.shape[0] * inputs.shape[1])))
+    groups = [[t for t in range(n_transforms) if (t & 4) == k] for k in (0, 4)]  # same shape within a group
+    for group in groups:
+        for start in range(0, len(group), per_batch):
+            ts = group[start:start + per_batch]
+            p, h = model.predict_maps_batch(np.stack([_dihedral(inputs, t) for t in ts]))
+            for i, t in enumerate(ts):
+                prob += _undo_dihedral(p[i], t)
+                heat += _undo_dihedral(h[i], t)
     return (prob / n_transforms).astype(np.float32), (heat / n_transforms).astype(np.float32)
 
 

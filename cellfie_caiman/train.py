@@ -40,7 +40,8 @@ class TrainResult(NamedTuple):
     path : Path or None
         Where they were saved.
     history : list of dict
-        Per epoch: epoch, unet_loss, instance_loss, val_f1, val_precision, val_recall, seconds.
+        Per epoch: epoch, unet_loss, instance_loss, val_f1 (the selection score), val_f1_pooled, val_f1_balanced,
+        val_precision, val_recall, val_f1_real, val_f1_simulated, seconds.
     best_epoch : int
     best_f1 : float
     """
@@ -261,22 +262,44 @@ def detect_masks(model: DetectionModel, inputs: np.ndarray, *, min_score=0.5, pr
     return masks[dedup_masks(masks, det.scores[index], max_overlap=max_overlap)]
 
 
-def validate(model: DetectionModel, fields: Sequence[Field]) -> dict:
-    """Detection F1, precision and recall (``match_rois``, CaImAn rule) pooled over the validation strips."""
+def validate(model: DetectionModel, fields: Sequence[Field], selection: str = "pooled") -> dict:
+    """Detection scores (``match_rois``, CaImAn rule) on the validation strips.
+
+    ``val_f1`` is the model-selection score: with ``selection='pooled'`` the F1 of the matches pooled over all
+    strips; with ``'balanced'`` the mean of the per-field F1 with every annotated (real) field weighted as much as
+    all simulated fields together, so that a dozen simulated strips cannot outvote the real ones. Both are
+    returned (``val_f1_pooled``, ``val_f1_balanced``), with the pooled precision and recall and the mean F1 of
+    the real and of the simulated strips.
+    """
     from .evaluate import match_rois
 
-    tp = fp = fn = 0
+    counts = []
     for f in fields:
         if f.zoom != 1.0 or f.train_rows >= f.inputs.shape[0]:
             continue
-        gt = _val_masks(f)
-        pred = detect_masks(model, f.inputs[f.train_rows:])
-        res = match_rois(gt, pred)
-        tp, fp, fn = tp + res.tp, fp + res.fp, fn + res.fn
+        res = match_rois(_val_masks(f), detect_masks(model, f.inputs[f.train_rows:]))
+        counts.append((f.name.startswith("simulated"), res.tp, res.fp, res.fn))
+    return selection_scores(counts, selection)
+
+
+def selection_scores(counts: Sequence[tuple[bool, int, int, int]], selection: str = "pooled") -> dict:
+    """Combine per-strip match counts ``(is_simulated, tp, fp, fn)`` into the scores of :func:`validate`."""
+    if selection not in ("pooled", "balanced"):
+        raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
+    tp = sum(c[1] for c in counts)
+    fp = sum(c[2] for c in counts)
+    fn = sum(c[3] for c in counts)
+    real = [2 * t / (2 * t + p + n) for s, t, p, n in counts if not s and t + p + n]
+    sim = [2 * t / (2 * t + p + n) for s, t, p, n in counts if s and t + p + n]
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return {"val_f1": f1, "val_precision": precision, "val_recall": recall}
+    pooled = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    scores = real + ([float(np.mean(sim))] if sim else [])
+    balanced = float(np.mean(scores)) if scores else 0.0
+    return {"val_f1": pooled if selection == "pooled" else balanced, "val_f1_pooled": pooled,
+            "val_f1_balanced": balanced, "val_precision": precision, "val_recall": recall,
+            "val_f1_real": float(np.mean(real)) if real else float("nan"),
+            "val_f1_simulated": float(np.mean(sim)) if sim else float("nan")}
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -299,10 +322,13 @@ def _as_masks(rois, shape) -> np.ndarray:
     return masks.astype(bool)
 
 
-def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False) -> list:
+def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
+                       variety: bool = False) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs (seeds ``seed * 1000 + i``).
 
-    Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field.
+    Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field. With
+    ``variety`` the range of cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike
+    amplitudes vary too (random per field).
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -316,9 +342,16 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
         n_neurons = max(5, int(density * shape[0] * shape[1]))
         fs = float(rng.choice([7.5, 15.0, 30.0]))
         n_frames = int(rng.integers(100, 600))
+        extra = {}
+        if variety:
+            lo = rng.uniform(0.05, 0.4)
+            amp = rng.uniform(0.15, 0.6)
+            extra = dict(cell_brightness=(lo, lo + rng.uniform(0.5, 2.0)), occlusion=float(rng.uniform(0.2, 0.9)),
+                         vessels=float(rng.uniform(0.0, 2.0)), puncta=float(rng.uniform(0.0, 1.5)),
+                         spike_amplitude=(amp, amp + rng.uniform(0.3, 1.5)))
         sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
                        photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
-                       rate=float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))))
+                       rate=float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))), **extra)
         out.append((summary_images(sim.movie, batch_frames=250), sim.masks))
         logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter,
                     n_frames)
@@ -331,7 +364,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
-          progress: bool = True,
+          simulated_variety: bool = False, selection: str = "pooled", progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
@@ -346,6 +379,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Number of simulated fields added to the training data (see :func:`simulated_datasets`).
     simulated_shape : (int, int)
         Their size in pixels.
+    simulated_variety : bool
+        Also randomise cell brightness, occlusion, vessels, puncta and spike amplitudes of the simulated fields.
     epochs, steps_per_epoch, patience : int
         At most ``epochs`` epochs of ``steps_per_epoch`` updates of each network; stop after ``patience`` epochs
         without a better validation F1.
@@ -366,6 +401,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     annotated_fraction : float or None
         Fraction of the training crops drawn from ``datasets`` rather than simulated fields (None: in proportion
         to their areas). Real fields are few but are what the model must learn to read.
+    selection : {'pooled', 'balanced'}
+        Validation score that picks the best epoch (see :func:`validate`).
     max_minutes : float, optional
         Stop after the epoch that passes this wall-clock budget.
     batch_frames : int
@@ -385,6 +422,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    if selection not in ("pooled", "balanced"):
+        raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
+
     from .models import load_model
 
     t_start = time.monotonic()
@@ -399,7 +439,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     named = [(f"dataset{i}", s, _as_masks(r, np.asarray(s.mean).shape)) for i, (s, r) in enumerate(pairs)]
     if simulated:
         named += [(f"simulated{i}", s, m) for i, (s, m) in
-                  enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress))]
+                  enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress,
+                                                variety=simulated_variety))]
     if not named:
         raise ValueError("train needs at least one annotated dataset or simulated > 0")
     diameters = [mask_diameter(m) for _, _, m in named]
@@ -467,7 +508,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
             li += float(inst_step(tf.constant(x), tf.constant(ym), tf.constant(ys), tf.constant(wm)))
         hard = _hard_candidates(model, fields)
-        val = validate(model, fields)
+        val = validate(model, fields, selection)
         row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
                "seconds": time.monotonic() - t0}
         history.append(row)
@@ -491,6 +532,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         net.set_weights(best[2][k])
     info = dict(record or {})
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
+                 "selection": selection,
+                 "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1)})
     model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)

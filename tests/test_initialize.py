@@ -172,6 +172,19 @@ def test_tta_maps_are_the_mean_over_rotations_and_flips(field):
     np.testing.assert_allclose(heat, ref[..., 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("max_batch_pixels", [1, 3 * 64 * 40, 2**21])
+def test_batched_tta_maps_match_one_field_at_a_time_on_a_non_square_field(field, max_batch_pixels):
+    from cellfie_caiman.initialize import predict_maps_tta
+
+    model, x = field
+    x = np.ascontiguousarray(x[:, :40])  # transposed orientations have another shape: batched separately
+    prob, heat = predict_maps_tta(model, x, max_batch_pixels=max_batch_pixels)
+    ref = np.mean([_ungroup(np.stack(model.predict_maps(np.ascontiguousarray(_group(x, k, f))), -1), k, f)
+                   for k in range(4) for f in (False, True)], axis=0)
+    np.testing.assert_allclose(prob, ref[..., 0], atol=1e-5)
+    np.testing.assert_allclose(heat, ref[..., 1], atol=1e-5)
+
+
 def test_tta_instance_windows_stay_centred_on_the_candidate(field):
     """Reference: transform the whole field, cut the window centred on the image of the candidate, paste the
     predicted mask back into a field-sized canvas, undo the transform and cut the original window."""

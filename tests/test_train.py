@@ -8,7 +8,7 @@ from cellfie_caiman.models import ModelConfig, load_model
 from cellfie_caiman.rois import write_rois
 from cellfie_caiman.simulate import simulate
 from cellfie_caiman.summary import summary_images
-from cellfie_caiman.train import _dihedral, _instance_example, mask_diameter, prepare_field, train
+from cellfie_caiman.train import _dihedral, _instance_example, mask_diameter, prepare_field, selection_scores, train
 
 TINY = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, train_diameter=8.0)
 
@@ -77,3 +77,26 @@ def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_pat
 def test_train_needs_data():
     with pytest.raises(ValueError, match="at least one"):
         train([], None, simulated=0, progress=False)
+
+
+def test_balanced_selection_weighs_each_real_strip_like_all_simulated_ones():
+    # one real strip: 4 found, 4 false, 4 missed (F1 0.5); three simulated strips found perfectly (F1 1)
+    counts = [(False, 4, 4, 4), (True, 30, 0, 0), (True, 30, 0, 0), (True, 30, 0, 0)]
+    pooled = selection_scores(counts, "pooled")
+    assert pooled["val_f1"] == pytest.approx(2 * 94 / (2 * 94 + 8))  # the simulated strips dominate
+    balanced = selection_scores(counts, "balanced")
+    assert balanced["val_f1"] == pytest.approx((0.5 + 1.0) / 2)
+    assert balanced["val_f1_real"] == pytest.approx(0.5) and balanced["val_f1_simulated"] == pytest.approx(1.0)
+    assert balanced["val_precision"] == pytest.approx(94 / 98) and balanced["val_recall"] == pytest.approx(94 / 98)
+    with pytest.raises(ValueError, match="selection"):
+        selection_scores(counts, "mean")
+
+
+def test_simulated_variety_changes_the_fields_deterministically():
+    from cellfie_caiman.train import simulated_datasets
+
+    plain = simulated_datasets(1, seed=5, shape=(48, 48))
+    a = simulated_datasets(1, seed=5, shape=(48, 48), variety=True)
+    b = simulated_datasets(1, seed=5, shape=(48, 48), variety=True)
+    np.testing.assert_array_equal(a[0][0].mean, b[0][0].mean)
+    assert not np.array_equal(plain[0][0].mean, a[0][0].mean)

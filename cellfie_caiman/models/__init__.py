@@ -67,11 +67,25 @@ class DetectionModel:
         prob, centers : ndarray (rows, cols) float32
             Probability of belonging to a neuron, and neuron-centre heat map.
         """
-        rows, cols, _ = inputs.shape
+        prob, heat = self.predict_maps_batch(inputs[None])
+        return prob[0], heat[0]
+
+    def predict_maps_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the U-Net on a batch of normalised fields of the same size in one call.
+
+        Parameters
+        ----------
+        batch : ndarray (n, rows, cols, channels) float32
+
+        Returns
+        -------
+        prob, centers : ndarray (n, rows, cols) float32
+        """
+        _, rows, cols, _ = batch.shape
         m = 2**self.config.depth
         pr, pc = (-rows) % m, (-cols) % m
-        x = np.pad(inputs, ((0, pr), (0, pc), (0, 0)), mode="constant") if (pr or pc) else inputs
-        out = np.asarray(self.unet(x[None].astype(np.float32), training=False))[0, :rows, :cols]
+        x = np.pad(batch, ((0, 0), (0, pr), (0, pc), (0, 0)), mode="constant") if (pr or pc) else batch
+        out = np.asarray(self.unet(np.ascontiguousarray(x, dtype=np.float32), training=False))[:, :rows, :cols]
         return out[..., 0].astype(np.float32), out[..., 1].astype(np.float32)
 
     def predict_instances(self, patches: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
