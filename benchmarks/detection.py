@@ -37,8 +37,8 @@ since the "test-time augmentation" commit; same weights):
     networks only on 512x512: 0.55 s -> 3.07 s; summary images of the 101x512x512 movie: 0.25 s
 
 Networks-only time re-measured when the machine was quiet (load < 1): 2.29 s with one U-Net call per orientation,
-1.77 s since the orientations of the same shape go through the U-Net as one batch (goal < 2 s met; summary images
-0.38 s in the same run).
+1.77-1.91 s (two runs) since the orientations of the same shape go through the U-Net as one batch (goal < 2 s met,
+barely; detection figures unchanged to the third decimal; summary images 0.25-0.38 s in the same runs).
 
 Retraining tried on 2026-11-25 with the command above (70 % real crops, more varied simulations, best epoch on the
 balanced per-strip F1; 11 min per model on the quiet machine), scored with ``--loo-dir`` (TTA):
