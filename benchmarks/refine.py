@@ -19,10 +19,11 @@ true masks, so that its peak memory is its own. Printed per run:
   median correlation of S with the true spikes after smoothing both with a 5-frame box, and the number of components
   that evaluation accepts.
 
-CaImAn's seeded CNMF runs side by side when a CaImAn interpreter is found (``--caiman-python``, default
-``/work/caiman-env/bin/python``), through ``refine(backend='caiman')``. With ``--init`` and a shipped detection model,
-the small movie is also seeded with ``initialize``'s output: F1 before and after refinement, and how many components
-evaluation rejects. Only ratios within one child are comparable across machines; the machine may be shared.
+CaImAn's seeded CNMF runs side by side when a CaImAn interpreter is found (``--caiman-python``, default: the
+``CAIMAN_PYTHON`` environment variable), through ``refine(backend='caiman')``. With ``--init`` and a shipped
+detection model, the small movie is also seeded with ``initialize``'s output: F1 before and after refinement, and how
+many components evaluation rejects. Only ratios within one child are comparable across machines; the machine may be
+shared.
 """
 from __future__ import annotations
 
@@ -174,7 +175,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--large", action="store_true", help="also run 2000 x 512 x 512 with 300 neurons")
     ap.add_argument("--frames", type=int, default=2000)
-    ap.add_argument("--caiman-python", default="/work/caiman-env/bin/python")
+    ap.add_argument("--caiman-python", default=os.environ.get("CAIMAN_PYTHON", ""))
     ap.add_argument("--init", action="store_true", help="also seed with initialize() (needs a shipped model)")
     ap.add_argument("--worker", choices=["simulate", "refine", "init"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -187,7 +188,7 @@ def main(argv=None) -> None:
         {"simulate": worker_simulate, "refine": worker_refine, "init": worker_init}[args.worker](args)
         return
     configs = [(128, 30)] + ([(512, 300)] if args.large else [])
-    have_caiman = Path(args.caiman_python).exists()
+    have_caiman = bool(args.caiman_python) and Path(args.caiman_python).is_file()
     for size, neurons in configs:
         with tempfile.TemporaryDirectory(prefix="cellfie_refine_bench_") as tmp:
             print(f"{args.frames} x {size} x {size}, {neurons} neurons, seeded with the true masks")

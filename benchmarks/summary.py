@@ -16,7 +16,8 @@ times in this process (best of ``--repeat`` runs):
 and prints each wall time with its ratios to both reads, the CPU time (all threads) with its ratio to the raw
 read's CPU time (robust when other jobs share the cores), and the peak anonymous resident memory of the process
 (RssAnon sampled every 5 ms, what the process already held included; the memmap's file pages are page cache and
-not counted). If a CaImAn virtualenv is found (``--caiman-python``, default ``/work/caiman-env/bin/python``),
+not counted). If a CaImAn virtualenv is found (``--caiman-python``, default: the ``CAIMAN_PYTHON`` environment
+variable),
 CaImAn's routines (``local_correlations_fft``, ``get_noise_fft``, NumPy std/mean/max/median) are timed on the same
 file in that interpreter against its own read of the file, and that ratio is printed too. On a shared machine
 only ratios measured in one process mean something.
@@ -156,7 +157,7 @@ print(f"{t_read:.3f} {t_nomed:.3f} {t_med:.3f}")
 
 
 def time_caiman(python: str, fname: str, batch) -> tuple[float, float, float] | None:
-    if not Path(python).exists():
+    if not python or not Path(python).is_file():
         return None
     res = subprocess.run([python, "-c", CAIMAN_SCRIPT, fname, str(batch)], capture_output=True, text=True)
     if res.returncode != 0:
@@ -169,7 +170,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--caiman-python", default="/work/caiman-env/bin/python")
+    parser.add_argument("--caiman-python", default=os.environ.get("CAIMAN_PYTHON", ""))
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (shared machines are noisy)")
     parser.add_argument("--no-caiman", action="store_true")
     parser.add_argument("--movie", help="use this existing CaImAn order-C memmap instead of writing one")
