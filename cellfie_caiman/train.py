@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .initialize import dedup_masks, detect, find_candidates, windows_to_masks
+from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 
 logger = logging.getLogger(__name__)
@@ -133,18 +133,6 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
 
 
 # ----------------------------------------------------------------------------------------------------- sampling
-def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
-    """Apply dihedral transform ``t`` (0..7) to the first two axes: bit 0 flips rows, bit 1 flips cols, bit 2
-    transposes."""
-    if t & 1:
-        a = a[::-1]
-    if t & 2:
-        a = a[:, ::-1]
-    if t & 4:
-        a = np.swapaxes(a, 0, 1)
-    return a
-
-
 def _augment_channels(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per-channel gain in [0.8, 1.25] and Gaussian noise of random strength on a normalised crop."""
     gain = np.exp(rng.uniform(np.log(0.8), np.log(1.25), size=x.shape[-1])).astype(np.float32)
