@@ -86,6 +86,8 @@ def main(argv=None) -> int:
         n_processes = 1
     try:
         cnm = cnmf.CNMF(n_processes, params=opts, dview=dview, Ain=init.Ain)
+        # CaImAn's seeded background start (nb > 1) draws from NumPy's global generator: seed it, or reruns differ
+        np.random.seed(0)
         cnm.fit(images)
         # 4. CaImAn's component evaluation on the memmap-backed images
         cnm.estimates.evaluate_components(images, cnm.params, dview=dview)
