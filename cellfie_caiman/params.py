@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,7 @@ class Params:
     output: OutputParams = field(default_factory=OutputParams)
 
     @classmethod
-    def coerce(cls, params: Params | dict[str, Any] | str | Path | None) -> Params:
+    def coerce(cls, params: Params | Mapping[str, Any] | str | os.PathLike | None) -> Params:
         """A :class:`Params` from a Params (returned as is), a dict of groups, a JSON/YAML file path, or None."""
         if params is None:
             return cls()
@@ -177,7 +178,7 @@ class Params:
             return params
         if isinstance(params, Mapping):
             return cls.from_dict(dict(params))
-        if isinstance(params, (str, Path)):
+        if isinstance(params, (str, os.PathLike)):
             return cls.load(params)
         raise TypeError(f"params must be a Params, a dict of groups, a parameter file or None, "
                         f"got {type(params).__name__}")

@@ -163,9 +163,8 @@ _RULE_NAMES = {"caiman": "CaImAn rule", "iou": "IoU>=0.5 rule"}
 # small helpers
 # ----------------------------------------------------------------------------------------------------------------
 
-def as_params(params: Params | dict | str | os.PathLike | None) -> Params:
-    """A :class:`Params` from a Params, a dict of groups, a JSON/YAML file path, or None (the defaults)."""
-    return Params.coerce(os.fspath(params) if isinstance(params, os.PathLike) else params)
+#: A :class:`Params` from a Params, a dict of groups, a JSON/YAML file path, or None (the defaults).
+as_params = Params.coerce
 
 
 def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:

@@ -132,13 +132,6 @@ def masks_to_ain(masks: np.ndarray) -> np.ndarray:
     return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
 
 
-def _params_groups(params: Any):
-    """Our Params (or a dict of groups, or None) as a validated Params."""
-    from ..params import Params
-
-    return Params.coerce(params)
-
-
 def _gsig(params, masks: np.ndarray) -> list[int]:
     """CaImAn's ``gSig`` (half-size of a neuron, px): refine.gSig, else half the neuron diameter, else from masks."""
     if params.refine.gSig is not None:
@@ -170,7 +163,9 @@ def caiman_params_dict(params: Any, dims: tuple[int, int], masks: np.ndarray,
     dict
         ``{group: {key: value}}`` in CaImAn's names.
     """
-    p = _params_groups(params)
+    from ..params import Params
+
+    p = Params.coerce(params)
     order = int(p.refine.p)
     return {
         "data": {"dims": tuple(int(d) for d in dims), "fr": float(p.data.fr), "decay_time": float(p.data.decay_time)},
@@ -461,7 +456,9 @@ def estimates_from_caiman(cnm: Any, params: Any = None):
 
     fields = caiman_fields(cnm)
     if params is not None:
-        fields["params"] = _params_groups(params).to_dict()
+        from ..params import Params
+
+        fields["params"] = Params.coerce(params).to_dict()
     accepted = inspect.signature(Estimates).parameters
     dropped = sorted(set(fields) - set(accepted))
     if dropped:
