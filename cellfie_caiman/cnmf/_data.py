@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -119,17 +118,15 @@ class MovieData:
 
     def _pixel_major_source(self):
         """(pixels, T) array in Fortran pixel order readable by rows without a copy of the movie, or None."""
-        src = getattr(self._movie, "source", None) if self._movie is not None else None
-        if isinstance(src, str) and src.endswith(".mmap") and re.search(r"order_C", src):
-            try:
-                from ..io import load_memmap
+        movie = self._movie
+        if movie is None or getattr(movie, "memmap_order", None) != "C":  # io decodes CaImAn's names
+            return None
+        from ..io import load_memmap
 
-                Yr, dims, T = load_memmap(src)
-                if tuple(dims)[:2] == self.dims and int(T) == self.n_frames:
-                    return Yr
-            except Exception as exc:  # noqa: BLE001 - fall back to the generic path
-                logger.debug("memmap fast path unavailable: %s", exc)
-        return None
+        Yr, dims, T = load_memmap(movie.memmap_file)
+        if tuple(dims)[:2] != self.dims or int(T) != self.n_frames:
+            return None
+        return Yr
 
     def noise(self, max_frames: int = 3072, budget_bytes: int = 128 * 2**20) -> np.ndarray:
         """Per-pixel noise (CaImAn's PSD definition on at most ``max_frames`` frames), Fortran order, float32.
