@@ -7,23 +7,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..io import load_memmap, load_movie
 from .noise import fft_frame_subset, psd_noise
 
 logger = logging.getLogger(__name__)
 
 #: bytes of float32 data per chunk (each chunk is also transposed once, so twice this is held)
 CHUNK_BYTES = 192 * 2**20
-
-
-def _load_movie(movie):
-    """A ``cellfie_caiman.io.Movie``, or None for an ndarray when io cannot be imported."""
-    try:
-        from ..io import load_movie
-    except ImportError:  # pragma: no cover - io is part of the package
-        if isinstance(movie, np.ndarray):
-            return None
-        raise
-    return load_movie(movie)
 
 
 class MovieData:
@@ -35,37 +25,20 @@ class MovieData:
     """
 
     def __init__(self, movie):
-        self._array = None
-        self._movie = None
         if isinstance(movie, np.ndarray) and movie.ndim != 3:
             raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
-        self._movie = _load_movie(movie)
-        if self._movie is None:
-            self._array = movie
-            shape = movie.shape
-        else:
-            shape = tuple(self._movie.shape)
-        self.n_frames, self.rows, self.cols = (int(s) for s in shape)
+        self._movie = load_movie(movie)  # fills NaN/inf like every other reader of movies
+        self.n_frames, self.rows, self.cols = (int(s) for s in self._movie.shape)
         if self.n_frames < 2:
             raise ValueError(f"movie needs at least 2 frames, got {self.n_frames}")
         self.dims = (self.rows, self.cols)
         self.n_pixels = self.rows * self.cols
-        self._nan_warned = False
         self._Yr = self._pixel_major_source()
         #: chunks are (pixels, n) in Fortran pixel order (a CaImAn order-C memmap, read as stored) instead of
         #: (n, pixels) frames in C pixel order
         self.pixel_major = self._Yr is not None
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        if self._array is not None:
-            block = np.asarray(self._array[start:stop], dtype=np.float32)
-            bad = ~np.isfinite(block)
-            if bad.any():
-                if not self._nan_warned:
-                    logger.warning("movie has non-finite values; they are replaced by 0")
-                    self._nan_warned = True
-                block = np.where(bad, np.float32(0), block)
-            return block
         return self._movie.read(start, stop)
 
     def chunk_length(self, chunk_frames: int | None) -> int:
@@ -119,10 +92,8 @@ class MovieData:
     def _pixel_major_source(self):
         """(pixels, T) array in Fortran pixel order readable by rows without a copy of the movie, or None."""
         movie = self._movie
-        if movie is None or getattr(movie, "memmap_order", None) != "C":  # io decodes CaImAn's names
+        if movie.memmap_order != "C":  # io decodes CaImAn's names
             return None
-        from ..io import load_memmap
-
         Yr, dims, T = load_memmap(movie.memmap_file)
         if tuple(dims)[:2] != self.dims or int(T) != self.n_frames:
             return None
