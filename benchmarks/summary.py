@@ -22,14 +22,13 @@ CaImAn's routines (``local_correlations_fft``, ``get_noise_fft``, NumPy std/mean
 file in that interpreter against its own read of the file, and that ratio is printed too. On a shared machine
 only ratios measured in one process mean something.
 
-Measured 2026-11-25 on the 2-core development machine while other jobs kept both cores busy (load 6-9, this
-process got 40-50 % of one core), 512 x 512 x 3000: raw read 0.41-1.8 s wall, 0.45 s CPU; summary_images
-CPU time / raw-read CPU time: 4.4 (batch_frames=None, no median), 6.5 (None, median), 5.8 (250, no median),
-6.9 (250, median); wall ratios 1.7-5.9 depending on the load. Per element and core: FFT noise ~1.2-1.5 ns,
-median ~0.5 (sort, 250 frames) to ~1 ns (partition, 3000), moments + neighbour products + max ~0.5 ns,
-copies/reads ~0.5 ns, raw read ~0.5-0.6 ns. Peak RssAnon ~0.6-0.7 GB (maximum RSS 0.75 GB; 0.86 GB for
-512 x 512 x 10000). CaImAn's routines on the same file, in its own process: 43-81 x its read.
-Movie.chunks() on an order-C memmap took 10-80 s (io's frame reader of pixel-major files).
+Measured 2026-11-25 on the quiet 2-core development machine (figures and history in benchmarks/RESULTS.md),
+512 x 512 x 3000: raw read 0.40 s wall; summary_images / raw read: 1.94 (batch_frames=None, no median), 3.15
+(None, median), 2.14 (250, no median), 2.81 (250, median); peak RssAnon ~0.1 GB (file blocks are mapped, not
+copied; maximum RSS 0.61 GB, 0.75 GB for 512 x 512 x 10000). Per value and core: FFT noise ~1.2 ns, moments +
+neighbour products + max ~0.3-0.5 ns, median ~0.5 (sort, 250 frames) to ~1 ns (partition, 3000), raw read
+~0.5 ns. CaImAn's routines on the same file, in its own process: 43-81 x its read. Movie.chunks() on an order-C
+memmap took 6-80 s (io's frame reader of pixel-major files).
 """
 from __future__ import annotations
 

@@ -325,11 +325,16 @@ def test_caiman_backend():
 # CaImAn memmaps are read in place (pixel-major); the result must not depend on the layout
 
 
-@pytest.mark.parametrize("chunk_frames", [None, 50, 7])
-def test_caiman_memmap_equals_array(tmp_path, chunk_frames):
-    """Read by blocks of columns with all frames (several lines or one line per block), or batch by batch
-    through the memory map when that does not fit chunk_frames."""
+@pytest.mark.parametrize("chunk_frames, sub_lines", [(None, None), (None, 1), (None, 2), (50, None), (7, None)])
+def test_caiman_memmap_equals_array(tmp_path, monkeypatch, chunk_frames, sub_lines):
+    """Read by blocks of columns with all frames (several lines or one line per block, processed in cache-sized
+    sub-blocks of 1, 2 or all lines), or batch by batch through the memory map when that does not fit
+    chunk_frames."""
+    from cellfie_caiman import summary
     from cellfie_caiman.io import save_memmap
+
+    if sub_lines is not None:  # sub-blocks of this many lines for the longest batch (90 frames x 11 rows)
+        monkeypatch.setattr(summary, "_SUB_BYTES", sub_lines * 11 * 90 * 4)
 
     movie = structured_movie(T=90, rows=11, cols=9, seed=10)
     fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
