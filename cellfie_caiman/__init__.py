@@ -6,6 +6,8 @@ network is used).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -39,3 +41,18 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
+
+
+class _Package(types.ModuleType):
+    """The package module. Three API functions share their module's name (``initialize``, ``simulate``,
+    ``train``); importing such a module (from anywhere) makes Python bind it on the package, which would hide the
+    function: ``cellfie_caiman.simulate(...)`` would work once and then find the module. The function is bound
+    instead (the module stays reachable as ``sys.modules['cellfie_caiman.simulate']``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if _API.get(name) == name and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,0 +1,27 @@
+"""The package's top-level API: lazy, and the functions stay functions whatever gets imported."""
+import subprocess
+import sys
+
+
+def test_api_functions_are_not_hidden_by_their_modules():
+    """``initialize``, ``simulate`` and ``train`` share their module's name; importing the module (directly or
+    through another module) must not replace the function on the package. Run in a fresh interpreter: this
+    test session has imported everything already."""
+    code = """
+import types
+import cellfie_caiman as cc
+first = cc.simulate                      # lazy lookup imports cellfie_caiman.simulate
+import cellfie_caiman.pipeline           # imports .initialize and friends as modules
+from cellfie_caiman.train import train   # and .train
+for name in ("simulate", "initialize", "train", "run", "summary_images", "refine"):
+    obj = getattr(cc, name)
+    assert isinstance(obj, types.FunctionType), (name, obj)
+assert cc.simulate is first
+sim = cc.simulate(20, (24, 24), 2, seed=0)
+sim = cc.simulate(20, (24, 24), 2, seed=0)  # a second call works too
+assert sim.movie.shape == (20, 24, 24)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
