@@ -213,6 +213,10 @@ class _CaimanMemmapReader(_Reader):
     def read(self, start, stop):
         block = self.yr[:, start:stop]  # (d, n); rows of a C file are contiguous per pixel
         n = block.shape[1]
+        if self.order == "C":  # a real transpose: tiled (NumPy's copy would fault a page per value)
+            from ._transpose import pixels_to_frames
+
+            return pixels_to_frames(block, self.d1)
         # frame[i, j] = Yr[i + j*d1, t]  ->  block.T is (n, d) with d indexed j*d1 + i, i.e. (n, d2, d1) in C.
         return np.ascontiguousarray(np.asarray(block).T.reshape(n, self.d2, self.d1).transpose(0, 2, 1))
 

@@ -438,3 +438,22 @@ def test_singleton_axes_are_dropped(tmp_path, movie):
     assert m.shape == movie.shape
     np.testing.assert_array_equal(m[3:5], movie[3:5])
     np.testing.assert_array_equal(m.to_array(), movie)
+
+
+@pytest.mark.parametrize("d1, d2, n", [(1, 1, 1), (17, 5, 33), (40, 37, 3), (3, 50, 20)])
+def test_pixels_to_frames_matches_caiman_layout(d1, d2, n):
+    """The tiled transpose of pixel-major rows equals the layout equation frame[t, i, j] = Yr[i + j*d1, t],
+    evaluated element by element, on shapes that are not multiples of its tile, and on a strided row block."""
+    from cellfie_caiman._transpose import pixels_to_frames
+
+    rng = np.random.default_rng(d1 * 1000 + d2)
+    yr_full = rng.standard_normal((d1 * d2, n + 7)).astype(np.float32)
+    yr = yr_full[:, 3:3 + n]  # rows not contiguous with each other, like Yr[:, start:stop] of a memmap
+    expected = np.empty((n, d1, d2), np.float32)
+    for t in range(n):
+        for i in range(d1):
+            for j in range(d2):
+                expected[t, i, j] = yr[i + j * d1, t]
+    np.testing.assert_array_equal(pixels_to_frames(yr, d1), expected)
+    with pytest.raises(ValueError, match="whole number"):
+        pixels_to_frames(np.zeros((7, n), np.float32), 2)
