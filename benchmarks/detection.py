@@ -91,7 +91,8 @@ def _command() -> str:
 
 
 def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SHIPPED_MINUTES,
-                  annotated_fraction: float | None = None, recipe: dict | None = None) -> None:
+                  annotated_fraction: float | None = None, recipe: dict | None = None,
+                  simulated: int = SHIPPED_SIMULATED) -> None:
     from cellfie_caiman.train import train
 
     data = [load_real(n) for n in REAL]
@@ -100,7 +101,7 @@ def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SH
         from cellfie_caiman.models import load_model
 
         record["previous"] = load_model(init_model).config.training  # keep the history of fine-tuned weights
-    res = train(data, out, simulated=SHIPPED_SIMULATED, epochs=200, patience=12, seed=0,
+    res = train(data, out, simulated=simulated, epochs=200, patience=12, seed=0,
                 annotated_fraction=annotated_fraction, max_minutes=minutes, init_model=init_model,
                 learning_rate=1e-3 if init_model is None else 3e-4,
                 record=record, **(recipe or RECIPE))
@@ -108,16 +109,23 @@ def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SH
 
 
 def train_loo(folder: Path, minutes: float = LOO_MINUTES, annotated_fraction: float | None = 0.5,
-              recipe: dict | None = None) -> None:
+              recipe: dict | None = None, simulated: int = SHIPPED_SIMULATED, init_dir: Path | None = None) -> None:
+    """Train (or, with ``init_dir``, fine-tune that folder's models at lr 3e-4) the leave-one-out models."""
     from cellfie_caiman.train import train
 
     folder.mkdir(parents=True, exist_ok=True)
     data = {n: load_real(n) for n in REAL}
     for held_out in REAL:
         kept = [data[n] for n in REAL if n != held_out]
-        res = train(kept, folder / f"without_{held_out}.npz", simulated=SHIPPED_SIMULATED, epochs=200, patience=12,
+        init = None if init_dir is None else init_dir / f"without_{held_out}.npz"
+        record = {"command": _command(), "held_out": held_out}
+        if init is not None:
+            from cellfie_caiman.models import load_model
+
+            record["previous"] = load_model(init).config.training
+        res = train(kept, folder / f"without_{held_out}.npz", simulated=simulated, epochs=200, patience=12,
                     seed=0, annotated_fraction=annotated_fraction, max_minutes=minutes, **(recipe or RECIPE),
-                    record={"command": _command(), "held_out": held_out})
+                    init_model=init, learning_rate=1e-3 if init is None else 3e-4, record=record)
         print(f"without {held_out}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
@@ -243,17 +251,20 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="default", help="score these weights as the shipped model")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
     parser.add_argument("--loo-minutes", type=float, default=LOO_MINUTES, help="with --train-loo: budget per model")
+    parser.add_argument("--simulated", type=int, default=SHIPPED_SIMULATED, help="number of simulated training fields")
+    parser.add_argument("--init-loo", type=Path, help="with --train-loo: fine-tune the models of this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     recipe = dict(selection=args.selection, simulated_variety=args.simulated_variety)
     if args.train_shipped:
-        train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe)
+        train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,
+                      args.simulated)
         return
     if args.train_loo:
         train_loo(args.train_loo, args.loo_minutes, 0.5 if args.annotated_fraction is None else args.annotated_fraction,
-                  recipe)
+                  recipe, args.simulated, args.init_loo)
         args.loo_dir = args.train_loo
     accuracy(args.loo_dir, args.model)
     if not args.no_speed:
