@@ -71,8 +71,9 @@ def test_debug_reraises(tmp_path):
         main(["run", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "out"), "--debug"])
 
 
-def test_console_script_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cellfie_caiman.cli", "summary", str(tmp_path / "missing.tif"),
+@pytest.mark.parametrize("module", ["cellfie_caiman.cli", "cellfie_caiman"])
+def test_console_script_has_no_traceback(tmp_path, module):
+    proc = subprocess.run([sys.executable, "-m", module, "summary", str(tmp_path / "missing.tif"),
                            "-o", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("cellfie-caiman: error:"), proc.stderr
