@@ -156,17 +156,12 @@ def dog_floor(summary, diameter: float = 12.0) -> np.ndarray:
 
 
 def score_line(label: str, gt: np.ndarray, pred: np.ndarray) -> str:
-    from cellfie_caiman.evaluate import match_rois
-
-    parts = []
-    for rule in ("caiman", "iou"):
-        m = match_rois(gt, pred, rule=rule)
-        parts.append(f"{rule:6s} F1 {m.f1:.3f} P {m.precision:.3f} R {m.recall:.3f}")
-    return f"{label:52s} K={len(pred):4d} GT={len(gt):4d} | " + " | ".join(parts)
+    """One line of F1/precision/recall under both rules for one movie's ground truth and predicted masks."""
+    return pooled_line(label, [(gt, pred)])
 
 
 def pooled_line(label: str, pairs) -> str:
-    """Like score_line for the matches pooled over several movies: ``pairs`` of (gt, pred) masks."""
+    """Like score_line, for the matches pooled over several movies: ``pairs`` of (gt, pred) masks."""
     from cellfie_caiman.evaluate import match_rois
 
     parts = []

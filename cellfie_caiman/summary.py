@@ -420,6 +420,13 @@ class _NonFinite(Exception):
     """A CaImAn memmap holds NaN/inf: use the generic reader, which fills them."""
 
 
+def _stats_checked(sums: _Sums, block: np.ndarray, line0: int, n_lines: int, t0: int = 0) -> None:
+    """``sums.stats`` of the block's first ``n_lines`` lines; raises _NonFinite if one holds NaN/inf."""
+    sums.stats(block, line0, n_lines, t0)
+    if not sums.finite(line0, n_lines):
+        raise _NonFinite
+
+
 def _batch_memmap(yr: np.ndarray, rows: int, cols: int, start: int, stop: int, opts: _Options,
                   pool: ThreadPoolExecutor) -> _Sums:
     """One batch of a CaImAn order-C memmap ``yr`` (pixels, T): lines are image columns, read in place."""
@@ -431,9 +438,7 @@ def _batch_memmap(yr: np.ndarray, rows: int, cols: int, start: int, stop: int, o
         n_all = min(cols, l1 + 1) - l0
         block = _buffer((n_all, rows, n))
         np.copyto(block.reshape(n_all * rows, n), yr[l0 * rows:(l0 + n_all) * rows, start:stop])
-        sums.stats(block, l0, l1 - l0)
-        if not sums.finite(l0, l1 - l0):
-            raise _NonFinite
+        _stats_checked(sums, block, l0, l1 - l0)
         if opts.noise or opts.median:
             sums.noise_median(block, l0, l1 - l0, opts.median)
 
@@ -755,13 +760,6 @@ def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, o
         np.maximum(result[0][l0], corr, out=result[0][l0])
     return [None if (i == 1 and not opts.noise) or (i == 4 and not opts.median) else np.ascontiguousarray(r.T)
             for i, r in enumerate(result)]
-
-
-def _stats_checked(sums: _Sums, block: np.ndarray, line0: int, n_lines: int, t0: int = 0) -> None:
-    """``sums.stats`` of the block's first ``n_lines`` lines; raises _NonFinite if one holds NaN/inf."""
-    sums.stats(block, line0, n_lines, t0)
-    if not sums.finite(line0, n_lines):
-        raise _NonFinite
 
 
 def _block_images(sums: _Sums, n_real: int, opts: _Options) -> list[np.ndarray | None]:
