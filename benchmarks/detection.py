@@ -90,13 +90,19 @@ RECIPE = dict(selection="pooled", simulated_variety=False)
 SIM_TEST = dict(n_frames=500, shape=(256, 256), n_neurons=110, seed=20260917, fs=15.0, movies=5)
 
 
-def load_real(name: str):
-    """(SummaryImages, masks) of one real excerpt."""
-    from cellfie_caiman.rois import read_rois
-    from cellfie_caiman.summary import summary_images
+def real_files(name: str) -> tuple[Path, Path]:
+    """(movie, manual ROIs) files of one real excerpt."""
+    return DATA / name / "movie.tif", DATA / name / "regions.json"
 
-    summary = summary_images(DATA / name / "movie.tif", batch_frames=250)
-    return summary, read_rois(DATA / name / "regions.json", shape=summary.mean.shape)
+
+def load_real(name: str, model="default"):
+    """(SummaryImages the model reads, masks) of one real excerpt, at default settings (no neuron_diameter)."""
+    from cellfie_caiman.initialize import model_summary
+    from cellfie_caiman.rois import read_rois
+
+    movie, rois = real_files(name)
+    summary = model_summary(movie, model=model, batch_frames=250)
+    return summary, read_rois(rois, shape=summary.mean.shape)
 
 
 def _command() -> str:
@@ -105,10 +111,10 @@ def _command() -> str:
 
 def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SHIPPED_MINUTES,
                   annotated_fraction: float | None = None, recipe: dict | None = None,
-                  simulated: int = SHIPPED_SIMULATED) -> None:
+                  simulated: int = SHIPPED_SIMULATED, channels=None) -> None:
     from cellfie_caiman.train import train
 
-    data = [load_real(n) for n in REAL]
+    data = [real_files(n) for n in REAL]
     record = {"command": _command(), "real": list(REAL)}
     if init_model is not None:
         from cellfie_caiman.models import load_model
@@ -116,18 +122,19 @@ def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SH
         record["previous"] = load_model(init_model).config.training  # keep the history of fine-tuned weights
     res = train(data, out, simulated=simulated, epochs=200, patience=12, seed=0,
                 annotated_fraction=annotated_fraction, max_minutes=minutes, init_model=init_model,
-                learning_rate=1e-3 if init_model is None else 3e-4,
+                learning_rate=1e-3 if init_model is None else 3e-4, channels=channels,
                 record=record, **(recipe or RECIPE))
     print(f"saved {res.path}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
 def train_loo(folder: Path, minutes: float = LOO_MINUTES, annotated_fraction: float | None = 0.5,
-              recipe: dict | None = None, simulated: int = SHIPPED_SIMULATED, init_dir: Path | None = None) -> None:
+              recipe: dict | None = None, simulated: int = SHIPPED_SIMULATED, init_dir: Path | None = None,
+              channels=None) -> None:
     """Train (or, with ``init_dir``, fine-tune that folder's models at lr 3e-4) the leave-one-out models."""
     from cellfie_caiman.train import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    data = {n: load_real(n) for n in REAL}
+    data = {n: real_files(n) for n in REAL}
     for held_out in REAL:
         kept = [data[n] for n in REAL if n != held_out]
         init = None if init_dir is None else init_dir / f"without_{held_out}.npz"
@@ -138,7 +145,7 @@ def train_loo(folder: Path, minutes: float = LOO_MINUTES, annotated_fraction: fl
             record["previous"] = load_model(init).config.training
         res = train(kept, folder / f"without_{held_out}.npz", simulated=simulated, epochs=200, patience=12,
                     seed=0, annotated_fraction=annotated_fraction, max_minutes=minutes, **(recipe or RECIPE),
-                    init_model=init, learning_rate=1e-3 if init is None else 3e-4, record=record)
+                    init_model=init, learning_rate=1e-3 if init is None else 3e-4, record=record, channels=channels)
         print(f"without {held_out}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
@@ -209,17 +216,17 @@ def stage_recall(summary, gt: np.ndarray, model="default", tol: float = 5.0) -> 
 
 
 def accuracy(loo_dir: Path | None, model="default") -> None:
-    from cellfie_caiman.initialize import initialize
+    from cellfie_caiman.initialize import initialize, model_summary
     from cellfie_caiman.simulate import simulate
-    from cellfie_caiman.summary import summary_images
 
-    real = {n: load_real(n) for n in REAL} if DATA.is_dir() else {}
+    real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
     if not real:
         print(f"(no real data at {DATA}: real-data figures skipped)")
     if loo_dir is not None:
-        for name, (summary, gt) in real.items():
+        for name in real:
             path = loo_dir / f"without_{name}.npz"
             if path.is_file():
+                summary, gt = load_real(name, path)
                 print(score_line(f"held out: {name} (model without it)", gt, initialize(summary, model=path).masks))
             else:
                 print(f"(no {path}: run --train-loo {loo_dir} first)")
@@ -227,7 +234,7 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
     for i in range(SIM_TEST["movies"]):
         seed = SIM_TEST["seed"] + i
         sim = simulate(SIM_TEST["n_frames"], SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=seed, fs=SIM_TEST["fs"])
-        summary = summary_images(sim.movie, batch_frames=250)
+        summary = model_summary(sim.movie, model=model, batch_frames=250)
         pairs.append((sim.masks, initialize(summary, model=model).masks))
         print(score_line(f"simulated, unseen seed {seed} (shipped)", *pairs[-1]))
         if i == 0:
@@ -241,10 +248,9 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
 
 
 def speed() -> None:
-    from cellfie_caiman.initialize import initialize
+    from cellfie_caiman.initialize import initialize, model_summary
     from cellfie_caiman.models import load_model
     from cellfie_caiman.simulate import simulate
-    from cellfie_caiman.summary import summary_images
 
     if DATA.is_dir():
         movie = str(DATA / REAL[0] / "movie.tif")
@@ -253,7 +259,7 @@ def speed() -> None:
         movie = simulate(101, (512, 512), 350, seed=1).movie
         label = "simulated 101x512x512"
     t = time.perf_counter()
-    summary = summary_images(movie, batch_frames=250)
+    summary = model_summary(movie, batch_frames=250)
     t_summary = time.perf_counter() - t
     load_model("default")
     initialize(summary)  # warm-up (graph tracing, caches)
@@ -283,6 +289,9 @@ def main(argv=None) -> None:
     parser.add_argument("--loo-minutes", type=float, default=LOO_MINUTES, help="with --train-loo: budget per model")
     parser.add_argument("--simulated", type=int, default=SHIPPED_SIMULATED, help="number of simulated training fields")
     parser.add_argument("--init-loo", type=Path, help="with --train-loo: fine-tune the models of this folder")
+    parser.add_argument("--channels", type=lambda t: tuple(t.split(",")),
+                        help="summary images the trained model reads, comma-separated (default: those of the initial "
+                             "model, else corr,pnr,std,mean,median,max); new ones start with zero input weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("tensorflow", "absl", "h5py"):
@@ -290,11 +299,11 @@ def main(argv=None) -> None:
     recipe = dict(selection=args.selection, simulated_variety=args.simulated_variety)
     if args.train_shipped:
         train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,
-                      args.simulated)
+                      args.simulated, args.channels)
         return
     if args.train_loo:
         train_loo(args.train_loo, args.loo_minutes, 0.5 if args.annotated_fraction is None else args.annotated_fraction,
-                  recipe, args.simulated, args.init_loo)
+                  recipe, args.simulated, args.init_loo, args.channels)
         args.loo_dir = args.train_loo
     accuracy(args.loo_dir, args.model)
     if not args.no_speed:

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--batch-frames", type=int, default=250,
                    help="frames per batch; each image is the pixel-wise maximum over batches (0: one batch)")
+    p.add_argument("--filter-diameter", type=float, metavar="PIXELS",
+                   help="also write pnr_filtered, the peak-to-noise ratio of the movie band-passed for somata of this "
+                        "diameter (what the detection model reads)")
     p.add_argument("--no-png", dest="png", action="store_false", help="TIFF only")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
@@ -219,7 +222,8 @@ def _cmd_summary(args) -> int:
 
     movie = load_movie(args.movie)
     out = prepare_out_dir(args.out, args.overwrite)
-    summary = summary_images(movie, batch_frames=args.batch_frames or None, progress=args.progress)
+    summary = summary_images(movie, batch_frames=args.batch_frames or None, filter_diameter=args.filter_diameter,
+                             progress=args.progress)
     files = write_summary_images(summary, out, pictures=args.png)
     print(f"wrote {len(files)} files to {out}: {', '.join(sorted(files))}")
     return 0

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Initialization", "initialize", "detect", "Detections", "dedup_masks"]
+__all__ = ["Initialization", "initialize", "model_summary", "detect", "Detections", "dedup_masks"]
 
 _SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
 #: A kept instance that lies this much (fraction of its area) inside a better-scored one is a duplicate.
@@ -323,12 +323,53 @@ def dedup_masks(masks: np.ndarray, scores: np.ndarray, max_overlap: float = 0.5,
     return np.array(kept, dtype=int)
 
 
-def _as_summary(movie_or_summary, batch_frames, progress):
+def model_summary(movie, *, model="default", neuron_diameter: float | None = None, batch_frames: int | None = 250,
+                  progress: bool = False):
+    """The summary images a detection model reads, computed from a movie.
+
+    :func:`cellfie_caiman.summary.summary_images` with ``filter_diameter`` set when the model reads
+    ``pnr_filtered`` (to ``neuron_diameter``, or the model's ``train_diameter`` when it is None), so that
+    ``initialize(model_summary(movie, ...), ...)`` equals ``initialize(movie, ...)`` with the same arguments.
+
+    Parameters
+    ----------
+    movie : anything :func:`cellfie_caiman.io.load_movie` reads
+    model : str, path or DetectionModel
+    neuron_diameter : float, optional
+        Soma diameter in pixels.
+    batch_frames : int or None
+    progress : bool
+
+    Returns
+    -------
+    SummaryImages
+    """
+    from .models import load_model
+
+    cfg = load_model(model).config
+    return _as_summary(movie, cfg.channels, _filter_diameter(cfg, neuron_diameter), batch_frames, progress)
+
+
+def _filter_diameter(cfg, neuron_diameter: float | None) -> float:
+    if neuron_diameter is not None and not (np.isfinite(neuron_diameter) and neuron_diameter > 0):
+        raise ValueError(f"neuron_diameter must be a positive number of pixels, got {neuron_diameter!r}")
+    return cfg.train_diameter if neuron_diameter is None else float(neuron_diameter)
+
+
+def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames, progress):
+    """The summary images the model reads: given ones (checked), or computed from the movie."""
+    filtered = "pnr_filtered" in channels
     if all(hasattr(movie_or_summary, f) for f in _SUMMARY_FIELDS):
+        missing = [c for c in channels if getattr(movie_or_summary, c, None) is None]
+        if missing:
+            raise ValueError(f"this model reads the summary images {list(channels)}, but {missing} are missing: "
+                             f"pass the movie, or compute them with summary_images(movie, batch_frames=..., "
+                             f"filter_diameter=<soma diameter in pixels>)")
         return movie_or_summary
     from .summary import summary_images
 
-    return summary_images(movie_or_summary, batch_frames=batch_frames, progress=progress)
+    return summary_images(movie_or_summary, batch_frames=batch_frames, progress=progress,
+                          filter_diameter=filter_diameter if filtered else None)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -357,7 +398,10 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     ----------
     movie_or_summary : movie or SummaryImages
         Anything :func:`cellfie_caiman.io.load_movie` reads (array (T, rows, cols), path, CaImAn memmap name), or
-        precomputed :class:`cellfie_caiman.summary.SummaryImages`.
+        precomputed :class:`cellfie_caiman.summary.SummaryImages` with the images the model reads
+        (``model.config.channels``; the shipped model also reads ``pnr_filtered``: compute them with
+        ``summary_images(movie, batch_frames=250, filter_diameter=d)``, ``d`` the soma diameter in pixels, or
+        ``model.config.train_diameter`` when ``neuron_diameter`` is not given).
     model : str, path or DetectionModel
         Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
     neuron_diameter : float, optional
@@ -385,13 +429,12 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
 
     net = load_model(model)
     cfg = net.config
-    summary = _as_summary(movie_or_summary, batch_frames, progress)
+    summary = _as_summary(movie_or_summary, cfg.channels, _filter_diameter(cfg, neuron_diameter), batch_frames,
+                          progress)
     images = {name: np.asarray(getattr(summary, name)) for name in cfg.channels}
     shape = images[cfg.channels[0]].shape
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"summary images must be 2-D (rows, cols), got shape {shape}")
-    if neuron_diameter is not None and not (np.isfinite(neuron_diameter) and neuron_diameter > 0):
-        raise ValueError(f"neuron_diameter must be a positive number of pixels, got {neuron_diameter!r}")
     bad = [name for name, im in images.items() if not np.isfinite(im).any()]
     if bad:
         warnings.warn(f"summary images {bad} have no finite value; no neuron can be found", RuntimeWarning,

@@ -331,6 +331,8 @@ def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool 
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, image in zip(summary._fields, summary, strict=True):
+        if image is None:  # an optional image that was not computed
+            continue
         image = np.asarray(image, dtype=np.float32)
         with atomic_path(out / f"{name}.tif") as tmp:
             tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name})
@@ -340,7 +342,8 @@ def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool 
     return files
 
 
-_SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio", "std": "standard deviation",
+_SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio",
+                   "pnr_filtered": "peak-to-noise ratio of the soma-filtered movie", "std": "standard deviation",
                    "mean": "mean", "median": "median", "max": "maximum"}
 
 
@@ -510,12 +513,12 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         out = prepare_out_dir(out_dir, overwrite)
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
-    from .initialize import initialize
-    from .summary import summary_images
+    from .initialize import initialize, model_summary
 
-    with timer("summary"):
-        summary = summary_images(movie, batch_frames=params.summary.batch_frames, progress=progress)
     det = params.detection
+    with timer("summary"):
+        summary = model_summary(movie, model=det.model, neuron_diameter=params.data.diameter_pixels(),
+                                batch_frames=params.summary.batch_frames, progress=progress)
     with timer("detect"):
         init = initialize(summary, model=det.model, neuron_diameter=params.data.diameter_pixels(),
                           min_score=det.min_score, prob_threshold=det.prob_threshold, max_overlap=det.max_overlap,

@@ -291,12 +291,25 @@ def selection_scores(counts: Sequence[tuple[bool, int, int, int]], selection: st
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def _as_summary(source, batch_frames: int, progress: bool):
+def _annotated(source, rois, channels, filter_diameter: float, batch_frames: int, progress: bool):
+    """(SummaryImages, masks) of one annotated dataset, with the images the model reads.
+
+    ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter), as ``initialize`` does
+    when it is not told the neuron size: the model learns to read it on neurons of every size in the data.
+    """
     if all(hasattr(source, f) for f in _SUMMARY_FIELDS):
-        return source
+        missing = [c for c in channels if getattr(source, c, None) is None]
+        if missing:
+            raise ValueError(f"the model reads the summary images {list(channels)}; {missing} are missing from a "
+                             f"dataset given as summary images (pass the movie instead)")
+        return source, _as_masks(rois, np.asarray(source.mean).shape)
+    from .io import load_movie
     from .summary import summary_images
 
-    return summary_images(source, batch_frames=batch_frames, progress=progress)
+    movie = load_movie(source)
+    masks = _as_masks(rois, movie.frame_shape)
+    diameter = filter_diameter if "pnr_filtered" in channels else None
+    return summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=diameter), masks
 
 
 def _as_masks(rois, shape) -> np.ndarray:
@@ -311,12 +324,13 @@ def _as_masks(rois, shape) -> np.ndarray:
 
 
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
-                       variety: bool = False) -> list:
+                       variety: bool = False, filter_diameter: float | None = None) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs (seeds ``seed * 1000 + i``).
 
     Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field. With
     ``variety`` the range of cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike
-    amplitudes vary too (random per field).
+    amplitudes vary too (random per field). With ``filter_diameter`` (pixels) the summary images include
+    ``pnr_filtered`` computed with it.
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -340,7 +354,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
         sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
                        photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
                        rate=float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))), **extra)
-        out.append((summary_images(sim.movie, batch_frames=250), sim.masks))
+        out.append((summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks))
         logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter,
                     n_frames)
     return out
@@ -352,7 +366,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
-          simulated_variety: bool = False, selection: str = "pooled", progress: bool = True,
+          simulated_variety: bool = False, selection: str = "pooled", channels: Sequence[str] | None = None,
+          progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
@@ -378,6 +393,10 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Architecture; default ``ModelConfig()`` with ``train_diameter`` set from the data.
     init_model : str, path or DetectionModel, optional
         Start from these weights (fine-tuning) instead of random ones.
+    channels : sequence of str, optional
+        Summary images the model reads (fields of :class:`cellfie_caiman.summary.SummaryImages`). Default: those of
+        ``init_model``, else of ``config``. Fine-tuning with more channels than ``init_model`` starts the new
+        channels' input weights at zero.
     val_fraction : float
         Fraction of every field's rows (at the bottom) held out for validation and early stopping.
     zooms : sequence of float
@@ -423,22 +442,35 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         logger.warning("TensorFlow op determinism unavailable; training is not bit-reproducible")
     rng = np.random.default_rng(seed)
 
-    pairs = [(_as_summary(s, batch_frames, progress), r) for s, r in datasets]
-    named = [(f"dataset{i}", s, _as_masks(r, np.asarray(s.mean).shape)) for i, (s, r) in enumerate(pairs)]
+    if not datasets and not simulated:
+        raise ValueError("train needs at least one annotated dataset or simulated > 0")
+    start = load_model(init_model) if init_model is not None else None
+    if channels is None:
+        channels = start.config.channels if start is not None else (config or ModelConfig()).channels
+    channels = tuple(channels)
+    from .summary import SummaryImages
+
+    unknown = [c for c in channels if c not in SummaryImages._fields]
+    if unknown or not channels:
+        raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
+    # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
+    filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
+    named = [(f"dataset{i}", *_annotated(s, r, channels, filter_diameter, batch_frames, progress))
+             for i, (s, r) in enumerate(datasets)]
     if simulated:
         named += [(f"simulated{i}", s, m) for i, (s, m) in
                   enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress,
-                                                variety=simulated_variety))]
-    if not named:
-        raise ValueError("train needs at least one annotated dataset or simulated > 0")
+                                                variety=simulated_variety,
+                                                filter_diameter=filter_diameter if "pnr_filtered" in channels
+                                                else None))]
     diameters = [mask_diameter(m) for _, _, m in named]
-    if init_model is not None:
-        model = load_model(init_model)
-        model = DetectionModel(model.config, *_clone(model), source="")
+    if start is not None:
+        model = DetectionModel(dataclasses.replace(start.config, channels=channels),
+                               *_clone(start, channels), source="")
         config = model.config
     else:
-        config = config or ModelConfig()
-        if config == ModelConfig():
+        config = dataclasses.replace(config or ModelConfig(), channels=channels)
+        if dataclasses.replace(config, channels=ModelConfig().channels) == ModelConfig():
             config = dataclasses.replace(config, train_diameter=round(float(np.nanmedian(diameters)), 2))
         model = new_model(config)
     fields = []
@@ -529,8 +561,34 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     return TrainResult(model, path, history, best[1], best[0])
 
 
-def _clone(model: DetectionModel):
-    fresh = new_model(model.config)
-    for a, b in zip(fresh.networks.values(), model.networks.values(), strict=False):
-        a.set_weights(b.get_weights())
+def _clone(model: DetectionModel, channels: Sequence[str] | None = None):
+    """Fresh copies of a model's networks, optionally reading other input channels.
+
+    With ``channels``, the weights that read the input images are remapped by channel name: a channel the model
+    already read keeps its weights, a new one starts at zero (so the copy computes exactly what the model did
+    until training teaches it to use the new images).
+    """
+    old = tuple(model.config.channels)
+    new = tuple(channels) if channels is not None else old
+    import dataclasses
+
+    fresh = new_model(dataclasses.replace(model.config, channels=new))
+    for name, net in fresh.networks.items():
+        source = {layer.name: layer for layer in model.networks[name].layers}
+        for layer in net.layers:
+            src = source[layer.name].get_weights()
+            dst = layer.get_weights()
+            if not src:
+                continue
+            if all(a.shape == b.shape for a, b in zip(src, dst, strict=True)):
+                layer.set_weights(src)
+                continue
+            # a kernel (kh, kw, offset + channels, filters) that reads the input images (after `offset` features)
+            kernel = np.zeros_like(dst[0])
+            offset = src[0].shape[2] - len(old)
+            kernel[:, :, :offset] = src[0][:, :, :offset]
+            for j, c in enumerate(new):
+                if c in old:
+                    kernel[:, :, offset + j] = src[0][:, :, offset + old.index(c)]
+            layer.set_weights([kernel, *src[1:]])
     return fresh.unet, fresh.instance

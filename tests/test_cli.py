@@ -164,8 +164,10 @@ def test_summary_writes_tiffs_equal_to_summary_images(tmp_path, capsys):
     movie[:, 5:9, 5:9] += rng.random((60, 1, 1), dtype=np.float32) * 3
     np.save(tmp_path / "m.npy", movie)
     out = tmp_path / "s"
-    assert main(["summary", str(tmp_path / "m.npy"), "-o", str(out), "--batch-frames", "25", "--no-progress"]) == 0
-    expected = summary.summary_images(movie, batch_frames=25)
+    assert main(["summary", str(tmp_path / "m.npy"), "-o", str(out), "--batch-frames", "25", "--no-progress",
+                 "--filter-diameter", "6"]) == 0
+    expected = summary.summary_images(movie, batch_frames=25, filter_diameter=6.0)
+    assert expected.pnr_filtered is not None
     for name, image in zip(expected._fields, expected, strict=True):
         got = tifffile.imread(out / f"{name}.tif")
         assert got.dtype == np.float32 and got.shape == (24, 32)

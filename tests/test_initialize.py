@@ -155,10 +155,11 @@ def test_dihedral_transforms_are_the_eight_distinct_ones_and_invert():
 
 @pytest.fixture(scope="module")
 def field(sim):
+    from cellfie_caiman.initialize import model_summary
     from cellfie_caiman.models import load_model, stack_inputs
 
     model = load_model("default")
-    return model, stack_inputs(summary_images(sim.movie[:, :64, :64], batch_frames=250), model.config)
+    return model, stack_inputs(model_summary(sim.movie[:, :64, :64], model=model), model.config)
 
 
 def test_tta_maps_are_the_mean_over_rotations_and_flips(field):

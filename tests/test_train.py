@@ -1,6 +1,8 @@
 """train(): fields and targets, augmentation geometry, a tiny deterministic training run, saved weights."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,45 @@ def test_simulated_variety_changes_the_fields_deterministically():
     b = simulated_datasets(1, seed=5, shape=(48, 48), variety=True)
     np.testing.assert_array_equal(a[0][0].mean, b[0][0].mean)
     assert not np.array_equal(plain[0][0].mean, a[0][0].mean)
+
+
+def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(data, tmp_path):
+    """New input channels start with zero weights: the copy computes exactly what the model did; training on movies
+    then computes the new image (pnr_filtered) for the real and the simulated fields."""
+    from cellfie_caiman.initialize import initialize, model_summary
+    from cellfie_caiman.models import DetectionModel, stack_inputs
+    from cellfie_caiman.train import _clone
+
+    summary, masks = data
+    kwargs = dict(epochs=1, steps_per_epoch=2, zooms=(1.0,), unet_batch=2, unet_crop=32, instance_batch=8,
+                  progress=False, seed=1)
+    base = train([(summary, masks)], tmp_path / "base.npz", simulated=0, config=TINY, **kwargs).model
+    channels = ("pnr_filtered",) + base.config.channels  # the new channel first: remapping is by name
+    copy = DetectionModel(dataclasses.replace(base.config, channels=channels), *_clone(base, channels))
+    movie = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0).movie
+    full = summary_images(movie, batch_frames=250, filter_diameter=8.0)
+    x_old, x_new = stack_inputs(full, base.config), stack_inputs(full, copy.config)
+    for a, b in zip(base.predict_maps(x_old), copy.predict_maps(x_new), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for a, b in zip(base.predict_instances(x_old[None, :16, :16]), copy.predict_instances(x_new[None, :16, :16]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    tuned = train([(movie, masks)], tmp_path / "tuned.npz", simulated=1, simulated_shape=(48, 48),
+                  init_model=base.save(tmp_path / "start.npz"), channels=channels, **kwargs).model
+    assert tuned.config.channels == channels
+    loaded = load_model(tmp_path / "tuned.npz")
+    assert loaded.config.channels == channels
+    # initialize computes the filtered image itself from a movie, or takes it from model_summary
+    s = model_summary(movie, model=loaded)
+    np.testing.assert_allclose(s.pnr_filtered, full.pnr_filtered, rtol=1e-6)  # train_diameter 8 = the filter's
+    np.testing.assert_array_equal(initialize(movie, model=loaded).masks, initialize(s, model=loaded).masks)
+    with pytest.raises(ValueError, match="pnr_filtered"):
+        initialize(summary, model=loaded)  # summary images without it
+    with pytest.raises(ValueError, match="pnr_filtered"):
+        train([(summary, masks)], None, simulated=0, init_model=loaded, progress=False)
+
+
+def test_unknown_channel_is_a_clear_error(data):
+    with pytest.raises(ValueError, match="channels must be summary image names"):
+        train([data], None, simulated=0, config=TINY, channels=("corr", "nope"), progress=False)
