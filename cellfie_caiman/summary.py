@@ -909,7 +909,7 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
     from .filtered import filtered_pnr
 
     return images._replace(pnr_filtered=filtered_pnr(mov, filter_diameter, batch_frames=batch_frames,
-                                                     progress=progress))
+                                                     chunk_frames=chunk_frames, progress=progress))
 
 
 def _summary_caiman(mov, bounds, progress: bool) -> SummaryImages:

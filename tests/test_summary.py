@@ -11,6 +11,8 @@ from cellfie_caiman.summary import SummaryImages, batch_bounds, local_correlatio
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 OFFSETS8 = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)]
 OFFSETS4 = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+#: The per-pixel images (pnr_filtered, optional, is tested in test_filtered.py).
+PIXEL_IMAGES = ("corr", "pnr", "std", "mean", "median", "max")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ def naive_images(movie: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def assert_images(result: SummaryImages, expected: dict[str, np.ndarray], scale: float) -> None:
-    for name in SummaryImages._fields:
+    for name in PIXEL_IMAGES:
         got = getattr(result, name)
         assert got.dtype == np.float32 and got.shape == expected[name].shape, name
         assert np.isfinite(got).all(), name
@@ -196,7 +198,7 @@ def test_batches_give_max_over_naive_batch_images():
     result = summary_images(movie, batch_frames=40)
     batches = [movie[0:40], movie[40:80], movie[80:130]]  # remainder 10 < 20 merged into the last batch
     per_batch = [naive_images(b) for b in batches]
-    expected = {name: np.max([p[name] for p in per_batch], axis=0) for name in SummaryImages._fields}
+    expected = {name: np.max([p[name] for p in per_batch], axis=0) for name in PIXEL_IMAGES}
     assert_images(result, expected, scale=100)
     # and it differs from the single-batch images (the test would not notice a batch_frames that is ignored)
     assert not np.allclose(result.corr, summary_images(movie).corr)
@@ -214,7 +216,7 @@ def test_constant_pixels_and_border_neighbour_counts():
     movie[:] = (signal[:, None, None] * rng.uniform(1, 2, (rows, cols)) + rng.uniform(0, 5, (rows, cols)))
     for i, j in ((0, 0), (0, 4), (rows - 2, cols - 2)):
         movie[:, i, j] = 3.0  # constant pixels
-    s = summary_images(movie)
+    s = summary_images(movie, filter_diameter=4.0)
     for field in s:
         assert np.isfinite(field).all()
     corr = s.corr
@@ -237,11 +239,11 @@ def test_chunk_size_independence():
     whole = summary_images(movie)
     for chunk in (7, 1, 59):
         chunked = summary_images(movie, chunk_frames=chunk)
-        for name in SummaryImages._fields:
+        for name in PIXEL_IMAGES:
             np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-6, atol=1e-7,
                                        err_msg=f"{name} chunk_frames={chunk}")
-    batched = summary_images(movie, batch_frames=20)
-    batched7 = summary_images(movie, batch_frames=20, chunk_frames=7)
+    batched = summary_images(movie, batch_frames=20, filter_diameter=5.0)
+    batched7 = summary_images(movie, batch_frames=20, chunk_frames=7, filter_diameter=5.0)
     for a, b in zip(batched, batched7, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
@@ -313,7 +315,7 @@ def test_caiman_backend():
 
     ours = summary_images(movie, batch_frames=30)
     theirs = summary_images(movie, batch_frames=30, backend="caiman")
-    for name in SummaryImages._fields:
+    for name in PIXEL_IMAGES:
         np.testing.assert_allclose(getattr(theirs, name), getattr(ours, name), rtol=1e-5, atol=1e-5, err_msg=name)
     _, pnr = correlation_pnr(movie.copy(), gSig=None, swap_dim=False)
     np.testing.assert_allclose(summary_images(movie).pnr, pnr, rtol=1e-4)  # CaImAn computes in float32
@@ -341,7 +343,7 @@ def test_caiman_memmap_equals_array(tmp_path, monkeypatch, chunk_frames, sub_lin
     for batch in (None, 40):
         from_file = summary_images(fname, batch_frames=batch, chunk_frames=chunk_frames)
         from_array = summary_images(movie, batch_frames=batch)
-        for name in SummaryImages._fields:
+        for name in PIXEL_IMAGES:
             np.testing.assert_allclose(getattr(from_file, name), getattr(from_array, name), rtol=1e-6, atol=1e-6,
                                        err_msg=f"{name} batch_frames={batch}")
     np.testing.assert_allclose(local_correlation(fname, caiman_quirk=True),
@@ -373,7 +375,7 @@ def test_nan_is_filled_like_the_reader(tmp_path, source):
     else:
         src = movie
     with pytest.warns(Warning):
-        result = summary_images(src, chunk_frames=7 if source == "array-chunked" else None)
+        result = summary_images(src, chunk_frames=7 if source == "array-chunked" else None, filter_diameter=4.0)
     assert all(np.isfinite(image).all() for image in result)
     # the memmap holds the writer's fill except where NaN were put back: read back, those get the same fill
     assert_images(result, naive_images(filled), scale=100)
@@ -394,8 +396,8 @@ def test_integer_movie(tmp_path):
     movie = rng.poisson(300, (60, 9, 10)).astype(np.uint16)
     result = summary_images(movie)
     assert_images(result, naive_images(movie.astype(np.float32)), scale=400)
-    for a, b in zip(summary_images(movie, chunk_frames=11, batch_frames=25), summary_images(
-            movie.astype(np.float32), batch_frames=25), strict=True):
+    for a, b in zip(summary_images(movie, chunk_frames=11, batch_frames=25, filter_diameter=4.0), summary_images(
+            movie.astype(np.float32), batch_frames=25, filter_diameter=4.0), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
