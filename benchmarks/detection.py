@@ -218,6 +218,7 @@ def stage_recall(summary, gt: np.ndarray, model="default", tol: float = 5.0) -> 
 def accuracy(loo_dir: Path | None, model="default") -> None:
     from cellfie_caiman.initialize import initialize, model_summary
     from cellfie_caiman.simulate import simulate
+    from cellfie_caiman.train import mask_diameter
 
     real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
     if not real:
@@ -228,6 +229,10 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
             if path.is_file():
                 summary, gt = load_real(name, path)
                 print(score_line(f"held out: {name} (model without it)", gt, initialize(summary, model=path).masks))
+                # a user states the soma size (as CaImAn's gSig): here the annotated masks' median diameter
+                d = mask_diameter(gt)
+                masks = initialize(real_files(name)[0], model=path, neuron_diameter=d).masks
+                print(score_line(f"    ... with neuron_diameter={d:.1f}", gt, masks))
             else:
                 print(f"(no {path}: run --train-loo {loo_dir} first)")
     pairs = []

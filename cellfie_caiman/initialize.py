@@ -344,9 +344,9 @@ def model_summary(movie, *, model="default", neuron_diameter: float | None = Non
     -------
     SummaryImages
     """
-    from .models import load_model
+    from .models import model_config
 
-    cfg = load_model(model).config
+    cfg = model_config(model)  # no TensorFlow needed for the summary images
     return _as_summary(movie, cfg.channels, _filter_diameter(cfg, neuron_diameter), batch_frames, progress)
 
 

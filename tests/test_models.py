@@ -120,3 +120,18 @@ def test_stack_inputs_channel_order():
     assert x.shape == (30, 30, len(SMALL.channels)) and x.dtype == np.float32
     for i, name in enumerate(SMALL.channels):
         np.testing.assert_array_equal(x[..., i], normalize_image(images[name], SMALL.highpass_sigma, SMALL.clip))
+
+
+def test_model_config_reads_the_configuration_without_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    from cellfie_caiman.models import model_config
+
+    assert model_config("default") == load_model("default").config
+    code = ("import sys; from cellfie_caiman.models import model_config; c = model_config('default'); "
+            "print(c.channels[-1], 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [load_model("default").config.channels[-1], "False"]
+    with pytest.raises(FileNotFoundError):
+        model_config(tmp_path / "missing.npz")

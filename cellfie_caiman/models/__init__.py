@@ -23,8 +23,8 @@ from ._store import assign_weights, read_config, save_weights
 from .config import DEFAULT_CHANNELS, ModelConfig
 from .preprocess import normalize_image, stack_inputs
 
-__all__ = ["DetectionModel", "ModelConfig", "DEFAULT_CHANNELS", "list_models", "load_model", "new_model",
-           "stack_inputs", "normalize_image", "WEIGHTS_DIR"]
+__all__ = ["DetectionModel", "ModelConfig", "DEFAULT_CHANNELS", "list_models", "load_model", "model_config",
+           "new_model", "stack_inputs", "normalize_image", "WEIGHTS_DIR"]
 
 #: Folder of the shipped weight files; a file ``<name>.npz`` here is the model called ``name``.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -166,6 +166,17 @@ def _load_cached(path: str, mtime: float) -> DetectionModel:
     assign_weights(path, model.networks, arrays)
     model.source = path
     return model
+
+
+def model_config(name_or_path: str | os.PathLike | DetectionModel = "default") -> ModelConfig:
+    """The configuration of a model (name or path as for :func:`load_model`) without building its networks.
+
+    Cheap: reads the file with NumPy, imports no TensorFlow. Same errors as :func:`load_model` for missing or
+    foreign files.
+    """
+    if isinstance(name_or_path, DetectionModel):
+        return name_or_path.config
+    return read_config(_resolve(name_or_path))[0]
 
 
 def load_model(name_or_path: str | os.PathLike | DetectionModel = "default") -> DetectionModel:
