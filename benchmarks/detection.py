@@ -13,26 +13,33 @@ matching (``rule='iou'``):
 
 Reproduce (needs ../shared/data beside the repository)::
 
-    # the shipped weights, in three steps (43 min in all on 2 CPU cores; details in the model card)
+    # the shipped weights, in four steps (58 min in all on 2 CPU cores; details in the model card)
     python benchmarks/detection.py --train-shipped step1.npz
     python benchmarks/detection.py --train-shipped step2.npz --init-model step1.npz --simulated 36 \
         --annotated-fraction 0.4 --minutes 22
     python benchmarks/detection.py --train-shipped step3.npz --init-model step2.npz --simulated 72 \
-        --annotated-fraction 0.4 --minutes 15          # step3.npz = cellfie_caiman/models/weights/default.npz
+        --annotated-fraction 0.4 --minutes 15
+    python benchmarks/detection.py --train-shipped step4.npz --init-model step3.npz --simulated 72 \
+        --annotated-fraction 0.4 --minutes 15 --channels corr,pnr,std,mean,median,max,pnr_filtered
+    # step4.npz = cellfie_caiman/models/weights/default.npz
     # the two leave-one-dataset-out models through the same steps (half of the crops from the one real excerpt),
     # each --train-loo then prints the figures below
     python benchmarks/detection.py --train-loo DIR1
     python benchmarks/detection.py --train-loo DIR2 --init-loo DIR1 --simulated 36 --loo-minutes 9
     python benchmarks/detection.py --train-loo DIR3 --init-loo DIR2 --simulated 72 --loo-minutes 9
+    python benchmarks/detection.py --train-loo DIR4 --init-loo DIR3 --simulated 72 --loo-minutes 9 \
+        --channels corr,pnr,std,mean,median,max,pnr_filtered
     # or, with the models already trained
-    python benchmarks/detection.py --loo-dir DIR3
+    python benchmarks/detection.py --loo-dir DIR4
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
 
-Measured 2026-11-26 on the 2-core machine (``--loo-dir DIR3``), caiman rule, TTA: held out 00.00-left 0.407,
-01.01 0.346; 5 unseen simulated movies pooled 0.928 (0.911, 0.908, 0.932, 0.935, 0.953); excerpts seen in
-training 0.732 (00.00-left) and 0.666 (01.01); networks only on 512 x 512 1.71-1.96 s. After step 2 (DIR2):
-0.405 / 0.299 / 0.924. History below: the first shipped weights (step 1).
+Measured 2026-11-26 on the 2-core machine (``--loo-dir DIR4``), caiman rule, TTA, default settings, step 3 ->
+step 4 (the shipped weights, which also read the soma-filtered PNR image): held out 00.00-left 0.407 -> 0.449
+(0.446 with ``neuron_diameter`` = the annotated median, 9.2 px), 01.01 0.346 -> 0.381 (0.416 with 15.3 px);
+5 unseen simulated movies pooled 0.928 -> 0.952 (0.940, 0.945, 0.945, 0.964, 0.967); excerpts seen in training
+0.732 -> 0.744 (00.00-left) and 0.666 -> 0.658 (01.01); networks only on 512 x 512 1.74-1.81 s. After step 2
+(DIR2): 0.405 / 0.299 / 0.924. History below: the first shipped weights (step 1).
 
 Measured 2026-11-25 on the shared 2-core machine with the weights of commit "first shipped default model" and
 ``python benchmarks/detection.py --loo-dir DIR`` (DIR holding the two leave-one-out models trained as above).

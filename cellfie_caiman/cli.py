@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, refine=False)
     _add_common(p)
 
-    p = sub.add_parser("summary", help="summary images (correlation, PNR, std, mean, median, max) as TIFF and PNG",
+    p = sub.add_parser("summary", help="summary images (correlation, PNR, std, mean, median, max; "
+                                       "soma-filtered PNR with --filter-diameter) as TIFF and PNG",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Write each summary image as <name>.tif (float32) and <name>.png.",
                        epilog="example:\n  cellfie-caiman summary movie.tif -o summary_out")
