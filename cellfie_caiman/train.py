@@ -324,13 +324,15 @@ def _as_masks(rois, shape) -> np.ndarray:
 
 
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
-                       variety: bool = False, filter_diameter: float | None = None) -> list:
+                       variety: bool = False, filter_diameter: float | None = None,
+                       rates: tuple[float, float] = (0.05, 1.0)) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs (seeds ``seed * 1000 + i``).
 
     Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field. With
     ``variety`` the range of cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike
     amplitudes vary too (random per field). With ``filter_diameter`` (pixels) the summary images include
-    ``pnr_filtered`` computed with it.
+    ``pnr_filtered`` computed with it. ``rates``: range (Hz) of the fields' median firing rates, drawn
+    log-uniformly.
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -353,7 +355,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
                          spike_amplitude=(amp, amp + rng.uniform(0.3, 1.5)))
         sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
                        photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
-                       rate=float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))), **extra)
+                       rate=float(np.exp(rng.uniform(np.log(rates[0]), np.log(rates[1])))), **extra)
         out.append((summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks))
         logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter,
                     n_frames)
@@ -366,7 +368,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
-          simulated_variety: bool = False, selection: str = "pooled", channels: Sequence[str] | None = None,
+          simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
+          selection: str = "pooled", channels: Sequence[str] | None = None,
           progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
@@ -384,6 +387,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Their size in pixels.
     simulated_variety : bool
         Also randomise cell brightness, occlusion, vessels, puncta and spike amplitudes of the simulated fields.
+    simulated_rates : (float, float)
+        Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
+        whose neurons are seen mostly by their shape.
     epochs, steps_per_epoch, patience : int
         At most ``epochs`` epochs of ``steps_per_epoch`` updates of each network; stop after ``patience`` epochs
         without a better validation F1.
@@ -460,7 +466,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     if simulated:
         named += [(f"simulated{i}", s, m) for i, (s, m) in
                   enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress,
-                                                variety=simulated_variety,
+                                                variety=simulated_variety, rates=simulated_rates,
                                                 filter_diameter=filter_diameter if "pnr_filtered" in channels
                                                 else None))]
     diameters = [mask_diameter(m) for _, _, m in named]
@@ -554,6 +560,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
                  "selection": selection,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
+                 "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1)})
     model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)

@@ -104,6 +104,16 @@ def test_simulated_variety_changes_the_fields_deterministically():
     assert not np.array_equal(plain[0][0].mean, a[0][0].mean)
 
 
+def test_simulated_rates_set_how_active_the_fields_are():
+    from cellfie_caiman.train import simulated_datasets
+
+    (quiet, m_quiet), = simulated_datasets(1, seed=6, shape=(48, 48), rates=(0.005, 0.006))
+    (busy, m_busy), = simulated_datasets(1, seed=6, shape=(48, 48), rates=(2.0, 3.0))
+    np.testing.assert_array_equal(m_quiet, m_busy)  # the same layout: only the activity differs
+    cells = m_quiet.any(0)
+    assert quiet.std[cells].mean() < 0.7 * busy.std[cells].mean()
+
+
 def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(data, tmp_path):
     """New input channels start with zero weights: the copy computes exactly what the model did; training on movies
     then computes the new image (pnr_filtered) for the real and the simulated fields."""
