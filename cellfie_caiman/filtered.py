@@ -140,29 +140,33 @@ def filtered_pnr(movie, diameter: float, *, batch_frames: int | None = None, chu
     if chunk_frames is not None:
         step = max(1, min(step, int(chunk_frames)))
     out = np.zeros((rows, cols), np.float32)
-    bounds = batch_bounds(n_frames, batch_frames)
     with tqdm(total=n_frames, desc="filtered PNR", unit="frame", disable=not progress) as bar:
-        for start, stop in bounds:
-            total = np.zeros((rows, cols), np.float64)
-            diff2 = np.zeros((rows, cols), np.float64)
-            peak = np.full((rows, cols), -np.inf, np.float32)
-            prev = None
-            scale = 0.0
-            for a in range(start, stop, step):
-                raw = mov.read(a, min(a + step, stop))
-                scale = max(scale, float(np.abs(raw).max()))
-                f = filt(raw)
-                total += f.sum(axis=0, dtype=np.float64)
-                np.maximum(peak, f.max(axis=0), out=peak)
-                d = np.diff(f, axis=0) if prev is None else np.diff(np.concatenate([prev[None], f]), axis=0)
-                diff2 += np.einsum("tij,tij->ij", d, d, dtype=np.float64)
-                prev = f[-1]
-                bar.update(len(f))
-            n = stop - start  # >= 2: load_movie needs 2 frames and batch_bounds merges short remainders
-            noise = np.sqrt(diff2 / (2.0 * (n - 1)))
-            level = (peak - total / n)
-            # without variation beyond float32 round-off of the movie's values the pnr is 0, never inf/NaN
-            tiny = noise <= 1e-5 * scale + 1e-30
-            pnr = np.where(tiny, 0.0, np.maximum(level, 0.0) / np.where(tiny, 1.0, noise))
-            np.maximum(out, pnr.astype(np.float32), out=out)
+        for start, stop in batch_bounds(n_frames, batch_frames):
+            np.maximum(out, _batch_pnr(mov, filt, start, stop, step, bar), out=out)
     return out
+
+
+def _batch_pnr(mov, filt: _SomaFilter, start: int, stop: int, step: int, bar) -> np.ndarray:
+    """pnr_filtered of frames [start, stop) (>= 2 frames), read ``step`` frames at a time; float32 (rows, cols)."""
+    rows, cols = filt.frame_shape
+    total = np.zeros((rows, cols), np.float64)
+    diff2 = np.zeros((rows, cols), np.float64)
+    peak = np.full((rows, cols), -np.inf, np.float32)
+    prev = None
+    scale = 0.0
+    for a in range(start, stop, step):
+        raw = mov.read(a, min(a + step, stop))
+        scale = max(scale, float(np.abs(raw).max()))
+        f = filt(raw)
+        total += f.sum(axis=0, dtype=np.float64)
+        np.maximum(peak, f.max(axis=0), out=peak)
+        d = np.diff(f, axis=0) if prev is None else np.diff(np.concatenate([prev[None], f]), axis=0)
+        diff2 += np.einsum("tij,tij->ij", d, d, dtype=np.float64)
+        prev = f[-1]
+        bar.update(len(f))
+    n = stop - start  # >= 2: load_movie needs 2 frames and batch_bounds merges short remainders
+    noise = np.sqrt(diff2 / (2.0 * (n - 1)))
+    # without variation beyond float32 round-off of the movie's values the pnr is 0, never inf/NaN
+    tiny = noise <= 1e-5 * scale + 1e-30
+    pnr = np.where(tiny, 0.0, np.maximum(peak - total / n, 0.0) / np.where(tiny, 1.0, noise))
+    return pnr.astype(np.float32)
