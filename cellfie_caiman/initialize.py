@@ -360,7 +360,9 @@ def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames
     """The summary images the model reads: given ones (checked), or computed from the movie."""
     filtered = "pnr_filtered" in channels
     if all(hasattr(movie_or_summary, f) for f in _SUMMARY_FIELDS):
-        missing = [c for c in channels if getattr(movie_or_summary, c, None) is None]
+        from .models.preprocess import missing_images
+
+        missing = missing_images(movie_or_summary, channels)
         if missing:
             raise ValueError(f"this model reads the summary images {list(channels)}, but {missing} are missing: "
                              f"pass the movie, or compute them with summary_images(movie, batch_frames=..., "

@@ -10,6 +10,7 @@ stops after ``patience`` epochs without improvement, after ``epochs``, or after 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from scipy import ndimage
 
 from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
+from .models.preprocess import missing_images
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +300,7 @@ def _annotated(source, rois, channels, filter_diameter: float, batch_frames: int
     when it is not told the neuron size: the model learns to read it on neurons of every size in the data.
     """
     if all(hasattr(source, f) for f in _SUMMARY_FIELDS):
-        missing = [c for c in channels if getattr(source, c, None) is None]
+        missing = missing_images(source, channels)
         if missing:
             raise ValueError(f"the model reads the summary images {list(channels)}; {missing} are missing from a "
                              f"dataset given as summary images (pass the movie instead)")
@@ -369,8 +371,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
-          selection: str = "pooled", channels: Sequence[str] | None = None,
-          progress: bool = True,
+          selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
@@ -429,8 +430,6 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     -------
     TrainResult
     """
-    import dataclasses
-
     import keras
     import tensorflow as tf
     from tqdm.auto import tqdm
@@ -577,8 +576,6 @@ def _clone(model: DetectionModel, channels: Sequence[str] | None = None):
     """
     old = tuple(model.config.channels)
     new = tuple(channels) if channels is not None else old
-    import dataclasses
-
     fresh = new_model(dataclasses.replace(model.config, channels=new))
     for name, net in fresh.networks.items():
         source = {layer.name: layer for layer in model.networks[name].layers}

@@ -48,6 +48,12 @@ def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
     return np.clip(out, -clip, clip).astype(np.float32)
 
 
+def missing_images(summary, channels) -> list[str]:
+    """Names in ``channels`` that ``summary`` (SummaryImages or mapping) does not hold (absent or None)."""
+    get = summary.get if isinstance(summary, dict) else lambda k: getattr(summary, k, None)
+    return [name for name in channels if get(name) is None]
+
+
 def stack_inputs(summary, config: ModelConfig) -> np.ndarray:
     """Normalised network input from summary images.
 
