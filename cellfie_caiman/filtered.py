@@ -160,8 +160,10 @@ def _batch_pnr(mov, filt: _SomaFilter, start: int, stop: int, step: int, bar) ->
         f = filt(raw)
         total += f.sum(axis=0, dtype=np.float64)
         np.maximum(peak, f.max(axis=0), out=peak)
-        d = np.diff(f, axis=0) if prev is None else np.diff(np.concatenate([prev[None], f]), axis=0)
+        d = np.diff(f, axis=0)
         diff2 += np.einsum("tij,tij->ij", d, d, dtype=np.float64)
+        if prev is not None:  # the step from the previous chunk's last frame
+            diff2 += np.square(f[0] - prev, dtype=np.float64)
         prev = f[-1]
         bar.update(len(f))
     n = stop - start  # >= 2: load_movie needs 2 frames and batch_bounds merges short remainders

@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Initialization", "initialize", "model_summary", "detect", "Detections", "dedup_masks"]
 
-_SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
 #: A kept instance that lies this much (fraction of its area) inside a better-scored one is a duplicate.
 CONTAINMENT = 0.8
 
@@ -358,10 +357,9 @@ def _filter_diameter(cfg, neuron_diameter: float | None) -> float:
 
 def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames, progress):
     """The summary images the model reads: given ones (checked), or computed from the movie."""
-    filtered = "pnr_filtered" in channels
-    if all(hasattr(movie_or_summary, f) for f in _SUMMARY_FIELDS):
-        from .models.preprocess import missing_images
+    from .models.preprocess import is_summary, missing_images
 
+    if is_summary(movie_or_summary):
         missing = missing_images(movie_or_summary, channels)
         if missing:
             raise ValueError(f"this model reads the summary images {list(channels)}, but {missing} are missing: "
@@ -371,7 +369,7 @@ def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames
     from .summary import summary_images
 
     return summary_images(movie_or_summary, batch_frames=batch_frames, progress=progress,
-                          filter_diameter=filter_diameter if filtered else None)
+                          filter_diameter=filter_diameter if "pnr_filtered" in channels else None)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

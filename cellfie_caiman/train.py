@@ -23,13 +23,12 @@ from scipy import ndimage
 
 from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
-from .models.preprocess import missing_images
+from .models.preprocess import is_summary, missing_images
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train", "TrainResult", "prepare_field", "Field", "mask_diameter"]
 
-_SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
 
 
 class TrainResult(NamedTuple):
@@ -293,13 +292,13 @@ def selection_scores(counts: Sequence[tuple[bool, int, int, int]], selection: st
 
 
 # ---------------------------------------------------------------------------------------------------- training
-def _annotated(source, rois, channels, filter_diameter: float, batch_frames: int, progress: bool):
+def _annotated(source, rois, channels, filter_diameter: float | None, batch_frames: int, progress: bool):
     """(SummaryImages, masks) of one annotated dataset, with the images the model reads.
 
-    ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter), as ``initialize`` does
-    when it is not told the neuron size: the model learns to read it on neurons of every size in the data.
+    ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter; None: not computed), as
+    ``initialize`` does when it is not told the neuron size: the model learns to read it on neurons of every size.
     """
-    if all(hasattr(source, f) for f in _SUMMARY_FIELDS):
+    if is_summary(source):
         missing = missing_images(source, channels)
         if missing:
             raise ValueError(f"the model reads the summary images {list(channels)}; {missing} are missing from a "
@@ -310,8 +309,7 @@ def _annotated(source, rois, channels, filter_diameter: float, batch_frames: int
 
     movie = load_movie(source)
     masks = _as_masks(rois, movie.frame_shape)
-    diameter = filter_diameter if "pnr_filtered" in channels else None
-    return summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=diameter), masks
+    return summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter), masks
 
 
 def _as_masks(rois, shape) -> np.ndarray:
@@ -459,15 +457,16 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     if unknown or not channels:
         raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
     # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
-    filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
+    filter_diameter = None
+    if "pnr_filtered" in channels:
+        filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
     named = [(f"dataset{i}", *_annotated(s, r, channels, filter_diameter, batch_frames, progress))
              for i, (s, r) in enumerate(datasets)]
     if simulated:
         named += [(f"simulated{i}", s, m) for i, (s, m) in
                   enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress,
                                                 variety=simulated_variety, rates=simulated_rates,
-                                                filter_diameter=filter_diameter if "pnr_filtered" in channels
-                                                else None))]
+                                                filter_diameter=filter_diameter))]
     diameters = [mask_diameter(m) for _, _, m in named]
     if start is not None:
         model = DetectionModel(dataclasses.replace(start.config, channels=channels),

@@ -48,6 +48,15 @@ def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
     return np.clip(out, -clip, clip).astype(np.float32)
 
 
+#: The images every SummaryImages holds (``pnr_filtered`` is optional).
+SUMMARY_FIELDS = ("corr", "pnr", "std", "mean", "median", "max")
+
+
+def is_summary(obj) -> bool:
+    """Whether ``obj`` is a set of summary images (a SummaryImages or alike) rather than a movie."""
+    return all(hasattr(obj, f) for f in SUMMARY_FIELDS)
+
+
 def missing_images(summary, channels) -> list[str]:
     """Names in ``channels`` that ``summary`` (SummaryImages or mapping) does not hold (absent or None)."""
     get = summary.get if isinstance(summary, dict) else lambda k: getattr(summary, k, None)
