@@ -19,12 +19,18 @@ a neuron with a few transients stands out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import scipy.fft
+from numba import njit
 from tqdm.auto import tqdm
 
 __all__ = ["filtered_pnr", "soma_filter"]
+
+_Block = TypeVar("_Block")
 
 #: Bytes of padded complex spectra processed at once.
 _STEP_BYTES = 64 * 2**20
@@ -51,16 +57,24 @@ class _SomaFilter:
         self.transfer = (np.exp(-2 * np.pi**2 * s1**2 * f2) - np.exp(-2 * np.pi**2 * s2**2 * f2)).astype(np.float32)
         self.frame_shape = (rows, cols)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(n, rows, cols) float32 -> filtered (n, rows, cols) float32."""
+    def padded(self, frames: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) float32 -> filtered frames on the padded grid (n, *self.shape) float32.
+
+        Frame pixel (i, j) is at (i + self.pad, j + self.pad).
+        """
         rows, cols = self.frame_shape
         p = self.pad
         pr, pc = self.shape
         padded = np.pad(frames, ((0, 0), (p, pr - rows - p), (p, pc - cols - p)), mode="symmetric")
         spec = scipy.fft.rfft2(padded, workers=-1)
         spec *= self.transfer
-        out = scipy.fft.irfft2(spec, s=self.shape, workers=-1)
-        return np.ascontiguousarray(out[:, p:p + rows, p:p + cols], dtype=np.float32)
+        return scipy.fft.irfft2(spec, s=self.shape, workers=-1)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """(n, rows, cols) float32 -> filtered (n, rows, cols) float32."""
+        rows, cols = self.frame_shape
+        p = self.pad
+        return np.ascontiguousarray(self.padded(frames)[:, p:p + rows, p:p + cols], dtype=np.float32)
 
 
 def soma_filter(frames: np.ndarray, diameter: float) -> np.ndarray:
@@ -146,26 +160,63 @@ def filtered_pnr(movie, diameter: float, *, batch_frames: int | None = None, chu
     return out
 
 
+def _read_ahead(read: Callable[[int, int], _Block], ranges: Sequence[tuple[int, int]]) -> Iterator[_Block]:
+    """``read(a, b)`` for each range in order, the next one read in a thread while the caller filters this one.
+
+    Readers release the GIL while they copy or decode (memmap transposes, TIFF decompression), so reading overlaps
+    the FFTs: at most two chunks are held at once.
+    """
+    if not ranges:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, *ranges[0])
+        for nxt in ranges[1:]:
+            block = pending.result()
+            pending = pool.submit(read, *nxt)
+            yield block
+        yield pending.result()
+
+
+@njit(nogil=True, cache=True)
+def _fold(f, p, total, peak, diff2, prev, has_prev):  # pragma: no cover - compiled
+    """Add frames ``f[:, p:p+rows, p:p+cols]`` to the per-pixel sum, maximum and sum of squared steps.
+
+    ``prev`` holds the last frame folded before (used when ``has_prev``) and is left holding this chunk's last.
+    One pass over the chunk; the steps are float32 differences, squared and summed in float64.
+    """
+    rows, cols = total.shape
+    for t in range(f.shape[0]):
+        step = t > 0 or has_prev
+        for i in range(rows):
+            for j in range(cols):
+                v = np.float32(f[t, i + p, j + p])
+                total[i, j] += v
+                if v > peak[i, j]:
+                    peak[i, j] = v
+                if step:
+                    d = np.float64(v - prev[i, j])
+                    diff2[i, j] += d * d
+                prev[i, j] = v
+
+
 def _batch_pnr(mov, filt: _SomaFilter, start: int, stop: int, step: int, bar) -> np.ndarray:
     """pnr_filtered of frames [start, stop) (>= 2 frames), read ``step`` frames at a time; float32 (rows, cols)."""
     rows, cols = filt.frame_shape
     total = np.zeros((rows, cols), np.float64)
     diff2 = np.zeros((rows, cols), np.float64)
     peak = np.full((rows, cols), -np.inf, np.float32)
-    prev = None
+    prev = np.zeros((rows, cols), np.float32)
     scale = 0.0
-    for a in range(start, stop, step):
-        raw = mov.read(a, min(a + step, stop))
-        scale = max(scale, float(np.abs(raw).max()))
-        f = filt(raw)
-        total += f.sum(axis=0, dtype=np.float64)
-        np.maximum(peak, f.max(axis=0), out=peak)
-        d = np.diff(f, axis=0)
-        diff2 += np.einsum("tij,tij->ij", d, d, dtype=np.float64)
-        if prev is not None:  # the step from the previous chunk's last frame
-            diff2 += np.square(f[0] - prev, dtype=np.float64)
-        prev = f[-1]
-        bar.update(len(f))
+
+    def read(a: int, b: int) -> tuple[np.ndarray, float]:  # runs ahead in a thread, with the chunk's magnitude
+        raw = mov.read(a, b)
+        return raw, max(float(raw.max()), -float(raw.min()))
+
+    ranges = [(a, min(a + step, stop)) for a in range(start, stop, step)]
+    for k, (raw, magnitude) in enumerate(_read_ahead(read, ranges)):
+        scale = max(scale, magnitude)
+        _fold(filt.padded(raw), filt.pad, total, peak, diff2, prev, k > 0)
+        bar.update(len(raw))
     n = stop - start  # >= 2: load_movie needs 2 frames and batch_bounds merges short remainders
     noise = np.sqrt(diff2 / (2.0 * (n - 1)))
     # without variation beyond float32 round-off of the movie's values the pnr is 0, never inf/NaN

@@ -107,3 +107,20 @@ def test_filtered_pnr_degenerate_inputs():
         summary_images(np.zeros((5, 8, 8), np.float32), filter_diameter=float("nan"))
     with pytest.raises(ValueError, match="frames"):
         soma_filter(np.zeros(5), 6.0)
+
+
+def test_read_ahead_yields_every_range_in_order_and_passes_errors_on():
+    from cellfie_caiman.filtered import _read_ahead
+
+    ranges = [(0, 3), (3, 5), (5, 9)]
+    got = list(_read_ahead(lambda a, b: np.arange(a, b), ranges))
+    assert [g.tolist() for g in got] == [list(range(a, b)) for a, b in ranges]
+    assert list(_read_ahead(lambda a, b: np.arange(a, b), [])) == []
+
+    def failing(a, b):
+        if a == 3:
+            raise OSError("disk gone")
+        return np.arange(a, b)
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_read_ahead(failing, ranges))
