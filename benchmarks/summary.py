@@ -12,6 +12,7 @@ times in this process (best of ``--repeat`` runs):
 * ``raw read``: one streaming pass over the memmap's bytes (``Yr[a:b].sum()`` by pixel bands), the baseline;
 * ``read``: one read of the whole movie as float32 frames through ``Movie.chunks()`` (io's frame reader);
 * ``summary_images`` with ``batch_frames=None`` and ``batch_frames=250``, with and without the median image;
+* ``filtered_pnr`` (the soma-filtered PNR image the shipped model also reads, one more pass over the movie);
 
 and prints each wall time with its ratios to both reads, the CPU time (all threads) with its ratio to the raw
 read's CPU time (robust when other jobs share the cores), and the peak anonymous resident memory of the process
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellfie_caiman.filtered import filtered_pnr
 from cellfie_caiman.io import load_memmap, load_movie, save_memmap
 from cellfie_caiman.summary import _Options, _summary_builtin, batch_bounds, summary_images
 
@@ -200,6 +202,10 @@ def main(argv=None) -> None:
                 t, c, m = timed(run, args.repeat)
                 label = f"batch_frames={batch}, {'with' if median else 'without'} median"
                 print(f"{label:<40} {t:7.3f} {t / t_raw:6.2f} {t / t_read:8.2f} {c:7.3f} {c / c_raw:9.2f} {m:11.0f}")
+        # the seventh image the shipped model reads: one more pass, every frame band-passed (FFT)
+        t, c, m = timed(lambda: filtered_pnr(fname, 12.0, batch_frames=250), args.repeat)
+        label = "filtered_pnr (12 px), batch_frames=250"
+        print(f"{label:<40} {t:7.3f} {t / t_raw:6.2f} {t / t_read:8.2f} {c:7.3f} {c / c_raw:9.2f} {m:11.0f}")
         if not args.no_caiman:
             for batch in (None, 250):
                 res = time_caiman(args.caiman_python, fname, batch)
