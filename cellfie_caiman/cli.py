@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=100, help="updates of each network per epoch")
     p.add_argument("--patience", type=int, default=8, help="stop after this many epochs without a better F1")
     p.add_argument("--init-model", help="start from these weights (model name or .npz) instead of random ones")
+    p.add_argument("--learning-rate", type=_positive_float,
+                   help="Adam learning rate (default: 1e-3 from scratch, 3e-4 with --init-model)")
     p.add_argument("--max-minutes", type=_positive_float, help="stop after the epoch that passes this time budget")
     p.add_argument("--batch-frames", type=int, default=250, help="frames per batch of the summary images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
@@ -256,8 +258,8 @@ def _cmd_train(args) -> int:
     result = train([tuple(pair) for pair in args.data], out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
-                   init_model=args.init_model, max_minutes=args.max_minutes, batch_frames=args.batch_frames,
-                   progress=args.progress, record=record)
+                   init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,
+                   batch_frames=args.batch_frames, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
     return 0
 

@@ -366,7 +366,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           simulated: int = 8, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
           steps_per_epoch: int = 100, patience: int = 8, seed: int = 0, config: ModelConfig | None = None,
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
-          unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float = 1e-3,
+          unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
           selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
@@ -408,8 +408,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Scale augmentation: every field is also used zoomed by these factors.
     unet_batch, unet_crop, instance_batch : int
         Batch sizes and U-Net crop side (pixels, multiple of ``2**depth``).
-    learning_rate : float
-        Adam learning rate (halved when validation F1 stalls for 3 epochs).
+    learning_rate : float, optional
+        Adam learning rate (halved when validation F1 stalls for 3 epochs). None: 1e-3 from scratch, 3e-4 when
+        fine-tuning ``init_model`` (a large first step would undo what the model knows).
     annotated_fraction : float or None
         Fraction of the training crops drawn from ``datasets`` rather than simulated fields (None: in proportion
         to their areas). Real fields are few but are what the model must learn to read.
@@ -491,6 +492,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                 np.round(diameters, 1))
 
     unet, inst = model.unet, model.instance
+    if learning_rate is None:
+        learning_rate = 1e-3 if start is None else 3e-4
     opt_u = keras.optimizers.Adam(learning_rate)
     opt_i = keras.optimizers.Adam(learning_rate)
     eps = 1e-6
@@ -556,7 +559,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         net.set_weights(best[2][k])
     info = dict(record or {})
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
-                 "selection": selection,
+                 "selection": selection, "learning_rate": learning_rate,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],

@@ -138,11 +138,12 @@ def test_train_writes_loadable_weights(tmp_path, capsys):
     from cellfie_caiman.models import load_model
 
     argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
-            "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress"]
+            "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress", "--learning-rate", "5e-4"]
     assert main(argv) == 0
     assert "best validation F1" in capsys.readouterr().out
     model = load_model(tmp_path / "w.npz")
     assert model.config.training["command"] == " ".join(["cellfie-caiman", *argv])
+    assert model.config.training["learning_rate"] == 5e-4
     assert main(argv) == 2  # the weights file exists now
     _one_line_error(capsys, "w.npz", "--overwrite")
 

@@ -139,6 +139,8 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
     tuned = train([(movie, masks)], tmp_path / "tuned.npz", simulated=1, simulated_shape=(48, 48),
                   init_model=base.save(tmp_path / "start.npz"), channels=channels, **kwargs).model
     assert tuned.config.channels == channels
+    # fine-tuning starts at a smaller learning rate than training from scratch, unless told otherwise
+    assert (base.config.training["learning_rate"], tuned.config.training["learning_rate"]) == (1e-3, 3e-4)
     loaded = load_model(tmp_path / "tuned.npz")
     assert loaded.config.channels == channels
     # initialize computes the filtered image itself from a movie, or takes it from model_summary
