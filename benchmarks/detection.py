@@ -42,6 +42,7 @@ Reproduce (needs ../shared/data beside the repository)::
     # excerpt it never saw, scored on the bottom half (00.00-left 0.454 -> 0.624, 01.01 0.369 -> 0.459)
     python benchmarks/detection.py --fine-tune-halves DIR4
     python benchmarks/detection.py --fine-tune-halves DIR4 --fine-tune-top 0.25  # a quarter: 0.593, 0.358
+    python benchmarks/detection.py --fine-tune-halves DIR4 --fine-tune-simulated 8  # + simulated: 0.600, 0.390
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
 
@@ -190,10 +191,10 @@ def split_field(name: str, top: float = 0.5, bottom: float = 0.5):
     return (movie[:, :a], upper[upper.any(axis=(1, 2))]), (movie[:, b:], lower[lower.any(axis=(1, 2))])
 
 
-def fine_tune_halves(loo_dir: Path, minutes: float = 4.0, top: float = 0.5) -> None:
+def fine_tune_halves(loo_dir: Path, minutes: float = 4.0, top: float = 0.5, simulated: int = 0) -> None:
     """What annotating part of a new preparation buys: each leave-one-out model fine-tuned on the top ``top``
-    (<= 0.5) of the rows of the excerpt it never saw (its manual ROIs only, no simulated field; the bottom 20 % of
-    that part for early stopping), scored on the bottom half before and after."""
+    (<= 0.5) of the rows of the excerpt it never saw (its manual ROIs, plus ``simulated`` simulated fields for half
+    of the crops; the bottom 20 % of that part for early stopping), scored on the bottom half before and after."""
     from cellfie_caiman.initialize import initialize
     from cellfie_caiman.train import train
 
@@ -205,12 +206,12 @@ def fine_tune_halves(loo_dir: Path, minutes: float = 4.0, top: float = 0.5) -> N
         (upper, top_masks), (bottom, bottom_masks) = split_field(name, top, 0.5)
         before = initialize(bottom, model=path).masks
         t0 = time.perf_counter()
-        res = train([(upper, top_masks)], None, simulated=0, init_model=path, max_minutes=minutes, epochs=200,
+        res = train([(upper, top_masks)], None, simulated=simulated, init_model=path, max_minutes=minutes, epochs=200,
                     patience=8, seed=0, progress=False)
         minutes_used = (time.perf_counter() - t0) / 60
         after = initialize(bottom, model=res.model).masks
-        print(f"{name}: fine-tuned on the top {top:.0%} ({len(top_masks)} ROIs, {minutes_used:.1f} min), bottom half "
-              f"({len(bottom_masks)} ROIs):")
+        print(f"{name}: fine-tuned on the top {top:.0%} ({len(top_masks)} ROIs, {simulated} simulated fields, "
+              f"{minutes_used:.1f} min), bottom half ({len(bottom_masks)} ROIs):")
         print(score_line("    before (model without it)", bottom_masks, before))
         print(score_line("    after", bottom_masks, after))
 
@@ -375,6 +376,8 @@ def main(argv=None) -> None:
                              "saw and score the bottom half before and after (then stop)")
     parser.add_argument("--fine-tune-top", type=float, default=0.5, metavar="FRACTION",
                         help="with --fine-tune-halves: fine-tune on this top fraction of the rows (<= 0.5)")
+    parser.add_argument("--fine-tune-simulated", type=int, default=0, metavar="N",
+                        help="with --fine-tune-halves: also N simulated fields (half of the crops)")
     parser.add_argument("--loo-minutes", type=float, default=LOO_MINUTES, help="with --train-loo: budget per model")
     parser.add_argument("--simulated", type=int, default=SHIPPED_SIMULATED, help="number of simulated training fields")
     parser.add_argument("--init-loo", type=Path, help="with --train-loo: fine-tune the models of this folder")
@@ -394,7 +397,7 @@ def main(argv=None) -> None:
     if args.fine_tune_halves:
         if not 0 < args.fine_tune_top <= 0.5:
             parser.error("--fine-tune-top must be in (0, 0.5]")
-        fine_tune_halves(args.fine_tune_halves, top=args.fine_tune_top)
+        fine_tune_halves(args.fine_tune_halves, top=args.fine_tune_top, simulated=args.fine_tune_simulated)
         return
     if args.train_loo:
         train_loo(args.train_loo, args.loo_minutes, 0.5 if args.annotated_fraction is None else args.annotated_fraction,

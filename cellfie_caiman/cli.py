@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="weights file to write (.npz)")
     p.add_argument("--data", nargs=2, action="append", default=[], metavar=("MOVIE", "ROIS"),
                    help="an annotated movie and its ROI file (repeat for several)")
-    p.add_argument("--simulated", type=int, default=8, help="number of simulated fields added to the training data")
+    p.add_argument("--simulated", type=int, help="number of simulated fields added to the training data (default: 8, "
+                   "or 0 when fine-tuning --init-model on --data)")
     p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
                    help="size of the simulated fields")
     p.add_argument("--epochs", type=int, default=60, help="maximum number of epochs")

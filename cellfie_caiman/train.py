@@ -363,7 +363,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
 
 
 def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
-          simulated: int = 8, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
+          simulated: int | None = None, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
           steps_per_epoch: int = 100, patience: int = 8, seed: int = 0, config: ModelConfig | None = None,
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
@@ -380,8 +380,10 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols).
     out_path : path, optional
         Where to save the best weights (.npz), atomically.
-    simulated : int
-        Number of simulated fields added to the training data (see :func:`simulated_datasets`).
+    simulated : int, optional
+        Number of simulated fields added to the training data (see :func:`simulated_datasets`). None: 0 when
+        fine-tuning ``init_model`` on annotated ``datasets`` (measured: the annotations of the new preparation
+        alone adapt the model better than mixed with simulated fields), else 8.
     simulated_shape : (int, int)
         Their size in pixels.
     simulated_variety : bool
@@ -446,6 +448,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         logger.warning("TensorFlow op determinism unavailable; training is not bit-reproducible")
     rng = np.random.default_rng(seed)
 
+    if simulated is None:
+        simulated = 0 if datasets and init_model is not None else 8
     if not datasets and not simulated:
         raise ValueError("train needs at least one annotated dataset or simulated > 0")
     start = load_model(init_model) if init_model is not None else None
@@ -559,7 +563,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         net.set_weights(best[2][k])
     info = dict(record or {})
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
-                 "selection": selection, "learning_rate": learning_rate,
+                 "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],

@@ -156,3 +156,15 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
 def test_unknown_channel_is_a_clear_error(data):
     with pytest.raises(ValueError, match="channels must be summary image names"):
         train([data], None, simulated=0, config=TINY, channels=("corr", "nope"), progress=False)
+
+
+def test_fine_tuning_on_annotations_adds_no_simulated_field_unless_asked(data, tmp_path):
+    summary, masks = data
+    kwargs = dict(epochs=1, steps_per_epoch=2, zooms=(1.0,), unet_batch=2, unet_crop=32, instance_batch=8,
+                  progress=False, seed=1)
+    base = train([(summary, masks)], tmp_path / "base.npz", simulated=0, config=TINY, **kwargs)
+    tuned = train([(summary, masks)], None, init_model=base.path, **kwargs)
+    assert tuned.model.config.training["simulated"] == 0
+    assert not any(name.startswith("simulated") for name in tuned.model.config.training["datasets"])
+    mixed = train([(summary, masks)], None, init_model=base.path, simulated=1, simulated_shape=(48, 48), **kwargs)
+    assert mixed.model.config.training["simulated"] == 1
