@@ -282,9 +282,22 @@ def stage_recall(summary, gt: np.ndarray, model="default", tol: float = 5.0) -> 
             f"{found(centers[order]):.3f}, matched {match_rois(gt, masks[order]).recall:.3f}")
 
 
-def accuracy(loo_dir: Path | None, model="default") -> None:
+def simulated_detections(n_frames: int, model="default") -> list:
+    """(true masks, detected masks, summary images) of the unseen simulated movies (SIM_TEST) with ``n_frames``."""
     from cellfie_caiman.initialize import initialize, model_summary
     from cellfie_caiman.simulate import simulate
+
+    out = []
+    for i in range(SIM_TEST["movies"]):
+        sim = simulate(n_frames, SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=SIM_TEST["seed"] + i,
+                       fs=SIM_TEST["fs"])
+        summary = model_summary(sim.movie, model=model, batch_frames=250)
+        out.append((sim.masks, initialize(summary, model=model).masks, summary))
+    return out
+
+
+def accuracy(loo_dir: Path | None, model="default") -> None:
+    from cellfie_caiman.initialize import initialize
     from cellfie_caiman.train import mask_diameter
 
     real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
@@ -302,24 +315,14 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
                 print(score_line(f"    ... with neuron_diameter={d:.1f}", gt, masks))
             else:
                 print(f"(no {path}: run --train-loo {loo_dir} first)")
-    pairs = []
-    for i in range(SIM_TEST["movies"]):
-        seed = SIM_TEST["seed"] + i
-        sim = simulate(SIM_TEST["n_frames"], SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=seed, fs=SIM_TEST["fs"])
-        summary = model_summary(sim.movie, model=model, batch_frames=250)
-        pairs.append((sim.masks, initialize(summary, model=model).masks))
-        print(score_line(f"simulated, unseen seed {seed} (shipped)", *pairs[-1]))
-        if i == 0:
-            s_sim, sim_masks = summary, sim.masks
-    print(pooled_line(f"simulated, {len(pairs)} unseen movies pooled (shipped)", pairs))
-    long_pairs = []
-    for i in range(SIM_TEST["movies"]):
-        sim = simulate(SIM_LONG_FRAMES, SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=SIM_TEST["seed"] + i,
-                       fs=SIM_TEST["fs"])
-        summary = model_summary(sim.movie, model=model, batch_frames=250)
-        long_pairs.append((sim.masks, initialize(summary, model=model).masks))
-    print(pooled_line(f"simulated, same {len(long_pairs)}, {SIM_LONG_FRAMES} frames, pooled (shipped)",
-                      long_pairs))
+    short = simulated_detections(SIM_TEST["n_frames"], model)
+    for i, (gt, pred, _) in enumerate(short):
+        print(score_line(f"simulated, unseen seed {SIM_TEST['seed'] + i} (shipped)", gt, pred))
+    print(pooled_line(f"simulated, {len(short)} unseen movies pooled (shipped)", [(g, p) for g, p, _ in short]))
+    long = simulated_detections(SIM_LONG_FRAMES, model)
+    print(pooled_line(f"simulated, same {len(long)}, {SIM_LONG_FRAMES} frames, pooled (shipped)",
+                      [(g, p) for g, p, _ in long]))
+    sim_masks, _, s_sim = short[0]
     for name, (summary, gt) in real.items():
         print(score_line(f"{name} (shipped; trained on it)", gt, initialize(summary, model=model).masks))
         print(f"    {name}: fraction of the GT neurons with a {stage_recall(summary, gt, model)}")
