@@ -357,14 +357,11 @@ def _filter_diameter(cfg, neuron_diameter: float | None) -> float:
 
 def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames, progress):
     """The summary images the model reads: given ones (checked), or computed from the movie."""
-    from .models.preprocess import is_summary, missing_images
+    from .models.preprocess import check_images, is_summary
 
     if is_summary(movie_or_summary):
-        missing = missing_images(movie_or_summary, channels)
-        if missing:
-            raise ValueError(f"this model reads the summary images {list(channels)}, but {missing} are missing: "
-                             f"pass the movie, or compute them with summary_images(movie, batch_frames=..., "
-                             f"filter_diameter=<soma diameter in pixels>)")
+        check_images(movie_or_summary, channels, "pass the movie, or compute them with summary_images(movie, "
+                     "batch_frames=..., filter_diameter=<soma diameter in pixels>)")
         return movie_or_summary
     from .summary import summary_images
 

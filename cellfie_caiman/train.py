@@ -23,12 +23,11 @@ from scipy import ndimage
 
 from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
-from .models.preprocess import is_summary, missing_images
+from .models.preprocess import check_images, is_summary
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train", "TrainResult", "prepare_field", "Field", "mask_diameter"]
-
 
 
 class TrainResult(NamedTuple):
@@ -299,10 +298,7 @@ def _annotated(source, rois, channels, filter_diameter: float | None, batch_fram
     ``initialize`` does when it is not told the neuron size: the model learns to read it on neurons of every size.
     """
     if is_summary(source):
-        missing = missing_images(source, channels)
-        if missing:
-            raise ValueError(f"the model reads the summary images {list(channels)}; {missing} are missing from a "
-                             f"dataset given as summary images (pass the movie instead)")
+        check_images(source, channels, "a dataset given as summary images needs them (pass the movie instead)")
         return source, _as_masks(rois, np.asarray(source.mean).shape)
     from .io import load_movie
     from .summary import summary_images
@@ -448,6 +444,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         logger.warning("TensorFlow op determinism unavailable; training is not bit-reproducible")
     rng = np.random.default_rng(seed)
 
+    # fine-tuning defaults: a smaller first step, and the new annotations alone (see the docstring)
+    if learning_rate is None:
+        learning_rate = 1e-3 if init_model is None else 3e-4
     if simulated is None:
         simulated = 0 if datasets and init_model is not None else 8
     if not datasets and not simulated:
@@ -496,8 +495,6 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                 np.round(diameters, 1))
 
     unet, inst = model.unet, model.instance
-    if learning_rate is None:
-        learning_rate = 1e-3 if start is None else 3e-4
     opt_u = keras.optimizers.Adam(learning_rate)
     opt_i = keras.optimizers.Adam(learning_rate)
     eps = 1e-6

@@ -13,6 +13,9 @@ from cellfie_caiman.summary import summary_images
 from cellfie_caiman.train import _dihedral, _instance_example, mask_diameter, prepare_field, selection_scores, train
 
 TINY = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, train_diameter=8.0)
+#: train() settings of the shortest runs (one epoch of two updates on small crops, unzoomed)
+ONE_EPOCH = dict(epochs=1, steps_per_epoch=2, zooms=(1.0,), unet_batch=2, unet_crop=32, instance_batch=8,
+                 progress=False, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +125,7 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
     from cellfie_caiman.train import _clone
 
     summary, masks = data
-    kwargs = dict(epochs=1, steps_per_epoch=2, zooms=(1.0,), unet_batch=2, unet_crop=32, instance_batch=8,
-                  progress=False, seed=1)
+    kwargs = ONE_EPOCH
     base = train([(summary, masks)], tmp_path / "base.npz", simulated=0, config=TINY, **kwargs).model
     channels = ("pnr_filtered",) + base.config.channels  # the new channel first: remapping is by name
     copy = DetectionModel(dataclasses.replace(base.config, channels=channels), *_clone(base, channels))
@@ -160,8 +162,7 @@ def test_unknown_channel_is_a_clear_error(data):
 
 def test_fine_tuning_on_annotations_adds_no_simulated_field_unless_asked(data, tmp_path):
     summary, masks = data
-    kwargs = dict(epochs=1, steps_per_epoch=2, zooms=(1.0,), unet_batch=2, unet_crop=32, instance_batch=8,
-                  progress=False, seed=1)
+    kwargs = ONE_EPOCH
     base = train([(summary, masks)], tmp_path / "base.npz", simulated=0, config=TINY, **kwargs)
     tuned = train([(summary, masks)], None, init_model=base.path, **kwargs)
     assert tuned.model.config.training["simulated"] == 0

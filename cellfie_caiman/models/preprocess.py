@@ -57,10 +57,13 @@ def is_summary(obj) -> bool:
     return all(hasattr(obj, f) for f in SUMMARY_FIELDS)
 
 
-def missing_images(summary, channels) -> list[str]:
-    """Names in ``channels`` that ``summary`` (SummaryImages or mapping) does not hold (absent or None)."""
+def check_images(summary, channels, advice: str) -> None:
+    """Raise ``ValueError`` (ending with ``advice``) if ``summary`` (SummaryImages or mapping) lacks (absent or
+    None) any of the images named in ``channels``."""
     get = summary.get if isinstance(summary, dict) else lambda k: getattr(summary, k, None)
-    return [name for name in channels if get(name) is None]
+    missing = [name for name in channels if get(name) is None]
+    if missing:
+        raise ValueError(f"the model reads the summary images {list(channels)}, but {missing} are missing: {advice}")
 
 
 def stack_inputs(summary, config: ModelConfig) -> np.ndarray:
