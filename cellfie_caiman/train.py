@@ -322,44 +322,50 @@ def _as_masks(rois, shape) -> np.ndarray:
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
                        rates: tuple[float, float] = (0.05, 1.0)) -> list:
-    """``n`` varied simulated fields as (SummaryImages, masks) pairs (seeds ``seed * 1000 + i``).
+    """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``."""
+    from tqdm.auto import tqdm
 
-    Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field. With
-    ``variety`` the range of cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike
-    amplitudes vary too (random per field). With ``filter_diameter`` (pixels) the summary images include
-    ``pnr_filtered`` computed with it. ``rates``: range (Hz) of the fields' median firing rates, drawn
-    log-uniformly.
+    return [simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter, rates=rates)
+            for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
+
+
+def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
+                    filter_diameter: float | None = None, rates: tuple[float, float] = (0.05, 1.0)) -> tuple:
+    """Simulated training field number ``i`` of series ``seed`` as a (SummaryImages, masks (N, rows, cols)) pair.
+
+    Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field, drawn from
+    a generator seeded by ``(seed, i)``; the movie's seed is ``seed * 1000 + i``. With ``variety`` the range of
+    cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike amplitudes vary too. With
+    ``filter_diameter`` (pixels) the summary images include ``pnr_filtered`` computed with it. ``rates``: range
+    (Hz) of the fields' median firing rates, drawn log-uniformly. Fields are independent of each other, so a
+    series can be made in parallel processes.
     """
     from .simulate import simulate
     from .summary import summary_images
 
-    out = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i, 7])
-        diameter = rng.uniform(7.0, 13.0)
-        # neurofinder fields hold about 0.0015 neurons per pixel with ~12 px neurons
-        density = rng.uniform(0.6, 2.0) * 0.0013 * (12.0 / diameter) ** 2
-        n_neurons = max(5, int(density * shape[0] * shape[1]))
-        fs = float(rng.choice([7.5, 15.0, 30.0]))
-        n_frames = int(rng.integers(100, 600))
-        extra = {}
-        if variety:
-            lo = rng.uniform(0.05, 0.4)
-            amp = rng.uniform(0.15, 0.6)
-            extra = dict(cell_brightness=(lo, lo + rng.uniform(0.5, 2.0)), occlusion=float(rng.uniform(0.2, 0.9)),
-                         vessels=float(rng.uniform(0.0, 2.0)), puncta=float(rng.uniform(0.0, 1.5)),
-                         spike_amplitude=(amp, amp + rng.uniform(0.3, 1.5)))
-        sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
-                       photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
-                       rate=float(np.exp(rng.uniform(np.log(rates[0]), np.log(rates[1])))), **extra)
-        out.append((summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks))
-        logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter,
-                    n_frames)
-    return out
+    rng = np.random.default_rng([seed, i, 7])
+    diameter = rng.uniform(7.0, 13.0)
+    # neurofinder fields hold about 0.0015 neurons per pixel with ~12 px neurons
+    density = rng.uniform(0.6, 2.0) * 0.0013 * (12.0 / diameter) ** 2
+    n_neurons = max(5, int(density * shape[0] * shape[1]))
+    fs = float(rng.choice([7.5, 15.0, 30.0]))
+    n_frames = int(rng.integers(100, 600))
+    extra = {}
+    if variety:
+        lo = rng.uniform(0.05, 0.4)
+        amp = rng.uniform(0.15, 0.6)
+        extra = dict(cell_brightness=(lo, lo + rng.uniform(0.5, 2.0)), occlusion=float(rng.uniform(0.2, 0.9)),
+                     vessels=float(rng.uniform(0.0, 2.0)), puncta=float(rng.uniform(0.0, 1.5)),
+                     spike_amplitude=(amp, amp + rng.uniform(0.3, 1.5)))
+    sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
+                   photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
+                   rate=float(np.exp(rng.uniform(np.log(rates[0]), np.log(rates[1])))), **extra)
+    logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter, n_frames)
+    return summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks
 
 
 def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
-          simulated: int | None = None, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
+          simulated: int | Sequence[tuple[Any, Any]] | None = None, simulated_shape: tuple[int, int] = (256, 256), epochs: int = 60,
           steps_per_epoch: int = 100, patience: int = 8, seed: int = 0, config: ModelConfig | None = None,
           init_model=None, val_fraction: float = 0.2, zooms: Sequence[float] = (0.7, 0.85, 1.0, 1.15, 1.3),
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
@@ -376,10 +382,11 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols).
     out_path : path, optional
         Where to save the best weights (.npz), atomically.
-    simulated : int, optional
-        Number of simulated fields added to the training data (see :func:`simulated_datasets`). None: 0 when
-        fine-tuning ``init_model`` on annotated ``datasets`` (measured: the annotations of the new preparation
-        alone adapt the model better than mixed with simulated fields), else 8.
+    simulated : int or sequence of (SummaryImages, masks), optional
+        Number of simulated fields added to the training data (see :func:`simulated_datasets`), or the fields
+        themselves (made beforehand, e.g. with :func:`simulated_field` in parallel processes; they must include the
+        images the model reads). None: 0 when fine-tuning ``init_model`` on annotated ``datasets`` (measured: the
+        annotations of the new preparation alone adapt the model better than mixed with simulated fields), else 8.
     simulated_shape : (int, int)
         Their size in pixels.
     simulated_variety : bool
@@ -428,7 +435,6 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     TrainResult
     """
     import keras
-    import tensorflow as tf
     from tqdm.auto import tqdm
 
     if selection not in ("pooled", "balanced"):
@@ -437,11 +443,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     from .models import load_model
 
     t_start = time.monotonic()
-    keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # pragma: no cover - older TF
-        logger.warning("TensorFlow op determinism unavailable; training is not bit-reproducible")
+    _deterministic(seed)
     rng = np.random.default_rng(seed)
 
     # fine-tuning defaults: a smaller first step, and the new annotations alone (see the docstring)
@@ -466,11 +468,18 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
     named = [(f"dataset{i}", *_annotated(s, r, channels, filter_diameter, batch_frames, progress))
              for i, (s, r) in enumerate(datasets)]
-    if simulated:
-        named += [(f"simulated{i}", s, m) for i, (s, m) in
-                  enumerate(simulated_datasets(simulated, seed=seed, shape=simulated_shape, progress=progress,
-                                                variety=simulated_variety, rates=simulated_rates,
-                                                filter_diameter=filter_diameter))]
+    if isinstance(simulated, (int, np.integer)):
+        if simulated < 0:
+            raise ValueError(f"simulated must be >= 0, got {simulated}")
+        made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
+                                  variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter)
+    else:
+        made = []
+        for s, m in simulated:
+            check_images(s, channels, "simulated fields given as summary images need them")
+            made.append((s, _as_masks(m, np.asarray(getattr(s, channels[0])).shape)))
+        simulated = len(made)
+    named += [(f"simulated{i}", s, m) for i, (s, m) in enumerate(made)]
     diameters = [mask_diameter(m) for _, _, m in named]
     if start is not None:
         model = DetectionModel(dataclasses.replace(start.config, channels=channels),
@@ -497,30 +506,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     unet, inst = model.unet, model.instance
     opt_u = keras.optimizers.Adam(learning_rate)
     opt_i = keras.optimizers.Adam(learning_rate)
-    eps = 1e-6
-
-    def bce(y, p):
-        p = tf.clip_by_value(p, eps, 1 - eps)
-        return -(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
-
-    @tf.function
-    def unet_step(x, yp, yh):
-        with tf.GradientTape() as tape:
-            out = unet(x, training=True)
-            loss = tf.reduce_mean(bce(yp, out[..., 0])) + 5.0 * tf.reduce_mean(bce(yh, out[..., 1]))
-        grads = tape.gradient(loss, unet.trainable_variables)
-        opt_u.apply_gradients(zip(grads, unet.trainable_variables, strict=False))
-        return loss
-
-    @tf.function
-    def inst_step(x, ym, ys, wm):
-        with tf.GradientTape() as tape:
-            m, s = inst(x, training=True)
-            lm = tf.reduce_mean(bce(ym, m[..., 0]), axis=[1, 2])
-            loss = tf.reduce_mean(bce(ys, s)) + tf.reduce_sum(lm * wm) / (tf.reduce_sum(wm) + 1.0)
-        grads = tape.gradient(loss, inst.trainable_variables)
-        opt_i.apply_gradients(zip(grads, inst.trainable_variables, strict=False))
-        return loss
+    unet_step, inst_step = _train_steps(unet, inst, opt_u, opt_i)
 
     history: list[dict] = []
     best = (-1.0, -1, None)
@@ -532,9 +518,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         lu = li = 0.0
         for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
             x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng)
-            lu += float(unet_step(tf.constant(x), tf.constant(yp), tf.constant(yh)))
+            lu += unet_step(x, yp, yh)
             x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
-            li += float(inst_step(tf.constant(x), tf.constant(ym), tf.constant(ys), tf.constant(wm)))
+            li += inst_step(x, ym, ys, wm)
         hard = _hard_candidates(model, fields)
         val = validate(model, fields, selection)
         row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
@@ -550,7 +536,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             stale += 1
             if stale % 3 == 0:
                 for opt in (opt_u, opt_i):
-                    opt.learning_rate.assign(float(opt.learning_rate.numpy()) * 0.5)
+                    opt.learning_rate.assign(float(np.asarray(opt.learning_rate)) * 0.5)
             if stale >= patience:
                 break
         if max_minutes is not None and (time.monotonic() - t_start) / 60 > max_minutes:
@@ -568,6 +554,108 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)
     path = model.save(out_path) if out_path is not None else None
     return TrainResult(model, path, history, best[1], best[0])
+
+
+_EPS = 1e-6
+
+
+def _deterministic(seed: int) -> None:
+    """Seed NumPy, Python and the Keras backend, and ask the backend for deterministic kernels."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "torch"):
+        raise RuntimeError(f"training runs on Keras' TensorFlow or PyTorch backend, not {backend!r} "
+                           "(set KERAS_BACKEND=tensorflow or torch before importing keras)")
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+        else:
+            import torch
+
+            # some CUDA kernels (upsampling's gradient) have no deterministic version: warn instead of failing
+            torch.use_deterministic_algorithms(True, warn_only=True)
+    except Exception:  # pragma: no cover - older TF or PyTorch
+        logger.warning("deterministic kernels unavailable under %s; training is not bit-reproducible", backend)
+
+
+def _train_steps(unet, inst, opt_u, opt_i):
+    """One update of each network on a NumPy batch, for the running Keras backend; each returns the loss.
+
+    U-Net loss: mean BCE of the pixel probability + 5 x mean BCE of the centre heat map. Instance loss: mean BCE of
+    the score + BCE of the mask averaged over the windows centred on a neuron (``wm`` = 1), divided by their number
+    + 1.
+    """
+    import keras
+
+    if keras.backend.backend() == "torch":
+        return _torch_steps(unet, inst, opt_u, opt_i)
+    import tensorflow as tf
+
+    def bce(y, p):
+        p = tf.clip_by_value(p, _EPS, 1 - _EPS)
+        return -(y * tf.math.log(p) + (1 - y) * tf.math.log(1 - p))
+
+    @tf.function
+    def unet_graph(x, yp, yh):
+        with tf.GradientTape() as tape:
+            out = unet(x, training=True)
+            loss = tf.reduce_mean(bce(yp, out[..., 0])) + 5.0 * tf.reduce_mean(bce(yh, out[..., 1]))
+        grads = tape.gradient(loss, unet.trainable_variables)
+        opt_u.apply_gradients(zip(grads, unet.trainable_variables, strict=False))
+        return loss
+
+    @tf.function
+    def inst_graph(x, ym, ys, wm):
+        with tf.GradientTape() as tape:
+            m, s = inst(x, training=True)
+            lm = tf.reduce_mean(bce(ym, m[..., 0]), axis=[1, 2])
+            loss = tf.reduce_mean(bce(ys, s)) + tf.reduce_sum(lm * wm) / (tf.reduce_sum(wm) + 1.0)
+        grads = tape.gradient(loss, inst.trainable_variables)
+        opt_i.apply_gradients(zip(grads, inst.trainable_variables, strict=False))
+        return loss
+
+    def unet_step(*arrays):
+        return float(unet_graph(*map(tf.constant, arrays)))
+
+    def inst_step(*arrays):
+        return float(inst_graph(*map(tf.constant, arrays)))
+
+    return unet_step, inst_step
+
+
+def _torch_steps(unet, inst, opt_u, opt_i):
+    """:func:`_train_steps` under Keras 3's PyTorch backend (on the GPU when PyTorch sees one)."""
+    import torch
+    from keras import ops
+
+    def bce(y, p):
+        p = ops.clip(p, _EPS, 1 - _EPS)
+        return -(y * ops.log(p) + (1 - y) * ops.log(1 - p))
+
+    def update(net, opt, loss):
+        net.zero_grad()
+        loss.backward()
+        variables = net.trainable_weights
+        with torch.no_grad():
+            opt.apply([v.value.grad for v in variables], variables)
+        return float(loss.detach())
+
+    def unet_step(x, yp, yh):
+        x, yp, yh = map(ops.convert_to_tensor, (x, yp, yh))
+        out = unet(x, training=True)
+        return update(unet, opt_u, ops.mean(bce(yp, out[..., 0])) + 5.0 * ops.mean(bce(yh, out[..., 1])))
+
+    def inst_step(x, ym, ys, wm):
+        x, ym, ys, wm = map(ops.convert_to_tensor, (x, ym, ys, wm))
+        m, s = inst(x, training=True)
+        lm = ops.mean(bce(ym, m[..., 0]), axis=(1, 2))
+        return update(inst, opt_i, ops.mean(bce(ys, s)) + ops.sum(lm * wm) / (ops.sum(wm) + 1.0))
+
+    return unet_step, inst_step
 
 
 def _clone(model: DetectionModel, channels: Sequence[str] | None = None):

@@ -169,3 +169,59 @@ def test_fine_tuning_on_annotations_adds_no_simulated_field_unless_asked(data, t
     assert not any(name.startswith("simulated") for name in tuned.model.config.training["datasets"])
     mixed = train([(summary, masks)], None, init_model=base.path, simulated=1, simulated_shape=(48, 48), **kwargs)
     assert mixed.model.config.training["simulated"] == 1
+
+
+def test_simulated_fields_made_beforehand_train_like_the_counted_ones(tmp_path):
+    """Fields made with simulated_field (e.g. in parallel processes) and passed in give the same weights as asking
+    train for that many; a field lacking an image the model reads is a clear error."""
+    from cellfie_caiman.train import simulated_datasets, simulated_field
+
+    kwargs = dict(ONE_EPOCH, config=TINY, simulated_shape=(48, 48))
+    fields = [simulated_field(i, seed=ONE_EPOCH["seed"], shape=(48, 48)) for i in range(2)]
+    listed = simulated_datasets(2, seed=ONE_EPOCH["seed"], shape=(48, 48))
+    np.testing.assert_array_equal(fields[1][0].mean, listed[1][0].mean)
+    counted = train([], None, simulated=2, **kwargs)
+    given = train([], None, simulated=fields, **kwargs)
+    assert given.model.config.training["simulated"] == 2
+    for wa, wb in zip(counted.model.unet.get_weights(), given.model.unet.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    with pytest.raises(ValueError, match="pnr_filtered"):
+        train([], None, simulated=fields, channels=(*TINY.channels, "pnr_filtered"), **kwargs)
+
+
+_TORCH_RUN = """
+import sys
+import numpy as np
+import keras
+assert keras.backend.backend() == "torch"
+from cellfie_caiman.models import ModelConfig
+from cellfie_caiman.train import simulated_field, train
+config = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, train_diameter=8.0)
+fields = [simulated_field(i, seed=2, shape=(48, 48)) for i in range(2)]
+res = train([], sys.argv[1], simulated=fields, config=config, epochs=3, steps_per_epoch=4, zooms=(1.0,), unet_batch=2,
+            unet_crop=32, instance_batch=8, progress=False, seed=1)
+x = np.random.default_rng(0).normal(size=(40, 40, len(config.channels))).astype(np.float32)
+np.savez(sys.argv[2], x=x, prob=res.model.predict_maps(x)[0], loss=[h["unet_loss"] for h in res.history])
+"""
+
+
+def test_training_under_the_pytorch_backend_gives_weights_that_tensorflow_reads_the_same(tmp_path):
+    """Keras 3 with KERAS_BACKEND=torch (e.g. on a machine with a GPU and PyTorch but no TensorFlow GPU build)
+    trains and saves the same kind of file: loaded here (TensorFlow), it predicts what it predicted there."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    if importlib.util.find_spec("torch") is None or int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("needs PyTorch and Keras 3")
+    weights, out = tmp_path / "torch.npz", tmp_path / "out.npz"
+    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", _TORCH_RUN, str(weights), str(out)], env=env, check=True, timeout=600)
+    res = np.load(out)
+    assert res["loss"][-1] < res["loss"][0]
+    model = load_model(weights)
+    np.testing.assert_allclose(model.predict_maps(res["x"])[0], res["prob"], atol=1e-4)
+
