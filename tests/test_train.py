@@ -225,3 +225,21 @@ def test_training_under_the_pytorch_backend_gives_weights_that_tensorflow_reads_
     model = load_model(weights)
     np.testing.assert_allclose(model.predict_maps(res["x"])[0], res["prob"], atol=1e-4)
 
+
+@pytest.mark.parametrize("shape", [(30, 45), (41, 29), (64, 64), (13, 90)])
+def test_zoomed_masks_equal_a_whole_field_bilinear_resize(shape):
+    """_zoom_masks works around each mask only; the reference resizes every whole mask with scikit-image."""
+    from skimage.transform import resize
+
+    from cellfie_caiman.train import _zoom_masks
+
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[:37, :52]
+    masks = [((yy - r) / a) ** 2 + ((xx - c) / b) ** 2 <= 1 for r, c, a, b in
+             zip(rng.uniform(-2, 39, 12), rng.uniform(-2, 54, 12), rng.uniform(1, 6, 12), rng.uniform(1, 6, 12),
+                 strict=True)]
+    masks = np.array(masks + [np.zeros_like(masks[0]), rng.random((37, 52)) < 0.3])  # an empty and a ragged one
+    ref = np.array([resize(m.astype(np.float32), shape, order=1, mode="constant", anti_aliasing=False) > 0.5
+                    for m in masks])
+    np.testing.assert_array_equal(_zoom_masks(masks, shape), ref)
+    np.testing.assert_array_equal(_zoom_masks(masks, (37, 52)), masks)
