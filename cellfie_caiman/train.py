@@ -7,6 +7,10 @@ centres (hard negatives) and at random places; crops get random 90-degree rotati
 noise. A held-out strip at the bottom of every field (``val_fraction`` of its rows) is never trained on: after each
 epoch the whole detector runs there and the weights with the best detection F1 (``match_rois``) are kept; training
 stops after ``patience`` epochs without improvement, after ``epochs``, or after ``max_minutes``.
+
+The updates run on TensorFlow (Keras 2, or Keras 3's default backend) or on PyTorch (Keras 3 with
+``KERAS_BACKEND=torch`` set before Keras is imported, e.g. on a GPU machine without TensorFlow); the weight files
+are the same either way.
 """
 from __future__ import annotations
 
@@ -424,7 +428,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         At most ``epochs`` epochs of ``steps_per_epoch`` updates of each network; stop after ``patience`` epochs
         without a better validation F1.
     seed : int
-        Seeds NumPy, Python and TensorFlow; with op determinism on, the same call gives the same weights.
+        Seeds NumPy, Python and the Keras backend (TensorFlow, or PyTorch with ``KERAS_BACKEND=torch`` on Keras 3);
+        with TensorFlow's op determinism the same call gives the same weights (PyTorch on a GPU: nearly, some of
+        its CUDA kernels are not deterministic).
     config : ModelConfig, optional
         Architecture; default ``ModelConfig()`` with ``train_diameter`` set from the data.
     init_model : str, path or DetectionModel, optional
