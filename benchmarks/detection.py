@@ -7,6 +7,8 @@ matching (``rule='iou'``):
   trained without neurofinder.01.01 scored on neurofinder.01.01 (these two models are not shipped);
 * the shipped model on simulated movies it never saw (seeds outside its training set), default settings, with 500
   and with 1500 frames;
+* the shipped model on simulated neurons smaller (~7 px) and larger (~20 px) than its training size, at its own
+  scale, at default settings (detected again at the measured size when that is far off) and with the true size;
 * the shipped model on the two real excerpts (it was trained on them: not an honest figure, shown for reference);
 * a trivial floor: peaks of a difference-of-Gaussians filtered mean image drawn as disks;
 * the networks-only time (summary images given) on a 512 x 512 field, next to the time to compute those summary
@@ -296,9 +298,44 @@ def simulated_detections(n_frames: int, model="default") -> list:
     return out
 
 
+#: neurons smaller and larger than the training range (simulate's diameter parameter; 2 movies each, 500 frames)
+SIZE_SWEEP = dict(diameters=(5.0, 18.0), seeds=(30, 31), n_frames=500, fs=15.0)
+
+
+def size_sweep(model="default") -> None:
+    """F1 on simulated neurons of other sizes: at the model's scale (``neuron_diameter=train_diameter``), at default
+    settings (``neuron_diameter=None``: re-detected at the size of the masks found when that is far off) and with
+    the true median diameter given."""
+    from cellfie_caiman.initialize import initialize, model_summary
+    from cellfie_caiman.models import model_config
+    from cellfie_caiman.rois import mask_diameter
+    from cellfie_caiman.simulate import simulate
+
+    train_d = model_config(model).train_diameter
+    for d in SIZE_SWEEP["diameters"]:
+        side = 256 if d <= 14 else 384
+        n = int(0.0013 * (12.0 / d) ** 2 * side * side)  # the density of the training fields
+        runs = {"model's scale": [], "default": [], "true diameter": []}
+        used, true_d = [], []
+        for seed in SIZE_SWEEP["seeds"]:
+            sim = simulate(SIZE_SWEEP["n_frames"], (side, side), n, seed=seed, fs=SIZE_SWEEP["fs"], diameter=d)
+            summary = model_summary(sim.movie, model=model, batch_frames=250)
+            true_d.append(mask_diameter(sim.masks))
+            auto = initialize(summary, model=model)
+            used.append(auto.neuron_diameter)
+            runs["default"].append((sim.masks, auto.masks))
+            runs["model's scale"].append((sim.masks, initialize(summary, model=model, neuron_diameter=train_d).masks))
+            runs["true diameter"].append((sim.masks, initialize(sim.movie, model=model,
+                                                                 neuron_diameter=true_d[-1]).masks))
+        print(f"simulated neurons of {np.mean(true_d):.1f} px ({side}x{side}, {n} neurons, 2 movies; model trained at "
+              f"{train_d:.1f} px; default settings detected at {', '.join(f'{u:.1f}' for u in used)} px):")
+        for label, pairs in runs.items():
+            print("    " + pooled_line(label, pairs))
+
+
 def accuracy(loo_dir: Path | None, model="default") -> None:
     from cellfie_caiman.initialize import initialize
-    from cellfie_caiman.train import mask_diameter
+    from cellfie_caiman.rois import mask_diameter
 
     real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
     if not real:
@@ -322,6 +359,7 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
     long = simulated_detections(SIM_LONG_FRAMES, model)
     print(pooled_line(f"simulated, same {len(long)}, {SIM_LONG_FRAMES} frames, pooled (shipped)",
                       [(g, p) for g, p, _ in long]))
+    size_sweep(model)
     sim_masks, _, s_sim = short[0]
     for name, (summary, gt) in real.items():
         print(score_line(f"{name} (shipped; trained on it)", gt, initialize(summary, model=model).masks))

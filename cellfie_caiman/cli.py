@@ -68,7 +68,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
     p.add_argument("--decay-time", type=_positive_float, metavar="S",
                    help="indicator decay time in s (default 0.4; about 1.0 for GCaMP6s)")
     p.add_argument("--diameter", type=_positive_float, metavar="PX",
-                   help="typical neuron diameter in pixels (default: the size the networks were trained on)")
+                   help="typical neuron diameter in pixels (default: the size the networks were trained on, or "
+                        "the measured size when the neurons found are clearly smaller or larger)")
     p.add_argument("--model", help="detection model name or weights file (default 'default')")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     if refine:

@@ -14,7 +14,17 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from .rois import mask_diameter
+
 logger = logging.getLogger(__name__)
+
+#: With ``neuron_diameter=None``, the masks found at the model's scale must have a median diameter within these
+#: factors of its ``train_diameter``; otherwise the neurons are re-detected at their size (see :func:`initialize`).
+AUTO_DIAMETER_RANGE = (0.75, 1.33)
+#: At most this many re-detections, each at the median diameter of the masks of the previous pass, until it changes
+#: by less than 10 %; the estimate needs at least ``AUTO_DIAMETER_MIN_MASKS`` masks.
+AUTO_DIAMETER_PASSES = 2
+AUTO_DIAMETER_MIN_MASKS = 10
 
 __all__ = ["Initialization", "initialize", "model_summary", "detect", "Detections", "dedup_masks"]
 
@@ -40,6 +50,9 @@ class Initialization(NamedTuple):
         Region-proposal probability that each pixel belongs to a neuron.
     summary : SummaryImages
         The summary images the networks saw (original grid).
+    neuron_diameter : float or None
+        Soma diameter (pixels) the networks were run for: the one given, the estimated one when ``initialize`` had
+        to rescale, or the model's ``train_diameter`` (no zoom).
     """
 
     Ain: np.ndarray
@@ -48,6 +61,7 @@ class Initialization(NamedTuple):
     centers: np.ndarray
     prob_map: np.ndarray
     summary: Any
+    neuron_diameter: float | None = None
 
 
 class Detections(NamedTuple):
@@ -379,11 +393,11 @@ def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
                   anti_aliasing=shape[0] < image.shape[0]).astype(np.float32)
 
 
-def _empty(shape, summary, prob=None) -> Initialization:
+def _empty(shape, summary, prob=None, diameter: float | None = None) -> Initialization:
     rows, cols = shape
     prob = np.zeros(shape, np.float32) if prob is None else prob
     return Initialization(np.zeros((rows * cols, 0), bool), np.zeros((0, rows, cols), bool), np.zeros(0, np.float32),
-                          np.zeros((0, 2)), prob, summary)
+                          np.zeros((0, 2)), prob, summary, diameter)
 
 
 def initialize(movie_or_summary, *, model="default", neuron_diameter: float | None = None, min_score: float = 0.5,
@@ -403,7 +417,13 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
     neuron_diameter : float, optional
         Typical soma diameter in pixels. The images are zoomed by ``model.config.train_diameter / neuron_diameter``
-        so neurons have the size the model was trained on; masks come back on the original grid. None: no zoom.
+        so neurons have the size the model was trained on; masks come back on the original grid. None (size
+        unknown): detect at the model's scale (no zoom); if the masks found there have a median diameter outside
+        ``AUTO_DIAMETER_RANGE`` (0.75-1.33) times ``train_diameter`` (the neurons are clearly smaller or larger
+        than those the model was trained on), detect again at that diameter, and once more if the new masks
+        measure more than 10 % differently (the summary images are not recomputed). The diameter used is returned
+        (``neuron_diameter``). Neurons more than ~2x the training size are cut into pieces of about that size,
+        which this check does not notice: give their diameter.
     min_score : float
         Keep instances whose score is at least this (0..1; lower finds more, less certain neurons).
     prob_threshold : float
@@ -422,7 +442,7 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     Initialization
         Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a warning when the images carry no signal.
     """
-    from .models import load_model, stack_inputs
+    from .models import load_model
 
     net = load_model(model)
     cfg = net.config
@@ -438,14 +458,41 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
                       stacklevel=2)
         return _empty(shape, summary)
 
-    ratio = 1.0 if neuron_diameter is None else cfg.train_diameter / float(neuron_diameter)
+    settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap)
+    if neuron_diameter is not None:
+        return _detect_at(net, images, summary, float(neuron_diameter), **settings)
+    result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
+    for k in range(AUTO_DIAMETER_PASSES):
+        if len(result.masks) < AUTO_DIAMETER_MIN_MASKS:
+            break
+        used, found = result.neuron_diameter, mask_diameter(result.masks)
+        low, high = AUTO_DIAMETER_RANGE if k == 0 else (0.9, 1.1)
+        if low <= found / used <= high:
+            break
+        logger.info("the neurons found for a diameter of %.1f px measure %.1f px: detecting them again at that size",
+                    used, found)
+        again = _detect_at(net, images, summary, found, **settings)
+        if len(again.masks) < AUTO_DIAMETER_MIN_MASKS:  # nothing to go on at that size: keep what was found
+            break
+        result = again
+    return result
+
+
+def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float, prob_threshold: float,
+               max_overlap: float) -> Initialization:
+    """:func:`initialize` for somata of ``diameter`` pixels: images zoomed by ``train_diameter / diameter``."""
+    from .models import stack_inputs
+
+    cfg = net.config
+    shape = images[cfg.channels[0]].shape
+    ratio = cfg.train_diameter / diameter
     scaled_shape = (max(1, int(round(shape[0] * ratio))), max(1, int(round(shape[1] * ratio))))
     scaled = {name: _resize(np.where(np.isfinite(im), im, np.nan).astype(np.float32), scaled_shape)
               if ratio != 1.0 else im for name, im in images.items()}
     inputs = stack_inputs(scaled, cfg)
     if not inputs.any():
         warnings.warn("the summary images are constant (empty or constant movie?); no neuron can be found",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
         return _empty(shape, summary)
 
     det = detect(net, inputs, prob_threshold=prob_threshold)
@@ -458,6 +505,6 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     prob = _resize(det.prob, shape).astype(np.float32)
     logger.info("%d candidates, %d kept, %d after removing duplicates", len(det.scores), int(keep.sum()), len(order))
     if len(masks) == 0:
-        return _empty(shape, summary, prob)
+        return _empty(shape, summary, prob, diameter)
     Ain = masks.transpose(0, 2, 1).reshape(len(masks), -1).T  # column k = masks[k] in Fortran order
-    return Initialization(Ain, masks, scores, centers, prob, summary)
+    return Initialization(Ain, masks, scores, centers, prob, summary, diameter)

@@ -25,7 +25,9 @@ class DataParams:
         Decay time of the indicator's transients in seconds (CaImAn: ``data.decay_time``); 0.4 for GCaMP6f,
         about 1.0 for GCaMP6s.
     neuron_diameter : float or None
-        Typical soma diameter in pixels. None: assume the size the detection model was trained on.
+        Typical soma diameter in pixels. None: unknown; detection runs at the size the model was trained on and
+        again at the measured size when the neurons it finds are clearly smaller or larger
+        (:func:`cellfie_caiman.initialize`).
     pixel_size : float or None
         Microns per pixel; with ``soma_diameter_um`` an alternative way to give ``neuron_diameter``.
     soma_diameter_um : float

@@ -45,7 +45,8 @@ from .io import MovieError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask"]
+__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask",
+           "mask_diameter"]
 
 
 class RoiError(MovieError):
@@ -66,6 +67,21 @@ def _check_shape(shape, path) -> tuple[int, int]:
     if len(shape) != 2 or min(shape) < 1:
         raise RoiError(f"{path}: shape must be two positive integers (rows, cols), got {shape}")
     return shape
+
+
+def mask_diameter(masks: np.ndarray) -> float:
+    """Typical neuron diameter in pixels: ``2 * sqrt(median area / pi)`` of the non-empty masks (N, rows, cols).
+
+    NaN when there is none.
+
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:40, :40]
+    >>> round(mask_diameter(np.array([(yy - 20) ** 2 + (xx - 20) ** 2 <= 36])), 1)
+    12.0
+    """
+    areas = np.asarray(masks).reshape(len(masks), -1).sum(1)
+    areas = areas[areas > 0]
+    return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else float("nan")
 
 
 def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -28,6 +28,7 @@ from scipy import ndimage
 from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 from .models.preprocess import check_images, is_summary
+from .rois import mask_diameter
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,6 @@ class Field(NamedTuple):
     centers: np.ndarray
     boxes: list
     train_rows: int
-
-
-def mask_diameter(masks: np.ndarray) -> float:
-    """Typical neuron diameter in pixels: ``2 * sqrt(median area / pi)`` of the non-empty masks."""
-    areas = np.asarray(masks).reshape(len(masks), -1).sum(1)
-    areas = areas[areas > 0]
-    return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else float("nan")
 
 
 def _zoom_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -93,6 +93,31 @@ def test_neuron_diameter_rescales_and_masks_come_back_on_the_original_grid():
     assert np.median(res.masks.sum((1, 2))) > 0.5 * np.median(big.masks.sum((1, 2)))
 
 
+def test_neurons_of_the_training_size_are_detected_at_the_model_scale(result):
+    from cellfie_caiman.models import model_config
+
+    assert result.neuron_diameter == model_config().train_diameter
+    assert initialize(result.summary, neuron_diameter=9.5).neuron_diameter == 9.5
+
+
+def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_size():
+    """Without neuron_diameter, 20 px neurons (the model was trained at ~12 px) are first found as ~16 px masks, which
+    is outside the accepted range: initialize detects again at the measured size, closer to the truth and with a
+    better F1 than at the model's scale (measured on bigger fields in benchmarks/detection.py: 0.868 -> 0.929)."""
+    from cellfie_caiman.models import model_config
+    from cellfie_caiman.rois import mask_diameter
+
+    train_d = model_config().train_diameter
+    big = simulate(300, (256, 256), 40, seed=7, fs=15.0, diameter=18.0)
+    summary = summary_images(big.movie, batch_frames=250, filter_diameter=train_d)
+    auto = initialize(summary)
+    fixed = initialize(summary, neuron_diameter=train_d)
+    true_d = mask_diameter(big.masks)
+    assert abs(auto.neuron_diameter - true_d) < 0.5 * abs(train_d - true_d)
+    assert mask_diameter(auto.masks) > mask_diameter(fixed.masks) + 2
+    assert match_rois(big.masks, auto.masks).f1 > match_rois(big.masks, fixed.masks).f1 + 0.03
+
+
 def test_constant_movie_gives_empty_result_with_warning():
     movie = np.full((50, 40, 30), 100.0, np.float32)
     with pytest.warns(RuntimeWarning, match="constant"):
