@@ -25,3 +25,21 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_docstring_examples_run():
+    """Every ``>>>`` example in the package's docstrings gives the output it shows."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import cellfie_caiman
+
+    failed, tried = 0, 0
+    for info in pkgutil.walk_packages(cellfie_caiman.__path__, "cellfie_caiman."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        failed, tried = failed + result.failed, tried + result.attempted
+    assert tried >= 10 and failed == 0, f"{failed} of {tried} docstring examples failed"
