@@ -15,7 +15,8 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
     ``masks`` (K, rows, cols) bool: the ROIs of ``rois.json`` in the same order; ``component`` (K,) their column in
     ``results.hdf5``'s ``A``; ``all_masks`` and ``accepted``: every refined component and whether it passed
     quality control; ``detected_masks``, ``detection_scores``, ``detected_centers``: the networks' output before
-    refinement; ``prob_map`` and ``corr`` (rows, cols).
+    refinement, ``detection_diameter`` the soma diameter (pixels) they were run for; ``prob_map`` and ``corr``
+    (rows, cols).
 ``traces.csv``
     One row per frame: ``frame``, ``time_s`` and one column ``roi_<k>`` per ROI of ``rois.json`` holding its
     denoised trace (CaImAn's ``C``; the raw trace ``C + YrA`` is in ``results.hdf5``).
@@ -135,6 +136,9 @@ class RunResult:
         """A few lines for people: what was found, how well, how fast, where it is."""
         t, r, c = self.shape
         lines = [f"movie: {self.source} ({t} frames of {r}x{c})"]
+        diameter = getattr(self.initialization, "neuron_diameter", None)
+        if diameter is not None:
+            lines.append(f"detected for somata of {diameter:.1f} px")
         if self.n_components is None:
             lines.append(f"neurons: {self.n_detected} detected (refinement skipped)")
         else:
@@ -611,6 +615,7 @@ def _save_results(out: Path, params: Params, movie, init, summary, est, all_mask
         all_masks=all_masks, accepted=accepted, detected_masks=np.asarray(init.masks, dtype=bool),
         detection_scores=np.asarray(init.scores, dtype=np.float64),
         detected_centers=np.asarray(init.centers, dtype=np.float64),
+        detection_diameter=np.float64(np.nan if init.neuron_diameter is None else init.neuron_diameter),
         prob_map=np.asarray(init.prob_map, dtype=np.float32), corr=np.asarray(summary.corr, dtype=np.float32))
     with atomic_path(out / OUTPUT_FILES["params"]) as tmp:
         params.save(tmp)

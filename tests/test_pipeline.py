@@ -195,4 +195,5 @@ def test_run_with_nothing_accepted_still_writes_consistent_outputs(simulated, tm
     assert read_rois(out / "rois.json", (80, 80)).shape == (0, 80, 80)
     npz = np.load(out / "masks.npz")
     assert npz["masks"].shape == (0, 80, 80) and not npz["accepted"].any()
+    assert npz["detection_diameter"] == 12.0 and "somata of 12.0 px" in res.summary()  # the diameter it was given
     assert (out / "traces.png").is_file() and (out / "contours.png").is_file()  # rejected components shown
