@@ -404,6 +404,7 @@ def main(argv=None) -> None:
     parser.add_argument("--annotated-fraction", type=float, help="fraction of training crops from the real excerpts "
                         "(default: 0.5 for --train-loo, in proportion to areas for --train-shipped)")
     parser.add_argument("--simulated-variety", action="store_true", help="randomise more simulator parameters")
+    parser.add_argument("--simulated-neuropil", action="store_true", help="randomise the simulated neuropil's strength")
     parser.add_argument("--simulated-rates", type=lambda t: tuple(float(v) for v in t.split(",")),
                         default=(0.05, 1.0), metavar="LO,HI",
                         help="range of the simulated fields' median firing rates in Hz (default 0.05,1)")
@@ -430,6 +431,7 @@ def main(argv=None) -> None:
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     recipe = dict(selection=args.selection, simulated_variety=args.simulated_variety,
+                  simulated_neuropil=args.simulated_neuropil,
                   simulated_rates=args.simulated_rates)
     if args.train_shipped:
         train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,

@@ -344,24 +344,27 @@ def _as_masks(rois, shape) -> np.ndarray:
 
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
-                       rates: tuple[float, float] = (0.05, 1.0)) -> list:
+                       rates: tuple[float, float] = (0.05, 1.0), neuropil: bool = False) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``."""
     from tqdm.auto import tqdm
 
-    return [simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter, rates=rates)
-            for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
+    return [simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter, rates=rates,
+                            neuropil=neuropil) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
-                    filter_diameter: float | None = None, rates: tuple[float, float] = (0.05, 1.0)) -> tuple:
+                    filter_diameter: float | None = None, rates: tuple[float, float] = (0.05, 1.0),
+                    neuropil: bool = False) -> tuple:
     """Simulated training field number ``i`` of series ``seed`` as a (SummaryImages, masks (N, rows, cols)) pair.
 
     Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field, drawn from
     a generator seeded by ``(seed, i)``; the movie's seed is ``seed * 1000 + i``. With ``variety`` the range of
     cell brightness, occlusion (dark nuclei/holes), blood vessels, bright puncta and spike amplitudes vary too. With
     ``filter_diameter`` (pixels) the summary images include ``pnr_filtered`` computed with it. ``rates``: range
-    (Hz) of the fields' median firing rates, drawn log-uniformly. Fields are independent of each other, so a
-    series can be made in parallel processes.
+    (Hz) of the fields' median firing rates, drawn log-uniformly. With ``neuropil`` the neuropil's spatial
+    contrast (0.1-0.6, default 0.15) and activity (0.03-0.4, default 0.05) vary too, log-uniformly (drawn after
+    everything else: the other parameters of field ``i`` stay the same). Fields are independent of each other,
+    so a series can be made in parallel processes.
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -380,9 +383,13 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
         extra = dict(cell_brightness=(lo, lo + rng.uniform(0.5, 2.0)), occlusion=float(rng.uniform(0.2, 0.9)),
                      vessels=float(rng.uniform(0.0, 2.0)), puncta=float(rng.uniform(0.0, 1.5)),
                      spike_amplitude=(amp, amp + rng.uniform(0.3, 1.5)))
-    sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
-                   photons=float(np.exp(rng.uniform(np.log(3), np.log(40)))),
-                   rate=float(np.exp(rng.uniform(np.log(rates[0]), np.log(rates[1])))), **extra)
+    photons = float(np.exp(rng.uniform(np.log(3), np.log(40))))
+    rate = float(np.exp(rng.uniform(np.log(rates[0]), np.log(rates[1]))))
+    if neuropil:
+        extra.update(neuropil_contrast=float(np.exp(rng.uniform(np.log(0.1), np.log(0.6)))),
+                     neuropil_activity=float(np.exp(rng.uniform(np.log(0.03), np.log(0.4)))))
+    sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter, photons=photons,
+                   rate=rate, **extra)
     logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter, n_frames)
     return summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks
 
@@ -395,6 +402,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
+          simulated_neuropil: bool = False,
           selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
@@ -415,6 +423,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Their size in pixels.
     simulated_variety : bool
         Also randomise cell brightness, occlusion, vessels, puncta and spike amplitudes of the simulated fields.
+    simulated_neuropil : bool
+        Also randomise the strength of the simulated fields' neuropil (see :func:`simulated_field`).
     simulated_rates : (float, float)
         Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
         whose neurons are seen mostly by their shape.
@@ -498,7 +508,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         if simulated < 0:
             raise ValueError(f"simulated must be >= 0, got {simulated}")
         made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
-                                  variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter)
+                                  variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
+                                  neuropil=simulated_neuropil)
     else:
         made = []
         for s, m in simulated:
@@ -574,6 +585,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
                  "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
+                 "simulated_neuropil": simulated_neuropil,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1)})

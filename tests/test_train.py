@@ -243,3 +243,14 @@ def test_zoomed_masks_equal_a_whole_field_bilinear_resize(shape):
                     for m in masks])
     np.testing.assert_array_equal(_zoom_masks(masks, shape), ref)
     np.testing.assert_array_equal(_zoom_masks(masks, (37, 52)), masks)
+
+
+def test_simulated_neuropil_varies_only_the_neuropil():
+    from cellfie_caiman.train import simulated_field
+
+    plain, m_plain = simulated_field(2, seed=9, shape=(48, 48))
+    a, m_a = simulated_field(2, seed=9, shape=(48, 48), neuropil=True)
+    b, _ = simulated_field(2, seed=9, shape=(48, 48), neuropil=True)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(m_plain, m_a)  # the same neurons: only the neuropil's strength was drawn
+    assert not np.array_equal(plain.mean, a.mean)
