@@ -45,6 +45,12 @@ Reproduce (needs ../shared/data beside the repository)::
     python benchmarks/detection.py --fine-tune-halves DIR4
     python benchmarks/detection.py --fine-tune-halves DIR4 --fine-tune-top 0.25  # a quarter: 0.593, 0.358
     python benchmarks/detection.py --fine-tune-halves DIR4 --fine-tune-simulated 8  # + simulated: 0.600, 0.390
+    # the shipped model on simulated movies away from the defaults (strong neuropil, dim, dense, ...), and the
+    # 'neuropil' model, fine-tuned from it with neuropil of varied strength (model card)
+    python benchmarks/detection.py --conditions
+    python benchmarks/detection.py --train-shipped neuropil.npz --init-model cellfie_caiman/models/weights/default.npz \
+        --simulated 72 --annotated-fraction 0.4 --minutes 10 --simulated-rates 0.005,1 --simulated-neuropil
+    python benchmarks/detection.py --conditions --model cellfie_caiman/models/weights/neuropil.npz
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
 
@@ -333,6 +339,35 @@ def size_sweep(model="default") -> None:
             print("    " + pooled_line(label, pairs))
 
 
+#: simulated conditions away from the defaults (--conditions): simulate() keyword arguments, plus n_neurons,
+#: n_frames and fs where they differ from 110 neurons, 500 frames at 15 Hz; 2 movies each (seeds 40, 41), 256 x 256
+CONDITIONS = {
+    "defaults (110 neurons)": {},
+    "dim: 1 photon": dict(photons=1.0),
+    "dense: 220 neurons": dict(n_neurons=220),
+    "strong neuropil: contrast 0.5, activity 0.3": dict(neuropil_contrast=0.5, neuropil_activity=0.3),
+    "no dark nuclei (filled 1.0)": dict(filled=1.0),
+    "many vessels (3) and puncta (2)": dict(vessels=3.0, puncta=2.0),
+    "GCaMP6s-like: decay 1.2 s, rise 0.15 s, AR(2)": dict(decay_time=1.2, rise_time=0.15, p=2),
+    "4 Hz, 200 frames": dict(fs=4.0, n_frames=200),
+}
+
+
+def conditions(model="default") -> None:
+    """F1 of ``model`` at default settings on simulated movies away from the simulator's defaults."""
+    from cellfie_caiman.initialize import initialize, model_summary
+    from cellfie_caiman.simulate import simulate
+
+    for name, kwargs in CONDITIONS.items():
+        kwargs = dict(kwargs)
+        n, n_frames, fs = kwargs.pop("n_neurons", 110), kwargs.pop("n_frames", 500), kwargs.pop("fs", 15.0)
+        pairs = []
+        for seed in (40, 41):
+            sim = simulate(n_frames, (256, 256), n, seed=seed, fs=fs, **kwargs)
+            pairs.append((sim.masks, initialize(model_summary(sim.movie, model=model), model=model).masks))
+        print(pooled_line(f"condition: {name}", pairs))
+
+
 def accuracy(loo_dir: Path | None, model="default") -> None:
     from cellfie_caiman.initialize import initialize
     from cellfie_caiman.rois import mask_diameter
@@ -413,6 +448,8 @@ def main(argv=None) -> None:
     parser.add_argument("--selection", choices=("pooled", "balanced"), default="pooled", help="best-epoch score")
     parser.add_argument("--model", default="default", help="score these weights as the shipped model")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
+    parser.add_argument("--conditions", action="store_true",
+                        help="only score --model on simulated movies away from the defaults (neuropil, noise, ...)")
     parser.add_argument("--fine-tune-halves", type=Path, metavar="LOO_DIR",
                         help="fine-tune this folder's leave-one-out models on the top half of the excerpt each never "
                              "saw and score the bottom half before and after (then stop)")
@@ -436,6 +473,9 @@ def main(argv=None) -> None:
     if args.train_shipped:
         train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,
                       args.simulated, args.channels, args.seed)
+        return
+    if args.conditions:
+        conditions(args.model)
         return
     if args.fine_tune_halves:
         if not 0 < args.fine_tune_top <= 0.5:
