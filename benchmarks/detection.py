@@ -49,7 +49,7 @@ Reproduce (needs ../shared/data beside the repository)::
     # 'neuropil' model, fine-tuned from it with neuropil of varied strength (model card)
     python benchmarks/detection.py --conditions
     python benchmarks/detection.py --train-shipped neuropil.npz --init-model cellfie_caiman/models/weights/default.npz \
-        --simulated 72 --annotated-fraction 0.4 --minutes 10 --simulated-rates 0.005,1 --simulated-neuropil
+        --simulated 72 --annotated-fraction 0.4 --minutes 10 --simulated-rates 0.005,1 --simulated-neuropil 0.5
     python benchmarks/detection.py --conditions --model cellfie_caiman/models/weights/neuropil.npz
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
@@ -439,7 +439,8 @@ def main(argv=None) -> None:
     parser.add_argument("--annotated-fraction", type=float, help="fraction of training crops from the real excerpts "
                         "(default: 0.5 for --train-loo, in proportion to areas for --train-shipped)")
     parser.add_argument("--simulated-variety", action="store_true", help="randomise more simulator parameters")
-    parser.add_argument("--simulated-neuropil", action="store_true", help="randomise the simulated neuropil's strength")
+    parser.add_argument("--simulated-neuropil", type=float, default=0.0, metavar="FRACTION",
+                        help="fraction of the simulated fields with randomised neuropil strength (0.5: every other)")
     parser.add_argument("--simulated-rates", type=lambda t: tuple(float(v) for v in t.split(",")),
                         default=(0.05, 1.0), metavar="LO,HI",
                         help="range of the simulated fields' median firing rates in Hz (default 0.05,1)")

@@ -344,12 +344,18 @@ def _as_masks(rois, shape) -> np.ndarray:
 
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
-                       rates: tuple[float, float] = (0.05, 1.0), neuropil: bool = False) -> list:
-    """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``."""
+                       rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0) -> list:
+    """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``.
+
+    ``neuropil``: fraction of the fields (evenly spread: 0.5 is every other one) whose neuropil strength varies.
+    """
     from tqdm.auto import tqdm
 
+    if not 0.0 <= neuropil <= 1.0:
+        raise ValueError(f"neuropil must be a fraction in [0, 1], got {neuropil}")
+    varied = [int((i + 1) * neuropil) > int(i * neuropil) for i in range(n)]  # evenly spread
     return [simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter, rates=rates,
-                            neuropil=neuropil) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
+                            neuropil=varied[i]) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
@@ -402,7 +408,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
-          simulated_neuropil: bool = False,
+          simulated_neuropil: float = 0.0,
           selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
@@ -423,8 +429,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Their size in pixels.
     simulated_variety : bool
         Also randomise cell brightness, occlusion, vessels, puncta and spike amplitudes of the simulated fields.
-    simulated_neuropil : bool
-        Also randomise the strength of the simulated fields' neuropil (see :func:`simulated_field`).
+    simulated_neuropil : float
+        Fraction of the simulated fields (evenly spread) whose neuropil strength is randomised too (see
+        :func:`simulated_field`).
     simulated_rates : (float, float)
         Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
         whose neurons are seen mostly by their shape.

@@ -256,8 +256,8 @@ def test_tta_off_is_one_pass(field):
 
 
 def test_the_neuropil_model_finds_neurons_under_strong_neuropil():
-    """The shipped 'neuropil' model was fine-tuned on fields whose neuropil strength varies; the default model saw
-    only weak neuropil. Under strong neuropil (texture contrast 0.5, activity 0.3) it is far better."""
+    """The shipped 'neuropil' model was fine-tuned with simulated fields whose neuropil strength varies; the default
+    model saw only weak neuropil. Under strong neuropil (texture contrast 0.5, activity 0.3) it is far better."""
     from cellfie_caiman.initialize import model_summary
     from cellfie_caiman.models import list_models
 

@@ -254,3 +254,14 @@ def test_simulated_neuropil_varies_only_the_neuropil():
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(m_plain, m_a)  # the same neurons: only the neuropil's strength was drawn
     assert not np.array_equal(plain.mean, a.mean)
+
+
+def test_a_fraction_of_the_simulated_fields_gets_varied_neuropil():
+    from cellfie_caiman.train import simulated_datasets
+
+    plain = simulated_datasets(4, seed=9, shape=(40, 40))
+    half = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5)
+    same = [np.array_equal(a.mean, b.mean) for (a, _), (b, _) in zip(plain, half, strict=True)]
+    assert same == [True, False, True, False]  # every other field
+    with pytest.raises(ValueError, match="fraction"):
+        simulated_datasets(1, seed=9, shape=(40, 40), neuropil=2.0)
