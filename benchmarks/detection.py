@@ -316,11 +316,12 @@ def size_sweep(model="default") -> None:
     from cellfie_caiman.models import model_config
     from cellfie_caiman.rois import mask_diameter
     from cellfie_caiman.simulate import simulate
+    from cellfie_caiman.train import neuron_density
 
     train_d = model_config(model).train_diameter
     for d in SIZE_SWEEP["diameters"]:
         side = 256 if d <= 14 else 384
-        n = int(0.0013 * (12.0 / d) ** 2 * side * side)  # the density of the training fields
+        n = int(neuron_density(d) * side * side)  # the training fields' density
         runs = {"model's scale": [], "default": [], "true diameter": []}
         used, true_d = [], []
         for seed in SIZE_SWEEP["seeds"]:

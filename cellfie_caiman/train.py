@@ -342,6 +342,13 @@ def _as_masks(rois, shape) -> np.ndarray:
     return masks.astype(bool)
 
 
+def neuron_density(diameter: float) -> float:
+    """Neurons per pixel of the simulated training fields (before their 0.6-2x random factor) for somata of
+    ``diameter`` pixels: neurofinder fields hold about 0.0015 per pixel with ~12 px neurons, and the number that
+    fits scales with the inverse of the soma area."""
+    return 0.0013 * (12.0 / diameter) ** 2
+
+
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
                        rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0) -> list:
@@ -377,9 +384,7 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
 
     rng = np.random.default_rng([seed, i, 7])
     diameter = rng.uniform(7.0, 13.0)
-    # neurofinder fields hold about 0.0015 neurons per pixel with ~12 px neurons
-    density = rng.uniform(0.6, 2.0) * 0.0013 * (12.0 / diameter) ** 2
-    n_neurons = max(5, int(density * shape[0] * shape[1]))
+    n_neurons = max(5, int(rng.uniform(0.6, 2.0) * neuron_density(diameter) * shape[0] * shape[1]))
     fs = float(rng.choice([7.5, 15.0, 30.0]))
     n_frames = int(rng.integers(100, 600))
     extra = {}
