@@ -206,7 +206,7 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
 TTA_CENTER_THRESHOLD = 0.05
 
 
-def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.3, tta: bool = True) -> Detections:
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.4, tta: bool = True) -> Detections:
     """Run both networks on one normalised field (model scale): candidates, their masks and scores.
 
     Parameters
@@ -401,7 +401,7 @@ def _empty(shape, summary, prob=None, diameter: float | None = None) -> Initiali
 
 
 def initialize(movie_or_summary, *, model="default", neuron_diameter: float | None = None, min_score: float = 0.5,
-               prob_threshold: float = 0.3, max_overlap: float = 0.5, batch_frames: int | None = 250,
+               prob_threshold: float = 0.4, max_overlap: float = 0.5, batch_frames: int | None = 250,
                progress: bool = False) -> Initialization:
     """Find neurons with the detection networks.
 

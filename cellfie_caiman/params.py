@@ -83,7 +83,7 @@ class DetectionParams:
 
     model: str = "default"
     min_score: float = 0.5
-    prob_threshold: float = 0.3
+    prob_threshold: float = 0.4
     max_overlap: float = 0.5
 
 

@@ -255,15 +255,12 @@ def test_tta_off_is_one_pass(field):
     np.testing.assert_allclose(det.scores, scores, atol=1e-6)
 
 
-def test_the_neuropil_model_finds_neurons_under_strong_neuropil():
-    """The shipped 'neuropil' model was fine-tuned with simulated fields whose neuropil strength varies; the default
-    model saw only weak neuropil. Under strong neuropil (texture contrast 0.5, activity 0.3) it is far better."""
+def test_the_default_model_finds_neurons_under_strong_neuropil():
+    """The shipped model was fine-tuned with simulated fields whose neuropil strength varies (the model before it
+    saw only weak neuropil and scored 0.68 under strong neuropil in the benchmark). Under strong neuropil (texture
+    contrast 0.5, activity 0.3) it still finds the simulated neurons."""
     from cellfie_caiman.initialize import model_summary
-    from cellfie_caiman.models import list_models
 
-    assert {"default", "neuropil"} <= set(list_models())
     sim = simulate(300, (192, 192), 60, seed=3, fs=15.0, neuropil_contrast=0.5, neuropil_activity=0.3)
-    summary = model_summary(sim.movie)
-    default = match_rois(sim.masks, initialize(summary).masks).f1
-    robust = match_rois(sim.masks, initialize(summary, model="neuropil").masks).f1
-    assert robust > 0.85 and robust > default + 0.1, (default, robust)
+    res = match_rois(sim.masks, initialize(model_summary(sim.movie)).masks)
+    assert res.f1 > 0.85, res
