@@ -16,7 +16,7 @@ matching (``rule='iou'``):
 
 Reproduce (needs ../shared/data beside the repository)::
 
-    # the shipped weights, in five steps (60 min in all on 2 CPU cores; details in the model card)
+    # the shipped weights, in five steps (59 min in all on 2 CPU cores; details in the model card)
     python benchmarks/detection.py --train-shipped step1.npz
     python benchmarks/detection.py --train-shipped step2.npz --init-model step1.npz --simulated 36 \
         --annotated-fraction 0.4 --minutes 22
@@ -26,7 +26,7 @@ Reproduce (needs ../shared/data beside the repository)::
         --annotated-fraction 0.4 --minutes 15 --channels corr,pnr,std,mean,median,max,pnr_filtered \
         --simulated-rates 0.005,1
     python benchmarks/detection.py --train-shipped step5.npz --init-model step4.npz --simulated 72 \
-        --annotated-fraction 0.4 --minutes 10 --simulated-rates 0.005,1 --simulated-neuropil 0.5
+        --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5
     # step5.npz = cellfie_caiman/models/weights/default.npz (step4.npz was the default until session 7)
     # the two leave-one-dataset-out models through the same steps (half of the crops from the one real excerpt),
     # each --train-loo then prints the figures below

@@ -572,8 +572,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             li += inst_step(x, ym, ys, wm)
         hard = _hard_candidates(model, fields)
         val = validate(model, fields, selection)
+        now = time.monotonic()
         row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
-               "seconds": time.monotonic() - t0}
+               "seconds": now - t0, "minutes": (now - t_start) / 60}
         history.append(row)
         logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
         bar.set_postfix(f1=f"{val['val_f1']:.3f}", best=f"{max(best[0], val['val_f1']):.3f}")
@@ -600,7 +601,11 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "simulated_neuropil": simulated_neuropil,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
-                 "minutes": round((time.monotonic() - t_start) / 60, 1)})
+                 "minutes": round((time.monotonic() - t_start) / 60, 1),
+                 # when each epoch ended (minutes since the start, field preparation included) and its score: how
+                 # much of the budget the best epoch needed
+                 "epoch_minutes": [round(r["minutes"], 3) for r in history],
+                 "epoch_val_f1": [round(r["val_f1"], 4) for r in history]})
     model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)
     path = model.save(out_path) if out_path is not None else None
     return TrainResult(model, path, history, best[1], best[0])

@@ -73,6 +73,11 @@ def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_pat
     assert 0 <= a.best_f1 <= 1
     loaded = load_model(a.path)
     assert loaded.config.train_diameter == TINY.train_diameter
+    # the file records each epoch's score and when it ended, so one can see how much of the budget was needed
+    record = loaded.config.training
+    assert record["epoch_val_f1"] == [round(h["val_f1"], 4) for h in a.history]
+    assert record["epoch_val_f1"][record["best_epoch"]] == record["val_f1"]
+    assert 0 < record["epoch_minutes"][0] < record["epoch_minutes"][1] <= record["minutes"] + 0.05
     for wa, wb, wl in zip(a.model.unet.get_weights(), b.model.unet.get_weights(), loaded.unet.get_weights(),
                           strict=True):
         np.testing.assert_array_equal(wa, wb)
