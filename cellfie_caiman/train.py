@@ -264,7 +264,9 @@ def _val_masks(f: Field) -> np.ndarray:
 def detect_masks(model: DetectionModel, inputs: np.ndarray, *, min_score=0.5, prob_threshold=0.3, max_overlap=0.5):
     """Masks (K, rows, cols) found on normalised ``inputs`` at the model's scale (no zoom).
 
-    One pass of the networks (no test-time augmentation, 8 times cheaper): used to pick the best epoch.
+    One pass of the networks (no test-time augmentation, 8 times cheaper): used to pick the best epoch. The
+    default ``prob_threshold`` (0.3) is :func:`cellfie_caiman.initialize`'s default of the time the shipped weights
+    were trained (now 0.4); it stays so that the recorded training commands reproduce those weights.
     """
     det = detect(model, inputs, prob_threshold=prob_threshold, tta=False)
     shape = inputs.shape[:2]
