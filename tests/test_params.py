@@ -13,6 +13,19 @@ def test_defaults_follow_caiman_names():
     assert p.summary.batch_frames == 250
 
 
+def test_detection_defaults_are_those_of_initialize():
+    """A pipeline run with default parameters detects exactly as ``initialize`` called with its defaults."""
+    import inspect
+
+    from cellfie_caiman.initialize import initialize
+
+    defaults = {k: v.default for k, v in inspect.signature(initialize).parameters.items()}
+    d = Params().detection
+    assert (d.model, d.min_score, d.prob_threshold, d.max_overlap) == (
+        defaults["model"], defaults["min_score"], defaults["prob_threshold"], defaults["max_overlap"])
+    assert Params().summary.batch_frames == defaults["batch_frames"]
+
+
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_round_trip(tmp_path, suffix):
     p = Params.from_dict({"data": {"fr": 7.5, "decay_time": 1.0}, "refine": {"gSig": [5, 6], "p": 2}})
