@@ -204,9 +204,12 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
 #: Minimum centre heat-map value of a candidate when the maps are averaged over rotations/flips (averaging lowers
 #: the peaks of the less certain centres; 0.05 was chosen on the validation strips and simulated movies).
 TTA_CENTER_THRESHOLD = 0.05
+#: Default minimum region-proposal probability at a candidate centre (chosen on simulated validation movies and the
+#: real excerpts' validation strips for the shipped weights; see the model card).
+PROB_THRESHOLD = 0.4
 
 
-def detect(model, inputs: np.ndarray, *, prob_threshold: float = 0.4, tta: bool = True) -> Detections:
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD, tta: bool = True) -> Detections:
     """Run both networks on one normalised field (model scale): candidates, their masks and scores.
 
     Parameters
@@ -401,7 +404,7 @@ def _empty(shape, summary, prob=None, diameter: float | None = None) -> Initiali
 
 
 def initialize(movie_or_summary, *, model="default", neuron_diameter: float | None = None, min_score: float = 0.5,
-               prob_threshold: float = 0.4, max_overlap: float = 0.5, batch_frames: int | None = 250,
+               prob_threshold: float = PROB_THRESHOLD, max_overlap: float = 0.5, batch_frames: int | None = 250,
                progress: bool = False) -> Initialization:
     """Find neurons with the detection networks.
 
