@@ -17,6 +17,7 @@ _API = {
     "load_memmap": "io",
     "summary_images": "summary",
     "simulate": "simulate",
+    "simulate_blobs": "simulate_blobs",
     "read_rois": "rois",
     "write_rois": "rois",
     "match_rois": "evaluate",
@@ -44,10 +45,10 @@ def __dir__():
 
 
 class _Package(types.ModuleType):
-    """The package module. Three API functions share their module's name (``initialize``, ``simulate``,
-    ``train``); importing such a module (from anywhere) makes Python bind it on the package, which would hide the
-    function: ``cellfie_caiman.simulate(...)`` would work once and then find the module. The function is bound
-    instead (the module stays reachable as ``sys.modules['cellfie_caiman.simulate']``)."""
+    """The package module. Four API functions share their module's name (``initialize``, ``simulate``,
+    ``simulate_blobs``, ``train``); importing such a module (from anywhere) makes Python bind it on the package,
+    which would hide the function: ``cellfie_caiman.simulate(...)`` would work once and then find the module. The
+    function is bound instead (the module stays reachable as ``sys.modules['cellfie_caiman.simulate']``)."""
 
     def __setattr__(self, name: str, value) -> None:
         if _API.get(name) == name and isinstance(value, types.ModuleType):

@@ -4,16 +4,17 @@ import sys
 
 
 def test_api_functions_are_not_hidden_by_their_modules():
-    """``initialize``, ``simulate`` and ``train`` share their module's name; importing the module (directly or
-    through another module) must not replace the function on the package. Run in a fresh interpreter: this
-    test session has imported everything already."""
+    """``initialize``, ``simulate``, ``simulate_blobs`` and ``train`` share their module's name; importing the
+    module (directly or through another module) must not replace the function on the package. Run in a fresh
+    interpreter: this test session has imported everything already."""
     code = """
 import types
 import cellfie_caiman as cc
 first = cc.simulate                      # lazy lookup imports cellfie_caiman.simulate
 import cellfie_caiman.pipeline           # imports .initialize and friends as modules
 from cellfie_caiman.train import train   # and .train
-for name in ("simulate", "initialize", "train", "run", "summary_images", "refine"):
+from cellfie_caiman.simulate_blobs import simulate_blobs
+for name in ("simulate", "simulate_blobs", "initialize", "train", "run", "summary_images", "refine"):
     obj = getattr(cc, name)
     assert isinstance(obj, types.FunctionType), (name, obj)
 assert cc.simulate is first
