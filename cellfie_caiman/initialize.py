@@ -19,8 +19,13 @@ from .rois import mask_diameter
 logger = logging.getLogger(__name__)
 
 #: With ``neuron_diameter=None``, the masks found at the model's scale must have a median diameter within these
-#: factors of its ``train_diameter``; otherwise the neurons are re-detected at their size (see :func:`initialize`).
-AUTO_DIAMETER_RANGE = (0.75, 1.33)
+#: factors of its ``train_diameter`` (symmetric in log scale); otherwise the neurons are re-detected at their size
+#: (see :func:`initialize`). Chosen on simulated movies of 5 neuron sizes (seeds 31-33, not the benchmark's).
+AUTO_DIAMETER_RANGE = (0.8, 1.25)
+#: A re-detection at another size is kept only if its summed instance score is at least this fraction of the
+#: previous pass's: the size is wrong when the networks find far fewer or far less certain neurons there (on
+#: simulated movies, right sizes gave 0.71-2.9, wrong ones 0.37-0.61).
+AUTO_DIAMETER_KEEP = 0.7
 #: At most this many re-detections, each at the median diameter of the masks of the previous pass, until it changes
 #: by less than 10 %; the estimate needs at least ``AUTO_DIAMETER_MIN_MASKS`` masks.
 AUTO_DIAMETER_PASSES = 2
@@ -422,11 +427,13 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         Typical soma diameter in pixels. The images are zoomed by ``model.config.train_diameter / neuron_diameter``
         so neurons have the size the model was trained on; masks come back on the original grid. None (size
         unknown): detect at the model's scale (no zoom); if the masks found there have a median diameter outside
-        ``AUTO_DIAMETER_RANGE`` (0.75-1.33) times ``train_diameter`` (the neurons are clearly smaller or larger
-        than those the model was trained on), detect again at that diameter, and once more if the new masks
-        measure more than 10 % differently (the summary images are not recomputed). The diameter used is returned
-        (``neuron_diameter``). Neurons more than ~2x the training size are cut into pieces of about that size,
-        which this check does not notice: give their diameter.
+        ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are smaller or larger than those
+        the model was trained on), detect again at that diameter, and once more if the new masks measure more than
+        10 % differently (the summary images are not recomputed). A re-detection is kept only if the networks are
+        about as sure of it (summed instance score at least ``AUTO_DIAMETER_KEEP``, 0.7, times the previous
+        pass's): masks that are merely drawn smaller than the annotation would have it must not shrink the zoom.
+        The diameter used is returned (``neuron_diameter``). Neurons more than ~2x the training size are cut into
+        pieces of about that size, which this check may not notice: give their diameter.
     min_score : float
         Keep instances whose score is at least this (0..1; lower finds more, less certain neurons).
     prob_threshold : float
@@ -477,6 +484,12 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         again = _detect_at(net, images, summary, found, **settings)
         if len(again.masks) < AUTO_DIAMETER_MIN_MASKS:  # nothing to go on at that size: keep what was found
             break
+        kept = again.scores.sum() / result.scores.sum()
+        if kept < AUTO_DIAMETER_KEEP:
+            logger.info("at %.1f px the networks find less (summed score %.2f times that at %.1f px): keeping %.1f px",
+                        found, kept, used, used)
+            break
+        logger.info("summed score at %.1f px: %.2f times that at %.1f px", found, kept, used)
         result = again
     return result
 

@@ -118,6 +118,29 @@ def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_s
     assert match_rois(big.masks, auto.masks).f1 > match_rois(big.masks, fixed.masks).f1 + 0.03
 
 
+def test_a_redetection_at_a_size_where_the_networks_find_less_is_not_kept():
+    """Gaussian blobs (another simulator) whose masks the model draws smaller than their support: the masks found at
+    the model's scale measure < 0.8 x its size, which asks for a re-detection at the smaller size, but the networks
+    are much less sure of what they find there (and it is worse): initialize keeps the first pass."""
+    from cellfie_caiman.initialize import AUTO_DIAMETER_KEEP, AUTO_DIAMETER_RANGE
+    from cellfie_caiman.models import model_config
+    from cellfie_caiman.rois import mask_diameter
+    from cellfie_caiman.simulate_blobs import simulate_blobs
+
+    train_d = model_config().train_diameter
+    sim = simulate_blobs(1000, (160, 160), 55, seed=0, diameter=10.0, background=0.0)
+    summary = summary_images(sim.movie, batch_frames=250, filter_diameter=train_d)
+    fixed = initialize(summary, neuron_diameter=train_d)
+    found = mask_diameter(fixed.masks)
+    assert found < AUTO_DIAMETER_RANGE[0] * train_d  # premise: a re-detection is asked for
+    smaller = initialize(summary, neuron_diameter=found)
+    assert smaller.scores.sum() < AUTO_DIAMETER_KEEP * fixed.scores.sum()  # premise: the networks find less there
+    auto = initialize(summary)
+    assert auto.neuron_diameter == train_d
+    np.testing.assert_array_equal(auto.masks, fixed.masks)
+    assert match_rois(sim.masks, auto.masks).f1 > match_rois(sim.masks, smaller.masks).f1 + 0.1
+
+
 def test_constant_movie_gives_empty_result_with_warning():
     movie = np.full((50, 40, 30), 100.0, np.float32)
     with pytest.warns(RuntimeWarning, match="constant"):
