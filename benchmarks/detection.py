@@ -126,6 +126,9 @@ RECIPE = dict(selection="pooled", simulated_variety=False)
 SIM_TEST = dict(n_frames=500, shape=(256, 256), n_neurons=110, seed=20260917, fs=15.0, movies=5)
 # the same movies recorded three times longer (the issue compares with Suite2p and CaImAn on 1500 frames)
 SIM_LONG_FRAMES = 1500
+# movies of another generative model (simulate_blobs: Gaussian blobs in white noise, no resting fluorescence), the
+# kind of toy data CNMF implementations are tested on: 2000 frames at 30 Hz, 120 neurons of ~12 px
+BLOBS_TEST = dict(n_frames=2000, shape=(256, 256), n_neurons=120, seed=20261126, fs=30.0, movies=5)
 
 
 def real_files(name: str) -> tuple[Path, Path]:
@@ -376,6 +379,20 @@ def conditions(model="default") -> None:
         print(pooled_line(f"condition: {name}", pairs))
 
 
+def other_simulator(model="default") -> None:
+    """F1 of ``model`` at default settings on the BLOBS_TEST movies (each, then pooled)."""
+    from cellfie_caiman.initialize import initialize, model_summary
+    from cellfie_caiman.simulate_blobs import simulate_blobs
+
+    pairs = []
+    for i in range(BLOBS_TEST["movies"]):
+        sim = simulate_blobs(BLOBS_TEST["n_frames"], BLOBS_TEST["shape"], BLOBS_TEST["n_neurons"],
+                             seed=BLOBS_TEST["seed"] + i, fs=BLOBS_TEST["fs"])
+        pairs.append((sim.masks, initialize(model_summary(sim.movie, model=model), model=model).masks))
+        print(score_line(f"other simulator (Gaussian blobs), seed {BLOBS_TEST['seed'] + i}", *pairs[-1]))
+    print(pooled_line(f"other simulator (Gaussian blobs), {len(pairs)} movies pooled", pairs))
+
+
 def accuracy(loo_dir: Path | None, model="default") -> None:
     from cellfie_caiman.initialize import initialize
     from cellfie_caiman.rois import mask_diameter
@@ -403,6 +420,7 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
     print(pooled_line(f"simulated, same {len(long)}, {SIM_LONG_FRAMES} frames, pooled (shipped)",
                       [(g, p) for g, p, _ in long]))
     size_sweep(model)
+    other_simulator(model)
     sim_masks, _, s_sim = short[0]
     for name, (summary, gt) in real.items():
         print(score_line(f"{name} (shipped; trained on it)", gt, initialize(summary, model=model).masks))
@@ -449,6 +467,8 @@ def main(argv=None) -> None:
     parser.add_argument("--simulated-variety", action="store_true", help="randomise more simulator parameters")
     parser.add_argument("--simulated-neuropil", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the simulated fields with randomised neuropil strength (0.5: every other)")
+    parser.add_argument("--simulated-blobs", type=float, default=0.0, metavar="FRACTION",
+                        help="fraction of the simulated fields drawn as Gaussian blobs in white noise (simulate_blobs)")
     parser.add_argument("--simulated-rates", type=lambda t: tuple(float(v) for v in t.split(",")),
                         default=(0.05, 1.0), metavar="LO,HI",
                         help="range of the simulated fields' median firing rates in Hz (default 0.05,1)")
@@ -459,6 +479,8 @@ def main(argv=None) -> None:
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
     parser.add_argument("--conditions", action="store_true",
                         help="only score --model on simulated movies away from the defaults (neuropil, noise, ...)")
+    parser.add_argument("--other-simulator", action="store_true",
+                        help="only score --model on movies of another generative model (Gaussian blobs)")
     parser.add_argument("--fine-tune-halves", type=Path, metavar="LOO_DIR",
                         help="fine-tune this folder's leave-one-out models on the top half of the excerpt each never "
                              "saw and score the bottom half before and after (then stop)")
@@ -477,7 +499,7 @@ def main(argv=None) -> None:
     for noisy in ("tensorflow", "absl", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     recipe = dict(selection=args.selection, simulated_variety=args.simulated_variety,
-                  simulated_neuropil=args.simulated_neuropil,
+                  simulated_neuropil=args.simulated_neuropil, simulated_blobs=args.simulated_blobs,
                   simulated_rates=args.simulated_rates)
     if args.train_shipped:
         train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,
@@ -485,6 +507,9 @@ def main(argv=None) -> None:
         return
     if args.conditions:
         conditions(args.model)
+        return
+    if args.other_simulator:
+        other_simulator(args.model)
         return
     if args.fine_tune_halves:
         if not 0 < args.fine_tune_top <= 0.5:

@@ -351,20 +351,34 @@ def neuron_density(diameter: float) -> float:
     return 0.0013 * (12.0 / diameter) ** 2
 
 
+def _evenly(fraction: float, n: int, name: str) -> list[bool]:
+    """Which of ``n`` fields get a property given to ``fraction`` of them, evenly spread (0.5: every other one)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {fraction}")
+    return [int((i + 1) * fraction) > int(i * fraction) for i in range(n)]
+
+
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
-                       rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0) -> list:
+                       rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0, blobs: float = 0.0) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``.
 
     ``neuropil``: fraction of the fields (evenly spread: 0.5 is every other one) whose neuropil strength varies.
+    ``blobs``: fraction of the fields (evenly spread, offset from the neuropil ones) drawn instead by
+    :func:`cellfie_caiman.simulate_blobs.simulate_blobs` (:func:`blob_field`).
     """
     from tqdm.auto import tqdm
 
-    if not 0.0 <= neuropil <= 1.0:
-        raise ValueError(f"neuropil must be a fraction in [0, 1], got {neuropil}")
-    varied = [int((i + 1) * neuropil) > int(i * neuropil) for i in range(n)]  # evenly spread
-    return [simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter, rates=rates,
-                            neuropil=varied[i]) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
+    varied = _evenly(neuropil, n, "neuropil")
+    plain = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the blob fields are the even ones
+
+    def field(i):
+        if plain[i]:
+            return blob_field(i, seed=seed, shape=shape, filter_diameter=filter_diameter)
+        return simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter,
+                               rates=rates, neuropil=varied[i])
+
+    return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
@@ -407,6 +421,42 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     return summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks
 
 
+def blob_field(i: int, *, seed: int, shape=(256, 256), filter_diameter: float | None = None) -> tuple:
+    """Training field number ``i`` of series ``seed`` drawn by :func:`cellfie_caiman.simulate_blobs.simulate_blobs`.
+
+    Gaussian-blob neurons with no resting fluorescence in white noise: the only cue is their activity, which keeps
+    the networks from relying on the resting contrast that :func:`simulated_field`'s somata nearly always have
+    (:func:`blob_movie` draws the movie). Neurons that spike fewer than twice are left out of the masks (nothing
+    shows them). Returns a (SummaryImages, masks) pair as :func:`simulated_field` does.
+    """
+    from .summary import summary_images
+
+    sim = blob_movie(i, seed=seed, shape=shape)
+    seen = sim.spikes.sum(axis=1) >= 2
+    logger.info("blob field %d: %d neurons (%d spiking), %d frames", i, len(sim.masks), seen.sum(), len(sim.movie))
+    return summary_images(sim.movie, batch_frames=250, filter_diameter=filter_diameter), sim.masks[seen]
+
+
+def blob_movie(i: int, *, seed: int, shape=(256, 256)):
+    """The :func:`cellfie_caiman.simulate_blobs.simulate_blobs` movie of :func:`blob_field` ``i`` (a Simulation).
+
+    Size, density, frame rate, length, firing rate, decay, noise, background variation and the dimmer centres
+    vary from field to field, drawn from a generator seeded by ``(seed, i, 11)``; the movie's seed is
+    ``seed * 1000 + i``.
+    """
+    from .simulate_blobs import simulate_blobs
+
+    rng = np.random.default_rng([seed, i, 11])
+    diameter = rng.uniform(7.0, 13.0)
+    n_neurons = max(5, int(rng.uniform(0.6, 2.0) * neuron_density(diameter) * shape[0] * shape[1]))
+    fs = float(rng.choice([7.5, 15.0, 30.0]))
+    n_frames = int(rng.integers(200, 2000))
+    log_uniform = lambda lo, hi: float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # noqa: E731
+    return simulate_blobs(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter,
+                          rate=log_uniform(0.1, 2.0), decay_time=log_uniform(0.3, 1.5), noise=log_uniform(0.1, 0.5),
+                          background=rng.uniform(0.0, 0.06), dip=None if rng.random() < 0.3 else (0.2, 0.8))
+
+
 def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
           simulated: int | Sequence[tuple[Any, Any]] | None = None, simulated_shape: tuple[int, int] = (256, 256),
           epochs: int = 60, steps_per_epoch: int = 100, patience: int = 8, seed: int = 0,
@@ -415,7 +465,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           unet_batch: int = 6, unet_crop: int = 128, instance_batch: int = 48, learning_rate: float | None = None,
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
-          simulated_neuropil: float = 0.0,
+          simulated_neuropil: float = 0.0, simulated_blobs: float = 0.0,
           selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
@@ -439,6 +489,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     simulated_neuropil : float
         Fraction of the simulated fields (evenly spread) whose neuropil strength is randomised too (see
         :func:`simulated_field`).
+    simulated_blobs : float
+        Fraction of the simulated fields (evenly spread) drawn instead as Gaussian blobs in white noise
+        (:func:`blob_field`): neurons seen only through their activity.
     simulated_rates : (float, float)
         Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
         whose neurons are seen mostly by their shape.
@@ -523,7 +576,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             raise ValueError(f"simulated must be >= 0, got {simulated}")
         made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
                                   variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
-                                  neuropil=simulated_neuropil)
+                                  neuropil=simulated_neuropil, blobs=simulated_blobs)
     else:
         made = []
         for s, m in simulated:
@@ -600,7 +653,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
                  "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
-                 "simulated_neuropil": simulated_neuropil,
+                 "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1),

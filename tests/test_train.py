@@ -270,3 +270,21 @@ def test_a_fraction_of_the_simulated_fields_gets_varied_neuropil():
     assert same == [True, False, True, False]  # every other field
     with pytest.raises(ValueError, match="fraction"):
         simulated_datasets(1, seed=9, shape=(40, 40), neuropil=2.0)
+
+
+def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking_neurons_outlined():
+    from cellfie_caiman.summary import summary_images
+    from cellfie_caiman.train import blob_field, blob_movie, simulated_datasets
+
+    plain = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5)
+    mixed = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5, blobs=0.5)
+    same = [np.array_equal(a.mean, b.mean) for (a, _), (b, _) in zip(plain, mixed, strict=True)]
+    assert same == [False, True, False, True]  # the even fields, apart from the neuropil-varied odd ones
+    summary, masks = blob_field(0, seed=9, shape=(40, 40))
+    np.testing.assert_array_equal(mixed[0][0].mean, summary.mean)
+    # the masks are those of the movie's neurons that spike at least twice
+    sim = blob_movie(0, seed=9, shape=(40, 40))
+    np.testing.assert_array_equal(summary.mean, summary_images(sim.movie, batch_frames=250).mean)
+    np.testing.assert_array_equal(masks, sim.masks[sim.spikes.sum(axis=1) >= 2])
+    with pytest.raises(ValueError, match="fraction"):
+        simulated_datasets(1, seed=9, shape=(40, 40), blobs=-0.1)
