@@ -118,27 +118,41 @@ def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_s
     assert match_rois(big.masks, auto.masks).f1 > match_rois(big.masks, fixed.masks).f1 + 0.03
 
 
-def test_a_redetection_at_a_size_where_the_networks_find_less_is_not_kept():
-    """Gaussian blobs (another simulator) whose masks the model draws smaller than their support: the masks found at
-    the model's scale measure < 0.8 x its size, which asks for a re-detection at the smaller size, but the networks
-    are much less sure of what they find there (and it is worse): initialize keeps the first pass."""
-    from cellfie_caiman.initialize import AUTO_DIAMETER_KEEP, AUTO_DIAMETER_RANGE
-    from cellfie_caiman.models import model_config
-    from cellfie_caiman.rois import mask_diameter
-    from cellfie_caiman.simulate_blobs import simulate_blobs
+def _disks(n: int, diameter: float, shape=(128, 128)) -> np.ndarray:
+    """``n`` disjoint disks of ``diameter`` pixels on a grid, (n, rows, cols) bool."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    step = int(diameter) + 4
+    centres = [(r, c) for r in range(step // 2, shape[0] - step // 2, step)
+               for c in range(step // 2, shape[1] - step // 2, step)][:n]
+    return np.array([(yy - r) ** 2 + (xx - c) ** 2 <= (diameter / 2) ** 2 for r, c in centres])
 
+
+@pytest.mark.parametrize("n_again, kept", [(30, True), (12, False)])
+def test_a_redetection_is_kept_only_if_the_networks_find_about_as_much(result, monkeypatch, n_again, kept):
+    """The size check's decision, with the networks' passes replaced by fixed answers: the first pass (model scale)
+    finds 30 masks of 0.6 x the training diameter, which asks for a re-detection at that size; a second pass that
+    finds as many is kept, one that finds 12 (summed score 0.4 of the first) is not (on Gaussian-blob movies the
+    session-7 model drew masks smaller than the blobs and found a third of them at the smaller size)."""
+    import importlib
+
+    from cellfie_caiman.models import model_config
+
+    module = importlib.import_module("cellfie_caiman.initialize")
     train_d = model_config().train_diameter
-    sim = simulate_blobs(1000, (160, 160), 55, seed=0, diameter=10.0, background=0.0)
-    summary = summary_images(sim.movie, batch_frames=250, filter_diameter=train_d)
-    fixed = initialize(summary, neuron_diameter=train_d)
-    found = mask_diameter(fixed.masks)
-    assert found < AUTO_DIAMETER_RANGE[0] * train_d  # premise: a re-detection is asked for
-    smaller = initialize(summary, neuron_diameter=found)
-    assert smaller.scores.sum() < AUTO_DIAMETER_KEEP * fixed.scores.sum()  # premise: the networks find less there
-    auto = initialize(summary)
-    assert auto.neuron_diameter == train_d
-    np.testing.assert_array_equal(auto.masks, fixed.masks)
-    assert match_rois(sim.masks, auto.masks).f1 > match_rois(sim.masks, smaller.masks).f1 + 0.1
+    calls = []
+
+    def fake_pass(net, images, summary, diameter, **settings):
+        calls.append(diameter)
+        masks = _disks(30 if len(calls) == 1 else n_again, 0.6 * train_d)
+        return Initialization(masks.transpose(0, 2, 1).reshape(len(masks), -1).T, masks,
+                              np.full(len(masks), 0.9, np.float32), np.zeros((len(masks), 2)),
+                              np.zeros(masks.shape[1:], np.float32), summary, diameter)
+
+    monkeypatch.setattr(module, "_detect_at", fake_pass)
+    res = initialize(result.summary)
+    assert calls[0] == train_d and calls[1] == pytest.approx(0.6 * train_d, rel=0.1)
+    assert res.neuron_diameter == (calls[1] if kept else train_d)
+    assert len(res.masks) == (n_again if kept else 30)
 
 
 def test_constant_movie_gives_empty_result_with_warning():
