@@ -9,6 +9,8 @@ matching (``rule='iou'``):
   and with 1500 frames;
 * the shipped model on simulated neurons smaller (~7 px) and larger (~20 px) than its training size, at its own
   scale, at default settings (detected again at the measured size when that is far off) and with the true size;
+* the shipped model on movies of another generative model (``simulate_blobs``: Gaussian blobs in white noise;
+  ``--other-simulator`` prints only these);
 * the shipped model on the two real excerpts (it was trained on them: not an honest figure, shown for reference);
 * a trivial floor: peaks of a difference-of-Gaussians filtered mean image drawn as disks;
 * the networks-only time (summary images given) on a 512 x 512 field, next to the time to compute those summary
@@ -16,7 +18,7 @@ matching (``rule='iou'``):
 
 Reproduce (needs ../shared/data beside the repository)::
 
-    # the shipped weights, in five steps (59 min in all on 2 CPU cores; details in the model card)
+    # the shipped weights, in five steps (58 min in all on 2 CPU cores; details in the model card)
     python benchmarks/detection.py --train-shipped step1.npz
     python benchmarks/detection.py --train-shipped step2.npz --init-model step1.npz --simulated 36 \
         --annotated-fraction 0.4 --minutes 22
@@ -26,8 +28,9 @@ Reproduce (needs ../shared/data beside the repository)::
         --annotated-fraction 0.4 --minutes 15 --channels corr,pnr,std,mean,median,max,pnr_filtered \
         --simulated-rates 0.005,1
     python benchmarks/detection.py --train-shipped step5.npz --init-model step4.npz --simulated 72 \
-        --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5
-    # step5.npz = cellfie_caiman/models/weights/default.npz (step4.npz was the default until session 7)
+        --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1
+    # step5.npz = cellfie_caiman/models/weights/default.npz (session 8; without --simulated-blobs it is session 7's
+    # default, "step 5n"; step4.npz was the default until session 7)
     # the two leave-one-dataset-out models through the same steps (half of the crops from the one real excerpt),
     # each --train-loo then prints the figures below
     python benchmarks/detection.py --train-loo DIR1
@@ -36,7 +39,7 @@ Reproduce (needs ../shared/data beside the repository)::
     python benchmarks/detection.py --train-loo DIR4 --init-loo DIR3 --simulated 72 --loo-minutes 9 \
         --channels corr,pnr,std,mean,median,max,pnr_filtered --simulated-rates 0.005,1
     python benchmarks/detection.py --train-loo DIR5 --init-loo DIR4 --simulated 72 --loo-minutes 7 \
-        --simulated-rates 0.005,1 --simulated-neuropil 0.5
+        --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1
     # or, with the models already trained
     python benchmarks/detection.py --loo-dir DIR5
     # a fifth step on 72 other simulated fields, tried and not adopted in session 5 (see the model card)
@@ -55,11 +58,17 @@ Reproduce (needs ../shared/data beside the repository)::
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
 
+Measured 2026-11-26 (session 8) on the 2-core machine (``--loo-dir DIR5``), caiman rule, TTA, default settings,
+step 5 with blob fields (the shipped weights): held out 00.00-left 0.449 (0.503 with ``neuron_diameter`` 9.2 px),
+01.01 0.408 (0.449 with 15.3 px); simulated 0.957 (500 frames) and 0.964 (1500); other simulator (Gaussian blobs)
+0.983; seen 0.786 (00.00-left) and 0.723 (01.01); size lines 0.749 / 0.964; strong neuropil 0.900; networks only
+1.91 s.
+
 Measured 2026-11-26 (session 7) on the 2-core machine (``--loo-dir DIR5``), caiman rule, TTA, default settings
-(``prob_threshold`` 0.4), step 5 (the shipped weights): held out 00.00-left 0.495 (0.521 with ``neuron_diameter``
-9.2 px), 01.01 0.408 (0.439 with 15.3 px); 5 unseen simulated movies pooled 0.957 (500 frames) and 0.964 (1500
-frames); seen 0.824 (00.00-left) and 0.706 (01.01); size lines 0.757 (7.4 px) and 0.953 (19.6 px); strong
-neuropil (``--conditions``) 0.938; networks only on 512 x 512 1.82 s.
+(``prob_threshold`` 0.4), step 5n (session 7's shipped weights, other simulator 0.672): held out 00.00-left 0.495
+(0.521 with ``neuron_diameter`` 9.2 px), 01.01 0.408 (0.439 with 15.3 px); 5 unseen simulated movies pooled 0.957
+(500 frames) and 0.964 (1500 frames); seen 0.824 (00.00-left) and 0.706 (01.01); size lines 0.757 (7.4 px) and 0.953
+(19.6 px); strong neuropil (``--conditions``) 0.938; networks only on 512 x 512 1.82 s.
 
 Measured 2026-11-26 on the 2-core machine (``--loo-dir DIR4``), caiman rule, TTA, default settings, step 3 ->
 step 4 (the shipped weights, which also read the soma-filtered PNR image and were fine-tuned with quieter
