@@ -484,7 +484,7 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         again = _detect_at(net, images, summary, found, **settings)
         if len(again.masks) < AUTO_DIAMETER_MIN_MASKS:  # nothing to go on at that size: keep what was found
             break
-        kept = again.scores.sum() / result.scores.sum()
+        kept = float(again.scores.sum()) / max(float(result.scores.sum()), 1e-12)
         if kept < AUTO_DIAMETER_KEEP:
             logger.info("at %.1f px the networks find less (summed score %.2f times that at %.1f px): keeping %.1f px",
                         found, kept, used, used)

@@ -370,10 +370,10 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
     from tqdm.auto import tqdm
 
     varied = _evenly(neuropil, n, "neuropil")
-    plain = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the blob fields are the even ones
+    is_blob = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the blob fields are the even ones
 
     def field(i):
-        if plain[i]:
+        if is_blob[i]:
             return blob_field(i, seed=seed, shape=shape, filter_diameter=filter_diameter)
         return simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter,
                                rates=rates, neuropil=varied[i])
