@@ -370,7 +370,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
     from tqdm.auto import tqdm
 
     varied = _evenly(neuropil, n, "neuropil")
-    is_blob = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the blob fields are the even ones
+    is_blob = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the even fields
 
     def field(i):
         if is_blob[i]:
