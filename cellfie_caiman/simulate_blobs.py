@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import scipy.ndimage as ndi
+import scipy.sparse as sp
 from scipy.signal import lfilter
 
 from .simulate import Simulation
@@ -43,12 +44,13 @@ def _blob(center: np.ndarray, sigma: np.ndarray, dip: float, frame: tuple[int, i
     return f / np.linalg.norm(f)
 
 
-def _drop_overlapping(footprints: np.ndarray, n: int) -> np.ndarray:
-    """Indices of ``n`` footprints (M, pixels) kept by dropping, one at a time, one of the two most overlapping
-    (largest inner product) of those left."""
+def _drop_overlapping(footprints, n: int) -> np.ndarray:
+    """Indices of ``n`` footprints (M, pixels; dense or sparse) kept by dropping, one at a time, one of the two most
+    overlapping (largest inner product) of those left."""
     overlap = footprints @ footprints.T
+    overlap = overlap.toarray() if sp.issparse(overlap) else np.array(overlap, dtype=np.float64)
     np.fill_diagonal(overlap, 0.0)
-    keep = np.ones(len(footprints), bool)
+    keep = np.ones(footprints.shape[0], bool)
     while keep.sum() > n:
         sub = np.where(np.outer(keep, keep), overlap, -1.0)
         i, j = np.unravel_index(np.argmax(sub), sub.shape)
@@ -124,9 +126,11 @@ def simulate_blobs(n_frames: int, shape: tuple[int, int], n_neurons: int, *, see
     centers = rng.uniform((margin, margin), (rows - 1 - margin, cols - 1 - margin), size=(n_drawn, 2))
     sigmas = diameter / 4 * rng.uniform(1 - diameter_spread, 1 + diameter_spread, size=(n_drawn, 2))
     dips = rng.uniform(*dip, size=n_drawn) if dip is not None else np.zeros(n_drawn)
-    drawn = np.stack([_blob(c, s, d, (rows, cols)).ravel() for c, s, d in zip(centers, sigmas, dips, strict=True)])
+    # sparse rows: 1.5 N dense frames of float64 would take 1.5 N x rows x cols x 8 bytes (1.2 GB for 400 on 512 x 512)
+    drawn = sp.vstack([sp.csr_matrix(_blob(c, s, d, (rows, cols)).ravel())
+                       for c, s, d in zip(centers, sigmas, dips, strict=True)]).tocsr()
     keep = _drop_overlapping(drawn, n_neurons)
-    footprints, centers = drawn[keep].reshape(-1, rows, cols).astype(np.float32), centers[keep]
+    footprints, centers = drawn[keep].astype(np.float32).toarray().reshape(-1, rows, cols), centers[keep]
 
     spikes = (rng.random((n_neurons, n_frames)) < rate / fs).astype(np.float64)
     late = rng.random(n_neurons) < late_start
@@ -142,7 +146,7 @@ def simulate_blobs(n_frames: int, shape: tuple[int, int], n_neurons: int, *, see
     trend = ndi.gaussian_filter1d(rng.standard_normal(n_frames), 10 * fs, mode="reflect")
     trend = 1 + drift * (trend - trend.mean()) / max(trend.std(), 1e-12) if n_frames > 1 else np.ones(1)
 
-    flat = footprints.reshape(n_neurons, -1)
+    flat = footprints.reshape(n_neurons, -1).astype(np.float64)  # once, not per block of frames
     movie = np.empty((n_frames, rows, cols), np.float32)
     for t0 in range(0, n_frames, 256):  # blocks of frames: bounded float64 temporaries
         t1 = min(t0 + 256, n_frames)
