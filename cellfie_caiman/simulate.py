@@ -4,7 +4,8 @@
 neuron detectors on: ring-shaped somata (GCaMP fills the cytoplasm, the nucleus is dimmer) of varied size,
 ellipticity and resting brightness (some brighter, many darker than the neuropil around them), overlapping
 neighbours, a textured and weakly active neuropil that the somata displace (with dark blood vessels, blurred
-out-of-focus somata and small active puncta that are not neurons), a low-rank drifting background,
+out-of-focus somata and small active puncta that are not neurons; optionally partly a mesh of thin processes
+whose dark gaps are not somata either), a low-rank drifting background,
 bursty Poisson spiking turned into calcium by an AR(1) or AR(2) process, optional bleaching, and
 Poisson-Gaussian noise.
 
@@ -268,14 +269,34 @@ def _puncta(rng: np.random.Generator, shape: tuple[int, int], count: int) -> np.
     return out
 
 
+def _processes(rng: np.random.Generator, shape: tuple[int, int], diameter: float) -> np.ndarray:
+    """(rows, cols) mesh of thin processes, mean 1: smooth random curves 0.5-4 diameters long, about 1 px wide,
+    of log-normal brightness, one per 20-80 pixels of the field (drawn); the gaps between them are dark."""
+    rows, cols = shape
+    n = max(1, int(rows * cols / rng.uniform(20.0, 80.0)))
+    n_steps = np.round(rng.uniform(0.5, 4.0, n) * diameter).astype(int)
+    longest = int(n_steps.max())
+    theta = rng.uniform(0, 2 * math.pi, (n, 1)) + np.cumsum(rng.normal(scale=0.3, size=(n, longest)), axis=1)
+    start = rng.uniform((0, 0), (rows, cols), (n, 2))
+    path = start[:, None, :] + np.cumsum(np.stack([np.sin(theta), np.cos(theta)], axis=2), axis=1)
+    brightness = np.exp(0.5 * rng.standard_normal(n))
+    r, c = np.round(path[..., 0]).astype(int), np.round(path[..., 1]).astype(int)
+    use = (np.arange(longest)[None, :] < n_steps[:, None]) & (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+    mesh = np.zeros(shape)
+    np.add.at(mesh, (r[use], c[use]), np.broadcast_to(brightness[:, None], use.shape)[use])
+    mesh = ndi.gaussian_filter(mesh, 0.7)
+    return mesh / max(mesh.mean(), 1e-12)
+
+
 def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: float, n_vessels: int,
                   n_blurred: int, n_puncta: int, diameter: float,
-                  cell_args: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  cell_args: dict, processes: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Relative neuropil brightness (mean about 1) before the somata displace it, the local smooth level, and
     the puncta alone.
 
     Fine and medium-scale texture on a smooth illumination, dark vessels, out-of-focus somata (blurred, dim)
-    and bright puncta.
+    and bright puncta. A fraction ``processes`` of the texture's brightness is instead carried by a mesh of thin
+    processes (drawn last, so the other parts do not change with it).
     """
     rows, cols = shape
     illumination = np.clip(1.0 + 0.2 * _smooth_field(rng, shape, max(rows, cols) / 3.0), 0.3, None)
@@ -292,6 +313,9 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
             blurred[cell.rows * cols + cell.cols] += rng.uniform(0.1, 0.4) * cell.shape
         rel = rel + illumination * blurred.reshape(shape)
     dots = illumination * _puncta(rng, shape, n_puncta) if n_puncta else np.zeros(shape)
+    if processes > 0:
+        texture = np.clip(1.0 + contrast * tex, 0.1, None)
+        rel = rel + illumination * (1.0 - dark) * processes * (_processes(rng, shape, diameter) - texture)
     return rel + dots, illumination * (1.0 - dark), dots
 
 
@@ -344,7 +368,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              occlusion: float = 0.6,
              spike_amplitude: tuple[float, float] = (0.3, 1.2), rate: float = 0.3, rate_sigma: float = 1.0,
              rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
-             neuropil_contrast: float = 0.15, neuropil_activity: float = 0.05, vessels: float = 1.0,
+             neuropil_contrast: float = 0.15, neuropil_activity: float = 0.05, neuropil_processes: float = 0.0,
+             vessels: float = 1.0,
              out_of_focus: float = 0.5, puncta: float = 0.5, puncta_activity: float = 2.0, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
@@ -416,6 +441,10 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         Relative standard deviation of the neuropil's spatial texture.
     neuropil_activity : float
         Relative amplitude of the neuropil's fluctuations (it follows the population activity).
+    neuropil_processes : float
+        Fraction (0..1) of the neuropil's brightness carried by a mesh of thin processes (smooth curves about
+        1 px wide, 0.5-4 soma diameters long) instead of the smooth texture: the gaps between them are dark
+        patches of all sizes that are not somata. The somata and their activity do not depend on it.
     vessels : float
         Mean number of dark blood vessels per 256 x 256 pixels.
     out_of_focus : float
@@ -461,8 +490,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     if photons <= 0 or gain <= 0 or read_noise < 0:
         raise ValueError(f"photons and gain must be positive and read_noise >= 0, got photons={photons}, "
                          f"gain={gain}, read_noise={read_noise}")
-    if not 0 <= occlusion < 1 or not 0 <= bleach < 1 or not 0 <= synchrony <= 1:
-        raise ValueError("occlusion and bleach must be in [0, 1) and synchrony in [0, 1]")
+    if not 0 <= occlusion < 1 or not 0 <= bleach < 1 or not 0 <= synchrony <= 1 or not 0 <= neuropil_processes <= 1:
+        raise ValueError("occlusion and bleach must be in [0, 1), synchrony and neuropil_processes in [0, 1]")
     g1 = ar_coefficients(decay_time, fs, p, rise_time)
     ss = np.random.SeedSequence(seed)
     rng_space, rng_time, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))
@@ -491,7 +520,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     n_vessels = int(rng_space.poisson(vessels * area))
     rel, local_level, dots = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, n_vessels,
                                            int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)),
-                                           diameter, cell_args)
+                                           diameter, cell_args, neuropil_processes)
     log_keep = np.zeros(n_pix)
     np.add.at(log_keep, pix, np.log1p(-occlusion * soma))
     neuropil = level * rel * np.exp(log_keep).reshape(rows, cols)

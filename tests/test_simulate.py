@@ -176,6 +176,29 @@ def test_somata_brighter_and_darker_than_their_surround():
     assert np.mean(ratios > 1.1) > 0.1
 
 
+def test_neuropil_processes_leave_dark_gaps_and_keep_the_neurons():
+    kw = dict(n_frames=60, shape=(128, 128), n_neurons=30, seed=12)
+    smooth, meshed = simulate(**kw), simulate(**kw, neuropil_processes=0.8)
+    for name in ("masks", "footprints", "calcium", "centers"):
+        np.testing.assert_array_equal(getattr(smooth, name), getattr(meshed, name))
+    # away from somata and vessels' edges, the smooth neuropil rarely falls below half its local level; the mesh's
+    # gaps do often
+    outside = ~ndi.binary_dilation(smooth.masks.any(axis=0), iterations=3)
+
+    def dark_fraction(s):
+        npil = s.background[1].astype(np.float64)
+        local = ndi.gaussian_filter(npil, 8.0)
+        return np.mean((npil < 0.5 * local)[outside])
+
+    assert dark_fraction(smooth) < 0.05
+    assert dark_fraction(meshed) > 0.2
+    # the movie is still its parts plus noise
+    resid = meshed.movie - _clean(meshed)
+    assert abs(resid.std() / meshed.noise_sigma - 1.0) < 0.02
+    with pytest.raises(ValueError, match="neuropil_processes"):
+        simulate(5, (20, 20), 1, seed=0, neuropil_processes=1.5)
+
+
 def test_bleaching_and_background_traces():
     s = simulate(200, (32, 32), 2, seed=9, bleach=0.2, nb=1)
     assert s.background.shape[0] == 4
