@@ -272,6 +272,21 @@ def test_a_fraction_of_the_simulated_fields_gets_varied_neuropil():
         simulated_datasets(1, seed=9, shape=(40, 40), neuropil=2.0)
 
 
+def test_simulated_processes_change_only_the_neuropil_of_a_fraction_of_the_fields():
+    from cellfie_caiman.train import simulated_datasets, simulated_field
+
+    varied, m_varied = simulated_field(3, seed=9, shape=(48, 48), neuropil=True)
+    meshed, m_meshed = simulated_field(3, seed=9, shape=(48, 48), neuropil=True, processes=True)
+    np.testing.assert_array_equal(m_varied, m_meshed)  # the same neurons: the mesh is drawn last
+    assert not np.array_equal(varied.mean, meshed.mean)
+    plain = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5)
+    mixed = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5, processes=0.5)
+    same = [np.array_equal(a.mean, b.mean) for (a, _), (b, _) in zip(plain, mixed, strict=True)]
+    assert same == [True, False, True, False]  # on the neuropil-varied fields
+    with pytest.raises(ValueError, match="fraction"):
+        simulated_datasets(1, seed=9, shape=(40, 40), processes=1.5)
+
+
 def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking_neurons_outlined():
     from cellfie_caiman.summary import summary_images
     from cellfie_caiman.train import blob_field, blob_movie, simulated_datasets
