@@ -10,7 +10,8 @@ matching (``rule='iou'``):
 * the shipped model on simulated neurons smaller (~7 px) and larger (~20 px) than its training size, at its own
   scale, at default settings (detected again at the measured size when that is far off) and with the true size;
 * the shipped model on movies of another generative model (``simulate_blobs``: Gaussian blobs in white noise;
-  ``--other-simulator`` prints only these);
+  ``--other-simulator`` prints only these); a third generator, written apart from the package, is scored by
+  ``benchmarks/independent_simulator.py``;
 * the shipped model on the two real excerpts (it was trained on them: not an honest figure, shown for reference);
 * a trivial floor: peaks of a difference-of-Gaussians filtered mean image drawn as disks;
 * the networks-only time (summary images given) on a 512 x 512 field, next to the time to compute those summary
@@ -18,7 +19,7 @@ matching (``rule='iou'``):
 
 Reproduce (needs ../shared/data beside the repository)::
 
-    # the shipped weights, in five steps (58 min in all on 2 CPU cores; details in the model card)
+    # the shipped weights, in five steps (59 min in all on 2 CPU cores; details in the model card)
     python benchmarks/detection.py --train-shipped step1.npz
     python benchmarks/detection.py --train-shipped step2.npz --init-model step1.npz --simulated 36 \
         --annotated-fraction 0.4 --minutes 22
@@ -28,9 +29,11 @@ Reproduce (needs ../shared/data beside the repository)::
         --annotated-fraction 0.4 --minutes 15 --channels corr,pnr,std,mean,median,max,pnr_filtered \
         --simulated-rates 0.005,1
     python benchmarks/detection.py --train-shipped step5.npz --init-model step4.npz --simulated 72 \
-        --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1
-    # step5.npz = cellfie_caiman/models/weights/default.npz (session 8; without --simulated-blobs it is session 7's
-    # default, "step 5n"; step4.npz was the default until session 7)
+        --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1 \
+        --simulated-processes 0.25
+    # step5.npz = cellfie_caiman/models/weights/default.npz (session 9; without --simulated-processes it is session
+    # 8's default, "step 5b", without --simulated-blobs too session 7's, "step 5n"; step4.npz was the default until
+    # session 7)
     # the two leave-one-dataset-out models through the same steps (half of the crops from the one real excerpt),
     # each --train-loo then prints the figures below
     python benchmarks/detection.py --train-loo DIR1
@@ -39,7 +42,7 @@ Reproduce (needs ../shared/data beside the repository)::
     python benchmarks/detection.py --train-loo DIR4 --init-loo DIR3 --simulated 72 --loo-minutes 9 \
         --channels corr,pnr,std,mean,median,max,pnr_filtered --simulated-rates 0.005,1
     python benchmarks/detection.py --train-loo DIR5 --init-loo DIR4 --simulated 72 --loo-minutes 7 \
-        --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1
+        --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1 --simulated-processes 0.25
     # or, with the models already trained
     python benchmarks/detection.py --loo-dir DIR5
     # a fifth step on 72 other simulated fields, tried and not adopted in session 5 (see the model card)
@@ -58,8 +61,14 @@ Reproduce (needs ../shared/data beside the repository)::
     # the retraining recipe tried (and not adopted) on 2026-11-25, see below
     python benchmarks/detection.py --train-loo DIR --annotated-fraction 0.7 --simulated-variety --selection balanced
 
-Measured 2026-11-26 (session 8) on the 2-core machine (``--loo-dir DIR5``), caiman rule, TTA, default settings,
-step 5 with blob fields (the shipped weights): held out 00.00-left 0.449 (0.503 with ``neuron_diameter`` 9.2 px),
+Measured 2026-11-26 (session 9) on the 2-core machine (``--loo-dir DIR5``), caiman rule, TTA, default settings,
+step 5 with blob and process-mesh fields (the shipped weights): held out 00.00-left 0.431 (0.471 with
+``neuron_diameter`` 9.2 px), 01.01 0.385 (0.444 with 15.3 px); simulated 0.958 (500 frames) and 0.964 (1500); other
+simulator (Gaussian blobs) 0.983; independent simulator 0.864; seen 0.795 (00.00-left) and 0.700 (01.01); size lines
+0.772 / 0.950; strong neuropil 0.931, half the neuropil in processes 0.903; networks only 1.89 s.
+
+Measured 2026-11-26 (session 8), step 5b (step 5 with blob fields, no process fields; independent simulator 0.646,
+processes condition 0.598): held out 00.00-left 0.449 (0.503 with ``neuron_diameter`` 9.2 px),
 01.01 0.408 (0.449 with 15.3 px); simulated 0.957 (500 frames) and 0.964 (1500); other simulator (Gaussian blobs)
 0.983; seen 0.786 (00.00-left) and 0.723 (01.01); size lines 0.749 / 0.964; strong neuropil 0.900; networks only
 1.91 s.
