@@ -303,7 +303,9 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
     tex = _smooth_field(rng, shape, 1.2) + 0.4 * _smooth_field(rng, shape, 6.0)
     tex /= max(tex.std(), 1e-12)
     dark = _vessels(rng, shape, n_vessels, diameter)
-    rel = illumination * np.clip(1.0 + contrast * tex, 0.1, None) * (1.0 - dark)
+    texture = np.clip(1.0 + contrast * tex, 0.1, None)
+    rel = illumination * texture * (1.0 - dark)
+    lit = illumination * (1.0 - dark)  # the neuropil's level where vessels do not darken it
     if n_blurred:
         blurred = np.zeros(rows * cols)
         diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
@@ -314,9 +316,8 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
         rel = rel + illumination * blurred.reshape(shape)
     dots = illumination * _puncta(rng, shape, n_puncta) if n_puncta else np.zeros(shape)
     if processes > 0:
-        texture = np.clip(1.0 + contrast * tex, 0.1, None)
-        rel = rel + illumination * (1.0 - dark) * processes * (_processes(rng, shape, diameter) - texture)
-    return rel + dots, illumination * (1.0 - dark), dots
+        rel = rel + lit * processes * (_processes(rng, shape, diameter) - texture)
+    return rel + dots, lit, dots
 
 
 # ----------------------------------------------------------------------------------------------------------------

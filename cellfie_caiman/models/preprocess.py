@@ -88,10 +88,6 @@ def stack_inputs(summary, config: ModelConfig) -> np.ndarray:
         return normalize_image(get(name), config.highpass_sigma, config.clip)
 
     # SciPy's filters release the GIL: one thread per core halves this step (the same numbers as a plain loop)
-    workers = min(len(config.channels), os.cpu_count() or 1)
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            images = list(pool.map(one, config.channels))
-    else:
-        images = [one(name) for name in config.channels]
+    with ThreadPoolExecutor(max(1, min(len(config.channels), os.cpu_count() or 1))) as pool:
+        images = list(pool.map(one, config.channels))
     return np.stack(images, axis=-1)
