@@ -380,6 +380,7 @@ CONDITIONS = {
     "GCaMP6s-like: decay 1.2 s, rise 0.15 s, AR(2)": dict(decay_time=1.2, rise_time=0.15, p=2),
     "4 Hz, 200 frames": dict(fs=4.0, n_frames=200),
     "neuropil half thin processes": dict(neuropil_processes=0.5),
+    "active out-of-focus somata (1 per neuron, 2x per spike)": dict(out_of_focus=1.0, out_of_focus_activity=2.0),
 }
 
 
@@ -490,6 +491,8 @@ def main(argv=None) -> None:
                         help="fraction of the simulated fields drawn as Gaussian blobs in white noise (simulate_blobs)")
     parser.add_argument("--simulated-processes", type=float, default=0.0, metavar="FRACTION",
                         help="fraction of the simulated fields whose neuropil is partly a mesh of thin processes")
+    parser.add_argument("--simulated-defocus", type=float, default=0.0, metavar="FRACTION",
+                        help="fraction of the simulated fields whose out-of-focus somata are active")
     parser.add_argument("--simulated-rates", type=lambda t: tuple(float(v) for v in t.split(",")),
                         default=(0.05, 1.0), metavar="LO,HI",
                         help="range of the simulated fields' median firing rates in Hz (default 0.05,1)")
@@ -521,7 +524,7 @@ def main(argv=None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     recipe = dict(selection=args.selection, simulated_variety=args.simulated_variety,
                   simulated_neuropil=args.simulated_neuropil, simulated_blobs=args.simulated_blobs,
-                  simulated_processes=args.simulated_processes,
+                  simulated_processes=args.simulated_processes, simulated_defocus=args.simulated_defocus,
                   simulated_rates=args.simulated_rates)
     if args.train_shipped:
         train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,

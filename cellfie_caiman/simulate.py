@@ -22,7 +22,9 @@ frame). ``background`` holds ``nb + 3`` components:
   fluctuation (about zero mean, follows the population's activity, never below -0.5).
 * ``background[2]``: small bright puncta (dendrite and axon cross-sections, also part of ``background[0]``); its
   trace is their own calcium activity (relative to their resting brightness).
-* ``background[3:]``: ``nb`` smooth fields whose traces drift slowly around 1.
+* ``background[3:nb + 3]``: ``nb`` smooth fields whose traces drift slowly around 1.
+* ``background[nb + 3:]``: only with ``out_of_focus_activity > 0``, one image per out-of-focus soma (its resting
+  brightness is part of ``background[0]`` and ``background[1]``); its trace is its own relative activity.
 
 Bleaching scales every background trace (not the neurons' calcium).
 
@@ -64,7 +66,8 @@ class Simulation(NamedTuple):
     spikes : ndarray, float64, (N, T)
         Number of spikes of each neuron in each frame (whole numbers).
     background : ndarray, float32, (nb + 3, rows, cols)
-        Spatial background components (see the module docstring for their order).
+        Spatial background components (see the module docstring for their order; one more per out-of-focus
+        soma when they are active).
     background_traces : ndarray, float64, (nb + 3, T)
         Their temporal traces.
     noise_sigma : float
@@ -290,9 +293,10 @@ def _processes(rng: np.random.Generator, shape: tuple[int, int], diameter: float
 
 def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: float, n_vessels: int,
                   n_blurred: int, n_puncta: int, diameter: float,
-                  cell_args: dict, processes: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relative neuropil brightness (mean about 1) before the somata displace it, the local smooth level, and
-    the puncta alone.
+                  cell_args: dict, processes: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
+    """Relative neuropil brightness (mean about 1) before the somata displace it, the local smooth level, the
+    puncta alone, and each out-of-focus soma alone (sparse, (n_blurred, rows * cols); part of the first).
 
     Fine and medium-scale texture on a smooth illumination, dark vessels, out-of-focus somata (blurred, dim)
     and bright puncta. A fraction ``processes`` of the texture's brightness is instead carried by a mesh of thin
@@ -306,18 +310,26 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
     texture = np.clip(1.0 + contrast * tex, 0.1, None)
     rel = illumination * texture * (1.0 - dark)
     lit = illumination * (1.0 - dark)  # the neuropil's level where vessels do not darken it
+    each_blurred = []  # (pixel indices, brightness) of each out-of-focus soma
     if n_blurred:
         blurred = np.zeros(rows * cols)
         diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
         for k in range(n_blurred):
             cell = _draw_cell(rng, rng.uniform((0, 0), (rows - 1, cols - 1)), diam[k], shape,
                               edge=rng.uniform(2.0, 4.0), **cell_args)
-            blurred[cell.rows * cols + cell.cols] += rng.uniform(0.1, 0.4) * cell.shape
+            idx, value = cell.rows * cols + cell.cols, rng.uniform(0.1, 0.4) * cell.shape
+            blurred[idx] += value
+            each_blurred.append((idx, value * illumination.ravel()[idx]))
         rel = rel + illumination * blurred.reshape(shape)
+    lens = [len(idx) for idx, _ in each_blurred]
+    blurred_cells = sp.csr_matrix(
+        (np.concatenate([v for _, v in each_blurred]) if lens else np.zeros(0),
+         (np.repeat(np.arange(len(lens)), lens), np.concatenate([i for i, _ in each_blurred]) if lens
+          else np.zeros(0, np.int64))), shape=(len(lens), rows * cols))
     dots = illumination * _puncta(rng, shape, n_puncta) if n_puncta else np.zeros(shape)
     if processes > 0:
         rel = rel + lit * processes * (_processes(rng, shape, diameter) - texture)
-    return rel + dots, lit, dots
+    return rel + dots, lit, dots, blurred_cells
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -371,7 +383,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
              neuropil_contrast: float = 0.15, neuropil_activity: float = 0.05, neuropil_processes: float = 0.0,
              vessels: float = 1.0,
-             out_of_focus: float = 0.5, puncta: float = 0.5, puncta_activity: float = 2.0, nb: int = 2,
+             out_of_focus: float = 0.5, out_of_focus_activity: float = 0.0, puncta: float = 0.5,
+             puncta_activity: float = 2.0, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
              mask_threshold: float = 0.2, block_frames: int | None = None, progress: bool = False) -> Simulation:
@@ -450,6 +463,11 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         Mean number of dark blood vessels per 256 x 256 pixels.
     out_of_focus : float
         Out-of-focus somata (blurred, dim, part of the neuropil, not in the ground truth) per neuron.
+    out_of_focus_activity : float
+        Fluorescence change per spike of each out-of-focus soma, relative to its resting brightness (0: they
+        are static parts of the neuropil). When positive, each fires on its own (rates drawn like the neurons',
+        the same slow modulation and synchrony, drawn after everything else so that the rest of the simulation
+        does not change) and is one more background component.
     puncta : float
         Small bright blobs (dendrite cross-sections, not in the ground truth) per neuron.
     puncta_activity : float
@@ -493,6 +511,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
                          f"gain={gain}, read_noise={read_noise}")
     if not 0 <= occlusion < 1 or not 0 <= bleach < 1 or not 0 <= synchrony <= 1 or not 0 <= neuropil_processes <= 1:
         raise ValueError("occlusion and bleach must be in [0, 1), synchrony and neuropil_processes in [0, 1]")
+    if not out_of_focus_activity >= 0:
+        raise ValueError(f"out_of_focus_activity must be >= 0, got {out_of_focus_activity}")
     g1 = ar_coefficients(decay_time, fs, p, rise_time)
     ss = np.random.SeedSequence(seed)
     rng_space, rng_time, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))
@@ -519,7 +539,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     # --- static image: neuropil displaced by somata, plus the somata's resting fluorescence -----------------------
     area = rows * cols / 256.0 ** 2
     n_vessels = int(rng_space.poisson(vessels * area))
-    rel, local_level, dots = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, n_vessels,
+    rel, local_level, dots, blurred_cells = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, n_vessels,
                                            int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)),
                                            diameter, cell_args, neuropil_processes)
     log_keep = np.zeros(n_pix)
@@ -562,6 +582,17 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     dot_calcium = _ar_filter(dot_spikes[None].astype(float), g1[None])[0] / _kernel_peak(g1)
     dot_trace = bleach_trace * puncta_activity * dot_calcium
     background_traces = np.vstack([bleach_trace, np_trace, dot_trace, drift_traces.reshape(nb, n_frames)])
+    # active out-of-focus somata: sparse images (displaced by the in-focus somata like the neuropil) and traces
+    oof_images = sp.csr_matrix((0, n_pix), dtype=np.float32)
+    if out_of_focus_activity > 0 and blurred_cells.shape[0]:
+        n_oof = blurred_cells.shape[0]
+        oof_rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_oof)), *rate_range)
+        oof_z = math.sqrt(synchrony) * shared + math.sqrt(1.0 - synchrony) * _smooth_noise(rng_time, n_oof,
+                                                                                             n_frames, fs * 1.0)
+        oof_spikes = rng_time.poisson(oof_rates[:, None] / fs * np.exp(burstiness * oof_z - 0.5 * burstiness ** 2))
+        oof_calcium = _ar_filter(oof_spikes.astype(np.float64), np.tile(g1, (n_oof, 1))) / _kernel_peak(g1)
+        oof_images = sp.csr_matrix(blurred_cells.multiply((level * np.exp(log_keep))[None, :]), dtype=np.float32)
+        background_traces = np.vstack([background_traces, bleach_trace * out_of_focus_activity * oof_calcium])
 
     # --- the movie, block by block ---------------------------------------------------------------------------------
     if block_frames is None:
@@ -569,11 +600,15 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     movie = np.empty((n_frames, rows, cols), dtype=np.float32)
     flat = movie.reshape(n_frames, n_pix)
     bg_flat = background.reshape(-1, n_pix)
+    oof_t = oof_images.T.tocsr()
+    n_dense = len(bg_flat)
     At = A.T.tocsr()
     sum_clean = 0.0
     for t0 in tqdm(range(0, n_frames, block_frames), desc="simulating frames", unit="block", disable=not progress):
         t1 = min(t0 + block_frames, n_frames)
-        clean = background_traces[:, t0:t1].T.astype(np.float32) @ bg_flat
+        clean = background_traces[:n_dense, t0:t1].T.astype(np.float32) @ bg_flat
+        if oof_t.shape[1]:
+            clean += (oof_t @ background_traces[n_dense:, t0:t1].astype(np.float32)).T
         if n_neurons:
             clean += (At @ calcium[:, t0:t1].astype(np.float32)).T
         np.maximum(clean, 0.0, out=clean)
@@ -605,6 +640,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         patch[cell.rows - r0, cell.cols - c0] = cell.shape
         masks[k, r0:r0 + patch.shape[0], c0:c0 + patch.shape[1]] = ndi.binary_fill_holes(
             patch > mask_threshold * patch.max())
+    if oof_images.shape[0]:
+        background = np.concatenate([background, oof_images.toarray().reshape(-1, rows, cols)])
     return Simulation(movie=movie, masks=masks, footprints=footprints, calcium=calcium, spikes=spikes,
                       background=background, background_traces=background_traces, noise_sigma=noise_sigma,
                       centers=centers, fs=float(fs), decay_time=float(decay_time), g=g)

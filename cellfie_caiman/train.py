@@ -361,7 +361,7 @@ def _evenly(fraction: float, n: int, name: str) -> list[bool]:
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
                        rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0, blobs: float = 0.0,
-                       processes: float = 0.0) -> list:
+                       processes: float = 0.0, defocus: float = 0.0) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``.
 
     ``neuropil``: fraction of the fields (evenly spread: 0.5 is every other one) whose neuropil strength varies.
@@ -369,25 +369,28 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
     :func:`cellfie_caiman.simulate_blobs.simulate_blobs` (:func:`blob_field`).
     ``processes``: fraction of the fields (evenly spread like the neuropil ones: with ``neuropil`` 0.5 they are
     among those) whose neuropil is partly a mesh of thin processes.
+    ``defocus``: fraction of the fields (evenly spread from the other end, like the blob ones: with 0.5 the even
+    ones, whose neuropil is the default) whose out-of-focus somata are active.
     """
     from tqdm.auto import tqdm
 
     varied = _evenly(neuropil, n, "neuropil")
     is_blob = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the even fields
     meshed = _evenly(processes, n, "processes")
+    active_oof = _evenly(defocus, n, "defocus")[::-1]
 
     def field(i):
         if is_blob[i]:
             return blob_field(i, seed=seed, shape=shape, filter_diameter=filter_diameter)
         return simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter,
-                               rates=rates, neuropil=varied[i], processes=meshed[i])
+                               rates=rates, neuropil=varied[i], processes=meshed[i], defocus=active_oof[i])
 
     return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
                     filter_diameter: float | None = None, rates: tuple[float, float] = (0.05, 1.0),
-                    neuropil: bool = False, processes: bool = False) -> tuple:
+                    neuropil: bool = False, processes: bool = False, defocus: bool = False) -> tuple:
     """Simulated training field number ``i`` of series ``seed`` as a (SummaryImages, masks (N, rows, cols)) pair.
 
     Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field, drawn from
@@ -398,7 +401,9 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     contrast (0.1-0.6, default 0.15) and activity (0.03-0.4, default 0.05) vary too, log-uniformly (drawn after
     everything else: the other parameters of field ``i`` stay the same). With ``processes`` 20-90 % of the
     neuropil's brightness is a mesh of thin processes whose dark gaps are not somata (``neuropil_processes``,
-    drawn last). Fields are independent of each other, so a series can be made in parallel processes.
+    drawn last). With ``defocus`` the out-of-focus somata (0.3-1.2 per neuron) are active, 0.5-3 times their
+    resting brightness per spike (``out_of_focus_activity``; drawn after that): blurred blobs that flicker but are
+    not neurons. Fields are independent of each other, so a series can be made in parallel processes.
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -422,6 +427,8 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
                      neuropil_activity=float(np.exp(rng.uniform(np.log(0.03), np.log(0.4)))))
     if processes:
         extra.update(neuropil_processes=float(rng.uniform(0.2, 0.9)))
+    if defocus:
+        extra.update(out_of_focus=float(rng.uniform(0.3, 1.2)), out_of_focus_activity=float(rng.uniform(0.5, 3.0)))
     sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter, photons=photons,
                    rate=rate, **extra)
     logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter, n_frames)
@@ -473,8 +480,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
           simulated_neuropil: float = 0.0, simulated_blobs: float = 0.0, simulated_processes: float = 0.0,
-          selection: str = "pooled", channels: Sequence[str] | None = None, progress: bool = True,
-          record: dict | None = None) -> TrainResult:
+          simulated_defocus: float = 0.0, selection: str = "pooled", channels: Sequence[str] | None = None,
+          progress: bool = True, record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
     Parameters
@@ -502,6 +509,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     simulated_processes : float
         Fraction of the simulated fields (evenly spread like the neuropil ones) whose neuropil is partly a mesh
         of thin processes: dark gaps that are not somata.
+    simulated_defocus : float
+        Fraction of the simulated fields (evenly spread like the blob ones) whose out-of-focus somata are active:
+        flickering blurred blobs that are not neurons.
     simulated_rates : (float, float)
         Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
         whose neurons are seen mostly by their shape.
@@ -587,7 +597,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
                                   variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
                                   neuropil=simulated_neuropil, blobs=simulated_blobs,
-                                  processes=simulated_processes)
+                                  processes=simulated_processes, defocus=simulated_defocus)
     else:
         made = []
         for s, m in simulated:
@@ -665,7 +675,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
-                 "simulated_processes": simulated_processes, "simulated_rates": list(simulated_rates),
+                 "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
+                 "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1),
                  # when each epoch ended (minutes since the start, field preparation included) and its score: how

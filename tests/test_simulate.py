@@ -199,6 +199,30 @@ def test_neuropil_processes_leave_dark_gaps_and_keep_the_neurons():
         simulate(5, (20, 20), 1, seed=0, neuropil_processes=1.5)
 
 
+def test_active_out_of_focus_somata_fire_outside_the_neurons():
+    kw = dict(n_frames=300, shape=(128, 128), n_neurons=30, seed=13, out_of_focus=1.0)
+    still, active = simulate(**kw), simulate(**kw, out_of_focus_activity=1.5)
+    for name in ("masks", "footprints", "calcium", "spikes", "centers"):
+        np.testing.assert_array_equal(getattr(still, name), getattr(active, name))
+    np.testing.assert_array_equal(still.background, active.background[:5])
+    extra, traces = active.background[5:].astype(np.float64), active.background_traces[5:]
+    assert len(extra) == 30 and len(traces) == 30
+    # each extra component is one blurred blob, mostly outside the in-focus somata, and it spikes: its trace
+    # rises in steps and decays, never below zero
+    assert np.all(extra.reshape(30, -1).max(axis=1) > 0)
+    assert np.all(traces >= 0) and np.mean(traces.max(axis=1) > 0.5) > 0.5
+    inside = active.masks.any(axis=0)
+    assert (extra[:, inside].sum() / extra.sum()) < 0.5
+    # the noiseless movie fluctuates more where they lie, and the movie is still its parts plus noise
+    clean_still, clean_active = _clean(still), _clean(active)
+    hot = (extra.sum(axis=0) > 0.3 * extra.sum(axis=0).max()) & ~inside
+    assert clean_active.std(axis=0)[hot].mean() > 1.5 * clean_still.std(axis=0)[hot].mean()
+    resid = active.movie - clean_active
+    assert abs(resid.std() / active.noise_sigma - 1.0) < 0.02
+    with pytest.raises(ValueError, match="out_of_focus_activity"):
+        simulate(5, (20, 20), 1, seed=0, out_of_focus_activity=-1.0)
+
+
 def test_bleaching_and_background_traces():
     s = simulate(200, (32, 32), 2, seed=9, bleach=0.2, nb=1)
     assert s.background.shape[0] == 4

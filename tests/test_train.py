@@ -287,6 +287,21 @@ def test_simulated_processes_change_only_the_neuropil_of_a_fraction_of_the_field
         simulated_datasets(1, seed=9, shape=(40, 40), processes=1.5)
 
 
+def test_simulated_defocus_activates_out_of_focus_somata_of_a_fraction_of_the_fields():
+    from cellfie_caiman.train import simulated_datasets, simulated_field
+
+    still, m_still = simulated_field(2, seed=9, shape=(48, 48))
+    active, m_active = simulated_field(2, seed=9, shape=(48, 48), defocus=True)
+    np.testing.assert_array_equal(m_still, m_active)  # the same neurons: drawn last
+    assert not np.array_equal(still.std, active.std)
+    plain = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5)
+    mixed = simulated_datasets(4, seed=9, shape=(40, 40), neuropil=0.5, defocus=0.5)
+    same = [np.array_equal(a.std, b.std) for (a, _), (b, _) in zip(plain, mixed, strict=True)]
+    assert same == [False, True, False, True]  # the even fields, whose neuropil is the default
+    with pytest.raises(ValueError, match="fraction"):
+        simulated_datasets(1, seed=9, shape=(40, 40), defocus=2.0)
+
+
 def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking_neurons_outlined():
     from cellfie_caiman.summary import summary_images
     from cellfie_caiman.train import blob_field, blob_movie, simulated_datasets
