@@ -54,7 +54,9 @@ Ground truth: the expressing somata whose centre lies within 4.5 um of the focal
 centres, kept when at least 20 px and at least half of that cross-section lie inside the field. With these numbers
 a field holds about 60-80 ground-truth somata of equivalent diameter ~6-15 px (median ~10 px). Somata further from
 the plane are present in the movie (blurred, dim, active) but are not ground truth; ``oof_masks`` gives their footprints
-(pixels at >= 25 % of their own peak) so false positives can be attributed.
+(pixels at >= 25 % of their own peak) so false positives can be attributed. Somata 4.5-8 um from the plane still
+cross it with a smaller, sharp section that an annotator may well outline: the benchmark also prints the pooled
+scores with the detections on them counted neither way.
 
 A 256 x 256, 1000-frame movie takes ~13 s and ~1 GB on one core (frames are rendered in blocks, float32).
 """
@@ -655,7 +657,7 @@ def main(argv=None):
     parser.add_argument("--movies", type=int, default=TEST["movies"])
     parser.add_argument("--seed", type=int, default=TEST["seed"])
     args = parser.parse_args(argv)
-    tp = fp = fn = 0
+    tp = fp = fn = fp_near = 0
     act_found = act_n = 0
     for i in range(args.movies):
         t0 = time.perf_counter()
@@ -673,6 +675,7 @@ def main(argv=None):
         matched_pred = {p for _, p in m.matched}
         silent_missed = int((~found & ~active).sum())
         on_gt, near, far, other = _fp_sources(sim, masks, [k for k in range(len(masks)) if k not in matched_pred])
+        fp_near += near
         print(
             f"movie {i} (seed {args.seed + i}): F1 {m.f1:.3f}  P {m.precision:.3f}  R {m.recall:.3f}  "
             f"K {len(masks)}  GT {len(sim.masks)}  ({t1 - t0:.1f} s simulate, {t2 - t1:.1f} s detect)"
@@ -685,6 +688,10 @@ def main(argv=None):
     r = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     print(f"pooled: F1 {f1:.3f}  P {p:.3f}  R {r:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    # the somata 4.5-8 um from the plane still cross it (median radius 6.8 um): an annotator may outline them
+    fp_sure = fp - fp_near
+    print(f"pooled, detections on somata 4.5-8 um from the plane counted neither way: "
+          f"F1 {2 * tp / max(2 * tp + fp_sure + fn, 1):.3f}  P {tp / max(tp + fp_sure, 1):.3f}  R {r:.3f}")
     print(f"recall of ground-truth neurons that spiked at least once: {act_found / max(act_n, 1):.3f} ({act_n} cells)")
 
 

@@ -4,8 +4,8 @@
 neuron detectors on: ring-shaped somata (GCaMP fills the cytoplasm, the nucleus is dimmer) of varied size,
 ellipticity and resting brightness (some brighter, many darker than the neuropil around them), overlapping
 neighbours, a textured and weakly active neuropil that the somata displace (with dark blood vessels, blurred
-out-of-focus somata and small active puncta that are not neurons; optionally partly a mesh of thin processes
-whose dark gaps are not somata either), a low-rank drifting background,
+out-of-focus somata, optionally firing, and small active puncta that are not neurons; optionally partly a mesh of
+thin processes whose dark gaps are not somata either), a low-rank drifting background,
 bursty Poisson spiking turned into calcium by an AR(1) or AR(2) process, optional bleaching, and
 Poisson-Gaussian noise.
 
