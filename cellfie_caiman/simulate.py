@@ -293,7 +293,7 @@ def _processes(rng: np.random.Generator, shape: tuple[int, int], diameter: float
 
 def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: float, n_vessels: int,
                   n_blurred: int, n_puncta: int, diameter: float,
-                  cell_args: dict, processes: float = 0.0
+                  cell_args: dict, processes: float = 0.0, blurred_edge: tuple[float, float] = (2.0, 4.0)
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
     """Relative neuropil brightness (mean about 1) before the somata displace it, the local smooth level, the
     puncta alone, and each out-of-focus soma alone (sparse, (n_blurred, rows * cols); part of the first).
@@ -316,7 +316,7 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
         diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
         for k in range(n_blurred):
             cell = _draw_cell(rng, rng.uniform((0, 0), (rows - 1, cols - 1)), diam[k], shape,
-                              edge=rng.uniform(2.0, 4.0), **cell_args)
+                              edge=rng.uniform(*blurred_edge), **cell_args)
             idx, value = cell.rows * cols + cell.cols, rng.uniform(0.1, 0.4) * cell.shape
             blurred[idx] += value
             each_blurred.append((idx, value * illumination.ravel()[idx]))
@@ -383,7 +383,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
              rate_range: tuple[float, float] = (0.005, 5.0), burstiness: float = 1.0, synchrony: float = 0.1,
              neuropil_contrast: float = 0.15, neuropil_activity: float = 0.05, neuropil_processes: float = 0.0,
              vessels: float = 1.0,
-             out_of_focus: float = 0.5, out_of_focus_activity: float = 0.0, puncta: float = 0.5,
+             out_of_focus: float = 0.5, out_of_focus_activity: float = 0.0,
+             out_of_focus_edge: tuple[float, float] = (2.0, 4.0), puncta: float = 0.5,
              puncta_activity: float = 2.0, nb: int = 2,
              background_strength: float = 0.3, background_drift: float = 0.1, bleach: float = 0.0,
              gain: float = 1.0, read_noise: float = 1.0, offset: float = 0.0, exact_poisson: bool = False,
@@ -468,6 +469,9 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         are static parts of the neuropil). When positive, each fires on its own (rates drawn like the neurons',
         the same slow modulation and synchrony, drawn after everything else so that the rest of the simulation
         does not change) and is one more background component.
+    out_of_focus_edge : (float, float)
+        Range of the out-of-focus somata's soft-edge widths in pixels (the neurons' is ``edge``): how blurred they
+        are.
     puncta : float
         Small bright blobs (dendrite cross-sections, not in the ground truth) per neuron.
     puncta_activity : float
@@ -541,7 +545,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     n_vessels = int(rng_space.poisson(vessels * area))
     rel, local_level, dots, blurred_cells = _neuropil_map(rng_space, (rows, cols), neuropil_contrast, n_vessels,
                                            int(round(out_of_focus * n_neurons)), int(round(puncta * n_neurons)),
-                                           diameter, cell_args, neuropil_processes)
+                                           diameter, cell_args, neuropil_processes, out_of_focus_edge)
     log_keep = np.zeros(n_pix)
     np.add.at(log_keep, pix, np.log1p(-occlusion * soma))
     neuropil = level * rel * np.exp(log_keep).reshape(rows, cols)

@@ -402,8 +402,9 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     everything else: the other parameters of field ``i`` stay the same). With ``processes`` 20-90 % of the
     neuropil's brightness is a mesh of thin processes whose dark gaps are not somata (``neuropil_processes``,
     drawn last). With ``defocus`` the out-of-focus somata (0.3-1.2 per neuron) are active, 0.5-3 times their
-    resting brightness per spike (``out_of_focus_activity``; drawn after that): blurred blobs that flicker but are
-    not neurons. Fields are independent of each other, so a series can be made in parallel processes.
+    resting brightness per spike (``out_of_focus_activity``; drawn after that), and blurrier (soft edges of 3-6 px
+    instead of 2-4, far from the neurons' 0.7): blobs that flicker but are not neurons. Fields are independent of
+    each other, so a series can be made in parallel processes.
     """
     from .simulate import simulate
     from .summary import summary_images
@@ -428,7 +429,8 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     if processes:
         extra.update(neuropil_processes=float(rng.uniform(0.2, 0.9)))
     if defocus:
-        extra.update(out_of_focus=float(rng.uniform(0.3, 1.2)), out_of_focus_activity=float(rng.uniform(0.5, 3.0)))
+        extra.update(out_of_focus=float(rng.uniform(0.3, 1.2)), out_of_focus_activity=float(rng.uniform(0.5, 3.0)),
+                     out_of_focus_edge=(3.0, 6.0))
     sim = simulate(n_frames, shape, n_neurons, seed=seed * 1000 + i, fs=fs, diameter=diameter, photons=photons,
                    rate=rate, **extra)
     logger.info("simulated field %d: %d neurons, diameter %.1f, %d frames", i, len(sim.masks), diameter, n_frames)

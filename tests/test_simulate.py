@@ -219,6 +219,14 @@ def test_active_out_of_focus_somata_fire_outside_the_neurons():
     assert clean_active.std(axis=0)[hot].mean() > 1.5 * clean_still.std(axis=0)[hot].mean()
     resid = active.movie - clean_active
     assert abs(resid.std() / active.noise_sigma - 1.0) < 0.02
+    # blurrier out-of-focus somata: a smaller share of each one's area near its peak
+    def sharpness(sim):
+        imgs = sim.background[5:].reshape(30, -1)
+        peak = imgs.max(axis=1, keepdims=True)
+        return np.mean((imgs > 0.8 * peak).sum(axis=1) / (imgs > 0.1 * peak).sum(axis=1))
+
+    soft = simulate(**kw, out_of_focus_activity=1.5, out_of_focus_edge=(5.0, 6.0))
+    assert sharpness(soft) < 0.8 * sharpness(active)
     with pytest.raises(ValueError, match="out_of_focus_activity"):
         simulate(5, (20, 20), 1, seed=0, out_of_focus_activity=-1.0)
 
