@@ -59,7 +59,7 @@ Reproduce (needs ../shared/data beside the repository)::
     # dense, ...)
     python benchmarks/detection.py --conditions
     # step 5 with active out-of-focus somata in half of the simulated fields (session 10, not adopted: own simulated
-    # movies 0.948 / 0.949; with 0.25 instead of 0.5: 0.945 / 0.955; see the model card)
+    # movies 0.951 / 0.950; at 3c14587, with sharper ones: 0.948 / 0.949, and with 0.25: 0.945 / 0.955)
     python benchmarks/detection.py --train-shipped step5d.npz --init-model step4.npz --simulated 72 \
         --annotated-fraction 0.4 --minutes 9 --simulated-rates 0.005,1 --simulated-neuropil 0.5 --simulated-blobs 0.1 \
         --simulated-processes 0.25 --simulated-defocus 0.5
