@@ -54,7 +54,8 @@ Ground truth: the expressing somata whose centre lies within 4.5 um of the focal
 centres, kept when at least 20 px and at least half of that cross-section lie inside the field. With these numbers
 a field holds about 60-80 ground-truth somata of equivalent diameter ~6-15 px (median ~10 px). Somata further from
 the plane are present in the movie (blurred, dim, active) but are not ground truth; ``oof_masks`` gives their footprints
-(pixels at >= 25 % of their own peak) so false positives can be attributed. Somata 4.5-8 um from the plane still
+(pixels at >= 25 % of their own peak) and ``dark_masks`` the sections of the non-expressing somata that the plane
+cuts, so false positives can be attributed. Somata 4.5-8 um from the plane still
 cross it with a smaller, sharp section that an annotator may well outline: the benchmark also prints the pooled
 scores with the detections on them counted neither way.
 
@@ -99,6 +100,7 @@ class BioMovie(NamedTuple):
     depth_um: np.ndarray  # (N,) depth of each ground-truth centre relative to the focal plane
     oof_masks: np.ndarray  # (M, rows, cols) bool, footprints of the other expressing somata (>= 25 % of peak)
     oof_depth_um: np.ndarray  # (M,)
+    dark_masks: np.ndarray  # (D, rows, cols) bool, in-plane sections of the non-expressing somata (dark holes)
     fs: float
     pixel_um: float
 
@@ -609,6 +611,10 @@ def simulate_biophysical(
     spikes = spk[gt_lab].reshape(len(gt_lab), n_frames, N_SUB).sum(-1).astype(np.int32)
     masks = np.array(gt, bool).reshape(-1, rows, cols)
     oof = np.array(oof_list, bool).reshape(-1, rows, cols)
+    # the non-expressing somata that the focal plane cuts: dark holes in the neuropil, not ground truth
+    dark = [_cross_section(cells[i], rows, cols)[0] for i in np.flatnonzero(~labelled)
+            if abs(cells[i].c[2]) < cells[i].radius]
+    dark = np.array([d for d in dark if d.sum() >= 20], bool).reshape(-1, rows, cols)
     return BioMovie(
         movie=movie,
         masks=masks,
@@ -617,35 +623,34 @@ def simulate_biophysical(
         depth_um=np.array(gt_depth, float),
         oof_masks=oof,
         oof_depth_um=np.array(oof_depth, float),
+        dark_masks=dark,
         fs=float(fs),
         pixel_um=PIXEL_UM,
     )
 
 
 def _fp_sources(sim: BioMovie, pred: np.ndarray, unmatched: list[int]):
-    """Attribute unmatched predictions: on an in-focus cell (>= 30 % of the mask inside ground truth), on one
-    out-of-focus soma (IoU >= 0.3 with its blurred footprint; counted apart when it lies within 8 um of the plane),
-    or elsewhere (neuropil, vessels, noise)."""
-    on_gt = on_near = on_far = other = 0
-    gt_any = sim.masks.any(0) if len(sim.masks) else np.zeros(pred.shape[1:], bool)
-    oof_area = sim.oof_masks.sum((1, 2))
+    """Attribute unmatched predictions; see :func:`_fp_source`. Returns counts (on_gt, near, far, dark, other)."""
+    counts = [0] * 5
     for k in unmatched:
-        m = pred[k]
-        area = max(int(m.sum()), 1)
-        iou = np.zeros(0)
-        if len(sim.oof_masks):
-            inter = (sim.oof_masks & m).sum((1, 2))
-            iou = inter / (oof_area + area - inter)
-        if (m & gt_any).sum() >= 0.3 * area:
-            on_gt += 1
-        elif len(iou) and iou.max() >= 0.3:
-            if abs(sim.oof_depth_um[iou.argmax()]) < 8.0:
-                on_near += 1
-            else:
-                on_far += 1
-        else:
-            other += 1
-    return on_gt, on_near, on_far, other
+        counts[_fp_source(sim, pred[k])] += 1
+    return tuple(counts)
+
+
+def _fp_source(sim: BioMovie, m: np.ndarray) -> int:
+    """Where an unmatched prediction ``m`` lies: 0 on an in-focus cell (>= 30 % of the mask inside ground truth),
+    1 or 2 on one out-of-focus soma (IoU >= 0.3 with its blurred footprint; 1 when it lies within 8 um of the
+    plane), 3 on a non-expressing soma's section (IoU >= 0.3), 4 elsewhere (neuropil, vessels, noise)."""
+    area = max(int(m.sum()), 1)
+    if len(sim.masks) and (m & sim.masks.any(0)).sum() >= 0.3 * area:
+        return 0
+    for masks, depth in ((sim.oof_masks, sim.oof_depth_um), (sim.dark_masks, None)):
+        if len(masks):
+            inter = (masks & m).sum((1, 2))
+            iou = inter / (masks.sum((1, 2)) + area - inter)
+            if iou.max() >= 0.3:
+                return 3 if depth is None else 1 if abs(depth[iou.argmax()]) < 8.0 else 2
+    return 4
 
 
 def main(argv=None):
@@ -674,7 +679,8 @@ def main(argv=None):
         act_found += int((found & active).sum())
         matched_pred = {p for _, p in m.matched}
         silent_missed = int((~found & ~active).sum())
-        on_gt, near, far, other = _fp_sources(sim, masks, [k for k in range(len(masks)) if k not in matched_pred])
+        on_gt, near, far, dark, other = _fp_sources(sim, masks,
+                                                    [k for k in range(len(masks)) if k not in matched_pred])
         fp_near += near
         print(
             f"movie {i} (seed {args.seed + i}): F1 {m.f1:.3f}  P {m.precision:.3f}  R {m.recall:.3f}  "
@@ -682,7 +688,8 @@ def main(argv=None):
         )
         print(
             f"    false positives: {on_gt} on in-focus cells, {near} on non-GT somata < 8 um from the plane, "
-            f"{far} on somata further out, {other} elsewhere; missed: {m.fn} ({silent_missed} never spiked)"
+            f"{far} on somata further out, {dark} on non-expressing somata, {other} elsewhere; missed: {m.fn} "
+            f"({silent_missed} never spiked)"
         )
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
