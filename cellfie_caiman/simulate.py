@@ -517,6 +517,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         raise ValueError("occlusion and bleach must be in [0, 1), synchrony and neuropil_processes in [0, 1]")
     if not out_of_focus_activity >= 0:
         raise ValueError(f"out_of_focus_activity must be >= 0, got {out_of_focus_activity}")
+    if not 0 < out_of_focus_edge[0] <= out_of_focus_edge[1]:
+        raise ValueError(f"out_of_focus_edge must be a range (lo, hi) with 0 < lo <= hi, got {out_of_focus_edge}")
     g1 = ar_coefficients(decay_time, fs, p, rise_time)
     ss = np.random.SeedSequence(seed)
     rng_space, rng_time, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))
