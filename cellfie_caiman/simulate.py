@@ -350,6 +350,16 @@ def _smooth_noise(rng: np.random.Generator, n: int, length: int, sigma_frames: f
     return x
 
 
+def _bursty_spikes(rng: np.random.Generator, rates: np.ndarray, shared: np.ndarray, fs: float, burstiness: float,
+                   synchrony: float) -> np.ndarray:
+    """(n, T) Poisson spike counts at ``rates`` (Hz) modulated by slow (~1 s) log-normal noise, a fraction
+    ``synchrony`` of whose variance is the ``shared`` (1, T) series."""
+    own = _smooth_noise(rng, len(rates), shared.shape[1], fs * 1.0)
+    z = math.sqrt(synchrony) * shared + math.sqrt(1.0 - synchrony) * own
+    modulation = np.exp(burstiness * z - 0.5 * burstiness ** 2)
+    return rng.poisson(rates[:, None] / fs * modulation).astype(np.float64)
+
+
 def _ar_filter(spikes: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Calcium from spikes: ``c_t = sum_i g[k, i] c_{t-1-i} + s_t`` per neuron (rows of ``spikes``)."""
     out = np.empty_like(spikes)
@@ -564,10 +574,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     # --- spikes and calcium ---------------------------------------------------------------------------------------
     rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_neurons)), *rate_range)
     shared = _smooth_noise(rng_time, 1, n_frames, fs * 1.0)
-    own = _smooth_noise(rng_time, n_neurons, n_frames, fs * 1.0)
-    z = math.sqrt(synchrony) * shared + math.sqrt(1.0 - synchrony) * own
-    modulation = np.exp(burstiness * z - 0.5 * burstiness ** 2)
-    spikes = rng_time.poisson(rates[:, None] / fs * modulation).astype(np.float64)
+    spikes = _bursty_spikes(rng_time, rates, shared, fs, burstiness, synchrony)
     g = np.tile(g1, (n_neurons, 1))
     calcium = _ar_filter(spikes, g)
 
@@ -593,10 +600,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     if out_of_focus_activity > 0 and blurred_cells.shape[0]:
         n_oof = blurred_cells.shape[0]
         oof_rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_oof)), *rate_range)
-        oof_z = math.sqrt(synchrony) * shared + math.sqrt(1.0 - synchrony) * _smooth_noise(rng_time, n_oof,
-                                                                                             n_frames, fs * 1.0)
-        oof_spikes = rng_time.poisson(oof_rates[:, None] / fs * np.exp(burstiness * oof_z - 0.5 * burstiness ** 2))
-        oof_calcium = _ar_filter(oof_spikes.astype(np.float64), np.tile(g1, (n_oof, 1))) / _kernel_peak(g1)
+        oof_spikes = _bursty_spikes(rng_time, oof_rates, shared, fs, burstiness, synchrony)
+        oof_calcium = _ar_filter(oof_spikes, np.tile(g1, (n_oof, 1))) / _kernel_peak(g1)
         oof_images = sp.csr_matrix(blurred_cells.multiply((level * np.exp(log_keep))[None, :]), dtype=np.float32)
         background_traces = np.vstack([background_traces, bleach_trace * out_of_focus_activity * oof_calcium])
 
