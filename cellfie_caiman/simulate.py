@@ -310,7 +310,8 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
     texture = np.clip(1.0 + contrast * tex, 0.1, None)
     rel = illumination * texture * (1.0 - dark)
     lit = illumination * (1.0 - dark)  # the neuropil's level where vessels do not darken it
-    each_blurred = []  # (pixel indices, brightness) of each out-of-focus soma
+    # each out-of-focus soma's pixels and brightness, one sparse row each
+    owner, pixels, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     if n_blurred:
         blurred = np.zeros(rows * cols)
         diam = diameter * rng.uniform(0.75, 1.25, n_blurred)
@@ -319,13 +320,12 @@ def _neuropil_map(rng: np.random.Generator, shape: tuple[int, int], contrast: fl
                               edge=rng.uniform(*blurred_edge), **cell_args)
             idx, value = cell.rows * cols + cell.cols, rng.uniform(0.1, 0.4) * cell.shape
             blurred[idx] += value
-            each_blurred.append((idx, value * illumination.ravel()[idx]))
+            owner.append(np.full(len(idx), k))
+            pixels.append(idx)
+            values.append(value * illumination.ravel()[idx])
         rel = rel + illumination * blurred.reshape(shape)
-    lens = [len(idx) for idx, _ in each_blurred]
-    blurred_cells = sp.csr_matrix(
-        (np.concatenate([v for _, v in each_blurred]) if lens else np.zeros(0),
-         (np.repeat(np.arange(len(lens)), lens), np.concatenate([i for i, _ in each_blurred]) if lens
-          else np.zeros(0, np.int64))), shape=(len(lens), rows * cols))
+    blurred_cells = sp.csr_matrix((np.concatenate(values), (np.concatenate(owner), np.concatenate(pixels))),
+                                  shape=(n_blurred, rows * cols))
     dots = illumination * _puncta(rng, shape, n_puncta) if n_puncta else np.zeros(shape)
     if processes > 0:
         rel = rel + lit * processes * (_processes(rng, shape, diameter) - texture)
