@@ -276,18 +276,21 @@ def score_line(label: str, gt: np.ndarray, pred: np.ndarray) -> str:
     return pooled_line(label, [(gt, pred)])
 
 
-def pooled_line(label: str, pairs) -> str:
-    """Like score_line, for the matches pooled over several movies: ``pairs`` of (gt, pred) masks."""
-    from cellfie_caiman.evaluate import match_rois
+def pooled_line(label: str, pairs, interval: bool = False) -> str:
+    """Like score_line, for the matches pooled over several movies: ``pairs`` of (gt, pred) masks.
+
+    ``interval``: also the 90 % bootstrap interval of the pooled F1 over the movies (``pool_matches``), how far
+    another set of as many movies of the same kind could land.
+    """
+    from cellfie_caiman.evaluate import match_rois, pool_matches
 
     parts = []
     for rule in ("caiman", "iou"):
-        tp = fp = fn = 0
-        for gt, pred in pairs:
-            m = match_rois(gt, pred, rule=rule)
-            tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-        parts.append(f"{rule:6s} F1 {f1:.3f} P {tp / max(tp + fp, 1):.3f} R {tp / max(tp + fn, 1):.3f}")
+        p = pool_matches([match_rois(gt, pred, rule=rule) for gt, pred in pairs])
+        text = f"{rule:6s} F1 {p.f1:.3f} P {p.precision:.3f} R {p.recall:.3f}"
+        if interval and rule == "caiman":
+            text += f" (90 % over movies {p.f1_low:.3f}-{p.f1_high:.3f})"
+        parts.append(text)
     k = sum(len(p) for _, p in pairs)
     n = sum(len(g) for g, _ in pairs)
     return f"{label:52s} K={k:4d} GT={n:4d} | " + " | ".join(parts)
@@ -416,7 +419,7 @@ def other_simulator(model="default") -> None:
                              seed=BLOBS_TEST["seed"] + i, fs=BLOBS_TEST["fs"])
         pairs.append((sim.masks, initialize(model_summary(sim.movie, model=model), model=model).masks))
         print(score_line(f"other simulator (Gaussian blobs), seed {BLOBS_TEST['seed'] + i}", *pairs[-1]))
-    print(pooled_line(f"other simulator (Gaussian blobs), {len(pairs)} movies pooled", pairs))
+    print(pooled_line(f"other simulator (Gaussian blobs), {len(pairs)} movies pooled", pairs, interval=True))
 
 
 def accuracy(loo_dir: Path | None, model="default") -> None:
@@ -441,10 +444,11 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
     short = simulated_detections(SIM_TEST["n_frames"], model)
     for i, (gt, pred, _) in enumerate(short):
         print(score_line(f"simulated, unseen seed {SIM_TEST['seed'] + i} (shipped)", gt, pred))
-    print(pooled_line(f"simulated, {len(short)} unseen movies pooled (shipped)", [(g, p) for g, p, _ in short]))
+    print(pooled_line(f"simulated, {len(short)} unseen movies pooled (shipped)", [(g, p) for g, p, _ in short],
+                      interval=True))
     long = simulated_detections(SIM_LONG_FRAMES, model)
     print(pooled_line(f"simulated, same {len(long)}, {SIM_LONG_FRAMES} frames, pooled (shipped)",
-                      [(g, p) for g, p, _ in long]))
+                      [(g, p) for g, p, _ in long], interval=True))
     size_sweep(model)
     other_simulator(model)
     sim_masks, _, s_sim = short[0]

@@ -10,12 +10,17 @@ positives, false positives and false negatives. Two rules:
 * ``'iou'`` is the rule of SUNS and STNeuroNet: one-to-one matching of the pairs whose IoU is at least 0.5,
   without a centroid gate.
 
+:func:`pool_matches` pools the matches of several movies (the counts are summed, then scored) and says how
+uncertain the pooled F1 is: a bootstrap interval over the movies.
+
 Masks are binarised at ``> 0`` (CaImAn would use float values as weights; with 0/1 masks both agree). Unlike
 CaImAn, boolean masks work (CaImAn scores them F1 = 0).
 """
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MatchResult", "match_rois"]
+__all__ = ["MatchResult", "PooledMatch", "match_rois", "pool_matches"]
 
 
 class MatchResult(NamedTuple):
@@ -176,3 +181,89 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
     fp, fn = n_pred - tp, n_gt - tp
     return MatchResult(tp, fp, fn, _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn),
                        matched, cost)
+
+
+class PooledMatch(NamedTuple):
+    """Matches of several movies pooled: summed counts, their scores and a bootstrap interval of F1.
+
+    Attributes
+    ----------
+    tp, fp, fn : int
+        Summed over the movies.
+    precision, recall, f1 : float
+        Of the summed counts (movies with more neurons weigh more).
+    f1_low, f1_high : float
+        Percentile bootstrap interval of the pooled F1 at ``confidence_level``, resampling whole movies with
+        replacement (the neurons of one movie are not independent draws: they share its noise, density and
+        background). NaN with fewer than two movies.
+    confidence_level : float
+    n_movies : int
+    """
+
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    f1_low: float
+    f1_high: float
+    confidence_level: float
+    n_movies: int
+
+
+def _pooled_f1(tp, fp, fn, axis=-1):
+    tp, fp, fn = (np.sum(a, axis=axis, dtype=np.float64) for a in (tp, fp, fn))
+    den = 2 * tp + fp + fn
+    return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1.0), 0.0)
+
+
+def pool_matches(results: Sequence[MatchResult], *, confidence_level: float = 0.9, n_resamples: int = 9999,
+                 seed: int = 0) -> PooledMatch:
+    """Pool the matches of several movies and bootstrap the pooled F1 over the movies.
+
+    Parameters
+    ----------
+    results : sequence of MatchResult
+        One per movie (from :func:`match_rois`).
+    confidence_level : float
+        Of the two-sided interval (0..1).
+    n_resamples : int
+        Bootstrap resamples (``scipy.stats.bootstrap``, percentile method, the movies' tp/fp/fn resampled
+        together).
+    seed : int
+        Seeds the resampling: the same call gives the same interval.
+
+    Returns
+    -------
+    PooledMatch
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.zeros((2, 20, 20), bool); gt[0, 2:8, 2:8] = True; gt[1, 12:18, 12:18] = True
+    >>> pooled = pool_matches([match_rois(gt, gt), match_rois(gt, gt[:1])])
+    >>> pooled.tp, pooled.fn, round(pooled.f1, 3)
+    (3, 1, 0.857)
+    """
+    from scipy import stats
+
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+    if len(results) == 0:
+        raise ValueError("pool_matches needs at least one MatchResult")
+    counts = np.array([(r.tp, r.fp, r.fn) for r in results], dtype=np.float64)
+    tp, fp, fn = (int(v) for v in counts.sum(0))
+    f1 = float(_pooled_f1(*counts.T))
+    low = high = float("nan")
+    if len(results) >= 2 and np.ptp(counts, axis=0).any():
+        rng = np.random.default_rng(seed)
+        # scipy >= 1.15 calls the generator rng, older versions random_state
+        key = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+        boot = stats.bootstrap(tuple(counts.T), _pooled_f1, paired=True, vectorized=True, method="percentile",
+                               confidence_level=confidence_level, n_resamples=n_resamples, **{key: rng})
+        low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
+    elif len(results) >= 2:  # identical movies: every resample is the same
+        low = high = f1
+    return PooledMatch(tp, fp, fn, _ratio(tp, tp + fp), _ratio(tp, tp + fn), f1, low, high,
+                       float(confidence_level), len(results))

@@ -11,7 +11,7 @@ import pytest
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 
-from cellfie_caiman.evaluate import MatchResult, match_rois
+from cellfie_caiman.evaluate import MatchResult, match_rois, pool_matches
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
@@ -252,3 +252,52 @@ def test_identical_to_caiman_when_caiman_is_installed():
         assert res.f1 == pytest.approx(perf["f1_score"], abs=1e-12)
         assert res.precision == pytest.approx(perf["precision"], abs=1e-12)
         assert res.recall == pytest.approx(perf["recall"], abs=1e-12)
+
+
+def _results(counts):
+    """MatchResults with the given (tp, fp, fn) per movie."""
+    return [MatchResult(tp, fp, fn, 0.0, 0.0, 0.0, [], np.zeros((0, 0))) for tp, fp, fn in counts]
+
+
+def test_pooled_counts_are_summed_then_scored():
+    gt = np.array([_rect((30, 30), 2, 8, 2, 8), _rect((30, 30), 12, 18, 12, 18), _rect((30, 30), 20, 26, 2, 8)])
+    spurious = _rect((30, 30), 20, 26, 20, 26)[None]
+    results = [match_rois(gt, gt), match_rois(gt, np.concatenate([gt[:1], spurious]))]
+    pooled = pool_matches(results)
+    assert (pooled.tp, pooled.fp, pooled.fn) == (4, 1, 2)
+    assert pooled.precision == pytest.approx(4 / 5) and pooled.recall == pytest.approx(4 / 6)
+    assert pooled.f1 == pytest.approx(8 / 11) and pooled.n_movies == 2
+
+
+def test_bootstrap_interval_agrees_with_a_naive_resampling_of_the_movies():
+    rng = np.random.default_rng(5)
+    counts = [(int(rng.integers(80, 110)), int(rng.integers(0, 12)), int(rng.integers(0, 15))) for _ in range(6)]
+    pooled = pool_matches(_results(counts), confidence_level=0.8, n_resamples=20000, seed=1)
+    # naive reference: draw 6 movies with replacement, sum their counts, score; 10th and 90th percentiles
+    c = np.array(counts, float)
+    f1 = []
+    for _ in range(20000):
+        tp, fp, fn = c[rng.integers(0, len(c), len(c))].sum(0)
+        f1.append(2 * tp / (2 * tp + fp + fn))
+    lo, hi = np.percentile(f1, [10, 90])
+    assert pooled.f1_low == pytest.approx(lo, abs=0.003) and pooled.f1_high == pytest.approx(hi, abs=0.003)
+    assert pooled.f1_low < pooled.f1 < pooled.f1_high
+    again = pool_matches(_results(counts), confidence_level=0.8, n_resamples=20000, seed=1)
+    assert (again.f1_low, again.f1_high) == (pooled.f1_low, pooled.f1_high)
+    wider = pool_matches(_results(counts), confidence_level=0.95, n_resamples=20000, seed=1)
+    assert wider.f1_low < pooled.f1_low and wider.f1_high > pooled.f1_high
+
+
+def test_interval_of_one_movie_is_undefined_and_of_identical_movies_is_the_point():
+    one = pool_matches(_results([(90, 5, 7)]))
+    assert np.isnan(one.f1_low) and np.isnan(one.f1_high) and one.f1 == pytest.approx(180 / 192)
+    same = pool_matches(_results([(90, 5, 7)] * 3))
+    assert same.f1_low == same.f1_high == pytest.approx(180 / 192)
+
+
+@pytest.mark.parametrize("kwargs", [dict(confidence_level=0.0), dict(confidence_level=1.0)])
+def test_pool_matches_refuses_bad_input(kwargs):
+    with pytest.raises(ValueError, match="confidence_level"):
+        pool_matches(_results([(1, 0, 0), (2, 1, 0)]), **kwargs)
+    with pytest.raises(ValueError, match="at least one"):
+        pool_matches([])
