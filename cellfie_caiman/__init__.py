@@ -21,6 +21,7 @@ _API = {
     "read_rois": "rois",
     "write_rois": "rois",
     "match_rois": "evaluate",
+    "pool_matches": "evaluate",
     "initialize": "initialize",
     "train": "train",
     "refine": "cnmf",
