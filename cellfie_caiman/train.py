@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .initialize import _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
+from .initialize import PROB_THRESHOLD, _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 from .models.preprocess import check_images, is_summary
 from .rois import mask_diameter
@@ -161,13 +161,28 @@ def _augment_channels(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x * gain + noise
 
 
-def _unet_batch(fields: Sequence[Field], weights: np.ndarray, n: int, crop: int, rng: np.random.Generator):
+def _unet_batch(fields: Sequence[Field], weights: np.ndarray, n: int, crop: int, rng: np.random.Generator,
+                missed: Sequence[tuple[int, float, float]] = (), missed_fraction: float = 0.0):
+    """A batch of augmented U-Net crops (x, prob target, heat target) from the training rows of the fields.
+
+    With ``missed`` (field index, row, col) and ``missed_fraction``, that fraction of the crops (on average) is cut
+    around one of those neurons, placed at random in the crop's middle half.
+    """
     xs, ps, hs = [], [], []
     for _ in range(n):
-        f = fields[rng.choice(len(fields), p=weights)]
+        hard = len(missed) > 0 and rng.random() < missed_fraction
+        if hard:
+            fi, mr, mc = missed[rng.integers(len(missed))]
+            f = fields[fi]
+        else:
+            f = fields[rng.choice(len(fields), p=weights)]
         cr, cc = min(crop, f.train_rows), min(crop, f.inputs.shape[1])
-        r = rng.integers(0, f.train_rows - cr + 1)
-        c = rng.integers(0, f.inputs.shape[1] - cc + 1)
+        if hard:
+            r = int(np.clip(round(mr) - rng.integers(cr // 4, 3 * cr // 4 + 1), 0, f.train_rows - cr))
+            c = int(np.clip(round(mc) - rng.integers(cc // 4, 3 * cc // 4 + 1), 0, f.inputs.shape[1] - cc))
+        else:
+            r = rng.integers(0, f.train_rows - cr + 1)
+            c = rng.integers(0, f.inputs.shape[1] - cc + 1)
         x = np.zeros((crop, crop, f.inputs.shape[2]), np.float32)
         p = np.zeros((crop, crop), np.float32)
         h = np.zeros((crop, crop), np.float32)
@@ -233,18 +248,40 @@ def _instance_batch(fields, weights, hard, n, config, rng):
     return (np.array(xs), np.array(ms), np.array(ss, np.float32)[:, None], np.array(ws, np.float32))
 
 
-def _hard_candidates(model: DetectionModel, fields: Sequence[Field]) -> list:
-    """Current U-Net candidate centres in the training rows of every unzoomed field: (field index, row, col)."""
-    out = []
+def _hard_candidates(model: DetectionModel, fields: Sequence[Field], missed_from: Sequence[bool] | None = None,
+                     missed_signal: float | None = None):
+    """Current U-Net candidate centres in the training rows of every unzoomed field: (field index, row, col).
+
+    With ``missed_from`` (one bool per field), also returns the neurons of those fields (unzoomed, training rows)
+    that get no candidate within a quarter of the training diameter at the inference thresholds
+    (``PROB_THRESHOLD``, the model's centre threshold): a second list of (field index, row, col). With
+    ``missed_signal``, only those whose normalised ``pnr_filtered`` input reaches that value within a quarter of
+    the training diameter of their centre (neurons the input shows).
+    """
+    out, missed = [], []
     h = model.config.window // 2
+    radius = max(1, int(round(model.config.train_diameter / 4)))
     for i, f in enumerate(fields):
         if f.zoom != 1.0:
             continue
         prob, heat = model.predict_maps(f.inputs[:f.train_rows])
-        cand = find_candidates(heat, prob, radius=max(1, int(round(model.config.train_diameter / 4))),
-                               heat_threshold=model.config.center_threshold, prob_threshold=0.1)
+        cand = find_candidates(heat, prob, radius=radius, heat_threshold=model.config.center_threshold,
+                               prob_threshold=0.1)
         out += [(i, r, c) for r, c in cand if r < f.train_rows - h]
-    return out
+        if missed_from is not None and missed_from[i] and len(f.centers):
+            strict = find_candidates(heat, prob, radius=radius, heat_threshold=model.config.center_threshold,
+                                     prob_threshold=PROB_THRESHOLD)
+            inside = f.centers[f.centers[:, 0] < f.train_rows]
+            if missed_signal is not None:
+                near = ndimage.maximum_filter(f.inputs[..., model.config.channels.index("pnr_filtered")],
+                                              size=2 * radius + 1, mode="nearest")
+                rc = np.round(inside).astype(int)
+                inside = inside[near[rc[:, 0], rc[:, 1]] >= missed_signal]
+            if len(strict) and len(inside):
+                d = np.hypot(inside[:, None, 0] - strict[None, :, 0], inside[:, None, 1] - strict[None, :, 1])
+                inside = inside[d.min(1) > 0.25 * model.config.train_diameter]
+            missed += [(i, r, c) for r, c in inside]
+    return out if missed_from is None else (out, missed)
 
 
 # -------------------------------------------------------------------------------------------------- validation
@@ -483,7 +520,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
           simulated_neuropil: float = 0.0, simulated_blobs: float = 0.0, simulated_processes: float = 0.0,
           simulated_defocus: float = 0.0, selection: str = "pooled", channels: Sequence[str] | None = None,
-          progress: bool = True, record: dict | None = None) -> TrainResult:
+          missed_crops: float = 0.0, missed_signal: float | None = None, progress: bool = True,
+          record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
     Parameters
@@ -546,6 +584,13 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         to their areas). Real fields are few but are what the model must learn to read.
     selection : {'pooled', 'balanced'}
         Validation score that picks the best epoch (see :func:`validate`).
+    missed_crops : float
+        Fraction of the U-Net crops (0..1) cut around simulated neurons that the current model misses (no candidate
+        centre near them at the inference thresholds; found again after every epoch): hard positives. Only the
+        simulated fields' neurons, whose ground truth is exact, are used. 0: none (all crops at random places).
+    missed_signal : float, optional
+        With ``missed_crops``, only the missed neurons that the soma-filtered image shows: its normalised input
+        (local standard deviations) reaches this value near their centre. Needs ``pnr_filtered`` among the channels.
     max_minutes : float, optional
         Stop after the epoch that passes this wall-clock budget.
     batch_frames : int
@@ -564,6 +609,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
 
     if selection not in ("pooled", "balanced"):
         raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
+    if not 0.0 <= missed_crops <= 1.0:
+        raise ValueError(f"missed_crops must be in [0, 1], got {missed_crops!r}")
 
     from .models import load_model
 
@@ -639,16 +686,22 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     best = (-1.0, -1, None)
     stale = 0
     hard: list = []
+    missed: list = []
+    simulated_field_flags = [f.name.startswith("simulated") for f in fields]
     bar = tqdm(range(epochs), desc="training", disable=not progress)
     for epoch in bar:
         t0 = time.monotonic()
         lu = li = 0.0
         for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
-            x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng)
+            x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng, missed, missed_crops)
             lu += unet_step(x, yp, yh)
             x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
             li += inst_step(x, ym, ys, wm)
-        hard = _hard_candidates(model, fields)
+        if missed_crops > 0:
+            hard, missed = _hard_candidates(model, fields, simulated_field_flags, missed_signal)
+            logger.info("%d simulated neurons without a candidate centre", len(missed))
+        else:
+            hard = _hard_candidates(model, fields)
         val = validate(model, fields, selection)
         now = time.monotonic()
         row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
@@ -678,6 +731,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
                  "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
+                 "missed_crops": missed_crops, "missed_signal": missed_signal,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1),

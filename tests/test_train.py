@@ -318,3 +318,61 @@ def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking
     np.testing.assert_array_equal(masks, sim.masks[sim.spikes.sum(axis=1) >= 2])
     with pytest.raises(ValueError, match="fraction"):
         simulated_datasets(1, seed=9, shape=(40, 40), blobs=-0.1)
+
+
+def test_crops_around_missed_neurons_contain_them(data):
+    """missed_fraction=1: every crop holds the given neuron's centre (the heat target peaks there); at random places
+    a 32-px crop of the 64-px field often does not."""
+    from cellfie_caiman.train import _unet_batch
+
+    summary, masks = data
+    f = prepare_field(summary, masks, TINY, val_fraction=0.25)
+    k = int(np.argmin(np.abs(f.centers - (20, 20)).sum(1)))
+    only = f._replace(heat=np.zeros_like(f.heat))
+    r, c = (int(round(v)) for v in f.centers[k])
+    only.heat[r, c] = 1.0  # a single marked pixel: the crop holds it or not
+    rng = np.random.default_rng(0)
+    _, _, heat = _unet_batch([only], np.ones(1), 40, 32, rng, missed=[(0, *f.centers[k])], missed_fraction=1.0)
+    assert (heat.max(axis=(1, 2)) == 1.0).all()
+    _, _, heat = _unet_batch([only], np.ones(1), 40, 32, rng)
+    assert (heat.max(axis=(1, 2)) == 1.0).mean() < 0.6
+
+
+def test_missed_neurons_are_the_simulated_ones_without_a_candidate_near_them():
+    """Naive reference: every training-row neuron of a simulated field, checked one by one against the candidates
+    the model's maps give at the inference thresholds."""
+    from cellfie_caiman.initialize import PROB_THRESHOLD, find_candidates
+    from cellfie_caiman.models import load_model
+    from cellfie_caiman.train import _hard_candidates, simulated_field
+
+    model = load_model("default")
+    cfg = model.config
+    summary, masks = simulated_field(0, seed=5, shape=(96, 96), filter_diameter=cfg.train_diameter)
+    f = prepare_field(summary, masks, cfg, val_fraction=0.2, name="simulated0")
+    _, missed = _hard_candidates(model, [f, f], [True, False])
+    prob, heat = model.predict_maps(f.inputs[:f.train_rows])
+    cand = find_candidates(heat, prob, radius=max(1, int(round(cfg.train_diameter / 4))),
+                           heat_threshold=cfg.center_threshold, prob_threshold=PROB_THRESHOLD)
+    expected = []
+    for r, c in f.centers:
+        if r < f.train_rows and not any(np.hypot(r - a, c - b) <= 0.25 * cfg.train_diameter for a, b in cand):
+            expected.append((0, r, c))
+    assert sorted(missed) == sorted(expected)
+    assert 0 < len(f.centers) and all(i == 0 for i, _, _ in missed)  # the field flagged False gives none
+    # only those the soma-filtered input shows: its largest value within a quarter diameter of the centre
+    pf = f.inputs[..., cfg.channels.index("pnr_filtered")]
+    radius = max(1, int(round(cfg.train_diameter / 4)))
+    def near_max(r, c):
+        r, c = round(r), round(c)
+        return pf[max(0, r - radius):r + radius + 1, max(0, c - radius):c + radius + 1].max()
+
+    shown = [(i, r, c) for i, r, c in expected if near_max(r, c) >= 1.0]
+    _, visible = _hard_candidates(model, [f], [True], missed_signal=1.0)
+    assert sorted(visible) == sorted(shown)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_missed_crops_outside_0_1_is_refused(data, bad):
+    summary, masks = data
+    with pytest.raises(ValueError, match="missed_crops"):
+        train([(summary, masks)], None, simulated=0, config=TINY, missed_crops=bad, **ONE_EPOCH)
