@@ -249,14 +249,18 @@ def _instance_batch(fields, weights, hard, n, config, rng):
 
 
 def _hard_candidates(model: DetectionModel, fields: Sequence[Field], missed_from: Sequence[bool] | None = None,
-                     missed_signal: float | None = None):
-    """Current U-Net candidate centres in the training rows of every unzoomed field: (field index, row, col).
+                     missed_signal: float | None = None) -> tuple[list, list]:
+    """The current model's errors on the training rows of every unzoomed field, as (field index, row, col) lists.
 
-    With ``missed_from`` (one bool per field), also returns the neurons of those fields (unzoomed, training rows)
-    that get no candidate within a quarter of the training diameter at the inference thresholds
-    (``PROB_THRESHOLD``, the model's centre threshold): a second list of (field index, row, col). With
-    ``missed_signal``, only those whose normalised ``pnr_filtered`` input reaches that value within a quarter of
-    the training diameter of their centre (neurons the input shows).
+    Returns
+    -------
+    candidates : list
+        U-Net candidate centres (permissive thresholds): the instance network's hard negatives.
+    missed : list
+        Only with ``missed_from`` (one bool per field): the neurons of those fields that get no candidate within a
+        quarter of the training diameter at the inference thresholds (``PROB_THRESHOLD``, the model's centre
+        threshold); with ``missed_signal``, only those whose normalised ``pnr_filtered`` input reaches that value
+        within a quarter of the training diameter of their centre (neurons the input shows). Else empty.
     """
     out, missed = [], []
     h = model.config.window // 2
@@ -281,7 +285,7 @@ def _hard_candidates(model: DetectionModel, fields: Sequence[Field], missed_from
                 d = np.hypot(inside[:, None, 0] - strict[None, :, 0], inside[:, None, 1] - strict[None, :, 1])
                 inside = inside[d.min(1) > 0.25 * model.config.train_diameter]
             missed += [(i, r, c) for r, c in inside]
-    return out if missed_from is None else (out, missed)
+    return out, missed
 
 
 # -------------------------------------------------------------------------------------------------- validation
@@ -634,6 +638,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     unknown = [c for c in channels if c not in SummaryImages._fields]
     if unknown or not channels:
         raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
+    if missed_signal is not None and "pnr_filtered" not in channels:
+        raise ValueError("missed_signal reads the pnr_filtered image, which is not among the channels "
+                         f"{list(channels)}")
     # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
     filter_diameter = None
     if "pnr_filtered" in channels:
@@ -697,11 +704,10 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             lu += unet_step(x, yp, yh)
             x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
             li += inst_step(x, ym, ys, wm)
+        hard, missed = _hard_candidates(model, fields, simulated_field_flags if missed_crops > 0 else None,
+                                        missed_signal)
         if missed_crops > 0:
-            hard, missed = _hard_candidates(model, fields, simulated_field_flags, missed_signal)
             logger.info("%d simulated neurons without a candidate centre", len(missed))
-        else:
-            hard = _hard_candidates(model, fields)
         val = validate(model, fields, selection)
         now = time.monotonic()
         row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,

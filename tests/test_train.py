@@ -376,3 +376,9 @@ def test_missed_crops_outside_0_1_is_refused(data, bad):
     summary, masks = data
     with pytest.raises(ValueError, match="missed_crops"):
         train([(summary, masks)], None, simulated=0, config=TINY, missed_crops=bad, **ONE_EPOCH)
+
+
+def test_missed_signal_without_the_filtered_image_is_a_clear_error(data):
+    summary, masks = data
+    with pytest.raises(ValueError, match="pnr_filtered"):
+        train([(summary, masks)], None, simulated=0, config=TINY, missed_crops=0.5, missed_signal=2.0, **ONE_EPOCH)
