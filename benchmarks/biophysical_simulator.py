@@ -654,7 +654,7 @@ def _fp_source(sim: BioMovie, m: np.ndarray) -> int:
 
 
 def main(argv=None):
-    from cellfie_caiman.evaluate import match_rois
+    from cellfie_caiman.evaluate import match_rois, pool_matches
     from cellfie_caiman.initialize import initialize, model_summary
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -664,6 +664,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     tp = fp = fn = fp_near = 0
     act_found = act_n = 0
+    results = []
     for i in range(args.movies):
         t0 = time.perf_counter()
         sim = simulate_biophysical(TEST["n_frames"], TEST["shape"], seed=args.seed + i, fs=TEST["fs"])
@@ -672,6 +673,7 @@ def main(argv=None):
         t2 = time.perf_counter()
         m = match_rois(sim.masks, masks)
         tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+        results.append(m)
         active = sim.spikes.sum(1) > 0
         found = np.zeros(len(sim.masks), bool)
         found[[g for g, _ in m.matched]] = True
@@ -694,7 +696,9 @@ def main(argv=None):
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    print(f"pooled: F1 {f1:.3f}  P {p:.3f}  R {r:.3f}  (tp {tp}, fp {fp}, fn {fn})")
+    pooled = pool_matches(results)
+    print(f"pooled: F1 {f1:.3f}  P {p:.3f}  R {r:.3f}  (tp {tp}, fp {fp}, fn {fn}; 90 % interval of F1 over the "
+          f"movies {pooled.f1_low:.3f}-{pooled.f1_high:.3f})")
     # the somata 4.5-8 um from the plane still cross it (median radius 6.8 um): an annotator may outline them
     fp_sure = fp - fp_near
     print(f"pooled, detections on somata 4.5-8 um from the plane counted neither way: "
