@@ -662,8 +662,7 @@ def main(argv=None):
     parser.add_argument("--movies", type=int, default=TEST["movies"])
     parser.add_argument("--seed", type=int, default=TEST["seed"])
     args = parser.parse_args(argv)
-    tp = fp = fn = fp_near = 0
-    act_found = act_n = 0
+    fp_near = act_found = act_n = 0
     results = []
     for i in range(args.movies):
         t0 = time.perf_counter()
@@ -672,7 +671,6 @@ def main(argv=None):
         masks = initialize(model_summary(sim.movie, model=args.model), model=args.model).masks
         t2 = time.perf_counter()
         m = match_rois(sim.masks, masks)
-        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
         results.append(m)
         active = sim.spikes.sum(1) > 0
         found = np.zeros(len(sim.masks), bool)
@@ -693,16 +691,14 @@ def main(argv=None):
             f"{far} on somata further out, {dark} on non-expressing somata, {other} elsewhere; missed: {m.fn} "
             f"({silent_missed} never spiked)"
         )
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     pooled = pool_matches(results)
-    print(f"pooled: F1 {f1:.3f}  P {p:.3f}  R {r:.3f}  (tp {tp}, fp {fp}, fn {fn}; 90 % interval of F1 over the "
-          f"movies {pooled.f1_low:.3f}-{pooled.f1_high:.3f})")
+    tp, fp, fn = pooled.tp, pooled.fp, pooled.fn
+    print(f"pooled: F1 {pooled.f1:.3f}  P {pooled.precision:.3f}  R {pooled.recall:.3f}  (tp {tp}, fp {fp}, fn {fn}; "
+          f"90 % interval of F1 over the movies {pooled.f1_low:.3f}-{pooled.f1_high:.3f})")
     # the somata 4.5-8 um from the plane still cross it (median radius 6.8 um): an annotator may outline them
     fp_sure = fp - fp_near
     print(f"pooled, detections on somata 4.5-8 um from the plane counted neither way: "
-          f"F1 {2 * tp / max(2 * tp + fp_sure + fn, 1):.3f}  P {tp / max(tp + fp_sure, 1):.3f}  R {r:.3f}")
+          f"F1 {2 * tp / max(2 * tp + fp_sure + fn, 1):.3f}  P {tp / max(tp + fp_sure, 1):.3f}  R {pooled.recall:.3f}")
     print(f"recall of ground-truth neurons that spiked at least once: {act_found / max(act_n, 1):.3f} ({act_n} cells)")
 
 

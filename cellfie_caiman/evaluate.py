@@ -256,14 +256,12 @@ def pool_matches(results: Sequence[MatchResult], *, confidence_level: float = 0.
     tp, fp, fn = (int(v) for v in counts.sum(0))
     f1 = float(_pooled_f1(*counts.T))
     low = high = float("nan")
-    if len(results) >= 2 and np.ptp(counts, axis=0).any():
+    if len(results) >= 2:
         rng = np.random.default_rng(seed)
         # scipy >= 1.15 calls the generator rng, older versions random_state
         key = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
         boot = stats.bootstrap(tuple(counts.T), _pooled_f1, paired=True, vectorized=True, method="percentile",
                                confidence_level=confidence_level, n_resamples=n_resamples, **{key: rng})
         low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
-    elif len(results) >= 2:  # identical movies: every resample is the same
-        low = high = f1
     return PooledMatch(tp, fp, fn, _ratio(tp, tp + fp), _ratio(tp, tp + fn), f1, low, high,
                        float(confidence_level), len(results))

@@ -273,8 +273,7 @@ def _hard_candidates(model: DetectionModel, fields: Sequence[Field], missed_from
                                prob_threshold=0.1)
         out += [(i, r, c) for r, c in cand if r < f.train_rows - h]
         if missed_from is not None and missed_from[i] and len(f.centers):
-            strict = find_candidates(heat, prob, radius=radius, heat_threshold=model.config.center_threshold,
-                                     prob_threshold=PROB_THRESHOLD)
+            strict = cand[prob[cand[:, 0], cand[:, 1]] >= PROB_THRESHOLD]  # the candidates inference would keep
             inside = f.centers[f.centers[:, 0] < f.train_rows]
             if missed_signal is not None:
                 near = ndimage.maximum_filter(f.inputs[..., model.config.channels.index("pnr_filtered")],
