@@ -401,7 +401,7 @@ def _evenly(fraction: float, n: int, name: str) -> list[bool]:
 def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = False,
                        variety: bool = False, filter_diameter: float | None = None,
                        rates: tuple[float, float] = (0.05, 1.0), neuropil: float = 0.0, blobs: float = 0.0,
-                       processes: float = 0.0, defocus: float = 0.0) -> list:
+                       processes: float = 0.0, defocus: float = 0.0, long: float = 0.0) -> list:
     """``n`` varied simulated fields as (SummaryImages, masks) pairs: :func:`simulated_field` ``0 .. n - 1``.
 
     ``neuropil``: fraction of the fields (evenly spread: 0.5 is every other one) whose neuropil strength varies.
@@ -411,6 +411,8 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
     among those) whose neuropil is partly a mesh of thin processes.
     ``defocus``: fraction of the fields (evenly spread from the other end, like the blob ones: with 0.5 the even
     ones, whose neuropil is the default) whose out-of-focus somata are active.
+    ``long``: fraction of the fields (spread at random, the same for every ``seed``) that last 600-2000 frames
+    instead of 100-600 (blob fields keep their 200-2000).
     """
     from tqdm.auto import tqdm
 
@@ -418,19 +420,22 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
     is_blob = _evenly(blobs, n, "blobs")[::-1]  # from the other end: with both at 0.5, the even fields
     meshed = _evenly(processes, n, "processes")
     active_oof = _evenly(defocus, n, "defocus")[::-1]
+    lasting = np.array(_evenly(long, n, "long"))[np.random.default_rng(13).permutation(n)]  # any kind of field
 
     def field(i):
         if is_blob[i]:
             return blob_field(i, seed=seed, shape=shape, filter_diameter=filter_diameter)
         return simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter,
-                               rates=rates, neuropil=varied[i], processes=meshed[i], defocus=active_oof[i])
+                               rates=rates, neuropil=varied[i], processes=meshed[i], defocus=active_oof[i],
+                               long=lasting[i])
 
     return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
                     filter_diameter: float | None = None, rates: tuple[float, float] = (0.05, 1.0),
-                    neuropil: bool = False, processes: bool = False, defocus: bool = False) -> tuple:
+                    neuropil: bool = False, processes: bool = False, defocus: bool = False,
+                    long: bool = False) -> tuple:
     """Simulated training field number ``i`` of series ``seed`` as a (SummaryImages, masks (N, rows, cols)) pair.
 
     Neuron size, density, brightness, activity, frame rate, length and noise vary from field to field, drawn from
@@ -443,7 +448,8 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     neuropil's brightness is a mesh of thin processes whose dark gaps are not somata (``neuropil_processes``,
     drawn last). With ``defocus`` the out-of-focus somata (0.3-1.2 per neuron) are active, 0.5-3 times their
     resting brightness per spike (``out_of_focus_activity``; drawn after that), and blurrier (soft edges of 3-6 px
-    instead of 2-4, far from the neurons' 0.7): blobs that flicker but are not neurons. Fields are independent of
+    instead of 2-4, far from the neurons' 0.7): blobs that flicker but are not neurons. With ``long`` the movie
+    lasts 600-2000 frames instead of 100-600 (drawn apart: nothing else changes). Fields are independent of
     each other, so a series can be made in parallel processes.
     """
     from .simulate import simulate
@@ -454,6 +460,8 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     n_neurons = max(5, int(rng.uniform(0.6, 2.0) * neuron_density(diameter) * shape[0] * shape[1]))
     fs = float(rng.choice([7.5, 15.0, 30.0]))
     n_frames = int(rng.integers(100, 600))
+    if long:
+        n_frames = int(np.random.default_rng([seed, i, 13]).integers(600, 2000))
     extra = {}
     if variety:
         lo = rng.uniform(0.05, 0.4)
@@ -522,7 +530,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
           annotated_fraction: float | None = 0.5, max_minutes: float | None = None, batch_frames: int = 250,
           simulated_variety: bool = False, simulated_rates: tuple[float, float] = (0.05, 1.0),
           simulated_neuropil: float = 0.0, simulated_blobs: float = 0.0, simulated_processes: float = 0.0,
-          simulated_defocus: float = 0.0, selection: str = "pooled", channels: Sequence[str] | None = None,
+          simulated_defocus: float = 0.0, simulated_long: float = 0.0, selection: str = "pooled",
+          channels: Sequence[str] | None = None,
           missed_crops: float = 0.0, missed_signal: float | None = None, progress: bool = True,
           record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
@@ -555,6 +564,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     simulated_defocus : float
         Fraction of the simulated fields (evenly spread like the blob ones) whose out-of-focus somata are active:
         flickering blurred blobs that are not neurons.
+    simulated_long : float
+        Fraction of the simulated fields (spread at random) that last 600-2000 frames instead of 100-600, as real
+        recordings often do: their summary images pool more batches and show quieter neurons.
     simulated_rates : (float, float)
         Range (Hz) of the simulated fields' median firing rates (log-uniform); lower rates give quieter fields,
         whose neurons are seen mostly by their shape.
@@ -652,7 +664,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
                                   variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
                                   neuropil=simulated_neuropil, blobs=simulated_blobs,
-                                  processes=simulated_processes, defocus=simulated_defocus)
+                                  processes=simulated_processes, defocus=simulated_defocus,
+                                  long=simulated_long)
     else:
         made = []
         for s, m in simulated:
@@ -736,6 +749,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
                  "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
+                 "simulated_long": simulated_long,
                  "missed_crops": missed_crops, "missed_signal": missed_signal,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -300,6 +301,31 @@ def test_simulated_defocus_activates_out_of_focus_somata_of_a_fraction_of_the_fi
     assert same == [False, True, False, True]  # the even fields, whose neuropil is the default
     with pytest.raises(ValueError, match="fraction"):
         simulated_datasets(1, seed=9, shape=(40, 40), defocus=2.0)
+
+
+def test_simulated_long_lengthens_only_the_movies_of_a_fraction_of_the_fields(caplog):
+    import re
+
+    from cellfie_caiman.train import simulated_datasets, simulated_field
+
+    def frames():
+        found = [int(n) for n in re.findall(r"simulated field \d+: .*, (\d+) frames", caplog.text)]
+        caplog.clear()
+        return found
+
+    with caplog.at_level(logging.INFO, logger="cellfie_caiman.train"):
+        short, m_short = simulated_field(2, seed=9, shape=(40, 40))
+        n_short = frames()
+        long, m_long = simulated_field(2, seed=9, shape=(40, 40), long=True)
+        n_long = frames()
+        simulated_datasets(8, seed=9, shape=(24, 24), long=0.5)
+        mixed = frames()
+    assert 100 <= n_short[0] < 600 and 600 <= n_long[0] < 2000
+    np.testing.assert_array_equal(m_short, m_long)  # the same neurons: only the length was drawn apart
+    assert not np.array_equal(short.mean, long.mean)
+    assert sum(n >= 600 for n in mixed) == 4 and len(mixed) == 8
+    with pytest.raises(ValueError, match="fraction"):
+        simulated_datasets(1, seed=9, shape=(40, 40), long=1.5)
 
 
 def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking_neurons_outlined():
