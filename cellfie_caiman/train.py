@@ -427,7 +427,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
             return blob_field(i, seed=seed, shape=shape, filter_diameter=filter_diameter)
         return simulated_field(i, seed=seed, shape=shape, variety=variety, filter_diameter=filter_diameter,
                                rates=rates, neuropil=varied[i], processes=meshed[i], defocus=active_oof[i],
-                               long=lasting[i])
+                               long=bool(lasting[i]))
 
     return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
 
