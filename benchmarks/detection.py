@@ -85,10 +85,9 @@ step 5p (step 5 with blob and process-mesh fields, no long fields; the shipped w
 00.00-left 0.431 (0.471 with ``neuron_diameter`` 9.2 px), 01.01 0.385 (0.444 with 15.3 px); simulated 0.958 (500
 frames) and 0.964 (1500); other simulator (Gaussian blobs) 0.983; independent simulator 0.864; seen 0.795 (00.00-left)
 and 0.700 (01.01); size lines 0.772 / 0.950; strong neuropil 0.931, half the neuropil in processes 0.903; networks
-only 1.89 s. Session 10 added
-the ``--conditions`` line "active out-of-focus somata": 0.806 (P 0.708), and the fourth generator: 0.520. Session 11
-added 90 % bootstrap intervals over the movies to the pooled simulated lines: 0.946-0.968 (500 frames), 0.952-0.974
-(1500), blobs 0.979-0.988.
+only 1.89 s. Session 10 added the ``--conditions`` line "active out-of-focus somata": 0.806 (P 0.708), and the
+fourth generator: 0.520. Session 11 added 90 % bootstrap intervals over the movies to the pooled simulated lines:
+0.946-0.968 (500 frames), 0.952-0.974 (1500), blobs 0.979-0.988.
 
 Measured 2026-11-26 (session 8), step 5b (step 5 with blob fields, no process fields; independent simulator 0.646,
 processes condition 0.598): held out 00.00-left 0.449 (0.503 with ``neuron_diameter`` 9.2 px),

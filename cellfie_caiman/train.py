@@ -459,7 +459,7 @@ def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = Fals
     diameter = rng.uniform(7.0, 13.0)
     n_neurons = max(5, int(rng.uniform(0.6, 2.0) * neuron_density(diameter) * shape[0] * shape[1]))
     fs = float(rng.choice([7.5, 15.0, 30.0]))
-    n_frames = int(rng.integers(100, 600))
+    n_frames = int(rng.integers(100, 600))  # drawn even when long, so the draws after it stay the same
     if long:
         n_frames = int(np.random.default_rng([seed, i, 13]).integers(600, 2000))
     extra = {}
