@@ -190,9 +190,9 @@ def _command() -> str:
     return "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}"] + sys.argv[1:])
 
 
-def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SHIPPED_MINUTES,
+def train_shipped(out: Path, init_model: Path | None = None, minutes: float | None = SHIPPED_MINUTES,
                   annotated_fraction: float | None = None, recipe: dict | None = None,
-                  simulated: int = SHIPPED_SIMULATED, channels=None, seed: int = 0) -> None:
+                  simulated: int = SHIPPED_SIMULATED, channels=None, seed: int = 0, epochs: int = 200) -> None:
     from cellfie_caiman.train import train
 
     data = [real_files(n) for n in REAL]
@@ -201,16 +201,16 @@ def train_shipped(out: Path, init_model: Path | None = None, minutes: float = SH
         from cellfie_caiman.models import load_model
 
         record["previous"] = load_model(init_model).config.training  # keep the history of fine-tuned weights
-    res = train(data, out, simulated=simulated, epochs=200, patience=12, seed=seed,
+    res = train(data, out, simulated=simulated, epochs=epochs, patience=12, seed=seed,
                 annotated_fraction=annotated_fraction, max_minutes=minutes, init_model=init_model,
                 learning_rate=1e-3 if init_model is None else 3e-4, channels=channels,
                 record=record, **(recipe or RECIPE))
     print(f"saved {res.path}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
 
 
-def train_loo(folder: Path, minutes: float = LOO_MINUTES, annotated_fraction: float | None = 0.5,
+def train_loo(folder: Path, minutes: float | None = LOO_MINUTES, annotated_fraction: float | None = 0.5,
               recipe: dict | None = None, simulated: int = SHIPPED_SIMULATED, init_dir: Path | None = None,
-              channels=None, seed: int = 0) -> None:
+              channels=None, seed: int = 0, epochs: int | dict = 200) -> None:
     """Train (or, with ``init_dir``, fine-tune that folder's models at lr 3e-4) the leave-one-out models."""
     from cellfie_caiman.train import train
 
@@ -224,7 +224,8 @@ def train_loo(folder: Path, minutes: float = LOO_MINUTES, annotated_fraction: fl
             from cellfie_caiman.models import load_model
 
             record["previous"] = load_model(init).config.training
-        res = train(kept, folder / f"without_{held_out}.npz", simulated=simulated, epochs=200, patience=12,
+        n_epochs = epochs[held_out] if isinstance(epochs, dict) else epochs
+        res = train(kept, folder / f"without_{held_out}.npz", simulated=simulated, epochs=n_epochs, patience=12,
                     seed=seed, annotated_fraction=annotated_fraction, max_minutes=minutes, **(recipe or RECIPE),
                     init_model=init, learning_rate=1e-3 if init is None else 3e-4, record=record, channels=channels)
         print(f"without {held_out}: best epoch {res.best_epoch}, validation F1 {res.best_f1:.3f}")
@@ -509,6 +510,10 @@ def main(argv=None) -> None:
     parser.add_argument("--loo-dir", type=Path, help="folder of leave-one-dataset-out models to score")
     parser.add_argument("--init-model", type=Path, help="with --train-shipped: fine-tune these weights (lr 3e-4)")
     parser.add_argument("--minutes", type=float, default=SHIPPED_MINUTES, help="with --train-shipped: time budget")
+    parser.add_argument("--epochs", type=lambda t: tuple(int(v) for v in t.split(",")), metavar="N[,N]",
+                        help="train at most N epochs and ignore the time budgets: a recorded run's epochs_run "
+                             "reproduces it on a machine of any speed (with --train-loo one number per held-out "
+                             "excerpt, in the order " + ", ".join(REAL) + ", or one for both)")
     parser.add_argument("--annotated-fraction", type=float, help="fraction of training crops from the real excerpts "
                         "(default: 0.5 for --train-loo, in proportion to areas for --train-shipped)")
     parser.add_argument("--simulated-variety", action="store_true", help="randomise more simulator parameters")
@@ -562,9 +567,15 @@ def main(argv=None) -> None:
                   simulated_long=args.simulated_long,
                   simulated_rates=args.simulated_rates, missed_crops=args.missed_crops,
                   missed_signal=args.missed_signal)
+    if args.epochs and (len(args.epochs) not in (1, len(REAL)) or min(args.epochs) < 1):
+        parser.error(f"--epochs takes one positive number or {len(REAL)}, got {args.epochs}")
+    loo_epochs = dict(zip(REAL, args.epochs * (len(REAL) // len(args.epochs)), strict=True)) if args.epochs else 200
     if args.train_shipped:
-        train_shipped(args.train_shipped, args.init_model, args.minutes, args.annotated_fraction, recipe,
-                      args.simulated, args.channels, args.seed)
+        if args.epochs and len(args.epochs) != 1:
+            parser.error("--epochs takes one number with --train-shipped")
+        train_shipped(args.train_shipped, args.init_model, None if args.epochs else args.minutes,
+                      args.annotated_fraction, recipe, args.simulated, args.channels, args.seed,
+                      epochs=args.epochs[0] if args.epochs else 200)
         return
     if args.conditions:
         conditions(args.model)
@@ -578,8 +589,9 @@ def main(argv=None) -> None:
         fine_tune_halves(args.fine_tune_halves, top=args.fine_tune_top, simulated=args.fine_tune_simulated)
         return
     if args.train_loo:
-        train_loo(args.train_loo, args.loo_minutes, 0.5 if args.annotated_fraction is None else args.annotated_fraction,
-                  recipe, args.simulated, args.init_loo, args.channels, args.seed)
+        train_loo(args.train_loo, None if args.epochs else args.loo_minutes,
+                  0.5 if args.annotated_fraction is None else args.annotated_fraction,
+                  recipe, args.simulated, args.init_loo, args.channels, args.seed, epochs=loo_epochs)
         args.loo_dir = args.train_loo
     accuracy(args.loo_dir, args.model)
     if not args.no_speed:
