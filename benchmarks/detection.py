@@ -501,6 +501,30 @@ def speed() -> None:
     t_net = float(np.median(times))
     print(f"networks only on 512x512 ({label}, K={len(res.masks)}): {t_net:.2f} s; summary images of the "
           f"{summary.mean.shape} movie: {t_summary:.2f} s; ratio networks/summary {t_net / t_summary:.2f}")
+    batching_baseline(summary)
+
+
+def batching_baseline(summary, repeat: int = 3) -> None:
+    """Both networks' passes with the default batching against the batching used until session 13 (U-Net: 8
+    fields of 512 x 512 per call, instance network: 512 windows per call), interleaved in this process."""
+    from cellfie_caiman.initialize import detect, extract_windows, predict_maps_tta
+    from cellfie_caiman.models import load_model, stack_inputs
+
+    net = load_model("default")
+    x = stack_inputs(summary, net.config)
+    windows = extract_windows(x, detect(net, x).centers, net.config.window)
+    calls = {"U-Net, 8 orientations": (lambda: predict_maps_tta(net, x), lambda: predict_maps_tta(net, x, 8, 2**21)),
+             f"instance network, {len(windows)} windows": (lambda: net.predict_instances(windows),
+                                                            lambda: net.predict_instances(windows, 512))}
+    for name, (now, before) in calls.items():
+        t = {"now": [], "before": []}
+        for _ in range(repeat):
+            for key, call in (("now", now), ("before", before)):
+                t0 = time.perf_counter()
+                call()
+                t[key].append(time.perf_counter() - t0)
+        a, b = float(np.median(t["now"])), float(np.median(t["before"]))
+        print(f"    {name}: {a:.2f} s, with the batching before session 13 {b:.2f} s (ratio {a / b:.2f})")
 
 
 def main(argv=None) -> None:

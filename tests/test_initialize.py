@@ -249,6 +249,20 @@ def test_batched_tta_maps_match_one_field_at_a_time_on_a_non_square_field(field,
     np.testing.assert_allclose(heat, ref[..., 1], atol=1e-5)
 
 
+def test_instance_batches_match_one_window_at_a_time(field):
+    """Splitting the windows into batches (the last one partial) must not change any output."""
+    from cellfie_caiman.initialize import extract_windows
+
+    model, x = field
+    rng = np.random.default_rng(3)
+    centers = rng.integers(0, 64, size=(131, 2))
+    windows = extract_windows(x, centers, model.config.window)
+    masks, scores = model.predict_instances(windows, batch_size=64)
+    ref = [model.predict_instances(windows[i:i + 1], batch_size=1) for i in range(len(windows))]
+    np.testing.assert_allclose(masks, np.concatenate([m for m, _ in ref]), atol=1e-5)
+    np.testing.assert_allclose(scores, np.concatenate([s for _, s in ref]), atol=1e-5)
+
+
 def test_tta_instance_windows_stay_centred_on_the_candidate(field):
     """Reference: transform the whole field, cut the window centred on the image of the candidate, paste the
     predicted mask back into a field-sized canvas, undo the transform and cut the original window."""
