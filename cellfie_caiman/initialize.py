@@ -149,14 +149,14 @@ def _undo_dihedral(a: np.ndarray, t: int) -> np.ndarray:
 
 
 def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
-                     max_batch_pixels: int = 2**18) -> tuple[np.ndarray, np.ndarray]:
+                     max_batch_pixels: int = 2**21) -> tuple[np.ndarray, np.ndarray]:
     """U-Net probability and centre heat maps averaged over the first ``n_transforms`` of the 8 rotations/flips.
 
     The networks were trained on randomly rotated and flipped crops; averaging their outputs over the transforms
     of the field (test-time augmentation) removes orientation-dependent errors: on the validation strips and on
     unseen simulated movies it raised detection F1 by 0.01-0.03 at no cost in precision. Transformed fields of
-    the same shape go through the U-Net in batches of at most ``max_batch_pixels`` pixels (bounded memory; on 2
-    CPU cores one 512 x 512 field per call was no slower than 4 or 8, see ``benchmarks/RESULTS.md``).
+    the same shape go through the U-Net in batches of at most ``max_batch_pixels`` pixels (bounded memory; which
+    batch is fastest depends on the machine: ``benchmarks/detection.py`` times one field per call against it).
 
     Returns
     -------
