@@ -34,6 +34,8 @@ Reproduce (needs ../shared/data beside the repository)::
     # step5.npz = cellfie_caiman/models/weights/default.npz (session 12; without --simulated-long it is the default
     # of sessions 9-11, "step 5p", without --simulated-processes too session 8's, "step 5b", without
     # --simulated-blobs too session 7's, "step 5n"; step4.npz was the default until session 7)
+    # on a machine of another speed, replace each --minutes by the run's recorded epoch count (steps 1-5:
+    # --epochs 35, 17, 23, 25, 22): the time budgets would stop a slower machine early (session 13)
     # the two leave-one-dataset-out models through the same steps (half of the crops from the one real excerpt),
     # each --train-loo then prints the figures below
     python benchmarks/detection.py --train-loo DIR1
