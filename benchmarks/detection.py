@@ -598,7 +598,8 @@ def main(argv=None) -> None:
                   missed_signal=args.missed_signal)
     if args.epochs and (len(args.epochs) not in (1, len(REAL)) or min(args.epochs) < 1):
         parser.error(f"--epochs takes one positive number or {len(REAL)}, got {args.epochs}")
-    loo_epochs = dict(zip(REAL, args.epochs * (len(REAL) // len(args.epochs)), strict=True)) if args.epochs else 200
+    per_excerpt = args.epochs * len(REAL) if args.epochs and len(args.epochs) == 1 else args.epochs
+    loo_epochs = dict(zip(REAL, per_excerpt, strict=True)) if args.epochs else 200
     if args.train_shipped:
         if args.epochs and len(args.epochs) != 1:
             parser.error("--epochs takes one number with --train-shipped")
