@@ -44,3 +44,42 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         failed, tried = failed + result.failed, tried + result.attempted
     assert tried >= 10 and failed == 0, f"{failed} of {tried} docstring examples failed"
+
+
+def _onednn_enabled(env_value):
+    """Whether TensorFlow runs its oneDNN kernels after ``import cellfie_caiman`` in a fresh interpreter whose
+    TF_ENABLE_ONEDNN_OPTS is ``env_value`` (None: unset)."""
+    import os
+
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    code = """
+import os
+import cellfie_caiman
+import tensorflow
+try:
+    from tensorflow.python.util import _pywrap_util_port
+except ImportError:
+    print("unknown")
+else:
+    print(os.environ["TF_ENABLE_ONEDNN_OPTS"], _pywrap_util_port.IsMklEnabled())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    answer = out.stdout.strip().splitlines()[-1]
+    if answer == "unknown":
+        pytest.skip("this TensorFlow does not say whether oneDNN is on")
+    return answer
+
+
+def test_importing_the_package_turns_tensorflows_onednn_kernels_on():
+    """TensorFlow turns oneDNN on by itself only on some CPUs; the package asks for it everywhere."""
+    assert _onednn_enabled(None) == "1 True"
+
+
+def test_an_explicit_onednn_setting_is_kept():
+    assert _onednn_enabled("0") == "0 False"
