@@ -726,7 +726,10 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                "seconds": now - t0, "minutes": (now - t_start) / 60}
         history.append(row)
         logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        bar.set_postfix(f1=f"{val['val_f1']:.3f}", best=f"{max(best[0], val['val_f1']):.3f}")
+        shown = {"f1": f"{val['val_f1']:.3f}", "best": f"{max(best[0], val['val_f1']):.3f}"}
+        if max_minutes is not None:  # the bar's own estimate runs to ``epochs``, which a budget usually cuts short
+            shown["budget_left"] = f"{max(0.0, max_minutes - row['minutes']):.1f} min"
+        bar.set_postfix(shown)
         if val["val_f1"] > best[0]:
             best = (val["val_f1"], epoch, {k: [w.copy() for w in net.get_weights()] for k, net in
                                            model.networks.items()})
