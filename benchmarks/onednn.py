@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from training import time_updates  # benchmarks/training.py, beside this script
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MOVIE = DATA / "neurofinder.01.01" / "movie.tif"
@@ -72,21 +73,7 @@ def _training_updates(steps: int = 10) -> dict:
     keras.utils.set_random_seed(0)
     model = new_model(config)
     weights = np.full(len(fields), 1 / len(fields))
-    rng = np.random.default_rng(0)
-    unet_step, inst_step = train._train_steps(model.unet, model.instance, keras.optimizers.Adam(1e-3),
-                                              keras.optimizers.Adam(1e-3))
-    spent = np.zeros(2)
-    for k in range(steps + 3):
-        u = train._unet_batch(fields, weights, 6, 128, rng)
-        i = train._instance_batch(fields, weights, [], 48, config, rng)
-        t0 = time.perf_counter()
-        unet_step(*u)
-        t1 = time.perf_counter()
-        inst_step(*i)
-        t2 = time.perf_counter()
-        if k >= 3:
-            spent += (t1 - t0, t2 - t1)
-    unet_ms, inst_ms = 1e3 * spent / steps
+    _, unet_ms, inst_ms = time_updates(model, fields, weights, config, 6, 48, steps, np.random.default_rng(0))
     return {"unet_ms": float(unet_ms), "instance_ms": float(inst_ms)}
 
 

@@ -45,6 +45,30 @@ def _whole_field_resize(masks: np.ndarray, shape) -> np.ndarray:
                      for m in masks], bool)
 
 
+def time_updates(model, fields, weights, config, unet_batch: int, instance_batch: int, steps: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Milliseconds per update spent making the batches, in the U-Net update and in the instance-network update
+    (Adam 1e-3, U-Net crops of 128 px), averaged over ``steps`` updates after 3 warm-up ones."""
+    import keras
+
+    train = importlib.import_module("cellfie_caiman.train")
+    unet_step, inst_step = train._train_steps(model.unet, model.instance, keras.optimizers.Adam(1e-3),
+                                              keras.optimizers.Adam(1e-3))
+    spent = np.zeros(3)
+    for k in range(steps + 3):
+        t0 = time.perf_counter()
+        u = train._unet_batch(fields, weights, unet_batch, 128, rng)
+        i = train._instance_batch(fields, weights, [], instance_batch, config, rng)
+        t1 = time.perf_counter()
+        unet_step(*u)
+        t2 = time.perf_counter()
+        inst_step(*i)
+        t3 = time.perf_counter()
+        if k >= 3:
+            spent += (t1 - t0, t2 - t1, t3 - t2)
+    return 1e3 * spent / steps
+
+
 def main(n_fields: int, steps: int, workers: int) -> None:
     t = time.perf_counter()
     with Pool(min(n_fields, workers)) as pool:
@@ -83,21 +107,7 @@ def main(n_fields: int, steps: int, workers: int) -> None:
     rng = np.random.default_rng(0)
     throughput = {}
     for unet_batch, instance_batch in ((6, 48), (24, 192)):
-        unet_step, inst_step = train._train_steps(model.unet, model.instance, keras.optimizers.Adam(1e-3),
-                                                  keras.optimizers.Adam(1e-3))
-        spent = np.zeros(3)
-        for k in range(steps + 3):
-            t0 = time.perf_counter()
-            u = train._unet_batch(fields, weights, unet_batch, 128, rng)
-            i = train._instance_batch(fields, weights, [], instance_batch, config, rng)
-            t1 = time.perf_counter()
-            unet_step(*u)
-            t2 = time.perf_counter()
-            inst_step(*i)
-            t3 = time.perf_counter()
-            if k >= 3:
-                spent += (t1 - t0, t2 - t1, t3 - t2)
-        ms = 1e3 * spent / steps
+        ms = time_updates(model, fields, weights, config, unet_batch, instance_batch, steps, rng)
         throughput[unet_batch] = unet_batch / ms.sum()
         print(f"batches {unet_batch} / {instance_batch}: per update making {ms[0]:.1f} ms, U-Net {ms[1]:.1f} ms, "
               f"instance {ms[2]:.1f} ms (total {ms.sum():.0f} ms)")
