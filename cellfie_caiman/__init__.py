@@ -6,7 +6,7 @@ network is used).
 Importing the package sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless that variable is already set: TensorFlow turns on its
 oneDNN kernels by default only on CPUs with AVX-512 VNNI or AMX, and on the others (AMD EPYC and Ryzen, Intel
 without AVX-512) runs convolutions with kernels built for AVX without FMA. On a 2-core AMD EPYC the networks ran
-1.5 times faster with oneDNN (detection) and 1.9 times faster (training updates), with the same masks
+about 1.7 times as fast with oneDNN (detection) and 1.5-1.7 times (training updates), with the same masks
 (``benchmarks/onednn.py``). TensorFlow reads the variable when it is imported, so this works when
 ``cellfie_caiman`` is imported first, and applies to all TensorFlow work in the process. An explicit setting is
 kept: ``TF_ENABLE_ONEDNN_OPTS=0`` before the import turns oneDNN off.
