@@ -479,28 +479,40 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
         print(score_line(f"floor: DoG peaks of the mean image, {name}", gt, dog_floor(summary)))
 
 
-def speed() -> None:
-    from cellfie_caiman.initialize import initialize, model_summary
-    from cellfie_caiman.models import load_model
+def speed_field():
+    """(movie, label): the 512 x 512 field of the speed figures: neurofinder.01.01, or without ../shared/data a
+    simulated 101-frame movie of 350 neurons."""
+    if DATA.is_dir():
+        return str(DATA / REAL[0] / "movie.tif"), REAL[0]
     from cellfie_caiman.simulate import simulate
 
-    if DATA.is_dir():
-        movie = str(DATA / REAL[0] / "movie.tif")
-        label = REAL[0]
-    else:
-        movie = simulate(101, (512, 512), 350, seed=1).movie
-        label = "simulated 101x512x512"
+    return simulate(101, (512, 512), 350, seed=1).movie, "simulated 101x512x512"
+
+
+def networks_only(summary, repeat: int = 3):
+    """(median seconds, last result) of ``initialize(summary)`` over ``repeat`` calls after a warm-up one (graph
+    tracing, caches)."""
+    from cellfie_caiman.initialize import initialize
+
+    initialize(summary)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        res = initialize(summary)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), res
+
+
+def speed() -> None:
+    from cellfie_caiman.initialize import model_summary
+    from cellfie_caiman.models import load_model
+
+    movie, label = speed_field()
     load_model("default")  # TensorFlow import and model build outside the timings
     t = time.perf_counter()
     summary = model_summary(movie, batch_frames=250)
     t_summary = time.perf_counter() - t
-    initialize(summary)  # warm-up (graph tracing, caches)
-    times = []
-    for _ in range(3):
-        t = time.perf_counter()
-        res = initialize(summary)
-        times.append(time.perf_counter() - t)
-    t_net = float(np.median(times))
+    t_net, res = networks_only(summary)
     print(f"networks only on 512x512 ({label}, K={len(res.masks)}): {t_net:.2f} s; summary images of the "
           f"{summary.mean.shape} movie: {t_summary:.2f} s; ratio networks/summary {t_net / t_summary:.2f}")
     batching_baseline(summary)

@@ -29,32 +29,22 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-from training import time_updates  # benchmarks/training.py, beside this script
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-MOVIE = DATA / "neurofinder.01.01" / "movie.tif"
+# benchmarks/detection.py and training.py, beside this script
+from detection import DATA, REAL, networks_only, speed_field
+from training import time_updates
 
 
-def _networks_only(repeat: int = 3) -> dict:
-    from cellfie_caiman.initialize import initialize, model_summary
+def _networks_only() -> dict:
+    from cellfie_caiman.initialize import model_summary
     from cellfie_caiman.models import load_model
-    from cellfie_caiman.simulate import simulate
 
-    movie = str(MOVIE) if MOVIE.exists() else simulate(101, (512, 512), 350, seed=1).movie
     load_model("default")
-    summary = model_summary(movie, batch_frames=250)
-    res = initialize(summary)  # warm-up: graph tracing, oneDNN primitive caches
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        res = initialize(summary)
-        times.append(time.perf_counter() - t)
+    seconds, res = networks_only(model_summary(speed_field()[0], batch_frames=250))
     digests = sorted(hashlib.sha1(np.packbits(m).tobytes()).hexdigest() for m in res.masks)
-    return {"networks_s": float(np.median(times)), "masks": len(res.masks),
+    return {"networks_s": seconds, "masks": len(res.masks),
             "digest": hashlib.sha1("".join(digests).encode()).hexdigest()}
 
 
@@ -94,7 +84,7 @@ def run(setting: str) -> dict:
 
 
 def main(repeats: int) -> None:
-    label = "neurofinder.01.01" if MOVIE.exists() else "simulated 101 x 512 x 512"
+    label = REAL[0] if DATA.is_dir() else "simulated 101 x 512 x 512"
     runs = {"0": [], "1": []}
     for r in range(repeats):
         for setting in ("0", "1"):
