@@ -1,0 +1,102 @@
+"""The shipped weights under another Keras backend or on another device: the same masks, and how fast.
+
+Reproduce with::
+
+    # here (TensorFlow on the CPU): summary images of the fields, the masks found and the networks-only time
+    python benchmarks/backends.py --save reference.npz
+    # elsewhere, e.g. on a GPU machine with PyTorch and Keras 3 but no TensorFlow or shared data (the package
+    # installed, or PYTHONPATH=. in the repository)
+    KERAS_BACKEND=torch python benchmarks/backends.py --load reference.npz
+
+The fields are neurofinder.01.01 (512 x 512) and neurofinder.00.00-left (512 x 256) when ``../shared/data`` is
+there, else a simulated 101-frame movie of 512 x 512. ``--load`` reads the summary images from the file (so it
+needs neither the data nor the summary code's speed), runs ``initialize`` on them with the shipped weights under
+the current backend, and compares with the saved run: how many masks are found, how many of the saved masks have
+an identical mask in the new run (the order can differ where two scores are equal to rounding), the lowest IoU of
+a saved mask with its best match, and the largest difference of the probability maps. Times are networks only
+(``initialize`` given the summary images, test-time augmentation on), the median of 5 calls after a warm-up one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+# benchmarks/detection.py, beside this script
+from detection import DATA, REAL, networks_only, speed_field
+
+
+def _fields() -> list[tuple[str, object]]:
+    if DATA.is_dir():
+        return [(name, str(DATA / name / "movie.tif")) for name in REAL]
+    return [speed_field()[::-1]]
+
+
+def _backend() -> str:
+    import keras
+
+    name = keras.backend.backend()
+    if name == "torch":
+        import torch
+
+        name += f" on {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else " on the CPU"
+    return f"Keras {keras.__version__}, {name}"
+
+
+def best_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each mask of ``a`` (n, rows, cols), its highest IoU with a mask of ``b`` (m, rows, cols); 0 if m = 0."""
+    if len(b) == 0:
+        return np.zeros(len(a))
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None] - inter
+    return (inter / np.maximum(union, 1)).max(1)
+
+
+def save(path: str) -> None:
+    from cellfie_caiman.initialize import model_summary
+
+    out: dict[str, np.ndarray] = {}
+    names = []
+    for name, movie in _fields():
+        summary = model_summary(movie, batch_frames=250)
+        seconds, res = networks_only(summary, repeat=5)
+        for key, image in summary._asdict().items():
+            if image is not None:
+                out[f"{name}/summary/{key}"] = image
+        out[f"{name}/masks"], out[f"{name}/prob"] = res.masks, res.prob_map
+        out[f"{name}/seconds"] = np.float64(seconds)
+        names.append(name)
+        print(f"{name}: {len(res.masks)} masks, networks only {seconds:.2f} s")
+    out["info"] = np.array(json.dumps({"fields": names, "backend": _backend()}))
+    np.savez_compressed(path, **out)
+    print(f"saved to {path} ({_backend()})")
+
+
+def load(path: str) -> None:
+    from cellfie_caiman.summary import SummaryImages
+
+    ref = np.load(path)
+    info = json.loads(str(ref["info"]))
+    print(f"reference: {info['backend']}; this run: {_backend()}")
+    for name in info["fields"]:
+        images = {key: ref[f"{name}/summary/{key}"] if f"{name}/summary/{key}" in ref.files else None
+                  for key in SummaryImages._fields}
+        seconds, res = networks_only(SummaryImages(**images), repeat=5)
+        saved = ref[f"{name}/masks"]
+        iou = best_iou(saved, res.masks)
+        print(f"{name}: {len(res.masks)} masks (reference {len(saved)}); {int((iou == 1).sum())} of the reference "
+              f"masks found identical, lowest best IoU {iou.min() if len(iou) else float('nan'):.3f}; probability "
+              f"maps within {np.abs(ref[f'{name}/prob'] - res.prob_map).max():.1e}; networks only {seconds:.2f} s "
+              f"(reference {float(ref[f'{name}/seconds']):.2f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--save", metavar="NPZ", help="compute the fields' summary images and masks, save them")
+    group.add_argument("--load", metavar="NPZ", help="rerun on the saved summary images and compare")
+    args = parser.parse_args()
+    save(args.save) if args.save else load(args.load)
