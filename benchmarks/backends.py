@@ -9,11 +9,11 @@ Reproduce with::
     KERAS_BACKEND=torch python benchmarks/backends.py --load reference.npz
 
 The fields are neurofinder.01.01 (512 x 512) and neurofinder.00.00-left (512 x 256) when ``../shared/data`` is
-there, else a simulated 101-frame movie of 512 x 512. ``--load`` reads the summary images from the file (so it
-needs neither the data nor the summary code's speed), runs ``initialize`` on them with the shipped weights under
-the current backend, and compares with the saved run: how many masks are found, how many of the saved masks have
-an identical mask in the new run (the order can differ where two scores are equal to rounding), the lowest IoU of
-a saved mask with its best match, and the largest difference of the probability maps. Times are networks only
+there, else a simulated 101-frame movie of 512 x 512. ``--load`` reads the summary images from the file (so the
+data need not be there), runs ``initialize`` on them with the shipped weights under the current backend, and
+compares with the saved run: how many masks are found, how many of the saved masks have an identical mask in the
+new run (the order can differ where two scores are equal to rounding), the lowest IoU of a saved mask with its best
+match, and the largest difference of the probability maps. Times are networks only
 (``initialize`` given the summary images, test-time augmentation on), the median of 5 calls after a warm-up one.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ import json
 import numpy as np
 
 # benchmarks/detection.py, beside this script
-from detection import DATA, REAL, networks_only, speed_field
+from detection import DATA, REAL, networks_only, real_files, speed_field
 
 
 def _fields() -> list[tuple[str, object]]:
     if DATA.is_dir():
-        return [(name, str(DATA / name / "movie.tif")) for name in REAL]
+        return [(name, str(real_files(name)[0])) for name in REAL]
     return [speed_field()[::-1]]
 
 
