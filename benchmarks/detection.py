@@ -515,24 +515,29 @@ def speed() -> None:
     t_net, res = networks_only(summary)
     print(f"networks only on 512x512 ({label}, K={len(res.masks)}): {t_net:.2f} s; summary images of the "
           f"{summary.mean.shape} movie: {t_summary:.2f} s; ratio networks/summary {t_net / t_summary:.2f}")
-    batching_baseline(summary)
+    baselines(summary)
 
 
-def batching_baseline(summary, repeat: int = 3) -> None:
-    """The networks' passes with their default batching against another, interleaved in this process: the U-Net
+def baselines(summary, repeat: int = 5) -> None:
+    """The networks' passes with their defaults against another setting, interleaved in this process: the U-Net
     on one 512 x 512 field per call (default: 4 of the 8 orientations), the instance network on 512 windows per call
-    (the default until session 13; now 128)."""
-    from cellfie_caiman.initialize import detect, extract_windows, predict_maps_tta
-    from cellfie_caiman.models import load_model, stack_inputs
+    (the default until session 13; now 128), and ``initialize`` with the networks as trained, each batch
+    normalisation a layer of its own (default: folded into the convolution before it; session 16)."""
+    from cellfie_caiman.initialize import detect, extract_windows, initialize, predict_maps_tta
+    from cellfie_caiman.models import DetectionModel, load_model, stack_inputs
 
     net = load_model("default")
+    live = DetectionModel(net.config, net.unet, net.instance)
     x = stack_inputs(summary, net.config)
     windows = extract_windows(x, detect(net, x).centers, net.config.window)
+    initialize(summary, model=live)  # graph tracing outside the timings
     calls = {"U-Net, 8 orientations": ("one field per call", lambda: predict_maps_tta(net, x),
                                        lambda: predict_maps_tta(net, x, 8, x.shape[0] * x.shape[1])),
              f"instance network, {len(windows)} windows, one orientation": (
                  "512 windows per call", lambda: net.predict_instances(windows),
-                 lambda: net.predict_instances(windows, 512))}
+                 lambda: net.predict_instances(windows, 512)),
+             "networks only (initialize)": ("batch normalisation not folded", lambda: initialize(summary, model=net),
+                                            lambda: initialize(summary, model=live))}
     for name, (other, default, alternative) in calls.items():
         t = {"default": [], "other": []}
         for _ in range(repeat):

@@ -36,16 +36,61 @@ def test_shipped_default_model_is_listed_and_loads():
     assert model.config.training.get("command"), "the shipped model must record the command that trained it"
 
 
-def test_weights_round_trip_gives_identical_predictions(small_model, tmp_path):
+def test_weights_round_trip_gives_identical_weights_and_predictions(small_model, tmp_path):
     path = small_model.save(tmp_path / "m.npz")
     loaded = load_model(path)
     assert loaded.config == small_model.config
+    for name, net in small_model.networks.items():
+        for a, b in zip(net.get_weights(), loaded.networks[name].get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # the loaded model predicts through its folded copies; a live model on the same networks does not
+    live = DetectionModel(loaded.config, loaded.unet, loaded.instance)
+    assert loaded.frozen and not live.frozen and not small_model.frozen
     x = np.random.default_rng(1).normal(size=(40, 24, len(SMALL.channels))).astype(np.float32)
-    for a, b in zip(small_model.predict_maps(x), loaded.predict_maps(x), strict=True):
+    for a, b in zip(small_model.predict_maps(x), live.predict_maps(x), strict=True):
         np.testing.assert_array_equal(a, b)
     w = np.random.default_rng(2).normal(size=(5, 16, 16, len(SMALL.channels))).astype(np.float32)
-    for a, b in zip(small_model.predict_instances(w), loaded.predict_instances(w), strict=True):
+    for a, b in zip(small_model.predict_instances(w), live.predict_instances(w), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _naive_conv_bn_relu(x, kernel, gamma, beta, mean, var, eps):
+    """3x3 'same' convolution (no bias), batch normalisation in inference mode and ReLU, in float64 loops."""
+    rows, cols, _ = x.shape
+    padded = np.pad(x.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
+    y = np.zeros((rows, cols, kernel.shape[3]))
+    for dr in range(3):
+        for dc in range(3):
+            y += padded[dr:dr + rows, dc:dc + cols] @ kernel[dr, dc].astype(np.float64)
+    y = (y - mean) / np.sqrt(var + eps) * gamma + beta
+    return np.maximum(y, 0)
+
+
+def test_folded_first_block_matches_naive_convolution_and_batchnorm(small_model):
+    """The folded U-Net's first convolution equals convolution + batch normalisation + ReLU done by hand."""
+    import keras
+
+    from cellfie_caiman.models.networks import fold_batchnorm
+
+    folded = fold_batchnorm(small_model.unet, SMALL)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    x = np.random.default_rng(3).normal(size=(1, 12, 10, len(SMALL.channels))).astype(np.float32)
+    first = keras.Model(folded.input, folded.get_layer("unet_enc0_relu0").output)
+    bn = small_model.unet.get_layer("unet_enc0_bn0")
+    expected = _naive_conv_bn_relu(x[0], small_model.unet.get_layer("unet_enc0_conv0").get_weights()[0],
+                                   *bn.get_weights(), bn.epsilon)
+    np.testing.assert_allclose(np.asarray(first(x))[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_model_predicts_as_the_live_networks(small_model, tmp_path):
+    """Folding changes float32 rounding only: probabilities, heat maps, masks and scores within 1e-5."""
+    loaded = load_model(small_model.save(tmp_path / "f.npz"))
+    x = np.random.default_rng(4).normal(size=(2, 40, 24, len(SMALL.channels))).astype(np.float32)
+    for a, b in zip(small_model.predict_maps_batch(x), loaded.predict_maps_batch(x), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    w = np.random.default_rng(5).normal(size=(7, 16, 16, len(SMALL.channels))).astype(np.float32)
+    for a, b in zip(small_model.predict_instances(w), loaded.predict_instances(w), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_unet_accepts_any_field_size(small_model):
