@@ -521,8 +521,9 @@ def speed() -> None:
 def baselines(summary, repeat: int = 5) -> None:
     """The networks' passes with their defaults against another setting, interleaved in this process: the U-Net
     on one 512 x 512 field per call (default: 4 of the 8 orientations), the instance network on 512 windows per call
-    (the default until session 13; now 128), and ``initialize`` with the networks as trained, each batch
-    normalisation a layer of its own (default: folded into the convolution before it; session 16)."""
+    (the default until session 13; now 128), ``initialize`` with the networks as trained, each batch
+    normalisation a layer of its own (default: folded into the convolution before it; session 16), and
+    ``initialize`` with one pass of each network instead of the mean over 8 orientations (``tta=False``)."""
     from cellfie_caiman.initialize import detect, extract_windows, initialize, predict_maps_tta
     from cellfie_caiman.models import DetectionModel, load_model, stack_inputs
 
@@ -537,7 +538,9 @@ def baselines(summary, repeat: int = 5) -> None:
                  "512 windows per call", lambda: net.predict_instances(windows),
                  lambda: net.predict_instances(windows, 512)),
              "networks only (initialize)": ("batch normalisation not folded", lambda: initialize(summary, model=net),
-                                            lambda: initialize(summary, model=live))}
+                                            lambda: initialize(summary, model=live)),
+             "networks only, 8 orientations (initialize)": ("one pass (tta=False)", lambda: initialize(summary),
+                                                            lambda: initialize(summary, tta=False))}
     for name, (other, default, alternative) in calls.items():
         t = {"default": [], "other": []}
         for _ in range(repeat):

@@ -71,6 +71,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
                    help="typical neuron diameter in pixels (default: the size the networks were trained on, or "
                         "the measured size when the neurons found are clearly smaller or larger)")
     p.add_argument("--model", help="detection model name or weights file (default 'default')")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one pass of the networks instead of 8 rotations/flips averaged: faster, finds fewer neurons")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     if refine:
         p.add_argument("--nwb", action="store_true", help="also write results.nwb")
@@ -193,6 +195,8 @@ def _params_from_args(args, backend: str | None = None):
         params.data.neuron_diameter = args.diameter
     if getattr(args, "model", None):
         params.detection.model = args.model
+    if getattr(args, "no_tta", False):
+        params.detection.tta = False
     backend = backend or getattr(args, "backend", None)
     if backend is not None:
         params.refine.backend = backend

@@ -79,12 +79,15 @@ class DetectionParams:
         Local maxima of the probability map below this are not examined (0..1).
     max_overlap : float
         Two kept masks whose IoU exceeds this are duplicates; the lower-scoring one is dropped.
+    tta : bool
+        Average the networks over the 8 rotations and flips (default); False: one pass, faster, fewer neurons.
     """
 
     model: str = "default"
     min_score: float = 0.5
     prob_threshold: float = 0.4
     max_overlap: float = 0.5
+    tta: bool = True
 
 
 @dataclass
@@ -199,6 +202,11 @@ class Params:
             bad = set(values) - known
             if bad:
                 raise ValueError(f"unknown parameter(s) {sorted(bad)} in group '{name}'; known: {sorted(known)}")
+            flags = sorted(f.name for f in dataclasses.fields(klass)
+                           if isinstance(f.default, bool) and f.name in values and not isinstance(values[f.name], bool))
+            if flags:
+                raise ValueError(f"parameter(s) {flags} in group '{name}' must be true or false, got "
+                                 f"{[values[k] for k in flags]}")
             if "gSig" in values and values["gSig"] is not None:
                 values["gSig"] = tuple(int(v) for v in values["gSig"])
             groups[name] = klass(**values)

@@ -526,7 +526,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     with timer("detect"):
         init = initialize(summary, model=det.model, neuron_diameter=params.data.diameter_pixels(),
                           min_score=det.min_score, prob_threshold=det.prob_threshold, max_overlap=det.max_overlap,
-                          progress=progress)
+                          tta=det.tta, progress=progress)
     detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
     logger.info("detected %d neurons", len(detected))
 

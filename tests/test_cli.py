@@ -253,10 +253,11 @@ def test_overwrite_refused_then_accepted(example_run, capsys):
     assert (out / "rois.json").read_bytes() == before
     # accepted: a detection-only run replaces the ROIs and removes the results it does not make
     assert main(["detect", str(movie), "-o", str(out), "--overwrite", "--diameter", "12", "--fr", "30",
-                 "--no-progress"]) == 0
+                 "--no-tta", "--no-progress"]) == 0
     assert (out / "rois.json").is_file() and (out / "contours.png").is_file()
     assert not (out / "results.hdf5").exists() and not (out / "traces.csv").exists()
-    assert Params.load(out / "params.json").refine.backend == "none"
+    written = Params.load(out / "params.json")
+    assert written.refine.backend == "none" and written.detection.tta is False
     summary = capsys.readouterr().out
     assert "detected" in summary and "refinement skipped" in summary
 

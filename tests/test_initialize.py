@@ -52,6 +52,19 @@ def test_finds_simulated_neurons(result, sim):
     assert res.f1 > 0.8, res
 
 
+def test_one_pass_detection_finds_the_simulated_neurons_from_the_one_pass_maps(result, sim):
+    """tta=False: the probability map is a single U-Net pass (not the mean over orientations) and the
+    simulated neurons are still found."""
+    from cellfie_caiman.models import load_model, stack_inputs
+
+    quick = initialize(result.summary, tta=False)
+    net = load_model("default")
+    prob, _ = net.predict_maps(stack_inputs(result.summary, net.config))
+    np.testing.assert_allclose(quick.prob_map, prob, atol=1e-6)
+    assert not np.allclose(quick.prob_map, result.prob_map, atol=1e-3)
+    assert match_rois(sim.masks, quick.masks).f1 > 0.75
+
+
 def test_summary_input_gives_the_same_result(result):
     again = initialize(result.summary)
     np.testing.assert_array_equal(again.masks, result.masks)

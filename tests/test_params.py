@@ -51,6 +51,14 @@ def test_unknown_group_and_key_are_named():
         Params.from_dict({"data": {"frame_rate": 30}})
 
 
+def test_flags_must_be_booleans():
+    assert Params.from_dict({"detection": {"tta": False}}).detection.tta is False
+    with pytest.raises(ValueError, match="tta"):
+        Params.from_dict({"detection": {"tta": "false"}})  # a non-empty string would read as true
+    with pytest.raises(ValueError, match="nwb"):
+        Params.from_dict({"output": {"nwb": 1}})
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.json"):
         Params.load(tmp_path / "missing.json")
