@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .rois import mask_diameter
+from .rois import mask_diameter, masks_to_ain
 
 logger = logging.getLogger(__name__)
 
@@ -529,5 +529,4 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     logger.info("%d candidates, %d kept, %d after removing duplicates", len(det.scores), int(keep.sum()), len(order))
     if len(masks) == 0:
         return _empty(shape, summary, prob, diameter)
-    Ain = masks.transpose(0, 2, 1).reshape(len(masks), -1).T  # column k = masks[k] in Fortran order
-    return Initialization(Ain, masks, scores, centers, prob, summary, diameter)
+    return Initialization(masks_to_ain(masks), masks, scores, centers, prob, summary, diameter)

@@ -45,8 +45,8 @@ from .io import MovieError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask",
-           "mask_diameter"]
+__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "masks_to_ain", "outline",
+           "polygon_mask", "mask_diameter"]
 
 
 class RoiError(MovieError):
@@ -82,6 +82,23 @@ def mask_diameter(masks: np.ndarray) -> float:
     areas = np.asarray(masks).reshape(len(masks), -1).sum(1)
     areas = areas[areas > 0]
     return float(2 * np.sqrt(np.median(areas) / np.pi)) if areas.size else float("nan")
+
+
+def masks_to_ain(masks: np.ndarray) -> np.ndarray:
+    """CaImAn's seeding matrix (``Ain``) from masks.
+
+    Parameters
+    ----------
+    masks : ndarray of bool, shape (K, rows, cols)
+
+    Returns
+    -------
+    ndarray of bool, shape (rows*cols, K), Fortran-ordered
+        Column k is ``masks[k].flatten('F')`` (pixel index ``i + j*rows``).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    k = masks.shape[0]
+    return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
 
 
 def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarray:

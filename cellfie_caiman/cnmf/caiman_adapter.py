@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..rois import masks_to_ain
+
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = (
@@ -113,23 +115,6 @@ def _seed_masks(init: Any, dims: tuple[int, int]) -> np.ndarray:
     if empty.any():
         logger.warning("dropping %d empty seed(s): %s", empty.sum(), np.flatnonzero(empty).tolist()[:20])
     return masks
-
-
-def masks_to_ain(masks: np.ndarray) -> np.ndarray:
-    """CaImAn's seeding matrix from masks.
-
-    Parameters
-    ----------
-    masks : ndarray of bool, shape (K, rows, cols)
-
-    Returns
-    -------
-    ndarray of bool, shape (rows*cols, K), Fortran-ordered
-        Column k is ``masks[k].flatten('F')`` (pixel index ``i + j*rows``).
-    """
-    masks = np.asarray(masks, dtype=bool)
-    k = masks.shape[0]
-    return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
 
 
 def _gsig(params, masks: np.ndarray) -> list[int]:
