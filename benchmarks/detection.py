@@ -532,24 +532,25 @@ def baselines(summary, repeat: int = 5) -> None:
     x = stack_inputs(summary, net.config)
     windows = extract_windows(x, detect(net, x).centers, net.config.window)
     initialize(summary, model=live)  # graph tracing outside the timings
-    calls = {"U-Net, 8 orientations": ("one field per call", lambda: predict_maps_tta(net, x),
-                                       lambda: predict_maps_tta(net, x, 8, x.shape[0] * x.shape[1])),
-             f"instance network, {len(windows)} windows, one orientation": (
-                 "512 windows per call", lambda: net.predict_instances(windows),
-                 lambda: net.predict_instances(windows, 512)),
-             "networks only (initialize)": ("batch normalisation not folded", lambda: initialize(summary, model=net),
-                                            lambda: initialize(summary, model=live)),
-             "networks only, 8 orientations (initialize)": ("one pass (tta=False)", lambda: initialize(summary),
-                                                            lambda: initialize(summary, tta=False))}
-    for name, (other, default, alternative) in calls.items():
-        t = {"default": [], "other": []}
+    # name: (default call, {other setting: its call}); the default and each other setting alternate
+    calls = {"U-Net, 8 orientations": (lambda: predict_maps_tta(net, x), {
+                 "one field per call": lambda: predict_maps_tta(net, x, 8, x.shape[0] * x.shape[1])}),
+             f"instance network, {len(windows)} windows, one orientation": (lambda: net.predict_instances(windows), {
+                 "512 windows per call": lambda: net.predict_instances(windows, 512)}),
+             "networks only (initialize)": (lambda: initialize(summary), {
+                 "batch normalisation not folded": lambda: initialize(summary, model=live),
+                 "one pass (tta=False)": lambda: initialize(summary, tta=False)})}
+    for name, (default, others) in calls.items():
+        t = {key: [] for key in ("default", *others)}
         for _ in range(repeat):
-            for key, call in (("default", default), ("other", alternative)):
+            for key, call in (("default", default), *others.items()):
                 t0 = time.perf_counter()
                 call()
                 t[key].append(time.perf_counter() - t0)
-        a, b = float(np.median(t["default"])), float(np.median(t["other"]))
-        print(f"    {name}: {a:.2f} s; {other} {b:.2f} s (ratio default/other {a / b:.2f})")
+        a = float(np.median(t["default"]))
+        for other in others:
+            b = float(np.median(t[other]))
+            print(f"    {name}: {a:.2f} s; {other} {b:.2f} s (ratio default/other {a / b:.2f})")
 
 
 def main(argv=None) -> None:
