@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .initialize import PROB_THRESHOLD, _dihedral, dedup_masks, detect, find_candidates, windows_to_masks
+from .initialize import PROB_THRESHOLD, _dihedral, dedup_local, detect, find_candidates, place_windows
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 from .models.preprocess import check_images, is_summary
 from .rois import mask_diameter
@@ -311,8 +311,8 @@ def detect_masks(model: DetectionModel, inputs: np.ndarray, *, min_score=0.5, pr
     det = detect(model, inputs, prob_threshold=prob_threshold, tta=False)
     shape = inputs.shape[:2]
     min_area = 0.1 * np.pi * (model.config.train_diameter / 2) ** 2
-    masks, index, _ = windows_to_masks(det, det.scores >= min_score, shape, shape, model.config.window, min_area)
-    return masks[dedup_masks(masks, det.scores[index], max_overlap=max_overlap)]
+    local, index, _ = place_windows(det, det.scores >= min_score, shape, shape, model.config.window, min_area)
+    return local.dense(dedup_local(local, det.scores[index], max_overlap=max_overlap))
 
 
 def validate(model: DetectionModel, fields: Sequence[Field], selection: str = "pooled") -> dict:
