@@ -138,6 +138,10 @@ def test_local_masks_round_trip_dense_masks():
     assert all(c.shape == (b[1] - b[0], b[3] - b[2]) for c, b in zip(local.crops, local.boxes, strict=True))
     np.testing.assert_array_equal(local.dense(), masks)
     np.testing.assert_array_equal(local.dense([4, 0]), masks[[4, 0]])
+    ain = local.ain([4, 0, 2])
+    assert ain.shape == (20 * 30, 3) and ain.dtype == bool and ain.flags.f_contiguous
+    for k, i in enumerate([4, 0, 2]):
+        np.testing.assert_array_equal(ain[:, k], masks[i].flatten("F"))
 
 
 def test_windows_on_the_model_grid_are_placed_as_interpolation_at_whole_pixels_places_them():
