@@ -15,7 +15,9 @@ matching (``rule='iou'``):
 * the shipped model on the two real excerpts (it was trained on them: not an honest figure, shown for reference);
 * a trivial floor: peaks of a difference-of-Gaussians filtered mean image drawn as disks;
 * the networks-only time (summary images given) on a 512 x 512 field, next to the time to compute those summary
-  images from the 101-frame movie in the same process.
+  images from the 101-frame movie in the same process; the networks' arithmetic (GFLOP) and the rate each runs
+  at against this machine's float32 matrix-multiplication rate in the same process (``--speed-only``: only these
+  timings).
 
 Reproduce (needs ../shared/data beside the repository)::
 
@@ -515,7 +517,63 @@ def speed() -> None:
     t_net, res = networks_only(summary)
     print(f"networks only on 512x512 ({label}, K={len(res.masks)}): {t_net:.2f} s; summary images of the "
           f"{summary.mean.shape} movie: {t_summary:.2f} s; ratio networks/summary {t_net / t_summary:.2f}")
+    work_and_rate(summary)
     baselines(summary)
+
+
+def conv_flops(network, batch: np.ndarray) -> int:
+    """Floating-point operations (2 per multiply-add) of the 2-D convolutions of ``network`` on ``batch``.
+
+    The output shape of every convolution comes from one forward pass; the other layers (activations, pooling,
+    upsampling, concatenation, the score's dense layer) add well under 1 % and are not counted.
+    """
+    import keras
+
+    convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    outputs = keras.Model(network.inputs, [layer.output for layer in convs]).predict_on_batch(batch)
+    return sum(2 * int(np.prod(out.shape[:3])) * int(np.prod(tuple(layer.kernel.shape)))
+               for layer, out in zip(convs, outputs, strict=True))
+
+
+def matmul_rate(n: int = 4096, repeat: int = 5) -> float:
+    """This machine's float32 matrix-multiplication rate (GFLOP/s, median of ``repeat`` n x n products), the
+    practical ceiling of dense convolution kernels on its CPU cores."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def work_and_rate(summary, repeat: int = 5) -> None:
+    """The two networks' arithmetic with test-time augmentation and the rate each pass runs at, against this
+    machine's float32 matrix-multiplication rate measured in the same process: how far the networks-only time is
+    from what the CPU allows, whatever its speed."""
+    from cellfie_caiman.initialize import detect, predict_instances_tta, predict_maps_tta
+    from cellfie_caiman.models import load_model, stack_inputs
+
+    net = load_model("default")
+    x = stack_inputs(summary, net.config)
+    centers = detect(net, x).centers
+    w = net.config.window
+    unet = 8 * conv_flops(net.unet, x[None]) / 1e9
+    instance = 8 * len(centers) * conv_flops(net.instance, np.zeros((1, w, w, x.shape[2]), np.float32)) / 1e9
+    t = {"unet": [], "instance": []}
+    for _ in range(repeat):
+        for key, call in (("unet", lambda: predict_maps_tta(net, x)),
+                          ("instance", lambda: predict_instances_tta(net, x, centers))):
+            t0 = time.perf_counter()
+            call()
+            t[key].append(time.perf_counter() - t0)
+    tu, ti = (float(np.median(t[k])) for k in ("unet", "instance"))
+    peak = matmul_rate()
+    print(f"    work, 8 orientations: U-Net {unet:.0f} GFLOP in {tu:.2f} s ({unet / tu:.0f} GFLOP/s), instance "
+          f"network {instance:.0f} GFLOP ({len(centers)} windows) in {ti:.2f} s ({instance / ti:.0f} GFLOP/s); "
+          f"float32 matmul here {peak:.0f} GFLOP/s: U-Net at {unet / tu / peak:.2f}, instance at "
+          f"{instance / ti / peak:.2f} of it; both networks at that rate would take {(unet + instance) / peak:.2f} s")
 
 
 def baselines(summary, repeat: int = 5) -> None:
@@ -590,6 +648,7 @@ def main(argv=None) -> None:
     parser.add_argument("--selection", choices=("pooled", "balanced"), default="pooled", help="best-epoch score")
     parser.add_argument("--model", default="default", help="score these weights as the shipped model")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
+    parser.add_argument("--speed-only", action="store_true", help="only the timing (then stop)")
     parser.add_argument("--conditions", action="store_true",
                         help="only score --model on simulated movies away from the defaults (neuropil, noise, ...)")
     parser.add_argument("--other-simulator", action="store_true",
@@ -627,6 +686,9 @@ def main(argv=None) -> None:
         train_shipped(args.train_shipped, args.init_model, None if args.epochs else args.minutes,
                       args.annotated_fraction, recipe, args.simulated, args.channels, args.seed,
                       epochs=args.epochs[0] if args.epochs else 200)
+        return
+    if args.speed_only:
+        speed()
         return
     if args.conditions:
         conditions(args.model)
