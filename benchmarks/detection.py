@@ -324,8 +324,9 @@ def stage_recall(summary, gt: np.ndarray, model="default", tol: float = 5.0) -> 
     instance (score >= 0.5) there, with a kept mask there after thresholding and deduplication, and matched
     (``match_rois``, CaImAn rule).
     """
+    from cellfie_caiman.detection import detect
     from cellfie_caiman.evaluate import match_rois
-    from cellfie_caiman.initialize import dedup_masks, detect, windows_to_masks
+    from cellfie_caiman.instances import dedup_masks, windows_to_masks
     from cellfie_caiman.models import load_model, stack_inputs
 
     net = load_model(model)
@@ -552,7 +553,7 @@ def work_and_rate(summary, repeat: int = 5) -> None:
     """The two networks' arithmetic with test-time augmentation and the rate each pass runs at, against this
     machine's float32 matrix-multiplication rate measured in the same process: how far the networks-only time is
     from what the CPU allows, whatever its speed."""
-    from cellfie_caiman.initialize import detect, predict_instances_tta, predict_maps_tta
+    from cellfie_caiman.detection import detect, predict_instances_tta, predict_maps_tta
     from cellfie_caiman.models import load_model, stack_inputs
 
     net = load_model("default")
@@ -582,7 +583,8 @@ def baselines(summary, repeat: int = 5) -> None:
     (the default until session 13; now 128), ``initialize`` with the networks as trained, each batch
     normalisation a layer of its own (default: folded into the convolution before it; session 16), and
     ``initialize`` with one pass of each network instead of the mean over 8 orientations (``tta=False``)."""
-    from cellfie_caiman.initialize import detect, extract_windows, initialize, predict_maps_tta
+    from cellfie_caiman.detection import detect, extract_windows, predict_maps_tta
+    from cellfie_caiman.initialize import initialize
     from cellfie_caiman.models import DetectionModel, load_model, stack_inputs
 
     net = load_model("default")

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from .initialize import PROB_THRESHOLD, _dihedral, dedup_local, detect, find_candidates, place_windows
+from .detection import PROB_THRESHOLD, _dihedral, detect, find_candidates
+from .instances import dedup_local, place_windows
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 from .models.preprocess import check_images, is_summary
 from .rois import mask_diameter

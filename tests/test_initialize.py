@@ -114,7 +114,7 @@ def _naive_dedup(masks, scores, max_overlap, containment):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dedup_matches_a_naive_pairwise_reference_on_random_overlapping_masks(seed):
-    from cellfie_caiman.initialize import CONTAINMENT
+    from cellfie_caiman.instances import CONTAINMENT
 
     rng = np.random.default_rng(seed)
     shape = (50, 70)
@@ -128,7 +128,7 @@ def test_dedup_matches_a_naive_pairwise_reference_on_random_overlapping_masks(se
 
 
 def test_local_masks_round_trip_dense_masks():
-    from cellfie_caiman.initialize import LocalMasks
+    from cellfie_caiman.instances import LocalMasks
 
     rng = np.random.default_rng(4)
     masks = rng.random((6, 20, 30)) < 0.05
@@ -146,7 +146,8 @@ def test_local_masks_round_trip_dense_masks():
 
 def test_windows_on_the_model_grid_are_placed_as_interpolation_at_whole_pixels_places_them():
     """Without zoom the window pixels are copied; with a zoom of exactly 1 + 1e-9 they are interpolated."""
-    from cellfie_caiman.initialize import Detections, place_windows
+    from cellfie_caiman.detection import Detections
+    from cellfie_caiman.instances import place_windows
 
     rng = np.random.default_rng(3)
     w, shape = 16, (40, 44)
@@ -289,7 +290,7 @@ def _ungroup(x, k, flip):
 
 
 def test_dihedral_transforms_are_the_eight_distinct_ones_and_invert():
-    from cellfie_caiman.initialize import _dihedral, _undo_dihedral
+    from cellfie_caiman.detection import _dihedral, _undo_dihedral
 
     x = np.arange(12.0).reshape(3, 4)
     ours = [_dihedral(x, t) for t in range(8)]
@@ -311,7 +312,7 @@ def field(sim):
 
 
 def test_tta_maps_are_the_mean_over_rotations_and_flips(field):
-    from cellfie_caiman.initialize import predict_maps_tta
+    from cellfie_caiman.detection import predict_maps_tta
 
     model, x = field
     prob, heat = predict_maps_tta(model, x)
@@ -323,7 +324,7 @@ def test_tta_maps_are_the_mean_over_rotations_and_flips(field):
 
 @pytest.mark.parametrize("max_batch_pixels", [1, 3 * 64 * 40, 2**21])
 def test_batched_tta_maps_match_one_field_at_a_time_on_a_non_square_field(field, max_batch_pixels):
-    from cellfie_caiman.initialize import predict_maps_tta
+    from cellfie_caiman.detection import predict_maps_tta
 
     model, x = field
     x = np.ascontiguousarray(x[:, :40])  # transposed orientations have another shape: batched separately
@@ -336,7 +337,7 @@ def test_batched_tta_maps_match_one_field_at_a_time_on_a_non_square_field(field,
 
 def test_instance_batches_match_one_window_at_a_time(field):
     """Splitting the windows into batches (the last one partial) must not change any output."""
-    from cellfie_caiman.initialize import extract_windows
+    from cellfie_caiman.detection import extract_windows
 
     model, x = field
     rng = np.random.default_rng(3)
@@ -351,7 +352,7 @@ def test_instance_batches_match_one_window_at_a_time(field):
 def test_tta_instance_windows_stay_centred_on_the_candidate(field):
     """Reference: transform the whole field, cut the window centred on the image of the candidate, paste the
     predicted mask back into a field-sized canvas, undo the transform and cut the original window."""
-    from cellfie_caiman.initialize import extract_windows, predict_instances_tta
+    from cellfie_caiman.detection import extract_windows, predict_instances_tta
 
     model, x = field
     w, h = model.config.window, model.config.window // 2
@@ -382,7 +383,7 @@ def test_tta_instance_windows_stay_centred_on_the_candidate(field):
 
 
 def test_tta_off_is_one_pass(field):
-    from cellfie_caiman.initialize import detect, extract_windows
+    from cellfie_caiman.detection import detect, extract_windows
 
     model, x = field
     det = detect(model, x, tta=False)

@@ -367,7 +367,7 @@ def test_crops_around_missed_neurons_contain_them(data):
 def test_missed_neurons_are_the_simulated_ones_without_a_candidate_near_them():
     """Naive reference: every training-row neuron of a simulated field, checked one by one against the candidates
     the model's maps give at the inference thresholds."""
-    from cellfie_caiman.initialize import PROB_THRESHOLD, find_candidates
+    from cellfie_caiman.detection import PROB_THRESHOLD, find_candidates
     from cellfie_caiman.models import load_model
     from cellfie_caiman.train import _hard_candidates, simulated_field
 
