@@ -1,18 +1,13 @@
-"""initialize(): shapes, CaImAn's Fortran-order Ain, duplicates, rescaling, bad input, and real detection."""
+"""initialize(): shapes, CaImAn's Fortran-order Ain, no kept duplicates, rescaling, bad input, and real detection."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from cellfie_caiman.evaluate import match_rois
-from cellfie_caiman.initialize import Initialization, dedup_masks, initialize
+from cellfie_caiman.initialize import Initialization, initialize
 from cellfie_caiman.simulate import simulate
 from cellfie_caiman.summary import summary_images
-
-
-def _disk(shape, center, radius):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
 
 
 @pytest.fixture(scope="module")
@@ -78,94 +73,6 @@ def test_no_kept_duplicates(result):
     iou = inter / (area[:, None] + area[None] - inter)
     np.fill_diagonal(iou, 0)
     assert iou.max() <= 0.5
-
-
-def test_dedup_keeps_best_of_overlapping_instances():
-    shape = (40, 60)
-    a = _disk(shape, (20, 20), 6)
-    b = _disk(shape, (20, 21), 6)       # near copy of a (IoU ~0.8)
-    c = _disk(shape, (20, 20), 3)       # inside a
-    d = _disk(shape, (20, 40), 6)       # separate
-    e = _disk(shape, (20, 29), 6)       # touches a (IoU small): a different neuron
-    masks = np.array([a, b, c, d, e])
-    scores = np.array([0.7, 0.9, 0.95, 0.6, 0.8])
-    kept = dedup_masks(masks, scores, max_overlap=0.5)
-    assert kept.tolist() == [2, 4, 3]
-    # a lower max_overlap also removes neighbours that overlap a little
-    assert dedup_masks(masks, scores, max_overlap=0.005).tolist() == [2, 3]  # e and c share one pixel
-
-
-def _naive_dedup(masks, scores, max_overlap, containment):
-    """Pairwise IoU and containment over whole fields, best score first (reference for dedup_masks)."""
-    kept = []
-    for i in sorted(range(len(masks)), key=lambda i: -scores[i]):
-        a = masks[i].sum()
-        if a == 0:
-            continue
-        dup = False
-        for j in kept:
-            inter = (masks[i] & masks[j]).sum()
-            b = masks[j].sum()
-            dup |= inter / (a + b - inter) > max_overlap or max(inter / a, inter / b) > containment
-        if not dup:
-            kept.append(i)
-    return kept
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dedup_matches_a_naive_pairwise_reference_on_random_overlapping_masks(seed):
-    from cellfie_caiman.instances import CONTAINMENT
-
-    rng = np.random.default_rng(seed)
-    shape = (50, 70)
-    masks = np.array([_disk(shape, rng.uniform(-3, 53, 2) * [1, 1.4], rng.uniform(2, 8)) & (rng.random(shape) < 0.9)
-                      for _ in range(60)] + [np.zeros(shape, bool)])
-    scores = rng.random(len(masks))
-    for max_overlap in (0.1, 0.3, 0.5):
-        expected = _naive_dedup(masks, scores, max_overlap, CONTAINMENT)
-        assert dedup_masks(masks, scores, max_overlap=max_overlap).tolist() == expected
-    assert 5 < len(expected) < 60  # overlaps both kept and removed some
-
-
-def test_local_masks_round_trip_dense_masks():
-    from cellfie_caiman.instances import LocalMasks
-
-    rng = np.random.default_rng(4)
-    masks = rng.random((6, 20, 30)) < 0.05
-    masks[2] = False
-    local = LocalMasks.from_dense(masks)
-    assert [c.shape for c in local.crops][2] == (0, 0)
-    assert all(c.shape == (b[1] - b[0], b[3] - b[2]) for c, b in zip(local.crops, local.boxes, strict=True))
-    np.testing.assert_array_equal(local.dense(), masks)
-    np.testing.assert_array_equal(local.dense([4, 0]), masks[[4, 0]])
-    ain = local.ain([4, 0, 2])
-    assert ain.shape == (20 * 30, 3) and ain.dtype == bool and ain.flags.f_contiguous
-    for k, i in enumerate([4, 0, 2]):
-        np.testing.assert_array_equal(ain[:, k], masks[i].flatten("F"))
-
-
-def test_windows_on_the_model_grid_are_placed_as_interpolation_at_whole_pixels_places_them():
-    """Without zoom the window pixels are copied; with a zoom of exactly 1 + 1e-9 they are interpolated."""
-    from cellfie_caiman.detection import Detections
-    from cellfie_caiman.instances import place_windows
-
-    rng = np.random.default_rng(3)
-    w, shape = 16, (40, 44)
-    centers = np.array([[20, 22], [3, 5], [38, 42], [0, 43]])  # inside, and windows overhanging every edge
-    windows = np.zeros((4, w, w), np.float32)
-    for k in range(4):
-        windows[k] = 0.9 * _disk((w, w), (w // 2 + rng.integers(-1, 2), w // 2), 5) + 0.1 * rng.random((w, w))
-    det = Detections(windows, np.ones(4, np.float32), centers, np.zeros(shape), np.zeros(shape))
-    keep = np.ones(4, bool)
-    copied, i1, c1 = place_windows(det, keep, shape, shape, w, 3)
-    nearly = (shape[0] * (1 + 1e-12), shape[1] * (1 + 1e-12))
-    interpolated, i2, c2 = place_windows(det, keep, shape, nearly, w, 3)
-    assert i1.tolist() == i2.tolist() == [0, 1, 2, 3]
-    np.testing.assert_array_equal(copied.dense(), interpolated.dense())
-    for k, (r, c) in enumerate(centers):  # each mask is its window's disk, cut at the field's edge
-        full = np.zeros((shape[0] + 2 * w, shape[1] + 2 * w), bool)
-        full[r + w - w // 2:r + w + w // 2, c + w - w // 2:c + w + w // 2] = windows[k] > 0.5
-        np.testing.assert_array_equal(copied.dense()[k], full[w:-w, w:-w])
 
 
 def test_neuron_diameter_rescales_and_masks_come_back_on_the_original_grid():
@@ -279,120 +186,6 @@ def test_bad_model_and_diameter(sim, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ test-time augmentation
-def _group(x, k, flip):
-    """Independent enumeration of the 8 rotations/flips of the first two axes (np.rot90 and np.flip)."""
-    return np.rot90(np.flip(x, 0) if flip else x, k, axes=(0, 1))
-
-
-def _ungroup(x, k, flip):
-    x = np.rot90(x, -k, axes=(0, 1))
-    return np.flip(x, 0) if flip else x
-
-
-def test_dihedral_transforms_are_the_eight_distinct_ones_and_invert():
-    from cellfie_caiman.detection import _dihedral, _undo_dihedral
-
-    x = np.arange(12.0).reshape(3, 4)
-    ours = [_dihedral(x, t) for t in range(8)]
-    for t in range(8):
-        np.testing.assert_array_equal(_undo_dihedral(ours[t], t), x)
-    ref = [_group(x, k, f) for k in range(4) for f in (False, True)]
-    key = sorted(a.tobytes() + bytes(a.shape) for a in ours)
-    assert key == sorted(a.tobytes() + bytes(a.shape) for a in ref)
-    assert len(set(key)) == 8
-
-
-@pytest.fixture(scope="module")
-def field(sim):
-    from cellfie_caiman.initialize import model_summary
-    from cellfie_caiman.models import load_model, stack_inputs
-
-    model = load_model("default")
-    return model, stack_inputs(model_summary(sim.movie[:, :64, :64], model=model), model.config)
-
-
-def test_tta_maps_are_the_mean_over_rotations_and_flips(field):
-    from cellfie_caiman.detection import predict_maps_tta
-
-    model, x = field
-    prob, heat = predict_maps_tta(model, x)
-    ref = np.mean([_ungroup(np.stack(model.predict_maps(np.ascontiguousarray(_group(x, k, f))), -1), k, f)
-                   for k in range(4) for f in (False, True)], axis=0)
-    np.testing.assert_allclose(prob, ref[..., 0], atol=1e-5)
-    np.testing.assert_allclose(heat, ref[..., 1], atol=1e-5)
-
-
-@pytest.mark.parametrize("max_batch_pixels", [1, 3 * 64 * 40, 2**21])
-def test_batched_tta_maps_match_one_field_at_a_time_on_a_non_square_field(field, max_batch_pixels):
-    from cellfie_caiman.detection import predict_maps_tta
-
-    model, x = field
-    x = np.ascontiguousarray(x[:, :40])  # transposed orientations have another shape: batched separately
-    prob, heat = predict_maps_tta(model, x, max_batch_pixels=max_batch_pixels)
-    ref = np.mean([_ungroup(np.stack(model.predict_maps(np.ascontiguousarray(_group(x, k, f))), -1), k, f)
-                   for k in range(4) for f in (False, True)], axis=0)
-    np.testing.assert_allclose(prob, ref[..., 0], atol=1e-5)
-    np.testing.assert_allclose(heat, ref[..., 1], atol=1e-5)
-
-
-def test_instance_batches_match_one_window_at_a_time(field):
-    """Splitting the windows into batches (the last one partial) must not change any output."""
-    from cellfie_caiman.detection import extract_windows
-
-    model, x = field
-    rng = np.random.default_rng(3)
-    centers = rng.integers(0, 64, size=(131, 2))
-    windows = extract_windows(x, centers, model.config.window)
-    masks, scores = model.predict_instances(windows, batch_size=64)
-    ref = [model.predict_instances(windows[i:i + 1], batch_size=1) for i in range(len(windows))]
-    np.testing.assert_allclose(masks, np.concatenate([m for m, _ in ref]), atol=1e-5)
-    np.testing.assert_allclose(scores, np.concatenate([s for _, s in ref]), atol=1e-5)
-
-
-def test_tta_instance_windows_stay_centred_on_the_candidate(field):
-    """Reference: transform the whole field, cut the window centred on the image of the candidate, paste the
-    predicted mask back into a field-sized canvas, undo the transform and cut the original window."""
-    from cellfie_caiman.detection import extract_windows, predict_instances_tta
-
-    model, x = field
-    w, h = model.config.window, model.config.window // 2
-    centers = np.array([[20, 31], [40, 25]])
-    masks, scores = predict_instances_tta(model, x, centers)
-    rows, cols = x.shape[:2]
-    index = np.arange(rows * cols).reshape(rows, cols)
-    ref_m, ref_s = np.zeros_like(masks, np.float64), np.zeros(len(centers))
-    for k in range(4):
-        for f in (False, True):
-            moved = _group(index, k, f)
-            xt = np.ascontiguousarray(_group(x, k, f))
-            for i, (r, c) in enumerate(centers):
-                rt, ct = np.argwhere(moved == index[r, c])[0]
-                m, s = model.predict_instances(extract_windows(xt, np.array([[rt, ct]]), w))
-                canvas = np.zeros((xt.shape[0] + w, xt.shape[1] + w))
-                canvas[rt:rt + w, ct:ct + w] = m[0]  # canvas offset by h on each side
-                back = _ungroup(canvas[h:h + xt.shape[0], h:h + xt.shape[1]], k, f)
-                padded = np.pad(back, h)
-                ref_m[i] += padded[r:r + w, c:c + w] / 8
-                ref_s[i] += s[0] / 8
-    np.testing.assert_allclose(scores, ref_s, atol=1e-5)
-    # the reference loses the pixels of a window that fall outside the field; compare inside it
-    for i, (r, c) in enumerate(centers):
-        inside = np.zeros((w, w), bool)
-        inside[max(0, h - r):min(w, h + rows - r), max(0, h - c):min(w, h + cols - c)] = True
-        np.testing.assert_allclose(masks[i][inside], ref_m[i][inside], atol=1e-5)
-
-
-def test_tta_off_is_one_pass(field):
-    from cellfie_caiman.detection import detect, extract_windows
-
-    model, x = field
-    det = detect(model, x, tta=False)
-    prob, heat = model.predict_maps(x)
-    np.testing.assert_array_equal(det.prob, prob)
-    _, scores = model.predict_instances(extract_windows(x, det.centers, model.config.window))
-    np.testing.assert_allclose(det.scores, scores, atol=1e-6)
-
-
 def test_the_default_model_finds_neurons_under_strong_neuropil():
     """The shipped model was fine-tuned with simulated fields whose neuropil strength varies (the model before it
     saw only weak neuropil and scored 0.68 under strong neuropil in the benchmark). Under strong neuropil (texture
