@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 __all__ = ["Detections", "detect", "find_candidates", "extract_windows", "predict_maps_tta", "predict_instances_tta",
            "PROB_THRESHOLD", "TTA_CENTER_THRESHOLD"]
@@ -96,7 +97,7 @@ def _undo_dihedral(a: np.ndarray, t: int) -> np.ndarray:
 
 
 def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
-                     max_batch_pixels: int = 2**21) -> tuple[np.ndarray, np.ndarray]:
+                     max_batch_pixels: int = 2**21, bar=None) -> tuple[np.ndarray, np.ndarray]:
     """U-Net probability and centre heat maps averaged over the first ``n_transforms`` of the 8 rotations/flips.
 
     The networks were trained on randomly rotated and flipped crops; averaging their outputs over the transforms
@@ -104,6 +105,7 @@ def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
     unseen simulated movies it raised detection F1 by 0.01-0.03 at no cost in precision. Transformed fields of
     the same shape go through the U-Net in batches of at most ``max_batch_pixels`` pixels (bounded memory; which
     batch is fastest depends on the machine: ``benchmarks/detection.py`` times one field per call against it).
+    ``bar`` (a tqdm progress bar, optional) advances by one per orientation.
 
     Returns
     -------
@@ -120,16 +122,19 @@ def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
             for i, t in enumerate(ts):
                 prob += _undo_dihedral(p[i], t)
                 heat += _undo_dihedral(h[i], t)
+            if bar is not None:
+                bar.update(len(ts))
     return (prob / n_transforms).astype(np.float32), (heat / n_transforms).astype(np.float32)
 
 
 def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
-                          n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                          n_transforms: int = 8, bar=None) -> tuple[np.ndarray, np.ndarray]:
     """Instance masks and scores averaged over the rotations/flips of each window.
 
     A window of even side ``w`` centred on pixel ``(r, c)`` has the centre at index ``w // 2``; a flip would move
     it to ``w // 2 - 1``, so a flipped window is cut one pixel further along the flipped axis (as in training) and
-    its mask shifted back after undoing the transform.
+    its mask shifted back after undoing the transform. ``bar`` (a tqdm progress bar, optional) advances by one per
+    orientation.
 
     Returns
     -------
@@ -139,6 +144,8 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
     masks = np.zeros((len(centers), w, w), np.float64)
     scores = np.zeros(len(centers), np.float64)
     if len(centers) == 0:
+        if bar is not None:
+            bar.update(n_transforms)
         return masks.astype(np.float32), scores.astype(np.float32)
     for t in range(n_transforms):
         sr, sc = t & 1, (t >> 1) & 1
@@ -151,6 +158,8 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
         shifted[:, sr:, sc:] = m[:, :w - sr, :w - sc]
         masks += shifted
         scores += s
+        if bar is not None:
+            bar.update(1)
     return (masks / n_transforms).astype(np.float32), (scores / n_transforms).astype(np.float32)
 
 
@@ -162,7 +171,8 @@ TTA_CENTER_THRESHOLD = 0.05
 PROB_THRESHOLD = 0.4
 
 
-def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD, tta: bool = True) -> Detections:
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD, tta: bool = True,
+           progress: bool = False) -> Detections:
     """Run both networks on one normalised field (model scale): candidates, their masks and scores.
 
     Parameters
@@ -175,18 +185,25 @@ def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD,
     tta : bool
         Average both networks' outputs over the 8 rotations/flips (test-time augmentation; 8 times the work).
         False: one pass, candidates need ``model.config.center_threshold`` of centre heat.
+    progress : bool
+        Progress bar over the networks' passes (16 with ``tta``: 8 orientations of each network; else 2).
     """
     cfg = model.config
-    if tta:
-        prob, heat = predict_maps_tta(model, inputs)
-        heat_threshold = min(cfg.center_threshold, TTA_CENTER_THRESHOLD)
-    else:
-        prob, heat = model.predict_maps(inputs)
-        heat_threshold = cfg.center_threshold
-    centers = find_candidates(heat, prob, radius=max(1, int(round(cfg.train_diameter / 4))),
-                              heat_threshold=heat_threshold, prob_threshold=prob_threshold)
-    if tta:
-        windows, scores = predict_instances_tta(model, inputs, centers)
-    else:
-        windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
+    passes = 8 if tta else 1
+    with tqdm(total=2 * passes, desc="networks", unit="pass", disable=not progress) as bar:
+        if tta:
+            prob, heat = predict_maps_tta(model, inputs, bar=bar)
+            heat_threshold = min(cfg.center_threshold, TTA_CENTER_THRESHOLD)
+        else:
+            prob, heat = model.predict_maps(inputs)
+            heat_threshold = cfg.center_threshold
+            bar.update(1)
+        centers = find_candidates(heat, prob, radius=max(1, int(round(cfg.train_diameter / 4))),
+                                  heat_threshold=heat_threshold, prob_threshold=prob_threshold)
+        bar.set_postfix(candidates=len(centers))
+        if tta:
+            windows, scores = predict_instances_tta(model, inputs, centers, bar=bar)
+        else:
+            windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
+            bar.update(1)
     return Detections(windows, scores, centers, prob, heat)

@@ -175,7 +175,7 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         accurate (on the shipped model's validation data F1 0.963 against 0.967 on simulated movies and 0.51
         against 0.55 on the real excerpts' held-out strips; model card, "Speed and portability").
     progress : bool
-        Progress bar while computing summary images.
+        Progress bars while computing summary images and over the networks' passes (one bar per detection pass).
 
     Returns
     -------
@@ -198,7 +198,8 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
                       stacklevel=2)
         return _empty(shape, summary)
 
-    settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta)
+    settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
+                    progress=progress)
     if neuron_diameter is not None:
         return _detect_at(net, images, summary, float(neuron_diameter), **settings)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
@@ -225,7 +226,7 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
 
 
 def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float, prob_threshold: float,
-               max_overlap: float, tta: bool) -> Initialization:
+               max_overlap: float, tta: bool, progress: bool = False) -> Initialization:
     """:func:`initialize` for somata of ``diameter`` pixels: images zoomed by ``train_diameter / diameter``."""
     from .models import stack_inputs
 
@@ -241,7 +242,7 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
                       RuntimeWarning, stacklevel=3)
         return _empty(shape, summary)
 
-    det = detect(net, inputs, prob_threshold=prob_threshold, tta=tta)
+    det = detect(net, inputs, prob_threshold=prob_threshold, tta=tta, progress=progress)
     keep = det.scores >= min_score
     min_area = 0.1 * np.pi * (cfg.train_diameter / 2) ** 2 / ratio**2
     local, index, centers = place_windows(det, keep, shape, scaled_shape, cfg.window, min_area)

@@ -124,3 +124,18 @@ def test_tta_off_is_one_pass(field):
     np.testing.assert_array_equal(det.prob, prob)
     _, scores = model.predict_instances(extract_windows(x, det.centers, model.config.window))
     np.testing.assert_allclose(det.scores, scores, atol=1e-6)
+
+
+def test_progress_bar_counts_the_passes_and_leaves_the_detections_alone(field, capsys):
+    from cellfie_caiman.detection import detect
+
+    model, x = field
+    quiet = detect(model, x)
+    capsys.readouterr()
+    shown = detect(model, x, progress=True)
+    err = capsys.readouterr().err
+    assert "networks" in err and "16/16" in err and f"candidates={len(shown.centers)}" in err
+    np.testing.assert_array_equal(shown.centers, quiet.centers)
+    np.testing.assert_array_equal(shown.scores, quiet.scores)
+    detect(model, x, tta=False, progress=True)
+    assert "2/2" in capsys.readouterr().err
