@@ -100,6 +100,24 @@ def test_unet_accepts_any_field_size(small_model):
     assert np.all((prob >= 0) & (prob <= 1))
 
 
+@pytest.mark.parametrize("name", ["small", "default"])
+def test_tiled_unet_gives_the_maps_of_the_whole_field(small_model, name):
+    """Tiles with networks.unet_reach of context reproduce the one-call maps, at field edges that are not multiples
+    of the pooling size too; tiles without the context would not."""
+    from scipy import ndimage
+
+    model = small_model if name == "small" else load_model("default")
+    rng = np.random.default_rng(1)
+    x = ndimage.gaussian_filter(rng.normal(size=(2, 203, 141, len(model.config.channels))), (0, 2, 2, 0))
+    x = (3 * x).astype(np.float32)
+    whole = model.predict_maps_batch(x)
+    tiled = model.predict_maps_batch(x, tile_above=0, tile=48)
+    np.testing.assert_allclose(tiled[0], whole[0], atol=1e-5)
+    np.testing.assert_allclose(tiled[1], whole[1], atol=1e-5)
+    alone, _ = model.predict_maps_batch(x[:, 48:96, 48:96])  # one inner tile without its context
+    assert np.abs(alone - whole[0][:, 48:96, 48:96]).max() > 1e-3
+
+
 def test_missing_model_file_and_unknown_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.npz"):
         load_model(tmp_path / "nothere.npz")

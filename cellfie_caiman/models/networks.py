@@ -55,6 +55,20 @@ def build_unet(config: ModelConfig, folded: bool = False):
     return keras.Model(inp, out, name="unet")
 
 
+def unet_reach(config: ModelConfig) -> int:
+    """How far (pixels, a multiple of ``2**depth``) the U-Net's output at a pixel can depend on its input.
+
+    A bound from :func:`build_unet`'s layers: at level ``l`` (scale ``s = 2**l``) the two 3x3 convolutions of the
+    encoder and of the decoder reach ``2 s`` each, the pooling and the nearest-neighbour upsampling ``s`` each; the
+    bottom block ``2 * 2**depth``. So ``6 (2**depth - 1) + 2**(depth + 1)`` (58 px at depth 3), rounded up to a
+    multiple of ``2**depth`` so that tiles cut with this much context keep the pooling grid of the whole field.
+    Tiles of a field with this context on every side give the whole field's output (``predict_maps_batch``).
+    """
+    m = 2**config.depth
+    reach = 6 * (m - 1) + 2 * m
+    return -(-reach // m) * m
+
+
 def build_instance(config: ModelConfig, folded: bool = False):
     """Instance network on ``window x window`` subframes centred on candidate neuron centres.
 
