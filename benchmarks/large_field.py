@@ -17,8 +17,8 @@ Printed, with the median of 3 calls after a warm-up:
 * the dense masks array made as ``initialize`` makes it (``instances.zeros_on_demand``, a private memory map
   without huge pages) against ``np.zeros``, in this process: 1000 masks of 1024 x 1024, a 20 x 20 box written per
   mask, then the whole array read once; seconds and growth of resident memory (Linux);
-* ``initialize`` on the 1536 x 1536 field (networks with test-time augmentation, masks and ``Ain``): seconds,
-  neurons kept, peak resident memory of this process.
+* first, ``initialize`` on the 1536 x 1536 field (networks with test-time augmentation, masks and ``Ain``):
+  seconds, neurons kept, peak resident memory of this process.
 """
 from __future__ import annotations
 
@@ -157,12 +157,12 @@ def main(argv=None) -> None:
     parser.add_argument("--probe-timeout", type=float, default=120.0,
                         help="seconds a child process may take for one whole-field call above the tiling size")
     args = parser.parse_args(argv)
+    if not args.quick:  # first, so that the peak resident memory is this call's
+        initialize_large(1536)
     sides = [1024] if args.quick else [1024, 1472, 2048]
     for side in sides:
         unet_pass(side, whole_too=side <= 1472, probe_timeout=None if args.quick else args.probe_timeout)
     dense_outputs(n=200 if args.quick else 1000)
-    if not args.quick:
-        initialize_large(1536)
 
 
 if __name__ == "__main__":

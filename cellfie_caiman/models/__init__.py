@@ -141,31 +141,33 @@ class DetectionModel:
         return self._predict_maps_whole(batch)
 
     def _predict_maps_tiled(self, batch: np.ndarray, tile: int, max_batch_pixels: int):
+        """The U-Net on overlapping windows of one shape, each trusted ``unet_reach`` pixels away from its inner edges.
+
+        The field is first padded to the pooling multiple as one call would pad it; windows of ``tile + 2 reach``
+        pixels start at multiples of that multiple, the last one at the far edge, so all have the same shape and
+        run in full batches.
+        """
         from .networks import unet_reach
 
         n, rows, cols, _ = batch.shape
         m = 2**self.config.depth
         tile = max(m, tile // m * m)
         margin = unet_reach(self.config)
-        prob = np.empty((n, rows, cols), np.float32)
-        heat = np.empty((n, rows, cols), np.float32)
-        groups: dict[tuple[int, int], list] = {}  # tiles with context of the same shape run together
-        for i in range(n):
-            for r0 in range(0, rows, tile):
-                for c0 in range(0, cols, tile):
-                    core = (r0, min(rows, r0 + tile), c0, min(cols, c0 + tile))
-                    ctx = (max(0, r0 - margin), min(rows, core[1] + margin), max(0, c0 - margin),
-                           min(cols, core[3] + margin))
-                    groups.setdefault((ctx[1] - ctx[0], ctx[3] - ctx[2]), []).append((i, core, ctx))
-        for (h, w), tiles in groups.items():
-            per_call = max(1, max_batch_pixels // (h * w))
-            for start in range(0, len(tiles), per_call):
-                part = tiles[start:start + per_call]
-                p, q = self._predict_maps_whole(np.stack([batch[i, a:b, c:d] for i, _, (a, b, c, d) in part]))
-                for k, (i, (r0, r1, c0, c1), (a, _, c, _)) in enumerate(part):
-                    prob[i, r0:r1, c0:c1] = p[k, r0 - a:r1 - a, c0 - c:c1 - c]
-                    heat[i, r0:r1, c0:c1] = q[k, r0 - a:r1 - a, c0 - c:c1 - c]
-        return prob, heat
+        pr, pc = (-rows) % m, (-cols) % m
+        x = np.pad(batch, ((0, 0), (0, pr), (0, pc), (0, 0)), mode="constant") if (pr or pc) else batch
+        spans_r = _window_spans(rows + pr, tile + 2 * margin, margin)
+        spans_c = _window_spans(cols + pc, tile + 2 * margin, margin)
+        windows = [(i, r, c) for i in range(n) for r in spans_r for c in spans_c]
+        h, w = spans_r[0][1] - spans_r[0][0], spans_c[0][1] - spans_c[0][0]
+        out = np.empty((n, rows + pr, cols + pc, 2), np.float32)
+        per_call = max(1, max_batch_pixels // (h * w))
+        for start in range(0, len(windows), per_call):
+            part = windows[start:start + per_call]
+            y = np.asarray(self._compiled("unet")(np.ascontiguousarray(
+                np.stack([x[i, r[0]:r[1], c[0]:c[1]] for i, r, c in part]), dtype=np.float32)))
+            for k, (i, (r0, _, a, b), (c0, _, d, e)) in enumerate(part):
+                out[i, a:b, d:e] = y[k, a - r0:b - r0, d - c0:e - c0]
+        return out[:, :rows, :cols, 0].copy(), out[:, :rows, :cols, 1].copy()
 
     def _predict_maps_whole(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One U-Net call on ``batch`` (n, rows, cols, channels), padded to the pooling multiple and cropped back."""
@@ -205,6 +207,20 @@ class DetectionModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the weights and config to ``path`` (.npz), atomically."""
         return save_weights(path, self.config, self.networks)
+
+
+def _window_spans(size: int, window: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Windows of ``min(window, size)`` along an axis of ``size`` pixels, and the part of each to keep.
+
+    Returns ``(start, stop, keep_start, keep_stop)`` per window: consecutive windows overlap by ``2 * margin``; each
+    keeps what lies ``margin`` inside its edges, or up to the axis' ends for the first and last. ``size``,
+    ``window`` and ``margin`` are multiples of the pooling size, so every window starts on the pooling grid.
+    """
+    if window >= size:
+        return [(0, size, 0, size)]
+    starts = list(range(0, size - window, window - 2 * margin)) + [size - window]
+    return [(s, s + window, 0 if s == 0 else s + margin, size if s + window == size else s + window - margin)
+            for s in starts]
 
 
 def new_model(config: ModelConfig | None = None) -> DetectionModel:
