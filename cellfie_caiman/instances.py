@@ -111,9 +111,10 @@ def zeros_on_demand(shape: tuple[int, ...], what: str = "array") -> np.ndarray:
     Where the system offers private anonymous memory maps (Linux, macOS), arrays of 4 MB or more come from one,
     without transparent huge pages: pages never written stay shared zero pages, so writing a few boxes per mask
     into a (K, rows, cols) stack costs time and memory for those boxes only. ``np.zeros`` instead asks for huge
-    pages (NumPy's default on Linux) that the system zeroes and compacts whole: on 2 CPU cores, 5.3 s and 1.1 GB
-    resident for 1000 masks of 1024 x 1024, against 0.03 s and 0.08 GB (``benchmarks/large_field.py``). Reading
-    the array (e.g. to make it sparse) is as fast either way.
+    pages (NumPy's default on Linux) that the system zeroes, and when memory is fragmented compacts, whole: on 2
+    CPU cores, 0.36-5.3 s and 1.0-1.1 GB resident for 1000 masks of 1024 x 1024 with a 20 x 20 box each, against
+    0.03 s and 0.02-0.08 GB (``benchmarks/large_field.py``). Reading the whole array once afterwards takes about as
+    long either way (0.4-0.8 s).
 
     Raises ``MemoryError``, naming ``what``, if the system refuses the memory (or, with ``np.zeros``, if
     :func:`available_memory` says it would not fit): never the out-of-memory killer halfway through.
