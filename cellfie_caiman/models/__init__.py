@@ -28,8 +28,9 @@ __all__ = ["DetectionModel", "ModelConfig", "DEFAULT_CHANNELS", "list_models", "
 
 #: Fields of more pixels than this go through the U-Net in overlapping tiles (see DetectionModel.predict_maps_batch).
 TILE_ABOVE = 2**20
-#: Output side (pixels) of those tiles; each also reads networks.unet_reach (64 px at depth 3) around it. Of core
-#: sides 256-1024 with 64 px of context, 512 was the fastest on a 2048 x 2048 field on 2 CPU cores.
+#: Output side (pixels) of those tiles; each also reads networks.unet_reach (64 px at depth 3) around it. Of sides
+#: 256-1024, 384 and 512 were the fastest on a 2048 x 2048 field on 2 CPU cores (4.5-4.7 s per orientation; 256:
+#: 6.1 s, 768: 5.8 s, 1024: 9.0 s).
 TILE = 512
 #: Folder of the shipped weight files; a file ``<name>.npz`` here is the model called ``name``.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
