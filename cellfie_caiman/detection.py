@@ -63,9 +63,17 @@ def extract_windows(inputs: np.ndarray, centers: np.ndarray, window: int) -> np.
 
     The window of centre (r, c) covers rows ``r - window//2 .. r + window//2 - 1``; outside the field is zero.
     """
+    return _cut_windows(_pad_for_windows(inputs, window), centers, window)
+
+
+def _pad_for_windows(inputs: np.ndarray, window: int) -> np.ndarray:
+    """``inputs`` with ``window // 2`` zero pixels on every side, for :func:`_cut_windows`."""
     h = window // 2
-    padded = np.pad(inputs, ((h, h), (h, h), (0, 0)), mode="constant")
-    out = np.empty((len(centers), window, window, inputs.shape[2]), np.float32)
+    return np.pad(inputs, ((h, h), (h, h), (0, 0)), mode="constant")
+
+
+def _cut_windows(padded: np.ndarray, centers: np.ndarray, window: int) -> np.ndarray:
+    out = np.empty((len(centers), window, window, padded.shape[2]), np.float32)
     for i, (r, c) in enumerate(centers):
         out[i] = padded[r:r + window, c:c + window]
     return out
@@ -147,9 +155,10 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
         if bar is not None:
             bar.update(n_transforms)
         return masks.astype(np.float32), scores.astype(np.float32)
+    padded = _pad_for_windows(inputs, w)  # once for all orientations
     for t in range(n_transforms):
         sr, sc = t & 1, (t >> 1) & 1
-        patches = extract_windows(inputs, centers + np.array([sr, sc]), w)
+        patches = _cut_windows(padded, centers + np.array([sr, sc]), w)
         patches = np.ascontiguousarray(np.moveaxis(_dihedral(np.moveaxis(patches, 0, 2), t), 2, 0))
         m, s = model.predict_instances(patches)
         m = np.moveaxis(_undo_dihedral(np.moveaxis(m, 0, 2), t), 2, 0)
