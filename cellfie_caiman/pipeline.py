@@ -254,13 +254,13 @@ def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarra
 
 def _best_overlap_scores(masks: np.ndarray, seeds: np.ndarray, seed_scores: np.ndarray) -> np.ndarray:
     """For each mask, the score of the seed it overlaps most (IoU); NaN when it overlaps none."""
-    import scipy.sparse as sp
+    from .rois import sparse_rows
 
     out = np.full(len(masks), np.nan)
     if len(masks) == 0 or len(seeds) == 0:
         return out
-    m = sp.csr_matrix(masks.reshape(len(masks), -1), dtype=np.float32)
-    s = sp.csr_matrix(seeds.reshape(len(seeds), -1), dtype=np.float32)
+    m = sparse_rows(masks.reshape(len(masks), -1), np.float32)
+    s = sparse_rows(seeds.reshape(len(seeds), -1), np.float32)
     inter = (m @ s.T).tocoo()
     size_m = np.asarray(m.sum(1)).ravel()
     size_s = np.asarray(s.sum(1)).ravel()

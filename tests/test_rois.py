@@ -291,3 +291,35 @@ def test_missing_and_unknown(tmp_path):
         read_rois(other, SHAPE)
     with pytest.raises(RoiError, match="rois.txt"):
         write_rois(tmp_path / "rois.txt", np.zeros((1,) + SHAPE, bool))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_sparse_rows_is_scipys_conversion(order, kind):
+    import scipy.sparse
+
+    from cellfie_caiman.rois import sparse_rows
+
+    rng = np.random.default_rng(7)
+    a = rng.random((37, 53)) < 0.05
+    if kind == "float":
+        a = np.where(a, rng.normal(size=a.shape), 0.0)
+        a[3, 4], a[10, 52] = np.nan, -2.5
+    a = np.asarray(a, order=order)
+    got = sparse_rows(a, np.float32)
+    ref = scipy.sparse.csr_matrix(a, dtype=np.float32)
+    assert isinstance(got, scipy.sparse.csr_matrix) and got.dtype == np.float32 and got.shape == a.shape
+    assert got.has_sorted_indices or (got.indices == np.sort(got.indices)).all()
+    np.testing.assert_array_equal(got.indptr, ref.indptr)
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    np.testing.assert_array_equal(got.data, ref.data)  # NaN in the same place
+
+
+def test_sparse_rows_of_empty_and_bad_shapes():
+    from cellfie_caiman.rois import sparse_rows
+
+    assert sparse_rows(np.zeros((0, 5), bool)).shape == (0, 5)
+    assert sparse_rows(np.zeros((4, 0), bool)).shape == (4, 0)
+    assert sparse_rows(np.zeros((3, 4), bool)).nnz == 0
+    with pytest.raises(ValueError, match="2-D"):
+        sparse_rows(np.zeros((2, 3, 4), bool))

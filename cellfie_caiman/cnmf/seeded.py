@@ -26,6 +26,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 from tqdm.auto import tqdm
 
+from ..rois import sparse_rows
 from ._data import MovieData
 from ._kernels import entries_dot, entries_dot_pm, hals_shapes, pattern_rows, sparse_project
 from .estimates import Estimates
@@ -87,14 +88,16 @@ def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
             if arr.shape[1:] != (rows, cols):
                 raise ValueError(f"seed masks have frame shape {arr.shape[1:]}, expected {(rows, cols)} "
                                  "(the movie's frame shape)")
-            A = scipy.sparse.csc_matrix(arr.transpose(1, 2, 0).reshape(d, arr.shape[0], order="F"),
-                                        dtype=np.float64)
+            # mask k's pixels in C order (r * cols + c), renumbered in Fortran order (r + c * rows)
+            B = sparse_rows(arr.reshape(arr.shape[0], d))
+            r, c = np.divmod(B.indices, cols)
+            A = scipy.sparse.csc_matrix((B.data, r + c * rows, B.indptr), shape=(d, arr.shape[0]))
         elif arr.ndim == 2:
             if arr.shape[0] != d:
                 hint = " (it looks transposed: expected (pixels, K))" if arr.shape[1] == d else ""
                 raise ValueError(f"seeds (Ain) have {arr.shape[0]} pixels per component, expected {d} "
                                  f"(movie frames are {rows}x{cols}){hint}")
-            A = scipy.sparse.csc_matrix(arr, dtype=np.float64)
+            A = sparse_rows(arr).tocsc()
         else:
             raise ValueError(f"seeds must be masks (K, rows, cols) or Ain (pixels, K), got shape {arr.shape}")
     A.data = np.nan_to_num(A.data)
