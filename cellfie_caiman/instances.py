@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from .detection import Detections
+from .rois import bounding_box
 
 __all__ = ["LocalMasks", "place_windows", "windows_to_masks", "dedup_local", "dedup_masks", "zeros_on_demand",
            "CONTAINMENT"]
@@ -144,8 +145,7 @@ def _too_large(shape, nbytes: int, what: str, available: int | None) -> str:
 
 def _tight(local: np.ndarray, r0: int, c0: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A nonempty crop ``local`` at field offset (r0, c0) cut to its bounding box, and that box."""
-    rows, cols = np.flatnonzero(local.any(1)), np.flatnonzero(local.any(0))
-    a, b, c, d = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    a, b, c, d = bounding_box(local)
     return local[a:b, c:d], (r0 + a, r0 + b, c0 + c, c0 + d)
 
 

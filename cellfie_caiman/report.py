@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._files import atomic_path
+from .rois import bounding_box
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +54,6 @@ def _stretch(image: np.ndarray, low: float = 1.0, high: float = 99.7) -> tuple[f
     return float(vmin), float(vmax)
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1) of a 2-D bool mask's pixels, None if it has none (row and column ``any``: far cheaper than
-    ``nonzero`` on a large field)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
     """Outline of each mask as polygons in (x, y) = (col, row) pixel coordinates.
 
@@ -78,7 +70,7 @@ def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
 
     out = []
     for mask in np.asarray(masks, dtype=bool):
-        box = _bounding_box(mask)
+        box = bounding_box(mask)
         if box is None:
             out.append([])
             continue
@@ -97,7 +89,7 @@ def mask_outlines(masks: np.ndarray) -> np.ndarray:
     masks = np.asarray(masks, dtype=bool)
     out = np.zeros(masks.shape[1:], bool)
     for m in masks:
-        box = _bounding_box(m)
+        box = bounding_box(m)
         if box is None:
             continue
         r0, r1, c0, c1 = box

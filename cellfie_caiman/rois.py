@@ -45,8 +45,8 @@ from .io import MovieError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "masks_to_ain", "sparse_rows", "outline",
-           "polygon_mask", "mask_diameter"]
+__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "masks_to_ain", "sparse_rows",
+           "bounding_box", "outline", "polygon_mask", "mask_diameter"]
 
 
 class RoiError(MovieError):
@@ -99,6 +99,22 @@ def masks_to_ain(masks: np.ndarray) -> np.ndarray:
     masks = np.asarray(masks, dtype=bool)
     k = masks.shape[0]
     return np.asfortranarray(masks.transpose(0, 2, 1).reshape(k, -1).T)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(r0, r1, c0, c1)``: the rows ``r0:r1`` and columns ``c0:c1`` holding a 2-D mask's pixels; None if it has
+    none. From ``any()`` along each axis, far cheaper than ``nonzero()`` on a large field.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 6), bool); m[1, 2] = m[3, 4] = True
+    >>> bounding_box(m)
+    (1, 4, 2, 5)
+    """
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def sparse_rows(a: np.ndarray, dtype=np.float64):

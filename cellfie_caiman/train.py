@@ -29,7 +29,7 @@ from .detection import PROB_THRESHOLD, _dihedral, detect, find_candidates
 from .instances import dedup_local, place_windows
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
 from .models.preprocess import check_images, is_summary
-from .rois import mask_diameter
+from .rois import bounding_box, mask_diameter
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
         heat[r0:r1, c0:c1] = np.maximum(heat[r0:r1, c0:c1], g)
     boxes = []
     for x in m:
-        rr, cc = np.flatnonzero(x.any(1)), np.flatnonzero(x.any(0))
-        boxes.append((rr[0], cc[0], x[rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].copy()))
+        r0, r1, c0, c1 = bounding_box(x)
+        boxes.append((r0, c0, x[r0:r1, c0:c1].copy()))
     train_rows = int(round(shape[0] * (1 - val_fraction)))
     return Field(name, zoom, inputs, prob, heat, centers, boxes, train_rows)
 

@@ -323,3 +323,15 @@ def test_sparse_rows_of_empty_and_bad_shapes():
     assert sparse_rows(np.zeros((3, 4), bool)).nnz == 0
     with pytest.raises(ValueError, match="2-D"):
         sparse_rows(np.zeros((2, 3, 4), bool))
+
+
+def test_bounding_box_against_nonzero():
+    from cellfie_caiman.rois import bounding_box
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        m = np.zeros((30, 41), bool)
+        m[tuple(rng.integers(0, (30, 41), (rng.integers(1, 6), 2)).T)] = True
+        r, c = np.nonzero(m)
+        assert bounding_box(m) == (r.min(), r.max() + 1, c.min(), c.max() + 1)
+    assert bounding_box(np.zeros((4, 4), bool)) is None
