@@ -14,7 +14,7 @@ Printed, with the median of 3 calls after a warm-up:
   for fields too large for one call only the tiled time, and (unless ``--quick``) whether one call finishes within
   ``--probe-timeout`` seconds in a child process (on 2 CPU cores with oneDNN one call on 1520 x 1520 pixels did
   not finish in 80 s, nor 1536 x 1536 in 5 minutes, 2026-11-27);
-* the dense masks array made as ``initialize`` makes it (``instances.zeros_on_demand``, a private memory map
+* the dense masks array made as ``initialize`` makes it (``_memory.zeros_on_demand``, a private memory map
   without huge pages) against ``np.zeros``, in this process: 1000 masks of 1024 x 1024, a 20 x 20 box written per
   mask, then the whole array read once; seconds and growth of resident memory (Linux);
 * first, ``initialize`` on the 1536 x 1536 field (networks with test-time augmentation, masks and ``Ain``):
@@ -106,7 +106,7 @@ def _rss() -> float:
 
 def dense_outputs(n: int = 1000, side: int = 1024, repeat: int = 3) -> None:
     """Make and fill a (n, side, side) mask stack both ways, alternating; medians of ``repeat``."""
-    from cellfie_caiman.instances import zeros_on_demand
+    from cellfie_caiman._memory import zeros_on_demand
 
     rng = np.random.default_rng(0)
     corners = rng.integers(0, side - 20, (n, 2))

@@ -5,17 +5,20 @@ written once into the dense (K, rows, cols) stack and CaImAn's ``Ain``.
 """
 from __future__ import annotations
 
-import mmap
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
+from ._memory import zeros_on_demand
 from .detection import Detections
 from .rois import bounding_box
 
-__all__ = ["LocalMasks", "place_windows", "windows_to_masks", "dedup_local", "dedup_masks", "zeros_on_demand",
-           "CONTAINMENT"]
+__all__ = ["LocalMasks", "place_windows", "windows_to_masks", "dedup_local", "dedup_masks", "CONTAINMENT"]
+
+#: What to do when the dense outputs do not fit in memory.
+_ADVICE = ("Detect on parts of the field (e.g. halves of the movie or of the summary images, overlapping by a "
+           "neuron diameter) or on a machine with more memory.")
 
 #: A kept instance that lies this much (fraction of its area) inside a better-scored one is a duplicate.
 CONTAINMENT = 0.8
@@ -67,11 +70,11 @@ class LocalMasks(NamedTuple):
 
         Only the boxes are written into the zeroed array (whole masks are never copied or transposed): on a 512 x 512
         field with ~300 masks this and :meth:`ain` take ~0.03 s, against ~0.15 s for a dense copy and transpose. The
-        array comes from :func:`zeros_on_demand`: resident memory grows with the boxes, not with
+        array comes from :func:`cellfie_caiman._memory.zeros_on_demand`: resident memory grows with the boxes, not with
         ``len(order) * rows * cols``, until the whole array is written.
         """
         order = self._order(order)
-        out = zeros_on_demand((len(order),) + tuple(self.shape), "masks")
+        out = zeros_on_demand((len(order),) + tuple(self.shape), "masks", _ADVICE)
         for k, i in enumerate(order):
             r0, r1, c0, c1 = self.boxes[i]
             out[k, r0:r1, c0:c1] = self.crops[i]
@@ -81,11 +84,13 @@ class LocalMasks(NamedTuple):
         """The masks ``order`` as CaImAn's ``Ain``: bool (rows * cols, len(order)), Fortran-ordered, column k the
         mask flattened in Fortran order (what :func:`cellfie_caiman.rois.masks_to_ain` gives for :meth:`dense`).
 
-        Written box by box into the column-major memory of a :func:`zeros_on_demand` array, like :meth:`dense`.
+        Written box by box into the column-major memory of a
+        :func:`cellfie_caiman._memory.zeros_on_demand` array, like :meth:`dense`.
         """
         order = self._order(order)
         rows, cols = self.shape
-        columns = zeros_on_demand((len(order), cols, rows), "Ain")  # memory of a Fortran (rows * cols, K) array
+        # the memory of a Fortran-ordered (rows * cols, K) array
+        columns = zeros_on_demand((len(order), cols, rows), "Ain", _ADVICE)
         for k, i in enumerate(order):
             r0, r1, c0, c1 = self.boxes[i]
             columns[k, c0:c1, r0:r1] = self.crops[i].T
@@ -93,54 +98,6 @@ class LocalMasks(NamedTuple):
 
     def _order(self, order) -> np.ndarray:
         return np.arange(len(self.crops)) if order is None else np.asarray(order, int)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the system can still give (Linux: ``MemAvailable`` + ``SwapFree`` of /proc/meminfo), or None
-    where that is not known."""
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return sum(int(fields[key].split()[0]) * 1024 for key in ("MemAvailable", "SwapFree") if key in fields) or None
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def zeros_on_demand(shape: tuple[int, ...], what: str = "array") -> np.ndarray:
-    """A zeroed bool array whose memory pages are taken only when written.
-
-    Where the system offers private anonymous memory maps (Linux, macOS), arrays of 4 MB or more come from one,
-    without transparent huge pages: pages never written stay shared zero pages, so writing a few boxes per mask
-    into a (K, rows, cols) stack costs time and memory for those boxes only. ``np.zeros`` instead asks for huge
-    pages (NumPy's default on Linux) that the system zeroes, and when memory is fragmented compacts, whole: on 2
-    CPU cores, 0.36-5.3 s and 1.0-1.1 GB resident for 1000 masks of 1024 x 1024 with a 20 x 20 box each, against
-    0.03 s and 0.02-0.08 GB (``benchmarks/large_field.py``). Reading the whole array once afterwards takes about as
-    long either way (0.4-0.8 s).
-
-    Raises ``MemoryError``, naming ``what``, if the system refuses the memory (or, with ``np.zeros``, if
-    :func:`available_memory` says it would not fit): never the out-of-memory killer halfway through.
-    """
-    nbytes = int(np.prod(shape, dtype=np.int64))
-    flags = getattr(mmap, "MAP_PRIVATE", None), getattr(mmap, "MAP_ANONYMOUS", None)
-    if nbytes >= 2**22 and None not in flags:
-        try:
-            buf = mmap.mmap(-1, nbytes, flags=flags[0] | flags[1])
-        except (OSError, OverflowError) as err:
-            raise MemoryError(_too_large(shape, nbytes, what, None)) from err
-        if hasattr(mmap, "MADV_NOHUGEPAGE"):
-            buf.madvise(mmap.MADV_NOHUGEPAGE)
-        return np.frombuffer(buf, dtype=bool).reshape(shape)
-    available = available_memory()
-    if available is not None and nbytes > available:
-        raise MemoryError(_too_large(shape, nbytes, what, available))
-    return np.zeros(shape, bool)
-
-
-def _too_large(shape, nbytes: int, what: str, available: int | None) -> str:
-    more = "" if available is None else f" (it has {available / 1e9:.1f} GB available)"
-    return (f"the {what}, a dense bool array of shape {tuple(shape)}, needs {nbytes / 1e9:.1f} GB, more than this "
-            f"machine can give{more}. Detect on parts of the field (e.g. halves of the movie or of the summary "
-            f"images, overlapping by a neuron diameter) or on a machine with more memory.")
 
 
 def _tight(local: np.ndarray, r0: int, c0: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:

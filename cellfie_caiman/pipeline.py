@@ -42,7 +42,9 @@ import numpy as np
 from scipy import ndimage
 
 from ._files import atomic_path
+from ._memory import zeros_on_demand
 from .params import Params
+from .rois import take_masks
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +235,7 @@ def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarra
     A = sp.csc_matrix(A)
     if A.shape[0] != rows * cols:
         raise ValueError(f"footprints have {A.shape[0]} pixels, dims {dims} have {rows * cols}")
-    masks = np.zeros((A.shape[1], rows, cols), dtype=bool)
+    masks = zeros_on_demand((A.shape[1], rows, cols), "masks of the footprints")
     for k in range(A.shape[1]):
         lo, hi = A.indptr[k], A.indptr[k + 1]
         idx, val = A.indices[lo:hi], A.data[lo:hi]
@@ -549,7 +551,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         accepted_idx = np.arange(len(detected))
     accepted = np.zeros(len(all_masks), bool)
     accepted[accepted_idx] = True
-    final = all_masks[accepted_idx]
+    every = np.array_equal(accepted_idx, np.arange(len(all_masks)))
+    final = all_masks if every else take_masks(all_masks, accepted_idx)  # not a dense copy: the field may be large
 
     scores = {}
     if gt_masks is not None:
@@ -559,11 +562,11 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
                 scores["refined"] = score(gt_masks, final)
 
     with timer("save"):
-        files = _save_results(out, params, movie, init, summary, est, all_masks, accepted, accepted_idx)
+        files = _save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
     if params.output.pictures:
         with timer("pictures"):
-            files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, accepted, accepted_idx,
-                                        gt_masks, progress))
+            files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,
+                                        accepted_idx, gt_masks, progress))
     _remove_stale(out, files)
 
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
@@ -592,11 +595,10 @@ def _load_gt(gt, frame_shape) -> np.ndarray | None:
     return masks
 
 
-def _save_results(out: Path, params: Params, movie, init, summary, est, all_masks, accepted, accepted_idx):
+def _save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx):
     from .rois import write_rois
 
     files: dict[str, Path] = {}
-    final = all_masks[accepted_idx]
     if est is not None:
         with atomic_path(out / OUTPUT_FILES["results"]) as tmp:
             est.save(str(tmp))
@@ -623,7 +625,7 @@ def _save_results(out: Path, params: Params, movie, init, summary, est, all_mask
     return files
 
 
-def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, accepted, accepted_idx,
+def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx,
                    gt_masks, progress: bool = False):
     from tqdm.auto import tqdm
 
@@ -656,7 +658,7 @@ def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_mas
         what = None if len(accepted_idx) else "no component passed quality control: the rejected ones"
         jobs["traces_picture"] = lambda path: report.plot_traces(C, path, fr=params.data.fr, raw=raw, snr=snr,
                                                                  labels=labels, title=what)
-    jobs["gif"] = lambda path: report.save_gif(movie, all_masks[accepted_idx], path, n_frames=params.output.gif_frames,
+    jobs["gif"] = lambda path: report.save_gif(movie, final, path, n_frames=params.output.gif_frames,
                                                fps=min(30.0, max(5.0, params.data.fr)))
     files: dict[str, Path] = {}
     for role, job in tqdm(jobs.items(), desc="pictures", unit="picture", disable=not progress):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +54,12 @@ def _stretch(image: np.ndarray, low: float = 1.0, high: float = 99.7) -> tuple[f
     return float(vmin), float(vmax)
 
 
-def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
+def mask_contours(masks: np.ndarray | Iterable[np.ndarray]) -> list[list[np.ndarray]]:
     """Outline of each mask as polygons in (x, y) = (col, row) pixel coordinates.
 
     Parameters
     ----------
-    masks : ndarray, bool, shape (K, rows, cols)
+    masks : ndarray, bool, shape (K, rows, cols), or an iterable of K 2-D masks
 
     Returns
     -------
@@ -69,7 +69,8 @@ def mask_contours(masks: np.ndarray) -> list[list[np.ndarray]]:
     from skimage.measure import find_contours
 
     out = []
-    for mask in np.asarray(masks, dtype=bool):
+    for mask in masks:
+        mask = np.asarray(mask, dtype=bool)
         box = bounding_box(mask)
         if box is None:
             out.append([])
@@ -189,10 +190,10 @@ def plot_contours(
         colour_of = ["#ffd400"] * k
     good = np.flatnonzero(accepted)
     bad = np.flatnonzero(~accepted)
-    if len(bad):
-        _add_contours(ax, masks[bad], [_REJECTED_COLOUR] * len(bad), linewidth)
+    if len(bad):  # views of the masks, not copies: (K, rows, cols) can be large
+        _add_contours(ax, (masks[i] for i in bad), [_REJECTED_COLOUR] * len(bad), linewidth)
         handles.append(Line2D([], [], color=_REJECTED_COLOUR, lw=1.5, label=f"rejected ({len(bad)})"))
-    _add_contours(ax, masks[good], [colour_of[i] for i in good], linewidth)
+    _add_contours(ax, (masks[i] for i in good), [colour_of[i] for i in good], linewidth)
     label = "accepted" if len(bad) else "ROIs"
     handles.append(Line2D([], [], color=colour_of[good[0]] if len(good) else "#ffd400", lw=1.5,
                           label=f"{label} ({len(good)})"))
@@ -341,6 +342,47 @@ def _read_frames(movie, start: int, stop: int) -> np.ndarray:
     return np.nan_to_num(np.asarray(movie[start:stop], dtype=np.float32))
 
 
+def _frame_shape(movie) -> tuple[int, int]:
+    shape = getattr(movie, "frame_shape", None)
+    return tuple(int(s) for s in (shape if shape is not None else np.shape(movie)[1:]))
+
+
+def _gif_frames(movie, start: int, n_out: int, window: int, sigma: float, down: int) -> np.ndarray:
+    """Frames ``start ...`` as shown: running mean over ``window`` frames, Gaussian blur, ``down`` x ``down`` block
+    means; float32 (n_out, rows // down, cols // down).
+
+    Read and filtered a few frames at a time (about 64 MB of full frames), so that memory follows the shown size,
+    not the movie's: each output frame depends only on its own ``window`` input frames, which are carried over from
+    one block to the next.
+    """
+    rows, cols = _frame_shape(movie)
+    r, c = (rows // down * down, cols // down * down) if down > 1 else (rows, cols)
+    out = np.empty((n_out, r // down, c // down) if down > 1 else (n_out, rows, cols), np.float32)
+    block = max(1, 2**24 // max(1, rows * cols))
+    carried = np.empty((0, rows, cols), np.float32)
+    pos, done = start, 0
+    while done < n_out:
+        n = min(block, n_out - done)
+        new = _read_frames(movie, pos, pos + n + window - 1 - len(carried))
+        pos += len(new)
+        raw = np.concatenate([carried, new]) if len(carried) else np.array(new, dtype=np.float32)
+        if window > 1:
+            shown = raw[:n].copy()
+            for k in range(1, window):
+                shown += raw[k:k + n]
+            shown /= np.float32(window)
+            carried = raw[n:]
+        else:
+            shown = raw
+        if sigma > 0:
+            shown = ndimage.gaussian_filter(shown, (0, sigma, sigma))
+        if down > 1:
+            shown = shown[:, :r, :c].reshape(n, r // down, down, c // down, down).mean(axis=(2, 4))
+        out[done:done + n] = shown
+        done += n
+    return out
+
+
 def save_gif(
     movie,
     masks: np.ndarray,
@@ -383,25 +425,17 @@ def save_gif(
     n_total = len(movie)
     start = int(min(max(start, 0), max(n_total - 1, 0)))
     stop = int(min(n_total, start + max(1, n_frames) + max(smooth, 1) - 1))
-    frames = np.array(_read_frames(movie, start, stop), dtype=np.float32)  # our own copy: modified in place below
-    if smooth > 1 and len(frames) >= smooth:
-        n = len(frames) - smooth + 1
-        acc = frames[:n].copy()
-        for k in range(1, smooth):
-            acc += frames[k:k + n]
-        frames = acc / np.float32(smooth)
-    frames = frames[:n_frames]
-    rows, cols = frames.shape[1:]
+    window = smooth if smooth > 1 and stop - start >= smooth else 1
+    n_out = min(max(1, n_frames), stop - start - window + 1)
+    rows, cols = _frame_shape(movie)
     masks = np.asarray(masks, dtype=bool).reshape((-1, rows, cols))
     outline = mask_outlines(masks)
-    if spatial_sigma > 0:
-        frames = ndimage.gaussian_filter(frames, (0, spatial_sigma, spatial_sigma))
     # shrink by block averaging, or grow by an integer nearest-neighbour factor
     down = int(np.ceil(max(rows, cols) / max_size))
     if down > 1:
         r, c = rows // down * down, cols // down * down
-        frames = frames[:, :r, :c].reshape(len(frames), r // down, down, c // down, down).mean(axis=(2, 4))
         outline = outline[:r, :c].reshape(r // down, down, c // down, down).any(axis=(1, 3))
+    frames = _gif_frames(movie, start, n_out, window, spatial_sigma, down)
     longest = max(frames.shape[1:])
     up = max(1, int(np.ceil(min_size / longest)))
     while up > 1 and longest * up > max_size:

@@ -41,12 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_path
+from ._memory import zeros_on_demand
 from .io import MovieError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "masks_to_ain", "sparse_rows",
-           "bounding_box", "outline", "polygon_mask", "mask_diameter"]
+           "bounding_box", "take_masks", "outline", "polygon_mask", "mask_diameter"]
 
 
 class RoiError(MovieError):
@@ -115,6 +116,45 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     if rows.size == 0:
         return None
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def take_masks(masks: np.ndarray, index: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``masks[index]`` as a new bool array that takes memory for the masks' pixels, not for the whole stack.
+
+    A fancy-indexed copy of a (K, rows, cols) stack writes every byte of it: 600 masks of a 1280 x 1280 field
+    take 1 GB of resident memory. Here only the rows between each mask's first and last pixel are copied, into
+    :func:`cellfie_caiman._memory.zeros_on_demand` memory.
+
+    Parameters
+    ----------
+    masks : ndarray, shape (K, rows, cols)
+        Binary masks (nonzero is in).
+    index : sequence of int
+        Which masks, in order (repeats and negative indices as in NumPy).
+
+    Returns
+    -------
+    ndarray of bool, shape (len(index), rows, cols)
+
+    Examples
+    --------
+    >>> m = np.zeros((3, 4, 4), bool); m[0, 1, 1] = m[2, 3, 0] = True
+    >>> take_masks(m, [2, 0]).nonzero()
+    (array([0, 1]), array([3, 1]), array([0, 1]))
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"expected masks (K, rows, cols), got shape {masks.shape}")
+    index = np.asarray(index, dtype=np.intp).reshape(-1)
+    if index.size and (index.max() >= len(masks) or index.min() < -len(masks)):
+        raise IndexError(f"mask index out of range for {len(masks)} masks: {index.min()}..{index.max()}")
+    out = zeros_on_demand((len(index),) + masks.shape[1:], "masks")
+    for j, k in enumerate(index):
+        mask = masks[k] if masks.dtype == bool else masks[k] != 0
+        rows = np.flatnonzero(mask.any(1))
+        if rows.size:
+            out[j, rows[0]:rows[-1] + 1] = mask[rows[0]:rows[-1] + 1]
+    return out
 
 
 def sparse_rows(a: np.ndarray, dtype=np.float64):
@@ -186,7 +226,7 @@ def masks_from_coordinates(regions: Sequence[Sequence[Sequence[int]]], shape: Se
                            source: str = "<regions>") -> np.ndarray:
     """Masks (N, rows, cols) from lists of [row, col] pixel coordinates; coordinates outside ``shape`` are errors."""
     shape = _check_shape(shape, source)
-    masks = np.zeros((len(regions),) + shape, bool)
+    masks = zeros_on_demand((len(regions),) + shape, f"masks of {source}")
     for k, coords in enumerate(regions):
         arr = np.asarray(coords)
         if arr.size == 0:
@@ -320,9 +360,12 @@ def _read_imagej(path: Path, shape) -> np.ndarray:
             rois.append((str(path), ImagejRoi.frombytes(path.read_bytes())))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise RoiError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
-    masks = np.zeros((len(rois),) + shape, bool)
+    masks = zeros_on_demand((len(rois),) + shape, f"masks of {path}")
     for k, (name, roi) in enumerate(rois):
-        masks[k] = _roi_mask(roi, shape, name)
+        mask = _roi_mask(roi, shape, name)
+        if (box := bounding_box(mask)) is not None:  # only the box: the stack's other pages stay untouched
+            r0, r1, c0, c1 = box
+            masks[k, r0:r1, c0:c1] = mask[r0:r1, c0:c1]
     return masks
 
 
@@ -441,7 +484,7 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
         A = A[:, idx]
     A = A.tocsc()
     col_max = np.asarray(A.max(axis=0).todense()).ravel() if A.shape[1] else np.zeros(0)
-    masks = np.zeros((A.shape[1], dims[0], dims[1]), bool)
+    masks = zeros_on_demand((A.shape[1], dims[0], dims[1]), f"masks of {path}")
     for k in range(A.shape[1]):
         lo, hi = A.indptr[k], A.indptr[k + 1]
         vals, pix = A.data[lo:hi], A.indices[lo:hi]
@@ -557,10 +600,13 @@ def outline(mask: np.ndarray) -> np.ndarray:
     ``polygon_mask(*outline(mask).T, mask.shape)`` gives the mask back when it is one piece without holes.
     Returns an empty (0, 2) array for an empty mask.
     """
-    loops = [lp for lp in _trace_loops(mask) if _shoelace(lp) > 0]
-    if not loops:
+    mask = np.asarray(mask, bool)
+    box = bounding_box(mask)
+    if box is None:
         return np.zeros((0, 2), np.int64)
-    return _drop_collinear(max(loops, key=_shoelace))
+    r0, r1, c0, c1 = box  # traced in the box: the padded copy is the box's size, not the field's
+    loops = [lp for lp in _trace_loops(mask[r0:r1, c0:c1]) if _shoelace(lp) > 0]
+    return _drop_collinear(max(loops, key=_shoelace)) + np.array([c0, r0], np.int64)
 
 
 def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
@@ -576,10 +622,11 @@ def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
         masks = masks[None]
     if masks.ndim != 3:
         raise RoiError(f"{path}: masks must be (N, rows, cols), got shape {masks.shape}")
-    masks = masks > 0
+    if masks.dtype != bool:
+        masks = masks > 0
     suffix = path.suffix.lower()
     if suffix == ".json":
-        regions = [{"id": k, "coordinates": np.argwhere(mk).tolist()} for k, mk in enumerate(masks)]
+        regions = [{"id": k, "coordinates": _coordinates(mk)} for k, mk in enumerate(masks)]
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(regions))
     elif suffix == ".zip":
@@ -587,6 +634,15 @@ def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
     else:
         raise RoiError(f"{path}: unknown ROI output format '{path.suffix}' (use .json or .zip)")
     logger.info("wrote %d ROIs to %s", len(masks), path)
+
+
+def _coordinates(mask: np.ndarray) -> list[list[int]]:
+    """[row, col] of a 2-D mask's pixels in C order (``np.argwhere``), found in its bounding box."""
+    box = bounding_box(mask)
+    if box is None:
+        return []
+    r0, r1, c0, c1 = box
+    return (np.argwhere(mask[r0:r1, c0:c1]) + [r0, c0]).tolist()
 
 
 def _write_imagej(path: Path, masks: np.ndarray) -> None:
@@ -600,9 +656,11 @@ def _write_imagej(path: Path, masks: np.ndarray) -> None:
         roi = ImagejRoi.frompoints(pts.astype(np.int32), name=f"{k + 1:04d}")
         roi.roitype = ROI_TYPE.TRACED
         rois.append(roi)
-        back = polygon_mask(pts[:, 0], pts[:, 1], mk.shape)
-        if not np.array_equal(back, mk):
-            changed.append((k, int((back != mk).sum())))
+        # the traced polygon lies in the mask's bounding box, so the two can differ only there
+        r0, r1, c0, c1 = bounding_box(mk)
+        back = polygon_mask(pts[:, 0] - c0, pts[:, 1] - r0, (r1 - r0, c1 - c0))
+        if not np.array_equal(back, mk[r0:r1, c0:c1]):
+            changed.append((k, int((back != mk[r0:r1, c0:c1]).sum())))
     if changed:
         warnings.warn(f"{path}: {len(changed)} masks have holes or several pieces; their ImageJ outlines differ "
                       f"from the masks (mask index, pixels): {changed[:10]}", UserWarning, stacklevel=3)

@@ -98,30 +98,3 @@ def test_windows_on_the_model_grid_are_placed_as_interpolation_at_whole_pixels_p
         full = np.zeros((shape[0] + 2 * w, shape[1] + 2 * w), bool)
         full[r + w - w // 2:r + w + w // 2, c + w - w // 2:c + w + w // 2] = windows[k] > 0.5
         np.testing.assert_array_equal(copied.dense()[k], full[w:-w, w:-w])
-
-
-@pytest.mark.parametrize("shape", [(3, 5, 7), (40, 512, 512)])  # np.zeros, and (10 MB) a private memory map
-def test_zeros_on_demand_is_a_writable_zero_array_that_survives_pickling(shape):
-    import pickle
-
-    from cellfie_caiman.instances import zeros_on_demand
-
-    a = zeros_on_demand(shape, "masks")
-    assert a.shape == shape and a.dtype == bool and a.flags.writeable and a.flags.c_contiguous and not a.any()
-    a[1, 2:4, 3:5] = True
-    expected = np.zeros(shape, bool)
-    expected[1, 2:4, 3:5] = True
-    np.testing.assert_array_equal(a, expected)
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(a)), expected)
-    view = a[1]
-    del a  # a view keeps the memory alive
-    assert view[2:4, 3:5].all() and view.sum() == 4
-
-
-def test_memory_the_system_cannot_give_is_a_clear_memory_error():
-    from cellfie_caiman.instances import available_memory, zeros_on_demand
-
-    with pytest.raises(MemoryError, match=r"the masks, a dense bool array of shape \(4096, 2097152, 2097152\)"):
-        zeros_on_demand((4096, 2**21, 2**21), "masks")  # 2**54 bytes
-    free = available_memory()
-    assert free is None or free > 0

@@ -89,6 +89,27 @@ def test_gif_frames_show_movie_and_outlines(tmp_path, scene):
     assert px[0] == px[1] == px[2] and last[30 * 2, 40 * 2][0] > px[0]
 
 
+@pytest.mark.parametrize("shape, start, n_out, window, sigma, down", [
+    ((300, 130, 1100), 0, 200, 3, 0.7, 3),   # 117 frames per block: two blocks and a part
+    ((90, 60, 50), 5, 80, 5, 0.0, 1),        # one block
+    ((40, 700, 600), 2, 30, 1, 1.5, 2),      # 39 frames per block, no running mean
+])
+def test_gif_frames_read_in_blocks_equal_the_whole_stretch_filtered_at_once(shape, start, n_out, window, sigma, down):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    movie = rng.normal(100, 10, shape).astype(np.float32)
+    frames = movie[start:start + n_out + window - 1]
+    expected = sum(frames[k:k + n_out] for k in range(window)) / np.float32(window)
+    if sigma:
+        expected = ndimage.gaussian_filter(expected, (0, sigma, sigma))
+    r, c = shape[1] // down * down, shape[2] // down * down
+    expected = expected[:, :r, :c].reshape(n_out, r // down, down, c // down, down).mean(axis=(2, 4))
+    got = report._gif_frames(movie, start, n_out, window, sigma, down)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+
+
 def test_interrupted_picture_leaves_previous_file(tmp_path, scene, monkeypatch):
     image, masks = scene
     path = tmp_path / "c.png"
