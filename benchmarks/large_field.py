@@ -4,6 +4,7 @@ Reproduce with::
 
     python benchmarks/large_field.py                 # sides 1024, 1472, 2048; initialize on 1536 x 1536
     python benchmarks/large_field.py --quick         # 1024 only, no initialize, no cliff probe
+    python benchmarks/large_field.py --whole-run [--baseline-checkout DIR]   # the whole run on a simulated movie
 
 The fields are the summary images of the speed field (neurofinder.01.01, or without ../shared/data a simulated
 101-frame movie) repeated k x k times and cut to the side asked for, so their neurons look like the real ones.
@@ -19,6 +20,13 @@ Printed, with the median of 3 calls after a warm-up:
   mask, then the whole array read once; seconds and growth of resident memory (Linux);
 * first, ``initialize`` on the 1536 x 1536 field (networks with test-time augmentation, masks and ``Ain``):
   seconds, neurons kept, peak resident memory of this process.
+
+``--whole-run`` instead simulates a 1280 x 1280 movie of 300 frames with 1100 neurons (``simulate``, seed 3, 15 Hz),
+writes it as a float32 TIFF (2 GB) with its true ROIs to a temporary folder, and runs ``cellfie-caiman run`` on it
+(builtin CNMF, pictures and files included) in a child process: seconds per step, F1, and the child's peak resident
+memory against the size of one dense (K, rows, cols) stack of its K detected masks. With ``--baseline-checkout DIR``
+(a clone of this repository at another commit) the same run goes first through that code, in a child process of
+its own, and the ratios of the two are printed.
 """
 from __future__ import annotations
 
@@ -151,12 +159,96 @@ def initialize_large(side: int) -> None:
           f"{2 * res.masks.nbytes / 1e9:.2f} GB)", flush=True)
 
 
+_RUN = """
+import json, logging, sys, threading, time
+sys.path.insert(0, sys.argv[1]) if sys.argv[1] else None
+import cellfie_caiman
+from cellfie_caiman.pipeline import run
+movie, gt, out, fr = sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+samples = []
+
+def sample():  # resident memory every 0.1 s, to find the step where it peaks
+    while True:
+        with open("/proc/self/status") as f:
+            samples.append((time.perf_counter(), next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))))
+        time.sleep(0.1)
+
+class Starts(logging.Handler):  # the pipeline logs "<step> ..." as each step starts
+    def emit(self, record):
+        if record.getMessage().endswith(" ..."):
+            starts.append((time.perf_counter(), record.getMessage()[:-4]))
+
+starts = []
+log = logging.getLogger("cellfie_caiman.pipeline")
+log.setLevel(logging.INFO)
+log.addHandler(Starts())
+threading.Thread(target=sample, daemon=True).start()
+res = run(movie, out, {"refine": {"backend": "builtin"}, "data": {"fr": fr}}, gt=gt, progress=False)
+with open("/proc/self/status") as f:  # not ru_maxrss: after fork and exec that also counts the parent's memory
+    peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+ends = [t for t, _ in starts[1:]] + [time.perf_counter()]  # a step lasts until the next one starts
+step_peak = {name: max([r for t, r in samples if t0 <= t < t1] or [0]) for (t0, name), t1 in zip(starts, ends)}
+print(json.dumps({"code": cellfie_caiman.__file__, "timings": res.timings, "detected": res.n_detected,
+                  "accepted": res.n_accepted, "peak": peak, "step_peak": step_peak,
+                  "f1": {k: v["caiman"].f1 for k, v in res.scores.items()}}))
+"""
+
+
+def whole_run(baseline: str | None, side: int = 1280, frames: int = 300, neurons: int = 1100) -> None:
+    """``cellfie-caiman run`` on a simulated large field, in child processes (this code, and ``baseline``)."""
+    import json
+    import tempfile
+
+    import tifffile
+
+    from cellfie_caiman.rois import write_rois
+    from cellfie_caiman.simulate import simulate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        sim = simulate(frames, (side, side), neurons, seed=3, fs=15.0)
+        tifffile.imwrite(f"{tmp}/movie.tif", sim.movie.astype(np.float32))
+        write_rois(f"{tmp}/gt.json", sim.masks)
+        fr = float(sim.fs)
+        del sim
+        print(f"simulated {frames} frames of {side} x {side} with {neurons} neurons in {time.perf_counter() - t:.0f} s "
+              f"(movie {frames * side * side * 4 / 1e9:.1f} GB as float32 TIFF)", flush=True)
+        results = {}
+        for name, code in [("baseline", baseline), ("this code", "")] if baseline else [("this code", "")]:
+            proc = subprocess.run([sys.executable, "-c", _RUN, code or "", f"{tmp}/movie.tif", f"{tmp}/gt.json",
+                                   f"{tmp}/out_{len(results)}", str(fr)], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"{name}: the run failed\n{proc.stderr[-3000:]}")
+            r = results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            steps = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items())
+            stack = r["detected"] * side * side / 1e9
+            print(f"{name} ({r['code']}): {r['detected']} detected, {r['accepted']} accepted; F1 (CaImAn rule) "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in r["f1"].items())
+                  + f"; seconds: {steps}; total {sum(r['timings'].values()):.1f}; peak resident memory "
+                  f"{r['peak'] / 1e9:.2f} GB (one dense stack of the detected masks: {stack:.2f} GB); highest "
+                  "sampled per step: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in r["step_peak"].items())
+                  + " GB", flush=True)
+    if baseline:
+        a, b = results["baseline"], results["this code"]
+        print(f"this code / baseline: peak memory {b['peak'] / a['peak']:.2f}, total time "
+              f"{sum(b['timings'].values()) / sum(a['timings'].values()):.2f}; per step: "
+              + ", ".join(f"{k} {b['timings'][k] / a['timings'][k]:.2f}" for k in b["timings"]
+                          if a["timings"].get(k)), flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 only; no initialize, no probe")
     parser.add_argument("--probe-timeout", type=float, default=120.0,
                         help="seconds a child process may take for one whole-field call above the tiling size")
+    parser.add_argument("--whole-run", action="store_true",
+                        help="only the whole run on a simulated 1280 x 1280 x 300 movie (see above)")
+    parser.add_argument("--baseline-checkout", metavar="DIR",
+                        help="with --whole-run: also run the code of this checkout, first, for ratios")
     args = parser.parse_args(argv)
+    if args.whole_run:
+        whole_run(args.baseline_checkout)
+        return
     if not args.quick:  # first, so that the peak resident memory is this call's
         initialize_large(1536)
     sides = [1024] if args.quick else [1024, 1472, 2048]

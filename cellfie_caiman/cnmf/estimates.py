@@ -106,7 +106,7 @@ class Estimates:
 
     def footprints(self) -> np.ndarray:
         """Dense footprints (K, rows, cols) float32."""
-        A = self.A.toarray().astype(np.float32)
+        A = self.A.astype(np.float32).toarray()  # never a float64 dense copy: K x pixels x 8 bytes
         return A.T.reshape((-1, self.dims[1], self.dims[0])).transpose(0, 2, 1)
 
     # ----------------------------------------------------------------------------------------------------- HDF5
