@@ -369,8 +369,18 @@ def _summary_png(image: np.ndarray, name: str, path: Path) -> Path:
 
 
 def _write_npz(path: Path, **arrays) -> Path:
+    """``np.savez_compressed``'s format (``np.load`` reads it), at the fastest deflate level.
+
+    The mask stacks are dense (K, rows, cols) and almost all zeros: on a 1280 x 1280 field with 1297 masks, level 1
+    wrote the file in 13 s (35 MB) against 30 s (17 MB) at ``savez_compressed``'s level 6.
+    """
+    import zipfile
+
     with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for name, value in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return path
 
 

@@ -79,15 +79,29 @@ def test_interrupted_writer_keeps_previous_file(tmp_path, monkeypatch, exc):
     assert [p.name for p in tmp_path.iterdir()] == ["traces.csv"]
 
 
+def test_npz_reads_back_with_np_load(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"masks": rng.random((3, 40, 50)) < 0.1, "component": np.arange(3, dtype=np.int64),
+              "detection_diameter": np.float64(np.nan), "prob_map": rng.random((40, 50)).astype(np.float32),
+              "empty": np.zeros((0, 40, 50), bool)}
+    pipeline._write_npz(tmp_path / "masks.npz", **arrays)
+    with np.load(tmp_path / "masks.npz") as npz:
+        assert sorted(npz.files) == sorted(arrays)
+        for name, value in arrays.items():
+            assert npz[name].dtype == value.dtype and npz[name].shape == np.shape(value)
+            np.testing.assert_array_equal(npz[name], value)
+
+
 def test_interrupted_npz_leaves_nothing(tmp_path, monkeypatch):
-    def dies(file, **arrays):
-        with open(file, "wb") as f:
-            f.write(b"PK half")
+    write_array = np.lib.format.write_array
+
+    def dies(f, array, **kwargs):
+        write_array(f, array[:1], **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez_compressed", dies)
+    monkeypatch.setattr(np.lib.format, "write_array", dies)
     with pytest.raises(KeyboardInterrupt):
-        pipeline._write_npz(tmp_path / "masks.npz", masks=np.zeros((1, 2, 2), bool))
+        pipeline._write_npz(tmp_path / "masks.npz", masks=np.zeros((2, 2, 2), bool))
     assert not list(tmp_path.iterdir())
 
 
