@@ -525,14 +525,17 @@ def speed() -> None:
 def conv_flops(network, batch: np.ndarray) -> int:
     """Floating-point operations (2 per multiply-add) of the 2-D convolutions of ``network`` on ``batch``.
 
-    The output shape of every convolution comes from one forward pass; the other layers (activations, pooling,
-    upsampling, concatenation, the score's dense layer) add well under 1 % and are not counted.
+    The output shape of every convolution comes from one forward pass; a transposed convolution applies its kernel
+    once per input pixel (its output has ``strides`` times as many). The other layers (activations, pooling,
+    upsampling, concatenation, additions, the score's dense layer) add well under 1 % and are not counted.
     """
     import keras
 
-    convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    transposed = keras.layers.Conv2DTranspose  # a subclass of Conv2D in Keras 2, not in Keras 3
+    convs = [layer for layer in network.layers if isinstance(layer, (keras.layers.Conv2D, transposed))]
     outputs = keras.Model(network.inputs, [layer.output for layer in convs]).predict_on_batch(batch)
     return sum(2 * int(np.prod(out.shape[:3])) * int(np.prod(tuple(layer.kernel.shape)))
+               // (int(np.prod(layer.strides)) if isinstance(layer, transposed) else 1)
                for layer, out in zip(convs, outputs, strict=True))
 
 
@@ -555,13 +558,18 @@ def work_and_rate(summary, repeat: int = 5) -> None:
     from what the CPU allows, whatever its speed."""
     from cellfie_caiman.detection import detect, predict_instances_tta, predict_maps_tta
     from cellfie_caiman.models import load_model, stack_inputs
+    from cellfie_caiman.models.networks import fold_batchnorm
 
     net = load_model("default")
     x = stack_inputs(summary, net.config)
     centers = detect(net, x).centers
     w = net.config.window
-    unet = 8 * conv_flops(net.unet, x[None]) / 1e9
-    instance = 8 * len(centers) * conv_flops(net.instance, np.zeros((1, w, w, x.shape[2]), np.float32)) / 1e9
+    # the forms that predict (fold_batchnorm), whose decoders do less arithmetic than the trained networks'
+    unet_net, instance_net = (fold_batchnorm(n, net.config) for n in (net.unet, net.instance))
+    unet = 8 * conv_flops(unet_net, x[None]) / 1e9
+    instance = 8 * len(centers) * conv_flops(instance_net, np.zeros((1, w, w, x.shape[2]), np.float32)) / 1e9
+    trained = (8 * conv_flops(net.unet, x[None]) + 8 * len(centers)
+               * conv_flops(net.instance, np.zeros((1, w, w, x.shape[2]), np.float32))) / 1e9
     t = {"unet": [], "instance": []}
     for _ in range(repeat):
         for key, call in (("unet", lambda: predict_maps_tta(net, x)),
@@ -574,14 +582,17 @@ def work_and_rate(summary, repeat: int = 5) -> None:
     print(f"    work, 8 orientations: U-Net {unet:.0f} GFLOP in {tu:.2f} s ({unet / tu:.0f} GFLOP/s), instance "
           f"network {instance:.0f} GFLOP ({len(centers)} windows) in {ti:.2f} s ({instance / ti:.0f} GFLOP/s); "
           f"float32 matmul here {peak:.0f} GFLOP/s: U-Net at {unet / tu / peak:.2f}, instance at "
-          f"{instance / ti / peak:.2f} of it; both networks at that rate would take {(unet + instance) / peak:.2f} s")
+          f"{instance / ti / peak:.2f} of it; both networks at that rate would take {(unet + instance) / peak:.2f} s "
+          f"(the trained networks' form, without the decoders' transposed convolutions: {trained:.0f} GFLOP)")
 
 
 def baselines(summary, repeat: int = 5) -> None:
     """The networks' passes with their defaults against another setting, interleaved in this process: the U-Net
     on one 512 x 512 field per call (default: 4 of the 8 orientations), the instance network on 512 windows per call
     (the default until session 13; now 128), ``initialize`` with the networks as trained, each batch
-    normalisation a layer of its own (default: folded into the convolution before it; session 16), and
+    normalisation a layer of its own and each decoder upsampling its input (default: ``fold_batchnorm``'s form,
+    batch normalisation folded into the convolution before it since session 16, decoders as transposed
+    convolutions since session 18), and
     ``initialize`` with one pass of each network instead of the mean over 8 orientations (``tta=False``)."""
     from cellfie_caiman.detection import detect, extract_windows, predict_maps_tta
     from cellfie_caiman.initialize import initialize
@@ -598,7 +609,7 @@ def baselines(summary, repeat: int = 5) -> None:
              f"instance network, {len(windows)} windows, one orientation": (lambda: net.predict_instances(windows), {
                  "512 windows per call": lambda: net.predict_instances(windows, 512)}),
              "networks only (initialize)": (lambda: initialize(summary), {
-                 "batch normalisation not folded": lambda: initialize(summary, model=live),
+                 "networks as trained": lambda: initialize(summary, model=live),
                  "one pass (tta=False)": lambda: initialize(summary, tta=False)})}
     for name, (default, others) in calls.items():
         t = {key: [] for key in ("default", *others)}

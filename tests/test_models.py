@@ -82,6 +82,32 @@ def test_folded_first_block_matches_naive_convolution_and_batchnorm(small_model)
     np.testing.assert_allclose(first.predict_on_batch(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("net, level", [("unet", "unet_dec0"), ("unet", "unet_dec1"), ("instance", "inst_dec0")])
+def test_inference_decoder_step_matches_naive_upsampling_concatenation_and_convolution(small_model, net, level):
+    """The inference form's first decoder convolution (a transposed convolution of the coarse map plus a convolution
+    of the skip) equals nearest 2x upsampling, concatenation, convolution, batch normalisation and ReLU by hand."""
+    import keras
+
+    from cellfie_caiman.models.networks import fold_batchnorm
+
+    trained = small_model.networks[net]
+    folded = fold_batchnorm(trained, SMALL)
+    assert not any(isinstance(layer, keras.layers.Conv2DTranspose) for layer in trained.layers)
+    assert isinstance(folded.get_layer(f"{level}_upconv"), keras.layers.Conv2DTranspose)
+    shape = (1, 16, 20) if net == "unet" else (1, 16, 16)
+    x = np.random.default_rng(6).normal(size=shape + (len(SMALL.channels),)).astype(np.float32)
+    coarse, skip = keras.Model(trained.input, [trained.get_layer(level.replace("_dec", "_up")).input,
+                                               trained.get_layer(level.replace("_dec", "_cat")).input[1]],
+                               ).predict_on_batch(x)
+    up = coarse[0].repeat(2, axis=0).repeat(2, axis=1)
+    assert up.shape[:2] == skip.shape[1:3]
+    bn = trained.get_layer(f"{level}_bn0")
+    expected = _naive_conv_bn_relu(np.concatenate([up, skip[0]], axis=-1),
+                                   trained.get_layer(f"{level}_conv0").get_weights()[0], *bn.get_weights(), bn.epsilon)
+    got = keras.Model(folded.input, folded.get_layer(f"{level}_relu0").output).predict_on_batch(x)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_frozen_model_predicts_as_the_live_networks(small_model, tmp_path):
     """Folding changes float32 rounding only: probabilities, heat maps, masks and scores within 1e-5."""
     loaded = load_model(small_model.save(tmp_path / "f.npz"))
