@@ -153,7 +153,7 @@ def fold_batchnorm(net, config: ModelConfig):
         elif head and index.isdigit():
             kernel, bias = _folded_conv(source, head, index)
             kernel = kernel[:, :, kernel.shape[2] - _in_channels(layer):]  # the skip's part when split (above)
-            layer.set_weights([kernel, bias] if layer.use_bias else [kernel])
+            layer.set_weights([w.astype(np.float32) for w in ([kernel, bias] if layer.use_bias else [kernel])])
         elif layer.name in source and (weights := source[layer.name].get_weights()):
             layer.set_weights(weights)
     return twin
