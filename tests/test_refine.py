@@ -206,6 +206,19 @@ def test_nwb_written_and_read_back(est, tmp_path):
         assert np.array_equal(np.where(keep)[0], est.idx_components)
 
 
+def test_nwb_that_would_not_fit_in_memory_is_refused_before_writing(est, tmp_path, monkeypatch):
+    pytest.importorskip("pynwb")
+    from cellfie_caiman import _memory
+
+    need = 8 * est.A.shape[0] * est.A.shape[1]  # dense float32 image masks, made and stacked once more
+    monkeypatch.setattr(_memory, "available_memory", lambda: need // 2)
+    with pytest.raises(MemoryError, match=r"out.nwb: the NWB file's dense image masks .* need about"):
+        est.to_nwb(tmp_path / "out.nwb", fr=30.0)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2 * need)
+    assert est.to_nwb(tmp_path / "out.nwb", fr=30.0).is_file()
+
+
 def test_all_seeds_empty_gives_an_empty_result_with_background(sim, caplog):
     with caplog.at_level(logging.WARNING):
         e = refine(sim.movie[:200], np.zeros((2, 64, 64), bool), backend="builtin")

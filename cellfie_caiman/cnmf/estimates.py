@@ -175,6 +175,7 @@ class Estimates:
             raise ValueError(f"NWB file name must end in .nwb, got {path}")
         if self.A is None or self.C is None or self.dims is None:
             raise ValueError("Estimates needs A, C and dims to be written to NWB")
+        _check_nwb_memory(self.A.shape[0] * self.A.shape[1], path)
         if fr is None:
             fr = float(((self.params or {}).get("data") or {}).get("fr", 30.0))
         if session_start_time is None:
@@ -231,6 +232,24 @@ class Estimates:
             with pynwb.NWBHDF5IO(str(tmp), "w") as io:
                 io.write(nwb)
         return path
+
+
+def _check_nwb_memory(n_values: int, path: Path) -> None:
+    """Refuse, before anything is built, an NWB file whose dense image masks would not fit in memory.
+
+    CaImAn's NWB layout stores every footprint as a dense ``image_mask`` (rows, cols) float32; they are made
+    whole, and pynwb stacks them once more when it writes: about 8 bytes per pixel and component. Without this check
+    a large field (1300 components of 1280 x 1280: 17 GB) would end in the out-of-memory killer.
+    """
+    from .._memory import available_memory
+
+    need = 8 * int(n_values)
+    available = available_memory()
+    if available is not None and need > available:
+        raise MemoryError(f"{path}: the NWB file's dense image masks (one float32 image per component, as in "
+                          f"CaImAn's layout) need about {need / 1e9:.1f} GB while writing, more than the "
+                          f"{available / 1e9:.1f} GB this machine has available. The HDF5 results (CaImAn's "
+                          f"layout, sparse footprints) hold the same estimates.")
 
 
 def _num_samples_kw(cls, n: int) -> dict:
