@@ -14,7 +14,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 __all__ = ["Detections", "detect", "find_candidates", "extract_windows", "predict_maps_tta", "predict_instances_tta",
-           "PROB_THRESHOLD", "TTA_CENTER_THRESHOLD"]
+           "tta_orientations", "PROB_THRESHOLD", "TTA_CENTER_THRESHOLD", "TTA_ORIENTATIONS"]
 
 
 class Detections(NamedTuple):
@@ -172,6 +172,24 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
     return (masks / n_transforms).astype(np.float32), (scores / n_transforms).astype(np.float32)
 
 
+#: How many orientations test-time augmentation can average: the first n of the 8 rotations/flips of
+#: :func:`predict_maps_tta` (2: and the upside-down field; 4: the four flips; 8: those of the field and of its
+#: transpose).
+TTA_ORIENTATIONS = (1, 2, 4, 8)
+
+
+def tta_orientations(tta: bool | int) -> int:
+    """The number of orientations that ``tta`` asks for: True 8, False 1, else ``tta`` itself (1, 2, 4 or 8).
+
+    Raises ValueError for anything else.
+    """
+    if isinstance(tta, (bool, np.bool_)):
+        return 8 if tta else 1
+    if isinstance(tta, (int, np.integer)) and int(tta) in TTA_ORIENTATIONS:
+        return int(tta)
+    raise ValueError(f"tta must be True, False or a number of orientations in {TTA_ORIENTATIONS}, got {tta!r}")
+
+
 #: Minimum centre heat-map value of a candidate when the maps are averaged over rotations/flips (averaging lowers
 #: the peaks of the less certain centres; 0.05 was chosen on the validation strips and simulated movies).
 TTA_CENTER_THRESHOLD = 0.05
@@ -180,7 +198,7 @@ TTA_CENTER_THRESHOLD = 0.05
 PROB_THRESHOLD = 0.4
 
 
-def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD, tta: bool = True,
+def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD, tta: bool | int = True,
            progress: bool = False) -> Detections:
     """Run both networks on one normalised field (model scale): candidates, their masks and scores.
 
@@ -191,17 +209,19 @@ def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD,
         From :func:`cellfie_caiman.models.stack_inputs`.
     prob_threshold : float
         Minimum U-Net probability at a candidate centre.
-    tta : bool
-        Average both networks' outputs over the 8 rotations/flips (test-time augmentation; 8 times the work).
-        False: one pass, candidates need ``model.config.center_threshold`` of centre heat.
+    tta : bool or int
+        Average both networks' outputs over the 8 rotations/flips (True; test-time augmentation, 8 times the
+        work), or over the first 1, 2, 4 or 8 of them (:func:`tta_orientations`). False or 1: one pass,
+        candidates need ``model.config.center_threshold`` of centre heat.
     progress : bool
         Progress bar over the networks' passes (16 with ``tta``: 8 orientations of each network; else 2).
     """
     cfg = model.config
-    passes = 8 if tta else 1
+    passes = tta_orientations(tta)
+    tta = passes > 1
     with tqdm(total=2 * passes, desc="networks", unit="pass", disable=not progress) as bar:
         if tta:
-            prob, heat = predict_maps_tta(model, inputs, bar=bar)
+            prob, heat = predict_maps_tta(model, inputs, passes, bar=bar)
             heat_threshold = min(cfg.center_threshold, TTA_CENTER_THRESHOLD)
         else:
             prob, heat = model.predict_maps(inputs)
@@ -211,7 +231,7 @@ def detect(model, inputs: np.ndarray, *, prob_threshold: float = PROB_THRESHOLD,
                                   heat_threshold=heat_threshold, prob_threshold=prob_threshold)
         bar.set_postfix(candidates=len(centers))
         if tta:
-            windows, scores = predict_instances_tta(model, inputs, centers, bar=bar)
+            windows, scores = predict_instances_tta(model, inputs, centers, passes, bar=bar)
         else:
             windows, scores = model.predict_instances(extract_windows(inputs, centers, cfg.window))
             bar.update(1)

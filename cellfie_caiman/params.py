@@ -79,15 +79,17 @@ class DetectionParams:
         Local maxima of the probability map below this are not examined (0..1).
     max_overlap : float
         Two kept masks whose IoU exceeds this are duplicates; the lower-scoring one is dropped.
-    tta : bool
-        Average the networks over the 8 rotations and flips (default); False: one pass, faster, fewer neurons.
+    tta : bool or int
+        Average the networks over the 8 rotations and flips (True, default), over the 4 flips (4: faster, about
+        as accurate on the validation data), or not at all (False: one pass, fastest, fewer neurons); see
+        :func:`cellfie_caiman.initialize`.
     """
 
     model: str = "default"
     min_score: float = 0.5
     prob_threshold: float = 0.4
     max_overlap: float = 0.5
-    tta: bool = True
+    tta: bool | int = True
 
 
 @dataclass
@@ -202,11 +204,15 @@ class Params:
             bad = set(values) - known
             if bad:
                 raise ValueError(f"unknown parameter(s) {sorted(bad)} in group '{name}'; known: {sorted(known)}")
-            flags = sorted(f.name for f in dataclasses.fields(klass)
-                           if isinstance(f.default, bool) and f.name in values and not isinstance(values[f.name], bool))
+            flags = sorted(f.name for f in dataclasses.fields(klass) if isinstance(f.default, bool) and f.name != "tta"
+                           and f.name in values and not isinstance(values[f.name], bool))
             if flags:
                 raise ValueError(f"parameter(s) {flags} in group '{name}' must be true or false, got "
                                  f"{[values[k] for k in flags]}")
+            if name == "detection" and "tta" in values:
+                from .detection import tta_orientations
+
+                tta_orientations(values["tta"])  # True, False, 1, 2, 4 or 8
             if "gSig" in values and values["gSig"] is not None:
                 values["gSig"] = tuple(int(v) for v in values["gSig"])
             groups[name] = klass(**values)

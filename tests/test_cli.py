@@ -258,6 +258,10 @@ def test_overwrite_refused_then_accepted(example_run, capsys):
     assert not (out / "results.hdf5").exists() and not (out / "traces.csv").exists()
     written = Params.load(out / "params.json")
     assert written.refine.backend == "none" and written.detection.tta is False
+    assert main(["detect", str(movie), "-o", str(out), "--overwrite", "--no-tta", "--tta", "4", "--no-progress"]) == 2
+    _one_line_error(capsys, "contradict")
+    assert main(["detect", str(movie), "-o", str(out), "--overwrite", "--tta", "4", "--no-progress"]) == 0
+    assert Params.load(out / "params.json").detection.tta == 4
     summary = capsys.readouterr().out
     assert "detected" in summary and "refinement skipped" in summary
 

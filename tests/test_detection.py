@@ -126,6 +126,43 @@ def test_tta_off_is_one_pass(field):
     np.testing.assert_allclose(det.scores, scores, atol=1e-6)
 
 
+def test_tta_4_averages_both_networks_over_the_four_flips(field):
+    """Reference: flip the whole field (np.flip), run each network, flip back; windows cut around the flipped
+    image of each candidate centre."""
+    from cellfie_caiman.detection import detect, extract_windows
+
+    model, x = field
+    det = detect(model, x, tta=4)
+    rows, cols = x.shape[:2]
+    flips = [(), (0,), (1,), (0, 1)]
+    maps = [np.flip(np.stack(model.predict_maps(np.ascontiguousarray(np.flip(x, a))), -1), a) for a in flips]
+    ref = np.mean(maps, axis=0)
+    np.testing.assert_allclose(det.prob, ref[..., 0], atol=1e-5)
+    np.testing.assert_allclose(det.heat, ref[..., 1], atol=1e-5)
+    assert len(det.centers)
+    scores = np.zeros(len(det.centers))
+    for axes in flips:
+        moved = det.centers.copy()
+        for ax in axes:
+            moved[:, ax] = (rows, cols)[ax] - 1 - moved[:, ax]
+        _, s = model.predict_instances(extract_windows(np.ascontiguousarray(np.flip(x, axes)), moved,
+                                                       model.config.window))
+        scores += s / 4
+    np.testing.assert_allclose(det.scores, scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("tta", [3, 16, 0.5, "8", None])
+def test_tta_other_than_a_flag_or_1_2_4_8_orientations_is_refused(tta):
+    from cellfie_caiman.detection import tta_orientations
+    from cellfie_caiman.initialize import initialize
+
+    with pytest.raises(ValueError, match="tta must be"):
+        tta_orientations(tta)
+    with pytest.raises(ValueError, match="tta must be"):
+        initialize(np.zeros((4, 8, 8), np.float32), tta=tta)  # refused before any work
+    assert [tta_orientations(t) for t in (True, False, 1, 2, 4, 8)] == [8, 1, 1, 2, 4, 8]
+
+
 def test_progress_bar_counts_the_passes_and_leaves_the_detections_alone(field, capsys):
     from cellfie_caiman.detection import detect
 
@@ -139,3 +176,5 @@ def test_progress_bar_counts_the_passes_and_leaves_the_detections_alone(field, c
     np.testing.assert_array_equal(shown.scores, quiet.scores)
     detect(model, x, tta=False, progress=True)
     assert "2/2" in capsys.readouterr().err
+    detect(model, x, tta=4, progress=True)
+    assert "8/8" in capsys.readouterr().err

@@ -57,6 +57,10 @@ def test_flags_must_be_booleans():
         Params.from_dict({"detection": {"tta": "false"}})  # a non-empty string would read as true
     with pytest.raises(ValueError, match="nwb"):
         Params.from_dict({"output": {"nwb": 1}})
+    # tta is a flag or a number of orientations
+    assert Params.from_dict({"detection": {"tta": 4}}).detection.tta == 4
+    with pytest.raises(ValueError, match="tta"):
+        Params.from_dict({"detection": {"tta": 3}})
 
 
 def test_bad_files(tmp_path):
