@@ -593,7 +593,8 @@ def baselines(summary, repeat: int = 5) -> None:
     normalisation a layer of its own and each decoder upsampling its input (default: ``fold_batchnorm``'s form,
     batch normalisation folded into the convolution before it since session 16, decoders as transposed
     convolutions since session 18), and
-    ``initialize`` with one pass of each network instead of the mean over 8 orientations (``tta=False``)."""
+    ``initialize`` with the mean over the 4 flips (``tta=4``) or one pass of each network (``tta=False``) instead of
+    the mean over 8 orientations."""
     from cellfie_caiman.detection import detect, extract_windows, predict_maps_tta
     from cellfie_caiman.initialize import initialize
     from cellfie_caiman.models import DetectionModel, load_model, stack_inputs
@@ -610,6 +611,7 @@ def baselines(summary, repeat: int = 5) -> None:
                  "512 windows per call": lambda: net.predict_instances(windows, 512)}),
              "networks only (initialize)": (lambda: initialize(summary), {
                  "networks as trained": lambda: initialize(summary, model=live),
+                 "four flips (tta=4)": lambda: initialize(summary, tta=4),
                  "one pass (tta=False)": lambda: initialize(summary, tta=False)})}
     for name, (default, others) in calls.items():
         t = {key: [] for key in ("default", *others)}
