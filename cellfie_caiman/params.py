@@ -204,8 +204,9 @@ class Params:
             bad = set(values) - known
             if bad:
                 raise ValueError(f"unknown parameter(s) {sorted(bad)} in group '{name}'; known: {sorted(known)}")
-            flags = sorted(f.name for f in dataclasses.fields(klass) if isinstance(f.default, bool) and f.name != "tta"
-                           and f.name in values and not isinstance(values[f.name], bool))
+            # fields declared plain bool (annotations are strings here); tta ("bool | int") is checked below
+            flags = sorted(f.name for f in dataclasses.fields(klass)
+                           if f.type == "bool" and f.name in values and not isinstance(values[f.name], bool))
             if flags:
                 raise ValueError(f"parameter(s) {flags} in group '{name}' must be true or false, got "
                                  f"{[values[k] for k in flags]}")

@@ -150,11 +150,17 @@ def take_masks(masks: np.ndarray, index: Sequence[int] | np.ndarray) -> np.ndarr
         raise IndexError(f"mask index out of range for {len(masks)} masks: {index.min()}..{index.max()}")
     out = zeros_on_demand((len(index),) + masks.shape[1:], "masks")
     for j, k in enumerate(index):
-        mask = masks[k] if masks.dtype == bool else masks[k] != 0
-        rows = np.flatnonzero(mask.any(1))
-        if rows.size:
-            out[j, rows[0]:rows[-1] + 1] = mask[rows[0]:rows[-1] + 1]
+        _put_in_box(out, j, masks[k] if masks.dtype == bool else masks[k] != 0)
     return out
+
+
+def _put_in_box(stack: np.ndarray, k: int, mask: np.ndarray) -> None:
+    """Write a 2-D bool mask into the zeroed ``stack[k]`` through its bounding box only, so that the stack's other
+    pages stay untouched (see :func:`cellfie_caiman._memory.zeros_on_demand`)."""
+    box = bounding_box(mask)
+    if box is not None:
+        r0, r1, c0, c1 = box
+        stack[k, r0:r1, c0:c1] = mask[r0:r1, c0:c1]
 
 
 def sparse_rows(a: np.ndarray, dtype=np.float64):
@@ -362,10 +368,7 @@ def _read_imagej(path: Path, shape) -> np.ndarray:
         raise RoiError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
     masks = zeros_on_demand((len(rois),) + shape, f"masks of {path}")
     for k, (name, roi) in enumerate(rois):
-        mask = _roi_mask(roi, shape, name)
-        if (box := bounding_box(mask)) is not None:  # only the box: the stack's other pages stay untouched
-            r0, r1, c0, c1 = box
-            masks[k, r0:r1, c0:c1] = mask[r0:r1, c0:c1]
+        _put_in_box(masks, k, _roi_mask(roi, shape, name))
     return masks
 
 
