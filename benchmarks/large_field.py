@@ -5,6 +5,7 @@ Reproduce with::
     python benchmarks/large_field.py                 # sides 1024, 1472, 2048; initialize on 1536 x 1536
     python benchmarks/large_field.py --quick         # 1024 only, no initialize, no cliff probe
     python benchmarks/large_field.py --whole-run [--baseline-checkout DIR]   # the whole run on a simulated movie
+    python benchmarks/large_field.py --nwb [--baseline-checkout DIR]         # writing the NWB file of a large field
 
 The fields are the summary images of the speed field (neurofinder.01.01, or without ../shared/data a simulated
 101-frame movie) repeated k x k times and cut to the side asked for, so their neurons look like the real ones.
@@ -27,6 +28,11 @@ writes it as a float32 TIFF (2 GB) with its true ROIs to a temporary folder, and
 memory against the size of one dense (K, rows, cols) stack of its K detected masks. With ``--baseline-checkout DIR``
 (a clone of this repository at another commit) the same run goes first through that code, in a child process of
 its own, and the ratios of the two are printed.
+
+``--nwb`` instead writes the NWB file (``Estimates.to_nwb``) of 1000 footprints (8 x 8 px each) and one background
+image on a 1024 x 1024 field over 300 frames, in a child process: seconds, growth of the peak resident memory
+during the call (Linux, VmHWM reset before it) and the file's size; with ``--baseline-checkout DIR`` also through
+that code first, and the ratios.
 """
 from __future__ import annotations
 
@@ -236,6 +242,58 @@ def whole_run(baseline: str | None, side: int = 1280, frames: int = 300, neurons
                           if a["timings"].get(k)), flush=True)
 
 
+_NWB = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1]) if sys.argv[1] else None
+import numpy as np, scipy.sparse
+import cellfie_caiman
+from cellfie_caiman.cnmf import Estimates
+from pynwb.ophys import PlaneSegmentation  # imports before the measurement
+n, side, frames, path = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+rng = np.random.default_rng(0)
+corners = rng.integers(0, side - 8, (n, 2))
+rr, cc = np.mgrid[:8, :8]
+pixels = ((corners[:, :1, None] + rr) + side * (corners[:, 1:, None] + cc)).reshape(n, 64)  # Fortran order
+A = scipy.sparse.csc_matrix((rng.random(64 * n), (pixels.ravel(), np.repeat(np.arange(n), 64))),
+                            shape=(side * side, n))
+traces = [rng.random((n, frames)) for _ in range(3)]
+est = Estimates(A=A, C=traces[0], S=traces[1], YrA=traces[2], b=rng.random((side * side, 1)),
+                f=rng.random((1, frames)), dims=(side, side), idx_components=np.arange(n))
+def hwm():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+before = hwm()
+t = time.perf_counter()
+est.to_nwb(path, fr=30.0)
+took = time.perf_counter() - t
+print(cellfie_caiman.__file__, took, hwm() - before, os.path.getsize(path))
+"""
+
+
+def nwb_write(baseline: str | None, n: int = 1000, side: int = 1024, frames: int = 300) -> None:
+    """``Estimates.to_nwb`` of ``n`` small footprints on a ``side`` x ``side`` field, in child processes."""
+    import tempfile
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, code in [("baseline", baseline), ("this code", "")] if baseline else [("this code", "")]:
+            proc = subprocess.run([sys.executable, "-c", _NWB, code or "", str(n), str(side), str(frames),
+                                   f"{tmp}/{len(results)}.nwb"], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"{name}: writing the NWB file failed\n{proc.stderr[-3000:]}")
+            where, took, grown, size = proc.stdout.split()[-4:]
+            results[name] = took, grown, size = float(took), int(grown), int(size)
+            print(f"{name} ({where}): NWB file of {n} footprints on {side} x {side} ({frames} frames): {took:.1f} s, "
+                  f"peak resident memory +{grown / 1e9:.2f} GB, file {size / 1e6:.1f} MB (the dense float32 image "
+                  f"masks: {(n + 1) * side * side * 4 / 1e9:.2f} GB)", flush=True)
+    if baseline:
+        a, b = results["baseline"], results["this code"]
+        print(f"this code / baseline: time {b[0] / a[0]:.2f}, peak memory growth {b[1] / max(a[1], 1):.3f}, file size "
+              f"{b[2] / a[2]:.3f}", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 only; no initialize, no probe")
@@ -243,11 +301,16 @@ def main(argv=None) -> None:
                         help="seconds a child process may take for one whole-field call above the tiling size")
     parser.add_argument("--whole-run", action="store_true",
                         help="only the whole run on a simulated 1280 x 1280 x 300 movie (see above)")
+    parser.add_argument("--nwb", action="store_true",
+                        help="only writing the NWB file of 1000 footprints on 1024 x 1024 (see above)")
     parser.add_argument("--baseline-checkout", metavar="DIR",
-                        help="with --whole-run: also run the code of this checkout, first, for ratios")
+                        help="with --whole-run or --nwb: also run the code of this checkout, first, for ratios")
     args = parser.parse_args(argv)
     if args.whole_run:
         whole_run(args.baseline_checkout)
+        return
+    if args.nwb:
+        nwb_write(args.baseline_checkout)
         return
     if not args.quick:  # first, so that the peak resident memory is this call's
         initialize_large(1536)

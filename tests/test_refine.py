@@ -206,17 +206,94 @@ def test_nwb_written_and_read_back(est, tmp_path):
         assert np.array_equal(np.where(keep)[0], est.idx_components)
 
 
-def test_nwb_that_would_not_fit_in_memory_is_refused_before_writing(est, tmp_path, monkeypatch):
+def test_nwb_results_read_back_as_rois_without_the_background(est, tmp_path):
+    """read_rois on our NWB file: the supports of the accepted footprints (or of all with accepted_only=False), never
+    the background images that CaImAn's layout keeps in the same table."""
     pytest.importorskip("pynwb")
-    from cellfie_caiman import _memory
+    from cellfie_caiman.rois import read_rois
 
-    need = 8 * est.A.shape[0] * est.A.shape[1]  # dense float32 image masks, made and stacked once more
-    monkeypatch.setattr(_memory, "available_memory", lambda: need // 2)
-    with pytest.raises(MemoryError, match=r"out.nwb: the NWB file's dense image masks .* need about"):
-        est.to_nwb(tmp_path / "out.nwb", fr=30.0)
-    assert not list(tmp_path.iterdir())
-    monkeypatch.setattr(_memory, "available_memory", lambda: 2 * need)
-    assert est.to_nwb(tmp_path / "out.nwb", fr=30.0).is_file()
+    assert 0 < len(est.idx_components) < est.n_components  # the test needs rejected components and a background
+    assert est.b.shape[1] == 2
+    path = est.to_nwb(tmp_path / "out.nwb", fr=30.0)
+    support = est.A.toarray().T.reshape((-1, est.dims[1], est.dims[0])).transpose(0, 2, 1) > 0
+    np.testing.assert_array_equal(read_rois(path), support[est.idx_components])
+    np.testing.assert_array_equal(read_rois(path, accepted_only=False), support)
+    # the same masks as from the HDF5 results, a reader of its own
+    est.save(tmp_path / "out.hdf5")
+    np.testing.assert_array_equal(read_rois(path), read_rois(tmp_path / "out.hdf5"))
+
+
+def _peak_resident_bytes_since_reset() -> int | None:
+    """VmHWM after resetting it (Linux >= 4.0: writing 5 to /proc/self/clear_refs); None where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def test_nwb_image_masks_are_written_and_read_in_the_memory_of_their_pixels(tmp_path):
+    """400 footprints of 1024 x 1024 are 1.7 GB as dense float32 image masks: writing them must not hold them all,
+    and the file must hold what they hold (compressed chunks, read back equal to the footprints)."""
+    pynwb = pytest.importorskip("pynwb")
+    if _peak_resident_bytes_since_reset() is None:
+        pytest.skip("the peak of resident memory cannot be reset here")
+    rows, cols, K, T = 1024, 1024, 400, 50
+    rng = np.random.default_rng(0)
+    pixels, comps = [], []
+    for k in range(K):
+        r, c = rng.integers(0, rows - 8), rng.integers(0, cols - 8)
+        rr, cc = np.mgrid[r:r + 8, c:c + 8]
+        pixels.append((rr + rows * cc).ravel())  # Fortran order
+        comps.append(np.full(64, k))
+    A = scipy.sparse.csc_matrix((rng.random(64 * K), (np.concatenate(pixels), np.concatenate(comps))),
+                                shape=(rows * cols, K))
+    est = Estimates(A=A, C=rng.random((K, T)), S=rng.random((K, T)), YrA=rng.random((K, T)),
+                    b=rng.random((rows * cols, 1)), f=rng.random((1, T)), dims=(rows, cols),
+                    idx_components=np.arange(0, K, 2))
+    from pynwb.ophys import PlaneSegmentation  # noqa: F401  (imports take memory too: before the measurement)
+    before = _peak_resident_bytes_since_reset()
+    path = est.to_nwb(tmp_path / "big.nwb", fr=30.0)
+    grown = _peak_resident_bytes_since_reset() - before
+    assert grown < 100e6, f"writing the NWB file took {grown / 1e6:.0f} MB more at its peak"
+    assert path.stat().st_size < 20e6  # HDF5 stores the chunks that the footprints touch, and the background
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        data = ps["image_mask"].data
+        assert data.shape == (K + 1, rows, cols)
+        for k in (0, 137, K - 1):
+            np.testing.assert_array_equal(data[k], A[:, k].toarray().astype(np.float32).reshape((rows, cols),
+                                                                                                 order="F"))
+        np.testing.assert_allclose(data[K], est.b[:, 0].reshape((rows, cols), order="F").astype(np.float32))
+        assert np.array_equal(np.flatnonzero(ps["keep"].data[:]), est.idx_components)
+    # and read back as ROIs (1024 x 1024 x 400 bool: 420 MB dense) in the memory of their pixels
+    from cellfie_caiman.rois import read_rois
+
+    before = _peak_resident_bytes_since_reset()
+    masks = read_rois(path, accepted_only=False)
+    grown = _peak_resident_bytes_since_reset() - before
+    assert grown < 100e6, f"reading the ROIs took {grown / 1e6:.0f} MB more at its peak"
+    assert masks.shape == (K, rows, cols)
+    for k in (0, 137, K - 1):
+        np.testing.assert_array_equal(masks[k], A[:, k].toarray().reshape((rows, cols), order="F") > 0)
+
+
+@pytest.mark.parametrize("n_background", [0, 2])
+def test_nwb_of_a_result_without_components(tmp_path, n_background):
+    pynwb = pytest.importorskip("pynwb")
+    est = Estimates(A=scipy.sparse.csc_matrix((64 * 48, 0)), C=np.zeros((0, 20)), dims=(64, 48),
+                    b=np.ones((64 * 48, n_background)) if n_background else None,
+                    f=np.ones((n_background, 20)) if n_background else None)
+    path = est.to_nwb(tmp_path / "empty.nwb", fr=30.0)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        assert ps["image_mask"].data.shape == (n_background, 64, 48)
+        assert "keep" not in ps.colnames  # as CaImAn: no 'keep' column before components are evaluated
+    from cellfie_caiman.rois import read_rois
+
+    assert read_rois(path).shape == (0, 64, 48)  # the background images are not ROIs
 
 
 def test_all_seeds_empty_gives_an_empty_result_with_background(sim, caplog):

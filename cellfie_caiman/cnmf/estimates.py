@@ -151,10 +151,15 @@ class Estimates:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
-        (``image_mask`` (K, rows, cols) and columns ``r``, ``snr``, ``keep``), ``Fluorescence`` holding the
-        ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f), and a
+        (``image_mask`` (K + nb, rows, cols): the footprints, then the background images; columns ``r``, ``snr``
+        and, when ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
+        ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), and an external ``TwoPhotonSeries`` acquisition naming ``raw_data_file``.
         CaImAn's ``load_CNMF`` reads it. Written atomically.
+
+        The ``image_mask`` images (float32, one per component and per background component) are written piece by
+        piece, each footprint as its bounding box, in compressed chunks that HDF5 stores only where a footprint or
+        a background image is: memory and file size follow the footprints' pixels, not K x rows x cols.
 
         Parameters
         ----------
@@ -164,7 +169,15 @@ class Estimates:
         """
         try:
             import pynwb
-            from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel, RoiResponseSeries, TwoPhotonSeries
+            from hdmf.common import VectorData
+            from pynwb.ophys import (
+                Fluorescence,
+                ImageSegmentation,
+                OpticalChannel,
+                PlaneSegmentation,
+                RoiResponseSeries,
+                TwoPhotonSeries,
+            )
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("writing NWB needs pynwb: pip install 'cellfie-caiman[nwb]'") from exc
         import datetime
@@ -175,7 +188,6 @@ class Estimates:
             raise ValueError(f"NWB file name must end in .nwb, got {path}")
         if self.A is None or self.C is None or self.dims is None:
             raise ValueError("Estimates needs A, C and dims to be written to NWB")
-        _check_nwb_memory(self.A.shape[0] * self.A.shape[1], path)
         if fr is None:
             fr = float(((self.params or {}).get("data") or {}).get("fr", 30.0))
         if session_start_time is None:
@@ -196,18 +208,26 @@ class Estimates:
         mod = nwb.create_processing_module(name="ophys", description="cellfie_caiman estimates")
         seg = ImageSegmentation()
         mod.add(seg)
-        ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="CNMF_ROIs", imaging_plane=plane)
         K = self.n_components
-        keep = np.zeros(K, dtype=bool)
-        if self.idx_components is not None:
+        nb = self.b.shape[1] if self.b is not None and self.f is not None else 0
+        r = np.zeros(K + nb)
+        snr = np.zeros(K + nb)
+        if self.r_values is not None:
+            r[:K] = np.asarray(self.r_values, dtype=float)
+        if self.SNR_comp is not None:
+            snr[:K] = np.asarray(self.SNR_comp, dtype=float)
+        # ROIs: the K footprints, then the background images (their own table region below)
+        columns = [VectorData(name="image_mask", description="Image masks for each ROI",
+                              data=_image_mask_data(self.A, self.b if nb else None, self.dims)),
+                   VectorData(name="r", description="space correlation (r_values)", data=r),
+                   VectorData(name="snr", description="signal to noise ratio (SNR_comp)", data=snr)]
+        if self.idx_components is not None:  # as CaImAn: a 'keep' column only once components were evaluated
+            keep = np.zeros(K + nb, dtype=bool)
             keep[np.asarray(self.idx_components, dtype=int)] = True
-        r = np.zeros(K) if self.r_values is None else np.asarray(self.r_values, dtype=float)
-        snr = np.zeros(K) if self.SNR_comp is None else np.asarray(self.SNR_comp, dtype=float)
-        ps.add_column("r", "space correlation (r_values)")
-        ps.add_column("snr", "signal to noise ratio (SNR_comp)")
-        ps.add_column("keep", "in idx_components")
-        for k, mask in enumerate(self.footprints()):
-            ps.add_roi(image_mask=mask, r=float(r[k]), snr=float(snr[k]), keep=bool(keep[k]))
+            columns.append(VectorData(name="keep", description="in idx_components", data=keep))
+        ps = PlaneSegmentation(name="PlaneSegmentation", description="CNMF_ROIs", imaging_plane=plane,
+                               id=list(range(K + nb)), columns=columns)
+        seg.add_plane_segmentation(ps)
         fl = Fluorescence()
         mod.add(fl)
         rois = ps.create_roi_table_region(description="all ROIs", region=list(range(K)))
@@ -216,11 +236,7 @@ class Estimates:
         if self.S is not None:
             fl.add_roi_response_series(RoiResponseSeries(name="Deconvolved", data=np.asarray(self.S).T, rois=rois,
                                                          unit="a.u.", rate=float(fr)))
-        if self.b is not None and self.f is not None:
-            nb = self.b.shape[1]
-            for m in range(nb):
-                img = np.asarray(self.b[:, m]).reshape(self.dims, order="F")
-                ps.add_roi(image_mask=img, r=0.0, snr=0.0, keep=False)
+        if nb:
             brois = ps.create_roi_table_region(description="background", region=list(range(K, K + nb)))
             fl.add_roi_response_series(RoiResponseSeries(name="Background_Fluorescence_Response",
                                                          data=np.asarray(self.f).T, rois=brois, unit="a.u.",
@@ -234,22 +250,79 @@ class Estimates:
         return path
 
 
-def _check_nwb_memory(n_values: int, path: Path) -> None:
-    """Refuse, before anything is built, an NWB file whose dense image masks would not fit in memory.
+#: chunks of the NWB ``image_mask`` dataset: one image, 64 x 64 pixels (16 kB)
+_MASK_CHUNK = 64
 
-    CaImAn's NWB layout stores every footprint as a dense ``image_mask`` (rows, cols) float32; they are made
-    whole, and pynwb stacks them once more when it writes: about 8 bytes per pixel and component. Without this check
-    a large field (1300 components of 1280 x 1280: 17 GB) would end in the out-of-memory killer.
+
+def _image_mask_data(A, background, dims: tuple[int, int]):
+    """The NWB ``image_mask`` column's data: the footprints, then the background images, written piece by piece.
+
+    Each footprint is written as its bounding box only; HDF5 never stores the chunks outside them (they read as the
+    fill value, 0). Chunks of one image and 64 x 64 pixels, gzip level 1. Memory: one piece at a time.
+
+    Parameters
+    ----------
+    A : sparse (rows*cols, K)
+        Footprints, pixels in Fortran order.
+    background : ndarray (rows*cols, nb) or None
+        Background images, pixels in Fortran order.
+    dims : (rows, cols)
     """
-    from .._memory import available_memory
+    from hdmf.backends.hdf5 import H5DataIO
+    from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 
-    need = 8 * int(n_values)
-    available = available_memory()
-    if available is not None and need > available:
-        raise MemoryError(f"{path}: the NWB file's dense image masks (one float32 image per component, as in "
-                          f"CaImAn's layout) need about {need / 1e9:.1f} GB while writing, more than the "
-                          f"{available / 1e9:.1f} GB this machine has available. The HDF5 results (CaImAn's "
-                          f"layout, sparse footprints) hold the same estimates.")
+    A = scipy.sparse.csc_matrix(A)
+    A.sum_duplicates()
+    rows, cols = dims
+    K = A.shape[1]
+    nb = 0 if background is None else background.shape[1]
+    shape = (K + nb, rows, cols)
+    if shape[0] == 0:  # no ROI at all: an empty dataset (chunks cannot be empty)
+        return np.zeros(shape, np.float32)
+
+    def pieces():
+        for k in range(K):
+            pix, values = A.indices[A.indptr[k]:A.indptr[k + 1]], A.data[A.indptr[k]:A.indptr[k + 1]]
+            if not pix.size:
+                continue
+            r, c = pix % rows, pix // rows
+            r0, c0 = r.min(), c.min()
+            box = np.zeros((1, r.max() - r0 + 1, c.max() - c0 + 1), np.float32)
+            box[0, r - r0, c - c0] = values
+            yield DataChunk(box, np.s_[k:k + 1, r0:r0 + box.shape[1], c0:c0 + box.shape[2]])
+        for m in range(nb):
+            image = np.asarray(background[:, m], dtype=np.float32).reshape((1, rows, cols), order="F")
+            yield DataChunk(image, np.s_[K + m:K + m + 1, :rows, :cols])
+
+    class ImageMasks(AbstractDataChunkIterator):
+        def __init__(self):
+            self._pieces = pieces()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self._pieces)
+
+        def __len__(self):
+            return shape[0]
+
+        def recommended_chunk_shape(self):
+            return (1, min(rows, _MASK_CHUNK), min(cols, _MASK_CHUNK))
+
+        def recommended_data_shape(self):
+            return shape
+
+        @property
+        def dtype(self):
+            return np.dtype(np.float32)
+
+        @property
+        def maxshape(self):
+            return shape
+
+    return H5DataIO(ImageMasks(), chunks=(1, min(rows, _MASK_CHUNK), min(cols, _MASK_CHUNK)), compression="gzip",
+                    compression_opts=1)
 
 
 def _num_samples_kw(cls, n: int) -> dict:
