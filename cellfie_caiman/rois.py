@@ -21,7 +21,9 @@ Readers (``read_rois``, chosen by file name):
   is beside it, only the ROIs with ``iscell[:, 0] == 1``. The shape comes from ``ops.npy`` (``Ly``, ``Lx``) beside
   it, else ``shape``. (``stat.npy`` is a pickle: only read files you trust.)
 * NWB ``PlaneSegmentation`` (``.nwb``): ``image_mask`` (N, x, y) or ``pixel_mask`` (x, y, weight), read as (rows,
-  cols) like the movie (NWB's x is our row axis); binarised at weight > 0.
+  cols) like the movie (NWB's x is our row axis); binarised at weight > 0. The background components that
+  CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
+  not ROIs and are left out; with a ``keep`` column only the kept rows are read, unless ``accepted_only=False``.
 
 Writers (``write_rois``): neurofinder JSON (``.json``) and ImageJ RoiSet (``.zip``), written atomically. The
 ImageJ outline of a mask is traced along pixel edges (as ImageJ's wand does), so reading it back gives the same
@@ -270,7 +272,9 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
     a_threshold : float
         CaImAn HDF5 only: keep pixels with A > a_threshold * max of the component (0: the support of A).
     accepted_only : bool
-        CaImAn HDF5 only: keep only ``idx_components`` when the file lists accepted components.
+        CaImAn HDF5: keep only ``idx_components`` when the file lists accepted components. NWB: keep only the rows
+        whose ``keep`` column is true when the table has one (CaImAn's ``save_NWB`` writes it from
+        ``idx_components``).
 
     Returns
     -------
@@ -296,7 +300,7 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
     elif suffix in (".hdf5", ".h5"):
         masks = _read_caiman_hdf5(path, shape, a_threshold, accepted_only)
     elif suffix == ".nwb":
-        masks = _read_nwb(path, shape)
+        masks = _read_nwb(path, shape, accepted_only)
     else:
         raise RoiError(f"{path}: unknown ROI format '{path.suffix}' (supported: .json, .zip, .roi, .npy, .npz, "
                        f".hdf5/.h5, .nwb)")
@@ -496,12 +500,13 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
     return masks
 
 
-def _read_nwb(path: Path, shape) -> np.ndarray:
+def _read_nwb(path: Path, shape, accepted_only: bool) -> np.ndarray:
     import h5py
 
     with _h5_file(path) as f:
         found = {}
         planes = []
+        backgrounds = []
 
         def visit(name, obj):
             kind = obj.attrs.get("neurodata_type", b"")
@@ -510,26 +515,67 @@ def _read_nwb(path: Path, shape) -> np.ndarray:
                 found[name] = obj
             elif kind == "TwoPhotonSeries" and "data" in obj and obj["data"].ndim == 3:
                 planes.append(tuple(obj["data"].shape[1:]))
+            elif kind == "RoiResponseSeries" and name.split("/")[-1] == "Background_Fluorescence_Response":
+                backgrounds.append(obj)
 
         f.visititems(visit)
         if len(found) != 1:
             raise RoiError(f"{path}: {len(found)} PlaneSegmentation tables ({', '.join(found) or 'none'}); "
                            f"expected exactly one")
         name, ps = next(iter(found.items()))
+        source = f"{path}:{name}"
         if "image_mask" in ps and isinstance(ps["image_mask"], h5py.Dataset):
-            arr = ps["image_mask"][()]
-            return _as_masks(arr, shape, f"{path}:{name}/image_mask")
+            rows = _nwb_roi_rows(ps, len(ps["image_mask"]), backgrounds, accepted_only, source)
+            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask")
         if "pixel_mask" in ps and "pixel_mask_index" in ps:
             pm = ps["pixel_mask"][()]
             ends = ps["pixel_mask_index"][()].astype(np.int64)
             if shape is None and len(set(planes)) == 1:
                 shape = planes[0]
-            shape = _check_shape(shape, f"{path}:{name} (pixel_mask without a TwoPhotonSeries)")
+            shape = _check_shape(shape, f"{source} (pixel_mask without a TwoPhotonSeries)")
             starts = np.concatenate([[0], ends[:-1]])
+            rows = _nwb_roi_rows(ps, len(ends), backgrounds, accepted_only, source)
             regions = [np.stack([pm["x"][a:b], pm["y"][a:b]], axis=1)[pm["weight"][a:b] > 0]
-                       for a, b in zip(starts, ends, strict=True)]
-            return masks_from_coordinates(regions, shape, f"{path}:{name}/pixel_mask")
+                       for a, b in zip(starts[rows], ends[rows], strict=True)]
+            return masks_from_coordinates(regions, shape, f"{source}/pixel_mask")
         raise RoiError(f"{path}: PlaneSegmentation '{name}' has neither image_mask nor pixel_mask")
+
+
+def _nwb_roi_rows(ps, n: int, backgrounds: list, accepted_only: bool, source: str) -> np.ndarray:
+    """The rows of a PlaneSegmentation table that are ROIs: not those of a ``Background_Fluorescence_Response``
+    series (CaImAn's layout keeps its background components in the same table) and, with ``accepted_only`` and a
+    ``keep`` column, only the kept ones."""
+    roi = np.ones(n, bool)
+    for series in backgrounds:
+        region = series.get("rois")
+        table = region.attrs.get("table") if region is not None else None
+        if region is None or (table is not None and series.file[table].name != ps.name):
+            continue  # another table's rows
+        idx = np.asarray(region[()], dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise RoiError(f"{source}: background rows {idx.min()}-{idx.max()} outside the table's {n} rows")
+        roi[idx] = False
+    if accepted_only and "keep" in ps:
+        keep = np.asarray(ps["keep"][()]).astype(bool)
+        if keep.shape != (n,):
+            raise RoiError(f"{source}: column 'keep' has {keep.size} values for {n} rows")
+        roi &= keep
+    return np.flatnonzero(roi)
+
+
+def _read_image_masks(dset, rows: np.ndarray, shape, source: str) -> np.ndarray:
+    """Rows ``rows`` of an NWB ``image_mask`` dataset (N, x, y), binarised at > 0, read one image at a time into a
+    stack whose memory is taken only where the masks are."""
+    if dset.ndim != 3:
+        return _as_masks(dset[()][rows], shape, source)  # the error for a malformed dataset
+    if dset.dtype.kind not in "biuf":
+        raise RoiError(f"{source}: masks must be numeric or boolean, not {dset.dtype}")
+    if shape is not None and tuple(dset.shape[1:]) != _check_shape(shape, source):
+        raise RoiError(f"{source}: masks have frame shape {dset.shape[1:]}, but shape={tuple(shape)} was given")
+    masks = zeros_on_demand((len(rows), *dset.shape[1:]), f"masks of {source}")
+    for j, k in enumerate(rows):
+        _put_in_box(masks, j, dset[k] > 0)
+    return masks
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -282,6 +282,42 @@ def test_nwb_plane_segmentation(tmp_path, blobs, pixel_mask):
     np.testing.assert_array_equal(read_rois(path), blobs[:5])
 
 
+def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_path, blobs):
+    """The layout of CaImAn's save_NWB (written here with pynwb as it does): a 'keep' column, and the background
+    components as extra rows of the same table, named by the Background_Fluorescence_Response series."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import Fluorescence, ImageSegmentation, OpticalChannel
+
+    rois, background = blobs[:6], np.ones((2,) + blobs.shape[1:])
+    keep = np.array([True, False, True, True, False, True])
+    nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
+        description="p", device=nwb.create_device(name="scope"), excitation_lambda=920.0, imaging_rate=30.0,
+        indicator="GCaMP", location="V1")
+    module = nwb.create_processing_module(name="ophys", description="caiman")
+    seg = ImageSegmentation()
+    module.add(seg)
+    fl = Fluorescence()
+    module.add(fl)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="CNMF_ROIs", imaging_plane=plane)
+    ps.add_column("keep", "in idx_components")
+    for mask, k in zip(rois, keep, strict=True):
+        ps.add_roi(image_mask=mask.astype(float), keep=bool(k))
+    for image in background:
+        ps.add_roi(image_mask=image, keep=False)
+    for name, region in [("RoiResponseSeries", range(6)), ("Background_Fluorescence_Response", range(6, 8))]:
+        fl.create_roi_response_series(name=name, data=np.zeros((5, len(region))), unit="a.u.", rate=30.0,
+                                      rois=ps.create_roi_table_region(name, region=list(region)))
+    path = tmp_path / "caiman.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    np.testing.assert_array_equal(read_rois(path), rois[keep])
+    np.testing.assert_array_equal(read_rois(path, accepted_only=False), rois)
+
+
 def test_missing_and_unknown(tmp_path):
     with pytest.raises(RoiError, match="nothere.json"):
         read_rois(tmp_path / "nothere.json", SHAPE)
