@@ -30,8 +30,8 @@ Run 'cellfie-caiman COMMAND --help' for the options of a command.
 
 _RUN_EPILOG = """\
 outputs in OUT: results.hdf5 (CaImAn's layout: caiman's load_CNMF reads it), rois.json (neurofinder),
-masks.npz, traces.csv, params.json, results.nwb (--nwb), contours.png, probability.png, traces.png,
-segmentation.gif.
+masks.npz, traces.csv, params.json, provenance.json (package, model weights' SHA-256, library versions, movie),
+results.nwb (--nwb), contours.png, probability.png, traces.png, segmentation.gif.
 
 examples:
   cellfie-caiman run movie.tif -o out --fr 30 --decay-time 0.4

@@ -22,6 +22,9 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
     denoised trace (CaImAn's ``C``; the raw trace ``C + YrA`` is in ``results.hdf5``).
 ``params.json``
     The parameters of the run (:class:`cellfie_caiman.params.Params`).
+``provenance.json``
+    What produced the results (:func:`cellfie_caiman.provenance.provenance`): this package's version, the model's
+    weight file and its SHA-256, the library versions, the movie's path, shape and size, the time and command line.
 ``results.nwb``
     Optional (``params.output.nwb``).
 ``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``
@@ -44,6 +47,7 @@ from scipy import ndimage
 from ._files import atomic_path
 from ._memory import zeros_on_demand
 from .params import Params
+from .provenance import provenance
 from .rois import take_masks
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ OUTPUT_FILES = {
     "masks": "masks.npz",
     "traces": "traces.csv",
     "params": "params.json",
+    "provenance": "provenance.json",
     "nwb": "results.nwb",
     "contours": "contours.png",
     "probability": "probability.png",
@@ -573,6 +578,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
 
     with timer("save"):
         files = _save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
+        files["provenance"] = _write_json(out / OUTPUT_FILES["provenance"],
+                                          provenance(model=det.model, movie=movie, backend=backend))
     if params.output.pictures:
         with timer("pictures"):
             files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,
@@ -586,6 +593,14 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
                        estimates=est, initialization=init)
     logger.info("run finished\n%s", result.summary())
     return result
+
+
+def _write_json(path: Path, record: dict) -> Path:
+    import json
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+    return path
 
 
 def _load_gt(gt, frame_shape) -> np.ndarray | None:

@@ -179,8 +179,8 @@ def test_summary_writes_tiffs_equal_to_summary_images(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------------ example
 
-EVERY_FILE = ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "results.nwb", "contours.png",
-              "probability.png", "traces.png", "segmentation.gif"]
+EVERY_FILE = ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "provenance.json", "results.nwb",
+              "contours.png", "probability.png", "traces.png", "segmentation.gif"]
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,29 @@ def test_example_outputs_agree(example_run):
     assert table.shape == (200, 2 + len(masks))
     np.testing.assert_allclose(table[:, 1], np.arange(200) / 30.0, atol=1e-6)
     np.testing.assert_allclose(table[:, 2:].T, np.asarray(est.C)[npz["component"]], rtol=1e-6, atol=1e-6)
+
+
+def test_example_provenance_names_the_weights_the_software_and_the_movie(example_run):
+    import datetime
+    import hashlib
+    from pathlib import Path
+
+    import cellfie_caiman
+    from cellfie_caiman.models import model_file
+
+    rc, out = example_run
+    assert rc == 0
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["cellfie_caiman"] == cellfie_caiman.__version__
+    weights = model_file("default")
+    assert record["model"]["name"] == "default" and record["model"]["file"] == str(weights)
+    assert record["model"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["software"]["numpy"] == np.__version__ and record["backend"] == "builtin"
+    movie = Path(record["movie"]["path"])
+    assert record["movie"]["shape"] == [200, 64, 64] and movie.parent == out / "data"
+    assert record["movie"]["size_bytes"] == movie.stat().st_size
+    age = datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(record["created"])
+    assert datetime.timedelta(0) <= age < datetime.timedelta(hours=1)
 
 
 def test_example_params_round_trip(example_run):

@@ -182,7 +182,7 @@ def test_run_scores_against_simulated_truth(simulated, tmp_path):
     assert list(res.timings) == ["load", "summary", "detect", "refine", "evaluate", "save"]
     assert res.estimates.A.shape[1] == res.n_components and len(res.initialization.masks) == res.n_detected
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json"])
+        ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "provenance.json"])
 
 
 def test_run_rejects_mismatched_ground_truth(simulated, tmp_path):

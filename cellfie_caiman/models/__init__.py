@@ -24,7 +24,7 @@ from .config import DEFAULT_CHANNELS, ModelConfig
 from .preprocess import normalize_image, stack_inputs
 
 __all__ = ["DetectionModel", "ModelConfig", "DEFAULT_CHANNELS", "list_models", "load_model", "model_config",
-           "new_model", "stack_inputs", "normalize_image", "WEIGHTS_DIR"]
+           "model_file", "new_model", "stack_inputs", "normalize_image", "WEIGHTS_DIR"]
 
 #: Fields of more pixels than this go through the U-Net in overlapping tiles (see DetectionModel.predict_maps_batch).
 TILE_ABOVE = 2**20
@@ -236,6 +236,19 @@ def new_model(config: ModelConfig | None = None) -> DetectionModel:
 def list_models() -> list[str]:
     """Names of the shipped models (files ``<name>.npz`` in :data:`WEIGHTS_DIR`), sorted."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.npz"))
+
+
+def model_file(name_or_path: str | os.PathLike) -> Path:
+    """The weight file of a shipped model's name (see :func:`list_models`) or of a path, resolved.
+
+    Raises FileNotFoundError for a path that does not exist and ValueError for an unknown name.
+
+    Examples
+    --------
+    >>> model_file("default").name
+    'default.npz'
+    """
+    return _resolve(name_or_path)
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:

@@ -1,0 +1,48 @@
+"""cellfie_caiman.provenance: the record of what produced a result."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+
+
+def test_file_sha256_is_hashlibs_and_follows_the_file(tmp_path):
+    from cellfie_caiman.provenance import file_sha256
+
+    path = tmp_path / "w.npz"
+    path.write_bytes(b"first")
+    assert file_sha256(path) == hashlib.sha256(b"first").hexdigest()
+    path.write_bytes(b"second, longer")  # another size: not the cached digest
+    assert file_sha256(path) == hashlib.sha256(b"second, longer").hexdigest()
+    os.utime(path, ns=(0, 0))
+    path.write_bytes(b"second, LONGER")  # same size, new modification time
+    assert file_sha256(path) == hashlib.sha256(b"second, LONGER").hexdigest()
+
+
+def test_a_model_given_by_path_is_hashed_and_a_changed_one_is_not(tmp_path):
+    from cellfie_caiman.models import load_model, model_file, new_model
+    from cellfie_caiman.provenance import provenance
+
+    weights = model_file("default")
+    record = provenance(model=str(weights))
+    assert record["model"]["file"] == str(weights)
+    assert record["model"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert provenance(model=load_model("default"))["model"]["sha256"] == record["model"]["sha256"]
+    fresh = provenance(model=new_model())["model"]  # weights only in memory: no file to name
+    assert fresh["file"] is None and fresh["sha256"] is None
+    with pytest.raises(FileNotFoundError):
+        provenance(model=tmp_path / "missing.npz")
+
+
+def test_movie_record_of_an_array_and_of_a_file(tmp_path):
+    from cellfie_caiman.io import load_movie
+    from cellfie_caiman.provenance import provenance
+
+    data = np.zeros((5, 8, 9), np.float32)
+    np.save(tmp_path / "m.npy", data)
+    record = provenance(movie=load_movie(tmp_path / "m.npy"), backend="none")["movie"]
+    assert record["shape"] == [5, 8, 9] and record["dtype"] == "float32"
+    assert record["path"] == str((tmp_path / "m.npy").resolve())
+    assert record["size_bytes"] == (tmp_path / "m.npy").stat().st_size
+    in_memory = provenance(movie=load_movie(data))["movie"]
+    assert in_memory["shape"] == [5, 8, 9] and "path" not in in_memory
