@@ -747,8 +747,14 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             break
     for k, net in model.networks.items():
         net.set_weights(best[2][k])
+    from . import __version__
+    from .provenance import provenance, software_versions
+
     info = dict(record or {})
-    info.update({"best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
+    info.update({"cellfie_caiman": __version__, "software": software_versions(),
+                 # the weights fine-tuned (file and SHA-256), or None when trained from scratch
+                 "init_model": provenance(model=start)["model"] if start is not None else None,
+                 "best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
                  "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,

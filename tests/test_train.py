@@ -79,6 +79,11 @@ def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_pat
     assert record["epoch_val_f1"] == [round(h["val_f1"], 4) for h in a.history]
     assert record["epoch_val_f1"][record["best_epoch"]] == record["val_f1"]
     assert 0 < record["epoch_minutes"][0] < record["epoch_minutes"][1] <= record["minutes"] + 0.05
+    # and what trained it: trained from scratch, with this package and these libraries
+    assert record["init_model"] is None and record["software"]["numpy"] == np.__version__
+    import cellfie_caiman
+
+    assert record["cellfie_caiman"] == cellfie_caiman.__version__
     for wa, wb, wl in zip(a.model.unet.get_weights(), b.model.unet.get_weights(), loaded.unet.get_weights(),
                           strict=True):
         np.testing.assert_array_equal(wa, wb)
@@ -149,6 +154,12 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
     assert tuned.config.channels == channels
     # fine-tuning starts at a smaller learning rate than training from scratch, unless told otherwise
     assert (base.config.training["learning_rate"], tuned.config.training["learning_rate"]) == (1e-3, 3e-4)
+    # the weights it started from are named by their SHA-256
+    import hashlib
+
+    start = tuned.config.training["init_model"]
+    assert start["file"] == str((tmp_path / "start.npz").resolve())
+    assert start["sha256"] == hashlib.sha256((tmp_path / "start.npz").read_bytes()).hexdigest()
     loaded = load_model(tmp_path / "tuned.npz")
     assert loaded.config.channels == channels
     # initialize computes the filtered image itself from a movie, or takes it from model_summary
