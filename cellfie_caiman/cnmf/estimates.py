@@ -272,7 +272,9 @@ def _image_mask_data(A, background, dims: tuple[int, int]):
     from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 
     A = scipy.sparse.csc_matrix(A)
-    A.sum_duplicates()
+    if not A.has_canonical_format:  # one entry per pixel, on a copy (the caller's matrix stays as it is)
+        A = A.copy()
+        A.sum_duplicates()
     rows, cols = dims
     K = A.shape[1]
     nb = 0 if background is None else background.shape[1]
