@@ -154,8 +154,9 @@ class Estimates:
         (``image_mask`` (K + nb, rows, cols): the footprints, then the background images; columns ``r``, ``snr``
         and, when ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
         ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
-        ``residuals`` TimeSeries (YrA), and an external ``TwoPhotonSeries`` acquisition naming ``raw_data_file``.
-        CaImAn's ``load_CNMF`` reads it. Written atomically.
+        ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
+        ``summary_images/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
+        ``raw_data_file``. CaImAn's ``load_CNMF`` reads it. Written atomically.
 
         The ``image_mask`` images (float32, one per component and per background component) are written piece by
         piece, each footprint as its bounding box, in compressed chunks that HDF5 stores only where a footprint or
@@ -244,6 +245,13 @@ class Estimates:
         if self.YrA is not None:
             mod.add(pynwb.base.TimeSeries(name="residuals", data=np.asarray(self.YrA).T, unit="a.u.",
                                           rate=float(fr)))
+        if self.Cn is not None and np.shape(self.Cn) == tuple(self.dims):
+            # what CaImAn's save_NWB means to write (it makes the container but never adds it)
+            images = pynwb.base.Images(name="summary_images", description="summary images of the movie")
+            images.add_image(pynwb.image.GrayscaleImage(name="local_correlations",
+                                                        data=np.asarray(self.Cn, dtype=np.float32),
+                                                        description="local correlation image (Cn), (rows, cols)"))
+            mod.add(images)
         with atomic_path(path) as tmp:
             with pynwb.NWBHDF5IO(str(tmp), "w") as io:
                 io.write(nwb)
