@@ -23,7 +23,8 @@ Readers (``read_rois``, chosen by file name):
 * NWB ``PlaneSegmentation`` (``.nwb``): ``image_mask`` (N, x, y) or ``pixel_mask`` (x, y, weight), read as (rows,
   cols) like the movie (NWB's x is our row axis); binarised at weight > 0. The background components that
   CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
-  not ROIs and are left out; with a ``keep`` column only the kept rows are read, unless ``accepted_only=False``.
+  not ROIs and are left out; with a ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p: classification,
+  probability) only the kept rows or the cells are read, unless ``accepted_only=False``.
 
 Writers (``write_rois``): neurofinder JSON (``.json``) and ImageJ RoiSet (``.zip``), written atomically. The
 ImageJ outline of a mask is traced along pixel edges (as ImageJ's wand does), so reading it back gives the same
@@ -273,8 +274,8 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
         CaImAn HDF5 only: keep pixels with A > a_threshold * max of the component (0: the support of A).
     accepted_only : bool
         CaImAn HDF5: keep only ``idx_components`` when the file lists accepted components. NWB: keep only the rows
-        whose ``keep`` column is true when the table has one (CaImAn's ``save_NWB`` writes it from
-        ``idx_components``).
+        whose ``keep`` column is true (CaImAn's ``save_NWB`` writes it from ``idx_components``) or whose
+        ``iscell`` classification is 1 (Suite2p's NWB export), when the table has such a column.
 
     Returns
     -------
@@ -544,7 +545,7 @@ def _read_nwb(path: Path, shape, accepted_only: bool) -> np.ndarray:
 def _nwb_roi_rows(ps, n: int, backgrounds: list, accepted_only: bool, source: str) -> np.ndarray:
     """The rows of a PlaneSegmentation table that are ROIs: not those of a ``Background_Fluorescence_Response``
     series (CaImAn's layout keeps its background components in the same table) and, with ``accepted_only`` and a
-    ``keep`` column, only the kept ones."""
+    ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p), only the kept ones."""
     roi = np.ones(n, bool)
     for series in backgrounds:
         region = series.get("rois")
@@ -555,11 +556,18 @@ def _nwb_roi_rows(ps, n: int, backgrounds: list, accepted_only: bool, source: st
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise RoiError(f"{source}: background rows {idx.min()}-{idx.max()} outside the table's {n} rows")
         roi[idx] = False
-    if accepted_only and "keep" in ps:
+    if accepted_only and "keep" in ps:  # CaImAn: in idx_components
         keep = np.asarray(ps["keep"][()]).astype(bool)
         if keep.shape != (n,):
             raise RoiError(f"{source}: column 'keep' has {keep.size} values for {n} rows")
         roi &= keep
+    if accepted_only and "iscell" in ps:  # Suite2p: (N, 2) classification and probability, or (N,)
+        iscell = np.asarray(ps["iscell"][()], dtype=np.float64)
+        if iscell.ndim == 2:
+            iscell = iscell[:, 0]
+        if iscell.shape != (n,):
+            raise RoiError(f"{source}: column 'iscell' has {iscell.shape[0] if iscell.ndim else 0} rows for {n}")
+        roi &= iscell > 0.5
     return np.flatnonzero(roi)
 
 

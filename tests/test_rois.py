@@ -318,6 +318,35 @@ def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_pa
     np.testing.assert_array_equal(read_rois(path, accepted_only=False), rois)
 
 
+def test_nwb_from_suite2p_gives_its_cells(tmp_path, blobs):
+    """Suite2p's NWB export: pixel masks (ypix, xpix, lam) and an (N, 2) 'iscell' column (classification,
+    probability), written here with pynwb as it does."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import ImageSegmentation, OpticalChannel
+
+    rois = blobs[:5]
+    iscell = np.array([[1, 0.9], [0, 0.2], [1, 0.7], [0, 0.45], [1, 0.6]])
+    nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
+        description="p", device=nwb.create_device(name="scope"), excitation_lambda=920.0, imaging_rate=30.0,
+        indicator="GCaMP", location="V1")
+    seg = ImageSegmentation()
+    nwb.create_processing_module(name="ophys", description="suite2p").add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="suite2p", imaging_plane=plane)
+    for mask in rois:
+        ypix, xpix = np.nonzero(mask)
+        ps.add_roi(pixel_mask=np.array([ypix, xpix, np.full(len(ypix), 0.5)]).T)
+    ps.add_column("iscell", "two columns - iscell & probcell", iscell)
+    path = tmp_path / "suite2p.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    np.testing.assert_array_equal(read_rois(path, blobs.shape[1:]), rois[[0, 2, 4]])
+    np.testing.assert_array_equal(read_rois(path, blobs.shape[1:], accepted_only=False), rois)
+
+
 def test_missing_and_unknown(tmp_path):
     with pytest.raises(RoiError, match="nothere.json"):
         read_rois(tmp_path / "nothere.json", SHAPE)
