@@ -7,7 +7,8 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
 
 ``results.hdf5``
     CaImAn's layout (``Estimates.save``): ``caiman.source_extraction.cnmf.cnmf.load_CNMF`` reads it. Holds every
-    component (accepted or not: ``estimates/idx_components``), the correlation image as ``Cn``.
+    component (accepted or not: ``estimates/idx_components``), the correlation image as ``Cn``, and the record of
+    ``provenance.json`` as the root attribute ``cellfie_provenance`` (JSON).
 ``rois.json``
     The accepted ROIs in the neurofinder format (``{"coordinates": [[row, col], ...]}``); without refinement, the
     detected ones.
@@ -577,9 +578,11 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
                 scores["refined"] = score(gt_masks, final)
 
     with timer("save"):
+        record = provenance(model=det.model, movie=movie, backend=backend)
+        if est is not None:
+            est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
         files = _save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
-        files["provenance"] = _write_json(out / OUTPUT_FILES["provenance"],
-                                          provenance(model=det.model, movie=movie, backend=backend))
+        files["provenance"] = _write_json(out / OUTPUT_FILES["provenance"], record)
     if params.output.pictures:
         with timer("pictures"):
             files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,

@@ -251,6 +251,9 @@ def test_example_provenance_names_the_weights_the_software_and_the_movie(example
     assert record["movie"]["size_bytes"] == movie.stat().st_size
     age = datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(record["created"])
     assert datetime.timedelta(0) <= age < datetime.timedelta(hours=1)
+    from cellfie_caiman.cnmf import load_estimates
+
+    assert load_estimates(out / "results.hdf5").provenance == record  # the results file carries it too
 
 
 def test_example_params_round_trip(example_run):

@@ -58,6 +58,8 @@ class Estimates:
     dims : tuple (rows, cols)
     params : dict or None
         The cellfie parameters used (``Params.to_dict()``).
+    provenance : dict or None
+        What produced the estimates (:func:`cellfie_caiman.provenance.provenance`), set by ``run``.
     """
 
     A: scipy.sparse.csc_matrix | None = None
@@ -80,6 +82,7 @@ class Estimates:
     Cn: np.ndarray | None = None
     dims: tuple[int, int] | None = None
     params: dict[str, Any] | None = field(default=None, repr=False)
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def R(self) -> np.ndarray | None:
@@ -130,6 +133,8 @@ class Estimates:
                 h5.attrs["producer"] = "cellfie_caiman"
                 if self.params is not None:
                     h5.attrs["cellfie_params"] = json.dumps(self.params)
+                if self.provenance is not None:
+                    h5.attrs["cellfie_provenance"] = json.dumps(self.provenance)
                 est = h5.create_group("estimates")
                 _write_sparse(est, "A", self.A)
                 for name in _ARRAY_FIELDS:
@@ -413,6 +418,8 @@ def load_estimates(path: str | os.PathLike) -> Estimates:
         values["dims"] = tuple(int(d) for d in dims) if dims is not None and len(dims) else None
         if "cellfie_params" in h5.attrs:
             values["params"] = json.loads(h5.attrs["cellfie_params"])
+        if "cellfie_provenance" in h5.attrs:
+            values["provenance"] = json.loads(h5.attrs["cellfie_provenance"])
     return Estimates(**values)
 
 
