@@ -125,16 +125,24 @@ class RefineParams:
 
 @dataclass
 class QualityParams:
-    """Component evaluation (CaImAn's ``quality`` group; the CNN classifier is not used).
+    """Component evaluation (CaImAn's ``quality`` group and rule).
 
-    A component is accepted if (``r >= rval_thr`` or ``SNR >= min_SNR``) and ``r > rval_lowest`` and
-    ``SNR > SNR_lowest``.
+    A component is accepted if (``r >= rval_thr`` or ``SNR > min_SNR`` or, with ``use_cnn``, ``cnn >= min_cnn_thr``)
+    and ``r > rval_lowest`` and ``SNR > SNR_lowest`` and, with ``use_cnn``, ``cnn > cnn_lowest``.
+
+    CaImAn's ``cnn`` is its own classifier of footprint shapes (weights not in its source, never used here); with
+    ``use_cnn`` the networks' detection score takes its place: for each component, the score of the detected mask
+    that overlaps it most (intersection over union; 0 when none), stored as ``cnn_preds``. It only applies when the
+    seeds come with scores (the result of ``initialize``), not to plain masks.
     """
 
     min_SNR: float = 2.5
     SNR_lowest: float = 0.5
     rval_thr: float = 0.8
     rval_lowest: float = -1.0
+    use_cnn: bool = True
+    min_cnn_thr: float = 0.9
+    cnn_lowest: float = 0.1
 
 
 @dataclass

@@ -262,24 +262,13 @@ def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarra
 
 def _best_overlap_scores(masks: np.ndarray, seeds: np.ndarray, seed_scores: np.ndarray) -> np.ndarray:
     """For each mask, the score of the seed it overlaps most (IoU); NaN when it overlaps none."""
-    from .rois import sparse_rows
+    from .rois import best_overlap, sparse_rows
 
     out = np.full(len(masks), np.nan)
     if len(masks) == 0 or len(seeds) == 0:
         return out
-    m = sparse_rows(masks.reshape(len(masks), -1), np.float32)
-    s = sparse_rows(seeds.reshape(len(seeds), -1), np.float32)
-    inter = (m @ s.T).tocoo()
-    size_m = np.asarray(m.sum(1)).ravel()
-    size_s = np.asarray(s.sum(1)).ravel()
-    iou = inter.data / (size_m[inter.row] + size_s[inter.col] - inter.data)
-    best = np.full(len(masks), -1.0)
-    order = np.argsort(iou, kind="stable")  # the largest IoU of each row is written last
-    best[inter.row[order]] = iou[order]
-    which = np.full(len(masks), -1)
-    which[inter.row[order]] = inter.col[order]
-    has = best > 0
-    out[has] = np.asarray(seed_scores, dtype=np.float64)[which[has]]
+    which, _ = best_overlap(sparse_rows(masks.reshape(len(masks), -1)), sparse_rows(seeds.reshape(len(seeds), -1)))
+    out[which >= 0] = np.asarray(seed_scores, dtype=np.float64)[which[which >= 0]]
     return out
 
 

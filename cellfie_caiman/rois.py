@@ -50,7 +50,7 @@ from .io import MovieError
 logger = logging.getLogger(__name__)
 
 __all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "masks_to_ain", "sparse_rows",
-           "bounding_box", "take_masks", "outline", "polygon_mask", "mask_diameter"]
+           "best_overlap", "bounding_box", "take_masks", "outline", "polygon_mask", "mask_diameter"]
 
 
 class RoiError(MovieError):
@@ -195,6 +195,52 @@ def sparse_rows(a: np.ndarray, dtype=np.float64):
     indptr = np.zeros(a.shape[0] + 1, np.int64)
     np.cumsum(np.bincount(rows, minlength=a.shape[0]), out=indptr[1:])
     return scipy.sparse.csr_matrix((flat[idx].astype(dtype), cols, indptr), shape=a.shape)
+
+
+def best_overlap(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``a``, the row of ``b`` whose support overlaps it most, by intersection over union.
+
+    Parameters
+    ----------
+    a, b : sparse matrices or 2-D arrays, (n, pixels) and (m, pixels)
+        Masks as rows, pixels in the same order in both; entries > 0 are the supports.
+
+    Returns
+    -------
+    which : ndarray (n,) int
+        The row of ``b`` with the largest IoU (the first such row on ties); -1 where no row overlaps.
+    iou : ndarray (n,) float
+        That IoU; 0 where no row overlaps.
+
+    Examples
+    --------
+    >>> a = np.array([[1, 1, 0, 0], [0, 0, 0, 1]]); b = np.array([[0, 1, 1, 0], [1, 1, 1, 0]])
+    >>> which, iou = best_overlap(a, b)
+    >>> which.tolist(), iou.round(3).tolist()
+    ([1, -1], [0.667, 0.0])
+    """
+    import scipy.sparse
+
+    def support(x):
+        x = scipy.sparse.csr_matrix(x) if scipy.sparse.issparse(x) else sparse_rows(np.asarray(x))
+        return (x > 0).astype(np.float64).tocsr()
+
+    sa, sb = support(a), support(b)
+    if sa.shape[1] != sb.shape[1]:
+        raise ValueError(f"masks of {sa.shape[1]} and {sb.shape[1]} pixels cannot be compared")
+    which = np.full(sa.shape[0], -1)
+    best = np.zeros(sa.shape[0])
+    inter = (sa @ sb.T).tocoo()
+    if inter.nnz:
+        size_a, size_b = np.asarray(sa.sum(1)).ravel(), np.asarray(sb.sum(1)).ravel()
+        iou = inter.data / (size_a[inter.row] + size_b[inter.col] - inter.data)
+        # by row, then IoU descending, then the lower index of b first: the first entry of each row wins
+        order = np.lexsort((inter.col, -iou, inter.row))
+        rows = inter.row[order]
+        first = np.r_[True, rows[1:] != rows[:-1]]
+        which[rows[first]] = inter.col[order][first]
+        best[rows[first]] = iou[order][first]
+    return which, best
 
 
 def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -295,6 +295,15 @@ def test_refine_caiman_backend_from_network_initialization(cm):
     seeds = seed_index(est.A, init.masks)
     assert np.all(seeds >= 0) and len(set(seeds.tolist())) == len(seeds)  # one component per seed, none made up
     assert est.params["refine"]["nb"] == 2 and len(est.SNR_comp) == est.A.shape[1]
+    # quality control: CaImAn's own decision, given the networks' scores as its CNN predictions
+    from caiman.components_evaluation import select_components_from_metrics
+
+    assert len(est.cnn_preds) == est.A.shape[1] and np.all((est.cnn_preds >= 0) & (est.cnn_preds <= 1))
+    good, bad, _ = select_components_from_metrics(est.A, est.dims, [6, 6], est.r_values, est.SNR_comp,
+                                                  thresh_cnn_min=0.9, thresh_cnn_lowest=0.1, use_cnn=True,
+                                                  predictions=est.cnn_preds)
+    np.testing.assert_array_equal(est.idx_components, np.sort(good))
+    np.testing.assert_array_equal(est.idx_components_bad, np.sort(bad))
 
 
 def test_seeded_cnmf_checks_seeds(cm, caplog):

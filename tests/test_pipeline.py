@@ -197,7 +197,7 @@ def test_run_rejects_mismatched_ground_truth(simulated, tmp_path):
 def test_run_with_nothing_accepted_still_writes_consistent_outputs(simulated, tmp_path):
     sim, path = simulated
     params = {"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
-              "refine": {"backend": "builtin"}, "quality": {"min_SNR": 1e9, "rval_thr": 2.0},
+              "refine": {"backend": "builtin"}, "quality": {"min_SNR": 1e9, "rval_thr": 2.0, "min_cnn_thr": 2.0},
               "output": {"gif_frames": 20}}
     res = pipeline.run(path, tmp_path / "out", params, progress=False)
     assert res.n_accepted == 0 and res.n_components > 0

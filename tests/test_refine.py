@@ -304,6 +304,32 @@ def test_nwb_of_a_result_without_components(tmp_path, n_background):
     assert read_rois(path).shape == (0, 64, 48)  # the background images are not ROIs
 
 
+def test_quality_control_with_the_networks_scores(sim):
+    """quality.use_cnn: each component gets the score of the detection overlapping it most as cnn_preds, and
+    CaImAn's decision with it; plain masks (no scores) are evaluated as without."""
+    from cellfie_caiman.initialize import initialize
+
+    init = initialize(sim.movie)
+    params = {"data": {"fr": 30.0, "decay_time": 0.4}, "refine": {"p": 1, "nb": 2}}
+    plain = refine(sim.movie, init, params={**params, "quality": {"use_cnn": False}}, backend="builtin")
+    scored = refine(sim.movie, init, params=params, backend="builtin")  # use_cnn is the default
+    np.testing.assert_array_equal(scored.A.toarray(), plain.A.toarray())  # the same CNMF, another decision
+    assert plain.cnn_preds is None
+    support = scored.A.toarray().T.reshape((-1, *scored.dims[::-1])).transpose(0, 2, 1) > 0
+    seeds = np.asarray(init.masks, bool)
+    for k, comp in enumerate(support):  # naive: the detection with the largest IoU
+        ious = [(comp & s).sum() / (comp | s).sum() for s in seeds]
+        assert scored.cnn_preds[k] == (init.scores[int(np.argmax(ious))] if max(ious) > 0 else 0.0)
+    good = [k for k in range(len(support)) if (scored.r_values[k] >= 0.8 or scored.SNR_comp[k] > 2.5
+                                                 or scored.cnn_preds[k] >= 0.9)
+            and scored.r_values[k] > -1 and scored.SNR_comp[k] > 0.5 and scored.cnn_preds[k] > 0.1]
+    assert scored.idx_components.tolist() == good
+    assert scored.idx_components.tolist() != plain.idx_components.tolist()  # the scores changed the decision
+    masks_only = refine(sim.movie, seeds, params=params, backend="builtin")
+    assert masks_only.cnn_preds is None
+    np.testing.assert_array_equal(masks_only.idx_components, plain.idx_components)
+
+
 def test_all_seeds_empty_gives_an_empty_result_with_background(sim, caplog):
     with caplog.at_level(logging.WARNING):
         e = refine(sim.movie[:200], np.zeros((2, 64, 64), bool), backend="builtin")

@@ -244,6 +244,22 @@ def test_accept_rule():
     assert good.tolist() == [0, 1] and bad.tolist() == [2, 3, 4]
 
 
+def test_accept_rule_with_a_classifier_score_is_caimans_decision_written_out():
+    rng = np.random.default_rng(2)
+    snr, r, cnn = rng.uniform(0, 4, 400), rng.uniform(-1.2, 1, 400), rng.uniform(0, 1, 400)
+    good, bad = quality.accept(snr, r, cnn=cnn)
+    expected = []
+    for s, rv, c in zip(snr, r, cnn, strict=True):  # CaImAn's select_components_from_metrics, one at a time
+        passes_one = rv >= 0.8 or s > 2.5 or c >= 0.9
+        fails_one = rv <= -1.0 or s <= 0.5 or c <= 0.1
+        expected.append(passes_one and not fails_one)
+    assert good.tolist() == np.flatnonzero(expected).tolist()
+    assert sorted(good.tolist() + bad.tolist()) == list(range(400))
+    # the score adds components (high score, silent) and removes some (score at most cnn_lowest)
+    plain, _ = quality.accept(snr, r)
+    assert set(good) - set(plain) and set(plain) - set(good)
+
+
 def test_ar2_noiseless_returns_exact_spikes():
     rng = np.random.default_rng(2)
     T, g = 1000, np.array([1.5, -0.56])  # decay 0.8, rise 0.7

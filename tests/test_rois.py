@@ -400,3 +400,26 @@ def test_bounding_box_against_nonzero():
         r, c = np.nonzero(m)
         assert bounding_box(m) == (r.min(), r.max() + 1, c.min(), c.max() + 1)
     assert bounding_box(np.zeros((4, 4), bool)) is None
+
+
+def test_best_overlap_is_the_naive_search():
+    from cellfie_caiman.rois import best_overlap
+
+    rng = np.random.default_rng(5)
+    a = rng.random((30, 200)) < 0.05
+    b = rng.random((25, 200)) < 0.05
+    b[3] = b[7]  # a tie: the first of the two wins
+    a[1] = b[7]
+    a[0] = False
+    a[0, 199] = True
+    b[:, 199] = False  # a row that overlaps none
+    which, iou = best_overlap(a, b)
+    for i in range(len(a)):
+        ious = np.array([(a[i] & m).sum() / max((a[i] | m).sum(), 1) for m in b])
+        if ious.max() == 0:
+            assert which[i] == -1 and iou[i] == 0
+        else:
+            assert which[i] == int(np.argmax(ious)) and iou[i] == pytest.approx(ious.max())
+    assert which[1] == 3 and which[0] == -1 and (which >= 0).sum() > 20  # the tie, no overlap, and the others
+    with pytest.raises(ValueError, match="200 and 100 pixels"):
+        best_overlap(a, b[:, :100])

@@ -86,7 +86,7 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)
     if backend == "caiman":
-        return _refine_caiman(movie, init, P)
+        return _refine_caiman(movie, init, P)  # seeded_cnmf applies quality.use_cnn, before any refit
     from ._data import MovieData
     from .seeded import run_cnmf, seeds_to_A
 
@@ -95,6 +95,14 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     A0 = seeds_to_A(init, data.dims)
     est = run_cnmf(data, A0, settings, progress=progress)
     est.params = P.to_dict()
+    if P.quality.use_cnn:
+        from .scores import evaluate_with_scores
+
+        scored = evaluate_with_scores(est.A, est.SNR_comp, est.r_values, init, est.dims, P.quality)
+        if scored is None:
+            logger.info("quality.use_cnn: the seeds have no detection scores; components evaluated without them")
+        else:
+            est.cnn_preds, est.idx_components, est.idx_components_bad = scored
     return est
 
 

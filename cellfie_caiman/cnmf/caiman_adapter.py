@@ -250,8 +250,10 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         components and re-runs CNMF from their (now soft, dilated) footprints, so footprints may grow beyond the
         seeds and rejected seeds disappear. Off by default, as in CaImAn's seeded-CNMF demo.
     evaluate : bool
-        Run ``estimates.evaluate_components`` (SNR and spatial correlation; the CNN is never used), filling
-        ``idx_components``, ``idx_components_bad``, ``SNR_comp``, ``r_values``.
+        Run ``estimates.evaluate_components`` (SNR and spatial correlation; CaImAn's CNN is never used), filling
+        ``idx_components``, ``idx_components_bad``, ``SNR_comp``, ``r_values``. With ``quality.use_cnn`` (the
+        default) and an Initialization as ``init``, the networks' scores then take the CNN's place in CaImAn's
+        decision (``cnn_preds``; :mod:`cellfie_caiman.cnmf.scores`), before any refit.
     caiman_params : dict of groups, optional
         CaImAn parameters applied last (``{'temporal': {'ITER': 3}}``). ``patch.rf`` must stay None.
     workdir : str, optional
@@ -302,10 +304,12 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
             cnm.fit(imgs)
             if evaluate or refit:
                 cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+                _use_scores(cnm.estimates, init, (rows, cols), params)
             if refit:
                 cnm = cnm.refit(imgs, dview=dview)
                 if evaluate:
                     cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+                    _use_scores(cnm.estimates, init, (rows, cols), params)
         if cnm.estimates.A.shape[1] < used.shape[0]:
             logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
                         cnm.estimates.A.shape[1], used.shape[0])
@@ -315,6 +319,20 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     if tmpdir is not None:
         cnm.mmap_file = None  # the temporary memmap is gone
     return cnm
+
+
+def _use_scores(estimates, init, dims: tuple[int, int], params) -> None:
+    """With ``quality.use_cnn`` and seeds that carry scores, CaImAn's decision again with the networks' scores as
+    its ``cnn_preds`` (:mod:`cellfie_caiman.cnmf.scores`), in place."""
+    from ..params import Params
+    from .scores import evaluate_with_scores
+
+    quality = Params.coerce(params).quality
+    if not quality.use_cnn:
+        return
+    scored = evaluate_with_scores(estimates.A, estimates.SNR_comp, estimates.r_values, init, dims, quality)
+    if scored is not None:
+        estimates.cnn_preds, estimates.idx_components, estimates.idx_components_bad = scored
 
 
 def seed_index(A: Any, masks: np.ndarray) -> np.ndarray:

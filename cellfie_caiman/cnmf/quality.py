@@ -194,7 +194,18 @@ class Evaluation(NamedTuple):
 
 
 def accept(snr: np.ndarray, r: np.ndarray, min_SNR: float = 2.5, SNR_lowest: float = 0.5, rval_thr: float = 0.8,
-           rval_lowest: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(r >= rval_thr or SNR > min_SNR) and r > rval_lowest and SNR > SNR_lowest; returns (good, bad) indices."""
-    good = ((r >= rval_thr) | (snr > min_SNR)) & (r > rval_lowest) & (snr > SNR_lowest)
+           rval_lowest: float = -1.0, cnn: np.ndarray | None = None, min_cnn_thr: float = 0.9,
+           cnn_lowest: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """CaImAn's decision (reference section 8); returns the (accepted, rejected) indices.
+
+    Accepted: (r >= rval_thr or SNR > min_SNR or cnn >= min_cnn_thr) and r > rval_lowest and SNR > SNR_lowest and
+    cnn > cnn_lowest; without ``cnn`` (CaImAn's ``use_cnn=False``) the two cnn terms are left out.
+    """
+    good = (r >= rval_thr) | (snr > min_SNR)
+    bad = (r <= rval_lowest) | (snr <= SNR_lowest)
+    if cnn is not None:
+        cnn = np.asarray(cnn, dtype=np.float64)
+        good |= cnn >= min_cnn_thr
+        bad |= cnn <= cnn_lowest
+    good &= ~bad
     return np.where(good)[0], np.where(~good)[0]

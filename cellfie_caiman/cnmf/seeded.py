@@ -65,8 +65,9 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------------------------------------- seeds
-def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
-    """Seeds as a (pixels, K) float64 CSC matrix in Fortran pixel order; empty and duplicate seeds dropped.
+def seed_matrix(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
+    """Every seed as a column of a (pixels, K) float64 CSC matrix in Fortran pixel order: NaN and negative values
+    zeroed, indices sorted; empty and duplicate seeds kept (:func:`seeds_to_A` drops them).
 
     Parameters
     ----------
@@ -104,6 +105,18 @@ def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
     A.data[A.data < 0] = 0
     A.eliminate_zeros()
     A.sort_indices()
+    return A
+
+
+def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
+    """Seeds as a (pixels, K) float64 CSC matrix in Fortran pixel order; empty and duplicate seeds dropped.
+
+    Parameters
+    ----------
+    init : Initialization (its ``Ain``), bool/float masks (K, rows, cols), or Ain (pixels, K) dense or sparse.
+    dims : (rows, cols) of the movie.
+    """
+    A = seed_matrix(init, dims)
     K = A.shape[1]
     nnz = np.diff(A.indptr)
     empty = np.where(nnz == 0)[0]
