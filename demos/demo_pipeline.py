@@ -48,6 +48,7 @@ def main(argv=None) -> int:
                  "demos/demo_builtin.py runs the same without it")
     import cellfie_caiman as cc
     from cellfie_caiman import report
+    from cellfie_caiman.cnmf.scores import component_scores
     from cellfie_caiman.pipeline import footprints_to_masks
 
     # CaImAn resolves relative names against its temp folder: give it an absolute path
@@ -89,8 +90,12 @@ def main(argv=None) -> int:
         # CaImAn's seeded background start (nb > 1) draws from NumPy's global generator: seed it, or reruns differ
         np.random.seed(0)
         cnm.fit(images)
-        # 4. CaImAn's component evaluation on the memmap-backed images
+        # 4. CaImAn's component evaluation on the memmap-backed images, then its decision again with the networks'
+        #    scores in the place of its CNN classifier (whose weights are not in CaImAn's source)
         cnm.estimates.evaluate_components(images, cnm.params, dview=dview)
+        cnm.estimates.cnn_preds = component_scores(cnm.estimates.A, init, dims)
+        cnm.estimates.filter_components(images, cnm.params,
+                                        new_dict={"use_cnn": True, "min_cnn_thr": 0.9, "cnn_lowest": 0.1})
     finally:
         if dview is not None:
             cm.stop_server(dview=dview)

@@ -304,6 +304,17 @@ def test_refine_caiman_backend_from_network_initialization(cm):
                                                   predictions=est.cnn_preds)
     np.testing.assert_array_equal(est.idx_components, np.sort(good))
     np.testing.assert_array_equal(est.idx_components_bad, np.sort(bad))
+    # the README's lines for a CaImAn script: the scores as cnn_preds, then CaImAn's filter_components
+    from cellfie_caiman.cnmf.scores import component_scores
+
+    no_scores = {**PARAMS, "quality": {"use_cnn": False}}
+    cnm = caiman_adapter.seeded_cnmf(movie, init, no_scores)
+    assert cnm.estimates.A.shape == est.A.shape
+    cnm.estimates.cnn_preds = component_scores(cnm.estimates.A, init, est.dims)
+    images = movie  # filter_components reads only the frame shape when the metrics are there
+    cnm.estimates.filter_components(images, cnm.params, new_dict={"use_cnn": True, "min_cnn_thr": 0.9,
+                                                                  "cnn_lowest": 0.1})
+    np.testing.assert_array_equal(np.sort(cnm.estimates.idx_components), est.idx_components)
 
 
 def test_seeded_cnmf_checks_seeds(cm, caplog):
