@@ -95,14 +95,9 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     A0 = seeds_to_A(init, data.dims)
     est = run_cnmf(data, A0, settings, progress=progress)
     est.params = P.to_dict()
-    if P.quality.use_cnn:
-        from .scores import evaluate_with_scores
+    from .scores import apply_scores
 
-        scored = evaluate_with_scores(est.A, est.SNR_comp, est.r_values, init, est.dims, P.quality)
-        if scored is None:
-            logger.info("quality.use_cnn: the seeds have no detection scores; components evaluated without them")
-        else:
-            est.cnn_preds, est.idx_components, est.idx_components_bad = scored
+    apply_scores(est, init, est.dims, P.quality)
     return est
 
 

@@ -322,17 +322,11 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
 
 
 def _use_scores(estimates, init, dims: tuple[int, int], params) -> None:
-    """With ``quality.use_cnn`` and seeds that carry scores, CaImAn's decision again with the networks' scores as
-    its ``cnn_preds`` (:mod:`cellfie_caiman.cnmf.scores`), in place."""
+    """``quality.use_cnn``: CaImAn's decision again with the networks' scores as its ``cnn_preds``, in place."""
     from ..params import Params
-    from .scores import evaluate_with_scores
+    from .scores import apply_scores
 
-    quality = Params.coerce(params).quality
-    if not quality.use_cnn:
-        return
-    scored = evaluate_with_scores(estimates.A, estimates.SNR_comp, estimates.r_values, init, dims, quality)
-    if scored is not None:
-        estimates.cnn_preds, estimates.idx_components, estimates.idx_components_bad = scored
+    apply_scores(estimates, init, dims, Params.coerce(params).quality)
 
 
 def seed_index(A: Any, masks: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ of the supports; 0 when none), and CaImAn's decision (:func:`cellfie_caiman.cnmf
 """
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -15,7 +16,9 @@ from ..rois import best_overlap
 from .quality import accept
 from .seeded import seed_matrix
 
-__all__ = ["ScoredEvaluation", "component_scores", "evaluate_with_scores"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["ScoredEvaluation", "component_scores", "evaluate_with_scores", "apply_scores"]
 
 
 class ScoredEvaluation(NamedTuple):
@@ -65,3 +68,17 @@ def evaluate_with_scores(A, snr, r, init, dims: tuple[int, int], quality) -> Sco
     good, bad = accept(np.asarray(snr), np.asarray(r), quality.min_SNR, quality.SNR_lowest, quality.rval_thr,
                        quality.rval_lowest, cnn=cnn, min_cnn_thr=quality.min_cnn_thr, cnn_lowest=quality.cnn_lowest)
     return ScoredEvaluation(cnn, good, bad)
+
+
+def apply_scores(estimates, init, dims: tuple[int, int], quality) -> bool:
+    """With ``quality.use_cnn``, set ``cnn_preds``, ``idx_components`` and ``idx_components_bad`` of
+    ``estimates`` (ours or CaImAn's) by :func:`evaluate_with_scores`, in place; False when nothing was changed
+    (``use_cnn`` off, or seeds without scores: then a log line says so)."""
+    if not quality.use_cnn:
+        return False
+    scored = evaluate_with_scores(estimates.A, estimates.SNR_comp, estimates.r_values, init, dims, quality)
+    if scored is None:
+        logger.info("quality.use_cnn: the seeds have no detection scores; components evaluated without them")
+        return False
+    estimates.cnn_preds, estimates.idx_components, estimates.idx_components_bad = scored
+    return True
