@@ -111,6 +111,9 @@ class RunResult:
         The refined components (CaImAn's field names), None when refinement was skipped.
     initialization : Initialization or None
         The networks' output (masks, scores, prob_map, Ain, summary images).
+    n_accepted_by_score : int or None
+        Of the accepted components, those that passed quality control on the networks' score alone (neither their
+        trace's SNR nor their space correlation did: little activity in this recording); None without scores.
     """
 
     out_dir: Path
@@ -127,6 +130,7 @@ class RunResult:
     cpu_timings: dict[str, float] = field(default_factory=dict)
     estimates: Any = field(default=None, repr=False)
     initialization: Any = field(default=None, repr=False)
+    n_accepted_by_score: int | None = None
 
     @property
     def total_time(self) -> float:
@@ -150,8 +154,10 @@ class RunResult:
         if self.n_components is None:
             lines.append(f"neurons: {self.n_detected} detected (refinement skipped)")
         else:
+            by_score = (f" ({self.n_accepted_by_score} on the networks' score alone: little activity here)"
+                        if self.n_accepted_by_score else "")
             lines.append(f"neurons: {self.n_detected} detected, {self.n_components} after refinement ({self.backend}),"
-                         f" {self.n_accepted} accepted")
+                         f" {self.n_accepted} accepted{by_score}")
         if self.scores:
             head = f"against {self.n_gt} ground-truth ROIs:"
             lines.append(f"{head:<38}TP    FP    FN  precision  recall     F1")
@@ -582,7 +588,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
                        n_detected=len(detected), n_components=None if est is None else len(all_masks),
                        n_accepted=len(final), timings=timer.timings, scores=scores,
                        n_gt=None if gt_masks is None else len(gt_masks), files=files, cpu_timings=timer.cpu,
-                       estimates=est, initialization=init)
+                       estimates=est, initialization=init,
+                       n_accepted_by_score=_accepted_by_score(est, accepted, params))
     logger.info("run finished\n%s", result.summary())
     return result
 
@@ -593,6 +600,15 @@ def _write_json(path: Path, record: dict) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def _accepted_by_score(est, accepted: np.ndarray, params: Params) -> int | None:
+    """Accepted components whose trace SNR and space correlation both failed (accepted on the score alone)."""
+    if est is None or getattr(est, "cnn_preds", None) is None or est.SNR_comp is None or est.r_values is None:
+        return None
+    q = params.quality
+    active = (np.asarray(est.r_values) >= q.rval_thr) | (np.asarray(est.SNR_comp) > q.min_SNR)
+    return int(np.count_nonzero(accepted & ~active))
 
 
 def _load_gt(gt, frame_shape) -> np.ndarray | None:

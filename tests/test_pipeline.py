@@ -181,6 +181,11 @@ def test_run_scores_against_simulated_truth(simulated, tmp_path):
     assert res.f1("refined") > 0.5, res.summary()
     assert list(res.timings) == ["load", "summary", "detect", "refine", "evaluate", "save"]
     assert res.estimates.A.shape[1] == res.n_components and len(res.initialization.masks) == res.n_detected
+    # accepted on the networks' score alone: neither the trace's SNR nor the space correlation passed (naive count)
+    est = res.estimates
+    alone = [k for k in est.idx_components if est.SNR_comp[k] <= 2.5 and est.r_values[k] < 0.8]
+    assert res.n_accepted_by_score == len(alone)
+    assert (f"({len(alone)} on the networks' score alone" in res.summary()) == (len(alone) > 0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "provenance.json"])
 
