@@ -665,7 +665,11 @@ def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_mas
     from . import report
 
     detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
-    scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
+    cnn = None if est is None else getattr(est, "cnn_preds", None)
+    if cnn is not None and len(cnn) == len(all_masks):  # the scores quality control used (0: no detection overlaps)
+        scores = np.where(np.asarray(cnn, dtype=np.float64) > 0, cnn, np.nan)
+    else:
+        scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
     if est is None:
         title = f"{len(detected)} neurons detected"
     else:
