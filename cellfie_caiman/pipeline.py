@@ -603,12 +603,15 @@ def _write_json(path: Path, record: dict) -> Path:
 
 
 def _accepted_by_score(est, accepted: np.ndarray, params: Params) -> int | None:
-    """Accepted components whose trace SNR and space correlation both failed (accepted on the score alone)."""
+    """Accepted components that CaImAn's rule without the scores rejects (accepted on the score alone)."""
     if est is None or getattr(est, "cnn_preds", None) is None or est.SNR_comp is None or est.r_values is None:
         return None
+    from .cnmf.quality import accept
+
     q = params.quality
-    active = (np.asarray(est.r_values) >= q.rval_thr) | (np.asarray(est.SNR_comp) > q.min_SNR)
-    return int(np.count_nonzero(accepted & ~active))
+    without, _ = accept(np.asarray(est.SNR_comp), np.asarray(est.r_values), q.min_SNR, q.SNR_lowest, q.rval_thr,
+                        q.rval_lowest)
+    return int(np.count_nonzero(accepted) - np.count_nonzero(accepted[without]))
 
 
 def _load_gt(gt, frame_shape) -> np.ndarray | None:
