@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._checks import MIN_DIAMETER, number
+
+#: Refinement backends (``refine.backend``).
+BACKENDS = ("auto", "caiman", "builtin", "none")
+
 
 @dataclass
 class DataParams:
@@ -25,8 +30,8 @@ class DataParams:
         Decay time of the indicator's transients in seconds (CaImAn: ``data.decay_time``); 0.4 for GCaMP6f,
         about 1.0 for GCaMP6s.
     neuron_diameter : float or None
-        Typical soma diameter in pixels. None: unknown; detection runs at the size the model was trained on and
-        again at the measured size when the neurons it finds are clearly smaller or larger
+        Typical soma diameter in pixels (at least 2). None: unknown; detection runs at the size the model was
+        trained on and again at the measured size when the neurons it finds are clearly smaller or larger
         (:func:`cellfie_caiman.initialize`).
     pixel_size : float or None
         Microns per pixel; with ``soma_diameter_um`` an alternative way to give ``neuron_diameter``.
@@ -42,6 +47,19 @@ class DataParams:
     pixel_size: float | None = None
     soma_diameter_um: float = 12.0
     var_name: str | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        number(self.fr, "data.fr", low=0, low_open=True)
+        number(self.decay_time, "data.decay_time", low=0, low_open=True)
+        number(self.neuron_diameter, "data.neuron_diameter (pixels)", low=MIN_DIAMETER, optional=True)
+        number(self.pixel_size, "data.pixel_size", low=0, low_open=True, optional=True)
+        number(self.soma_diameter_um, "data.soma_diameter_um", low=0, low_open=True)
+        if self.neuron_diameter is None and self.pixel_size is not None:
+            number(self.diameter_pixels(), "data.soma_diameter_um / data.pixel_size (the soma diameter in pixels)",
+                   low=MIN_DIAMETER)
+        if self.var_name is not None and not isinstance(self.var_name, str):
+            raise ValueError(f"data.var_name must be a dataset name or None, got {self.var_name!r}")
 
     def diameter_pixels(self) -> float | None:
         """Soma diameter in pixels from ``neuron_diameter`` or ``pixel_size``, None when neither is given."""
@@ -63,6 +81,10 @@ class SummaryParams:
     """
 
     batch_frames: int | None = 250
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        number(self.batch_frames, "summary.batch_frames", low=2, integer=True, optional=True)
 
 
 @dataclass
@@ -91,6 +113,17 @@ class DetectionParams:
     max_overlap: float = 0.5
     tta: bool | int = True
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        from .detection import tta_orientations
+
+        if not isinstance(self.model, (str, os.PathLike)):
+            raise ValueError(f"detection.model must be a model name or a weight file's path, got {self.model!r}")
+        number(self.min_score, "detection.min_score", low=0, high=1)
+        number(self.prob_threshold, "detection.prob_threshold", low=0, high=1)
+        number(self.max_overlap, "detection.max_overlap", low=0, high=1, low_open=True)
+        tta_orientations(self.tta)  # True, False, 1, 2, 4 or 8
+
 
 @dataclass
 class RefineParams:
@@ -111,7 +144,7 @@ class RefineParams:
     n_iter : int
         Alternating spatial/temporal update rounds.
     chunk_frames : int
-        Frames read at a time from the movie (memory bound).
+        Frames read at a time from the movie (at most what fits the memory bound; 0: as many as fit it).
     """
 
     backend: str = "auto"
@@ -122,13 +155,33 @@ class RefineParams:
     n_iter: int = 2
     chunk_frames: int = 1000
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown refinement backend {self.backend!r}; use "
+                             + ", ".join(repr(b) for b in BACKENDS[:-1]) + f" or {BACKENDS[-1]!r}")
+        if self.p not in (0, 1, 2) or isinstance(self.p, bool):
+            raise ValueError(f"refine.p must be 0, 1 or 2, got {self.p!r}")
+        number(self.nb, "refine.nb", low=0, integer=True)
+        number(self.merge_thr, "refine.merge_thr", low=0, low_open=True)  # above 1: nothing is merged
+        number(self.n_iter, "refine.n_iter", low=1, integer=True)
+        number(self.chunk_frames, "refine.chunk_frames", low=0, integer=True)
+        if self.gSig is not None:
+            if len(self.gSig) != 2:
+                raise ValueError(f"refine.gSig must be two half-sizes in pixels (rows, cols) or None, "
+                                 f"got {self.gSig!r}")
+            for v in self.gSig:
+                number(v, "each of refine.gSig", low=1, integer=True)
+
 
 @dataclass
 class QualityParams:
     """Component evaluation (CaImAn's ``quality`` group and rule).
 
     A component is accepted if (``r >= rval_thr`` or ``SNR > min_SNR`` or, with ``use_cnn``, ``cnn >= min_cnn_thr``)
-    and ``r > rval_lowest`` and ``SNR > SNR_lowest`` and, with ``use_cnn``, ``cnn > cnn_lowest``.
+    and ``r > rval_lowest`` and ``SNR > SNR_lowest`` and, with ``use_cnn``, ``cnn > cnn_lowest``. Any finite
+    value is allowed: a threshold past the range of its measure (``r`` and ``cnn`` lie in [-1, 1] and [0, 1]) turns
+    that test off.
 
     CaImAn's ``cnn`` is its own classifier of footprint shapes (weights not in its source, never used here); with
     ``use_cnn`` the networks' detection score takes its place: for each component, the score of the detected mask
@@ -144,6 +197,11 @@ class QualityParams:
     min_cnn_thr: float = 0.9
     cnn_lowest: float = 0.1
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        for name in ("min_SNR", "SNR_lowest", "rval_thr", "rval_lowest", "min_cnn_thr", "cnn_lowest"):
+            number(getattr(self, name), f"quality.{name}")  # any finite threshold: one past its range turns it off
+
 
 @dataclass
 class OutputParams:
@@ -152,6 +210,10 @@ class OutputParams:
     nwb: bool = False
     pictures: bool = True
     gif_frames: int = 200
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        number(self.gif_frames, "output.gif_frames", low=1, integer=True)
 
 
 _GROUPS = {
@@ -186,10 +248,12 @@ class Params:
 
     @classmethod
     def coerce(cls, params: Params | Mapping[str, Any] | str | os.PathLike | None) -> Params:
-        """A :class:`Params` from a Params (returned as is), a dict of groups, a JSON/YAML file path, or None."""
+        """A checked :class:`Params` from a Params (returned as is), a dict of groups, a JSON/YAML file path, or
+        None (the defaults). Raises ``ValueError`` naming a setting out of its range (:meth:`check`)."""
         if params is None:
             return cls()
         if isinstance(params, cls):
+            params.check()
             return params
         if isinstance(params, Mapping):
             return cls.from_dict(dict(params))
@@ -218,14 +282,33 @@ class Params:
             if flags:
                 raise ValueError(f"parameter(s) {flags} in group '{name}' must be true or false, got "
                                  f"{[values[k] for k in flags]}")
-            if name == "detection" and "tta" in values:
-                from .detection import tta_orientations
-
-                tta_orientations(values["tta"])  # True, False, 1, 2, 4 or 8
-            if "gSig" in values and values["gSig"] is not None:
-                values["gSig"] = tuple(int(v) for v in values["gSig"])
+            if isinstance(values.get("gSig"), list):
+                values["gSig"] = tuple(values["gSig"])  # JSON and YAML give a list
             groups[name] = klass(**values)
-        return cls(**groups)
+        params = cls(**groups)
+        params.check()
+        if params.refine.gSig is not None:
+            params.refine.gSig = tuple(int(v) for v in params.refine.gSig)
+        return params
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range or of the wrong type.
+
+        :meth:`from_dict` (and so :meth:`load`) checks what it builds and :meth:`coerce` what it is given, so the
+        functions that take parameters (:func:`cellfie_caiman.run` before it reads the movie, ``refine``,
+        ``seeded_cnmf``) fail at once on a Params changed by hand, not hours later in the step that uses the value.
+
+        Examples
+        --------
+        >>> p = Params()
+        >>> p.detection.min_score = 50  # a percentage where a probability belongs
+        >>> p.check()
+        Traceback (most recent call last):
+        ...
+        ValueError: detection.min_score must be a number in [0, 1], got 50
+        """
+        for name in _GROUPS:
+            getattr(self, name).check()
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (JSON-serialisable)."""

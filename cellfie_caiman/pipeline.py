@@ -292,8 +292,7 @@ def _accepted_index(est, n_components: int) -> np.ndarray:
 
 
 def _resolve_backend(backend: str) -> str:
-    if backend not in ("auto", "caiman", "builtin", "none"):
-        raise ValueError(f"unknown refinement backend {backend!r}; use 'auto', 'caiman', 'builtin' or 'none'")
+    """The backend that ``refine.backend`` (checked by ``Params.coerce``) names on this machine."""
     if backend != "auto":
         return backend
     from .cnmf.caiman_adapter import caiman_available
@@ -520,7 +519,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     """
     from .io import load_movie
 
-    params = copy.deepcopy(as_params(params))  # never change the caller's object
+    params = copy.deepcopy(as_params(params))  # checked; a copy: never change the caller's object
     backend = _resolve_backend(params.refine.backend)
     params.refine.backend = backend  # params.json records what ran ('auto' could mean another backend elsewhere)
     timer = _Timer()
@@ -735,8 +734,8 @@ def example(out_dir: str | os.PathLike, *, n_frames: int = 1000, shape: tuple[in
 
     if movie_format not in ("mmap", "tif"):
         raise ValueError(f"movie_format must be 'mmap' or 'tif', got {movie_format!r}")
-    out = prepare_out_dir(out_dir, overwrite)
     params = copy.deepcopy(as_params(params))
+    out = prepare_out_dir(out_dir, overwrite)
     diameter = 12.0
     logger.info("simulating %d frames of %dx%d with %d neurons (seed %d)", n_frames, *shape, n_neurons, seed)
     # neurons firing about once a second on average: a short example still has transients in most of them

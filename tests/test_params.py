@@ -92,3 +92,50 @@ def test_coerce_accepts_the_usual_forms(tmp_path):
     assert Params.coerce(str(tmp_path / "p.json")) == p
     with pytest.raises(TypeError, match="params"):
         Params.coerce(3)
+
+
+@pytest.mark.parametrize("group, key, value", [
+    ("data", "fr", 0), ("data", "fr", "fast"), ("data", "decay_time", -1.0), ("data", "pixel_size", 0),
+    ("data", "neuron_diameter", float("nan")), ("data", "neuron_diameter", 1.5), ("data", "soma_diameter_um", 0),
+    ("summary", "batch_frames", 1), ("summary", "batch_frames", 2.5),
+    ("detection", "min_score", 50), ("detection", "prob_threshold", -0.1), ("detection", "max_overlap", 0),
+    ("detection", "tta", 3), ("detection", "model", 7),
+    ("refine", "backend", "cuda"), ("refine", "p", 3), ("refine", "p", True), ("refine", "nb", -1),
+    ("refine", "merge_thr", 0), ("refine", "n_iter", 0), ("refine", "chunk_frames", -5), ("refine", "gSig", [0, 4]),
+    ("refine", "gSig", [4]), ("quality", "min_SNR", "x"), ("quality", "rval_thr", float("inf")),
+    ("output", "gif_frames", 0)])
+def test_a_setting_out_of_range_is_named(group, key, value):
+    """Out-of-range settings fail when the parameters are built, naming the setting, and a Params changed by hand
+    fails its check, and its coercion, the same way."""
+    with pytest.raises(ValueError, match=key):
+        Params.from_dict({group: {key: value}})
+    p = Params()
+    setattr(getattr(p, group), key, value)
+    with pytest.raises(ValueError, match=key):
+        p.check()
+    with pytest.raises(ValueError, match=key):  # what run, refine and seeded_cnmf do with the parameters given
+        Params.coerce(p)
+
+
+def test_thresholds_past_their_range_switch_a_test_off_and_are_allowed():
+    p = Params.from_dict({"quality": {"rval_thr": 2.0, "min_cnn_thr": 2.0, "min_SNR": 1e9},
+                          "refine": {"merge_thr": 1.5, "gSig": [4.0, 5]}})
+    assert p.quality.rval_thr == 2.0 and p.refine.merge_thr == 1.5
+    assert p.refine.gSig == (4, 5) and all(type(v) is int for v in p.refine.gSig)
+
+
+def test_run_checks_its_parameters_before_reading_the_movie(tmp_path):
+    """A bad setting fails before the movie is opened (here it does not exist) and before anything is written."""
+    from cellfie_caiman.pipeline import run
+
+    p = Params()
+    p.refine.n_iter = 0
+    with pytest.raises(ValueError, match="refine.n_iter"):
+        run(tmp_path / "missing.tif", tmp_path / "out", p, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_soma_under_two_pixels_is_refused_however_it_is_given():
+    with pytest.raises(ValueError, match="pixel_size"):
+        Params.from_dict({"data": {"pixel_size": 10.0, "soma_diameter_um": 12.0}})  # 1.2 px
+    assert Params.from_dict({"data": {"pixel_size": 1.0}}).data.diameter_pixels() == 12.0

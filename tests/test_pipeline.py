@@ -126,7 +126,7 @@ def test_as_params(tmp_path):
     with pytest.raises(TypeError, match="params"):
         pipeline.as_params(3)
     with pytest.raises(ValueError, match="backend"):
-        pipeline._resolve_backend("fast")
+        pipeline.as_params({"refine": {"backend": "fast"}})
 
 
 def test_run_result_summary_lists_counts_scores_and_times(tmp_path):

@@ -40,14 +40,6 @@ def _settings(P, dims: tuple[int, int]):
     from .seeded import Settings
 
     r, q, d = P.refine, P.quality, P.data
-    if r.p not in (0, 1, 2):
-        raise ValueError(f"refine.p must be 0, 1 or 2, got {r.p}")
-    if r.nb < 0:
-        raise ValueError(f"refine.nb must be >= 0, got {r.nb}")
-    if r.n_iter < 1:
-        raise ValueError(f"refine.n_iter must be >= 1, got {r.n_iter}")
-    if d.fr <= 0 or d.decay_time <= 0:
-        raise ValueError(f"data.fr and data.decay_time must be > 0, got {d.fr} and {d.decay_time}")
     return Settings(p=int(r.p), nb=int(r.nb), merge_thr=float(r.merge_thr), n_iter=int(r.n_iter),
                     chunk_frames=r.chunk_frames, fr=float(d.fr), decay_time=float(d.decay_time),
                     min_SNR=float(q.min_SNR), SNR_lowest=float(q.SNR_lowest), rval_thr=float(q.rval_thr),

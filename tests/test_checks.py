@@ -1,0 +1,32 @@
+"""The check of user-given numbers behind every parameter error message."""
+import numpy as np
+import pytest
+
+from cellfie_caiman._checks import number
+
+
+@pytest.mark.parametrize("value", [0.5, 0, 1, np.float32(0.25), np.int64(1)])
+def test_numbers_in_a_closed_range_pass_through(value):
+    assert number(value, "x", low=0, high=1) is value
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.01, float("nan"), float("inf"), True, np.bool_(False), "0.5", None,
+                                   [0.5]])
+def test_anything_else_is_refused_with_its_name_and_the_range(value):
+    with pytest.raises(ValueError, match=r"^x must be a number in \[0, 1\], got "):
+        number(value, "x", low=0, high=1)
+
+
+def test_open_bounds_integers_and_none():
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        number(0, "x", low=0, high=1, low_open=True)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        number(1, "x", low=0, high=1, high_open=True)
+    with pytest.raises(ValueError, match="must be an integer >= 2 or None"):
+        number(2.5, "x", low=2, integer=True, optional=True)
+    assert number(4.0, "x", low=2, integer=True) == 4
+    assert number(None, "x", low=2, optional=True) is None
+    with pytest.raises(ValueError, match="must be a number > 0, got None"):
+        number(None, "x", low=0, low_open=True)
+    with pytest.raises(ValueError, match="must be a number <= 3"):
+        number(4, "x", high=3)
