@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._checks import MIN_DIAMETER, number
 from .detection import PROB_THRESHOLD, Detections, detect, tta_orientations
 from .instances import dedup_local, dedup_masks, place_windows
 from .rois import mask_diameter
@@ -92,27 +93,39 @@ def model_summary(movie, *, model="default", neuron_diameter: float | None = Non
     from .models import model_config
 
     cfg = model_config(model)  # no TensorFlow needed for the summary images
-    return _as_summary(movie, cfg.channels, _filter_diameter(cfg, neuron_diameter), batch_frames, progress)
+    return _as_summary(movie, cfg, neuron_diameter, batch_frames, progress)
 
 
-def _filter_diameter(cfg, neuron_diameter: float | None) -> float:
-    if neuron_diameter is not None and not (np.isfinite(neuron_diameter) and neuron_diameter > 0):
-        raise ValueError(f"neuron_diameter must be a positive number of pixels, got {neuron_diameter!r}")
-    return cfg.train_diameter if neuron_diameter is None else float(neuron_diameter)
+def _check_diameter(neuron_diameter: float | None, shape: tuple[int, int] | None = None) -> None:
+    """``ValueError`` unless ``neuron_diameter`` is None or a number of pixels from ``MIN_DIAMETER`` to the longer
+    side of the field (of ``shape``, when given)."""
+    if neuron_diameter is None:
+        return
+    number(neuron_diameter, "neuron_diameter (pixels)", low=MIN_DIAMETER)
+    if shape is not None and neuron_diameter > max(shape):
+        raise ValueError(f"neuron_diameter ({neuron_diameter:g} px) is larger than the field ({shape[0]} x "
+                         f"{shape[1]} px): give the soma diameter in pixels")
 
 
-def _as_summary(movie_or_summary, channels, filter_diameter: float, batch_frames, progress):
-    """The summary images the model reads: given ones (checked), or computed from the movie."""
+def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_frames, progress):
+    """The summary images the model ``cfg`` reads: given ones (checked), or computed from the movie (the soma
+    filter for ``neuron_diameter``, or the model's ``train_diameter`` when None). ``neuron_diameter`` is checked
+    against the field before any work."""
     from .models.preprocess import check_images, is_summary
 
     if is_summary(movie_or_summary):
-        check_images(movie_or_summary, channels, "pass the movie, or compute them with summary_images(movie, "
+        check_images(movie_or_summary, cfg.channels, "pass the movie, or compute them with summary_images(movie, "
                      "batch_frames=..., filter_diameter=<soma diameter in pixels>)")
+        _check_diameter(neuron_diameter, np.shape(getattr(movie_or_summary, cfg.channels[0])))
         return movie_or_summary
+    from .io import load_movie
     from .summary import summary_images
 
-    return summary_images(movie_or_summary, batch_frames=batch_frames, progress=progress,
-                          filter_diameter=filter_diameter if "pnr_filtered" in channels else None)
+    movie = load_movie(movie_or_summary)  # lazy: headers only
+    _check_diameter(neuron_diameter, movie.frame_shape)
+    diameter = cfg.train_diameter if neuron_diameter is None else float(neuron_diameter)
+    return summary_images(movie, batch_frames=batch_frames, progress=progress,
+                          filter_diameter=diameter if "pnr_filtered" in cfg.channels else None)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -148,8 +161,9 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     model : str, path or DetectionModel
         Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
     neuron_diameter : float, optional
-        Typical soma diameter in pixels. The images are zoomed by ``model.config.train_diameter / neuron_diameter``
-        so neurons have the size the model was trained on; masks come back on the original grid. None (size
+        Typical soma diameter in pixels, from 2 to the field's longer side. The images are zoomed by
+        ``model.config.train_diameter / neuron_diameter`` so neurons have the size the model was trained on; masks
+        come back on the original grid. None (size
         unknown): detect at the model's scale (no zoom); if the masks found there have a median diameter outside
         ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are smaller or larger than those
         the model was trained on), detect again at that diameter, and once more if the new masks measure more than
@@ -186,11 +200,14 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     """
     from .models import load_model
 
-    tta_orientations(tta)  # a bad value fails here, before any work
+    tta_orientations(tta)  # bad values fail here, before any work
+    number(min_score, "min_score", low=0, high=1)
+    number(prob_threshold, "prob_threshold", low=0, high=1)
+    number(max_overlap, "max_overlap", low=0, high=1, low_open=True)
+    _check_diameter(neuron_diameter)
     net = load_model(model)
     cfg = net.config
-    summary = _as_summary(movie_or_summary, cfg.channels, _filter_diameter(cfg, neuron_diameter), batch_frames,
-                          progress)
+    summary = _as_summary(movie_or_summary, cfg, neuron_diameter, batch_frames, progress)
     images = {name: np.asarray(getattr(summary, name)) for name in cfg.channels}
     shape = images[cfg.channels[0]].shape
     if len(shape) != 2 or min(shape) < 1:

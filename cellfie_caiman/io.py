@@ -628,7 +628,8 @@ def load_movie(source: Any, var_name: str | None = None) -> Movie:
         shape = _check_movie_shape_dtype(source.shape, source.dtype, "<ndarray>")
         return Movie(_ArrayReader(source.reshape(shape), "<ndarray>"))
     if not isinstance(source, (str, os.PathLike)):
-        raise MovieError(f"{source!r}: not a movie source (expected a path, an ndarray (T, rows, cols) or a Movie)")
+        raise MovieError(f"a {type(source).__name__} is not a movie source (expected a path, an ndarray (T, rows, "
+                         f"cols) or a Movie; convert a list with numpy.asarray)")
     path = Path(source).expanduser()
     if not path.exists():
         raise MovieFileNotFoundError(f"{path}: no such file or folder")

@@ -185,6 +185,31 @@ def test_bad_model_and_diameter(sim, tmp_path):
         initialize(s, neuron_diameter=-3)
 
 
+@pytest.mark.parametrize("setting", [dict(neuron_diameter=1.5), dict(neuron_diameter=40), dict(min_score=50),
+                                     dict(prob_threshold=-0.1), dict(max_overlap=0)])
+def test_settings_out_of_range_fail_before_any_work(sim, setting):
+    """Thresholds are probabilities; a soma is at least 2 px across and no wider than the field. Each bad value
+    is named in a ValueError, for a movie before its summary images are computed (here the movie is a path that
+    does not exist: the movie's own error would come only later)."""
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        initialize(sim.movie[:50, :32, :32], **setting)
+    if name != "neuron_diameter" or setting[name] < 2:
+        with pytest.raises(ValueError, match=name):
+            initialize("missing-movie.tif", **setting)
+
+
+def test_a_diameter_larger_than_the_field_is_refused_before_the_summary_images(sim, monkeypatch):
+    import cellfie_caiman.summary as summary_module
+
+    def no_summary(*args, **kwargs):
+        raise AssertionError("the summary images were computed")
+
+    monkeypatch.setattr(summary_module, "summary_images", no_summary)
+    with pytest.raises(ValueError, match=r"larger than the field \(32 x 32 px\)"):
+        initialize(sim.movie[:50, :32, :32], neuron_diameter=40)
+
+
 # ------------------------------------------------------------------------------------ test-time augmentation
 def test_the_default_model_finds_neurons_under_strong_neuropil():
     """The shipped model was fine-tuned with simulated fields whose neuropil strength varies (the model before it

@@ -347,6 +347,9 @@ def test_corrupt_files(tmp_path, movie):
 def test_bad_source_type():
     with pytest.raises(MovieError, match="not a movie source"):
         load_movie(42)
+    with pytest.raises(MovieError, match="^a list is not a movie source") as err:  # named, not printed whole
+        load_movie(np.zeros((5, 64, 64)).tolist())
+    assert len(str(err.value)) < 200
 
 
 # ---------------------------------------------------------------------------------------------------------------
