@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from ._checks import number
 from .detection import PROB_THRESHOLD, _dihedral, detect, find_candidates
 from .instances import dedup_local, place_windows
 from .models import DetectionModel, ModelConfig, new_model, stack_inputs
@@ -623,10 +624,11 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     import keras
     from tqdm.auto import tqdm
 
-    if selection not in ("pooled", "balanced"):
-        raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
-    if not 0.0 <= missed_crops <= 1.0:
-        raise ValueError(f"missed_crops must be in [0, 1], got {missed_crops!r}")
+    _check_settings(epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience, val_fraction=val_fraction,
+                    zooms=zooms, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
+                    learning_rate=learning_rate, annotated_fraction=annotated_fraction, max_minutes=max_minutes,
+                    batch_frames=batch_frames, simulated_rates=simulated_rates, selection=selection,
+                    missed_crops=missed_crops, missed_signal=missed_signal, depth=(config or ModelConfig()).depth)
 
     from .models import load_model
 
@@ -774,6 +776,37 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
 
 
 _EPS = 1e-6
+
+
+def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, unet_batch, unet_crop, instance_batch,
+                    learning_rate, annotated_fraction, max_minutes, batch_frames, simulated_rates, selection,
+                    missed_crops, missed_signal, depth: int) -> None:
+    """:func:`train`'s settings, each a ``ValueError`` naming it when out of range, before any data is prepared (the
+    simulated fields' fractions are checked by :func:`simulated_datasets`, which alone reads them)."""
+    for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch), ("patience", patience),
+                        ("unet_batch", unet_batch), ("instance_batch", instance_batch)):
+        number(value, name, low=1, integer=True)
+    number(val_fraction, "val_fraction", low=0, high=1, low_open=True, high_open=True)
+    if isinstance(zooms, (str, bytes)) or not np.iterable(zooms) or len(zooms) == 0:
+        raise ValueError(f"zooms must be a non-empty sequence of scale factors, got {zooms!r}")
+    for z in zooms:
+        number(z, "each of zooms", low=0, low_open=True)
+    m = 2**depth
+    number(unet_crop, "unet_crop", low=m, integer=True)
+    if unet_crop % m:
+        raise ValueError(f"unet_crop must be a multiple of {m} (the U-Net pools {depth} times), got {unet_crop}")
+    number(learning_rate, "learning_rate", low=0, low_open=True, optional=True)
+    number(annotated_fraction, "annotated_fraction", low=0, high=1, optional=True)
+    number(max_minutes, "max_minutes", low=0, low_open=True, optional=True)
+    number(batch_frames, "batch_frames", low=2, integer=True, optional=True)
+    number(missed_crops, "missed_crops", low=0, high=1)
+    number(missed_signal, "missed_signal", optional=True)
+    if len(simulated_rates) != 2:
+        raise ValueError(f"simulated_rates must be (low, high) in Hz, got {simulated_rates!r}")
+    low = number(simulated_rates[0], "simulated_rates[0] (Hz)", low=0, low_open=True)
+    number(simulated_rates[1], "simulated_rates[1] (Hz)", low=low)
+    if selection not in ("pooled", "balanced"):
+        raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
 
 
 def _deterministic(seed: int) -> None:

@@ -419,3 +419,19 @@ def test_missed_signal_without_the_filtered_image_is_a_clear_error(data):
     summary, masks = data
     with pytest.raises(ValueError, match="pnr_filtered"):
         train([(summary, masks)], None, simulated=0, config=TINY, missed_crops=0.5, missed_signal=2.0, **ONE_EPOCH)
+
+
+@pytest.mark.parametrize("setting", [dict(epochs=0), dict(steps_per_epoch=0), dict(patience=0),
+                                     dict(val_fraction=0.0), dict(val_fraction=1.0), dict(zooms=()),
+                                     dict(zooms=(1.0, 0.0)), dict(unet_crop=100), dict(unet_batch=0),
+                                     dict(instance_batch=0), dict(learning_rate=-1e-3),
+                                     dict(learning_rate=float("nan")), dict(annotated_fraction=2.0),
+                                     dict(max_minutes=0), dict(batch_frames=1), dict(simulated_rates=(1.0, 0.1)),
+                                     dict(missed_crops=1.5), dict(selection="mean")])
+def test_bad_settings_are_named_before_any_data_is_read(setting):
+    """Each used to crash deep in NumPy or Keras (a division by zero, NaN probabilities, a shape error in the
+    graph) or train silently on nonsense (a negative learning rate, no validation rows). Now a ValueError names the
+    setting before the movies are opened (this one does not exist)."""
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        train([("missing-movie.tif", "missing-rois.json")], None, **{**ONE_EPOCH, **setting})
