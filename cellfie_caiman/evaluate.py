@@ -27,6 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
+from ._checks import number
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["MatchResult", "PooledMatch", "match_rois", "pool_matches"]
@@ -144,6 +146,8 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
     """
     if rule not in ("caiman", "iou"):
         raise ValueError(f"rule must be 'caiman' or 'iou', got {rule!r}")
+    number(thresh_cost, "thresh_cost (1 - IoU)", low=0, high=1, low_open=True)
+    number(min_dist, "min_dist (pixels)", low=0, low_open=True)
     gt, dims_gt = _as_masks(masks_gt, dims, "masks_gt")
     pred, dims_pred = _as_masks(masks_pred, dims, "masks_pred")
     if dims_gt is not None and dims_pred is not None and dims_gt != dims_pred:

@@ -44,6 +44,8 @@ from scipy.signal import lfilter
 from scipy.special import expit
 from tqdm import tqdm
 
+from ._checks import number
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Simulation", "simulate", "ar_coefficients"]
@@ -520,6 +522,8 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         raise ValueError(f"n_frames and shape must be positive, got n_frames={n_frames}, shape={shape}")
     if n_neurons < 0 or nb < 0:
         raise ValueError(f"n_neurons and nb must be >= 0, got n_neurons={n_neurons}, nb={nb}")
+    number(diameter, "diameter (pixels)", low=1)
+    number(rate, "rate (Hz)", low=0)
     if photons <= 0 or gain <= 0 or read_noise < 0:
         raise ValueError(f"photons and gain must be positive and read_noise >= 0, got photons={photons}, "
                          f"gain={gain}, read_noise={read_noise}")

@@ -138,6 +138,9 @@ def test_bad_inputs_are_refused():
         match_rois(masks, np.zeros((2, 10, 11), bool))
     with pytest.raises(ValueError, match="pixels"):
         match_rois(_ain(masks), _ain(masks), dims=(5, 21))
+    for setting in (dict(thresh_cost=0), dict(thresh_cost=1.5), dict(min_dist=-1)):  # a cost is 1 - IoU
+        with pytest.raises(ValueError, match=next(iter(setting))):
+            match_rois(masks, masks, **setting)
 
 
 # ------------------------------------------------------------------------------------------- reference implementation

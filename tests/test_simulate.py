@@ -229,6 +229,9 @@ def test_active_out_of_focus_somata_fire_outside_the_neurons():
     assert sharpness(soft) < 0.8 * sharpness(active)
     with pytest.raises(ValueError, match="out_of_focus_activity"):
         simulate(5, (20, 20), 1, seed=0, out_of_focus_activity=-1.0)
+    for setting in (dict(diameter=0.0), dict(rate=-1.0)):  # each crashed inside NumPy before
+        with pytest.raises(ValueError, match=next(iter(setting))):
+            simulate(5, (20, 20), 1, seed=0, **setting)
     with pytest.raises(ValueError, match="out_of_focus_edge"):
         simulate(5, (20, 20), 1, seed=0, out_of_focus_edge=(0.0, 2.0))
 
