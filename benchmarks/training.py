@@ -51,14 +51,16 @@ def time_updates(model, fields, weights, config, unet_batch: int, instance_batch
     (Adam 1e-3, U-Net crops of 128 px), averaged over ``steps`` updates after 3 warm-up ones."""
     import keras
 
-    train = importlib.import_module("cellfie_caiman.train")
-    unet_step, inst_step = train._train_steps(model.unet, model.instance, keras.optimizers.Adam(1e-3),
-                                              keras.optimizers.Adam(1e-3))
+    from cellfie_caiman.training import sampling
+    from cellfie_caiman.training import steps as training_steps
+
+    unet_step, inst_step = training_steps._train_steps(model.unet, model.instance, keras.optimizers.Adam(1e-3),
+                                                       keras.optimizers.Adam(1e-3))
     spent = np.zeros(3)
     for k in range(steps + 3):
         t0 = time.perf_counter()
-        u = train._unet_batch(fields, weights, unet_batch, 128, rng)
-        i = train._instance_batch(fields, weights, [], instance_batch, config, rng)
+        u = sampling._unet_batch(fields, weights, unet_batch, 128, rng)
+        i = sampling._instance_batch(fields, weights, [], instance_batch, config, rng)
         t1 = time.perf_counter()
         unet_step(*u)
         t2 = time.perf_counter()
@@ -79,6 +81,7 @@ def main(n_fields: int, steps: int, workers: int) -> None:
 
     train = importlib.import_module("cellfie_caiman.train")
     from cellfie_caiman.models import ModelConfig, new_model
+    from cellfie_caiman.training.fields import _zoom_masks
 
     config = ModelConfig(channels=CHANNELS, train_diameter=11.78)
     t = time.perf_counter()
@@ -92,7 +95,7 @@ def main(n_fields: int, steps: int, workers: int) -> None:
         for z in ZOOMS:
             shape = (int(round(masks.shape[1] * z)), int(round(masks.shape[2] * z)))
             t = time.perf_counter()
-            new = train._zoom_masks(masks, shape)
+            new = _zoom_masks(masks, shape)
             t_new += time.perf_counter() - t
             t = time.perf_counter()
             old = _whole_field_resize(masks, shape)

@@ -7,11 +7,13 @@ import logging
 import numpy as np
 import pytest
 
+from cellfie_caiman.detection import _dihedral
 from cellfie_caiman.models import ModelConfig, load_model
-from cellfie_caiman.rois import write_rois
+from cellfie_caiman.rois import mask_diameter, write_rois
 from cellfie_caiman.simulate import simulate
 from cellfie_caiman.summary import summary_images
-from cellfie_caiman.train import _dihedral, _instance_example, mask_diameter, prepare_field, selection_scores, train
+from cellfie_caiman.train import prepare_field, selection_scores, train
+from cellfie_caiman.training.sampling import _instance_example
 
 TINY = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, train_diameter=8.0)
 #: train() settings of the shortest runs (one epoch of two updates on small crops, unzoomed)
@@ -133,7 +135,7 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
     then computes the new image (pnr_filtered) for the real and the simulated fields."""
     from cellfie_caiman.initialize import initialize, model_summary
     from cellfie_caiman.models import DetectionModel, stack_inputs
-    from cellfie_caiman.train import _clone
+    from cellfie_caiman.training.steps import _clone
 
     summary, masks = data
     kwargs = ONE_EPOCH
@@ -248,7 +250,7 @@ def test_zoomed_masks_equal_a_whole_field_bilinear_resize(shape):
     """_zoom_masks works around each mask only; the reference resizes every whole mask with scikit-image."""
     from skimage.transform import resize
 
-    from cellfie_caiman.train import _zoom_masks
+    from cellfie_caiman.training.fields import _zoom_masks
 
     rng = np.random.default_rng(sum(shape))
     yy, xx = np.mgrid[:37, :52]
@@ -324,7 +326,7 @@ def test_simulated_long_lengthens_only_the_movies_of_a_fraction_of_the_fields(ca
         caplog.clear()
         return found
 
-    with caplog.at_level(logging.INFO, logger="cellfie_caiman.train"):
+    with caplog.at_level(logging.INFO, logger="cellfie_caiman.training.simulated"):
         short, m_short = simulated_field(2, seed=9, shape=(40, 40))
         n_short = frames()
         long, m_long = simulated_field(2, seed=9, shape=(40, 40), long=True)
@@ -360,7 +362,7 @@ def test_a_fraction_of_the_simulated_fields_are_gaussian_blobs_with_only_spiking
 def test_crops_around_missed_neurons_contain_them(data):
     """missed_fraction=1: every crop holds the given neuron's centre (the heat target peaks there); at random places
     a 32-px crop of the 64-px field often does not."""
-    from cellfie_caiman.train import _unet_batch
+    from cellfie_caiman.training.sampling import _unet_batch
 
     summary, masks = data
     f = prepare_field(summary, masks, TINY, val_fraction=0.25)
@@ -380,7 +382,8 @@ def test_missed_neurons_are_the_simulated_ones_without_a_candidate_near_them():
     the model's maps give at the inference thresholds."""
     from cellfie_caiman.detection import PROB_THRESHOLD, find_candidates
     from cellfie_caiman.models import load_model
-    from cellfie_caiman.train import _hard_candidates, simulated_field
+    from cellfie_caiman.train import simulated_field
+    from cellfie_caiman.training.sampling import _hard_candidates
 
     model = load_model("default")
     cfg = model.config

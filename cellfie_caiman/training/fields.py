@@ -1,0 +1,135 @@
+"""Training fields: an annotated or simulated field's normalised inputs and U-Net targets at one zoom."""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from ..models import ModelConfig, stack_inputs
+from ..models.preprocess import check_images, is_summary
+from ..rois import bounding_box
+
+
+class Field(NamedTuple):
+    """One training field at one zoom factor (model grid).
+
+    ``inputs`` (rows, cols, channels) normalised images; ``prob`` and ``heat`` (rows, cols) U-Net targets;
+    ``centers`` (N, 2) mask centroids; ``boxes`` list of (r0, c0, bool crop) per mask; ``train_rows``: rows
+    ``[0, train_rows)`` are for training, the rest for validation; ``name`` and ``zoom`` for logs.
+    """
+
+    name: str
+    zoom: float
+    inputs: np.ndarray
+    prob: np.ndarray
+    heat: np.ndarray
+    centers: np.ndarray
+    boxes: list
+    train_rows: int
+
+
+def _zoom_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Masks (N, rows, cols) resized to ``shape``: bilinear interpolation of each mask, thresholded at 0.5.
+
+    The same as ``skimage.transform.resize(mask, shape, order=1, mode='constant', anti_aliasing=False) > 0.5``
+    (output pixel ``o`` samples the input at ``(o + 0.5) * rows / shape[0] - 0.5``), computed only around each
+    mask's bounding box: ~20 x faster on 256 x 256 fields of ~100 neurons.
+    """
+    masks = np.asarray(masks, bool)
+    n, rows, cols = masks.shape
+    if (rows, cols) == tuple(shape):
+        return masks.copy()
+    out = np.zeros((n,) + tuple(shape), bool)
+    scale = (rows / shape[0], cols / shape[1])
+    for k, m in enumerate(masks):
+        box = [np.flatnonzero(m.any(1 - axis)) for axis in (0, 1)]
+        if not box[0].size:
+            continue
+        spans, coords = [], []
+        for axis, (idx, s, size) in enumerate(zip(box, scale, shape, strict=True)):
+            # output pixels whose sampling point lies within one input pixel of the box, and the crop around it
+            o0 = max(0, int(np.floor((idx[0] - 0.5) / s - 0.5)))
+            o1 = min(size, int(np.ceil((idx[-1] + 1.5) / s - 0.5)) + 1)
+            a0, a1 = max(0, idx[0] - 2), min(m.shape[axis], idx[-1] + 3)
+            spans.append((o0, o1, a0, a1))
+            coords.append((np.arange(o0, o1) + 0.5) * s - 0.5 - a0)
+        (o0, o1, a0, a1), (p0, p1, b0, b1) = spans
+        grid = np.meshgrid(*coords, indexing="ij")
+        values = ndimage.map_coordinates(m[a0:a1, b0:b1].astype(np.float32), grid, order=1, mode="grid-constant")
+        out[k, o0:o1, p0:p1] = values > 0.5
+    return out
+
+
+def _zoom_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from ..initialize import _resize
+
+    return _resize(np.asarray(image, np.float32), shape)
+
+
+def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: float = 1.0, val_fraction: float = 0.2,
+                  name: str = "") -> Field:
+    """Normalised inputs and targets of one annotated field, zoomed by ``zoom``.
+
+    Parameters
+    ----------
+    summary : SummaryImages
+    masks : bool (N, rows, cols)
+        Manual masks.
+    config : ModelConfig
+    zoom : float
+        Zoom factor applied to images and masks.
+    val_fraction : float
+        Fraction of rows (at the bottom) held out for validation.
+    """
+    rows, cols = np.asarray(getattr(summary, config.channels[0])).shape
+    shape = (max(8, int(round(rows * zoom))), max(8, int(round(cols * zoom))))
+    images = {c: _zoom_image(getattr(summary, c), shape) for c in config.channels}
+    inputs = stack_inputs(images, config)
+    m = _zoom_masks(np.asarray(masks, bool), shape)
+    m = m[m.reshape(len(m), -1).any(1)]
+    prob = m.any(0).astype(np.float32) if len(m) else np.zeros(shape, np.float32)
+    centers = np.array([ndimage.center_of_mass(x) for x in m]).reshape(-1, 2)
+    heat = np.zeros(shape, np.float32)
+    yy, xx = np.arange(shape[0]), np.arange(shape[1])
+    s2 = 2 * config.center_sigma**2
+    for r, c in centers:
+        r0, r1 = max(0, int(r - 4 * config.center_sigma)), min(shape[0], int(r + 4 * config.center_sigma) + 2)
+        c0, c1 = max(0, int(c - 4 * config.center_sigma)), min(shape[1], int(c + 4 * config.center_sigma) + 2)
+        g = np.exp(-((yy[r0:r1, None] - r) ** 2 + (xx[None, c0:c1] - c) ** 2) / s2)
+        heat[r0:r1, c0:c1] = np.maximum(heat[r0:r1, c0:c1], g)
+    boxes = []
+    for x in m:
+        r0, r1, c0, c1 = bounding_box(x)
+        boxes.append((r0, c0, x[r0:r1, c0:c1].copy()))
+    train_rows = int(round(shape[0] * (1 - val_fraction)))
+    return Field(name, zoom, inputs, prob, heat, centers, boxes, train_rows)
+
+
+def _annotated(source, rois, channels, filter_diameter: float | None, batch_frames: int, progress: bool):
+    """(SummaryImages, masks) of one annotated dataset, with the images the model reads.
+
+    ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter; None: not computed), as
+    ``initialize`` does when it is not told the neuron size: the model learns to read it on neurons of every size.
+    """
+    if is_summary(source):
+        check_images(source, channels, "a dataset given as summary images needs them (pass the movie instead)")
+        return source, _as_masks(rois, np.asarray(source.mean).shape)
+    from ..io import load_movie
+    from ..summary import summary_images
+
+    movie = load_movie(source)
+    masks = _as_masks(rois, movie.frame_shape)
+    return summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter), masks
+
+
+def _as_masks(rois, shape) -> np.ndarray:
+    if isinstance(rois, (str, os.PathLike)):
+        from ..rois import read_rois
+
+        return read_rois(rois, shape=shape)
+    masks = np.asarray(rois)
+    if masks.ndim != 3 or masks.shape[1:] != tuple(shape):
+        raise ValueError(f"masks must have shape (N, {shape[0]}, {shape[1]}), got {masks.shape}")
+    return masks.astype(bool)
