@@ -142,10 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "  cellfie-caiman run movie.tif -o out --model my_model.npz\n"
                               "  # fine-tune the shipped model on your own annotations\n"
                               "  cellfie-caiman train -o tuned.npz --data a.tif a.json --data b.tif b.zip "
-                              "--init-model default --simulated 0")
+                              "--init-model default --simulated 0\n"
+                              "  # only the top 256 rows of c.tif were annotated\n"
+                              "  cellfie-caiman train -o tuned.npz --data c.tif top.json 0:256,: --init-model default")
     p.add_argument("-o", "--out", required=True, help="weights file to write (.npz)")
-    p.add_argument("--data", nargs=2, action="append", default=[], metavar=("MOVIE", "ROIS"),
-                   help="an annotated movie and its ROI file (repeat for several)")
+    p.add_argument("--data", nargs="+", action="append", default=[], metavar=("MOVIE ROIS", "REGION"),
+                   help="an annotated movie, its ROI file and, when only part of the field was annotated, that part "
+                        "as ROWS,COLS in NumPy's slice syntax (e.g. 0:256,: for the top 256 rows): training then "
+                        "uses only that part, else the neurons nobody outlined would be learnt as background "
+                        "(repeat --data for several movies)")
     p.add_argument("--simulated", type=int, help="number of simulated fields added to the training data (default: 8, "
                    "or 0 when fine-tuning --init-model on --data)")
     p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
@@ -263,12 +268,14 @@ def _cmd_train(args) -> int:
         raise ValueError(f"{out}: the weights file must end in .npz")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
-    for movie, rois in args.data:
-        for path in (movie, rois):
+    for entry in args.data:
+        if len(entry) not in (2, 3):
+            raise ValueError(f"--data takes MOVIE ROIS [REGION], got {len(entry)} values: {' '.join(entry)}")
+        for path in entry[:2]:
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: no such file or folder")
     record = {"command": " ".join([PROG, *args.argv])}
-    result = train([tuple(pair) for pair in args.data], out, simulated=args.simulated,
+    result = train([tuple(entry) for entry in args.data], out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
                    init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,

@@ -82,9 +82,12 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
 
     Parameters
     ----------
-    datasets : sequence of (movie_or_summary, rois)
+    datasets : sequence of (movie_or_summary, rois) or (movie_or_summary, rois, region)
         ``movie_or_summary``: anything :func:`cellfie_caiman.io.load_movie` reads, or SummaryImages. ``rois``: a
-        file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols).
+        file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols). ``region``: when only
+        part of the field was annotated, that part (``'R0:R1,C0:C1'``, e.g. ``'0:256,:'`` for the top 256 rows,
+        or ``numpy.s_[0:256, :]``; :func:`cellfie_caiman.training.fields.parse_region`). Training and validation
+        then use only that part: elsewhere, the neurons nobody outlined would be taught as background.
     out_path : path, optional
         Where to save the best weights (.npz), atomically.
     simulated : int or sequence of (SummaryImages, masks), optional
@@ -201,8 +204,15 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     filter_diameter = None
     if "pnr_filtered" in channels:
         filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
-    named = [(f"dataset{i}", *_annotated(s, r, channels, filter_diameter, batch_frames, progress))
-             for i, (s, r) in enumerate(datasets)]
+    lengths = sorted({len(entry) for entry in datasets} - {2, 3})
+    if lengths:
+        raise ValueError(f"each dataset must be (movie, rois) or (movie, rois, region), got {lengths[0]} items")
+    named, regions = [], []
+    for i, entry in enumerate(datasets):
+        source, rois, region = (*entry, None)[:3]
+        named.append((f"dataset{i}", *_annotated(source, rois, channels, filter_diameter, batch_frames, progress,
+                                                 region)))
+        regions.append(None if region is None else str(region))
     if isinstance(simulated, (int, np.integer)):
         if simulated < 0:
             raise ValueError(f"simulated must be >= 0, got {simulated}")
@@ -306,7 +316,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "simulated_long": simulated_long,
                  "missed_crops": missed_crops, "missed_signal": missed_signal,
                  "simulated_rates": list(simulated_rates),
-                 "datasets": [n for n, _, _ in named], "neuron_diameters": [round(d, 2) for d in diameters],
+                 "datasets": [n for n, _, _ in named], "dataset_regions": regions,
+                 "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1),
                  # when each epoch ended (minutes since the start, field preparation included) and its score: how
                  # much of the budget the best epoch needed

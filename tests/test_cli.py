@@ -130,6 +130,8 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
     _one_line_error(capsys, "w.h5", ".npz")
     assert main(["train", "-o", str(tmp_path / "w.npz"), "--data", str(tmp_path / "m.tif"), "r.json"]) == 2
     _one_line_error(capsys, "m.tif")
+    assert main(["train", "-o", str(tmp_path / "w.npz"), "--data", "m.tif", "r.json", "0:8,:", "extra"]) == 2
+    _one_line_error(capsys, "MOVIE ROIS [REGION]")
     assert not list(tmp_path.iterdir())
 
 

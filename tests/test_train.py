@@ -438,3 +438,53 @@ def test_bad_settings_are_named_before_any_data_is_read(setting):
     name = next(iter(setting))
     with pytest.raises(ValueError, match=name):
         train([("missing-movie.tif", "missing-rois.json")], None, **{**ONE_EPOCH, **setting})
+
+
+# ------------------------------------------------------------------------------------- partly annotated fields
+@pytest.mark.parametrize("region, expected", [("0:32,:", (0, 32, 0, 64)), (" :,-20: ", (0, 64, 44, 64)),
+                                              ("10:50,16:48", (10, 50, 16, 48)), ((slice(0, 32), slice(None)),
+                                                                                   (0, 32, 0, 64))])
+def test_parse_region_reads_numpy_slices(region, expected):
+    from cellfie_caiman.training.fields import parse_region
+
+    assert parse_region(region, (64, 64)) == expected
+
+
+@pytest.mark.parametrize("region, message", [("0:32", "R0:R1,C0:C1"), ("a:b,:", "whole pixel"),
+                                             ("0:8,:", "at least 16"), ("60:80,:", "at least 16"),
+                                             ((slice(0, 32, 2), slice(None)), "pair of slices")])
+def test_parse_region_refuses_what_is_not_a_region(region, message):
+    from cellfie_caiman.training.fields import parse_region
+
+    with pytest.raises(ValueError, match=message):
+        parse_region(region, (64, 64))
+
+
+def test_a_partly_annotated_field_is_trained_only_where_it_was_annotated(data):
+    """With a region, the training field is that part of the summary images (computed on the whole field) with the
+    masks that reach into it, cut at its edge; train records the region."""
+    from cellfie_caiman.training.fields import _annotated
+
+    summary, masks = data
+    channels = ("corr", "pnr", "std", "mean", "median", "max")
+    cut, cut_masks = _annotated(summary, masks, channels, None, 250, False, region="0:40,:")
+    assert all(np.array_equal(getattr(cut, c), np.asarray(getattr(summary, c))[:40]) for c in channels)
+    reaching = masks[:, :40].reshape(len(masks), -1).any(1)
+    np.testing.assert_array_equal(cut_masks, masks[reaching, :40])
+    assert 0 < len(cut_masks) < len(masks)
+    res = train([(summary, masks, "0:40,:")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert res.model.config.training["dataset_regions"] == ["0:40,:"]
+
+
+def test_a_bad_region_fails_before_the_summary_images(data, monkeypatch):
+    import cellfie_caiman.summary as summary_module
+
+    def no_summary(*args, **kwargs):
+        raise AssertionError("the summary images were computed")
+
+    monkeypatch.setattr(summary_module, "summary_images", no_summary)
+    sim_movie = simulate(60, (64, 64), 5, seed=2, diameter=8.0).movie
+    with pytest.raises(ValueError, match="at least 16"):
+        train([(sim_movie, data[1], "0:8,:")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    with pytest.raises(ValueError, match="got 4 items"):
+        train([(sim_movie, data[1], "0:8,:", "more")], None, simulated=0, config=TINY, **ONE_EPOCH)

@@ -107,21 +107,84 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
     return Field(name, zoom, inputs, prob, heat, centers, boxes, train_rows)
 
 
-def _annotated(source, rois, channels, filter_diameter: float | None, batch_frames: int, progress: bool):
-    """(SummaryImages, masks) of one annotated dataset, with the images the model reads.
+def _annotated(source, rois, channels, filter_diameter: float | None, batch_frames: int, progress: bool,
+               region=None):
+    """(SummaryImages, masks) of one annotated dataset, with the images the model reads, cut to ``region`` (the
+    annotated part of the field, :func:`crop_region`) when it is given; a bad region fails before the images are
+    computed.
 
     ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter; None: not computed), as
     ``initialize`` does when it is not told the neuron size: the model learns to read it on neurons of every size.
     """
     if is_summary(source):
         check_images(source, channels, "a dataset given as summary images needs them (pass the movie instead)")
-        return source, _as_masks(rois, np.asarray(source.mean).shape)
-    from ..io import load_movie
-    from ..summary import summary_images
+        summary, masks = source, _as_masks(rois, np.asarray(source.mean).shape)
+    else:
+        from ..io import load_movie
+        from ..summary import summary_images
 
-    movie = load_movie(source)
-    masks = _as_masks(rois, movie.frame_shape)
-    return summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter), masks
+        movie = load_movie(source)
+        masks = _as_masks(rois, movie.frame_shape)
+        if region is not None:
+            parse_region(region, movie.frame_shape)
+        summary = summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter)
+    return (summary, masks) if region is None else crop_region(summary, masks, region)
+
+
+#: Smallest side (pixels) of an annotated region (:func:`parse_region`).
+MIN_REGION = 16
+
+
+def parse_region(region, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(row0, row1, col0, col1)`` of the annotated part of a field of ``shape`` (rows, cols).
+
+    Parameters
+    ----------
+    region : str or (slice, slice)
+        ``'R0:R1,C0:C1'`` in NumPy's slice syntax (an end may be left out or negative: ``'0:256,:'`` is the top 256
+        rows, ``':,-200:'`` the last 200 columns), or a pair of slices (``numpy.s_[0:256, :]``).
+    shape : (int, int)
+
+    Examples
+    --------
+    >>> parse_region("0:256,:", (512, 400))
+    (0, 256, 0, 400)
+    """
+    text = region
+    if isinstance(region, str):
+        parts = [p.split(":") for p in region.replace(" ", "").split(",")]
+        if len(parts) != 2 or any(len(p) != 2 for p in parts):
+            raise ValueError(f"region must look like 'R0:R1,C0:C1' (e.g. '0:256,:'), got {region!r}")
+        try:
+            region = tuple(slice(*(int(b) if b else None for b in p)) for p in parts)
+        except ValueError:
+            raise ValueError(f"region bounds must be whole pixel numbers, got {text!r}") from None
+    if not (isinstance(region, tuple) and len(region) == 2
+            and all(isinstance(s, slice) and s.step in (None, 1) for s in region)):
+        raise ValueError(f"region must be 'R0:R1,C0:C1' or a pair of slices, got {text!r}")
+    (r0, r1, _), (c0, c1, _) = (s.indices(n) for s, n in zip(region, shape, strict=True))
+    if r1 - r0 < MIN_REGION or c1 - c0 < MIN_REGION:
+        raise ValueError(f"region {text!r} of a {shape[0]} x {shape[1]} field spans {max(0, r1 - r0)} x "
+                         f"{max(0, c1 - c0)} pixels; it needs at least {MIN_REGION} x {MIN_REGION}")
+    return r0, r1, c0, c1
+
+
+def crop_region(summary, masks: np.ndarray, region) -> tuple:
+    """The annotated part of a field: its summary images and masks cut to ``region`` (:func:`parse_region`).
+
+    The summary images are computed on the whole movie first, so the crop's edges keep their context. Masks
+    without a pixel in the region are dropped; those cut by its edge keep their part inside.
+
+    Returns
+    -------
+    (SummaryImages, masks (N, rows, cols) bool)
+    """
+    masks = np.asarray(masks, bool)
+    r0, r1, c0, c1 = parse_region(region, masks.shape[1:])
+    cropped = summary._replace(**{name: np.asarray(image)[r0:r1, c0:c1] for name, image in summary._asdict().items()
+                                  if image is not None})
+    inside = masks[:, r0:r1, c0:c1]
+    return cropped, inside[inside.reshape(len(inside), -1).any(axis=1)]
 
 
 def _as_masks(rois, shape) -> np.ndarray:
