@@ -58,6 +58,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._checks import number
 from ._pixel_stats import _key_to_float, _Sums, _to_pixel_major, noise_frames
 
 __all__ = ["SummaryImages", "summary_images", "local_correlation", "batch_bounds", "noise_frames"]
@@ -136,10 +137,8 @@ def batch_bounds(n_frames: int, batch_frames: int | None) -> list[tuple[int, int
     """
     if n_frames < 1:
         raise ValueError(f"the movie has no frame (n_frames={n_frames})")
-    if batch_frames is None:
+    if number(batch_frames, "batch_frames", low=2, integer=True, optional=True) is None:
         return [(0, n_frames)]
-    if int(batch_frames) != batch_frames or batch_frames < 2:
-        raise ValueError(f"batch_frames must be an integer >= 2 or None, got {batch_frames!r}")
     batch_frames = int(batch_frames)
     n_full, rest = divmod(n_frames, batch_frames)
     starts = [k * batch_frames for k in range(n_full)]
