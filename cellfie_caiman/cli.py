@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", action="append", default=[], metavar=("MOVIE ROIS", "REGION"),
                    help="an annotated movie, its ROI file and, when only part of the field was annotated, that part "
                         "as ROWS,COLS in NumPy's slice syntax (e.g. 0:256,: for the top 256 rows): training then "
-                        "uses only that part, else the neurons nobody outlined would be learnt as background "
-                        "(repeat --data for several movies)")
+                        "uses only that part, else the neurons nobody outlined would be learnt as background; "
+                        "start it with a row number, not a minus sign (384:,: rather than -128:,:), or it reads "
+                        "as an option (repeat --data for several movies)")
     p.add_argument("--simulated", type=int, help="number of simulated fields added to the training data (default: 8, "
                    "or 0 when fine-tuning --init-model on --data)")
     p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
