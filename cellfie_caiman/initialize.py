@@ -162,15 +162,14 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
     neuron_diameter : float, optional
         Typical soma diameter in pixels, from 2 to the field's longer side. The images are zoomed by
-        ``model.config.train_diameter / neuron_diameter`` so neurons have the size the model was trained on; masks
-        come back on the original grid. None (size
-        unknown): detect at the model's scale (no zoom); if the masks found there have a median diameter outside
-        ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are smaller or larger than those
-        the model was trained on), detect again at that diameter, and once more if the new masks measure more than
-        10 % differently (the summary images are not recomputed). A re-detection is kept only if the networks are
-        about as sure of it (summed instance score at least ``AUTO_DIAMETER_KEEP``, 0.7, times the previous
-        pass's): masks that are merely drawn smaller than the annotation would have it must not shrink the zoom.
-        The diameter used is returned (``neuron_diameter``). Neurons more than ~2x the training size are cut into
+        ``model.config.train_diameter / neuron_diameter`` so neurons have the size the model was trained on; masks come
+        back on the original grid. None (size unknown): detect at the model's scale (no zoom); if the masks found there
+        have a median diameter outside ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are
+        smaller or larger than those the model was trained on), detect again at that diameter, and once more if the new
+        masks measure more than 10 % differently (the summary images are not recomputed). A re-detection is kept only if
+        the networks are about as sure of it (summed instance score at least ``AUTO_DIAMETER_KEEP``, 0.7, times the
+        previous pass's): masks that are merely drawn smaller than the annotation would have it must not shrink the
+        zoom. The diameter used is returned (``neuron_diameter``). Neurons more than ~2x the training size are cut into
         pieces of about that size, which this check may not notice: give their diameter.
     min_score : float
         Keep instances whose score is at least this (0..1; lower finds more, less certain neurons).
