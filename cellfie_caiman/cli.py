@@ -55,8 +55,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback of errors")
 
 
+def _add_var_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--var-name", metavar="NAME",
+                   help="the movie's dataset in an HDF5 file, or its series in an NWB file, when there are several "
+                        "(default: 'mov', or the only 3-D one)")
+
+
 def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
     p.add_argument("movie", help="movie: CaImAn .mmap, .tif/.tiff, folder of TIFF frames, .h5/.hdf5, .nwb or .npy")
+    _add_var_name(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--params", help="parameter file (.json or .yaml), as written to params.json by a run")
     p.add_argument("--gt", help="ground-truth ROIs (neurofinder .json, ImageJ .zip, ...) to score against")
@@ -112,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write each summary image as <name>.tif (float32) and <name>.png.",
                        epilog="example:\n  cellfie-caiman summary movie.tif -o summary_out")
     p.add_argument("movie", help="movie (any format run accepts)")
+    _add_var_name(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--batch-frames", type=int, default=250,
                    help="frames per batch; each image is the pixel-wise maximum over batches (0: one batch)")
@@ -202,6 +210,8 @@ def _params_from_args(args, backend: str | None = None):
         params.data.decay_time = args.decay_time
     if args.diameter is not None:
         params.data.neuron_diameter = args.diameter
+    if args.var_name is not None:
+        params.data.var_name = args.var_name
     if getattr(args, "model", None):
         params.detection.model = args.model
     if getattr(args, "no_tta", False):
@@ -242,7 +252,7 @@ def _cmd_summary(args) -> int:
     from .pipeline import prepare_out_dir, write_summary_images
     from .summary import summary_images
 
-    movie = load_movie(args.movie)
+    movie = load_movie(args.movie, var_name=args.var_name)
     out = prepare_out_dir(args.out, args.overwrite)
     summary = summary_images(movie, batch_frames=args.batch_frames or None, filter_diameter=args.filter_diameter,
                              progress=args.progress)

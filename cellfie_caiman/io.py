@@ -755,7 +755,7 @@ def _open_hdf5(path: Path, var_name: str | None) -> _Reader:
             f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
             if len(found) != 1:
                 raise MovieError(f"{path}: no dataset 'mov' and {len(found)} 3-D datasets ({', '.join(found[:10])}); "
-                                 f"pass var_name= to choose one")
+                                 f"choose one with var_name= (command line: --var-name)")
             name = found[0]
         dset = f[name]
         shape, dtype = dset.shape, dset.dtype
@@ -789,7 +789,7 @@ def _open_nwb(path: Path, var_name: str | None) -> _Reader:
                 picked = acq
             if len(picked) != 1:
                 raise MovieError(f"{path}: {len(picked)} TwoPhotonSeries in the file ({', '.join(picked) or 'none'}); "
-                                 f"pass var_name= to choose one" if picked else
+                                 f"choose one with var_name= (command line: --var-name)" if picked else
                                  f"{path}: no TwoPhotonSeries in this NWB file")
         name = picked[0]
         group = series[name]

@@ -179,6 +179,29 @@ def test_summary_writes_tiffs_equal_to_summary_images(tmp_path, capsys):
             im.verify()
 
 
+def test_var_name_picks_the_movie_of_an_hdf5_file_with_several(tmp_path, capsys):
+    """Without --var-name a file with two 3-D datasets is refused, naming them and the option; with it, the summary
+    images and the detection read the dataset named (the other one is constant: it would give flat images)."""
+    import h5py
+    import tifffile
+
+    from cellfie_caiman import summary
+
+    movie = np.random.default_rng(4).random((60, 24, 32), dtype=np.float32)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["raw"] = np.zeros_like(movie)
+        f["registered"] = movie
+    assert main(["summary", str(tmp_path / "two.h5"), "-o", str(tmp_path / "s"), "--no-progress"]) == 2
+    _one_line_error(capsys, "raw, registered", "--var-name")
+    assert main(["summary", str(tmp_path / "two.h5"), "--var-name", "registered", "-o", str(tmp_path / "s"),
+                 "--no-progress", "--no-png"]) == 0
+    expected = summary.summary_images(movie, batch_frames=250)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s" / "std.tif"), expected.std.astype(np.float32))
+    assert main(["detect", str(tmp_path / "two.h5"), "--var-name", "registered", "-o", str(tmp_path / "d"),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "d" / "params.json").read_text())["data"]["var_name"] == "registered"
+
+
 # ------------------------------------------------------------------------------------------------------ example
 
 EVERY_FILE = ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "provenance.json", "results.nwb",
