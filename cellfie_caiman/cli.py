@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .params import BACKENDS
+
 PROG = "cellfie-caiman"
 
 EPILOG = """\
@@ -68,7 +70,7 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
     p.add_argument("--params", help="parameter file (.json or .yaml), as written to params.json by a run")
     p.add_argument("--gt", help="ground-truth ROIs (neurofinder .json, ImageJ .zip, ...) to score against")
     if refine:
-        p.add_argument("--backend", choices=["auto", "caiman", "builtin", "none"],
+        p.add_argument("--backend", choices=BACKENDS,
                        help="refinement: CaImAn's CNMF, the builtin seeded CNMF, or none (default: the parameter "
                             "file's, else auto = CaImAn when installed)")
     p.add_argument("--fr", type=_positive_float, metavar="HZ", help="frame rate in Hz (default 30)")
@@ -187,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, default=40, help="number of neurons")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--format", choices=["mmap", "tif"], default="mmap", help="movie file format")
-    p.add_argument("--backend", choices=["auto", "caiman", "builtin", "none"], default="builtin",
+    p.add_argument("--backend", choices=BACKENDS, default="builtin",
                    help="refinement backend")
     p.add_argument("--params", help="parameter file (.json or .yaml)")
     p.add_argument("--nwb", action="store_true", help="also write results.nwb")

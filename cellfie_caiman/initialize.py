@@ -96,6 +96,15 @@ def model_summary(movie, *, model="default", neuron_diameter: float | None = Non
     return _as_summary(movie, cfg, neuron_diameter, batch_frames, progress)
 
 
+def check_detection_settings(min_score: float, prob_threshold: float, max_overlap: float, tta: bool | int) -> None:
+    """``ValueError`` naming the first of :func:`initialize`'s detection settings out of its range (the score and
+    probability thresholds in [0, 1], ``max_overlap`` in (0, 1], ``tta`` one of :func:`tta_orientations`'s)."""
+    tta_orientations(tta)
+    number(min_score, "min_score", low=0, high=1)
+    number(prob_threshold, "prob_threshold", low=0, high=1)
+    number(max_overlap, "max_overlap", low=0, high=1, low_open=True)
+
+
 def _check_diameter(neuron_diameter: float | None, shape: tuple[int, int] | None = None) -> None:
     """``ValueError`` unless ``neuron_diameter`` is None or a number of pixels from ``MIN_DIAMETER`` to the longer
     side of the field (of ``shape``, when given)."""
@@ -199,10 +208,7 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     """
     from .models import load_model
 
-    tta_orientations(tta)  # bad values fail here, before any work
-    number(min_score, "min_score", low=0, high=1)
-    number(prob_threshold, "prob_threshold", low=0, high=1)
-    number(max_overlap, "max_overlap", low=0, high=1, low_open=True)
+    check_detection_settings(min_score, prob_threshold, max_overlap, tta)  # bad values fail here, before any work
     _check_diameter(neuron_diameter)
     net = load_model(model)
     cfg = net.config

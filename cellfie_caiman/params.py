@@ -115,14 +115,14 @@ class DetectionParams:
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range."""
-        from .detection import tta_orientations
+        from .initialize import check_detection_settings
 
         if not isinstance(self.model, (str, os.PathLike)):
             raise ValueError(f"detection.model must be a model name or a weight file's path, got {self.model!r}")
-        number(self.min_score, "detection.min_score", low=0, high=1)
-        number(self.prob_threshold, "detection.prob_threshold", low=0, high=1)
-        number(self.max_overlap, "detection.max_overlap", low=0, high=1, low_open=True)
-        tta_orientations(self.tta)  # True, False, 1, 2, 4 or 8
+        try:
+            check_detection_settings(self.min_score, self.prob_threshold, self.max_overlap, self.tta)
+        except ValueError as exc:
+            raise ValueError(f"detection.{exc}") from None  # named as in the parameter file
 
 
 @dataclass

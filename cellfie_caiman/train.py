@@ -32,7 +32,7 @@ from .training.fields import Field, _annotated, _as_masks, prepare_field
 from .training.sampling import _hard_candidates, _instance_batch, _unet_batch
 from .training.simulated import blob_field, blob_movie, neuron_density, simulated_datasets, simulated_field
 from .training.steps import _clone, _deterministic, _train_steps
-from .training.validation import detect_masks, selection_scores, validate
+from .training.validation import check_selection, detect_masks, selection_scores, validate
 
 logger = logging.getLogger(__name__)
 
@@ -355,5 +355,4 @@ def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, u
         raise ValueError(f"simulated_rates must be (low, high) in Hz, got {simulated_rates!r}")
     low = number(simulated_rates[0], "simulated_rates[0] (Hz)", low=0, low_open=True)
     number(simulated_rates[1], "simulated_rates[1] (Hz)", low=low)
-    if selection not in ("pooled", "balanced"):
-        raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
+    check_selection(selection)

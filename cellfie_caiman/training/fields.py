@@ -118,17 +118,18 @@ def _annotated(source, rois, channels, filter_diameter: float | None, batch_fram
     """
     if is_summary(source):
         check_images(source, channels, "a dataset given as summary images needs them (pass the movie instead)")
-        summary, masks = source, _as_masks(rois, np.asarray(source.mean).shape)
+        masks = _as_masks(rois, np.asarray(source.mean).shape)
+        bounds = None if region is None else parse_region(region, masks.shape[1:])
+        summary = source
     else:
         from ..io import load_movie
         from ..summary import summary_images
 
         movie = load_movie(source)
         masks = _as_masks(rois, movie.frame_shape)
-        if region is not None:
-            parse_region(region, movie.frame_shape)
+        bounds = None if region is None else parse_region(region, movie.frame_shape)
         summary = summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter)
-    return (summary, masks) if region is None else crop_region(summary, masks, region)
+    return (summary, masks) if bounds is None else crop_region(summary, masks, bounds)
 
 
 #: Smallest side (pixels) of an annotated region (:func:`parse_region`).
@@ -169,8 +170,9 @@ def parse_region(region, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     return r0, r1, c0, c1
 
 
-def crop_region(summary, masks: np.ndarray, region) -> tuple:
-    """The annotated part of a field: its summary images and masks cut to ``region`` (:func:`parse_region`).
+def crop_region(summary, masks: np.ndarray, bounds: tuple[int, int, int, int]) -> tuple:
+    """The annotated part of a field: its summary images and masks cut to ``bounds`` (row0, row1, col0, col1; from
+    :func:`parse_region`).
 
     The summary images are computed on the whole movie first, so the crop's edges keep their context. Masks
     without a pixel in the region are dropped; those cut by its edge keep their part inside.
@@ -180,7 +182,7 @@ def crop_region(summary, masks: np.ndarray, region) -> tuple:
     (SummaryImages, masks (N, rows, cols) bool)
     """
     masks = np.asarray(masks, bool)
-    r0, r1, c0, c1 = parse_region(region, masks.shape[1:])
+    r0, r1, c0, c1 = bounds
     cropped = summary._replace(**{name: np.asarray(image)[r0:r1, c0:c1] for name, image in summary._asdict().items()
                                   if image is not None})
     inside = masks[:, r0:r1, c0:c1]

@@ -58,10 +58,15 @@ def validate(model: DetectionModel, fields: Sequence[Field], selection: str = "p
     return selection_scores(counts, selection)
 
 
-def selection_scores(counts: Sequence[tuple[bool, int, int, int]], selection: str = "pooled") -> dict:
-    """Combine per-strip match counts ``(is_simulated, tp, fp, fn)`` into the scores of :func:`validate`."""
+def check_selection(selection: str) -> None:
+    """``ValueError`` unless ``selection`` is a model-selection score of :func:`validate`."""
     if selection not in ("pooled", "balanced"):
         raise ValueError(f"selection must be 'pooled' or 'balanced', got {selection!r}")
+
+
+def selection_scores(counts: Sequence[tuple[bool, int, int, int]], selection: str = "pooled") -> dict:
+    """Combine per-strip match counts ``(is_simulated, tp, fp, fn)`` into the scores of :func:`validate`."""
+    check_selection(selection)
     tp = sum(c[1] for c in counts)
     fp = sum(c[2] for c in counts)
     fn = sum(c[3] for c in counts)
