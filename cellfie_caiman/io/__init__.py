@@ -1,0 +1,30 @@
+"""Movie input/output: one lazy ``Movie`` for every format, and CaImAn's memmap layout.
+
+``load_movie`` opens a movie without reading it: frames are read on demand (``m[a:b]`` raw, ``m.read`` /
+``m.chunks`` / ``m.to_array`` as float32 with non-finite pixels filled). Supported sources:
+
+* CaImAn memmaps ``{base}_d1_{d1}_d2_{d2}_d3_1_order_{C|F}_frames_{T}.mmap`` (also the older ``..._frames_{T}_.mmap``),
+  decoded as CaImAn does (the token after the *last* occurrence of each key). Pixel ``p = i + j*d1`` (Fortran
+  flattening of a frame); the float32 value of (p, t) is at element ``p*T + t`` (order C) or ``p + t*d`` (order F).
+* multi-page TIFF (memory-mapped when uncompressed and contiguous, otherwise decoded page by page per chunk);
+* a folder of single-frame TIFFs (sorted naturally: ``img2.tif`` before ``img10.tif``), e.g. neurofinder's
+  ``images/``;
+* HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov``, else the only 3-D dataset in the file;
+* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` (``var_name`` picks one by name). NWB documents the axes as
+  (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis;
+* ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).
+
+Non-finite pixels (motion correction leaves NaN at the borders) are filled on the float32 paths, never in raw
+indexing: each missing value is interpolated linearly in time between the pixel's nearest finite values at most
+``FILL_WINDOW`` frames away (the nearest one if only one side has one), otherwise replaced by the median of the
+finite pixels of its frame (0 if the frame has none). The result depends only on the movie, not on how it is
+chunked. A ``NonFiniteWarning`` says how many values were filled (once per Movie).
+"""
+from __future__ import annotations
+
+from .errors import MovieError, MovieFileNotFoundError, NonFiniteWarning
+from .memmap import decode_memmap_name, load_memmap, memmap_name, save_memmap
+from .movie import DEFAULT_CHUNK_BYTES, FILL_WINDOW, Movie, load_movie
+
+__all__ = ["Movie", "MovieError", "MovieFileNotFoundError", "NonFiniteWarning", "load_movie", "save_memmap",
+           "load_memmap", "decode_memmap_name", "memmap_name", "FILL_WINDOW", "DEFAULT_CHUNK_BYTES"]

@@ -1,0 +1,208 @@
+"""CaImAn memmaps: the file name that carries the shape, reading one as a movie, writing and opening one
+as CaImAn does (``Yr``: pixels x frames float32, pixel ``p = i + j*rows``)."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._files import atomic_path
+from .errors import MovieError, MovieFileNotFoundError, check_file_size, check_movie_shape_dtype
+from .readers import Reader
+
+logger = logging.getLogger(__name__)
+
+
+def memmap_name(base_name: str, dims: Sequence[int], n_frames: int, order: str = "C") -> str:
+    """CaImAn's memmap file name: ``{base}_d1_{d1}_d2_{d2}_d3_{d3}_order_{order}_frames_{T}.mmap``.
+
+    Runs of ``_`` are collapsed as CaImAn's ``generate_fname_tot`` does (``"memmap_"`` gives ``memmap_d1_...``).
+    """
+    dims = tuple(int(d) for d in dims)
+    d3 = dims[2] if len(dims) > 2 else 1
+    stem = "_".join([str(base_name), "d1", str(dims[0]), "d2", str(dims[1]), "d3", str(d3), "order", order])
+    stem = re.sub("_+", "_", stem)
+    return f"{stem}_frames_{int(n_frames)}.mmap"
+
+
+def decode_memmap_name(fname: str | os.PathLike) -> dict:
+    """Decode a CaImAn memmap name into ``{'d1', 'd2', 'd3', 'order', 'T'}`` the way CaImAn does.
+
+    The extension is dropped, the name split on ``_`` and its first token dropped; each key's value is the token
+    after the key's *last* occurrence. ``T`` is the last token, or the ``frames`` value when the name ends in ``_``.
+
+    Raises
+    ------
+    MovieError
+        If a key is missing or a value is not a valid integer / order.
+    """
+    name = Path(fname).name
+    stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    tokens = stem.split("_")[1:]
+    out: dict[str, Any] = {}
+    for key in ("d1", "d2", "d3", "order", "frames"):
+        positions = [k for k, tok in enumerate(tokens) if tok == key]
+        if not positions or positions[-1] + 1 >= len(tokens):
+            raise MovieError(f"{fname}: not a CaImAn memmap name (no '{key}_<value>' in the name; expected "
+                             f"'<base>_d1_<rows>_d2_<cols>_d3_1_order_<C|F>_frames_<T>.mmap')")
+        out[key] = tokens[positions[-1] + 1]
+    try:
+        dims = [int(out[k]) for k in ("d1", "d2", "d3")]
+        last = tokens[-1] if tokens[-1] != "" else out["frames"]
+        n_frames = int(last)
+    except ValueError:
+        raise MovieError(f"{fname}: CaImAn memmap name has a non-integer dimension or frame count") from None
+    if out["order"] not in ("C", "F"):
+        raise MovieError(f"{fname}: CaImAn memmap order must be C or F, not {out['order']!r}")
+    if min(dims) < 1 or n_frames < 0:
+        raise MovieError(f"{fname}: CaImAn memmap name has a non-positive dimension")
+    return {"d1": dims[0], "d2": dims[1], "d3": dims[2], "order": out["order"], "T": n_frames}
+
+
+def is_caiman_memmap_name(path: Path) -> bool:
+    try:
+        decode_memmap_name(path)
+    except MovieError:
+        return False
+    return True
+
+class CaimanMemmapReader(Reader):
+    """A CaImAn memmap: Yr (pixels, T) float32, pixel p = i + j*d1, order C (pixel-major) or F (frame-major)."""
+
+    def __init__(self, path: Path, mode: str = "r"):
+        self.source = str(path)
+        self.path = path
+        self.mode = mode
+        info = decode_memmap_name(path)
+        if info["d3"] != 1:
+            raise MovieError(f"{path}: 3-D volumes (d3={info['d3']}) are not supported, only 2-D movies")
+        self.d1, self.d2, self.order, self.T = info["d1"], info["d2"], info["order"], info["T"]
+        self.shape = check_movie_shape_dtype((self.T, self.d1, self.d2), np.float32, str(path))
+        self.dtype = np.dtype(np.float32)
+        self._yr = None
+        if path.suffix.lower() == ".npy":
+            self._yr = self.yr  # checks shape and dtype
+        else:
+            check_file_size(path, self.d1 * self.d2 * self.T * 4, f"d1*d2*T*4 = {self.d1}*{self.d2}*{self.T}*4")
+
+    @property
+    def yr(self) -> np.ndarray:
+        if self._yr is None:
+            if self.path.suffix.lower() == ".npy":
+                yr = np.load(self.path, mmap_mode=self.mode, allow_pickle=False)
+                if yr.shape != (self.d1 * self.d2, self.T) or yr.dtype != np.float32:
+                    raise MovieError(f"{self.path}: expected a float32 Yr of shape {(self.d1 * self.d2, self.T)} as "
+                                     f"its name says, got {yr.dtype} {yr.shape}")
+                self.order = "F" if yr.flags.f_contiguous and not yr.flags.c_contiguous else "C"
+                self._yr = yr
+            else:
+                self._yr = np.memmap(self.path, dtype=np.float32, mode=self.mode,
+                                     shape=(self.d1 * self.d2, self.T), order=self.order)
+        return self._yr
+
+    def read(self, start, stop):
+        block = self.yr[:, start:stop]  # (d, n); rows of a C file are contiguous per pixel
+        n = block.shape[1]
+        if self.order == "C":  # a real transpose: tiled (NumPy's copy would fault a page per value)
+            from .._transpose import pixels_to_frames
+
+            return pixels_to_frames(block, self.d1)
+        # frame[i, j] = Yr[i + j*d1, t]  ->  block.T is (n, d) with d indexed j*d1 + i, i.e. (n, d2, d1) in C.
+        return np.ascontiguousarray(np.asarray(block).T.reshape(n, self.d2, self.d1).transpose(0, 2, 1))
+
+    def close(self):
+        self._yr = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_yr"] = None
+        return state
+
+
+def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: str | os.PathLike | None = None,
+                chunk_frames: int | None = None) -> str:
+    """Write a movie as a CaImAn memmap, streaming chunk by chunk; return the full file name.
+
+    The file is ``{base}_d1_{rows}_d2_{cols}_d3_1_order_{order}_frames_{T}.mmap``, headerless little-endian
+    float32: element (p, t), p = i + j*rows, at ``p*T + t`` (order C: each pixel's time course contiguous, what
+    CNMF wants) or ``p + t*rows*cols`` (order F: frames contiguous). CaImAn's ``load_memmap`` reads both back to
+    the same movie (CaImAn's own single-file ``order='F'`` writer is broken; ours is not).
+
+    Unlike CaImAn, **nothing is added to the data** (CaImAn adds 1e-4): the values are the movie's, cast to
+    float32, with non-finite values filled as ``Movie.chunks`` does.
+
+    Parameters
+    ----------
+    movie : anything ``load_movie`` accepts
+    base_name : str
+        Name prefix; may contain a directory.
+    order : {'C', 'F'}
+    directory : str or path, optional
+        Output folder (created if needed). Default: the directory part of ``base_name``, else the current one.
+    chunk_frames : int, optional
+        Frames read per step (default ~256 MB of float32). Memory use is about two chunks.
+
+    Returns
+    -------
+    str
+        Absolute path of the written file (written atomically).
+    """
+    from .movie import load_movie  # here: movie.py imports this module
+
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' or 'F', got {order!r}")
+    mov = load_movie(movie)
+    T, d1, d2 = mov.shape
+    d = d1 * d2
+    base = Path(base_name)
+    out_dir = Path(directory) if directory is not None else (base.parent if str(base.parent) else Path("."))
+    fname = (out_dir / memmap_name(base.name, (d1, d2), T, order)).resolve()
+    with atomic_path(fname) as tmp:
+        if order == "C":
+            yr = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(d, T), order="C")
+            for start, block in mov.chunks(chunk_frames):
+                n = block.shape[0]
+                # (n, d1, d2) -> (n, d) with p = i + j*d1, then transposed into the pixel-major rows
+                yr[:, start:start + n] = block.transpose(0, 2, 1).reshape(n, d).T
+            yr.flush()
+            del yr
+        else:
+            with open(tmp, "wb") as fh:
+                for _, block in mov.chunks(chunk_frames):
+                    np.ascontiguousarray(block.transpose(0, 2, 1), dtype="<f4").tofile(fh)
+    logger.info("wrote %s (%d frames of %dx%d, order %s)", fname, T, d1, d2, order)
+    return str(fname)
+
+
+def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, tuple[int, ...], int]:
+    """Open a CaImAn memmap like CaImAn's ``load_memmap``: ``(Yr, dims, T)``.
+
+    ``Yr`` is an (rows*cols, T) float32 memmap in the file's order, pixel p = i + j*rows; ``dims`` is
+    (rows, cols) (or (d1, d2, d3) for volumes). ``np.reshape(Yr.T, (T,) + dims, order='F')`` is the movie.
+    A ``.npy`` file named like a memmap is also accepted (as CaImAn does).
+    """
+    path = Path(fname)
+    if not path.exists():
+        raise MovieFileNotFoundError(f"{path}: no such file")
+    if path.suffix not in (".mmap", ".npy"):
+        raise MovieError(f"{path}: a CaImAn memmap must end in .mmap or .npy")
+    info = decode_memmap_name(path)
+    d = info["d1"] * info["d2"] * info["d3"]
+    T = info["T"]
+    dims = (info["d1"], info["d2"]) if info["d3"] == 1 else (info["d1"], info["d2"], info["d3"])
+    if path.suffix == ".npy":
+        try:
+            yr = np.load(path, mmap_mode=mode, allow_pickle=False)
+        except Exception as exc:
+            raise MovieError(f"{path}: cannot read as .npy: {exc}") from exc
+        if yr.shape != (d, T) or yr.dtype != np.float32:
+            raise MovieError(f"{path}: expected float32 array of shape {(d, T)}, got {yr.dtype} {yr.shape}")
+        return yr, dims, T
+    check_file_size(path, d * T * 4, f"d1*d2*d3*T*4 = {d}*{T}*4")
+    yr = np.memmap(path, dtype=np.float32, mode=mode, shape=(d, T), order=info["order"])
+    return yr, dims, T
