@@ -372,8 +372,8 @@ def size_sweep(model="default") -> None:
     settings (``neuron_diameter=None``: re-detected at the size of the masks found when that is far off) and with
     the true median diameter given."""
     from cellfie_caiman.initialize import initialize, model_summary
+    from cellfie_caiman.masks import mask_diameter
     from cellfie_caiman.models import model_config
-    from cellfie_caiman.rois import mask_diameter
     from cellfie_caiman.simulate import simulate
     from cellfie_caiman.train import neuron_density
 
@@ -446,7 +446,7 @@ def other_simulator(model="default") -> None:
 
 def accuracy(loo_dir: Path | None, model="default") -> None:
     from cellfie_caiman.initialize import initialize
-    from cellfie_caiman.rois import mask_diameter
+    from cellfie_caiman.masks import mask_diameter
 
     real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
     if not real:

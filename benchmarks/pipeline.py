@@ -84,7 +84,7 @@ def run_caiman_batch(movie_path, args, work_dir):
     from caiman.source_extraction.cnmf.params import CNMFParams
 
     from cellfie_caiman.io import load_movie, save_memmap
-    from cellfie_caiman.pipeline import footprints_to_masks
+    from cellfie_caiman.masks import footprints_to_masks
 
     times = {}
     t0 = time.perf_counter()

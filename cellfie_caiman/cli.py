@@ -251,7 +251,7 @@ def _cmd_detect(args) -> int:
 
 def _cmd_summary(args) -> int:
     from .io import load_movie
-    from .pipeline import prepare_out_dir, write_summary_images
+    from .outputs import prepare_out_dir, write_summary_images
     from .summary import summary_images
 
     movie = load_movie(args.movie, var_name=args.var_name)

@@ -16,7 +16,7 @@ import numpy as np
 from ._checks import MIN_DIAMETER, number
 from .detection import PROB_THRESHOLD, Detections, detect, tta_orientations
 from .instances import dedup_local, dedup_masks, place_windows
-from .rois import mask_diameter
+from .masks import mask_diameter
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from ._memory import zeros_on_demand
 from .detection import Detections
-from .rois import bounding_box
+from .masks import bounding_box
 
 __all__ = ["LocalMasks", "place_windows", "windows_to_masks", "dedup_local", "dedup_masks", "CONTAINMENT"]
 
@@ -82,7 +82,7 @@ class LocalMasks(NamedTuple):
 
     def ain(self, order=None) -> np.ndarray:
         """The masks ``order`` as CaImAn's ``Ain``: bool (rows * cols, len(order)), Fortran-ordered, column k the
-        mask flattened in Fortran order (what :func:`cellfie_caiman.rois.masks_to_ain` gives for :meth:`dense`).
+        mask flattened in Fortran order (what :func:`cellfie_caiman.masks.masks_to_ain` gives for :meth:`dense`).
 
         Written box by box into the column-major memory of a
         :func:`cellfie_caiman._memory.zeros_on_demand` array, like :meth:`dense`.

@@ -3,33 +3,7 @@
 :func:`run` is what ``cellfie-caiman run`` calls. Every output file is written atomically (a crash or Ctrl-C never
 leaves a half-written result) and an existing non-empty output folder is only written into with ``overwrite=True``.
 
-Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
-
-``results.hdf5``
-    CaImAn's layout (``Estimates.save``): ``caiman.source_extraction.cnmf.cnmf.load_CNMF`` reads it. Holds every
-    component (accepted or not: ``estimates/idx_components``), the correlation image as ``Cn``, and the record of
-    ``provenance.json`` as the root attribute ``cellfie_provenance`` (JSON).
-``rois.json``
-    The accepted ROIs in the neurofinder format (``{"coordinates": [[row, col], ...]}``); without refinement, the
-    detected ones.
-``masks.npz``
-    ``masks`` (K, rows, cols) bool: the ROIs of ``rois.json`` in the same order; ``component`` (K,) their column in
-    ``results.hdf5``'s ``A``; ``all_masks`` and ``accepted``: every refined component and whether it passed
-    quality control; ``detected_masks``, ``detection_scores``, ``detected_centers``: the networks' output before
-    refinement, ``detection_diameter`` the soma diameter (pixels) they were run for; ``prob_map`` and ``corr``
-    (rows, cols).
-``traces.csv``
-    One row per frame: ``frame``, ``time_s`` and one column ``roi_<k>`` per ROI of ``rois.json`` holding its
-    denoised trace (CaImAn's ``C``; the raw trace ``C + YrA`` is in ``results.hdf5``).
-``params.json``
-    The parameters of the run (:class:`cellfie_caiman.params.Params`).
-``provenance.json``
-    What produced the results (:func:`cellfie_caiman.provenance.provenance`): this package's version, the model's
-    weight file and its SHA-256, the library versions, the movie's path, shape and size, the time and command line.
-``results.nwb``
-    Optional (``params.output.nwb``).
-``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``
-    Pictures (``params.output.pictures``).
+Outputs in ``out_dir``: :mod:`cellfie_caiman.outputs` (:data:`~cellfie_caiman.outputs.OUTPUT_FILES`).
 """
 from __future__ import annotations
 
@@ -43,33 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ._files import atomic_path
-from ._memory import zeros_on_demand
+from .masks import footprints_to_masks, take_masks
+from .outputs import OUTPUT_FILES, prepare_out_dir, remove_stale, save_pictures, save_results, write_json
 from .params import Params
 from .provenance import provenance
-from .rois import take_masks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "run", "example", "evaluate_files", "write_summary_images", "footprints_to_masks",
-           "as_params", "prepare_out_dir", "OUTPUT_FILES"]
+__all__ = ["RunResult", "run", "example", "evaluate_files", "as_params"]
 
-#: Every file :func:`run` may write, by role.
-OUTPUT_FILES = {
-    "results": "results.hdf5",
-    "rois": "rois.json",
-    "masks": "masks.npz",
-    "traces": "traces.csv",
-    "params": "params.json",
-    "provenance": "provenance.json",
-    "nwb": "results.nwb",
-    "contours": "contours.png",
-    "probability": "probability.png",
-    "traces_picture": "traces.png",
-    "gif": "segmentation.gif",
-}
 
 #: Order and names of the steps timed in :attr:`RunResult.timings`.
 STEPS = ("load", "summary", "detect", "refine", "evaluate", "save", "pictures")
@@ -185,22 +143,6 @@ _RULE_NAMES = {"caiman": "CaImAn rule", "iou": "IoU>=0.5 rule"}
 as_params = Params.coerce
 
 
-def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Create ``out_dir``, or refuse an existing non-empty one unless ``overwrite``.
-
-    Raises
-    ------
-    FileExistsError
-        ``out_dir`` is a file, or a non-empty folder and ``overwrite`` is False.
-    """
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: output folder is not empty; use --overwrite (overwrite=True) to replace "
-                              f"its results")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 class _Timer:
@@ -222,60 +164,7 @@ class _Timer:
         logger.info("%s done in %.2f s (CPU %.2f s)", name, self.timings[name], self.cpu[name])
 
 
-def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarray:
-    """Binary ROIs from CNMF footprints: pixels above ``thr`` times the footprint's peak, connected to the peak.
 
-    This is the binarisation of CaImAn's benchmark protocol (``threshold_spatial_components(maxthr=0.2)``, then
-    the connected part of the footprint that holds its maximum), with holes filled.
-
-    Parameters
-    ----------
-    A : scipy.sparse matrix or ndarray, shape (rows*cols, K)
-        Footprints, one per column, pixels in Fortran order (pixel ``i + j*rows``), as in CaImAn.
-    dims : (int, int)
-        (rows, cols).
-    thr : float
-        Fraction of each footprint's maximum.
-
-    Returns
-    -------
-    ndarray, bool, shape (K, rows, cols)
-    """
-    import scipy.sparse as sp
-
-    rows, cols = (int(d) for d in dims)
-    A = sp.csc_matrix(A)
-    if A.shape[0] != rows * cols:
-        raise ValueError(f"footprints have {A.shape[0]} pixels, dims {dims} have {rows * cols}")
-    masks = zeros_on_demand((A.shape[1], rows, cols), "masks of the footprints")
-    for k in range(A.shape[1]):
-        lo, hi = A.indptr[k], A.indptr[k + 1]
-        idx, val = A.indices[lo:hi], A.data[lo:hi]
-        if idx.size == 0 or not np.any(val > 0):
-            continue
-        keep = val > thr * val.max()
-        r, c = idx[keep] % rows, idx[keep] // rows
-        r0, c0 = r.min(), c.min()
-        box = np.zeros((r.max() - r0 + 1, c.max() - c0 + 1), dtype=bool)
-        box[r - r0, c - c0] = True
-        labels, _ = ndimage.label(box, structure=np.ones((3, 3)))
-        peak = np.argmax(val)
-        peak_label = labels[idx[peak] % rows - r0, idx[peak] // rows - c0]
-        box = ndimage.binary_fill_holes(labels == peak_label)
-        masks[k, r0:r0 + box.shape[0], c0:c0 + box.shape[1]] = box
-    return masks
-
-
-def _best_overlap_scores(masks: np.ndarray, seeds: np.ndarray, seed_scores: np.ndarray) -> np.ndarray:
-    """For each mask, the score of the seed it overlaps most (IoU); NaN when it overlaps none."""
-    from .rois import best_overlap, sparse_rows
-
-    out = np.full(len(masks), np.nan)
-    if len(masks) == 0 or len(seeds) == 0:
-        return out
-    which, _ = best_overlap(sparse_rows(masks.reshape(len(masks), -1)), sparse_rows(seeds.reshape(len(seeds), -1)))
-    out[which >= 0] = np.asarray(seed_scores, dtype=np.float64)[which[which >= 0]]
-    return out
 
 
 def _field(est, name: str, default=None):
@@ -299,97 +188,6 @@ def _resolve_backend(backend: str) -> str:
 
     return "caiman" if caiman_available() else "builtin"
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# writers (each atomic)
-# ----------------------------------------------------------------------------------------------------------------
-
-def write_traces_csv(path: str | os.PathLike, traces: np.ndarray, fr: float, names: list[str] | None = None) -> Path:
-    """Write traces (K, T) as CSV: ``frame``, ``time_s`` (frame / fr) and one column per trace."""
-    traces = np.asarray(traces, dtype=np.float64).reshape(-1, np.shape(traces)[-1] if np.ndim(traces) else 0)
-    k, t = traces.shape
-    names = names or [f"roi_{i}" for i in range(k)]
-    table = np.column_stack([np.arange(t), np.arange(t) / float(fr), traces.T])
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        np.savetxt(tmp, table, delimiter=",", header=",".join(["frame", "time_s", *names]), comments="",
-                   fmt=["%d", "%.6f"] + ["%.7g"] * k)
-    return path
-
-
-def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool = True) -> dict[str, Path]:
-    """Write each summary image as a float32 TIFF (``<name>.tif``) and, with ``pictures``, a PNG (``<name>.png``).
-
-    Parameters
-    ----------
-    summary : SummaryImages
-        (corr, pnr, std, mean, median, max), each (rows, cols).
-    out_dir : path
-        Folder (created if needed).
-
-    Returns
-    -------
-    dict of name -> path of every file written.
-    """
-    import tifffile
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, image in zip(summary._fields, summary, strict=True):
-        if image is None:  # an optional image that was not computed
-            continue
-        image = np.asarray(image, dtype=np.float32)
-        with atomic_path(out / f"{name}.tif") as tmp:
-            tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name})
-        files[f"{name}.tif"] = out / f"{name}.tif"
-        if pictures:
-            files[f"{name}.png"] = _summary_png(image, name, out / f"{name}.png")
-    return files
-
-
-_SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio",
-                   "pnr_filtered": "peak-to-noise ratio of the soma-filtered movie", "std": "standard deviation",
-                   "mean": "mean", "median": "median", "max": "maximum"}
-
-
-def _summary_png(image: np.ndarray, name: str, path: Path) -> Path:
-    from . import report
-
-    rows, cols = image.shape
-    fig = report._figure(6.0, max(2.5, 6.0 * rows / cols * 0.9))
-    ax = fig.add_subplot(1, 1, 1)
-    vmin, vmax = report._stretch(image)
-    im = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
-    ax.set_title(f"{_SUMMARY_TITLES.get(name, name)} image", fontsize=10)
-    ax.set_xlabel("column (px)")
-    ax.set_ylabel("row (px)")
-    return report._save(fig, path)
-
-
-def _write_npz(path: Path, **arrays) -> Path:
-    """``np.savez_compressed``'s format (``np.load`` reads it), at the fastest deflate level.
-
-    The mask stacks are dense (K, rows, cols) and almost all zeros: on a 1280 x 1280 field with 1297 masks, level 1
-    wrote the file in 13 s (35 MB) against 30 s (17 MB) at ``savez_compressed``'s level 6.
-    """
-    import zipfile
-
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            for name, value in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
-    return path
-
-
-def _remove_stale(out: Path, written: dict[str, Path]) -> None:
-    """Remove our own outputs of an earlier run that this run did not write (they would no longer match)."""
-    for role, name in OUTPUT_FILES.items():
-        if role not in written and (out / name).is_file():
-            (out / name).unlink()
-            logger.info("removed stale %s from an earlier run", out / name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -575,13 +373,13 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         record = provenance(model=det.model, movie=movie, backend=backend)
         if est is not None:
             est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
-        files = _save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
-        files["provenance"] = _write_json(out / OUTPUT_FILES["provenance"], record)
+        files = save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
+        files["provenance"] = write_json(out / OUTPUT_FILES["provenance"], record)
     if params.output.pictures:
         with timer("pictures"):
-            files.update(_save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,
+            files.update(save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,
                                         accepted_idx, gt_masks, progress))
-    _remove_stale(out, files)
+    remove_stale(out, files)
 
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
                        n_detected=len(detected), n_components=None if est is None else len(all_masks),
@@ -592,13 +390,6 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     logger.info("run finished\n%s", result.summary())
     return result
 
-
-def _write_json(path: Path, record: dict) -> Path:
-    import json
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
-    return path
 
 
 def _accepted_by_score(est, accepted: np.ndarray, params: Params) -> int | None:
@@ -630,79 +421,6 @@ def _load_gt(gt, frame_shape) -> np.ndarray | None:
     return masks
 
 
-def _save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx):
-    from .rois import write_rois
-
-    files: dict[str, Path] = {}
-    if est is not None:
-        with atomic_path(out / OUTPUT_FILES["results"]) as tmp:
-            est.save(str(tmp))
-        files["results"] = out / OUTPUT_FILES["results"]
-        traces = np.asarray(est.C)[accepted_idx] if len(accepted_idx) else np.zeros((0, movie.n_frames))
-        files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
-        if params.output.nwb:
-            with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp), fr=params.data.fr)
-            files["nwb"] = out / OUTPUT_FILES["nwb"]
-    with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
-        write_rois(tmp, final)
-    files["rois"] = out / OUTPUT_FILES["rois"]
-    files["masks"] = _write_npz(
-        out / OUTPUT_FILES["masks"], masks=final, component=np.asarray(accepted_idx, dtype=np.int64),
-        all_masks=all_masks, accepted=accepted, detected_masks=np.asarray(init.masks, dtype=bool),
-        detection_scores=np.asarray(init.scores, dtype=np.float64),
-        detected_centers=np.asarray(init.centers, dtype=np.float64),
-        detection_diameter=np.float64(np.nan if init.neuron_diameter is None else init.neuron_diameter),
-        prob_map=np.asarray(init.prob_map, dtype=np.float32), corr=np.asarray(summary.corr, dtype=np.float32))
-    with atomic_path(out / OUTPUT_FILES["params"]) as tmp:
-        params.save(tmp)
-    files["params"] = out / OUTPUT_FILES["params"]
-    return files
-
-
-def _save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx,
-                   gt_masks, progress: bool = False):
-    from tqdm.auto import tqdm
-
-    from . import report
-
-    detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
-    cnn = None if est is None else getattr(est, "cnn_preds", None)
-    if cnn is not None and len(cnn) == len(all_masks):  # the scores quality control used (0: no detection overlaps)
-        scores = np.where(np.asarray(cnn, dtype=np.float64) > 0, cnn, np.nan)
-    else:
-        scores = _best_overlap_scores(all_masks, detected, np.asarray(init.scores))
-    if est is None:
-        title = f"{len(detected)} neurons detected"
-    else:
-        title = f"{int(accepted.sum())} accepted of {len(all_masks)} refined components ({len(detected)} detected)"
-    lo = float(params.detection.min_score)
-    score_range = (lo, 1.0) if 0.0 <= lo < 0.95 else None  # scores below min_score were dropped: use the colours
-    jobs = {
-        "contours": lambda path: report.plot_contours(summary.corr, all_masks, path, scores=scores, accepted=accepted,
-                                                      gt_masks=gt_masks, title=title, score_range=score_range),
-        "probability": lambda path: report.plot_probability(init.prob_map, path, masks=detected,
-                                                            title=f"neuron probability ({len(detected)} detected)"),
-    }
-    if est is not None and len(all_masks):
-        # the accepted components, named as in traces.csv; if none passed quality control, the rejected ones
-        shown = accepted_idx if len(accepted_idx) else np.arange(len(all_masks))
-        labels = ([f"roi_{i}" for i in range(len(shown))] if len(accepted_idx)
-                  else [f"component {k} (rejected)" for k in shown])
-        C = np.asarray(est.C)[shown]
-        yra = getattr(est, "YrA", None)
-        raw = None if yra is None else C + np.asarray(yra)[shown]
-        snr = getattr(est, "SNR_comp", None)
-        snr = None if snr is None else np.asarray(snr, dtype=np.float64)[shown]
-        what = None if len(accepted_idx) else "no component passed quality control: the rejected ones"
-        jobs["traces_picture"] = lambda path: report.plot_traces(C, path, fr=params.data.fr, raw=raw, snr=snr,
-                                                                 labels=labels, title=what)
-    jobs["gif"] = lambda path: report.save_gif(movie, final, path, n_frames=params.output.gif_frames,
-                                               fps=min(30.0, max(5.0, params.data.fr)))
-    files: dict[str, Path] = {}
-    for role, job in tqdm(jobs.items(), desc="pictures", unit="picture", disable=not progress):
-        files[role] = job(out / OUTPUT_FILES[role])
-    return files
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._files import atomic_path
-from .rois import bounding_box
+from .masks import bounding_box
 
 logger = logging.getLogger(__name__)
 

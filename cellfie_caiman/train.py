@@ -25,9 +25,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._checks import number
+from .masks import mask_diameter
 from .models import DetectionModel, ModelConfig, new_model
 from .models.preprocess import check_images
-from .rois import mask_diameter
 from .training.fields import Field, _annotated, _as_masks, prepare_field
 from .training.sampling import _hard_candidates, _instance_batch, _unet_batch
 from .training.simulated import blob_field, blob_movie, neuron_density, simulated_datasets, simulated_field

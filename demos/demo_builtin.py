@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     import cellfie_caiman as cc
     from cellfie_caiman import report
-    from cellfie_caiman.pipeline import footprints_to_masks
+    from cellfie_caiman.masks import footprints_to_masks
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import cellfie_caiman as cc
     from cellfie_caiman import report
     from cellfie_caiman.cnmf.scores import component_scores
-    from cellfie_caiman.pipeline import footprints_to_masks
+    from cellfie_caiman.masks import footprints_to_masks
 
     # CaImAn resolves relative names against its temp folder: give it an absolute path
     fname = os.path.abspath(args.movie or os.path.join(caiman_datadir(), "example_movies", "demoMovie.tif"))

@@ -97,8 +97,8 @@ def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_s
     """Without neuron_diameter, 20 px neurons (the model was trained at ~12 px) are first found as ~16 px masks, which
     is outside the accepted range: initialize detects again at the measured size, closer to the truth and with a
     better F1 than at the model's scale (measured on bigger fields in benchmarks/detection.py: 0.868 -> 0.929)."""
+    from cellfie_caiman.masks import mask_diameter
     from cellfie_caiman.models import model_config
-    from cellfie_caiman.rois import mask_diameter
 
     train_d = model_config().train_diameter
     # 90 neurons: on 40 a single neuron moves F1 by 0.025 (session 12's model gains 0.025 there, 0.05 here)

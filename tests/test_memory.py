@@ -51,8 +51,8 @@ def _stack(n: int, side: int) -> np.ndarray:
 def _builders():
     import scipy.sparse as sp
 
-    from cellfie_caiman.pipeline import footprints_to_masks
-    from cellfie_caiman.rois import masks_from_coordinates, take_masks
+    from cellfie_caiman.masks import footprints_to_masks, take_masks
+    from cellfie_caiman.rois import masks_from_coordinates
 
     def from_coordinates(masks):
         return masks_from_coordinates([np.argwhere(m) for m in masks], masks.shape[1:])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cellfie_caiman.rois import mask_diameter
+from cellfie_caiman.masks import mask_diameter
 from cellfie_caiman.simulate_blobs import simulate_blobs
 
 

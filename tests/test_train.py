@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cellfie_caiman.detection import _dihedral
+from cellfie_caiman.masks import mask_diameter
 from cellfie_caiman.models import ModelConfig, load_model
-from cellfie_caiman.rois import mask_diameter, write_rois
+from cellfie_caiman.rois import write_rois
 from cellfie_caiman.simulate import simulate
 from cellfie_caiman.summary import summary_images
 from cellfie_caiman.train import prepare_field, selection_scores, train

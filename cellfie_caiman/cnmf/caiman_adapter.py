@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rois import masks_to_ain
+from ..masks import masks_to_ain
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..rois import best_overlap
+from ..masks import best_overlap
 from .quality import accept
 from .seeded import seed_matrix
 

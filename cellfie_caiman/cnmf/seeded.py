@@ -26,7 +26,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 from tqdm.auto import tqdm
 
-from ..rois import sparse_rows
+from ..masks import sparse_rows
 from ._data import MovieData
 from ._kernels import entries_dot, entries_dot_pm, hals_shapes, pattern_rows, sparse_project
 from .estimates import Estimates

@@ -7,9 +7,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from ..masks import bounding_box
 from ..models import ModelConfig, stack_inputs
 from ..models.preprocess import check_images, is_summary
-from ..rois import bounding_box
 
 
 class Field(NamedTuple):
