@@ -57,10 +57,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the full traceback of errors")
 
 
-def _add_var_name(p: argparse.ArgumentParser) -> None:
+def _add_var_name(p: argparse.ArgumentParser, whose: str = "the movie's") -> None:
     p.add_argument("--var-name", metavar="NAME",
-                   help="the movie's dataset in an HDF5 file, or its series in an NWB file, when there are several "
-                        "(default: 'mov', or the only 3-D one)")
+                   help=f"{whose} dataset in an HDF5 file, or series in an NWB file, when there are several "
+                        f"(default: 'mov', or the only 3-D one)")
 
 
 def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "uses only that part, else the neurons nobody outlined would be learnt as background; "
                         "start it with a row number, not a minus sign (384:,: rather than -128:,:), or it reads "
                         "as an option (repeat --data for several movies)")
+    _add_var_name(p, "each --data movie's")
     p.add_argument("--simulated", type=int, help="number of simulated fields added to the training data (default: 8, "
                    "or 0 when fine-tuning --init-model on --data)")
     p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
@@ -274,6 +275,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from .io import load_movie
     from .train import train
 
     out = Path(args.out).expanduser()
@@ -287,8 +289,11 @@ def _cmd_train(args) -> int:
         for path in entry[:2]:
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: no such file or folder")
+    datasets = [tuple(entry) for entry in args.data]
+    if args.var_name is not None:  # each movie opened here (headers only), reading the dataset named
+        datasets = [(load_movie(movie, var_name=args.var_name), *rest) for movie, *rest in datasets]
     record = {"command": " ".join([PROG, *args.argv])}
-    result = train([tuple(entry) for entry in args.data], out, simulated=args.simulated,
+    result = train(datasets, out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
                    init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,

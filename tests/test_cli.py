@@ -150,6 +150,32 @@ def test_train_writes_loadable_weights(tmp_path, capsys):
     _one_line_error(capsys, "w.npz", "--overwrite")
 
 
+@pytest.mark.slow
+def test_train_var_name_picks_the_annotated_movie(tmp_path, capsys):
+    """--var-name applies to every --data movie: without it an HDF5 file with two movies is refused, naming the
+    option; with it the dataset named is trained on (the other one has frames of another size, which the ROIs
+    would not fit)."""
+    import h5py
+
+    from cellfie_caiman.models import load_model
+    from cellfie_caiman.rois import write_rois
+    from cellfie_caiman.simulate import simulate
+
+    sim = simulate(60, (64, 64), 6, seed=5)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["raw"] = np.zeros((60, 32, 32), np.float32)
+        f["registered"] = sim.movie
+    write_rois(tmp_path / "rois.json", sim.masks)
+    argv = ["train", "-o", str(tmp_path / "w.npz"), "--data", str(tmp_path / "two.h5"), str(tmp_path / "rois.json"),
+            "--simulated", "0", "--epochs", "1", "--steps-per-epoch", "1", "--no-progress"]
+    assert main(argv) == 2
+    _one_line_error(capsys, "raw, registered", "--var-name")
+    assert main([*argv, "--var-name", "raw"]) == 2  # the other movie: the ROIs do not fit its 32 x 32 frames
+    _one_line_error(capsys, "outside")
+    assert main([*argv, "--var-name", "registered"]) == 0
+    assert load_model(tmp_path / "w.npz").config.training["command"].endswith("--var-name registered")
+
+
 def test_evaluate_missing_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 2
     _one_line_error(capsys, "a.json")
