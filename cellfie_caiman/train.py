@@ -166,9 +166,6 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     -------
     TrainResult
     """
-    import keras
-    from tqdm.auto import tqdm
-
     _check_settings(epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience, val_fraction=val_fraction,
                     zooms=zooms, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
                     learning_rate=learning_rate, annotated_fraction=annotated_fraction, max_minutes=max_minutes,
@@ -189,30 +186,12 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     if not datasets and not simulated:
         raise ValueError("train needs at least one annotated dataset or simulated > 0")
     start = load_model(init_model) if init_model is not None else None
-    if channels is None:
-        channels = start.config.channels if start is not None else (config or ModelConfig()).channels
-    channels = tuple(channels)
-    from .summary import SummaryImages
-
-    unknown = [c for c in channels if c not in SummaryImages._fields]
-    if unknown or not channels:
-        raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
-    if missed_signal is not None and "pnr_filtered" not in channels:
-        raise ValueError("missed_signal reads the pnr_filtered image, which is not among the channels "
-                         f"{list(channels)}")
+    channels = _channels(channels, start, config, missed_signal)
     # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
     filter_diameter = None
     if "pnr_filtered" in channels:
         filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
-    lengths = sorted({len(entry) for entry in datasets} - {2, 3})
-    if lengths:
-        raise ValueError(f"each dataset must be (movie, rois) or (movie, rois, region), got {lengths[0]} items")
-    named, regions = [], []
-    for i, entry in enumerate(datasets):
-        source, rois, region = (*entry, None)[:3]
-        named.append((f"dataset{i}", *_annotated(source, rois, channels, filter_diameter, batch_frames, progress,
-                                                 region)))
-        regions.append(None if region is None else str(region))
+    named, regions = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress)
     if isinstance(simulated, (int, np.integer)):
         if simulated < 0:
             raise ValueError(f"simulated must be >= 0, got {simulated}")
@@ -229,15 +208,92 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         simulated = len(made)
     named += [(f"simulated{i}", s, m) for i, (s, m) in enumerate(made)]
     diameters = [mask_diameter(m) for _, _, m in named]
+    model = _starting_model(start, config, channels, diameters)
+    fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
+    logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
+                np.round(diameters, 1))
+
+    history, best_f1, best_epoch = _fit(
+        model, fields, weights, rng, learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        patience=patience, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
+        missed_crops=missed_crops, missed_signal=missed_signal, selection=selection, max_minutes=max_minutes,
+        t_start=t_start, progress=progress)
+    from . import __version__
+    from .provenance import provenance, software_versions
+
+    info = dict(record or {})
+    info.update({"cellfie_caiman": __version__, "software": software_versions(),
+                 # the weights fine-tuned (file and SHA-256), or None when trained from scratch
+                 "init_model": provenance(model=start)["model"] if start is not None else None,
+                 "best_epoch": best_epoch, "val_f1": round(best_f1, 4), "epochs_run": len(history), "seed": seed,
+                 "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
+                 "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
+                 "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
+                 "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
+                 "simulated_long": simulated_long,
+                 "missed_crops": missed_crops, "missed_signal": missed_signal,
+                 "simulated_rates": list(simulated_rates),
+                 "datasets": [n for n, _, _ in named], "dataset_regions": regions,
+                 "neuron_diameters": [round(d, 2) for d in diameters],
+                 "minutes": round((time.monotonic() - t_start) / 60, 1),
+                 # when each epoch ended (minutes since the start, field preparation included) and its score: how
+                 # much of the budget the best epoch needed
+                 "epoch_minutes": [round(r["minutes"], 3) for r in history],
+                 "epoch_val_f1": [round(r["val_f1"], 4) for r in history]})
+    model = DetectionModel(dataclasses.replace(model.config, training=info), model.unet, model.instance)
+    path = model.save(out_path) if out_path is not None else None
+    return TrainResult(model, path, history, best_epoch, best_f1)
+
+
+def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
+    """The summary images the model reads: ``channels``, else those of the weights fine-tuned (``start``) or of
+    ``config``; each must be a :class:`SummaryImages` field."""
+    from .summary import SummaryImages
+
+    if channels is None:
+        channels = start.config.channels if start is not None else (config or ModelConfig()).channels
+    channels = tuple(channels)
+    unknown = [c for c in channels if c not in SummaryImages._fields]
+    if unknown or not channels:
+        raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
+    if missed_signal is not None and "pnr_filtered" not in channels:
+        raise ValueError("missed_signal reads the pnr_filtered image, which is not among the channels "
+                         f"{list(channels)}")
+    return channels
+
+
+def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress) -> tuple[list, list]:
+    """``[(name, summary, masks)]`` of the annotated datasets (cut to their regions) and the regions as given
+    (None: the whole field)."""
+    lengths = sorted({len(entry) for entry in datasets} - {2, 3})
+    if lengths:
+        raise ValueError(f"each dataset must be (movie, rois) or (movie, rois, region), got {lengths[0]} items")
+    named, regions = [], []
+    for i, entry in enumerate(datasets):
+        source, rois, region = (*entry, None)[:3]
+        named.append((f"dataset{i}", *_annotated(source, rois, channels, filter_diameter, batch_frames, progress,
+                                                 region)))
+        regions.append(None if region is None else str(region))
+    return named, regions
+
+
+def _starting_model(start, config, channels, diameters) -> DetectionModel:
+    """The networks training starts from: a copy of ``start`` (fine-tuning; weights of a new channel zero), or new
+    ones from ``config``, whose default ``train_diameter`` becomes the median neuron diameter of the data."""
     if start is not None:
-        model = DetectionModel(dataclasses.replace(start.config, channels=channels),
-                               *_clone(start, channels), source="")
-        config = model.config
-    else:
-        config = dataclasses.replace(config or ModelConfig(), channels=channels)
-        if dataclasses.replace(config, channels=ModelConfig().channels) == ModelConfig():
-            config = dataclasses.replace(config, train_diameter=round(float(np.nanmedian(diameters)), 2))
-        model = new_model(config)
+        return DetectionModel(dataclasses.replace(start.config, channels=channels), *_clone(start, channels),
+                              source="")
+    config = dataclasses.replace(config or ModelConfig(), channels=channels)
+    if dataclasses.replace(config, channels=ModelConfig().channels) == ModelConfig():
+        config = dataclasses.replace(config, train_diameter=round(float(np.nanmedian(diameters)), 2))
+    return new_model(config)
+
+
+def _training_fields(named, config, zooms, val_fraction, annotated_fraction, progress) -> tuple[list, np.ndarray]:
+    """Every dataset prepared at every zoom, and the probability of drawing a crop from each field: in proportion
+    to its training area, the annotated fields together getting ``annotated_fraction`` when there are both kinds."""
+    from tqdm.auto import tqdm
+
     fields = []
     for name, s, m in tqdm(named, desc="preparing fields", disable=not progress):
         for z in zooms:
@@ -248,9 +304,26 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     if annotated_fraction is not None and annotated.any() and (~annotated).any():
         weights[annotated] *= annotated_fraction / weights[annotated].sum()
         weights[~annotated] *= (1 - annotated_fraction) / weights[~annotated].sum()
-    logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
-                np.round(diameters, 1))
+    return fields, weights
 
+
+def _fit(model: DetectionModel, fields: list, weights: np.ndarray, rng: np.random.Generator, *, learning_rate: float,
+         epochs: int, steps_per_epoch: int, patience: int, unet_batch: int, unet_crop: int, instance_batch: int,
+         missed_crops: float, missed_signal: float | None, selection: str, max_minutes: float | None,
+         t_start: float, progress: bool) -> tuple[list, float, int]:
+    """The epochs: updates of both networks, then validation; the best epoch's weights are left in ``model``.
+
+    The learning rate halves after every 3 epochs without a better validation score; training stops after
+    ``patience`` of them, after ``epochs``, or after the epoch that passes ``max_minutes`` since ``t_start``.
+
+    Returns
+    -------
+    history : list of dict (one per epoch), best_f1 : float, best_epoch : int
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    config = model.config
     unet, inst = model.unet, model.instance
     opt_u = keras.optimizers.Adam(learning_rate)
     opt_i = keras.optimizers.Adam(learning_rate)
@@ -301,31 +374,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
             break
     for k, net in model.networks.items():
         net.set_weights(best[2][k])
-    from . import __version__
-    from .provenance import provenance, software_versions
-
-    info = dict(record or {})
-    info.update({"cellfie_caiman": __version__, "software": software_versions(),
-                 # the weights fine-tuned (file and SHA-256), or None when trained from scratch
-                 "init_model": provenance(model=start)["model"] if start is not None else None,
-                 "best_epoch": best[1], "val_f1": round(best[0], 4), "epochs_run": len(history), "seed": seed,
-                 "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
-                 "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
-                 "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
-                 "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
-                 "simulated_long": simulated_long,
-                 "missed_crops": missed_crops, "missed_signal": missed_signal,
-                 "simulated_rates": list(simulated_rates),
-                 "datasets": [n for n, _, _ in named], "dataset_regions": regions,
-                 "neuron_diameters": [round(d, 2) for d in diameters],
-                 "minutes": round((time.monotonic() - t_start) / 60, 1),
-                 # when each epoch ended (minutes since the start, field preparation included) and its score: how
-                 # much of the budget the best epoch needed
-                 "epoch_minutes": [round(r["minutes"], 3) for r in history],
-                 "epoch_val_f1": [round(r["val_f1"], 4) for r in history]})
-    model = DetectionModel(dataclasses.replace(config, training=info), unet, inst)
-    path = model.save(out_path) if out_path is not None else None
-    return TrainResult(model, path, history, best[1], best[0])
+    return history, best[0], best[1]
 
 
 def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, unet_batch, unet_crop, instance_batch,
