@@ -583,6 +583,48 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     calcium = _ar_filter(spikes, g)
 
     # --- background traces ---------------------------------------------------------------------------------------
+    background_traces = _background_traces(rng_time, calcium, g1, fs=fs, nb=nb, bleach=bleach,
+                                           neuropil_activity=neuropil_activity, background_drift=background_drift,
+                                           rate=rate, burstiness=burstiness, puncta_activity=puncta_activity)
+    bleach_trace = background_traces[0]
+    # active out-of-focus somata: sparse images (displaced by the in-focus somata like the neuropil) and traces
+    oof_images = sp.csr_matrix((0, n_pix), dtype=np.float32)
+    if out_of_focus_activity > 0 and blurred_cells.shape[0]:
+        n_oof = blurred_cells.shape[0]
+        oof_rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_oof)), *rate_range)
+        oof_spikes = _bursty_spikes(rng_time, oof_rates, shared, fs, burstiness, synchrony)
+        oof_calcium = _ar_filter(oof_spikes, np.tile(g1, (n_oof, 1))) / _kernel_peak(g1)
+        oof_images = sp.csr_matrix(blurred_cells.multiply((level * np.exp(log_keep))[None, :]), dtype=np.float32)
+        background_traces = np.vstack([background_traces, bleach_trace * out_of_focus_activity * oof_calcium])
+
+    # --- the movie, block by block ---------------------------------------------------------------------------------
+    movie, sum_clean = _render(background.reshape(-1, n_pix), background_traces, oof_images, A, calcium, rng_noise,
+                               gain=gain, read_noise=read_noise, exact_poisson=exact_poisson,
+                               block_frames=block_frames, progress=progress)
+    movie = movie.reshape(n_frames, rows, cols)
+    noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)
+    logger.debug("simulated %d frames of %dx%d with %d neurons (%d spikes), noise sigma %.3g", n_frames, rows, cols,
+                 n_neurons, int(spikes.sum()), noise_sigma)
+
+    # --- dense ground truth ------------------------------------------------------------------------------------------
+    # scattered into untouched zero pages: far faster than densifying the sparse matrix
+    footprints = np.zeros((n_neurons, rows, cols), dtype=np.float32)
+    footprints.reshape(n_neurons, n_pix)[row_idx, pix] = values
+    masks = _masks_of_cells(cells, (rows, cols), mask_threshold)
+    if oof_images.shape[0]:
+        background = np.concatenate([background, oof_images.toarray().reshape(-1, rows, cols)])
+    return Simulation(movie=movie, masks=masks, footprints=footprints, calcium=calcium, spikes=spikes,
+                      background=background, background_traces=background_traces, noise_sigma=noise_sigma,
+                      centers=centers, fs=float(fs), decay_time=float(decay_time), g=g)
+
+
+def _background_traces(rng_time: np.random.Generator, calcium: np.ndarray, g1: np.ndarray, *, fs: float, nb: int,
+                       bleach: float, neuropil_activity: float, background_drift: float, rate: float,
+                       burstiness: float, puncta_activity: float) -> np.ndarray:
+    """Traces (nb + 3, T) of the background components: bleaching of the resting image, the neuropil's relative
+    fluctuation (following the population activity of ``calcium`` (N, T), and slower noise), the puncta's
+    transients and the ``nb`` drifting fields."""
+    n_neurons, n_frames = calcium.shape
     t = np.arange(n_frames)
     bleach_trace = (1.0 - bleach) ** (t / max(n_frames - 1, 1))
     pop = calcium.mean(axis=0) if n_neurons else np.zeros(n_frames)
@@ -598,25 +640,25 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
                                                      - 0.5 * burstiness ** 2))
     dot_calcium = _ar_filter(dot_spikes[None].astype(float), g1[None])[0] / _kernel_peak(g1)
     dot_trace = bleach_trace * puncta_activity * dot_calcium
-    background_traces = np.vstack([bleach_trace, np_trace, dot_trace, drift_traces.reshape(nb, n_frames)])
-    # active out-of-focus somata: sparse images (displaced by the in-focus somata like the neuropil) and traces
-    oof_images = sp.csr_matrix((0, n_pix), dtype=np.float32)
-    if out_of_focus_activity > 0 and blurred_cells.shape[0]:
-        n_oof = blurred_cells.shape[0]
-        oof_rates = np.clip(rate * np.exp(rate_sigma * rng_time.standard_normal(n_oof)), *rate_range)
-        oof_spikes = _bursty_spikes(rng_time, oof_rates, shared, fs, burstiness, synchrony)
-        oof_calcium = _ar_filter(oof_spikes, np.tile(g1, (n_oof, 1))) / _kernel_peak(g1)
-        oof_images = sp.csr_matrix(blurred_cells.multiply((level * np.exp(log_keep))[None, :]), dtype=np.float32)
-        background_traces = np.vstack([background_traces, bleach_trace * out_of_focus_activity * oof_calcium])
+    return np.vstack([bleach_trace, np_trace, dot_trace, drift_traces.reshape(nb, n_frames)])
 
-    # --- the movie, block by block ---------------------------------------------------------------------------------
+
+def _render(bg_flat: np.ndarray, background_traces: np.ndarray, oof_images, A, calcium: np.ndarray,
+            rng_noise: np.random.Generator, *, gain: float, read_noise: float, exact_poisson: bool,
+            block_frames: int | None, progress: bool) -> tuple[np.ndarray, float]:
+    """The noisy movie (T, pixels) float32, block by block, and the sum of its noiseless values.
+
+    Noiseless frames: the dense background images ``bg_flat`` (n_dense, pixels) times the first n_dense
+    ``background_traces``, the sparse out-of-focus somata ``oof_images`` (n_oof, pixels) times the rest, and the
+    neurons' footprints ``A`` (N, pixels) times ``calcium`` (N, T); negative values clipped to 0. Then shot noise
+    (``gain`` ADU per photo-electron: Poisson, or a Gaussian of the same variance) and Gaussian read noise.
+    """
+    n_dense, n_pix = bg_flat.shape
+    n_frames = background_traces.shape[1]
     if block_frames is None:
         block_frames = max(1, int(8e6 // n_pix))
-    movie = np.empty((n_frames, rows, cols), dtype=np.float32)
-    flat = movie.reshape(n_frames, n_pix)
-    bg_flat = background.reshape(-1, n_pix)
+    flat = np.empty((n_frames, n_pix), dtype=np.float32)
     oof_t = oof_images.T.tocsr()
-    n_dense = len(bg_flat)
     At = A.T.tocsr()
     sum_clean = 0.0
     for t0 in tqdm(range(0, n_frames, block_frames), desc="simulating frames", unit="block", disable=not progress):
@@ -624,7 +666,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         clean = background_traces[:n_dense, t0:t1].T.astype(np.float32) @ bg_flat
         if oof_t.shape[1]:
             clean += (oof_t @ background_traces[n_dense:, t0:t1].astype(np.float32)).T
-        if n_neurons:
+        if A.shape[0]:
             clean += (At @ calcium[:, t0:t1].astype(np.float32)).T
         np.maximum(clean, 0.0, out=clean)
         sum_clean += float(clean.sum(dtype=np.float64))
@@ -640,23 +682,17 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
             noisy *= sd
             noisy += clean
         flat[t0:t1] = noisy
-    noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)
-    logger.debug("simulated %d frames of %dx%d with %d neurons (%d spikes), noise sigma %.3g", n_frames, rows, cols,
-                 n_neurons, int(spikes.sum()), noise_sigma)
+    return flat, sum_clean
 
-    # --- dense ground truth ------------------------------------------------------------------------------------------
-    # scattered into untouched zero pages: far faster than densifying the sparse matrix
-    footprints = np.zeros((n_neurons, rows, cols), dtype=np.float32)
-    footprints.reshape(n_neurons, n_pix)[row_idx, pix] = values
-    masks = np.zeros((n_neurons, rows, cols), dtype=bool)
+
+def _masks_of_cells(cells: list, shape: tuple[int, int], mask_threshold: float) -> np.ndarray:
+    """Ground-truth masks (N, rows, cols) bool: each cell's footprint above ``mask_threshold`` of its peak, holes
+    filled."""
+    masks = np.zeros((len(cells),) + tuple(shape), dtype=bool)
     for k, cell in enumerate(cells):
         r0, c0 = cell.rows.min(), cell.cols.min()
         patch = np.zeros((cell.rows.max() - r0 + 1, cell.cols.max() - c0 + 1))
         patch[cell.rows - r0, cell.cols - c0] = cell.shape
         masks[k, r0:r0 + patch.shape[0], c0:c0 + patch.shape[1]] = ndi.binary_fill_holes(
             patch > mask_threshold * patch.max())
-    if oof_images.shape[0]:
-        background = np.concatenate([background, oof_images.toarray().reshape(-1, rows, cols)])
-    return Simulation(movie=movie, masks=masks, footprints=footprints, calcium=calcium, spikes=spikes,
-                      background=background, background_traces=background_traces, noise_sigma=noise_sigma,
-                      centers=centers, fs=float(fs), decay_time=float(decay_time), g=g)
+    return masks
