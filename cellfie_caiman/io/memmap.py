@@ -74,6 +74,8 @@ def is_caiman_memmap_name(path: Path) -> bool:
 class CaimanMemmapReader(Reader):
     """A CaImAn memmap: Yr (pixels, T) float32, pixel p = i + j*d1, order C (pixel-major) or F (frame-major)."""
 
+    _handle = "_yr"
+
     def __init__(self, path: Path, mode: str = "r"):
         self.source = str(path)
         self.path = path
@@ -117,11 +119,6 @@ class CaimanMemmapReader(Reader):
 
     def close(self):
         self._yr = None
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_yr"] = None
-        return state
 
 
 def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: str | os.PathLike | None = None,

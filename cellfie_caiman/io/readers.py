@@ -10,15 +10,26 @@ from .errors import MovieError
 
 
 class Reader:
+    """A movie's storage: ``shape`` (T, rows, cols), ``dtype``, ``source`` and ``read(start, stop)``."""
+
     shape: tuple[int, int, int]
     dtype: np.dtype
     source: str
+    #: The attribute holding an open file or map, if any: left out when the reader is pickled (sent to another
+    #: process), which reopens it on the first read.
+    _handle: str | None = None
 
     def read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self._handle is not None:
+            state[self._handle] = None
+        return state
 
 
 class ArrayReader(Reader):
@@ -36,6 +47,8 @@ class ArrayReader(Reader):
 
 class MappedFileReader(ArrayReader):
     """A memory-mapped file (.npy or uncompressed TIFF); pickles as its path, not its data."""
+
+    _handle = "array"
 
     def __init__(self, path: Path, kind: str, shape):
         self.path, self.kind = path, kind
@@ -57,14 +70,11 @@ class MappedFileReader(ArrayReader):
     def close(self):
         self.array = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["array"] = None
-        return state
-
 
 class TiffPagesReader(Reader):
     """A multi-page TIFF decoded lazily, a range of pages per read (compressed or non-contiguous files)."""
+
+    _handle = "_tf"
 
     def __init__(self, path: Path, shape, dtype, series: int | None = 0):
         self.source = str(path)
@@ -96,11 +106,6 @@ class TiffPagesReader(Reader):
             self._tf.close()
             self._tf = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_tf"] = None
-        return state
-
 
 class FolderReader(Reader):
     """A folder of single-frame TIFF files, one frame per file, in natural order."""
@@ -130,6 +135,8 @@ class FolderReader(Reader):
 class H5Reader(Reader):
     """A 3-D dataset in an HDF5 (or NWB) file, read by slicing."""
 
+    _handle = "_file"
+
     def __init__(self, path: Path, dataset: str, shape, dtype):
         self.source = str(path)
         self.path = path
@@ -156,8 +163,3 @@ class H5Reader(Reader):
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_file"] = None
-        return state
