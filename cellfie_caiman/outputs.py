@@ -179,6 +179,7 @@ def remove_stale(out: Path, written: dict[str, Path]) -> None:
 
 
 def write_json(path: Path, record: dict) -> Path:
+    """``record`` as indented JSON at ``path``, atomically."""
     import json
 
     with atomic_path(path) as tmp:
@@ -187,6 +188,8 @@ def write_json(path: Path, record: dict) -> Path:
 
 
 def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx):
+    """The result files of a run in ``out`` (:data:`OUTPUT_FILES`: results, traces, NWB, rois, masks, params); returns
+    them by role. ``est`` None (no refinement): only rois, masks and params."""
     from .rois import write_rois
 
     files: dict[str, Path] = {}
@@ -218,6 +221,7 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
 
 def save_pictures(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx,
                    gt_masks, progress: bool = False):
+    """The pictures of a run in ``out`` (contours, probability map, traces, GIF); returns them by role."""
     from tqdm.auto import tqdm
 
     from . import report

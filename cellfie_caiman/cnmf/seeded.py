@@ -429,6 +429,10 @@ def update_order(AA: np.ndarray) -> list[np.ndarray]:
 
 @dataclass
 class TemporalResult:
+    """What :func:`temporal_update` returns, in CaImAn's names: traces ``C``, background traces ``f``, spikes ``S``,
+    residuals ``YrA``, baselines ``bl``, initial values ``c1``, noise ``neurons_sn``, AR coefficients ``g`` and the
+    sparsity penalties ``lam``."""
+
     C: np.ndarray
     f: np.ndarray
     S: np.ndarray

@@ -19,6 +19,7 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def open_npy(path: Path) -> Reader:
+    """A ``.npy`` movie (T, rows, cols), memory-mapped; a 2-D ``.npy`` named like a CaImAn memmap is its ``Yr``."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -33,6 +34,7 @@ def open_npy(path: Path) -> Reader:
 
 
 def open_tiff(path: Path) -> Reader:
+    """A multi-page TIFF: memory-mapped when uncompressed and contiguous, else decoded a range of pages per read."""
     import tifffile
     try:
         with tifffile.TiffFile(path) as tf:
@@ -74,6 +76,7 @@ def _natural_key(path: Path):
 
 
 def open_tiff_folder(path: Path) -> Reader:
+    """A folder of single-frame TIFFs in natural order; every frame must have the first one's shape and type."""
     import tifffile
     files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES
                     and not f.name.startswith(".")), key=_natural_key)
@@ -110,6 +113,7 @@ def _open_h5(path: Path):
 
 
 def open_hdf5(path: Path, var_name: str | None) -> Reader:
+    """The 3-D dataset ``var_name`` of an HDF5 file, else ``mov``, else the only 3-D dataset."""
     import h5py
     with _open_h5(path) as f:
         if var_name is not None:
@@ -136,6 +140,8 @@ def _attr_str(value) -> str:
 
 
 def open_nwb(path: Path, var_name: str | None) -> Reader:
+    """The data of the ``TwoPhotonSeries`` named ``var_name`` of an NWB file, else of its only one (or of the only one
+    under ``acquisition/``)."""
     import h5py
     with _open_h5(path) as f:
         series = {}

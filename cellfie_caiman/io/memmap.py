@@ -65,6 +65,7 @@ def decode_memmap_name(fname: str | os.PathLike) -> dict:
 
 
 def is_caiman_memmap_name(path: Path) -> bool:
+    """Whether :func:`decode_memmap_name` reads ``path``'s name."""
     try:
         decode_memmap_name(path)
     except MovieError:
