@@ -143,8 +143,6 @@ _RULE_NAMES = {"caiman": "CaImAn rule", "iou": "IoU>=0.5 rule"}
 as_params = Params.coerce
 
 
-
-
 class _Timer:
     """Times named steps (wall clock, and CPU time of all the process's threads) into dicts and logs each."""
 
@@ -162,9 +160,6 @@ class _Timer:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
         logger.info("%s done in %.2f s (CPU %.2f s)", name, self.timings[name], self.cpu[name])
-
-
-
 
 
 def _field(est, name: str, default=None):
@@ -187,7 +182,6 @@ def _resolve_backend(backend: str) -> str:
     from .cnmf.caiman_adapter import caiman_available
 
     return "caiman" if caiman_available() else "builtin"
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,7 +385,6 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     return result
 
 
-
 def _accepted_by_score(est, accepted: np.ndarray, params: Params) -> int | None:
     """Accepted components that CaImAn's rule without the scores rejects (accepted on the score alone)."""
     if est is None or getattr(est, "cnn_preds", None) is None or est.SNR_comp is None or est.r_values is None:
@@ -419,8 +412,6 @@ def _load_gt(gt, frame_shape) -> np.ndarray | None:
         raise ValueError(f"ground-truth ROIs have shape {masks.shape}, expected (N, {frame_shape[0]}, "
                          f"{frame_shape[1]}) to match the movie")
     return masks
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def is_caiman_memmap_name(path: Path) -> bool:
         return False
     return True
 
+
 class CaimanMemmapReader(Reader):
     """A CaImAn memmap: Yr (pixels, T) float32, pixel p = i + j*d1, order C (pixel-major) or F (frame-major)."""
 

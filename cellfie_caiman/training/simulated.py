@@ -7,6 +7,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+
 def neuron_density(diameter: float) -> float:
     """Neurons per pixel of the simulated training fields (before their 0.6-2x random factor) for somata of
     ``diameter`` pixels: neurofinder fields hold about 0.0015 per pixel with ~12 px neurons, and the number that
