@@ -60,7 +60,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _add_var_name(p: argparse.ArgumentParser, whose: str = "the movie's") -> None:
     p.add_argument("--var-name", metavar="NAME",
                    help=f"{whose} dataset in an HDF5 file, or series in an NWB file, when there are several "
-                        f"(default: 'mov', or the only 3-D one)")
+                        "(default: 'mov', or the only 3-D one)")
 
 
 def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
