@@ -121,7 +121,7 @@ def test_tta_off_is_one_pass(field):
     model, x = field
     det = detect(model, x, tta=False)
     prob, heat = model.predict_maps(x)
-    np.testing.assert_array_equal(det.prob, prob)
+    np.testing.assert_allclose(det.prob, prob, atol=1e-6)  # not bit for bit: a GPU can round two calls differently
     _, scores = model.predict_instances(extract_windows(x, det.centers, model.config.window))
     np.testing.assert_allclose(det.scores, scores, atol=1e-6)
 

@@ -15,6 +15,7 @@ from cellfie_caiman.models import (
     normalize_image,
     stack_inputs,
 )
+from cellfie_caiman.models._precision import ieee_float32
 
 SMALL = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16)
 
@@ -79,7 +80,9 @@ def test_folded_first_block_matches_naive_convolution_and_batchnorm(small_model)
     bn = small_model.unet.get_layer("unet_enc0_bn0")
     expected = _naive_conv_bn_relu(x[0], small_model.unet.get_layer("unet_enc0_conv0").get_weights()[0],
                                    *bn.get_weights(), bn.epsilon)
-    np.testing.assert_allclose(first.predict_on_batch(x)[0], expected, rtol=1e-4, atol=1e-5)
+    with ieee_float32():  # PyTorch on a GPU would otherwise use TF32
+        got = first.predict_on_batch(x)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("net, level", [("unet", "unet_dec0"), ("unet", "unet_dec1"), ("instance", "inst_dec0")])
@@ -96,16 +99,34 @@ def test_inference_decoder_step_matches_naive_upsampling_concatenation_and_convo
     assert isinstance(folded.get_layer(f"{level}_upconv"), keras.layers.Conv2DTranspose)
     shape = (1, 16, 20) if net == "unet" else (1, 16, 16)
     x = np.random.default_rng(6).normal(size=shape + (len(SMALL.channels),)).astype(np.float32)
-    coarse, skip = keras.Model(trained.input, [trained.get_layer(level.replace("_dec", "_up")).input,
-                                               trained.get_layer(level.replace("_dec", "_cat")).input[1]],
-                               ).predict_on_batch(x)
+    coarse_and_skip = keras.Model(trained.input, [trained.get_layer(level.replace("_dec", "_up")).input,
+                                                  trained.get_layer(level.replace("_dec", "_cat")).input[1]])
+    with ieee_float32():  # PyTorch on a GPU would otherwise use TF32
+        coarse, skip = coarse_and_skip.predict_on_batch(x)
+        got = keras.Model(folded.input, folded.get_layer(f"{level}_relu0").output).predict_on_batch(x)[0]
     up = coarse[0].repeat(2, axis=0).repeat(2, axis=1)
     assert up.shape[:2] == skip.shape[1:3]
     bn = trained.get_layer(f"{level}_bn0")
     expected = _naive_conv_bn_relu(np.concatenate([up, skip[0]], axis=-1),
                                    trained.get_layer(f"{level}_conv0").get_weights()[0], *bn.get_weights(), bn.epsilon)
-    got = keras.Model(folded.input, folded.get_layer(f"{level}_relu0").output).predict_on_batch(x)[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ieee_float32_turns_pytorch_tf32_off_in_the_block_and_restores_the_settings_after_an_error():
+    """Inference under PyTorch runs in this block: no TF32 convolutions or matrix products on a GPU."""
+    torch = pytest.importorskip("torch")
+    new_api = hasattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision")
+
+    def flags():
+        if new_api:
+            return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+        return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+    before = flags()
+    with pytest.raises(KeyError), ieee_float32():
+        assert flags() == (("ieee", "ieee") if new_api else (False, False))
+        raise KeyError
+    assert flags() == before
 
 
 def test_frozen_model_predicts_as_the_live_networks(small_model, tmp_path):

@@ -74,7 +74,8 @@ class DetectionModel:
 
         Under TensorFlow (Keras 2 or Keras 3's TensorFlow backend) a graph function, traced once per model (~0.3-0.5
         s for the U-Net, ~0.2 s for the instance network, any batch and field size), then ~25 % faster than eager
-        calls; under Keras 3's other backends (PyTorch, JAX) the network's ``predict_on_batch``. It reads the
+        calls; under Keras 3's other backends (PyTorch, JAX) the network's ``predict_on_batch`` (with PyTorch in
+        IEEE float32: on a GPU its convolutions default to TF32, ~1e-3 off, see ``_precision.py``). It reads the
         networks' current weights, or for a frozen model those of its folded copy; outputs convert to NumPy arrays
         with ``np.asarray``.
         """
@@ -93,6 +94,10 @@ class DetectionModel:
                 w = self.config.window if name == "instance" else None
                 spec = tf.TensorSpec([None, w, w, channels], tf.float32)
                 self._graphs[name] = tf.function(lambda x: net(x, training=False), input_signature=[spec])
+            elif keras.backend.backend() == "torch":  # full float32 on a GPU too, not TF32 (see _precision.py)
+                from ._precision import in_ieee_float32
+
+                self._graphs[name] = in_ieee_float32(net.predict_on_batch)
             else:
                 self._graphs[name] = net.predict_on_batch
         return self._graphs[name]
