@@ -7,6 +7,8 @@ Reproduce with::
     # elsewhere, e.g. on a GPU machine with PyTorch and Keras 3 but no TensorFlow or shared data (the package
     # installed, or PYTHONPATH=. in the repository)
     KERAS_BACKEND=torch python benchmarks/backends.py --load reference.npz
+    # ... and with PyTorch's default TF32 convolutions too (what cellfie_caiman's IEEE float32 request changes)
+    KERAS_BACKEND=torch python benchmarks/backends.py --load reference.npz --tf32
 
 The fields are neurofinder.01.01 (512 x 512) and neurofinder.00.00-left (512 x 256) when ``../shared/data`` is
 there, else a simulated 101-frame movie of 512 x 512. ``--load`` reads the summary images from the file (so the
@@ -19,6 +21,7 @@ match, and the largest difference of the probability maps. Times are networks on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 import numpy as np
@@ -75,22 +78,39 @@ def save(path: str) -> None:
     print(f"saved to {path} ({_backend()})")
 
 
-def load(path: str) -> None:
+@contextlib.contextmanager
+def pytorch_tf32():
+    """Within the block, inference under PyTorch runs with PyTorch's own precision settings (by default TF32
+    convolutions on a GPU) instead of the IEEE float32 that ``cellfie_caiman`` asks for: what that request changes."""
+    from cellfie_caiman.models import _precision
+
+    ieee = _precision._precision_settings
+    _precision._precision_settings = list  # no flag to set: PyTorch's settings stay as they are
+    try:
+        yield
+    finally:
+        _precision._precision_settings = ieee
+
+
+def load(path: str, tf32: bool = False) -> None:
     from cellfie_caiman.summary import SummaryImages
 
     ref = np.load(path)
     info = json.loads(str(ref["info"]))
     print(f"reference: {info['backend']}; this run: {_backend()}")
+    modes = [("", contextlib.nullcontext)] + ([(", TF32 convolutions", pytorch_tf32)] if tf32 else [])
     for name in info["fields"]:
         images = {key: ref[f"{name}/summary/{key}"] if f"{name}/summary/{key}" in ref.files else None
                   for key in SummaryImages._fields}
-        seconds, res = networks_only(SummaryImages(**images), repeat=5)
-        saved = ref[f"{name}/masks"]
-        iou = best_iou(saved, res.masks)
-        print(f"{name}: {len(res.masks)} masks (reference {len(saved)}); {int((iou == 1).sum())} of the reference "
-              f"masks found identical, lowest best IoU {iou.min() if len(iou) else float('nan'):.3f}; probability "
-              f"maps within {np.abs(ref[f'{name}/prob'] - res.prob_map).max():.1e}; networks only {seconds:.2f} s "
-              f"(reference {float(ref[f'{name}/seconds']):.2f} s)")
+        for label, mode in modes:
+            with mode():
+                seconds, res = networks_only(SummaryImages(**images), repeat=5)
+            saved = ref[f"{name}/masks"]
+            iou = best_iou(saved, res.masks)
+            print(f"{name}{label}: {len(res.masks)} masks (reference {len(saved)}); {int((iou == 1).sum())} of the "
+                  f"reference masks found identical, lowest best IoU {iou.min() if len(iou) else float('nan'):.3f}; "
+                  f"probability maps within {np.abs(ref[f'{name}/prob'] - res.prob_map).max():.1e}; networks only "
+                  f"{seconds:.2f} s (reference {float(ref[f'{name}/seconds']):.2f} s)")
 
 
 if __name__ == "__main__":
@@ -98,5 +118,7 @@ if __name__ == "__main__":
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--save", metavar="NPZ", help="compute the fields' summary images and masks, save them")
     group.add_argument("--load", metavar="NPZ", help="rerun on the saved summary images and compare")
+    parser.add_argument("--tf32", action="store_true",
+                        help="with --load under PyTorch: also run with PyTorch's default TF32 convolutions on a GPU")
     args = parser.parse_args()
-    save(args.save) if args.save else load(args.load)
+    save(args.save) if args.save else load(args.load, args.tf32)
