@@ -140,6 +140,29 @@ def test_tiff_written_page_by_page(tmp_path, movie):
     np.testing.assert_array_equal(load_movie(path).to_array(), data.astype(np.float32))
 
 
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_tiff_of_stacks_appended_one_after_another_is_the_movie_of_all_its_frames(tmp_path, movie, compression):
+    """A recording saved in pieces (tifffile's append, or several writes) is one movie, not its first piece."""
+    data = movie.astype(np.uint16)
+    path = tmp_path / "pieces.tif"
+    for piece, append in ((data[:9], False), (data[9:20], True), (data[20:], True)):  # the last one: 3 frames
+        tifffile.imwrite(path, piece, compression=compression, append=append, photometric="minisblack")
+    assert len(tifffile.TiffFile(path).series) == 3
+    m = load_movie(path)
+    assert m.shape == data.shape
+    np.testing.assert_array_equal(m.to_array(), data.astype(np.float32))
+    np.testing.assert_array_equal(m.read(5, 22), data[5:22].astype(np.float32))
+
+
+def test_tiff_of_stacks_of_different_frame_shapes_is_refused_with_the_series_named(tmp_path, movie):
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(movie[:9].astype(np.uint16))
+        tw.write(movie[9:, :5].astype(np.uint16))
+    with pytest.raises(MovieError, match=r"2 image series \(\(9, 11, 7\) uint16, \(14, 5, 7\) uint16\).*series=k"):
+        load_movie(path)
+
+
 def test_real_shared_tiff_is_read_lazily():
     path = DATA / "neurofinder.01.01" / "movie.tif"
     if not path.exists():

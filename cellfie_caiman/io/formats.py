@@ -34,7 +34,11 @@ def open_npy(path: Path) -> Reader:
 
 
 def open_tiff(path: Path) -> Reader:
-    """A multi-page TIFF: memory-mapped when uncompressed and contiguous, else decoded a range of pages per read."""
+    """A multi-page TIFF: memory-mapped when uncompressed and contiguous, else decoded a range of pages per read.
+
+    A file of several image series (stacks appended one after another, or pages written one by one) is the movie
+    of all its pages in file order, which must then share one frame shape and type.
+    """
     import tifffile
     try:
         with tifffile.TiffFile(path) as tf:
@@ -44,14 +48,20 @@ def open_tiff(path: Path) -> Reader:
             mappable = series.dataoffset is not None
             page_shape = tuple(series.pages[0].shape) if n_pages else ()
             use_series = True
-            if len([s for s in shape if s != 1]) == 2 and len(tf.pages) > 1:
-                # pages written one by one (each its own series): the movie is all pages of the file
+            n_series = len(tf.series)
+            if (len([s for s in shape if s != 1]) == 2 or n_series > 1) and len(tf.pages) > 1:
+                # pages written one by one, or stacks appended: the movie is all pages of the file
                 pages = [tf.pages[k] for k in range(len(tf.pages))]
                 shapes = {tuple(p.shape) for p in pages}
                 dtypes = {np.dtype(p.dtype) for p in pages}
                 if len(shapes) != 1 or len(dtypes) != 1:
+                    hint = ""
+                    if n_series > 1:
+                        listing = ", ".join(f"{s.shape} {s.dtype}" for s in tf.series[:4])
+                        hint = (f"; the file holds {n_series} image series ({listing}{', ...' if n_series > 4 else ''}):"
+                                " read the one you want with tifffile.imread(path, series=k) and pass the array")
                     raise MovieError(f"{path}: pages of different shapes or types ({sorted(shapes)[:4]}, "
-                                     f"{sorted(map(str, dtypes))}) cannot form a movie")
+                                     f"{sorted(map(str, dtypes))}) cannot form a movie{hint}")
                 page_shape = shapes.pop()
                 shape, dtype, n_pages, mappable, use_series = (len(pages),) + page_shape, dtypes.pop(), len(pages), \
                     False, False
