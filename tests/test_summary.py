@@ -381,6 +381,22 @@ def test_nan_is_filled_like_the_reader(tmp_path, source):
     assert_images(result, naive_images(filled), scale=100)
 
 
+def test_a_nan_border_adds_no_structure():
+    """Columns that are NaN in every frame (CaImAn's motion correction with border_nan) are constant once filled:
+    zero correlation, deviation and peak there, and the pixels next to them see a constant neighbour."""
+    movie = structured_movie(T=60, rows=9, cols=10, seed=12)
+    movie[:, :, :3] = np.nan
+    with pytest.warns(Warning):
+        s = summary_images(movie)
+    for image in (s.corr, s.std, s.pnr):
+        np.testing.assert_array_equal(image[:, :3], 0)
+    constant = movie.copy()
+    constant[:, :, :3] = 3.0  # any constant: the images of the rest of the field do not depend on it
+    reference = summary_images(constant)
+    for name in ("corr", "std", "pnr"):
+        np.testing.assert_allclose(getattr(s, name)[:, 3:], getattr(reference, name)[:, 3:], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [">f4", "float16", "int16", "float64"])
 def test_other_dtypes(dtype):
     movie = structured_movie(T=40, rows=5, cols=6, seed=14)

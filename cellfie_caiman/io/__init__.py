@@ -16,9 +16,10 @@
 
 Non-finite pixels (motion correction leaves NaN at the borders) are filled on the float32 paths, never in raw
 indexing: each missing value is interpolated linearly in time between the pixel's nearest finite values at most
-``FILL_WINDOW`` frames away (the nearest one if only one side has one), otherwise replaced by the median of the
-finite pixels of its frame (0 if the frame has none). The result depends only on the movie, not on how it is
-chunked. A ``NonFiniteWarning`` says how many values were filled (once per Movie).
+``FILL_WINDOW`` frames away (the nearest one if only one side has one), otherwise replaced by one constant, the
+median of the finite values of the first frame that has any (0 if none has): a pixel that is never finite is then
+constant, adding no variance, correlation or peak to the summary images. The result depends only on the movie, not
+on how it is chunked. A ``NonFiniteWarning`` says how many values were filled (once per Movie).
 """
 from __future__ import annotations
 

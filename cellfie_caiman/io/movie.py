@@ -44,6 +44,7 @@ class Movie:
         self._reader = reader
         self.n_filled = 0
         self._warned = False
+        self._constant = None  # see _fill_constant
 
     # -- description ------------------------------------------------------------------------------------------
     @property
@@ -238,12 +239,7 @@ class Movie:
         filled = np.where(both, vp + w * (vq - vp), np.where(has_p, vp, vq))
         none = ~(has_p | has_q)
         if none.any():
-            frames = np.unique(tb[none])
-            med = np.zeros(n, np.float64)
-            for f in frames:
-                fin = raw_block[f][np.isfinite(raw_block[f])]
-                med[f] = float(np.median(fin)) if fin.size else 0.0
-            filled[none] = med[tb[none]]
+            filled[none] = self._fill_constant()
         flat = block.reshape(n, -1)
         flat[tb, pix[pb]] = filled.astype(np.float32)
         count = int(len(tb))
@@ -252,8 +248,29 @@ class Movie:
             self._warned = True
             warnings.warn(NonFiniteWarning(
                 f"{self.source}: filled {count} non-finite (NaN/inf) values in {len(pix)} of {rows * cols} pixels "
-                f"of frames {start}..{stop - 1} (linear interpolation in time within {W} frames, else the frame's "
-                f"median); later fills in this movie are counted in Movie.n_filled, not reported"), stacklevel=3)
+                f"of frames {start}..{stop - 1} (linear interpolation in time within {W} frames, else a constant: "
+                f"{self._constant if self._constant is not None else 'none needed yet'}); later fills in this movie "
+                f"are counted in Movie.n_filled, not reported"), stacklevel=3)
+
+    def _fill_constant(self, frames_per_read: int = 64) -> float:
+        """The value of a missing value with no finite value of its pixel within ``FILL_WINDOW`` frames: the median
+        of the finite values of the movie's first frame that has any (0.0 if none has), the same in every frame.
+
+        A pixel that is never finite (a motion-correction border) is then constant: no variance, no correlation
+        with its neighbours, no peak; a value that changed from frame to frame would be the same in all such
+        pixels and make them a perfectly correlated band.
+        """
+        if self._constant is None:
+            self._constant = 0.0
+            for start in range(0, self.n_frames, frames_per_read):
+                block = np.asarray(self._reader.read(start, min(start + frames_per_read, self.n_frames)), np.float32)
+                finite = np.isfinite(block).reshape(len(block), -1)
+                first = np.flatnonzero(finite.any(axis=1))
+                if len(first):
+                    frame = block[first[0]].ravel()
+                    self._constant = float(np.median(frame[finite[first[0]]]))
+                    break
+        return self._constant
 
 
 def load_movie(source: Any, var_name: str | None = None) -> Movie:
