@@ -57,9 +57,10 @@ def open_tiff(path: Path) -> Reader:
                 if len(shapes) != 1 or len(dtypes) != 1:
                     hint = ""
                     if n_series > 1:
-                        listing = ", ".join(f"{s.shape} {s.dtype}" for s in tf.series[:4])
-                        hint = (f"; the file holds {n_series} image series ({listing}{', ...' if n_series > 4 else ''}):"
-                                " read the one you want with tifffile.imread(path, series=k) and pass the array")
+                        listing = ", ".join(f"{s.shape} {s.dtype}" for s in tf.series[:4]) + (
+                            ", ..." if n_series > 4 else "")
+                        hint = (f"; the file holds {n_series} image series ({listing}): read the one you want with "
+                                "tifffile.imread(path, series=k) and pass the array")
                     raise MovieError(f"{path}: pages of different shapes or types ({sorted(shapes)[:4]}, "
                                      f"{sorted(map(str, dtypes))}) cannot form a movie{hint}")
                 page_shape = shapes.pop()
