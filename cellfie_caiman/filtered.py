@@ -28,6 +28,8 @@ import scipy.fft
 from numba import njit
 from tqdm.auto import tqdm
 
+from ._checks import MIN_DIAMETER, number
+
 __all__ = ["filtered_pnr", "soma_filter"]
 
 _Block = TypeVar("_Block")
@@ -36,9 +38,14 @@ _Block = TypeVar("_Block")
 _STEP_BYTES = 64 * 2**20
 
 
-def _filter_sigmas(diameter: float) -> tuple[float, float]:
-    if not (np.isfinite(diameter) and diameter > 0):
-        raise ValueError(f"diameter must be a positive number of pixels, got {diameter!r}")
+def _filter_sigmas(diameter: float, frame_shape: tuple[int, ...] | None = None,
+                   name: str = "diameter") -> tuple[float, float]:
+    """The two Gaussians' widths for somata of ``diameter`` pixels; ``ValueError`` naming ``name`` unless it is a
+    number of pixels from ``MIN_DIAMETER`` to the longer side of the frame (of ``frame_shape``, when given)."""
+    number(diameter, f"{name} (soma diameter in pixels)", low=MIN_DIAMETER)
+    if frame_shape is not None and diameter > max(frame_shape):
+        raise ValueError(f"{name} ({diameter:g} px) is larger than the field ({frame_shape[0]} x {frame_shape[1]} "
+                         "px): give the soma diameter in pixels")
     return diameter / 5.0, diameter / 1.5
 
 
@@ -46,7 +53,7 @@ class _SomaFilter:
     """Difference-of-Gaussians band-pass applied in the Fourier domain on mirror-padded frames."""
 
     def __init__(self, frame_shape: tuple[int, int], diameter: float):
-        s1, s2 = _filter_sigmas(diameter)
+        s1, s2 = _filter_sigmas(diameter, frame_shape)
         rows, cols = frame_shape
         self.pad = int(math.ceil(3 * s2))
         self.shape = (scipy.fft.next_fast_len(rows + 2 * self.pad, real=True),
@@ -84,7 +91,8 @@ def soma_filter(frames: np.ndarray, diameter: float) -> np.ndarray:
     ----------
     frames : ndarray (rows, cols) or (n, rows, cols)
     diameter : float
-        Soma diameter in pixels; the Gaussians have widths ``diameter / 5`` and ``diameter / 1.5``.
+        Soma diameter in pixels, from 2 to the frame's longer side; the Gaussians have widths ``diameter / 5`` and
+        ``diameter / 1.5``.
 
     Returns
     -------
@@ -119,7 +127,7 @@ def filtered_pnr(movie, diameter: float, *, batch_frames: int | None = None, chu
     movie : str, path, ndarray (T, rows, cols) or Movie
         Anything :func:`cellfie_caiman.io.load_movie` accepts. Read in chunks: memory does not grow with T.
     diameter : float
-        Typical soma diameter in pixels.
+        Typical soma diameter in pixels, from 2 to the field's longer side.
     batch_frames : int or None
         As in :func:`cellfie_caiman.summary.summary_images`: per-batch images, pixel-wise maximum over batches.
     chunk_frames : int or None
@@ -130,7 +138,8 @@ def filtered_pnr(movie, diameter: float, *, batch_frames: int | None = None, chu
     Returns
     -------
     ndarray float32 (rows, cols)
-        Unitless, >= 0; 0 where the filtered movie does not vary (beyond float32 round-off of the movie's values).
+        Unitless, >= 0; 0 where the filtered movie does not vary in time beyond float32 round-off (a constant
+        baseline or static image does not count: only the movie's variation in time sets that round-off).
 
     Examples
     --------
@@ -207,19 +216,23 @@ def _batch_pnr(mov, filt: _SomaFilter, start: int, stop: int, step: int, bar) ->
     peak = np.full((rows, cols), -np.inf, np.float32)
     prev = np.zeros((rows, cols), np.float32)
     scale = 0.0
-
-    def read(a: int, b: int) -> tuple[np.ndarray, float]:  # runs ahead in a thread, with the chunk's magnitude
-        raw = mov.read(a, b)
-        return raw, max(float(raw.max()), -float(raw.min()))
-
+    reference = None
     ranges = [(a, min(a + step, stop)) for a in range(start, stop, step)]
-    for k, (raw, magnitude) in enumerate(_read_ahead(read, ranges)):
-        scale = max(scale, magnitude)
-        _fold(filt.padded(raw), filt.pad, total, peak, diff2, prev, k > 0)
-        bar.update(len(raw))
+    for k, frames in enumerate(_read_ahead(mov.read, ranges)):
+        # Less one image for the whole batch (the mean of its first chunk): a fixed image adds a fixed value to each
+        # pixel of the filtered movie, which peak - mean and the steps cancel, but the round-off of the FFTs then
+        # scales with the movie's variation in time, not with its baseline or static bright pixels.
+        if reference is None:
+            reference = frames.mean(axis=0, dtype=np.float64).astype(np.float32)
+        frames -= reference
+        rms = np.linalg.norm(frames.reshape(len(frames), -1), axis=1).max() / math.sqrt(rows * cols)
+        scale = max(scale, float(rms))
+        _fold(filt.padded(frames), filt.pad, total, peak, diff2, prev, k > 0)
+        bar.update(len(frames))
     n = stop - start  # >= 2: load_movie needs 2 frames and batch_bounds merges short remainders
     noise = np.sqrt(diff2 / (2.0 * (n - 1)))
-    # without variation beyond float32 round-off of the movie's values the pnr is 0, never inf/NaN
+    # without variation beyond the float32 round-off of the FFTs (~2e-6 of the frames' root-mean-square variation
+    # from the batch's reference image) the pnr is 0, never inf/NaN
     tiny = noise <= 1e-5 * scale + 1e-30
     pnr = np.where(tiny, 0.0, np.maximum(peak - total / n, 0.0) / np.where(tiny, 1.0, noise))
     return pnr.astype(np.float32)

@@ -633,9 +633,10 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
         longer than this is read once per band of rows for its median and noise (CaImAn order-C memmaps are
         read in place, pixel by pixel, and need no extra pass).
     filter_diameter : float or None
-        Soma diameter in pixels: also compute ``pnr_filtered``, the peak-to-noise ratio of the movie band-passed
-        for somata of this size (:func:`cellfie_caiman.filtered.filtered_pnr`, one more pass over the movie, about
-        2.5 s per 1000 frames of 512 x 512 on 2 cores). None: ``pnr_filtered`` is None.
+        Soma diameter in pixels (2 to the field's longer side): also compute ``pnr_filtered``, the peak-to-noise
+        ratio of the movie band-passed for somata of this size (:func:`cellfie_caiman.filtered.filtered_pnr`, one
+        more pass over the movie, about 2.5 s per 1000 frames of 512 x 512 on 2 cores). None: ``pnr_filtered`` is
+        None.
     progress : bool
         Show a progress bar.
 
@@ -654,7 +655,7 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
     if filter_diameter is not None:
         from .filtered import _filter_sigmas
 
-        _filter_sigmas(filter_diameter)  # a bad diameter fails before the long pass
+        _filter_sigmas(filter_diameter, shape[1:], "filter_diameter")  # a bad one fails before the long pass
     if backend == "caiman":
         images = _summary_caiman(mov, bounds, progress)
     else:

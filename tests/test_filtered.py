@@ -99,12 +99,27 @@ def test_filtered_pnr_reveals_a_faint_neuron_the_pixel_pnr_misses():
     assert f[40:49, 40:49].max() < np.percentile(f[background], 99.9)
 
 
+@pytest.mark.parametrize("offset", [3e4, 1e6])
+def test_filtered_pnr_does_not_depend_on_the_baseline(offset):
+    """A unitless ratio of a band-passed movie: a large baseline (or a hot pixel) must not zero it. A quiet
+    movie far from zero, like raw uint16 counts of a dim field: noise 0.5 on a baseline of ``offset``."""
+    rng = np.random.default_rng(5)
+    movie = rng.normal(0, 0.5, (80, 32, 36))
+    movie[20:26, 8:16, 10:18] += 1.0
+    shifted = (movie + offset).astype(np.float32)
+    shifted[:, 30, 2] += 10 * offset  # a hot pixel
+    out = filtered_pnr(shifted, 10.0)
+    np.testing.assert_allclose(out, naive_pnr(shifted.astype(np.float64), 10.0), rtol=5e-3, atol=5e-3)
+    assert np.median(out) > 1
+
+
 def test_filtered_pnr_degenerate_inputs():
     assert not filtered_pnr(np.full((20, 16, 16), 7.0, np.float32), 6.0).any()  # constant: 0, not NaN/inf
     with pytest.raises(ValueError, match="diameter"):
         filtered_pnr(np.zeros((5, 8, 8), np.float32), 0.0)
-    with pytest.raises(ValueError, match="diameter"):
-        summary_images(np.zeros((5, 8, 8), np.float32), filter_diameter=float("nan"))
+    for bad in (float("nan"), "12", True, 1.5, 1e6):  # not a number, below 2 px, beyond the field: before any work
+        with pytest.raises(ValueError, match="filter_diameter"):
+            summary_images(np.zeros((5, 8, 8), np.float32), filter_diameter=bad)
     with pytest.raises(ValueError, match="frames"):
         soma_filter(np.zeros(5), 6.0)
 
