@@ -204,7 +204,8 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     Returns
     -------
     Initialization
-        Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a warning when the images carry no signal.
+        Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a ``RuntimeWarning`` when the images carry no signal or
+        the networks find no neuron.
     """
     from .models import load_model
 
@@ -221,12 +222,12 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     if bad:
         warnings.warn(f"summary images {bad} have no finite value; no neuron can be found", RuntimeWarning,
                       stacklevel=2)
-        return _empty(shape, summary)
+        return _empty(shape, summary, diameter=cfg.train_diameter if neuron_diameter is None else neuron_diameter)
 
     settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
                     progress=progress)
     if neuron_diameter is not None:
-        return _detect_at(net, images, summary, float(neuron_diameter), **settings)
+        return _warn_if_empty(_detect_at(net, images, summary, float(neuron_diameter), **settings), min_score)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
     for k in range(AUTO_DIAMETER_PASSES):
         if len(result.masks) < AUTO_DIAMETER_MIN_MASKS:
@@ -247,6 +248,16 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
             break
         logger.info("summed score at %.1f px: %.2f times that at %.1f px", found, kept, used)
         result = again
+    return _warn_if_empty(result, min_score)
+
+
+def _warn_if_empty(result: Initialization, min_score: float) -> Initialization:
+    """``result``, with a warning that says what to check when the networks ran and found no neuron (an empty or
+    constant movie was already warned about, and has an all-zero ``prob_map``)."""
+    if len(result.masks) == 0 and result.prob_map.any():
+        warnings.warn(f"no neuron found for a soma diameter of {result.neuron_diameter:g} px (highest neuron "
+                      f"probability {float(result.prob_map.max()):.2f}): check neuron_diameter (pixels) and the movie; "
+                      f"a lower min_score ({min_score:g}) keeps less certain neurons", RuntimeWarning, stacklevel=3)
     return result
 
 
@@ -265,7 +276,7 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     if not inputs.any():
         warnings.warn("the summary images are constant (empty or constant movie?); no neuron can be found",
                       RuntimeWarning, stacklevel=3)
-        return _empty(shape, summary)
+        return _empty(shape, summary, diameter=diameter)
 
     det = detect(net, inputs, prob_threshold=prob_threshold, tta=tta, progress=progress)
     keep = det.scores >= min_score

@@ -6,6 +6,7 @@ import pytest
 
 from cellfie_caiman.evaluate import match_rois
 from cellfie_caiman.initialize import Initialization, initialize
+from cellfie_caiman.models import load_model
 from cellfie_caiman.simulate import simulate
 from cellfie_caiman.summary import summary_images
 
@@ -151,16 +152,25 @@ def test_a_redetection_is_kept_only_if_the_networks_find_about_as_much(result, m
 
 def test_constant_movie_gives_empty_result_with_warning():
     movie = np.full((50, 40, 30), 100.0, np.float32)
-    with pytest.warns(RuntimeWarning, match="constant"):
+    with pytest.warns(RuntimeWarning, match="constant") as record:
         res = initialize(movie)
+    assert len(record) == 1, [str(w.message) for w in record]  # not also "no neuron found"
     assert res.Ain.shape == (1200, 0) and res.masks.shape == (0, 40, 30) and len(res.scores) == 0
+    assert res.neuron_diameter == load_model("default").config.train_diameter
 
 
 def test_all_nan_summary_gives_empty_result_with_warning(result):
     nan = result.summary._replace(corr=np.full_like(result.summary.corr, np.nan))
     with pytest.warns(RuntimeWarning, match="no finite value"):
-        res = initialize(nan)
-    assert res.Ain.shape == (nan.corr.size, 0)
+        res = initialize(nan, neuron_diameter=10.0)
+    assert res.Ain.shape == (nan.corr.size, 0) and res.neuron_diameter == 10.0
+
+
+def test_no_neuron_found_is_said_with_the_diameter_to_check(result):
+    """Neurons of ~12 px looked for at 60 px on a 128 x 128 field: nothing is found, and the warning says so."""
+    with pytest.warns(RuntimeWarning, match="no neuron found for a soma diameter of 60 px.*check neuron_diameter"):
+        res = initialize(result.summary, neuron_diameter=60.0)
+    assert res.masks.shape == (0, 128, 128) and res.neuron_diameter == 60.0 and res.prob_map.shape == (128, 128)
 
 
 def test_some_nan_pixels_are_tolerated(result):
