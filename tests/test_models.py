@@ -194,8 +194,14 @@ def test_not_a_model_file(tmp_path):
         load_model(junk)
     text = tmp_path / "text.npz"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="text.npz' is not a .npz weight file") as err:
         load_model(text)
+    assert "pickle" not in str(err.value)
+    with pytest.raises(ValueError, match="is a folder"):
+        load_model(tmp_path)
+    for bad in (None, 3):
+        with pytest.raises(TypeError, match="model must be the name of a shipped model.*default"):
+            load_model(bad)
 
 
 def test_config_json_round_trip_and_unknown_key():

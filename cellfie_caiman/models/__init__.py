@@ -257,11 +257,16 @@ def model_file(name_or_path: str | os.PathLike) -> Path:
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"model must be the name of a shipped model ({', '.join(list_models())}), a path to a .npz "
+                        f"weight file or a DetectionModel, got {type(name_or_path).__name__} {name_or_path!r}")
     text = os.fspath(name_or_path)
     if text in list_models():
         return WEIGHTS_DIR / f"{text}.npz"
     path = Path(text).expanduser()
     if path.suffix == ".npz" or os.sep in text or path.exists():
+        if path.is_dir():
+            raise ValueError(f"model {text!r} is a folder: give the .npz weight file in it")
         if not path.is_file():
             raise FileNotFoundError(f"model file {text!r} does not exist")
         return path.resolve()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):  # np.load would read it as a pickle, and its error talks of allow_pickle
+        raise ValueError(f"model file {str(path)!r} is not a .npz weight file (not a zip archive): give a file "
+                         "written by cellfie_caiman.train or DetectionModel.save")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
