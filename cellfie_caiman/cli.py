@@ -351,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"{PROG}: interrupted (no partial file was left behind)", file=sys.stderr)
+        print(f"{PROG}: interrupted (no partial file was left behind; the output folder keeps what it had)",
+              file=sys.stderr)
         return 130
 
 

@@ -1,5 +1,6 @@
 """The files of a run, each written atomically: what :func:`cellfie_caiman.pipeline.run` and the command line
-write, and the helpers that write them.
+write, and the helpers that write them. A run writes its files in a hidden folder (:func:`staged`) and moves them
+into the output folder together at the end (:func:`publish`): an interrupted run never leaves a mix of two runs.
 
 Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
 
@@ -31,8 +32,12 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +173,32 @@ def write_npz(path: Path, **arrays) -> Path:
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
     return path
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A hidden folder in ``out`` for a run to write its files into before :func:`publish` moves them to ``out``.
+
+    The folder goes when the block ends, with anything left in it: a run that fails or is interrupted before
+    :func:`publish` leaves ``out`` with the files it had, never a mix of an earlier run's files and this one's.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish(out: Path, files: dict[str, Path]) -> dict[str, Path]:
+    """Move the files of a run (by role, written in a :func:`staged` folder) into ``out``, each replacing an earlier
+    one of its name in one rename, then remove the earlier run's outputs this run did not write; returns the files
+    by role at their place in ``out``."""
+    moved = {}
+    for role, path in files.items():
+        moved[role] = out / Path(path).name
+        os.replace(path, moved[role])
+    remove_stale(out, moved)
+    return moved
 
 
 def remove_stale(out: Path, written: dict[str, Path]) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._files import atomic_path
 from .masks import footprints_to_masks, take_masks
-from .outputs import OUTPUT_FILES, prepare_out_dir, remove_stale, save_pictures, save_results, write_json
+from .outputs import OUTPUT_FILES, prepare_out_dir, publish, save_pictures, save_results, staged, write_json
 from .params import Params
 from .provenance import provenance
 
@@ -289,7 +289,9 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     gt : path or ndarray (N, rows, cols) bool, optional
         Ground-truth ROIs (any format :func:`cellfie_caiman.rois.read_rois` reads).
     overwrite : bool
-        Write into an existing non-empty ``out_dir`` (our files in it are replaced; others are left alone).
+        Write into an existing non-empty ``out_dir`` (our files in it are replaced; others are left alone). The
+        files are written in a hidden folder inside ``out_dir`` and moved into place together at the end: a run
+        that fails or is interrupted leaves the earlier run's files as they were.
     progress : bool
         Show progress bars.
 
@@ -363,17 +365,18 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
             if est is not None:
                 scores["refined"] = score(gt_masks, final)
 
-    with timer("save"):
-        record = provenance(model=det.model, movie=movie, backend=backend)
-        if est is not None:
-            est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
-        files = save_results(out, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
-        files["provenance"] = write_json(out / OUTPUT_FILES["provenance"], record)
-    if params.output.pictures:
-        with timer("pictures"):
-            files.update(save_pictures(out, params, movie, init, summary, est, all_masks, final, accepted,
-                                        accepted_idx, gt_masks, progress))
-    remove_stale(out, files)
+    with staged(out) as stage:  # the earlier run's files stay until all of this run's are written
+        with timer("save"):
+            record = provenance(model=det.model, movie=movie, backend=backend)
+            if est is not None:
+                est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
+            files = save_results(stage, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
+            files["provenance"] = write_json(stage / OUTPUT_FILES["provenance"], record)
+        if params.output.pictures:
+            with timer("pictures"):
+                files.update(save_pictures(stage, params, movie, init, summary, est, all_masks, final, accepted,
+                                            accepted_idx, gt_masks, progress))
+        files = publish(out, files)
 
     result = RunResult(out_dir=out, source=movie.source, shape=tuple(int(s) for s in movie.shape), backend=backend,
                        n_detected=len(detected), n_components=None if est is None else len(all_masks),

@@ -343,7 +343,9 @@ def test_overwrite_refused_then_accepted(example_run, capsys):
     assert "detected" in summary and "refinement skipped" in summary
 
 
-def test_ctrl_c_during_pictures_leaves_no_partial_file(example_run, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_pictures_leaves_the_earlier_run_as_it_was(example_run, tmp_path, monkeypatch, capsys):
+    """No partial file, and no mix of the earlier run's files and the interrupted one's: rois.json, masks.npz and
+    the GIF all stay the earlier run's."""
     rc, out = example_run
     assert rc == 0
     from cellfie_caiman import report
@@ -351,7 +353,10 @@ def test_ctrl_c_during_pictures_leaves_no_partial_file(example_run, tmp_path, mo
     movie = next((out / "data").glob("*.mmap"))
     target = tmp_path / "o"
     target.mkdir()
-    (target / "segmentation.gif").write_bytes(b"previous gif")
+    earlier = {"segmentation.gif": b"previous gif", "rois.json": b"[]", "masks.npz": b"previous masks",
+               "notes.txt": b"the user's own file"}
+    for name, content in earlier.items():
+        (target / name).write_bytes(content)
 
     def interrupted(movie, masks, path, **kwargs):
         from cellfie_caiman import _files
@@ -363,10 +368,13 @@ def test_ctrl_c_during_pictures_leaves_no_partial_file(example_run, tmp_path, mo
     monkeypatch.setattr(report, "save_gif", interrupted)
     assert main(["detect", str(movie), "-o", str(target), "--overwrite", "--diameter", "12", "--no-progress"]) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert (target / "segmentation.gif").read_bytes() == b"previous gif"
-    assert not [p.name for p in target.iterdir() if ".part" in p.name]
-    # what was finished before the interruption is complete and readable
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == earlier  # nothing else, hidden folders included
+    # the same run uninterrupted replaces the set: every output new, stale ones gone, the user's file kept
+    monkeypatch.undo()
+    assert main(["detect", str(movie), "-o", str(target), "--overwrite", "--diameter", "12", "--no-progress"]) == 0
     from cellfie_caiman.rois import read_rois
 
     masks = np.load(target / "masks.npz")["masks"]
     np.testing.assert_array_equal(read_rois(target / "rois.json", (64, 64)), masks)
+    assert (target / "segmentation.gif").read_bytes()[:6] == b"GIF89a" and (target / "notes.txt").exists()
+    assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
