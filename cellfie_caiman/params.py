@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +16,12 @@ from typing import Any
 
 from ._checks import MIN_DIAMETER, number
 
+logger = logging.getLogger(__name__)
+
 #: Refinement backends (``refine.backend``).
 BACKENDS = ("auto", "caiman", "builtin", "none")
+#: Frame rate (Hz) assumed, with a warning, when neither ``data.fr`` nor the movie file gives one (CaImAn's default).
+DEFAULT_FR = 30.0
 
 
 @dataclass
@@ -24,8 +30,9 @@ class DataParams:
 
     Attributes
     ----------
-    fr : float
-        Frame rate in Hz (CaImAn: ``data.fr``).
+    fr : float or None
+        Frame rate in Hz (CaImAn: ``data.fr``). None: the rate the movie file records (an NWB series' rate, a TIFF's
+        ImageJ or ScanImage metadata), else ``DEFAULT_FR`` (30 Hz) with a warning; see :meth:`frame_rate`.
     decay_time : float
         Decay time of the indicator's transients in seconds (CaImAn: ``data.decay_time``); 0.4 for GCaMP6f,
         about 1.0 for GCaMP6s.
@@ -41,7 +48,7 @@ class DataParams:
         Dataset name inside an HDF5 file (CaImAn: ``data.var_name_hdf5``).
     """
 
-    fr: float = 30.0
+    fr: float | None = None
     decay_time: float = 0.4
     neuron_diameter: float | None = None
     pixel_size: float | None = None
@@ -50,7 +57,7 @@ class DataParams:
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range."""
-        number(self.fr, "data.fr", low=0, low_open=True)
+        number(self.fr, "data.fr (Hz)", low=0, low_open=True, optional=True)
         number(self.decay_time, "data.decay_time", low=0, low_open=True)
         number(self.neuron_diameter, "data.neuron_diameter (pixels)", low=MIN_DIAMETER, optional=True)
         number(self.pixel_size, "data.pixel_size", low=0, low_open=True, optional=True)
@@ -60,6 +67,30 @@ class DataParams:
                    low=MIN_DIAMETER)
         if self.var_name is not None and not isinstance(self.var_name, str):
             raise ValueError(f"data.var_name must be a dataset name or None, got {self.var_name!r}")
+
+    def frame_rate(self, movie: Any = None) -> float:
+        """The frame rate (Hz) for ``movie``: ``fr`` when given (a warning if the movie file records another), else
+        the one the movie file records (``Movie.frame_rate``), else ``DEFAULT_FR`` with a warning.
+
+        ``movie``: a :class:`cellfie_caiman.io.Movie`, a path ``load_movie`` opens, an array, or None.
+        """
+        recorded = getattr(movie, "frame_rate", None)
+        if recorded is None and isinstance(movie, (str, os.PathLike)):
+            from .io import load_movie
+
+            recorded = load_movie(movie).frame_rate
+        if self.fr is not None:
+            if recorded is not None and abs(recorded - self.fr) > 0.01 * self.fr:
+                logger.warning("data.fr is %g Hz but the movie file records %g Hz: using %g Hz", self.fr, recorded,
+                               self.fr)
+            return float(self.fr)
+        if recorded is not None:
+            logger.info("frame rate %g Hz, as the movie file records it", recorded)
+            return float(recorded)
+        warnings.warn(f"the frame rate is not given and the movie does not record it: assuming {DEFAULT_FR:g} Hz "
+                      "(give data.fr, or --fr on the command line; deconvolution and traces.csv's times depend on it)",
+                      UserWarning, stacklevel=3)
+        return DEFAULT_FR
 
     def diameter_pixels(self) -> float | None:
         """Soma diameter in pixels from ``neuron_diameter`` or ``pixel_size``, None when neither is given."""

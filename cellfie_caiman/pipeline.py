@@ -320,6 +320,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     with timer("load"):
         movie = load_movie(source, var_name=params.data.var_name)
         gt_masks = _load_gt(gt, movie.frame_shape)
+        params.data.fr = params.data.frame_rate(movie)  # params.json records the rate used
         out = prepare_out_dir(out_dir, overwrite)
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 

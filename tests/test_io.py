@@ -225,8 +225,9 @@ def test_hdf5_dataset_choice(tmp_path, movie):
         load_movie(path3)
 
 
-def write_nwb(path, data, masks=None):
-    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb."""
+def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
+    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb; its times as a
+    ``rate`` (Hz) or as ``timestamps`` (s)."""
     from datetime import datetime, timezone
 
     from pynwb import NWBHDF5IO, NWBFile
@@ -239,8 +240,8 @@ def write_nwb(path, data, masks=None):
         name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=520.0),
         description="plane", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP6s",
         location="V1")
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, rate=30.0,
-                                        unit="a.u."))
+    times = dict(rate=rate) if timestamps is None else dict(timestamps=timestamps)
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, unit="a.u.", **times))
     if masks is not None:
         module = nwb.create_processing_module(name="ophys", description="rois")
         seg = ImageSegmentation()
@@ -261,6 +262,21 @@ def test_nwb_two_photon_series(tmp_path, movie):
     np.testing.assert_array_equal(load_movie(path, var_name="TwoPhotonSeries")[2], movie.astype(np.uint16)[2])
     with pytest.raises(MovieError, match="m.nwb.*nope"):
         load_movie(path, var_name="nope")
+
+
+def test_frame_rate_as_the_file_records_it(tmp_path, movie):
+    """NWB's rate or timestamps, ImageJ's frame interval; None where a format has no such field."""
+    data = movie.astype(np.uint16)
+    write_nwb(tmp_path / "rate.nwb", data, rate=7.5)
+    assert load_movie(tmp_path / "rate.nwb").frame_rate == 7.5
+    write_nwb(tmp_path / "times.nwb", data, timestamps=np.arange(len(data)) / 15.25 + 3.0)
+    assert load_movie(tmp_path / "times.nwb").frame_rate == pytest.approx(15.25)
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, metadata={"axes": "TYX", "finterval": 0.25})
+    assert load_movie(tmp_path / "ij.tif").frame_rate == pytest.approx(4.0)
+    tifffile.imwrite(tmp_path / "plain.tif", data)
+    np.save(tmp_path / "m.npy", data)
+    for source in (tmp_path / "plain.tif", tmp_path / "m.npy", data):
+        assert load_movie(source).frame_rate is None
 
 
 def test_npy_is_memory_mapped(tmp_path, movie):

@@ -80,6 +80,36 @@ def test_run_scores_against_simulated_truth(simulated, tmp_path):
         ["results.hdf5", "rois.json", "masks.npz", "traces.csv", "params.json", "provenance.json"])
 
 
+def test_run_takes_the_frame_rate_the_movie_file_records_and_warns_when_there_is_none(simulated, tmp_path):
+    """An NWB movie recorded at 7.5 Hz is refined, timed and saved at 7.5 Hz unless data.fr says otherwise; an
+    array has no rate: 30 Hz, said in a warning."""
+    sim, path = simulated
+    import h5py
+
+    from test_io import write_nwb
+
+    write_nwb(tmp_path / "m.nwb", sim.movie.astype(np.float32), rate=7.5)
+    params = {"data": {"decay_time": sim.decay_time, "neuron_diameter": 12.0}, "refine": {"backend": "builtin"},
+              "output": {"pictures": False, "nwb": True}}
+    res = pipeline.run(tmp_path / "m.nwb", tmp_path / "a", params, progress=False)
+    assert Params.load(tmp_path / "a" / "params.json").data.fr == 7.5
+    times = np.loadtxt(tmp_path / "a" / "traces.csv", delimiter=",", skiprows=1, usecols=1)
+    np.testing.assert_allclose(times, np.arange(300) / 7.5, atol=1e-6)
+    with h5py.File(tmp_path / "a" / "results.nwb", "r") as f:
+        rates = [f[name].attrs["rate"] for name in _visit(f) if name.endswith("starting_time")]
+    assert rates and all(rate == 7.5 for rate in rates)
+    assert res.estimates.params["data"]["fr"] == 7.5
+    with pytest.warns(UserWarning, match="assuming 30 Hz"):
+        pipeline.run(sim.movie[:60], tmp_path / "b", {**params, "output": {"pictures": False}}, progress=False)
+    assert Params.load(tmp_path / "b" / "params.json").data.fr == 30.0
+
+
+def _visit(f) -> list[str]:
+    names = []
+    f.visit(names.append)
+    return names
+
+
 def test_run_rejects_mismatched_ground_truth(simulated, tmp_path):
     sim, path = simulated
     with pytest.raises(ValueError, match="ground-truth"):

@@ -5,6 +5,7 @@ HDF5 layout, :func:`load_estimates` reads ours and CaImAn's files, ``Estimates.t
 """
 from __future__ import annotations
 
+import copy
 import logging
 
 from .estimates import Estimates, load_estimates
@@ -56,8 +57,9 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     init : Initialization, bool masks (K, rows, cols) or Ain (rows*cols, K) in Fortran pixel order
         The seeds. Empty seeds are dropped (warning); seeds duplicating another (IoU >= 0.95) are dropped (warning).
     params : Params, dict of groups, or None
-        Uses ``data.fr``, ``data.decay_time``, ``refine.p/nb/merge_thr/n_iter/chunk_frames`` and ``quality.*``
-        (``refine.gSig`` only matters to CaImAn: the builtin search region is the footprint dilated by 2 pixels).
+        Uses ``data.fr`` (None: the movie file's rate, else 30 Hz with a warning), ``data.decay_time``,
+        ``refine.p/nb/merge_thr/n_iter/chunk_frames`` and ``quality.*`` (``refine.gSig`` only matters to CaImAn: the
+        builtin search region is the footprint dilated by 2 pixels).
     backend : {'auto', 'builtin', 'caiman'}
         'auto' uses CaImAn when importable, else the builtin seeded CNMF.
     progress : bool
@@ -74,6 +76,9 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     from ..params import Params
 
     P = Params.coerce(params)
+    if P.data.fr is None:  # the movie file's rate, else 30 Hz with a warning; the caller's params left alone
+        P = copy.deepcopy(P)
+        P.data.fr = P.data.frame_rate(movie)
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)

@@ -12,6 +12,7 @@ What CaImAn expects (see ``shared/reference/caiman-interop.md``):
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib.util
 import logging
@@ -153,7 +154,8 @@ def caiman_params_dict(params: Any, dims: tuple[int, int], masks: np.ndarray,
     p = Params.coerce(params)
     order = int(p.refine.p)
     return {
-        "data": {"dims": tuple(int(d) for d in dims), "fr": float(p.data.fr), "decay_time": float(p.data.decay_time)},
+        "data": {"dims": tuple(int(d) for d in dims), "fr": p.data.frame_rate(),
+                 "decay_time": float(p.data.decay_time)},
         "patch": {"rf": None, "only_init": False, "n_processes": int(n_processes)},
         "preprocess": {"p": order},  # CNMF.fit restores temporal.p from preprocess.p before deconvolving
         "temporal": {"p": order},
@@ -283,6 +285,12 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     from caiman.source_extraction.cnmf import cnmf as cnmf_mod
     from caiman.source_extraction.cnmf.params import CNMFParams
 
+    from ..params import Params
+
+    params = Params.coerce(params)
+    if params.data.fr is None:  # the movie file's rate, else 30 Hz with a warning; the caller's params left alone
+        params = copy.deepcopy(params)
+        params.data.fr = params.data.frame_rate(images)
     masks = _seed_masks(init, _frame_shape(images))  # check the seeds before writing any memmap
     used = masks[masks.reshape(masks.shape[0], -1).any(axis=1)]  # empty seeds dropped
     imgs, fname, tmpdir = _caiman_images(images, workdir)

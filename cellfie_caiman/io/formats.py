@@ -66,20 +66,53 @@ def open_tiff(path: Path) -> Reader:
                 page_shape = shapes.pop()
                 shape, dtype, n_pages, mappable, use_series = (len(pages),) + page_shape, dtypes.pop(), len(pages), \
                     False, False
+            rate = _tiff_frame_rate(tf)
     except MovieError:
         raise
     except Exception as exc:
         raise MovieError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
     shape = check_movie_shape_dtype(shape, dtype, str(path))
+    reader = None
     if mappable:
         try:
-            return MappedFileReader(path, "tiff", shape)
+            reader = MappedFileReader(path, "tiff", shape)
         except Exception as exc:  # fall back to page reading
             logger.debug("%s: cannot memory-map (%s); decoding pages instead", path, exc)
-    if n_pages == shape[0] and int(np.prod(page_shape)) == shape[1] * shape[2]:
-        return TiffPagesReader(path, shape, np.dtype(dtype), series=0 if use_series else None)
+    if reader is None and n_pages == shape[0] and int(np.prod(page_shape)) == shape[1] * shape[2]:
+        reader = TiffPagesReader(path, shape, np.dtype(dtype), series=0 if use_series else None)
+    if reader is not None:
+        reader.frame_rate = rate
+        return reader
     raise MovieError(f"{path}: TIFF is truncated or corrupt, or its layout is not supported ({n_pages} readable "
                      f"pages of shape {page_shape} for a movie of shape {shape}, not memory-mappable)")
+
+
+def _positive(value) -> float | None:
+    """``value`` as a positive finite float, else None."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def _tiff_frame_rate(tf) -> float | None:
+    """Frames per second from a TIFF's ImageJ metadata (``finterval`` in seconds, or ``fps``) or a single-plane
+    ScanImage recording's ``scanFrameRate``; None when neither says (metadata that cannot be parsed counts as none)."""
+    try:
+        imagej = tf.imagej_metadata or {}
+        interval = _positive(imagej.get("finterval"))
+        if interval is not None:
+            return 1.0 / interval
+        if _positive(imagej.get("fps")) is not None:
+            return _positive(imagej.get("fps"))
+        if tf.is_scanimage:
+            frame_data = (tf.scanimage_metadata or {}).get("FrameData", {})
+            if int(frame_data.get("SI.hStackManager.numSlices", 1) or 1) <= 1:
+                return _positive(frame_data.get("SI.hRoiManager.scanFrameRate"))
+    except Exception as exc:  # noqa: BLE001 - odd metadata must not stop a movie from loading
+        logger.debug("TIFF metadata without a frame rate (%s)", exc)
+    return None
 
 
 def _natural_key(path: Path):
@@ -185,5 +218,18 @@ def open_nwb(path: Path, var_name: str | None) -> Reader:
         if shape and shape[0] == 0 and "external_file" in group:
             raise MovieError(f"{path}: TwoPhotonSeries '{name}' stores its frames in external files "
                              f"({[_attr_str(x) for x in group['external_file'][:3]]}); open those instead")
+        rate = _nwb_frame_rate(group)
     shape = check_movie_shape_dtype(shape, dtype, f"{path}:{name}")
-    return H5Reader(path, f"{name}/data", shape, np.dtype(dtype))
+    reader = H5Reader(path, f"{name}/data", shape, np.dtype(dtype))
+    reader.frame_rate = rate
+    return reader
+
+
+def _nwb_frame_rate(group) -> float | None:
+    """An NWB TimeSeries' rate (``starting_time``'s attribute) or the median step of its first timestamps."""
+    if "starting_time" in group:
+        return _positive(group["starting_time"].attrs.get("rate"))
+    if "timestamps" in group and len(group["timestamps"]) > 1:
+        step = _positive(np.median(np.diff(np.asarray(group["timestamps"][:1001], dtype=np.float64))))
+        return None if step is None else 1.0 / step
+    return None

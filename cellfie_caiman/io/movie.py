@@ -68,6 +68,12 @@ class Movie:
         return self._reader.source
 
     @property
+    def frame_rate(self) -> float | None:
+        """Frames per second as the file records it (an NWB series' rate or timestamps, a TIFF's ImageJ or
+        ScanImage metadata); None when it does not (arrays, memmaps, HDF5, plain TIFFs)."""
+        return self._reader.frame_rate
+
+    @property
     def memmap_file(self) -> str | None:
         """The CaImAn memmap file behind this movie, or None."""
         return self._reader.source if isinstance(self._reader, CaimanMemmapReader) else None

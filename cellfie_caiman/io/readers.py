@@ -15,6 +15,8 @@ class Reader:
     shape: tuple[int, int, int]
     dtype: np.dtype
     source: str
+    #: Frames per second as the file records it (NWB's rate, ImageJ's or ScanImage's metadata), None if it does not.
+    frame_rate: float | None = None
     #: The attribute holding an open file or map, if any: left out when the reader is pickled (sent to another
     #: process), which reopens it on the first read.
     _handle: str | None = None
