@@ -73,7 +73,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
         p.add_argument("--backend", choices=BACKENDS,
                        help="refinement: CaImAn's CNMF, the builtin seeded CNMF, or none (default: the parameter "
                             "file's, else auto = CaImAn when installed)")
-    p.add_argument("--fr", type=_positive_float, metavar="HZ", help="frame rate in Hz (default: the rate the movie file records, as NWB and ImageJ/ScanImage "
+    p.add_argument("--fr", type=_positive_float, metavar="HZ",
+                   help="frame rate in Hz (default: the rate the movie file records, as NWB and ImageJ/ScanImage "
                         "TIFFs do, else 30 with a warning)")
     p.add_argument("--decay-time", type=_positive_float, metavar="S",
                    help="indicator decay time in s (default 0.4; about 1.0 for GCaMP6s)")

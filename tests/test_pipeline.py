@@ -85,7 +85,6 @@ def test_run_takes_the_frame_rate_the_movie_file_records_and_warns_when_there_is
     array has no rate: 30 Hz, said in a warning."""
     sim, path = simulated
     import h5py
-
     from test_io import write_nwb
 
     write_nwb(tmp_path / "m.nwb", sim.movie.astype(np.float32), rate=7.5)
