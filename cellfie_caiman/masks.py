@@ -183,7 +183,11 @@ def best_overlap(a, b) -> tuple[np.ndarray, np.ndarray]:
     return which, best
 
 
-def footprints_to_masks(A, dims: tuple[int, int], thr: float = 0.2) -> np.ndarray:
+#: Fraction of a footprint's peak above which CaImAn's benchmark protocol counts a pixel as part of the neuron.
+FOOTPRINT_THRESHOLD = 0.2
+
+
+def footprints_to_masks(A, dims: tuple[int, int], thr: float = FOOTPRINT_THRESHOLD) -> np.ndarray:
     """Binary ROIs from CNMF footprints: pixels above ``thr`` times the footprint's peak, connected to the peak.
 
     This is the binarisation of CaImAn's benchmark protocol (``threshold_spatial_components(maxthr=0.2)``, then

@@ -14,14 +14,17 @@ Readers (``read_rois``, chosen by file name):
 * ``.npy`` / ``.npz`` masks (N, rows, cols) (npz: key ``masks`` or the only array), or ``Ain`` (rows*cols, N) in
   CaImAn's Fortran pixel order when ``shape`` is given. Non-boolean arrays are binarised at > 0.
 * CaImAn HDF5 results (``.hdf5``/``.h5`` with ``/estimates/A``, a CSC group ``data, indices, indptr, shape``;
-  pixel p = i + j*rows; dims from ``/dims``): mask = A[:, k] > ``a_threshold`` * max(A[:, k]) (default 0, i.e.
-  the footprint's support). Only the accepted components (``/estimates/idx_components``) are kept when the file
-  lists them, unless ``accepted_only=False``.
+  pixel p = i + j*rows; dims from ``/dims``), binarised as CaImAn's benchmark protocol does (pixels above 0.2 of
+  the footprint's peak, the connected part that holds it, holes filled:
+  :func:`cellfie_caiman.masks.footprints_to_masks`, as cellfie-caiman's own ``rois.json``), or with ``a_threshold``
+  mask = A[:, k] > ``a_threshold`` * max(A[:, k]) (0: the footprint's support). Only the accepted components
+  (``/estimates/idx_components``) are kept when the file lists them, unless ``accepted_only=False``.
 * Suite2p ``stat.npy`` (``ypix``, ``xpix`` of every ROI, overlapping pixels included) and, when ``iscell.npy``
   is beside it, only the ROIs with ``iscell[:, 0] == 1``. The shape comes from ``ops.npy`` (``Ly``, ``Lx``) beside
   it, else ``shape``. (``stat.npy`` is a pickle: only read files you trust.)
 * NWB ``PlaneSegmentation`` (``.nwb``): ``image_mask`` (N, x, y) or ``pixel_mask`` (x, y, weight), read as (rows,
-  cols) like the movie (NWB's x is our row axis); binarised at weight > 0. The background components that
+  cols) like the movie (NWB's x is our row axis); weighted masks (footprints) binarised as CaImAn HDF5 results
+  are, binary ones taken as they are. The background components that
   CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
   not ROIs and are left out; with a ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p: classification,
   probability) only the kept rows or the cells are read, unless ``accepted_only=False``.
@@ -46,7 +49,7 @@ import numpy as np
 from ._files import atomic_path
 from ._memory import zeros_on_demand
 from .io import MovieError
-from .masks import bounding_box, put_in_box
+from .masks import bounding_box, footprints_to_masks, put_in_box
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +137,7 @@ def masks_from_coordinates(regions: Sequence[Sequence[Sequence[int]]], shape: Se
 # readers
 # ----------------------------------------------------------------------------------------------------------------
 
-def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_threshold: float = 0.0,
+def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_threshold: float | None = None,
               accepted_only: bool = True) -> np.ndarray:
     """Read ROIs as boolean masks.
 
@@ -146,8 +149,10 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
     shape : (rows, cols), optional
         Image size. Required for formats that do not store it (JSON, ImageJ, Ain, Suite2p without ops.npy);
         checked against it for the others.
-    a_threshold : float
-        CaImAn HDF5 only: keep pixels with A > a_threshold * max of the component (0: the support of A).
+    a_threshold : float or None
+        CaImAn HDF5 and weighted NWB masks: None, CaImAn's benchmark binarisation of a footprint (> 0.2 of its peak,
+        connected to it, holes filled), so that a run's ``results.hdf5``, ``results.nwb`` and ``rois.json`` give the
+        same masks; a number t: every pixel with weight > t * the component's maximum (0: the footprint's support).
     accepted_only : bool
         CaImAn HDF5: keep only ``idx_components`` when the file lists accepted components. NWB: keep only the rows
         whose ``keep`` column is true (CaImAn's ``save_NWB`` writes it from ``idx_components``) or whose
@@ -177,7 +182,7 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
     elif suffix in (".hdf5", ".h5"):
         masks = _read_caiman_hdf5(path, shape, a_threshold, accepted_only)
     elif suffix == ".nwb":
-        masks = _read_nwb(path, shape, accepted_only)
+        masks = _read_nwb(path, shape, a_threshold, accepted_only)
     else:
         raise RoiError(f"{path}: unknown ROI format '{path.suffix}' (supported: .json, .zip, .roi, .npy, .npz, "
                        f".hdf5/.h5, .nwb)")
@@ -367,6 +372,8 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
     if idx is not None:
         A = A[:, idx]
     A = A.tocsc()
+    if a_threshold is None:
+        return footprints_to_masks(A, dims)
     col_max = np.asarray(A.max(axis=0).todense()).ravel() if A.shape[1] else np.zeros(0)
     masks = zeros_on_demand((A.shape[1], dims[0], dims[1]), f"masks of {path}")
     for k in range(A.shape[1]):
@@ -377,7 +384,7 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
     return masks
 
 
-def _read_nwb(path: Path, shape, accepted_only: bool) -> np.ndarray:
+def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool) -> np.ndarray:
     import h5py
 
     with _h5_file(path) as f:
@@ -403,7 +410,7 @@ def _read_nwb(path: Path, shape, accepted_only: bool) -> np.ndarray:
         source = f"{path}:{name}"
         if "image_mask" in ps and isinstance(ps["image_mask"], h5py.Dataset):
             rows = _nwb_roi_rows(ps, len(ps["image_mask"]), backgrounds, accepted_only, source)
-            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask")
+            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask", a_threshold)
         if "pixel_mask" in ps and "pixel_mask_index" in ps:
             pm = ps["pixel_mask"][()]
             ends = ps["pixel_mask_index"][()].astype(np.int64)
@@ -412,7 +419,7 @@ def _read_nwb(path: Path, shape, accepted_only: bool) -> np.ndarray:
             shape = _check_shape(shape, f"{source} (pixel_mask without a TwoPhotonSeries)")
             starts = np.concatenate([[0], ends[:-1]])
             rows = _nwb_roi_rows(ps, len(ends), backgrounds, accepted_only, source)
-            regions = [np.stack([pm["x"][a:b], pm["y"][a:b]], axis=1)[pm["weight"][a:b] > 0]
+            regions = [_pixel_mask_region(pm["x"][a:b], pm["y"][a:b], pm["weight"][a:b], shape, a_threshold)
                        for a, b in zip(starts[rows], ends[rows], strict=True)]
             return masks_from_coordinates(regions, shape, f"{source}/pixel_mask")
         raise RoiError(f"{path}: PlaneSegmentation '{name}' has neither image_mask nor pixel_mask")
@@ -447,9 +454,52 @@ def _nwb_roi_rows(ps, n: int, backgrounds: list, accepted_only: bool, source: st
     return np.flatnonzero(roi)
 
 
-def _read_image_masks(dset, rows: np.ndarray, shape, source: str) -> np.ndarray:
-    """Rows ``rows`` of an NWB ``image_mask`` dataset (N, x, y), binarised at > 0, read one image at a time into a
-    stack whose memory is taken only where the masks are."""
+def _is_binary(weights: np.ndarray) -> bool:
+    """Whether an ROI's weights are a plain mask (every weight 0 or the one largest value)."""
+    return weights.size == 0 or bool(np.all((weights == 0) | (weights == weights.max())))
+
+
+def _footprint_mask(pixels: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The mask (rows, cols) of one footprint given as weights at flat Fortran-order pixels, binarised as CaImAn's
+    benchmark protocol does (:func:`cellfie_caiman.masks.footprints_to_masks`)."""
+    import scipy.sparse
+
+    keep = weights > 0
+    A = scipy.sparse.csc_matrix((weights[keep], (pixels[keep], np.zeros(int(keep.sum()), np.int64))),
+                                shape=(shape[0] * shape[1], 1))
+    return footprints_to_masks(A, shape)[0]
+
+
+def _binarize_image(weights: np.ndarray, a_threshold: float | None) -> np.ndarray:
+    """One ROI's weights (x, y) as a mask: a binary one as it is; weighted ones (footprints) as CaImAn's benchmark
+    protocol binarises them (``a_threshold`` None) or above ``a_threshold`` times their largest weight."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if _is_binary(weights):
+        return weights > 0
+    if a_threshold is not None:
+        return weights > a_threshold * weights.max()
+    return _footprint_mask(np.arange(weights.size), weights.ravel(order="F"), weights.shape)
+
+
+def _pixel_mask_region(x: np.ndarray, y: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
+                       a_threshold: float | None) -> np.ndarray:
+    """The (x, y) pixels of one NWB ``pixel_mask`` ROI that belong to its mask (see :func:`_binarize_image`)."""
+    xy = np.stack([x, y], axis=1)
+    weights = np.asarray(weights, dtype=np.float64)
+    if _is_binary(weights):
+        return xy[weights > 0]
+    if a_threshold is not None:
+        return xy[weights > a_threshold * weights.max()]
+    inside = (x >= 0) & (x < shape[0]) & (y >= 0) & (y < shape[1])
+    if not inside.all():
+        return xy  # masks_from_coordinates says what is outside the image
+    mask = _footprint_mask(x.astype(np.int64) + y.astype(np.int64) * shape[0], weights, shape)
+    return np.argwhere(mask)
+
+
+def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: float | None = None) -> np.ndarray:
+    """Rows ``rows`` of an NWB ``image_mask`` dataset (N, x, y), binarised (:func:`_binarize_image`), read one image
+    at a time into a stack whose memory is taken only where the masks are."""
     if dset.ndim != 3:
         return _as_masks(dset[()][rows], shape, source)  # the error for a malformed dataset
     if dset.dtype.kind not in "biuf":
@@ -458,7 +508,7 @@ def _read_image_masks(dset, rows: np.ndarray, shape, source: str) -> np.ndarray:
         raise RoiError(f"{source}: masks have frame shape {dset.shape[1:]}, but shape={tuple(shape)} was given")
     masks = zeros_on_demand((len(rows), *dset.shape[1:]), f"masks of {source}")
     for j, k in enumerate(rows):
-        put_in_box(masks, j, dset[k] > 0)
+        put_in_box(masks, j, _binarize_image(dset[k], a_threshold))
     return masks
 
 

@@ -98,6 +98,13 @@ def test_run_takes_the_frame_rate_the_movie_file_records_and_warns_when_there_is
         rates = [f[name].attrs["rate"] for name in _visit(f) if name.endswith("starting_time")]
     assert rates and all(rate == 7.5 for rate in rates)
     assert res.estimates.params["data"]["fr"] == 7.5
+    # the run's three ROI files hold the same masks, so evaluate scores them alike
+    from cellfie_caiman.rois import read_rois
+
+    rois = read_rois(tmp_path / "a" / "rois.json", (80, 80))
+    assert len(rois) == res.n_accepted > 0
+    for name in ("results.hdf5", "results.nwb"):
+        np.testing.assert_array_equal(read_rois(tmp_path / "a" / name), rois)
     with pytest.warns(UserWarning, match="assuming 30 Hz"):
         pipeline.run(sim.movie[:60], tmp_path / "b", {**params, "output": {"pictures": False}}, progress=False)
     assert Params.load(tmp_path / "b" / "params.json").data.fr == 30.0

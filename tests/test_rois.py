@@ -215,6 +215,16 @@ def write_caiman_hdf5(path, A, dims, idx_components=None):
         f["estimates/idx_components"] = "NoneType" if idx_components is None else np.asarray(idx_components)
 
 
+def naive_protocol_mask(weights: np.ndarray) -> np.ndarray:
+    """CaImAn's benchmark binarisation of one footprint image, written out: > 0.2 of its peak, the 8-connected part
+    that holds the peak, holes filled."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(weights > 0.2 * weights.max(), structure=np.ones((3, 3)))
+    peak = np.unravel_index(np.argmax(weights), weights.shape)
+    return ndimage.binary_fill_holes(labels == labels[peak])
+
+
 def test_caiman_hdf5(tmp_path, blobs):
     rng = np.random.default_rng(0)
     weights = rng.random(blobs.shape) * blobs  # soft footprints on the masks' support
@@ -222,11 +232,14 @@ def test_caiman_hdf5(tmp_path, blobs):
     A = np.stack([w.flatten(order="F") for w in weights], axis=1)
     path = tmp_path / "results.hdf5"
     write_caiman_hdf5(path, A, SHAPE)
-    np.testing.assert_array_equal(read_rois(path), weights > 0)
+    protocol = np.stack([naive_protocol_mask(w) for w in weights])
+    assert (protocol != (weights > 0)).any()  # the protocol's mask is not the support here
+    np.testing.assert_array_equal(read_rois(path), protocol)
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), weights > 0)
     half = read_rois(path, a_threshold=0.5)
     np.testing.assert_array_equal(half, weights > 0.5 * weights.max(axis=(1, 2), keepdims=True))
     write_caiman_hdf5(path, A, SHAPE, idx_components=[4, 1])
-    np.testing.assert_array_equal(read_rois(path), weights[[4, 1]] > 0)
+    np.testing.assert_array_equal(read_rois(path), protocol[[4, 1]])
     assert len(read_rois(path, accepted_only=False)) == len(blobs)
     with pytest.raises(RoiError, match="results.hdf5.*differ"):
         read_rois(path, shape=(32, 40))
@@ -268,7 +281,7 @@ def write_nwb_rois(path, masks, pixel_mask=False):
     for mask in masks:
         if pixel_mask:  # NWB: x is the first image axis (rows here), as image_to_pixel writes it
             rows, cols = np.nonzero(mask)
-            ps.add_roi(pixel_mask=[(int(r), int(c), 1.0) for r, c in zip(rows, cols, strict=True)])
+            ps.add_roi(pixel_mask=[(int(r), int(c), float(mask[r, c])) for r, c in zip(rows, cols, strict=True)])
         else:
             ps.add_roi(image_mask=mask.astype(float))
     with NWBHDF5IO(str(path), "w") as io:
@@ -280,6 +293,11 @@ def test_nwb_plane_segmentation(tmp_path, blobs, pixel_mask):
     path = tmp_path / "rois.nwb"
     write_nwb_rois(path, blobs[:5], pixel_mask=pixel_mask)
     np.testing.assert_array_equal(read_rois(path), blobs[:5])
+    # weighted masks (footprints, as CNMF results hold them): binarised as CaImAn HDF5 results are
+    weights = np.random.default_rng(1).random(blobs[:5].shape) * blobs[:5]
+    write_nwb_rois(path, weights, pixel_mask=pixel_mask)
+    np.testing.assert_array_equal(read_rois(path), np.stack([naive_protocol_mask(w) for w in weights]))
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), weights > 0)
 
 
 def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_path, blobs):
