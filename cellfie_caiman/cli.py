@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
     p.add_argument("movie", help="movie: CaImAn .mmap, .tif/.tiff, folder of TIFF frames, .h5/.hdf5, .nwb or .npy")
     _add_var_name(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--params", help="parameter file (.json or .yaml), as written to params.json by a run")
+    p.add_argument("--params", help="parameter file (.json or .yaml), as written to params.json by a run; the "
+                                     "options below override its values")
     p.add_argument("--gt", help="ground-truth ROIs (neurofinder .json, ImageJ .zip, ...) to score against")
     if refine:
         p.add_argument("--backend", choices=BACKENDS,
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_var_name(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--batch-frames", type=int, default=250,
-                   help="frames per batch; each image is the pixel-wise maximum over batches (0: one batch)")
+                   help="frames per batch; each image is the pixel-wise maximum over batches, as the detection "
+                        "networks read them (default: %(default)s; 0: one batch, the statistics of the whole movie)")
     p.add_argument("--filter-diameter", type=float, metavar="PIXELS",
                    help="also write pnr_filtered, the peak-to-noise ratio of the movie band-passed for somata of this "
                         "diameter (what the detection model reads)")
@@ -141,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  cellfie-caiman evaluate out/rois.json regions.json --shape 512 512")
     p.add_argument("pred", help="predicted ROIs (neurofinder .json, ImageJ .zip, ...)")
     p.add_argument("gt", help="ground-truth ROIs")
-    p.add_argument("--shape", nargs=2, type=int, metavar=("ROWS", "COLS"), help="frame shape")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("ROWS", "COLS"),
+                   help="frame shape: needed when neither file records it (neurofinder .json, ImageJ ROIs); "
+                        "checked against the files that do")
     _add_common(p)
 
     p = sub.add_parser("train", help="train the detection networks on annotated movies and simulated ones",
@@ -168,16 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulated", type=int, help="number of simulated fields added to the training data (default: 8, "
                    "or 0 when fine-tuning --init-model on --data)")
     p.add_argument("--simulated-shape", nargs=2, type=int, default=[256, 256], metavar=("ROWS", "COLS"),
-                   help="size of the simulated fields")
-    p.add_argument("--epochs", type=int, default=60, help="maximum number of epochs")
-    p.add_argument("--steps-per-epoch", type=int, default=100, help="updates of each network per epoch")
-    p.add_argument("--patience", type=int, default=8, help="stop after this many epochs without a better F1")
+                   help="size of the simulated fields (default: 256 256)")
+    p.add_argument("--epochs", type=int, default=60, help="maximum number of epochs (default: %(default)s)")
+    p.add_argument("--steps-per-epoch", type=int, default=100,
+                   help="updates of each network per epoch (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=8,
+                   help="stop after this many epochs without a better F1 (default: %(default)s)")
     p.add_argument("--init-model", help="start from these weights (model name or .npz) instead of random ones")
     p.add_argument("--learning-rate", type=_positive_float,
                    help="Adam learning rate (default: 1e-3 from scratch, 3e-4 with --init-model)")
     p.add_argument("--max-minutes", type=_positive_float, help="stop after the epoch that passes this time budget")
-    p.add_argument("--batch-frames", type=int, default=250, help="frames per batch of the summary images")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
+    p.add_argument("--batch-frames", type=int, default=250,
+                   help="frames per batch of the summary images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights; default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     _add_common(p)
 
@@ -187,13 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ROIs, then run the whole pipeline on it against those ROIs.",
                        epilog="example:\n  cellfie-caiman example -o example_out --frames 500 --size 96 96")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--frames", type=int, default=1000, help="number of frames")
-    p.add_argument("--size", nargs=2, type=int, default=[128, 128], metavar=("ROWS", "COLS"), help="frame size")
-    p.add_argument("--neurons", type=int, default=40, help="number of neurons")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--format", choices=["mmap", "tif"], default="mmap", help="movie file format")
+    p.add_argument("--frames", type=int, default=1000, help="number of frames (default: %(default)s)")
+    p.add_argument("--size", nargs=2, type=int, default=[128, 128], metavar=("ROWS", "COLS"),
+                   help="frame size (default: 128 128)")
+    p.add_argument("--neurons", type=int, default=40, help="number of neurons (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--format", choices=["mmap", "tif"], default="mmap", help="movie file format (default: %(default)s)")
     p.add_argument("--backend", choices=BACKENDS, default="builtin",
-                   help="refinement backend")
+                   help="refinement backend (default: %(default)s, the same result everywhere; auto: CaImAn when "
+                        "installed)")
     p.add_argument("--params", help="parameter file (.json or .yaml)")
     p.add_argument("--nwb", action="store_true", help="also write results.nwb")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
@@ -257,10 +267,13 @@ def _cmd_summary(args) -> int:
     from .outputs import prepare_out_dir, write_summary_images
     from .summary import summary_images
 
+    if args.batch_frames < 0:
+        raise ValueError(f"--batch-frames must be a number of frames >= 0 (0: one batch), got {args.batch_frames}")
     movie = load_movie(args.movie, var_name=args.var_name)
-    out = prepare_out_dir(args.out, args.overwrite)
+    out = prepare_out_dir(args.out, args.overwrite, create=False)  # created once there is something to write
     summary = summary_images(movie, batch_frames=args.batch_frames or None, filter_diameter=args.filter_diameter,
                              progress=args.progress)
+    out.mkdir(parents=True, exist_ok=True)
     files = write_summary_images(summary, out, pictures=args.png)
     print(f"wrote {len(files)} files to {out}: {', '.join(sorted(files))}")
     return 0
@@ -285,6 +298,11 @@ def _cmd_train(args) -> int:
         raise ValueError(f"{out}: the weights file must end in .npz")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
+    folder = out.absolute().parent  # checked now, not after hours of training
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{out}: {folder} is not a folder; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{out}: cannot write into {folder}")
     for entry in args.data:
         if len(entry) not in (2, 3):
             raise ValueError(f"--data takes MOVIE ROIS [REGION], got {len(entry)} values: {' '.join(entry)}")
@@ -322,13 +340,23 @@ _COMMANDS = {"run": _cmd_run, "detect": _cmd_detect, "summary": _cmd_summary, "e
 
 
 def _setup_logging(verbose: int) -> None:
+    """Our log messages at the level asked for; other libraries' (matplotlib's font search...) at warnings only.
+    Python warnings print as one line each, without the source line that raised them."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     logging.getLogger("cellfie_caiman").setLevel(level)
+    warnings.formatwarning = _format_warning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"{PROG}: warning: {' '.join(str(message).split())}\n"
 
 
 def _error_message(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:  # "[Errno 20] Not a directory: 'x'" -> "x: ..."
+        text = f"{exc.filename}: {exc.strerror}"
     return " ".join(text.split())  # one line
 
 
@@ -345,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return _COMMANDS[args.command](args)
-    except (MovieError, ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError) as exc:
+    except (MovieError, ValueError, OSError, ImportError) as exc:  # OSError: missing, existing, unwritable paths
         if args.debug:
             raise
         print(f"{PROG}: error: {_error_message(exc)}", file=sys.stderr)

@@ -65,13 +65,18 @@ OUTPUT_FILES = {
 }
 
 
-def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool, create: bool = True) -> Path:
     """Create ``out_dir``, or refuse an existing non-empty one unless ``overwrite``.
+
+    With ``create=False`` only check, so that a command can refuse before its work and create the folder only when
+    it has something to write (a failure in between then leaves no empty folder behind).
 
     Raises
     ------
     FileExistsError
         ``out_dir`` is a file, or a non-empty folder and ``overwrite`` is False.
+    NotADirectoryError
+        A part of the path above ``out_dir`` is a file.
     """
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -79,7 +84,11 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: output folder is not empty; use --overwrite (overwrite=True) to replace "
                               f"its results")
-    out.mkdir(parents=True, exist_ok=True)
+    above = next((p for p in out.absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NotADirectoryError(f"{out}: cannot create the output folder, {above} is a file")
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 

@@ -68,9 +68,10 @@ class DataParams:
         if self.var_name is not None and not isinstance(self.var_name, str):
             raise ValueError(f"data.var_name must be a dataset name or None, got {self.var_name!r}")
 
-    def frame_rate(self, movie: Any = None) -> float:
+    def frame_rate(self, movie: Any = None, warn: bool = True) -> float:
         """The frame rate (Hz) for ``movie``: ``fr`` when given (a warning if the movie file records another), else
-        the one the movie file records (``Movie.frame_rate``), else ``DEFAULT_FR`` with a warning.
+        the one the movie file records (``Movie.frame_rate``), else ``DEFAULT_FR`` with a warning (unless ``warn``
+        is False: nothing that follows depends on the rate, as for detection alone).
 
         ``movie``: a :class:`cellfie_caiman.io.Movie`, a path ``load_movie`` opens, an array, or None.
         """
@@ -87,6 +88,8 @@ class DataParams:
         if recorded is not None:
             logger.info("frame rate %g Hz, as the movie file records it", recorded)
             return float(recorded)
+        if not warn:
+            return DEFAULT_FR
         warnings.warn(f"the frame rate is not given and the movie does not record it: assuming {DEFAULT_FR:g} Hz "
                       "(give data.fr, or --fr on the command line; deconvolution and traces.csv's times depend on it)",
                       UserWarning, stacklevel=3)

@@ -320,8 +320,9 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     with timer("load"):
         movie = load_movie(source, var_name=params.data.var_name)
         gt_masks = _load_gt(gt, movie.frame_shape)
-        params.data.fr = params.data.frame_rate(movie)  # params.json records the rate used
-        out = prepare_out_dir(out_dir, overwrite)
+        # params.json records the rate used; detection alone does not depend on it (only the GIF's speed)
+        params.data.fr = params.data.frame_rate(movie, warn=backend != "none")
+        out = prepare_out_dir(out_dir, overwrite, create=False)  # created when there is something to write
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
     from .initialize import initialize, model_summary
@@ -366,6 +367,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
             if est is not None:
                 scores["refined"] = score(gt_masks, final)
 
+    out.mkdir(parents=True, exist_ok=True)
     with staged(out) as stage:  # the earlier run's files stay until all of this run's are written
         with timer("save"):
             record = provenance(model=det.model, movie=movie, backend=backend)
@@ -448,11 +450,12 @@ def example(out_dir: str | os.PathLike, *, n_frames: int = 1000, shape: tuple[in
     if movie_format not in ("mmap", "tif"):
         raise ValueError(f"movie_format must be 'mmap' or 'tif', got {movie_format!r}")
     params = copy.deepcopy(as_params(params))
-    out = prepare_out_dir(out_dir, overwrite)
+    out = prepare_out_dir(out_dir, overwrite, create=False)  # refused before the simulation, created after it
     diameter = 12.0
     logger.info("simulating %d frames of %dx%d with %d neurons (seed %d)", n_frames, *shape, n_neurons, seed)
     # neurons firing about once a second on average: a short example still has transients in most of them
     sim = simulate(n_frames, tuple(shape), n_neurons, seed=seed, diameter=diameter, rate=1.0)
+    out.mkdir(parents=True, exist_ok=True)
     params.data.fr = float(sim.fs)
     params.data.decay_time = float(sim.decay_time)
     params.data.neuron_diameter = diameter

@@ -100,6 +100,25 @@ def test_refuses_non_empty_output(tmp_path, small_movie, capsys):
     assert [p.name for p in out.iterdir()] == ["results.hdf5"]
 
 
+def test_paths_that_cannot_be_written_are_one_line_errors_that_leave_no_folder(tmp_path, small_movie, capsys):
+    """An output folder under a file, a parameter file that is a folder, a weights file whose folder is a file (said
+    before training, not after it), bad summary settings: a one-line error, exit 2, and no folder made."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main(["run", str(small_movie), "-o", str(a_file / "out")]) == 2
+    _one_line_error(capsys, str(a_file), "is a file")
+    assert main(["run", str(small_movie), "-o", str(tmp_path / "o1"), "--params", str(tmp_path)]) == 2
+    _one_line_error(capsys, str(tmp_path))
+    assert main(["train", "-o", str(a_file / "w.npz"), "--data", str(small_movie), str(small_movie)]) == 2
+    _one_line_error(capsys, "w.npz", "not a folder")
+    for bad in (["--batch-frames", "-5"], ["--filter-diameter", "0"]):
+        assert main(["summary", str(small_movie), "-o", str(tmp_path / "s"), *bad]) == 2
+        _one_line_error(capsys, bad[0][2:].replace("-", "_") if "filter" in bad[0] else bad[0])
+    assert main(["example", "-o", str(tmp_path / "x"), "--frames", "0"]) == 2
+    _one_line_error(capsys, "frames")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "movie.npy"]
+
+
 # ----------------------------------------------------------------------------------------------------- evaluate
 
 def test_evaluate_known_overlap(tmp_path, capsys):
