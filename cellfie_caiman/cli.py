@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("movie", help="movie (any format run accepts)")
     _add_var_name(p)
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--batch-frames", type=int, default=250,
-                   help="frames per batch; each image is the pixel-wise maximum over batches, as the detection "
-                        "networks read them (default: %(default)s; 0: one batch, the statistics of the whole movie)")
+    p.add_argument("--batch-frames", type=int, default=0,
+                   help="frames per batch: each image is then the pixel-wise maximum over batches, as the detection "
+                        "networks read them with 250 (default: 0, one batch: the whole movie's mean, median, ...)")
     p.add_argument("--filter-diameter", type=float, metavar="PIXELS",
                    help="also write pnr_filtered, the peak-to-noise ratio of the movie band-passed for somata of this "
                         "diameter (what the detection model reads)")
@@ -274,7 +274,7 @@ def _cmd_summary(args) -> int:
     summary = summary_images(movie, batch_frames=args.batch_frames or None, filter_diameter=args.filter_diameter,
                              progress=args.progress)
     out.mkdir(parents=True, exist_ok=True)
-    files = write_summary_images(summary, out, pictures=args.png)
+    files = write_summary_images(summary, out, pictures=args.png, batch_frames=args.batch_frames or None)
     print(f"wrote {len(files)} files to {out}: {', '.join(sorted(files))}")
     return 0
 

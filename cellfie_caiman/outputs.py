@@ -117,7 +117,8 @@ def write_traces_csv(path: str | os.PathLike, traces: np.ndarray, fr: float, nam
     return path
 
 
-def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool = True) -> dict[str, Path]:
+def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool = True,
+                         batch_frames: int | None = None) -> dict[str, Path]:
     """Write each summary image as a float32 TIFF (``<name>.tif``) and, with ``pictures``, a PNG (``<name>.png``).
 
     Parameters
@@ -126,6 +127,9 @@ def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool 
         (corr, pnr, std, mean, median, max), each (rows, cols).
     out_dir : path
         Folder (created if needed).
+    batch_frames : int or None
+        The ``batch_frames`` the images were computed with: the TIFF metadata and the PNG titles say that each image
+        is the maximum over batches of that many frames (None: the whole movie).
 
     Returns
     -------
@@ -136,15 +140,17 @@ def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
+    over = "the whole movie" if batch_frames is None else f"maximum over {batch_frames}-frame batches"
     for name, image in zip(summary._fields, summary, strict=True):
         if image is None:  # an optional image that was not computed
             continue
         image = np.asarray(image, dtype=np.float32)
         with atomic_path(out / f"{name}.tif") as tmp:
-            tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name})
+            tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name, "over": over})
         files[f"{name}.tif"] = out / f"{name}.tif"
         if pictures:
-            files[f"{name}.png"] = _summary_png(image, name, out / f"{name}.png")
+            title = f"{_SUMMARY_TITLES.get(name, name)} image" + ("" if batch_frames is None else f" ({over})")
+            files[f"{name}.png"] = _summary_png(image, title, out / f"{name}.png")
     return files
 
 
@@ -153,7 +159,7 @@ _SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio",
                    "mean": "mean", "median": "median", "max": "maximum"}
 
 
-def _summary_png(image: np.ndarray, name: str, path: Path) -> Path:
+def _summary_png(image: np.ndarray, title: str, path: Path) -> Path:
     from . import report
 
     rows, cols = image.shape
@@ -162,7 +168,7 @@ def _summary_png(image: np.ndarray, name: str, path: Path) -> Path:
     vmin, vmax = report._stretch(image)
     im = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
-    ax.set_title(f"{_SUMMARY_TITLES.get(name, name)} image", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
     return report._save(fig, path)

@@ -222,6 +222,10 @@ def test_summary_writes_tiffs_equal_to_summary_images(tmp_path, capsys):
         np.testing.assert_array_equal(got, np.asarray(image, dtype=np.float32))
         with Image.open(out / f"{name}.png") as im:
             im.verify()
+    # by default the whole movie's statistics: mean.tif is the movie's mean
+    assert main(["summary", str(tmp_path / "m.npy"), "-o", str(tmp_path / "w"), "--no-progress", "--no-png"]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "w" / "mean.tif"), movie.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "w" / "median.tif"), np.median(movie, 0), rtol=1e-6)
 
 
 def test_var_name_picks_the_movie_of_an_hdf5_file_with_several(tmp_path, capsys):
