@@ -218,6 +218,9 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     shape = images[cfg.channels[0]].shape
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"summary images must be 2-D (rows, cols), got shape {shape}")
+    if any(im.shape != shape for im in images.values()):
+        raise ValueError("the summary images must all have one shape, got "
+                         + ", ".join(f"{name} {im.shape}" for name, im in images.items()))
     bad = [name for name, im in images.items() if not np.isfinite(im).any()]
     if bad:
         warnings.warn(f"summary images {bad} have no finite value; no neuron can be found", RuntimeWarning,

@@ -173,6 +173,12 @@ def test_no_neuron_found_is_said_with_the_diameter_to_check(result):
     assert res.masks.shape == (0, 128, 128) and res.neuron_diameter == 60.0 and res.prob_map.shape == (128, 128)
 
 
+def test_summary_images_of_different_shapes_are_refused_by_name(result):
+    cut = result.summary._replace(std=result.summary.std[:, :-3])
+    with pytest.raises(ValueError, match=r"one shape.*std \(128, 125\)"):
+        initialize(cut)
+
+
 def test_some_nan_pixels_are_tolerated(result):
     s = result.summary
     corr = s.corr.copy()

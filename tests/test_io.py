@@ -223,6 +223,12 @@ def test_hdf5_dataset_choice(tmp_path, movie):
         f["b"] = movie
     with pytest.raises(MovieError, match="two.h5.*var_name"):
         load_movie(path3)
+    path4 = tmp_path / "flat.h5"
+    with h5py.File(path4, "w") as f:
+        f["frames2d"] = movie[0]
+        f["times"] = np.arange(23.0)
+    with pytest.raises(MovieError, match=r"0 3-D datasets \(datasets: frames2d \(11, 7\), times \(23,\)\)"):
+        load_movie(path4)  # what is in the file is listed
 
 
 def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
@@ -440,6 +446,18 @@ def test_all_nan_frames_are_interpolated_and_an_all_nan_movie_becomes_zero(movie
     np.testing.assert_array_equal(out[:, 1, 1], np.float32(np.median(bad[1][np.isfinite(bad[1])])))
     with pytest.warns(NonFiniteWarning):
         np.testing.assert_array_equal(load_movie(np.full((5, 4, 3), np.nan, np.float32)).to_array(), 0)
+
+
+def test_float64_values_beyond_float32_are_refused_not_filled(movie):
+    """Movies are processed in float32: a float64 value beyond its range would become inf and then be 'filled' as
+    if it were missing."""
+    big = movie.astype(np.float64)
+    big[3, 2, 2] = 1e39
+    with pytest.raises(MovieError, match="1e\\+39.*beyond float32's range"):
+        load_movie(big).to_array()
+    big[3, 2, 2] = np.inf  # a real inf is still filled
+    with pytest.warns(NonFiniteWarning):
+        assert np.isfinite(load_movie(big).to_array()).all()
 
 
 def test_save_memmap_of_nan_movie_has_no_nan(tmp_path, movie):

@@ -160,18 +160,25 @@ def open_hdf5(path: Path, var_name: str | None) -> Reader:
     """The 3-D dataset ``var_name`` of an HDF5 file, else ``mov``, else the only 3-D dataset."""
     import h5py
     with _open_h5(path) as f:
+        datasets = {}
+
+        def visit(name, obj):  # returns None: visititems stops at the first other value
+            if isinstance(obj, h5py.Dataset):
+                datasets[name] = obj.shape
+
+        f.visititems(visit)
+        listing = ", ".join(f"{n} {shape}" for n, shape in list(datasets.items())[:10]) or "none"
         if var_name is not None:
             if var_name not in f or not isinstance(f[var_name], h5py.Dataset):
-                raise MovieError(f"{path}: no dataset '{var_name}' in the file")
+                raise MovieError(f"{path}: no dataset '{var_name}' in the file (datasets: {listing})")
             name = var_name
         elif "mov" in f and isinstance(f["mov"], h5py.Dataset):
             name = "mov"
         else:
-            found = []
-            f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
+            found = [n for n, shape in datasets.items() if len(shape) == 3]
             if len(found) != 1:
-                raise MovieError(f"{path}: no dataset 'mov' and {len(found)} 3-D datasets ({', '.join(found[:10])}); "
-                                 f"choose one with var_name= (command line: --var-name)")
+                raise MovieError(f"{path}: no dataset 'mov' and {len(found)} 3-D datasets (datasets: {listing}); "
+                                 f"choose the movie with var_name= (command line: --var-name)")
             name = found[0]
         dset = f[name]
         shape, dtype = dset.shape, dset.dtype

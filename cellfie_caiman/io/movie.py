@@ -202,6 +202,10 @@ class Movie:
         if block.dtype.kind == "f" and raw.dtype.kind in "fc":
             bad = ~np.isfinite(block)
             if bad.any():
+                if raw.dtype.itemsize > 4 and np.isfinite(raw[bad]).any():
+                    big = float(np.abs(raw[bad][np.isfinite(raw[bad])]).max())
+                    raise MovieError(f"{self.source}: values up to {big:.3g} in frames {start}..{stop - 1} are beyond "
+                                     f"float32's range (3.4e38), in which movies are processed: rescale the movie")
                 self._fill(block, bad, start, stop, left_context)
         if return_tail:
             # raw float32 tail (with its NaN) serves as the next chunk's left context
