@@ -188,7 +188,7 @@ def test_train_var_name_picks_the_annotated_movie(tmp_path, capsys):
     argv = ["train", "-o", str(tmp_path / "w.npz"), "--data", str(tmp_path / "two.h5"), str(tmp_path / "rois.json"),
             "--simulated", "0", "--epochs", "1", "--steps-per-epoch", "1", "--no-progress"]
     assert main(argv) == 2
-    _one_line_error(capsys, "raw, registered", "--var-name")
+    _one_line_error(capsys, "raw (60, 32, 32), registered (60, 64, 64)", "--var-name")
     assert main([*argv, "--var-name", "raw"]) == 2  # the other movie: the ROIs do not fit its 32 x 32 frames
     _one_line_error(capsys, "outside")
     assert main([*argv, "--var-name", "registered"]) == 0
@@ -241,7 +241,7 @@ def test_var_name_picks_the_movie_of_an_hdf5_file_with_several(tmp_path, capsys)
         f["raw"] = np.zeros_like(movie)
         f["registered"] = movie
     assert main(["summary", str(tmp_path / "two.h5"), "-o", str(tmp_path / "s"), "--no-progress"]) == 2
-    _one_line_error(capsys, "raw, registered", "--var-name")
+    _one_line_error(capsys, "raw (60, 24, 32), registered (60, 24, 32)", "--var-name")
     assert main(["summary", str(tmp_path / "two.h5"), "--var-name", "registered", "-o", str(tmp_path / "s"),
                  "--no-progress", "--no-png"]) == 0
     expected = summary.summary_images(movie, batch_frames=250)

@@ -285,6 +285,13 @@ def test_frame_rate_as_the_file_records_it(tmp_path, movie):
         assert load_movie(source).frame_rate is None
 
 
+def test_var_name_for_a_source_with_one_movie_is_said_to_be_ignored(tmp_path, movie):
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    for source in (tmp_path / "m.tif", movie):
+        with pytest.warns(UserWarning, match="var_name 'mov' ignored"):
+            assert load_movie(source, var_name="mov").shape == movie.shape
+
+
 def test_npy_is_memory_mapped(tmp_path, movie):
     path = tmp_path / "m.npy"
     np.save(path, movie)

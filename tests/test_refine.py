@@ -215,7 +215,7 @@ def test_nwb_written_and_read_back(est, tmp_path):
 
 
 def test_nwb_results_read_back_as_rois_without_the_background(est, tmp_path):
-    """read_rois on our NWB file: the supports of the accepted footprints (or of all with accepted_only=False), never
+    """read_rois on our NWB file: the accepted footprints (or all with accepted_only=False), never
     the background images that CaImAn's layout keeps in the same table."""
     pytest.importorskip("pynwb")
     from cellfie_caiman.rois import read_rois
@@ -224,11 +224,12 @@ def test_nwb_results_read_back_as_rois_without_the_background(est, tmp_path):
     assert est.b.shape[1] == 2
     path = est.to_nwb(tmp_path / "out.nwb", fr=30.0)
     support = est.A.toarray().T.reshape((-1, est.dims[1], est.dims[0])).transpose(0, 2, 1) > 0
-    np.testing.assert_array_equal(read_rois(path), support[est.idx_components])
-    np.testing.assert_array_equal(read_rois(path, accepted_only=False), support)
-    # the same masks as from the HDF5 results, a reader of its own
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), support[est.idx_components])
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0, accepted_only=False), support)
+    # the same masks as from the HDF5 results, a reader of its own (by default both binarise as CaImAn's benchmark)
     est.save(tmp_path / "out.hdf5")
     np.testing.assert_array_equal(read_rois(path), read_rois(tmp_path / "out.hdf5"))
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), read_rois(tmp_path / "out.hdf5", a_threshold=0))
 
 
 def _peak_resident_bytes_since_reset() -> int | None:
@@ -280,7 +281,7 @@ def test_nwb_image_masks_are_written_and_read_in_the_memory_of_their_pixels(tmp_
     from cellfie_caiman.rois import read_rois
 
     before = _peak_resident_bytes_since_reset()
-    masks = read_rois(path, accepted_only=False)
+    masks = read_rois(path, accepted_only=False, a_threshold=0)  # the supports
     grown = _peak_resident_bytes_since_reset() - before
     assert grown < 100e6, f"reading the ROIs took {grown / 1e6:.0f} MB more at its peak"
     assert masks.shape == (K, rows, cols)

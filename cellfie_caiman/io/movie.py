@@ -283,6 +283,10 @@ class Movie:
         return self._constant
 
 
+def _name(source: Any) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"a {type(source).__name__}"
+
+
 def load_movie(source: Any, var_name: str | None = None) -> Movie:
     """Open a movie lazily.
 
@@ -292,7 +296,7 @@ def load_movie(source: Any, var_name: str | None = None) -> Movie:
         CaImAn ``.mmap``, ``.tif``/``.tiff``, a folder of single-frame TIFFs, ``.h5``/``.hdf5``, ``.nwb``,
         ``.npy``, an array (T, rows, cols) or a Movie (returned as is).
     var_name : str, optional
-        HDF5 dataset path, or NWB series name (or path) to read.
+        HDF5 dataset path, or NWB series name (or path) to read (a warning says it is ignored for other sources).
 
     Returns
     -------
@@ -307,6 +311,10 @@ def load_movie(source: Any, var_name: str | None = None) -> Movie:
     """
     if isinstance(source, Movie):
         return source
+    if var_name is not None and not (isinstance(source, (str, os.PathLike))
+                                     and Path(source).suffix.lower() in (".nwb", *HDF5_SUFFIXES)):
+        warnings.warn(f"var_name {var_name!r} ignored for {_name(source)}: only HDF5 and NWB files hold several "
+                      "movies to choose from", UserWarning, stacklevel=2)
     if isinstance(source, np.ndarray):
         shape = check_movie_shape_dtype(source.shape, source.dtype, "<ndarray>")
         return Movie(ArrayReader(source.reshape(shape), "<ndarray>"))
