@@ -247,7 +247,9 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp), fr=params.data.fr)
+                source = Path(str(movie.source))  # the raw data the NWB file points to, when it is a file
+                est.to_nwb(str(tmp), fr=params.data.fr,
+                           raw_data_file=str(source.resolve()) if source.exists() else None)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

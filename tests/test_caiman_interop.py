@@ -478,8 +478,12 @@ def test_caiman_results_file_gives_rois(seeded, tmp_path):
     A = cnm.estimates.A.toarray()
     idx = cnm.estimates.idx_components
     expected = (A > 0).T.reshape(-1, cols, rows).transpose(0, 2, 1)
-    np.testing.assert_array_equal(read_rois(path, accepted_only=False), expected)
-    np.testing.assert_array_equal(read_rois(path), expected[idx])
+    np.testing.assert_array_equal(read_rois(path, accepted_only=False, a_threshold=0), expected)
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), expected[idx])
+    # by default binarised as the pipeline binarises footprints for rois.json (CaImAn's benchmark protocol)
+    from cellfie_caiman.masks import footprints_to_masks
+
+    np.testing.assert_array_equal(read_rois(path), footprints_to_masks(cnm.estimates.A[:, idx], (rows, cols)))
     # thresholded as CaImAn's threshold_spatial_components(thr_method='max') keeps pixels: a > thr * max(a)
     expected20 = (A > 0.2 * A.max(axis=0)).T.reshape(-1, cols, rows).transpose(0, 2, 1)
     np.testing.assert_array_equal(read_rois(path, a_threshold=0.2, accepted_only=False), expected20)
