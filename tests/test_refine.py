@@ -84,18 +84,44 @@ def test_streaming_from_memmap_and_chunk_size_do_not_change_the_result(sim, est,
     np.testing.assert_allclose(est2.C, est.C, rtol=1e-3, atol=1e-3 * np.abs(est.C).max())
 
 
-def test_two_half_seeds_of_one_neuron_are_merged():
+def test_two_overlapping_half_seeds_of_one_neuron_are_merged_and_touching_ones_kept_apart():
+    """Merging needs overlapping footprints (CaImAn's merge_components); the seeds' first spatial update stays
+    within each seed, as CaImAn's does with boolean seeds, so two halves that only touch stay two components (real
+    CaImAn 1.12.1 on this movie: 2 components, as here)."""
     sim = simulate(500, (40, 40), 1, seed=5, rate=2.0)
     mask = sim.masks[0]
     cols = np.where(mask.any(0))[0]
     mid = (cols.min() + cols.max()) // 2
+    params = {"data": {"fr": 30.0}, "refine": {"merge_thr": 0.8}}
     left, right = mask.copy(), mask.copy()
-    left[:, mid + 1:] = False
-    right[:, :mid + 1] = False
-    e = refine(sim.movie, np.stack([left, right]), params={"refine": {"merge_thr": 0.8}}, backend="builtin")
+    left[:, mid + 3:] = False
+    right[:, :mid - 1] = False  # 4 columns shared
+    e = refine(sim.movie, np.stack([left, right]), params=params, backend="builtin")
     assert e.A.shape[1] == 1
     assert np.corrcoef(e.C[0], sim.calcium[0])[0, 1] > 0.9
     assert match_rois(sim.masks, e.masks()).f1 == 1
+    left[:, mid + 1:] = False
+    right[:, :mid + 1] = False  # touching, not overlapping
+    e = refine(sim.movie, np.stack([left, right]), params=params, backend="builtin")
+    assert e.A.shape[1] == 2
+    assert all(np.corrcoef(c, sim.calcium[0])[0, 1] > 0.9 for c in e.C)
+
+
+def test_footprints_stay_within_one_dilation_of_their_seeds_as_in_caiman():
+    """CaImAn's first spatial update of boolean seeds fits only the pixels of each seed, the second the seed's
+    support dilated by a radius-2 diamond: no footprint reaches beyond one such dilation of its seed (on a field
+    that is not square, so that a transposition would show)."""
+    from scipy import ndimage
+
+    sim = simulate(600, (48, 64), 10, seed=4)
+    e = refine(sim.movie, sim.masks, params={**PARAMS, "refine": {**PARAMS["refine"], "merge_thr": 1.0}},
+               backend="builtin")
+    assert e.A.shape[1] == len(sim.masks)  # no merge, no drop: component k is seed k
+    diamond = ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), 2)
+    for k, seed in enumerate(sim.masks):
+        support = e.A[:, k].toarray().reshape(seed.shape, order="F") > 0
+        assert not (support & ~ndimage.binary_dilation(seed, diamond)).any(), k
+    assert np.all(e.S[:, 0] == 0)  # frame 0 holds the initial calcium (c1), never a spike
 
 
 def test_package_level_refine_is_callable(sim):

@@ -98,6 +98,23 @@ def test_oasis_ar1_noiseless_returns_exact_spikes():
     assert np.abs(d.s - s).max() < 1e-3
 
 
+@pytest.mark.parametrize("p, g", [(1, [0.95]), (2, [1.7, -0.72])])
+def test_deconvolution_keeps_the_initial_calcium_in_c1_not_as_a_spike_at_frame_0(p, g):
+    """A trace that starts high (a transient before the recording): S[0] is 0 and the start is c1, as in CaImAn's
+    OASIS (s[0] = 0), not a spike nobody fired."""
+    T = 300
+    drive = np.zeros(T)
+    drive[[60, 150, 220]] = 1.5
+    drive[0] = 6.0  # calcium left from before the recording, decaying by the same AR model
+    c = np.zeros(T)
+    for t in range(T):
+        c[t] = drive[t] + sum(gi * c[t - 1 - i] for i, gi in enumerate(g) if t - 1 - i >= 0)
+    d = deconvolve(c, p=p, g=g, sn=0.0, fit_baseline=False)
+    assert d.s[0] == 0
+    assert d.c1 == pytest.approx(d.c[0]) and d.c1 > 5
+    assert set(np.flatnonzero(d.s > 0.5).tolist()) == {60, 150, 220}
+
+
 def test_oasis_ar1_matches_nnls_reference_with_penalty():
     # min 1/2||y - K s||^2 + lam sum(s), s >= 0, with K the AR(1) impulse-response matrix, solved by NNLS:
     # the penalty equals (K^-T lam 1)^T c, so OASIS with mu = K^-T lam 1 must give the same c

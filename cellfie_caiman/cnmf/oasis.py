@@ -308,4 +308,5 @@ def deconvolve(y: np.ndarray, p: int = 1, g: np.ndarray | None = None, sn: float
     for i, gi in enumerate(g):
         s[i + 1:] -= gi * c[:T - i - 1]
     s = np.maximum(s, 0)
+    s[:1] = 0  # the calcium at frame 0 is the initial value c1, not a spike (as CaImAn's OASIS sets s[0] = 0)
     return Deconvolution(c, s, float(b), float(c[0]) if T else 0.0, g, sn, float(lam))

@@ -5,8 +5,9 @@ Model: Y (pixels x T) ~ A C + b f + noise, A >= 0 sparse (one column per seed), 
 1. Per-pixel noise sn (PSD definition, at most 3072 frames).
 2. Start from the seeds: f = background of the pixels in no seed (mean, or an NMF for nb > 1); C = mean over each
    seed after subtracting the background; b from a least-squares fit.
-3. ``n_iter`` rounds of: spatial update (non-negative HALS of each footprint on the radius-2 dilation of its
-   support, with CaImAn's per-pixel L1 weight, then median filter, energy threshold, closing and largest connected
+3. ``n_iter`` rounds of: spatial update (non-negative HALS of each footprint within its seed in the first round,
+   as CaImAn does with boolean seeds, on the radius-2 dilation of its support after that, with CaImAn's per-pixel
+   L1 weight, then median filter, energy threshold, closing and largest connected
    component; background by HALS), temporal update (block coordinate descent over groups of non-overlapping
    components; p = 0 (clipping) on all rounds but the last, OASIS deconvolution on the last), and, after the first
    round, merging of overlapping components whose traces correlate above ``merge_thr``.
@@ -177,6 +178,14 @@ def dilated_pattern(A: scipy.sparse.csc_matrix, dims: tuple[int, int]) -> tuple[
     return indptr, indices
 
 
+def support_pattern(A: scipy.sparse.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pixels of each component: its support (the nonzero pixels), sorted. Returns (indptr, indices)."""
+    A = scipy.sparse.csc_matrix(A, copy=True)
+    A.eliminate_zeros()
+    A.sort_indices()
+    return A.indptr.astype(np.int64), A.indices.astype(np.int64)
+
+
 def _values_on_pattern(A: scipy.sparse.csc_matrix, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     out = np.zeros(indices.size)
     for k in range(A.shape[1]):
@@ -323,15 +332,18 @@ def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.n
 
 # ------------------------------------------------------------------------------------------------------ spatial
 def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f: np.ndarray, b: np.ndarray | None,
-                   sn: np.ndarray, s: Settings, progress: bool = False
+                   sn: np.ndarray, s: Settings, progress: bool = False, dilate: bool = True
                    ) -> tuple[scipy.sparse.csc_matrix, np.ndarray, np.ndarray]:
     """Update footprints and spatial background for fixed traces.
+
+    ``dilate``: each footprint may grow into the radius-2 dilation of its support (CaImAn with float footprints);
+    False keeps it within its support (CaImAn's first update of boolean seeds, reference section 4.1 step 1).
 
     Returns (A (pixels, K') csc, b (pixels, nb), kept component indices (K',)).
     """
     dims = data.dims
     d, K, nb = data.n_pixels, A.shape[1], f.shape[0]
-    indptr, indices = dilated_pattern(A, dims)
+    indptr, indices = dilated_pattern(A, dims) if dilate else support_pattern(A)
     U = np.zeros(indices.size)
     Yf_c = np.zeros((d, nb))
     f32 = f.astype(np.float32)
@@ -623,7 +635,8 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
     A, b = A0, None
     for it in range(s.n_iter):
         last = it == s.n_iter - 1
-        A, b, kept = spatial_update(data, A, C, f, b, sn, s, progress)
+        # the seeds' first update stays within each seed, as CaImAn's with boolean Ain; later ones may grow
+        A, b, kept = spatial_update(data, A, C, f, b, sn, s, progress, dilate=it > 0)
         C = C[kept]
         steps.update()
         A, C, b, f = normalize(A, C, b, f)
