@@ -84,7 +84,7 @@ def test_streaming_from_memmap_and_chunk_size_do_not_change_the_result(sim, est,
     np.testing.assert_allclose(est2.C, est.C, rtol=1e-3, atol=1e-3 * np.abs(est.C).max())
 
 
-def test_two_overlapping_half_seeds_of_one_neuron_are_merged_and_touching_ones_kept_apart():
+def test_two_overlapping_half_seeds_of_one_neuron_are_merged_and_touching_ones_kept_apart(caplog):
     """Merging needs overlapping footprints (CaImAn's merge_components); the seeds' first spatial update stays
     within each seed, as CaImAn's does with boolean seeds, so two halves that only touch stay two components (real
     CaImAn 1.12.1 on this movie: 2 components, as here)."""
@@ -96,8 +96,10 @@ def test_two_overlapping_half_seeds_of_one_neuron_are_merged_and_touching_ones_k
     left, right = mask.copy(), mask.copy()
     left[:, mid + 3:] = False
     right[:, :mid - 1] = False  # 4 columns shared
-    e = refine(sim.movie, np.stack([left, right]), params=params, backend="builtin")
+    with caplog.at_level(logging.WARNING, logger="cellfie_caiman"):
+        e = refine(sim.movie, np.stack([left, right]), params=params, backend="builtin")
     assert e.A.shape[1] == 1
+    assert "2 seeds gave 1 components (1 merged group(s)" in caplog.text  # component k is not seed k: said
     assert np.corrcoef(e.C[0], sim.calcium[0])[0, 1] > 0.9
     assert match_rois(sim.masks, e.masks()).f1 == 1
     left[:, mid + 1:] = False

@@ -69,7 +69,10 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     -------
     Estimates
         CaImAn's field names and shapes (A unit-norm csc in Fortran pixel order, C with baseline, S, YrA, b, f, sn,
-        g, bl, c1, neurons_sn, SNR_comp, r_values, idx_components, idx_components_bad, dims).
+        g, bl, c1, neurons_sn, SNR_comp, r_values, idx_components, idx_components_bad, dims). As in CaImAn, seeds
+        whose footprints overlap and whose traces correlate above ``refine.merge_thr`` are merged (the merged
+        component goes last) and footprints that empty are removed: then component k is not seed k (a warning says
+        so; :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` maps components to seeds).
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")

@@ -633,6 +633,7 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
     C, f = initial_traces(data, A0, s.nb, s.chunk_frames, progress)
     steps.update()
     A, b = A0, None
+    n_merged = 0
     for it in range(s.n_iter):
         last = it == s.n_iter - 1
         # the seeds' first update stays within each seed, as CaImAn's with boolean Ain; later ones may grow
@@ -653,6 +654,11 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
             A, C, YrA, merged = merge_components(A, C, YrA, s.merge_thr, s.max_merge)
             if merged:
                 logger.info("merged %d group(s) of components", len(merged))
+                n_merged += len(merged)
+    if A.shape[1] != A0.shape[1] or n_merged:
+        logger.warning("%d seeds gave %d components (%d merged group(s), the rest emptied): component k is no longer "
+                       "seed k; cellfie_caiman.cnmf.caiman_adapter.seed_index(A, masks) maps them back",
+                       A0.shape[1], A.shape[1], n_merged)
     A = scipy.sparse.csc_matrix(A)
     A.sort_indices()
     ev = evaluate(data, A, C, YrA, s, progress)
