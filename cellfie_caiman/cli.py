@@ -291,18 +291,11 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_train(args) -> int:
     from .io import load_movie
-    from .train import train
+    from .train import check_weights_path, train
 
-    out = Path(args.out).expanduser()
-    if out.suffix != ".npz":
-        raise ValueError(f"{out}: the weights file must end in .npz")
+    out = check_weights_path(args.out)  # now, not after hours of training
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
-    folder = out.absolute().parent  # checked now, not after hours of training
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{out}: {folder} is not a folder; create it first")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{out}: cannot write into {folder}")
     for entry in args.data:
         if len(entry) not in (2, 3):
             raise ValueError(f"--data takes MOVIE ROIS [REGION], got {len(entry)} values: {' '.join(entry)}")

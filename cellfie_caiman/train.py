@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from ._checks import number
 from .masks import mask_diameter
 from .models import DetectionModel, ModelConfig, new_model
 from .models.preprocess import check_images
-from .training.fields import Field, _annotated, _as_masks, prepare_field
+from .training.fields import Field, _as_masks, annotated_images, checked_annotation, prepare_field
 from .training.sampling import _hard_candidates, _instance_batch, _unet_batch
 from .training.simulated import blob_field, blob_movie, neuron_density, simulated_datasets, simulated_field
 from .training.steps import _clone, _deterministic, _train_steps
@@ -89,14 +90,15 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         or ``numpy.s_[0:256, :]``; :func:`cellfie_caiman.training.fields.parse_region`). Training and validation
         then use only that part: elsewhere, the neurons nobody outlined would be taught as background.
     out_path : path, optional
-        Where to save the best weights (.npz), atomically.
+        Where to save the best weights (.npz, in an existing folder; checked before training), atomically,
+        replacing any file there.
     simulated : int or sequence of (SummaryImages, masks), optional
         Number of simulated fields added to the training data (see :func:`simulated_datasets`), or the fields
         themselves (made beforehand, e.g. with :func:`simulated_field` in parallel processes; they must include the
         images the model reads). None: 0 when fine-tuning ``init_model`` on annotated ``datasets`` (measured: the
         annotations of the new preparation alone adapt the model better than mixed with simulated fields), else 8.
     simulated_shape : (int, int)
-        Their size in pixels.
+        Their size in pixels (32 to 2048 a side).
     simulated_variety : bool
         Also randomise cell brightness, occlusion, vessels, puncta and spike amplitudes of the simulated fields.
     simulated_neuropil : float
@@ -166,6 +168,15 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     -------
     TrainResult
     """
+    if out_path is not None:
+        check_weights_path(out_path)
+    if isinstance(simulated, (int, np.integer)):
+        number(simulated, "simulated (number of simulated fields)", low=0, integer=True)
+    if len(simulated_shape) != 2:
+        raise ValueError(f"simulated_shape must be (rows, cols), got {simulated_shape!r}")
+    for side in simulated_shape:
+        number(side, "simulated_shape (pixels)", low=32, high=2048, integer=True)
+    number(seed, "seed", low=0, high=2**32 - 1, integer=True)
     _check_settings(epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience, val_fraction=val_fraction,
                     zooms=zooms, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
                     learning_rate=learning_rate, annotated_fraction=annotated_fraction, max_minutes=max_minutes,
@@ -210,6 +221,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     diameters = [mask_diameter(m) for _, _, m in named]
     model = _starting_model(start, config, channels, diameters)
     fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
+    _check_validation_strips(fields, val_fraction)
     logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
                 np.round(diameters, 1))
 
@@ -245,6 +257,22 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     return TrainResult(model, path, history, best_epoch, best_f1)
 
 
+def check_weights_path(path: str | os.PathLike) -> Path:
+    """``path`` as a weights file that can be written (a ``.npz`` name in an existing, writable folder); checked
+    before training, so that an unwritable path does not lose a run."""
+    path = Path(path).expanduser()
+    if path.suffix != ".npz":
+        raise ValueError(f"{path}: the weights file must end in .npz")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give the weights file's name")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{path}: {folder} is not a folder; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{path}: cannot write into {folder}")
+    return path
+
+
 def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
     """The summary images the model reads: ``channels``, else those of the weights fine-tuned (``start``) or of
     ``config``; each must be a :class:`SummaryImages` field."""
@@ -254,8 +282,9 @@ def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
         channels = start.config.channels if start is not None else (config or ModelConfig()).channels
     channels = tuple(channels)
     unknown = [c for c in channels if c not in SummaryImages._fields]
-    if unknown or not channels:
-        raise ValueError(f"channels must be summary image names {SummaryImages._fields}, got {list(channels)}")
+    if unknown or not channels or len(set(channels)) != len(channels):
+        raise ValueError(f"channels must be distinct summary image names {SummaryImages._fields}, got "
+                         f"{list(channels)}")
     if missed_signal is not None and "pnr_filtered" not in channels:
         raise ValueError("missed_signal reads the pnr_filtered image, which is not among the channels "
                          f"{list(channels)}")
@@ -265,16 +294,35 @@ def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
 def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress) -> tuple[list, list]:
     """``[(name, summary, masks)]`` of the annotated datasets (cut to their regions) and the regions as given
     (None: the whole field)."""
+    if any(isinstance(entry, (str, os.PathLike)) for entry in datasets):
+        raise ValueError("datasets must be a list of (movie, rois) pairs, e.g. [('movie.tif', 'rois.json')]; got a "
+                         "path among them (one pair needs its own list)")
     lengths = sorted({len(entry) for entry in datasets} - {2, 3})
     if lengths:
         raise ValueError(f"each dataset must be (movie, rois) or (movie, rois, region), got {lengths[0]} items")
-    named, regions = [], []
-    for i, entry in enumerate(datasets):
+    checked, regions = [], []
+    for i, entry in enumerate(datasets):  # every dataset checked before any summary image is computed
         source, rois, region = (*entry, None)[:3]
-        named.append((f"dataset{i}", *_annotated(source, rois, channels, filter_diameter, batch_frames, progress,
-                                                 region)))
+        checked.append((f"dataset{i}", checked_annotation(source, rois, channels, region, f"dataset {i}")))
         regions.append(None if region is None else str(region))
+    named = [(name, *annotated_images(*c, filter_diameter, batch_frames, progress)) for name, c in checked]
     return named, regions
+
+
+def _check_validation_strips(fields: list, val_fraction: float) -> None:
+    """``ValueError`` when no validation strip holds a neuron (every epoch would score F1 0 and the first one would
+    be kept); a warning for each annotated dataset whose strip holds none (it then counts for nothing)."""
+    counts = {f.name: int(np.sum(f.centers[:, 0] >= f.train_rows)) if len(f.centers) else 0
+              for f in fields if f.zoom == 1.0 and f.train_rows < f.inputs.shape[0]}
+    strip = f"the bottom {val_fraction:.0%} of its rows"
+    if not any(counts.values()):
+        raise ValueError(f"no neuron lies in any validation strip ({strip} in every field): early stopping would "
+                         "have nothing to score. Annotate neurons there, give the annotated part of a field as its "
+                         "region, or add simulated fields")
+    empty = [name for name, n in counts.items() if n == 0 and not name.startswith("simulated")]
+    if empty:
+        warnings.warn(f"no annotated neuron in the validation strip ({strip}) of {', '.join(empty)}: its fit is "
+                      "not scored when the best epoch is chosen", UserWarning, stacklevel=3)
 
 
 def _starting_model(start, config, channels, diameters) -> DetectionModel:

@@ -176,8 +176,27 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
 
 
 def test_unknown_channel_is_a_clear_error(data):
-    with pytest.raises(ValueError, match="channels must be summary image names"):
-        train([data], None, simulated=0, config=TINY, channels=("corr", "nope"), progress=False)
+    for channels in (("corr", "nope"), ("corr", "corr", "mean")):
+        with pytest.raises(ValueError, match="channels must be distinct summary image names"):
+            train([data], None, simulated=0, config=TINY, channels=channels, progress=False)
+
+
+def test_fine_tuning_with_the_same_channels_in_another_order_remaps_their_weights_by_name(data):
+    """As many channels as the model read, in another order: each input weight follows its image (an earlier
+    version copied them by position when the shapes matched), so the copy computes what the model did."""
+    from cellfie_caiman.models import DetectionModel, stack_inputs
+    from cellfie_caiman.training.steps import _clone
+
+    summary, masks = data
+    base = train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH).model
+    channels = base.config.channels[::-1]
+    copy = DetectionModel(dataclasses.replace(base.config, channels=channels), *_clone(base, channels))
+    x_old, x_new = stack_inputs(summary, base.config), stack_inputs(summary, copy.config)
+    for a, b in zip(base.predict_maps(x_old), copy.predict_maps(x_new), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for a, b in zip(base.predict_instances(x_old[None, :16, :16]), copy.predict_instances(x_new[None, :16, :16]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_fine_tuning_on_annotations_adds_no_simulated_field_unless_asked(data, tmp_path):
@@ -489,3 +508,41 @@ def test_a_bad_region_fails_before_the_summary_images(data, monkeypatch):
         train([(sim_movie, data[1], "0:8,:")], None, simulated=0, config=TINY, **ONE_EPOCH)
     with pytest.raises(ValueError, match="got 4 items"):
         train([(sim_movie, data[1], "0:8,:", "more")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    # no ROI (at all, or in the region), in the second dataset: said before the first one's images are computed
+    empty = np.zeros((0, 64, 64), bool)
+    with pytest.raises(ValueError, match="dataset 1 .*no ROI, nothing to learn from"):
+        train([(sim_movie, data[1]), (sim_movie, empty)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    corner = np.zeros((1, 64, 64), bool)
+    corner[0, 60:, 60:] = True
+    with pytest.raises(ValueError, match="dataset 0 .*no ROI in its region '0:32,0:32'"):
+        train([(sim_movie, corner, "0:32,0:32")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    with pytest.raises(ValueError, match="list of \\(movie, rois\\) pairs"):
+        train(("movie.tif", "rois.json"), None, simulated=0, config=TINY, **ONE_EPOCH)
+
+
+def test_annotations_with_no_neuron_in_the_validation_strip_are_refused_before_training(data):
+    """Every epoch would score F1 0 and the first would be kept: a ValueError says what to do; with simulated
+    fields to score, a warning names the annotated field whose strip is empty."""
+    summary, masks = data
+    rows = np.array([np.argwhere(m)[:, 0].mean() for m in masks])
+    top = masks[rows < 40]  # the validation strip is the bottom 20 % (rows 51-63)
+    with pytest.raises(ValueError, match="no neuron lies in any validation strip"):
+        train([(summary, top)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    with pytest.warns(UserWarning, match="no annotated neuron in the validation strip .* of dataset0"):
+        train([(summary, top)], None, simulated=1, simulated_shape=(48, 48), config=TINY, **ONE_EPOCH)
+
+
+@pytest.mark.parametrize("setting, message", [(dict(simulated=-1), "simulated"),
+                                              (dict(simulated_shape=(0, 0)), "simulated_shape"),
+                                              (dict(simulated_shape=(100000, 100000)), "simulated_shape"),
+                                              (dict(seed=-1), "seed")])
+def test_simulated_fields_and_seed_are_checked_before_any_data_is_read(setting, message):
+    with pytest.raises(ValueError, match=message):
+        train([("missing-movie.tif", "missing-rois.json")], None, **{**ONE_EPOCH, **setting})
+
+
+@pytest.mark.parametrize("name, error", [("w.txt", ValueError), ("", ValueError), ("a_file/w.npz", NotADirectoryError)])
+def test_an_unwritable_weights_path_is_refused_before_training(tmp_path, name, error):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(error):
+        train([("missing-movie.tif", "missing-rois.json")], tmp_path / name if name else tmp_path, **ONE_EPOCH)

@@ -108,27 +108,50 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
 
 
 def _annotated(source, rois, channels, filter_diameter: float | None, batch_frames: int, progress: bool,
-               region=None):
+               region=None, name: str = "dataset"):
     """(SummaryImages, masks) of one annotated dataset, with the images the model reads, cut to ``region`` (the
-    annotated part of the field, :func:`crop_region`) when it is given; a bad region fails before the images are
-    computed.
+    annotated part of the field, :func:`crop_region`) when it is given; bad ROIs or a bad region fail before the
+    images are computed (:func:`checked_annotation`).
 
     ``pnr_filtered`` is computed with ``filter_diameter`` (the model's training diameter; None: not computed), as
     ``initialize`` does when it is not told the neuron size: the model learns to read it on neurons of every size.
     """
+    opened, masks, bounds = checked_annotation(source, rois, channels, region, name)
+    return annotated_images(opened, masks, bounds, filter_diameter, batch_frames, progress)
+
+
+def checked_annotation(source, rois, channels, region=None, name: str = "dataset") -> tuple:
+    """``(summary images or Movie, masks, bounds or None)`` of one annotated dataset, checked without computing
+    anything: the movie's header read, the ROIs fit its frames, the region is valid, and there is an ROI (in the
+    region) to learn from (``ValueError`` naming ``name`` and the ROIs otherwise)."""
     if is_summary(source):
         check_images(source, channels, "a dataset given as summary images needs them (pass the movie instead)")
-        masks = _as_masks(rois, np.asarray(source.mean).shape)
-        bounds = None if region is None else parse_region(region, masks.shape[1:])
-        summary = source
+        opened, shape = source, np.asarray(source.mean).shape
     else:
         from ..io import load_movie
+
+        opened = load_movie(source)
+        shape = opened.frame_shape
+    masks = _as_masks(rois, shape)
+    bounds = None if region is None else parse_region(region, shape)
+    r0, r1, c0, c1 = bounds if bounds is not None else (0, shape[0], 0, shape[1])
+    if not masks[:, r0:r1, c0:c1].any():
+        where = "" if bounds is None else f" in its region {region!r}"
+        what = rois if isinstance(rois, (str, os.PathLike)) else "its masks"
+        raise ValueError(f"{name} ({what}): no ROI{where}, nothing to learn from")
+    return opened, masks, bounds
+
+
+def annotated_images(opened, masks: np.ndarray, bounds, filter_diameter: float | None, batch_frames: int,
+                     progress: bool) -> tuple:
+    """(SummaryImages, masks) of a dataset checked by :func:`checked_annotation`: its summary images computed from
+    the movie (unless given), both cut to ``bounds``."""
+    if is_summary(opened):
+        summary = opened
+    else:
         from ..summary import summary_images
 
-        movie = load_movie(source)
-        masks = _as_masks(rois, movie.frame_shape)
-        bounds = None if region is None else parse_region(region, movie.frame_shape)
-        summary = summary_images(movie, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter)
+        summary = summary_images(opened, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter)
     return (summary, masks) if bounds is None else crop_region(summary, masks, bounds)
 
 

@@ -113,6 +113,20 @@ def _torch_steps(unet, inst, opt_u, opt_i):
     return unet_step, inst_step
 
 
+def _input_layers(model: DetectionModel) -> set[tuple[str, str]]:
+    """``(network, layer)`` names of the layers whose weights read the input images: those whose weights change
+    shape when the model reads one more image (found on a copy built that way, whatever the channels' order)."""
+    wider = new_model(dataclasses.replace(model.config, channels=(*model.config.channels, "max")))
+    out = set()
+    for name, net in wider.networks.items():
+        source = {layer.name: layer for layer in model.networks[name].layers}
+        for layer in net.layers:
+            ours = source[layer.name].get_weights()
+            if ours and any(a.shape != b.shape for a, b in zip(ours, layer.get_weights(), strict=True)):
+                out.add((name, layer.name))
+    return out
+
+
 def _clone(model: DetectionModel, channels: Sequence[str] | None = None):
     """Fresh copies of a model's networks, optionally reading other input channels.
 
@@ -123,18 +137,18 @@ def _clone(model: DetectionModel, channels: Sequence[str] | None = None):
     old = tuple(model.config.channels)
     new = tuple(channels) if channels is not None else old
     fresh = new_model(dataclasses.replace(model.config, channels=new))
+    reads_images = _input_layers(model) if new != old else set()
     for name, net in fresh.networks.items():
         source = {layer.name: layer for layer in model.networks[name].layers}
         for layer in net.layers:
             src = source[layer.name].get_weights()
-            dst = layer.get_weights()
             if not src:
                 continue
-            if all(a.shape == b.shape for a, b in zip(src, dst, strict=True)):
+            if (name, layer.name) not in reads_images:
                 layer.set_weights(src)
                 continue
             # a kernel (kh, kw, offset + channels, filters) that reads the input images (after `offset` features)
-            kernel = np.zeros_like(dst[0])
+            kernel = np.zeros_like(layer.get_weights()[0])
             offset = src[0].shape[2] - len(old)
             kernel[:, :, :offset] = src[0][:, :, :offset]
             for j, c in enumerate(new):
