@@ -246,6 +246,12 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "missed_crops": missed_crops, "missed_signal": missed_signal,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "dataset_regions": regions,
+                 # what each dataset was given as: movie and ROI file paths (absolute), or the kind of object
+                 "dataset_sources": [[_source_name(x) for x in entry[:2]] for entry in datasets],
+                 "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patience": patience,
+                 "max_minutes": max_minutes, "val_fraction": val_fraction, "zooms": [float(z) for z in zooms],
+                 "simulated_shape": [int(v) for v in simulated_shape], "batch_frames": batch_frames,
+                 "unet_batch": unet_batch, "unet_crop": unet_crop, "instance_batch": instance_batch,
                  "neuron_diameters": [round(d, 2) for d in diameters],
                  "minutes": round((time.monotonic() - t_start) / 60, 1),
                  # when each epoch ended (minutes since the start, field preparation included) and its score: how
@@ -255,6 +261,13 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     model = DetectionModel(dataclasses.replace(model.config, training=info), model.unet, model.instance)
     path = model.save(out_path) if out_path is not None else None
     return TrainResult(model, path, history, best_epoch, best_f1)
+
+
+def _source_name(source) -> str:
+    """A dataset's movie or ROIs as the weights file records them: an absolute path, or the kind of object."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(Path(source).expanduser().resolve())
+    return f"<{type(source).__name__}>"
 
 
 def check_weights_path(path: str | os.PathLike) -> Path:
@@ -306,6 +319,10 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
         checked.append((f"dataset{i}", checked_annotation(source, rois, channels, region, f"dataset {i}")))
         regions.append(None if region is None else str(region))
     named = [(name, *annotated_images(*c, filter_diameter, batch_frames, progress)) for name, c in checked]
+    for name, summary, _ in named:
+        if all(np.ptp(np.nan_to_num(np.asarray(getattr(summary, c)))) == 0 for c in channels):
+            raise ValueError(f"{name}: its summary images are constant (an empty, constant or all-NaN movie?): "
+                             "nothing to learn from")
     return named, regions
 
 

@@ -87,6 +87,9 @@ def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_pat
     import cellfie_caiman
 
     assert record["cellfie_caiman"] == cellfie_caiman.__version__
+    # from which data, with which settings
+    assert record["dataset_sources"] == [["<SummaryImages>", str(rois.resolve())]]
+    assert (record["epochs"], record["steps_per_epoch"], record["zooms"], record["unet_crop"]) == (2, 3, [1.0], 32)
     for wa, wb, wl in zip(a.model.unet.get_weights(), b.model.unet.get_weights(), loaded.unet.get_weights(),
                           strict=True):
         np.testing.assert_array_equal(wa, wb)
@@ -96,6 +99,13 @@ def test_tiny_training_is_deterministic_and_saves_loadable_weights(data, tmp_pat
 def test_train_needs_data():
     with pytest.raises(ValueError, match="at least one"):
         train([], None, simulated=0, progress=False)
+
+
+def test_a_movie_without_signal_is_refused(data):
+    """An all-NaN (or constant) movie has nothing to learn from: an error, not weights trained on noise."""
+    _, masks = data
+    with pytest.warns(Warning), pytest.raises(ValueError, match="dataset0: its summary images are constant"):
+        train([(np.full((60, 64, 64), np.nan, np.float32), masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
 
 
 def test_balanced_selection_weighs_each_real_strip_like_all_simulated_ones():
