@@ -197,6 +197,11 @@ def test_hdf5_round_trip_and_caiman_layout(est, tmp_path):
         assert h5["params/data/fr"][()] == 30.0
         assert h5["params/init/nb"][()] == 2
         assert h5["params/quality/min_SNR"][()] == 2.5
+        # no gSig was set: the one CaImAn would use for these neurons (half the diameter of a disc of the median
+        # binarised footprint's area), not 'NoneType', which CaImAn's own functions cannot use
+        areas = [int(np.sum(col > 0.2 * col.max())) for col in est.A.T.toarray()]
+        g = max(1, round(np.sqrt(np.median(areas) / np.pi)))
+        assert h5["params/init/gSig"][()].tolist() == [g, g]
 
 
 def test_load_estimates_reads_caiman_string_floats(est, tmp_path):

@@ -122,10 +122,16 @@ def _gsig(params, masks: np.ndarray) -> list[int]:
     """CaImAn's ``gSig`` (half-size of a neuron, px): refine.gSig, else half the neuron diameter, else from masks."""
     if params.refine.gSig is not None:
         return [int(v) for v in params.refine.gSig]
-    diameter = params.data.diameter_pixels()
+    return gsig_from(params.data.diameter_pixels(), masks.reshape(masks.shape[0], -1).sum(axis=1))
+
+
+def gsig_from(diameter: float | None, areas: np.ndarray) -> list[int]:
+    """CaImAn's ``gSig`` ([g, g], g half the neuron diameter in pixels) from the diameter, else from the median
+    area of the neurons' masks (the diameter of a disc of that area); CaImAn's default [4, 4] when neither."""
     if diameter is None:
-        areas = masks.reshape(masks.shape[0], -1).sum(axis=1)
-        diameter = 2.0 * np.sqrt(np.median(areas) / np.pi)  # equivalent-disc diameter of the median seed
+        if len(areas) == 0:
+            return [4, 4]
+        diameter = 2.0 * np.sqrt(np.median(areas) / np.pi)  # equivalent-disc diameter of the median mask
     g = max(1, int(round(diameter / 2.0)))
     return [g, g]
 

@@ -364,7 +364,7 @@ def _write_caiman_params(group, est: Estimates) -> None:
     data, refine, quality = p.get("data") or {}, p.get("refine") or {}, p.get("quality") or {}
     groups: dict[str, dict[str, Any]] = {
         "data": {"dims": est.dims, "fr": data.get("fr", 30.0), "decay_time": data.get("decay_time", 0.4)},
-        "init": {"nb": refine.get("nb", 1), "gSig": refine.get("gSig")},
+        "init": {"nb": refine.get("nb", 1), "gSig": refine.get("gSig") or _gsig_of(est, data)},
         "patch": {"rf": None, "only_init": False},
         "temporal": {"p": refine.get("p", 1)},
         "merging": {"merge_thr": refine.get("merge_thr", 0.8)},
@@ -381,6 +381,25 @@ def _write_caiman_params(group, est: Estimates) -> None:
                 g.attrs[key] = value
             else:
                 g[key] = np.asarray(value)
+
+
+def _gsig_of(est: Estimates, data: dict) -> list[int]:
+    """The ``gSig`` CaImAn would use for these components when none was set: half the neuron diameter given in
+    ``data`` (pixels, or microns with a pixel size), else from the footprints' areas (pixels above 0.2 of each
+    footprint's peak, the benchmark binarisation). CaImAn's own functions need a value; 'NoneType' breaks them."""
+    import scipy.sparse
+
+    from .caiman_adapter import gsig_from
+
+    diameter = data.get("neuron_diameter")
+    if diameter is None and data.get("pixel_size"):
+        diameter = float(data.get("soma_diameter_um") or 12.0) / float(data["pixel_size"])
+    areas = np.zeros(0)
+    if diameter is None and est.A is not None and est.A.shape[1]:
+        A = scipy.sparse.csc_matrix(est.A)
+        areas = np.array([np.sum(col > 0.2 * col.max()) if col.size else 0
+                          for col in np.split(A.data, A.indptr[1:-1])])
+    return gsig_from(diameter, areas)
 
 
 def load_estimates(path: str | os.PathLike) -> Estimates:
