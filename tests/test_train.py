@@ -141,6 +141,16 @@ def test_simulated_rates_set_how_active_the_fields_are():
     assert quiet.std[cells].mean() < 0.7 * busy.std[cells].mean()
 
 
+def assert_same_outputs(model, other, x, x_other, atol: float) -> None:
+    """``model`` on inputs ``x`` and ``other`` on ``x_other`` (the same images in its channel order) give the same
+    maps and the same instance masks and scores."""
+    for a, b in zip(model.predict_maps(x), other.predict_maps(x_other), strict=True):
+        np.testing.assert_allclose(a, b, atol=atol)
+    for a, b in zip(model.predict_instances(x[None, :16, :16]), other.predict_instances(x_other[None, :16, :16]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=atol)
+
+
 def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(data, tmp_path):
     """New input channels start with zero weights: the copy computes exactly what the model did; training on movies
     then computes the new image (pnr_filtered) for the real and the simulated fields."""
@@ -155,12 +165,7 @@ def test_fine_tuning_with_a_new_channel_starts_from_the_same_output_and_trains(d
     copy = DetectionModel(dataclasses.replace(base.config, channels=channels), *_clone(base, channels))
     movie = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0).movie
     full = summary_images(movie, batch_frames=250, filter_diameter=8.0)
-    x_old, x_new = stack_inputs(full, base.config), stack_inputs(full, copy.config)
-    for a, b in zip(base.predict_maps(x_old), copy.predict_maps(x_new), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    for a, b in zip(base.predict_instances(x_old[None, :16, :16]), copy.predict_instances(x_new[None, :16, :16]),
-                    strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert_same_outputs(base, copy, stack_inputs(full, base.config), stack_inputs(full, copy.config), atol=1e-6)
 
     tuned = train([(movie, masks)], tmp_path / "tuned.npz", simulated=1, simulated_shape=(48, 48),
                   init_model=base.save(tmp_path / "start.npz"), channels=channels, **kwargs).model
@@ -201,12 +206,7 @@ def test_fine_tuning_with_the_same_channels_in_another_order_remaps_their_weight
     base = train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH).model
     channels = base.config.channels[::-1]
     copy = DetectionModel(dataclasses.replace(base.config, channels=channels), *_clone(base, channels))
-    x_old, x_new = stack_inputs(summary, base.config), stack_inputs(summary, copy.config)
-    for a, b in zip(base.predict_maps(x_old), copy.predict_maps(x_new), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    for a, b in zip(base.predict_instances(x_old[None, :16, :16]), copy.predict_instances(x_new[None, :16, :16]),
-                    strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert_same_outputs(base, copy, stack_inputs(summary, base.config), stack_inputs(summary, copy.config), atol=1e-5)
 
 
 def test_fine_tuning_on_annotations_adds_no_simulated_field_unless_asked(data, tmp_path):
