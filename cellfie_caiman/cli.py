@@ -271,10 +271,11 @@ def _cmd_summary(args) -> int:
         raise ValueError(f"--batch-frames must be a number of frames >= 0 (0: one batch), got {args.batch_frames}")
     movie = load_movie(args.movie, var_name=args.var_name)
     out = prepare_out_dir(args.out, args.overwrite, create=False)  # created once there is something to write
-    summary = summary_images(movie, batch_frames=args.batch_frames or None, filter_diameter=args.filter_diameter,
+    batch_frames = args.batch_frames or None  # 0: the whole movie
+    summary = summary_images(movie, batch_frames=batch_frames, filter_diameter=args.filter_diameter,
                              progress=args.progress)
     out.mkdir(parents=True, exist_ok=True)
-    files = write_summary_images(summary, out, pictures=args.png, batch_frames=args.batch_frames or None)
+    files = write_summary_images(summary, out, pictures=args.png, batch_frames=batch_frames)
     print(f"wrote {len(files)} files to {out}: {', '.join(sorted(files))}")
     return 0
 

@@ -4,6 +4,7 @@ Functions never take the whole :class:`Params`; the pipeline hands each step the
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -279,6 +280,15 @@ class Params:
     refine: RefineParams = field(default_factory=RefineParams)
     quality: QualityParams = field(default_factory=QualityParams)
     output: OutputParams = field(default_factory=OutputParams)
+
+    def with_frame_rate(self, movie: Any) -> Params:
+        """These parameters when ``data.fr`` is given, else a copy with it set for ``movie``
+        (:meth:`DataParams.frame_rate`: the rate the movie file records, else 30 Hz with a warning)."""
+        if self.data.fr is not None:
+            return self
+        resolved = copy.deepcopy(self)
+        resolved.data.fr = resolved.data.frame_rate(movie)
+        return resolved
 
     @classmethod
     def coerce(cls, params: Params | Mapping[str, Any] | str | os.PathLike | None) -> Params:

@@ -459,42 +459,44 @@ def _is_binary(weights: np.ndarray) -> bool:
     return weights.size == 0 or bool(np.all((weights == 0) | (weights == weights.max())))
 
 
-def _footprint_mask(pixels: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The mask (rows, cols) of one footprint given as weights at flat Fortran-order pixels, binarised as CaImAn's
-    benchmark protocol does (:func:`cellfie_caiman.masks.footprints_to_masks`)."""
+def _kept_pixels(pixels: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
+                 a_threshold: float | None) -> np.ndarray:
+    """The flat Fortran-order pixels (``i + j * rows``) of one ROI, given as ``weights`` at ``pixels``, that belong
+    to its mask: a binary ROI as it is; weighted ones (footprints) as CaImAn's benchmark protocol binarises them
+    (``a_threshold`` None: :func:`cellfie_caiman.masks.footprints_to_masks`) or above ``a_threshold`` times their
+    largest weight."""
     import scipy.sparse
 
+    weights = np.asarray(weights, dtype=np.float64)
+    if _is_binary(weights):
+        return pixels[weights > 0]
+    if a_threshold is not None:
+        return pixels[weights > a_threshold * weights.max()]
     keep = weights > 0
     A = scipy.sparse.csc_matrix((weights[keep], (pixels[keep], np.zeros(int(keep.sum()), np.int64))),
                                 shape=(shape[0] * shape[1], 1))
-    return footprints_to_masks(A, shape)[0]
+    return np.flatnonzero(footprints_to_masks(A, shape)[0].ravel(order="F"))
 
 
 def _binarize_image(weights: np.ndarray, a_threshold: float | None) -> np.ndarray:
-    """One ROI's weights (x, y) as a mask: a binary one as it is; weighted ones (footprints) as CaImAn's benchmark
-    protocol binarises them (``a_threshold`` None) or above ``a_threshold`` times their largest weight."""
-    weights = np.asarray(weights, dtype=np.float64)
-    if _is_binary(weights):
+    """One ROI's weights (x, y) as a mask (:func:`_kept_pixels`)."""
+    weights = np.asarray(weights)
+    if _is_binary(weights):  # the common case, without flattening the image
         return weights > 0
-    if a_threshold is not None:
-        return weights > a_threshold * weights.max()
-    return _footprint_mask(np.arange(weights.size), weights.ravel(order="F"), weights.shape)
+    mask = np.zeros(weights.shape, bool)
+    kept = _kept_pixels(np.arange(weights.size), weights.ravel(order="F"), weights.shape, a_threshold)
+    mask[kept % weights.shape[0], kept // weights.shape[0]] = True
+    return mask
 
 
 def _pixel_mask_region(x: np.ndarray, y: np.ndarray, weights: np.ndarray, shape: tuple[int, int],
                        a_threshold: float | None) -> np.ndarray:
-    """The (x, y) pixels of one NWB ``pixel_mask`` ROI that belong to its mask (see :func:`_binarize_image`)."""
-    xy = np.stack([x, y], axis=1)
-    weights = np.asarray(weights, dtype=np.float64)
-    if _is_binary(weights):
-        return xy[weights > 0]
-    if a_threshold is not None:
-        return xy[weights > a_threshold * weights.max()]
-    inside = (x >= 0) & (x < shape[0]) & (y >= 0) & (y < shape[1])
-    if not inside.all():
-        return xy  # masks_from_coordinates says what is outside the image
-    mask = _footprint_mask(x.astype(np.int64) + y.astype(np.int64) * shape[0], weights, shape)
-    return np.argwhere(mask)
+    """The (x, y) pixels of one NWB ``pixel_mask`` ROI that belong to its mask (:func:`_kept_pixels`)."""
+    x, y, weights = np.asarray(x, np.int64), np.asarray(y, np.int64), np.asarray(weights, np.float64)
+    if not ((x >= 0) & (x < shape[0]) & (y >= 0) & (y < shape[1])).all():
+        return np.stack([x, y], axis=1)[weights > 0]  # masks_from_coordinates says what is outside the image
+    kept = _kept_pixels(x + y * shape[0], weights, shape, a_threshold)
+    return np.stack([kept % shape[0], kept // shape[0]], axis=1)
 
 
 def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: float | None = None) -> np.ndarray:

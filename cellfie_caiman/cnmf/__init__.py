@@ -5,7 +5,6 @@ HDF5 layout, :func:`load_estimates` reads ours and CaImAn's files, ``Estimates.t
 """
 from __future__ import annotations
 
-import copy
 import logging
 
 from .estimates import Estimates, load_estimates
@@ -78,10 +77,7 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     from ..params import Params
 
-    P = Params.coerce(params)
-    if P.data.fr is None:  # the movie file's rate, else 30 Hz with a warning; the caller's params left alone
-        P = copy.deepcopy(P)
-        P.data.fr = P.data.frame_rate(movie)
+    P = Params.coerce(params).with_frame_rate(movie)  # the caller's params left alone
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)

@@ -12,7 +12,6 @@ What CaImAn expects (see ``shared/reference/caiman-interop.md``):
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import importlib.util
 import logging
@@ -293,10 +292,7 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
 
     from ..params import Params
 
-    params = Params.coerce(params)
-    if params.data.fr is None:  # the movie file's rate, else 30 Hz with a warning; the caller's params left alone
-        params = copy.deepcopy(params)
-        params.data.fr = params.data.frame_rate(images)
+    params = Params.coerce(params).with_frame_rate(images)  # the caller's params left alone
     masks = _seed_masks(init, _frame_shape(images))  # check the seeds before writing any memmap
     used = masks[masks.reshape(masks.shape[0], -1).any(axis=1)]  # empty seeds dropped
     imgs, fname, tmpdir = _caiman_images(images, workdir)

@@ -389,6 +389,7 @@ def _gsig_of(est: Estimates, data: dict) -> list[int]:
     footprint's peak, the benchmark binarisation). CaImAn's own functions need a value; 'NoneType' breaks them."""
     import scipy.sparse
 
+    from ..masks import FOOTPRINT_THRESHOLD
     from .caiman_adapter import gsig_from
 
     diameter = data.get("neuron_diameter")
@@ -397,7 +398,7 @@ def _gsig_of(est: Estimates, data: dict) -> list[int]:
     areas = np.zeros(0)
     if diameter is None and est.A is not None and est.A.shape[1]:
         A = scipy.sparse.csc_matrix(est.A)
-        areas = np.array([np.sum(col > 0.2 * col.max()) if col.size else 0
+        areas = np.array([np.sum(col > FOOTPRINT_THRESHOLD * col.max()) if col.size else 0
                           for col in np.split(A.data, A.indptr[1:-1])])
     return gsig_from(diameter, areas)
 
