@@ -93,6 +93,30 @@ def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
     return a
 
 
+def _dihedral_batch(inputs: np.ndarray, transforms) -> np.ndarray:
+    """C-contiguous float32 stack of ``_dihedral(inputs, t)`` for each ``t`` of ``transforms`` (all of one shape).
+
+    ``np.stack`` of transposed views keeps their memory order, so the networks' call would copy it once more.
+    """
+    first = _dihedral(inputs, transforms[0])
+    batch = np.empty((len(transforms),) + first.shape, np.float32)
+    for i, t in enumerate(transforms):
+        batch[i] = _dihedral(inputs, t)
+    return batch
+
+
+def _dihedral_origins(origins: np.ndarray, shape: tuple[int, int], window: int, t: int) -> np.ndarray:
+    """Where the windows of side ``window`` at ``origins`` (n, 2) of a field of ``shape`` lie, transformed, in
+    ``_dihedral(field, t)``: a flipped axis of length ``L`` maps rows ``a .. a + window`` to ``L - a - window ..
+    L - a``; the transpose swaps the two coordinates."""
+    r, c = origins[:, 0], origins[:, 1]
+    if t & 1:
+        r = shape[0] - r - window
+    if t & 2:
+        c = shape[1] - c - window
+    return np.stack([c, r] if t & 4 else [r, c], axis=1)
+
+
 def _undo_dihedral(a: np.ndarray, t: int) -> np.ndarray:
     """Inverse of :func:`_dihedral` (transpose first, then the flips)."""
     if t & 4:
@@ -126,7 +150,7 @@ def predict_maps_tta(model, inputs: np.ndarray, n_transforms: int = 8,
     for group in groups:
         for start in range(0, len(group), per_batch):
             ts = group[start:start + per_batch]
-            p, h = model.predict_maps_batch(np.stack([_dihedral(inputs, t) for t in ts]))
+            p, h = model.predict_maps_batch(_dihedral_batch(inputs, ts))
             for i, t in enumerate(ts):
                 prob += _undo_dihedral(p[i], t)
                 heat += _undo_dihedral(h[i], t)
@@ -158,14 +182,14 @@ def predict_instances_tta(model, inputs: np.ndarray, centers: np.ndarray,
     padded = _pad_for_windows(inputs, w)  # once for all orientations
     for t in range(n_transforms):
         sr, sc = t & 1, (t >> 1) & 1
-        patches = _cut_windows(padded, centers + np.array([sr, sc]), w)
-        patches = np.ascontiguousarray(np.moveaxis(_dihedral(np.moveaxis(patches, 0, 2), t), 2, 0))
+        # the transform of the window at (r + sr, c + sc) of `padded`, cut from the transformed field (one copy
+        # of the field instead of a strided copy of every window)
+        patches = _cut_windows(np.ascontiguousarray(_dihedral(padded, t)),
+                               _dihedral_origins(centers + np.array([sr, sc]), padded.shape[:2], w, t), w)
         m, s = model.predict_instances(patches)
         m = np.moveaxis(_undo_dihedral(np.moveaxis(m, 0, 2), t), 2, 0)
         # m is on the window whose origin is (r - w//2 + sr, c - w//2 + sc): shift it onto the unshifted window
-        shifted = np.zeros_like(masks)
-        shifted[:, sr:, sc:] = m[:, :w - sr, :w - sc]
-        masks += shifted
+        masks[:, sr:, sc:] += m[:, :w - sr, :w - sc]
         scores += s
         if bar is not None:
             bar.update(1)

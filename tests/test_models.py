@@ -229,6 +229,20 @@ def test_normalisation_removes_gain_offset_and_slow_background():
     assert np.isfinite(out).all() and np.abs(out).max() <= 8.0
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (40, 40), (54, 55), (109, 300), (256, 512)])
+@pytest.mark.parametrize("sigma", [2.0, 18.0])
+def test_blur_is_scipys_truncated_gaussian_with_reflecting_edges(shape, sigma):
+    """The FFT blur against SciPy's direct filter, on fields smaller and larger than the kernel's reach
+    (54 px at 18 px: the mirror image is repeated) and with a large offset (rounding relative to the range)."""
+    from scipy import ndimage
+
+    from cellfie_caiman.models.preprocess import _blur
+
+    img = np.random.default_rng(sum(shape)).normal(size=shape) * 10.0 + 1e4
+    ref = ndimage.gaussian_filter(img, sigma, mode="reflect", truncate=3.0)
+    np.testing.assert_allclose(_blur(img, sigma), ref, rtol=0, atol=1e-11 * 1e4)
+
+
 def test_stack_inputs_channel_order():
     rng = np.random.default_rng(4)
     images = {name: rng.normal(size=(30, 30)) for name in SMALL.channels}
