@@ -313,6 +313,11 @@ def _cmd_train(args) -> int:
                    init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,
                    batch_frames=args.batch_frames, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
+    if result.interrupted:  # the best whole epoch was saved; the exit status still says the run did not finish
+        n = len(result.history)
+        print(f"{PROG}: interrupted after {n} whole epoch{'s' if n != 1 else ''}; the best of them was saved",
+              file=sys.stderr)
+        return 130
     return 0
 
 

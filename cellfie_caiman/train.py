@@ -57,6 +57,9 @@ class TrainResult(NamedTuple):
         val_precision, val_recall, val_f1_real, val_f1_simulated, seconds.
     best_epoch : int
     best_f1 : float
+    interrupted : bool
+        Training was stopped by Ctrl-C (``KeyboardInterrupt``) after ``len(history)`` whole epochs: the weights are
+        those of the best of them (saved to ``path``), the epoch under way was dropped.
     """
 
     model: DetectionModel
@@ -64,6 +67,7 @@ class TrainResult(NamedTuple):
     history: list
     best_epoch: int
     best_f1: float
+    interrupted: bool = False
 
 
 def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
@@ -157,6 +161,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         (local standard deviations) reaches this value near their centre. Needs ``pnr_filtered`` among the channels.
     max_minutes : float, optional
         Stop after the epoch that passes this wall-clock budget.
+        Ctrl-C (``KeyboardInterrupt``) also stops training once an epoch has finished: the best epoch so far is kept,
+        saved and returned (``interrupted`` True, a ``RuntimeWarning`` says so; the epoch under way is dropped).
+        Before the first epoch ends it interrupts as usual and nothing is saved.
     batch_frames : int
         ``batch_frames`` of the summary images computed from movies.
     progress : bool
@@ -225,7 +232,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
                 np.round(diameters, 1))
 
-    history, best_f1, best_epoch = _fit(
+    history, best_f1, best_epoch, interrupted = _fit(
         model, fields, weights, rng, learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
         patience=patience, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
         missed_crops=missed_crops, missed_signal=missed_signal, selection=selection, max_minutes=max_minutes,
@@ -238,6 +245,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  # the weights fine-tuned (file and SHA-256), or None when trained from scratch
                  "init_model": provenance(model=start)["model"] if start is not None else None,
                  "best_epoch": best_epoch, "val_f1": round(best_f1, 4), "epochs_run": len(history), "seed": seed,
+                 "interrupted": interrupted,
                  "selection": selection, "learning_rate": learning_rate, "simulated": simulated,
                  "annotated_fraction": annotated_fraction, "simulated_variety": simulated_variety,
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
@@ -260,7 +268,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
                  "epoch_val_f1": [round(r["val_f1"], 4) for r in history]})
     model = DetectionModel(dataclasses.replace(model.config, training=info), model.unet, model.instance)
     path = model.save(out_path) if out_path is not None else None
-    return TrainResult(model, path, history, best_epoch, best_f1)
+    return TrainResult(model, path, history, best_epoch, best_f1, interrupted)
 
 
 def _source_name(source) -> str:
@@ -375,15 +383,16 @@ def _training_fields(named, config, zooms, val_fraction, annotated_fraction, pro
 def _fit(model: DetectionModel, fields: list, weights: np.ndarray, rng: np.random.Generator, *, learning_rate: float,
          epochs: int, steps_per_epoch: int, patience: int, unet_batch: int, unet_crop: int, instance_batch: int,
          missed_crops: float, missed_signal: float | None, selection: str, max_minutes: float | None,
-         t_start: float, progress: bool) -> tuple[list, float, int]:
+         t_start: float, progress: bool) -> tuple[list, float, int, bool]:
     """The epochs: updates of both networks, then validation; the best epoch's weights are left in ``model``.
 
     The learning rate halves after every 3 epochs without a better validation score; training stops after
-    ``patience`` of them, after ``epochs``, or after the epoch that passes ``max_minutes`` since ``t_start``.
+    ``patience`` of them, after ``epochs``, after the epoch that passes ``max_minutes`` since ``t_start``, or at a
+    ``KeyboardInterrupt`` once an epoch has been scored (before that the interrupt propagates).
 
     Returns
     -------
-    history : list of dict (one per epoch), best_f1 : float, best_epoch : int
+    history : list of dict (one per whole epoch), best_f1 : float, best_epoch : int, interrupted : bool
     """
     import keras
     from tqdm.auto import tqdm
@@ -401,45 +410,56 @@ def _fit(model: DetectionModel, fields: list, weights: np.ndarray, rng: np.rando
     missed: list = []
     simulated_field_flags = [f.name.startswith("simulated") for f in fields]
     bar = tqdm(range(epochs), desc="training", disable=not progress)
-    for epoch in bar:
-        t0 = time.monotonic()
-        lu = li = 0.0
-        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
-            x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng, missed, missed_crops)
-            lu += unet_step(x, yp, yh)
-            x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
-            li += inst_step(x, ym, ys, wm)
-        hard, missed = _hard_candidates(model, fields, simulated_field_flags if missed_crops > 0 else None,
-                                        missed_signal)
-        if missed_crops > 0:
-            logger.info("%d simulated neurons without a candidate centre", len(missed))
-        val = validate(model, fields, selection)
-        now = time.monotonic()
-        row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
-               "seconds": now - t0, "minutes": (now - t_start) / 60}
-        history.append(row)
-        logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
-        shown = {"f1": f"{val['val_f1']:.3f}", "best": f"{max(best[0], val['val_f1']):.3f}"}
-        if max_minutes is not None:  # the bar's own estimate runs to ``epochs``, which a budget usually cuts short
-            shown["budget_left"] = f"{max(0.0, max_minutes - row['minutes']):.1f} min"
-        bar.set_postfix(shown)
-        if val["val_f1"] > best[0]:
-            best = (val["val_f1"], epoch, {k: [w.copy() for w in net.get_weights()] for k, net in
-                                           model.networks.items()})
-            stale = 0
-        else:
-            stale += 1
-            if stale % 3 == 0:
-                for opt in (opt_u, opt_i):
-                    opt.learning_rate.assign(float(np.asarray(opt.learning_rate)) * 0.5)
-            if stale >= patience:
+    interrupted = False
+    try:
+        for epoch in bar:
+            t0 = time.monotonic()
+            lu = li = 0.0
+            for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", leave=False, disable=not progress):
+                x, yp, yh = _unet_batch(fields, weights, unet_batch, unet_crop, rng, missed, missed_crops)
+                lu += unet_step(x, yp, yh)
+                x, ym, ys, wm = _instance_batch(fields, weights, hard, instance_batch, config, rng)
+                li += inst_step(x, ym, ys, wm)
+            hard, missed = _hard_candidates(model, fields, simulated_field_flags if missed_crops > 0 else None,
+                                            missed_signal)
+            if missed_crops > 0:
+                logger.info("%d simulated neurons without a candidate centre", len(missed))
+            val = validate(model, fields, selection)
+            now = time.monotonic()
+            row = {"epoch": epoch, "unet_loss": lu / steps_per_epoch, "instance_loss": li / steps_per_epoch, **val,
+                   "seconds": now - t0, "minutes": (now - t_start) / 60}
+            improved = val["val_f1"] > best[0]
+            if improved:
+                best = (val["val_f1"], epoch, {k: [w.copy() for w in net.get_weights()] for k, net in
+                                               model.networks.items()})
+            history.append(row)  # after `best`: an interrupt leaves every epoch in `history` compared with it
+            logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in row.items()})
+            shown = {"f1": f"{val['val_f1']:.3f}", "best": f"{best[0]:.3f}"}
+            if max_minutes is not None:  # the bar's own estimate runs to `epochs`, which a budget usually cuts short
+                shown["budget_left"] = f"{max(0.0, max_minutes - row['minutes']):.1f} min"
+            bar.set_postfix(shown)
+            if improved:
+                stale = 0
+            else:
+                stale += 1
+                if stale % 3 == 0:
+                    for opt in (opt_u, opt_i):
+                        opt.learning_rate.assign(float(np.asarray(opt.learning_rate)) * 0.5)
+                if stale >= patience:
+                    break
+            if max_minutes is not None and (time.monotonic() - t_start) / 60 > max_minutes:
+                logger.info("stopping: %.1f min budget spent", max_minutes)
                 break
-        if max_minutes is not None and (time.monotonic() - t_start) / 60 > max_minutes:
-            logger.info("stopping: %.1f min budget spent", max_minutes)
-            break
+    except KeyboardInterrupt:
+        if best[2] is None:  # no epoch scored yet: nothing to keep
+            raise
+        interrupted = True
+        bar.close()
+        warnings.warn(f"training interrupted during epoch {len(history)}: keeping epoch {best[1]} (validation F1 "
+                      f"{best[0]:.3f}), the best of the {len(history)} finished", RuntimeWarning, stacklevel=3)
     for k, net in model.networks.items():
         net.set_weights(best[2][k])
-    return history, best[0], best[1]
+    return history, best[0], best[1], interrupted
 
 
 def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, unet_batch, unet_crop, instance_batch,

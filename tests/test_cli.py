@@ -401,3 +401,17 @@ def test_ctrl_c_during_pictures_leaves_the_earlier_run_as_it_was(example_run, tm
     np.testing.assert_array_equal(read_rois(target / "rois.json", (64, 64)), masks)
     assert (target / "segmentation.gif").read_bytes()[:6] == b"GIF89a" and (target / "notes.txt").exists()
     assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_train_interrupted_saves_the_best_finished_epoch_and_exits_130(tmp_path, capsys, interrupt_training_at):
+    from cellfie_caiman.models import load_model
+
+    interrupt_training_at(4)  # second update of the second epoch
+    argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
+            "3", "--steps-per-epoch", "2", "--seed", "3", "--no-progress"]
+    with pytest.warns(RuntimeWarning, match="interrupted during epoch 1"):
+        assert main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "best validation F1" in out and "interrupted after 1 whole epoch;" in err
+    assert load_model(tmp_path / "w.npz").config.training["interrupted"] is True

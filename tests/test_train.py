@@ -556,3 +556,29 @@ def test_an_unwritable_weights_path_is_refused_before_training(tmp_path, name, e
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(error):
         train([("missing-movie.tif", "missing-rois.json")], tmp_path / name if name else tmp_path, **ONE_EPOCH)
+
+
+def test_ctrl_c_keeps_and_saves_the_best_finished_epoch(data, tmp_path, interrupt_training_at):
+    """Interrupted in its second epoch, training returns and saves the first epoch's weights: those of an
+    uninterrupted one-epoch run with the same seed."""
+    summary, masks = data
+    kwargs = dict(simulated=0, config=TINY, **{**ONE_EPOCH, "epochs": 3})
+    once = train([(summary, masks)], None, **{**kwargs, "epochs": 1})
+    interrupt_training_at(ONE_EPOCH["steps_per_epoch"] + 2)  # the second update of epoch 1
+    with pytest.warns(RuntimeWarning, match="interrupted during epoch 1: keeping epoch 0"):
+        cut = train([(summary, masks)], tmp_path / "w.npz", **kwargs)
+    assert cut.interrupted and not once.interrupted
+    assert len(cut.history) == 1 and cut.best_epoch == 0 and cut.best_f1 == once.best_f1
+    saved = load_model(cut.path)
+    assert saved.config.training["interrupted"] is True and saved.config.training["epochs_run"] == 1
+    for a, b in zip(saved.unet.get_weights() + saved.instance.get_weights(),
+                    once.model.unet.get_weights() + once.model.instance.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_before_the_first_epoch_ends_interrupts_and_saves_nothing(data, tmp_path, interrupt_training_at):
+    summary, masks = data
+    interrupt_training_at(1)
+    with pytest.raises(KeyboardInterrupt):
+        train([(summary, masks)], tmp_path / "w.npz", simulated=0, config=TINY, **ONE_EPOCH)
+    assert not list(tmp_path.iterdir())
