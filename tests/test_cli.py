@@ -1,5 +1,6 @@
 """The cellfie-caiman command: errors as one line, output-folder safety, evaluate/summary/example end to end."""
 import json
+import os
 import subprocess
 import sys
 
@@ -415,3 +416,20 @@ def test_train_interrupted_saves_the_best_finished_epoch_and_exits_130(tmp_path,
     out, err = capsys.readouterr()
     assert "best validation F1" in out and "interrupted after 1 whole epoch;" in err
     assert load_model(tmp_path / "w.npz").config.training["interrupted"] is True
+
+
+@pytest.mark.slow
+def test_a_detect_run_prints_no_tensorflow_start_up_notice(tmp_path):
+    """TensorFlow 2.17+ writes absl/oneDNN notices on import whatever TF_CPP_MIN_LOG_LEVEL says; the commands that
+    run the networks drop them (and only them: progress bars and our own lines still reach stderr)."""
+    from cellfie_caiman.simulate import simulate
+
+    np.save(tmp_path / "movie.npy", simulate(100, (64, 64), 6, seed=2).movie)
+    proc = subprocess.run([sys.executable, "-m", "cellfie_caiman", "detect", str(tmp_path / "movie.npy"), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert proc.returncode == 0, proc.stderr
+    for notice in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "port.cc"):
+        assert notice not in proc.stderr, proc.stderr
+    assert "networks" in proc.stderr  # the progress bar over the networks' passes
+    assert (tmp_path / "out" / "rois.json").is_file()
