@@ -1,6 +1,8 @@
 """initialize(): shapes, CaImAn's Fortran-order Ain, no kept duplicates, rescaling, bad input, and real detection."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -236,3 +238,14 @@ def test_the_default_model_finds_neurons_under_strong_neuropil():
     sim = simulate(300, (192, 192), 60, seed=3, fs=15.0, neuropil_contrast=0.5, neuropil_activity=0.3)
     res = match_rois(sim.masks, initialize(model_summary(sim.movie)).masks)
     assert res.f1 > 0.85, res
+
+
+def test_a_short_movie_is_warned_about_and_a_long_enough_one_is_not():
+    from cellfie_caiman.initialize import SHORT_MOVIE_FRAMES, model_summary
+
+    movie = simulate(SHORT_MOVIE_FRAMES, (48, 48), 4, seed=8).movie
+    with pytest.warns(RuntimeWarning, match=f"only {SHORT_MOVIE_FRAMES - 1} frames"):
+        model_summary(movie[:-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model_summary(movie)
