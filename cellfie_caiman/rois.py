@@ -27,7 +27,10 @@ Readers (``read_rois``, chosen by file name):
   are, binary ones taken as they are. The background components that
   CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
   not ROIs and are left out; with a ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p: classification,
-  probability) only the kept rows or the cells are read, unless ``accepted_only=False``.
+  probability) only the kept rows or the cells are read, unless ``accepted_only=False``. Files written by
+  CaImAn's ``Estimates.save_NWB`` (processing module described as "contains caiman estimates ...") hold each
+  footprint's column of ``A``, in CaImAn's column-major pixel order, reshaped row-major into the image: those
+  images are put back in place (a square field would otherwise come back transposed, any other one scrambled).
 
 Writers (``write_rois``): neurofinder JSON (``.json``) and ImageJ RoiSet (``.zip``), written atomically. The
 ImageJ outline of a mask is traced along pixel edges (as ImageJ's wand does), so reading it back gives the same
@@ -410,7 +413,10 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
         source = f"{path}:{name}"
         if "image_mask" in ps and isinstance(ps["image_mask"], h5py.Dataset):
             rows = _nwb_roi_rows(ps, len(ps["image_mask"]), backgrounds, accepted_only, source)
-            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask", a_threshold)
+            caiman = _written_by_caiman(ps)
+            if caiman:
+                logger.info("%s: written by CaImAn's save_NWB: image masks put back from its pixel order", source)
+            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask", a_threshold, caiman)
         if "pixel_mask" in ps and "pixel_mask_index" in ps:
             pm = ps["pixel_mask"][()]
             ends = ps["pixel_mask_index"][()].astype(np.int64)
@@ -499,9 +505,20 @@ def _pixel_mask_region(x: np.ndarray, y: np.ndarray, weights: np.ndarray, shape:
     return np.stack([kept % shape[0], kept // shape[0]], axis=1)
 
 
-def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: float | None = None) -> np.ndarray:
+def _written_by_caiman(ps) -> bool:
+    """Whether the PlaneSegmentation group ``ps`` was written by CaImAn's ``Estimates.save_NWB``, whose processing
+    module (``ophys``, ``ophys1``, ...) it describes as "contains caiman estimates for the main imaging plane"."""
+    module = ps.parent.parent  # PlaneSegmentation -> ImageSegmentation -> ProcessingModule
+    description = module.attrs.get("description", b"") if module is not None else b""
+    description = description.decode() if isinstance(description, bytes) else str(description)
+    return description.startswith("contains caiman estimates")
+
+
+def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: float | None = None,
+                      caiman_order: bool = False) -> np.ndarray:
     """Rows ``rows`` of an NWB ``image_mask`` dataset (N, x, y), binarised (:func:`_binarize_image`), read one image
-    at a time into a stack whose memory is taken only where the masks are."""
+    at a time into a stack whose memory is taken only where the masks are. ``caiman_order``: each stored image is
+    a column of CaImAn's ``A`` (pixel ``r + c * rows``) reshaped row-major, as CaImAn's ``save_NWB`` writes it."""
     if dset.ndim != 3:
         return _as_masks(dset[()][rows], shape, source)  # the error for a malformed dataset
     if dset.dtype.kind not in "biuf":
@@ -510,7 +527,10 @@ def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: f
         raise RoiError(f"{source}: masks have frame shape {dset.shape[1:]}, but shape={tuple(shape)} was given")
     masks = zeros_on_demand((len(rows), *dset.shape[1:]), f"masks of {source}")
     for j, k in enumerate(rows):
-        put_in_box(masks, j, _binarize_image(dset[k], a_threshold))
+        image = dset[k]
+        if caiman_order:
+            image = image.reshape(-1).reshape(image.shape, order="F")
+        put_in_box(masks, j, _binarize_image(image, a_threshold))
     return masks
 
 

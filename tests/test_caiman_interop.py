@@ -577,3 +577,35 @@ def test_our_nwb_is_read_by_caiman(cm, tmp_path):
     rows, cols = sim.movie.shape[1:]
     ours = est.A.toarray().T.reshape(-1, cols, rows).transpose(0, 2, 1)  # (K, rows, cols)
     np.testing.assert_allclose(loaded.A.toarray(), ours.reshape(len(ours), -1).T, rtol=1e-6, atol=1e-9)
+
+
+def test_caimans_nwb_is_read_with_its_footprints_in_place(cm, tmp_path):
+    """CaImAn's save_NWB stores each footprint as its column of A (Fortran pixel order) reshaped in C order; on a
+    field that is not square read_rois must put the pixels back, not return scrambled masks."""
+    pytest.importorskip("pynwb", reason="CaImAn's save_NWB needs pynwb")
+    from datetime import datetime, timezone
+
+    import scipy.sparse as sp
+    from caiman.source_extraction.cnmf.estimates import Estimates
+
+    from cellfie_caiman.rois import read_rois
+
+    rows, cols = 40, 56
+    yy, xx = np.mgrid[:rows, :cols]
+    centres = [(8, 10), (20, 45), (31, 22), (12, 33)]
+    masks = np.array([(yy - r) ** 2 + ((xx - c) / 1.5) ** 2 <= 16 for r, c in centres])
+    weights = masks * np.linspace(1.0, 2.0, masks[0].size).reshape(rows, cols)  # weighted footprints
+    A = sp.csc_matrix(weights.reshape(len(masks), -1, order="F").T)  # CaImAn's A: Fortran pixel order
+    T = 30
+    est = Estimates(A=A, C=np.ones((len(masks), T)), b=np.ones((rows * cols, 1)), f=np.ones((1, T)),
+                    dims=(rows, cols))
+    est.YrA = np.zeros((len(masks), T))
+    est.r_values, est.SNR_comp = np.ones(len(masks)), np.ones(len(masks))
+    est.idx_components = np.array([0, 1, 3])
+    path = tmp_path / "caiman.nwb"
+    try:
+        est.save_NWB(str(path), session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    except AttributeError as exc:  # NWBFile.modules, gone in pynwb 3
+        pytest.skip(f"CaImAn's save_NWB does not run with this pynwb (needs pynwb < 3): {exc}")
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0), masks[est.idx_components])
+    np.testing.assert_array_equal(read_rois(path, a_threshold=0, accepted_only=False), masks)

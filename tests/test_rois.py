@@ -300,9 +300,12 @@ def test_nwb_plane_segmentation(tmp_path, blobs, pixel_mask):
     np.testing.assert_array_equal(read_rois(path, a_threshold=0), weights > 0)
 
 
-def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_path, blobs):
+@pytest.mark.parametrize("writer", ["caiman", "other"])
+def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_path, blobs, writer):
     """The layout of CaImAn's save_NWB (written here with pynwb as it does): a 'keep' column, and the background
-    components as extra rows of the same table, named by the Background_Fluorescence_Response series."""
+    components as extra rows of the same table, named by the Background_Fluorescence_Response series. CaImAn's
+    own files (its module description) hold each image as ``A[:, k].toarray().reshape(dims)``: the column-major
+    footprint reshaped row-major (CaImAn 1.12 estimates.py); another writer's hold the images themselves."""
     from datetime import datetime, timezone
 
     from pynwb import NWBHDF5IO, NWBFile
@@ -315,7 +318,12 @@ def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_pa
         name="plane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
         description="p", device=nwb.create_device(name="scope"), excitation_lambda=920.0, imaging_rate=30.0,
         indicator="GCaMP", location="V1")
-    module = nwb.create_processing_module(name="ophys", description="caiman")
+    description = "contains caiman estimates for the main imaging plane" if writer == "caiman" else "other tool"
+
+    def stored(image):  # CaImAn: its A's column (Fortran pixel order) reshaped in C order
+        return image.flatten(order="F").reshape(image.shape) if writer == "caiman" else image
+
+    module = nwb.create_processing_module(name="ophys", description=description)
     seg = ImageSegmentation()
     module.add(seg)
     fl = Fluorescence()
@@ -323,9 +331,9 @@ def test_nwb_in_caimans_layout_gives_the_kept_rois_without_the_background(tmp_pa
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="CNMF_ROIs", imaging_plane=plane)
     ps.add_column("keep", "in idx_components")
     for mask, k in zip(rois, keep, strict=True):
-        ps.add_roi(image_mask=mask.astype(float), keep=bool(k))
+        ps.add_roi(image_mask=stored(mask.astype(float)), keep=bool(k))
     for image in background:
-        ps.add_roi(image_mask=image, keep=False)
+        ps.add_roi(image_mask=stored(image), keep=False)
     for name, region in [("RoiResponseSeries", range(6)), ("Background_Fluorescence_Response", range(6, 8))]:
         fl.create_roi_response_series(name=name, data=np.zeros((5, len(region))), unit="a.u.", rate=30.0,
                                       rois=ps.create_roi_table_region(name, region=list(region)))

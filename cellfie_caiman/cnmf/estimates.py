@@ -161,7 +161,13 @@ class Estimates:
         ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
         ``summary_images/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
-        ``raw_data_file``. CaImAn's ``load_CNMF`` reads it. Written atomically.
+        ``raw_data_file``. Written atomically.
+
+        Each ``image_mask`` is the footprint as a (rows, cols) image, as NWB defines it and other NWB tools read it.
+        CaImAn's ``save_NWB`` stores instead each column of ``A`` (column-major pixel order) reshaped row-major,
+        and its ``load_CNMF`` undoes that: it reads this file's traces exactly, but its ``A`` gets each footprint's
+        pixels in row-major order (on a square field, the transposed footprints). To reload results in CaImAn use
+        ``results.hdf5`` (:meth:`save`); :func:`cellfie_caiman.rois.read_rois` reads both kinds of NWB file.
 
         The ``image_mask`` images (float32, one per component and per background component) are written piece by
         piece, each footprint as its bounding box, in compressed chunks that HDF5 stores only where a footprint or
