@@ -199,25 +199,6 @@ def score(gt_masks: np.ndarray, pred_masks: np.ndarray) -> dict[str, Any]:
     return {rule: match_rois(gt_masks, pred_masks, rule=rule, dims=dims) for rule in RULES}
 
 
-def _json_extent(path: Path) -> tuple[int, int] | None:
-    """Smallest frame (rows, cols) holding every region of a neurofinder JSON file; None if it is not one."""
-    import json
-
-    if path.suffix.lower() != ".json":
-        return None
-    try:
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            data = data.get("regions", [])
-        coords = [np.asarray(r["coordinates"], dtype=np.int64).reshape(-1, 2) for r in data]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not coords:
-        return (1, 1)
-    allc = np.concatenate(coords)
-    return int(allc[:, 0].max()) + 1, int(allc[:, 1].max()) + 1
-
-
 def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
                    shape: tuple[int, int] | None = None) -> dict[str, Any]:
     """Score an ROI file against a ground-truth ROI file with both rules.
@@ -228,13 +209,14 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
         ROI files in any format :func:`cellfie_caiman.rois.read_rois` reads.
     shape : (rows, cols), optional
         Frame shape. When omitted it is taken from whichever file records it (mask arrays, CaImAn HDF5, NWB), else
-        from the extent of the neurofinder JSON regions: the scores do not depend on the frame size.
+        from the extent of the ROIs of the files that do not (neurofinder JSON, ImageJ; the largest of them): every
+        ROI is read whole, so the scores do not depend on the frame size.
 
     Returns
     -------
     dict ``{'caiman': MatchResult, 'iou': MatchResult}``.
     """
-    from .rois import read_rois
+    from .rois import file_extent, read_rois
 
     paths = [Path(pred), Path(gt)]
     for p in paths:
@@ -249,7 +231,7 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
             with contextlib.suppress(ValueError):  # formats without a frame size need one
                 masks[k] = np.asarray(read_rois(p, None), dtype=bool)
         extents = [m.shape[1:] for m in masks if m is not None]
-        extents += [e for p, m in zip(paths, masks, strict=True) if m is None and (e := _json_extent(p))]
+        extents += [e for p, m in zip(paths, masks, strict=True) if m is None and (e := file_extent(p))]
         if any(m is None for m in masks) and not extents:
             missing = next(p for p, m in zip(paths, masks, strict=True) if m is None)
             raise ValueError(f"{missing}: this ROI file does not record the frame size; give --shape ROWS COLS")

@@ -9,8 +9,13 @@ Readers (``read_rois``, chosen by file name):
   polygon with vertices x = 3..8, y = 2..6 covers columns 3..7 and rows 2..5. (CaImAn's ``nf_read_roi_zip``
   subtracts 1 from every vertex and also keeps the pixels on the outline, giving rows 1..5 and columns 2..7: its
   masks are shifted by -1 px and one pixel larger.) Polygon, freehand, traced, rectangle, oval and composite
-  (shape) ROIs are areas; polylines are closed into polygons with a warning; lines and points are errors. The
-  files have no image size: pass ``shape``; parts outside the image are clipped (as in ImageJ).
+  (shape) ROIs are areas; polylines are closed into polygons with a warning; lines and points are errors.
+  "Fit Spline" selections (control points and the SPLINE_FIT flag) are the spline ImageJ fits when it reads them
+  (the same masks as ImageJ 1.x on the shapes compared). Known differences from ImageJ's filler: pixel centres that
+  lie exactly on a slanted edge (integer-vertex polygons) count as inside on every edge, where ImageJ counts them
+  on some (such masks can be 1-8 px larger), rounded-rectangle corners are square, and sub-pixel rectangles and
+  ovals keep their exact geometry (ImageJ rounds them to whole pixels). The files have no image size: pass
+  ``shape``; parts outside the image are clipped (as in ImageJ), a ROI wholly outside it is an error.
 * ``.npy`` / ``.npz`` masks (N, rows, cols) (npz: key ``masks`` or the only array), or ``Ain`` (rows*cols, N) in
   CaImAn's Fortran pixel order when ``shape`` is given. Non-boolean arrays are binarised at > 0.
 * CaImAn HDF5 results (``.hdf5``/``.h5`` with ``/estimates/A``, a CSC group ``data, indices, indptr, shape``;
@@ -56,7 +61,7 @@ from .masks import bounding_box, footprints_to_masks, put_in_box
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask"]
+__all__ = ["RoiError", "read_rois", "write_rois", "masks_from_coordinates", "outline", "polygon_mask", "file_extent"]
 
 
 class RoiError(MovieError):
@@ -207,12 +212,17 @@ def _read_json(path: Path, shape) -> np.ndarray:
 
 
 def _roi_mask(roi, shape, name: str) -> np.ndarray:
-    from roifile import ROI_SUBTYPE, ROI_TYPE
+    from roifile import ROI_OPTIONS, ROI_SUBTYPE, ROI_TYPE
 
     rt = roi.roitype
     if roi.multi_coordinates is not None and len(roi.multi_coordinates):
         mask = np.zeros(shape, bool)
-        for coords in roi.coordinates(multi=True):  # shape ROI: sub-paths combined even-odd (holes)
+        try:
+            paths = roi.coordinates(multi=True)
+        except NotImplementedError as exc:  # roifile does not flatten curved path segments
+            raise RoiError(f"{name}: ImageJ composite ROI with curved segments is not supported ({exc}); convert "
+                           f"it to a polygon in ImageJ first") from exc
+        for coords in paths:  # shape ROI: sub-paths combined even-odd (holes)
             if len(coords) >= 3:
                 mask ^= polygon_mask(coords[:, 0], coords[:, 1], shape)
         return mask
@@ -237,14 +247,47 @@ def _roi_mask(roi, shape, name: str) -> np.ndarray:
     coords = np.asarray(roi.coordinates(), float)
     if coords.ndim != 2 or len(coords) < 3:
         raise RoiError(f"{name}: ImageJ ROI has fewer than 3 vertices")
+    if roi.options & ROI_OPTIONS.SPLINE_FIT:  # ImageJ keeps the control points and fits the spline when it reads them
+        coords = _imagej_spline(coords, closed=rt not in (ROI_TYPE.POLYLINE, ROI_TYPE.FREELINE))
     return polygon_mask(coords[:, 0], coords[:, 1], shape)
 
 
-def _read_imagej(path: Path, shape) -> np.ndarray:
+#: Points ImageJ's SplineFitter adds at each end of a closed curve, continuing it periodically.
+_SPLINE_EXTEND = 7
+
+
+def _imagej_spline(points: np.ndarray, closed: bool) -> np.ndarray:
+    """The curve ImageJ draws for a "Fit Spline" selection (``PolygonRoi.fitSpline``) through ``points`` (n, 2).
+
+    As ImageJ does: x and y are natural cubic splines of a node parameter that grows by the square root of each
+    segment's length; a closed curve goes back to its first point and is continued periodically by up to 7 nodes
+    at each end; the splines are evaluated at ``max(100, perimeter / 2)`` evenly spaced parameter values.
+    """
+    from scipy.interpolate import CubicSpline
+
+    nodes = np.vstack([points, points[:1]]) if closed else points
+    steps = np.maximum(np.sqrt(np.hypot(*np.diff(nodes, axis=0).T)), 1e-3)
+    t = np.concatenate([[0.0], np.cumsum(steps)])
+    length = float(np.hypot(*np.diff(nodes, axis=0).T).sum())
+    n_eval = max(100, int(length / 2.0))
+    if closed:
+        n = len(nodes)
+        k = min(_SPLINE_EXTEND, n - 1)
+        before = t[n - 1 - k:n - 1] - t[-1]  # the last k nodes before the closing one, shifted back by a period
+        after = t[1:k + 1] + t[-1]
+        t_ext = np.concatenate([before, t, after])
+        xy_ext = np.vstack([nodes[n - 1 - k:n - 1], nodes, nodes[1:k + 1]])
+    else:
+        t_ext, xy_ext = t, nodes
+    curve = CubicSpline(t_ext, xy_ext, axis=0, bc_type="natural")
+    return curve(np.linspace(0.0, t[-1], n_eval))
+
+
+def _imagej_rois(path: Path) -> list:
+    """``(name, ImagejRoi)`` of each ROI of an ImageJ ``.roi`` file or RoiSet ``.zip``, in the file's order."""
     from roifile import ImagejRoi
 
-    shape = _check_shape(shape, path)
-    rois: list[tuple[str, ImagejRoi]] = []
+    rois = []
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as zf:
@@ -255,10 +298,55 @@ def _read_imagej(path: Path, shape) -> np.ndarray:
             rois.append((str(path), ImagejRoi.frombytes(path.read_bytes())))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise RoiError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
+    return rois
+
+
+def _read_imagej(path: Path, shape) -> np.ndarray:
+    shape = _check_shape(shape, path)
+    rois = _imagej_rois(path)
     masks = zeros_on_demand((len(rois),) + shape, f"masks of {path}")
     for k, (name, roi) in enumerate(rois):
-        put_in_box(masks, k, _roi_mask(roi, shape, name))
+        mask = _roi_mask(roi, shape, name)
+        if not mask.any() and (roi.left >= shape[1] or roi.top >= shape[0] or roi.right <= 0 or roi.bottom <= 0):
+            raise RoiError(f"{name}: the ROI (x {roi.left}-{roi.right}, y {roi.top}-{roi.bottom}) lies outside the "
+                           f"frame of {shape[0]} rows x {shape[1]} columns: wrong shape, or (width, height) given for "
+                           f"(rows, cols)?")
+        put_in_box(masks, k, mask)
     return masks
+
+
+def file_extent(path: str | os.PathLike) -> tuple[int, int] | None:
+    """Smallest frame (rows, cols) holding every ROI of a neurofinder JSON or ImageJ ROI file, which do not record
+    the frame they were drawn on; None for other files (or JSON that is not neurofinder's).
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> _ = p.write_text(json.dumps([{"coordinates": [[3, 4], [10, 2]]}]))
+    >>> file_extent(p)
+    (11, 5)
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                data = data.get("regions", [])
+            coords = [np.asarray(r["coordinates"], dtype=np.int64).reshape(-1, 2) for r in data]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not coords:
+            return (1, 1)
+        allc = np.concatenate(coords)
+        return int(allc[:, 0].max()) + 1, int(allc[:, 1].max()) + 1
+    if suffix in (".roi", ".zip"):
+        rois = [roi for _, roi in _imagej_rois(path)]
+        if not rois:
+            return (1, 1)
+        return max(1, max(int(r.bottom) for r in rois)), max(1, max(int(r.right) for r in rois))
+    return None
 
 
 def _as_masks(arr: np.ndarray, shape, source: str) -> np.ndarray:

@@ -382,3 +382,83 @@ def test_missing_and_unknown(tmp_path):
         read_rois(other, SHAPE)
     with pytest.raises(RoiError, match="rois.txt"):
         write_rois(tmp_path / "rois.txt", np.zeros((1,) + SHAPE, bool))
+
+
+def test_imagej_fit_spline_is_the_curve_imagej_fills():
+    """A polygon saved with Edit > Selection > Fit Spline keeps its 4 control points and the SPLINE_FIT flag; ImageJ
+    fits the spline when it reads the file. Reference: the mask real ImageJ 1.x (compiled from imagej/ImageJ;
+    RoiDecoder, then ImageProcessor.fill(roi)) gives for this file on a 48 x 48 image, as (row, first col, end col)
+    runs: 396 pixels; the control polygon alone has 260."""
+    from roifile import ROI_OPTIONS
+
+    runs = [(10, 22, 26), (11, 19, 29), (12, 17, 31), (13, 16, 32), (14, 15, 32), (15, 15, 33), (16, 14, 34),
+            (17, 14, 34), (18, 14, 34), (19, 13, 34), (20, 13, 35), (21, 13, 35), (22, 13, 35), (23, 13, 35),
+            (24, 14, 34), (25, 14, 34), (26, 14, 34), (27, 14, 33), (28, 15, 33), (29, 16, 32), (30, 16, 31),
+            (31, 17, 29), (32, 19, 27)]
+    imagej = np.zeros((48, 48), bool)
+    for r, c0, c1 in runs:
+        imagej[r, c0:c1] = True
+    roi = ImagejRoi.frompoints(np.array([[15, 15], [30, 12], [33, 28], [18, 32]], np.int32))
+    roi.roitype = ROI_TYPE.POLYGON
+    plain = read_rois_bytes(roi, (48, 48))
+    roi.options |= ROI_OPTIONS.SPLINE_FIT
+    np.testing.assert_array_equal(read_rois_bytes(roi, (48, 48)), imagej)
+    assert plain.sum() < 300
+
+
+def read_rois_bytes(roi, shape):
+    """read_rois of one ImageJ ROI written to a temporary .roi file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.roi"
+        roi.tofile(path)
+        return read_rois(path, shape)[0]
+
+
+def test_imagej_rois_outside_the_frame_are_an_error_not_empty_masks(tmp_path):
+    """Fiji gives image sizes as width x height: (width, height) passed for (rows, cols) put ROIs outside."""
+    squares = [ImagejRoi.frompoints(np.array([[x, y], [x + 6, y], [x + 6, y + 6], [x, y + 6]], np.int32))
+               for x, y in [(5, 5), (50, 10), (44, 30)]]
+    roiwrite(tmp_path / "RoiSet.zip", squares)
+    assert read_rois(tmp_path / "RoiSet.zip", (40, 64)).sum(axis=(1, 2)).tolist() == [36, 36, 36]
+    with pytest.raises(RoiError, match="outside the frame of 64 rows x 40 columns.*width, height"):
+        read_rois(tmp_path / "RoiSet.zip", (64, 40))
+    # partly outside (drawn across the border) stays a clipped mask
+    roiwrite(tmp_path / "edge.zip", [ImagejRoi.frompoints(np.array([[36, 5], [44, 5], [44, 11], [36, 11]],
+                                                                   np.int32))])
+    assert read_rois(tmp_path / "edge.zip", (40, 40)).sum() == 6 * 4
+
+
+def test_imagej_composite_with_curves_is_a_clear_error(tmp_path):
+    """ImageJ writes curved path segments (SEG_CUBICTO, 3) in composite ROIs of rounded rectangles; roifile cannot
+    flatten them."""
+    path = [0, 10, 10, 1, 20, 10, 3, 25, 10, 25, 15, 25, 20, 1, 10, 20, 4]
+    roi = ImagejRoi()
+    roi.roitype, roi.version = ROI_TYPE.RECT, 228
+    roi.left, roi.top, roi.right, roi.bottom = 10, 10, 26, 21
+    roi.multi_coordinates = np.array(path, np.float32)
+    roi.shape_roi_size = len(path)
+    roi.tofile(tmp_path / "curve.roi")
+    with pytest.raises(RoiError, match="curve.roi.*curved segments"):
+        read_rois(tmp_path / "curve.roi", (48, 48))
+
+
+def test_scores_without_a_shape_read_every_roi_whole(tmp_path):
+    """An ImageJ prediction reaching beyond the ground truth's JSON extent: without a shape it must be read whole
+    (scored as with the true frame), not cut to the JSON's rows."""
+    from cellfie_caiman.pipeline import evaluate_files
+    from cellfie_caiman.rois import file_extent
+
+    gt = np.zeros((64, 64), bool)
+    gt[20:30, 10:20] = True
+    (tmp_path / "gt.json").write_text(json.dumps([{"coordinates": np.argwhere(gt).tolist()}]))
+    roiwrite(tmp_path / "pred.zip", [ImagejRoi.frompoints(np.array([[10, 25], [20, 25], [20, 41], [10, 41]],
+                                                                   np.int32))])
+    assert file_extent(tmp_path / "gt.json") == (30, 20)
+    rows, cols = file_extent(tmp_path / "pred.zip")  # the ROI's bounds (ImageJ's, which may hold one more pixel)
+    assert rows >= 41 and cols >= 20
+    for rule in ("caiman", "iou"):
+        auto = evaluate_files(tmp_path / "pred.zip", tmp_path / "gt.json")[rule]
+        true = evaluate_files(tmp_path / "pred.zip", tmp_path / "gt.json", (64, 64))[rule]
+        assert (auto.tp, auto.fp, auto.fn) == (true.tp, true.fp, true.fn) == (0, 1, 1)
