@@ -76,9 +76,12 @@ def _check_shape(shape, path) -> tuple[int, int]:
     if shape is None:
         raise RoiError(f"{path}: this ROI format does not store the image size; pass shape=(rows, cols)")
     try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
+        given = tuple(shape)
+        shape = tuple(int(s) for s in given)
+    except (TypeError, ValueError):
         raise RoiError(f"{path}: shape must be (rows, cols), got {shape!r}") from None
+    if any(s != g for s, g in zip(shape, given, strict=True)):
+        raise RoiError(f"{path}: shape must be whole numbers of pixels (rows, cols), got {given}")
     if len(shape) != 2 or min(shape) < 1:
         raise RoiError(f"{path}: shape must be two positive integers (rows, cols), got {shape}")
     return shape
@@ -124,7 +127,10 @@ def masks_from_coordinates(regions: Sequence[Sequence[Sequence[int]]], shape: Se
     shape = _check_shape(shape, source)
     masks = zeros_on_demand((len(regions),) + shape, f"masks of {source}")
     for k, coords in enumerate(regions):
-        arr = np.asarray(coords)
+        try:
+            arr = np.asarray(coords)
+        except ValueError:  # ragged: some coordinate is not a pair
+            raise RoiError(f"{source}: region {k} coordinates must be a list of [row, col] pairs") from None
         if arr.size == 0:
             continue
         if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "iuf":
@@ -287,17 +293,28 @@ def _imagej_rois(path: Path) -> list:
     """``(name, ImagejRoi)`` of each ROI of an ImageJ ``.roi`` file or RoiSet ``.zip``, in the file's order."""
     from roifile import ImagejRoi
 
-    rois = []
+    rois, names = [], []
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as zf:
-                for name in zf.namelist():
+                # folders, and the AppleDouble files macOS adds to zips it makes (__MACOSX/..., ._name), are not ROIs
+                names = [n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")
+                         and not n.rsplit("/", 1)[-1].startswith("._")]
+                for name in names:
                     if name.lower().endswith(".roi"):
-                        rois.append((f"{path}:{name}", ImagejRoi.frombytes(zf.read(name))))
+                        try:
+                            rois.append((f"{path}:{name}", ImagejRoi.frombytes(zf.read(name))))
+                        except ValueError as exc:
+                            raise RoiError(f"{path}:{name}: not a readable ImageJ ROI ({exc})") from exc
         else:
             rois.append((str(path), ImagejRoi.frombytes(path.read_bytes())))
+    except RoiError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise RoiError(f"{path}: not a readable ImageJ ROI file ({exc})") from exc
+    if not rois and names:  # an empty RoiSet is fine; other files are not ROIs
+        raise RoiError(f"{path}: no ImageJ .roi entry in this zip (it holds {', '.join(names[:3])}"
+                       f"{', ...' if len(names) > 3 else ''}): not an ImageJ RoiSet")
     return rois
 
 
@@ -461,6 +478,9 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
     if len(dims) != 2 or dims[0] * dims[1] != d:
         raise RoiError(f"{path}: dims {dims} do not match A's {d} pixels (only 2-D fields are supported)")
     if idx is not None:
+        if idx.size and (idx.min() < 0 or idx.max() >= A.shape[1]):
+            raise RoiError(f"{path}: /estimates/idx_components names components {idx.min()}..{idx.max()}, but A has "
+                           f"{A.shape[1]}; read all of them with accepted_only=False")
         A = A[:, idx]
     A = A.tocsc()
     if a_threshold is None:

@@ -462,3 +462,38 @@ def test_scores_without_a_shape_read_every_roi_whole(tmp_path):
         auto = evaluate_files(tmp_path / "pred.zip", tmp_path / "gt.json")[rule]
         true = evaluate_files(tmp_path / "pred.zip", tmp_path / "gt.json", (64, 64))[rule]
         assert (auto.tp, auto.fp, auto.fn) == (true.tp, true.fp, true.fn) == (0, 1, 1)
+
+
+def test_files_that_are_not_what_they_seem_are_clear_errors(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as z:  # a zip of images given as ROIs
+        z.writestr("frame0001.tif", b"II*\x00")
+    with pytest.raises(RoiError, match="no ImageJ .roi entry.*frame0001.tif"):
+        read_rois(tmp_path / "images.zip", (32, 32))
+    roiwrite(tmp_path / "empty.zip", [])  # an empty RoiSet is zero ROIs
+    assert read_rois(tmp_path / "empty.zip", (32, 32)).shape == (0, 32, 32)
+    (tmp_path / "ragged.json").write_text(json.dumps([{"coordinates": [[1, 2], [3]]}]))
+    with pytest.raises(RoiError, match="ragged.json: region 0 coordinates must be"):
+        read_rois(tmp_path / "ragged.json", (32, 32))
+    (tmp_path / "one.json").write_text(json.dumps([{"coordinates": [[1, 2]]}]))
+    with pytest.raises(RoiError, match="whole numbers"):
+        read_rois(tmp_path / "one.json", (31.9, 32))
+    A = scipy.sparse.csc_matrix(np.eye(32 * 32, 2))
+    with h5py.File(tmp_path / "r.hdf5", "w") as f:
+        g = f.create_group("estimates/A")
+        g["data"], g["indices"], g["indptr"], g["shape"] = A.data, A.indices, A.indptr, A.shape
+        f["dims"], f["estimates/idx_components"] = [32, 32], [0, 5]
+    with pytest.raises(RoiError, match="idx_components names components 0..5, but A has 2"):
+        read_rois(tmp_path / "r.hdf5")
+
+
+def test_a_roiset_zipped_by_macos_reads_without_its_appledouble_entries(tmp_path):
+    import zipfile
+
+    square = ImagejRoi.frompoints(np.array([[2, 2], [6, 2], [6, 6], [2, 6]], np.int32))
+    with zipfile.ZipFile(tmp_path / "mac.zip", "w") as z:
+        z.writestr("RoiSet/0001.roi", square.tobytes())
+        z.writestr("__MACOSX/RoiSet/._0001.roi", b"\x00\x05\x16\x07" + b"\x00" * 30)
+    masks = read_rois(tmp_path / "mac.zip", (32, 32))
+    assert masks.shape == (1, 32, 32) and masks[0, 2:6, 2:6].all() and masks.sum() == 16
