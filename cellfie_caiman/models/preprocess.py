@@ -24,24 +24,23 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     radius = int(3.0 * sigma + 0.5)
     extended = np.pad(image, radius, mode="symmetric")
     shape = tuple(sfft.next_fast_len(n, real=True) for n in extended.shape)
-    out = sfft.irfft2(sfft.rfft2(extended, shape) * _gaussian_transfer(shape, float(sigma), radius), shape)
+    spectrum = sfft.rfft2(extended, shape)
+    spectrum *= _gaussian_transfer(shape[0], float(sigma), radius, False)[:, None]  # separable: one axis at a time
+    spectrum *= _gaussian_transfer(shape[1], float(sigma), radius, True)[None, :]
+    out = sfft.irfft2(spectrum, shape)
     return out[radius:radius + image.shape[0], radius:radius + image.shape[1]]
 
 
-@lru_cache(maxsize=8)
-def _gaussian_transfer(shape: tuple[int, int], sigma: float, radius: int) -> np.ndarray:
-    """The 2-D real FFT (``shape``) of the normalised Gaussian kernel of ``radius`` taps each side, centred on
-    index 0 (circularly), as a product of its two 1-D transforms."""
+@lru_cache(maxsize=32)
+def _gaussian_transfer(n: int, sigma: float, radius: int, real: bool) -> np.ndarray:
+    """The FFT of length ``n`` (``rfft`` when ``real``) of the normalised Gaussian kernel of ``radius`` taps each
+    side, centred on index 0 (circularly)."""
     taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1, dtype=np.float64) ** 2)
     taps /= taps.sum()
-
-    def circular(n: int) -> np.ndarray:
-        kernel = np.zeros(n)
-        kernel[:radius + 1] = taps[radius:]
-        kernel[n - radius:] = taps[:radius]
-        return kernel
-
-    return sfft.fft(circular(shape[0]))[:, None] * sfft.rfft(circular(shape[1]))[None, :]
+    kernel = np.zeros(n)
+    kernel[:radius + 1] = taps[radius:]
+    kernel[n - radius:] = taps[:radius]
+    return sfft.rfft(kernel) if real else sfft.fft(kernel)
 
 
 def normalize_image(image: np.ndarray, sigma: float, clip: float) -> np.ndarray:
