@@ -405,7 +405,10 @@ def _open(movie):
 
 
 def _caiman_c_memmap(mov):
-    """(Yr, rows, cols) when ``mov`` is a CaImAn order-C memmap (pixel-major file), else None."""
+    """(Yr, rows, cols) when ``mov`` is a CaImAn order-C memmap (pixel-major file), else None.
+
+    ``Yr.offset`` is where the data start in the file: 0 for a ``.mmap``, past the header for a ``.npy``.
+    """
     fname = getattr(mov, "memmap_file", None)
     if fname is None or getattr(mov, "memmap_order", None) != "C":
         return None
@@ -451,13 +454,13 @@ def _mapped(fname: str, offset: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, opts: _Options,
-                              bar) -> list[np.ndarray | None] | None:
+                              bar, offset: int = 0) -> list[np.ndarray | None] | None:
     """All batches of a CaImAn order-C memmap, reading each block of pixels once (all frames, mapped read-only).
 
     Lines are image columns (pixel p = i + j*rows: column j is pixels [j*rows, (j+1)*rows), each pixel's frames
-    contiguous in the file), on up to one thread per core, each holding a block of (>= 2 lines x all frames)
-    within the memory budget. Returns None if even one such block would not fit it. Raises _NonFinite if the
-    file holds NaN/inf.
+    contiguous in the file from byte ``offset`` on: 0 for a ``.mmap``, the header's size for a ``.npy``), on up
+    to one thread per core, each holding a block of (>= 2 lines x all frames) within the memory budget. Returns
+    None if even one such block would not fit it. Raises _NonFinite if the file holds NaN/inf.
     """
     T, rows, cols = shape
     line_bytes = rows * T * 4
@@ -481,7 +484,7 @@ def _summary_memmap_by_pixels(fname: str, shape: tuple[int, int, int], bounds, o
         n_real = l1 - l0
         n_all = min(cols, l1 + 1) - l0
         batch_sums = [_Sums(n_all, rows, stop - start) for start, stop in bounds]
-        whole = _mapped(fname, l0 * line_bytes, (n_all, rows, T))
+        whole = _mapped(fname, offset + l0 * line_bytes, (n_all, rows, T))
         # Sub-blocks of about _SUB_BYTES per batch: a few lines (with their neighbour line), one line at least. For
         # each batch the FFT goes first (compute-bound, it hides the memory reads), then the median and the
         # statistics find the lines in cache.
@@ -581,7 +584,8 @@ def _summary_builtin(mov, bounds: list[tuple[int, int]], opts: _Options, progres
             tqdm(total=bounds[-1][1], unit="frame", desc="summary images", disable=not progress) as bar:
         if memmap is not None and not opts.caiman_quirk:
             try:
-                result = _summary_memmap_by_pixels(mov.memmap_file, tuple(mov.shape), bounds, opts, bar)
+                result = _summary_memmap_by_pixels(mov.memmap_file, tuple(mov.shape), bounds, opts, bar,
+                                                   offset=int(getattr(memmap[0], "offset", 0)))
                 if result is not None:
                     return result
             except _NonFinite:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import pickle
+import re
+import struct
+import uuid
 import warnings
 from pathlib import Path
 
@@ -163,6 +166,75 @@ def test_tiff_of_stacks_of_different_frame_shapes_is_refused_with_the_series_nam
         load_movie(path)
 
 
+def test_tiff_of_several_multichannel_series_is_refused_not_joined_channels_as_frames(tmp_path, movie):
+    """A (T, C, rows, cols) stack is refused; written in two pieces (or as an OME-TIFF of two positions) it must not
+    become a movie whose frames alternate between the channels."""
+    data = movie.astype(np.uint16)
+    tcyx = np.stack([data, data // 10], axis=1)  # (23, 2, 11, 7): activity and a structural channel
+    with tifffile.TiffWriter(tmp_path / "pieces.tif") as tw:
+        tw.write(tcyx[:10])
+        tw.write(tcyx[10:])
+    with tifffile.TiffWriter(tmp_path / "positions.ome.tif", ome=True) as tw:
+        tw.write(tcyx, metadata={"axes": "TCYX"})
+        tw.write(tcyx, metadata={"axes": "TCYX"})
+    for name, first in (("pieces.tif", (10, 2, 11, 7)), ("positions.ome.tif", (23, 2, 11, 7))):
+        assert [s.shape for s in tifffile.TiffFile(tmp_path / name).series][0] == first
+        with pytest.raises(MovieError, match=rf"{name}: image series 0 has shape {re.escape(str(first))}.*channels"
+                                             r".*2 image series"):
+            load_movie(tmp_path / name)
+
+
+def scanimage_tiff(path, pages, frame_data):
+    """A ScanImage (2016+) BigTIFF as ScanImage writes it: the magic 0x07030301 at byte 16, then its non-varying
+    frame data (also each page's Software tag) and ROI data, then one int16 page per frame with its varying data as
+    the ImageDescription."""
+    pages = np.asarray(pages, dtype="<i2")
+    n, rows, cols = pages.shape
+    text = frame_data.encode() + b"\0"
+    out = bytearray(b"II" + struct.pack("<HHHQ", 43, 8, 0, 0))
+    out += struct.pack("<IIII", 0x07030301, 3, len(text), 3) + text + b"{}\0"
+    link = 8  # where the offset of the next IFD goes
+    for k in range(n):
+        blocks = {}
+        for tag, blob in ((270, f"frameNumbers = {k + 1}\n".encode() + b"\0"), (305, text),
+                          (273, pages[k].tobytes())):
+            out += b"\0" * (-len(out) % 8)
+            blocks[tag] = (len(out), len(blob))
+            out += blob
+        out += b"\0" * (-len(out) % 8)
+        struct.pack_into("<Q", out, link, len(out))
+        entries = [(256, 4, 1, cols), (257, 4, 1, rows), (258, 3, 1, 16), (259, 3, 1, 1), (262, 3, 1, 1),
+                   (270, 2, blocks[270][1], blocks[270][0]), (273, 16, 1, blocks[273][0]), (277, 3, 1, 1),
+                   (278, 4, 1, rows), (279, 16, 1, blocks[273][1]), (305, 2, blocks[305][1], blocks[305][0]),
+                   (339, 3, 1, 2)]
+        out += struct.pack("<Q", len(entries)) + b"".join(struct.pack("<HHQQ", *e) for e in entries)
+        link = len(out)
+        out += struct.pack("<Q", 0)
+    Path(path).write_bytes(bytes(out))
+
+
+@pytest.mark.parametrize("planes", [1, 3])
+def test_scanimage_volume_recording_is_refused_not_read_with_planes_as_frames(tmp_path, movie, planes):
+    """A fast-Z recording's pages cycle through the z-planes: refused, saying how many and what to do; a single-plane
+    recording is the movie of its pages, at ScanImage's frame rate."""
+    data = movie.astype(np.int16)  # 23 pages
+    frame_data = (f"SI.hChannels.channelSave = 1\nSI.hStackManager.numSlices = {planes}\n"
+                  f"SI.hStackManager.actualNumSlices = {planes}\nSI.hStackManager.framesPerSlice = 1\n"
+                  f"SI.hFastZ.enable = {'true' if planes > 1 else 'false'}\nSI.hRoiManager.scanFrameRate = 30\n")
+    path = tmp_path / "si.tif"
+    scanimage_tiff(path, data, frame_data)
+    with tifffile.TiffFile(path) as tf:  # tifffile reads it as ScanImage writes it
+        assert tf.is_scanimage and tf.scanimage_metadata["FrameData"]["SI.hStackManager.numSlices"] == planes
+        np.testing.assert_array_equal(tf.asarray().reshape(data.shape), data)
+    if planes == 1:
+        m = load_movie(path)
+        assert m.frame_rate == 30.0
+        np.testing.assert_array_equal(m[:], data)
+        return
+    with pytest.raises(MovieError, match=r"si.tif: ScanImage volume recording of 3 z-planes.*deinterleave.*\[k::3\]"):
+        load_movie(path)
+
+
 def test_real_shared_tiff_is_read_lazily():
     path = DATA / "neurofinder.01.01" / "movie.tif"
     if not path.exists():
@@ -185,6 +257,53 @@ def test_folder_of_frames_sorted_naturally(tmp_path, movie):
     assert m.shape == data.shape
     np.testing.assert_array_equal(m[:], data)
     np.testing.assert_array_equal(m.read(8, 12), data[8:12].astype(np.float32))
+
+
+def test_folder_of_two_channels_or_with_a_projection_is_refused(tmp_path, movie):
+    """Bruker's Ch1/Ch2 frame files side by side, or ImageJ's AVG_ projection saved beside the frames, are not one
+    numbered sequence: refused with the sequences listed, not read as extra frames."""
+    data = movie.astype(np.uint16)
+    bruker, with_avg = tmp_path / "bruker", tmp_path / "avg"
+    bruker.mkdir()
+    with_avg.mkdir()
+    for t, frame in enumerate(data):
+        tifffile.imwrite(bruker / f"TSeries-001_Cycle00001_Ch1_{t + 1:06d}.ome.tif", frame // 10)
+        tifffile.imwrite(bruker / f"TSeries-001_Cycle00001_Ch2_{t + 1:06d}.ome.tif", frame)
+        tifffile.imwrite(with_avg / f"img_{t:04d}.tif", frame)
+    tifffile.imwrite(with_avg / "AVG_img.tif", data.mean(axis=0).astype(np.uint16))
+    with pytest.raises(MovieError, match=r"bruker: .*2 sequences.*'TSeries-001_Cycle00001_Ch1_#.ome.tif' \(23 files: "
+                                         r"TSeries-001_Cycle00001_Ch1_000001.ome.tif.*_Ch2_#.ome.tif.*one sequence"):
+        load_movie(bruker)
+    with pytest.raises(MovieError, match=r"avg: .*'AVG_img.tif' \(1 file: AVG_img.tif\).*'img_#.tif' \(23 files"):
+        load_movie(with_avg)
+    (with_avg / "AVG_img.tif").unlink()
+    np.testing.assert_array_equal(load_movie(with_avg)[:], data)
+
+
+def test_folder_of_single_frame_ome_tiffs_of_one_multifile_series(tmp_path, movie):
+    """Bruker Prairie View and Micro-Manager (image per file) write one frame per file, each file's OME-XML
+    describing the whole series: the folder is the movie of the files' own frames."""
+    data = movie.astype(np.uint16)
+    T, rows, cols = data.shape
+    names = [f"TSeries_Cycle00001_Ch2_{t + 1:06d}.ome.tif" for t in range(T)]
+    uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in range(T)]
+    planes = "".join(f'<TiffData FirstT="{t}" FirstZ="0" FirstC="0" IFD="0" PlaneCount="1"><UUID FileName="{name}">'
+                     f'{u}</UUID></TiffData>' for t, (name, u) in enumerate(zip(names, uuids, strict=True)))
+    for t, frame in enumerate(data):
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+               f'UUID="{uuids[t]}"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" '
+               f'SizeX="{cols}" SizeY="{rows}" SizeC="1" SizeZ="1" SizeT="{T}"><Channel ID="Channel:0:0" '
+               f'SamplesPerPixel="1"/>{planes}</Pixels></Image></OME>')
+        tifffile.imwrite(tmp_path / names[t], frame, description=xml, metadata=None)
+    with tifffile.TiffFile(tmp_path / names[0]) as tf:
+        assert len(tf.pages) == 1 and tf.series[0].shape == data.shape  # the series spans the folder's files
+    m = load_movie(tmp_path)
+    assert m.shape == data.shape
+    np.testing.assert_array_equal(m[:], data)
+    np.testing.assert_array_equal(m.read(20, 23), data[20:23].astype(np.float32))
+    tifffile.imwrite(tmp_path / names[5], data[:2], description=None)  # still one 2-D frame per file
+    with pytest.raises(MovieError, match=f"{names[5]}: expected one 2-D frame per file.*2 page"):
+        load_movie(tmp_path)
 
 
 def test_folder_with_frames_of_different_shapes(tmp_path, movie):
@@ -283,6 +402,28 @@ def test_frame_rate_as_the_file_records_it(tmp_path, movie):
     np.save(tmp_path / "m.npy", data)
     for source in (tmp_path / "plain.tif", tmp_path / "m.npy", data):
         assert load_movie(source).frame_rate is None
+
+
+@pytest.mark.parametrize("tunit, finterval, rate", [
+    (None, 0.25, 4.0), ("sec", 0.25, 4.0), ("ms", 1000 / 30, 30.0), ("msec", 50.0, 20.0), ("us", 40000.0, 25.0),
+    ("min", 0.5, 1 / 30), ("frames", 2.0, None)])
+def test_imagej_frame_interval_is_in_its_time_unit(tmp_path, movie, tunit, finterval, rate):
+    """ImageJ writes 'finterval' in the time unit 'tunit' (left out when it is 'sec'); a unit it cannot convert to
+    seconds gives no rate, so that the pipeline says it assumes 30 Hz."""
+    from cellfie_caiman.params import DEFAULT_FR, DataParams
+
+    path = tmp_path / "ij.tif"
+    unit = "" if tunit is None else f"tunit={tunit}\n"
+    description = f"ImageJ=1.54f\nimages=23\nframes=23\nfinterval={finterval!r}\n{unit}loop=false\n"
+    tifffile.imwrite(path, movie.astype(np.uint16), description=description, metadata=None)
+    assert tifffile.TiffFile(path).imagej_metadata["finterval"] == finterval
+    m = load_movie(path)
+    if rate is not None:
+        assert m.frame_rate == pytest.approx(rate)
+        return
+    assert m.frame_rate is None
+    with pytest.warns(UserWarning, match="assuming 30 Hz"):
+        assert DataParams().frame_rate(m) == DEFAULT_FR
 
 
 def test_var_name_for_a_source_with_one_movie_is_said_to_be_ignored(tmp_path, movie):

@@ -351,6 +351,36 @@ def test_caiman_memmap_equals_array(tmp_path, monkeypatch, chunk_frames, sub_lin
     assert_images(summary_images(fname), naive_images(movie), scale=100)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_caiman_yr_saved_as_npy_equals_array(tmp_path, order):
+    """CaImAn's Yr (pixels, T) saved with np.save under a memmap name: its data start after the .npy header, and
+    the in-place reading of pixel-major files must start there too."""
+    movie = structured_movie(T=50, rows=11, cols=9, seed=15)
+    T, rows, cols = movie.shape
+    yr = np.stack([frame.flatten(order="F") for frame in movie], axis=1)  # (pixels, T), p = i + j*rows
+    fname = tmp_path / f"Yr_d1_{rows}_d2_{cols}_d3_1_order_{order}_frames_{T}.npy"
+    np.save(fname, np.asfortranarray(yr) if order == "F" else yr)
+    from_file, from_array = summary_images(str(fname)), summary_images(movie)
+    for name in PIXEL_IMAGES:
+        np.testing.assert_allclose(getattr(from_file, name), getattr(from_array, name), rtol=1e-6, atol=1e-6,
+                                   err_msg=name)
+    np.testing.assert_allclose(local_correlation(fname), local_correlation(movie), atol=1e-6)
+
+
+def test_memmap_with_upper_case_suffix(tmp_path):
+    """load_movie takes 'Yr_..._frames_T.MMAP' (suffixes are case-insensitive): so do load_memmap and summary_images."""
+    from cellfie_caiman.io import load_memmap, save_memmap
+
+    movie = structured_movie(T=40, rows=7, cols=6, seed=16)
+    fname = Path(save_memmap(movie, base_name="Yr", order="C", directory=tmp_path))
+    upper = fname.rename(fname.with_suffix(".MMAP"))
+    yr, dims, T = load_memmap(upper)
+    np.testing.assert_array_equal(np.reshape(yr.T, (T,) + dims, order="F"), movie)
+    result, expected = summary_images(upper), summary_images(movie)
+    for name in PIXEL_IMAGES:
+        np.testing.assert_allclose(getattr(result, name), getattr(expected, name), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("source", ["memmap", "array", "array-chunked"])
 def test_nan_is_filled_like_the_reader(tmp_path, source):
     """Raw data are used where finite; NaN/inf make the batch be read through Movie.read, which fills them."""

@@ -7,8 +7,11 @@
   decoded as CaImAn does (the token after the *last* occurrence of each key). Pixel ``p = i + j*d1`` (Fortran
   flattening of a frame); the float32 value of (p, t) is at element ``p*T + t`` (order C) or ``p + t*d`` (order F).
 * multi-page TIFF (memory-mapped when uncompressed and contiguous, otherwise decoded page by page per chunk);
+  several channels or z-planes (a (T, C, rows, cols) stack, possibly in several series, a ScanImage volume
+  recording) are refused: save one channel / plane as a movie;
 * a folder of single-frame TIFFs (sorted naturally: ``img2.tif`` before ``img10.tif``), e.g. neurofinder's
-  ``images/``;
+  ``images/``, whose names form one numbered sequence (another channel or a projection beside the frames is
+  refused); each file is read alone, even an OME-TIFF whose metadata describe the folder's whole series;
 * HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov``, else the only 3-D dataset in the file;
 * NWB (``.nwb``): the data of a ``TwoPhotonSeries`` (``var_name`` picks one by name). NWB documents the axes as
   (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis;

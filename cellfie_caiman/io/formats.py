@@ -10,12 +10,22 @@ import numpy as np
 
 from .errors import MovieError, check_movie_shape_dtype
 from .memmap import CaimanMemmapReader, is_caiman_memmap_name
-from .readers import FolderReader, H5Reader, MappedFileReader, Reader, TiffPagesReader
+from .readers import FolderReader, H5Reader, MappedFileReader, Reader, TiffPagesReader, open_frame_file
 
 logger = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: Seconds per ImageJ time unit (``tunit``, the unit of ``finterval``; ImageJ's default is 'sec'), lower case.
+_TIME_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), 1e-3),
+    **dict.fromkeys(("us", "\u00b5s", "\u03bcs", "usec", "\u00b5sec", "\u03bcsec", "microsecond", "microseconds"),
+                    1e-6),
+    **dict.fromkeys(("ns", "nsec", "nanosecond", "nanoseconds"), 1e-9),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+}
 
 
 def open_npy(path: Path) -> Reader:
@@ -37,11 +47,13 @@ def open_tiff(path: Path) -> Reader:
     """A multi-page TIFF: memory-mapped when uncompressed and contiguous, else decoded a range of pages per read.
 
     A file of several image series (stacks appended one after another, or pages written one by one) is the movie
-    of all its pages in file order, which must then share one frame shape and type.
+    of all its pages in file order: each series must then be (frames, rows, cols) or (rows, cols), all of one
+    frame shape and type. A ScanImage volume recording (several z-planes) is refused.
     """
     import tifffile
     try:
         with tifffile.TiffFile(path) as tf:
+            _check_scanimage_planes(path, tf)
             series = tf.series[0]
             shape, dtype = series.shape, series.dtype
             n_pages = len(series.pages)
@@ -49,18 +61,16 @@ def open_tiff(path: Path) -> Reader:
             page_shape = tuple(series.pages[0].shape) if n_pages else ()
             use_series = True
             n_series = len(tf.series)
+            if n_series > 1:
+                _check_series(path, tf.series)
             if (len([s for s in shape if s != 1]) == 2 or n_series > 1) and len(tf.pages) > 1:
                 # pages written one by one, or stacks appended: the movie is all pages of the file
                 pages = [tf.pages[k] for k in range(len(tf.pages))]
                 shapes = {tuple(p.shape) for p in pages}
                 dtypes = {np.dtype(p.dtype) for p in pages}
                 if len(shapes) != 1 or len(dtypes) != 1:
-                    hint = ""
-                    if n_series > 1:
-                        listing = ", ".join(f"{s.shape} {s.dtype}" for s in tf.series[:4]) + (
-                            ", ..." if n_series > 4 else "")
-                        hint = (f"; the file holds {n_series} image series ({listing}): read the one you want with "
-                                "tifffile.imread(path, series=k) and pass the array")
+                    hint = (f"; {_series_listing(tf.series)}: read the one you want with tifffile.imread(path, "
+                            "series=k) and pass the array") if n_series > 1 else ""
                     raise MovieError(f"{path}: pages of different shapes or types ({sorted(shapes)[:4]}, "
                                      f"{sorted(map(str, dtypes))}) cannot form a movie{hint}")
                 page_shape = shapes.pop()
@@ -87,6 +97,61 @@ def open_tiff(path: Path) -> Reader:
                      f"pages of shape {page_shape} for a movie of shape {shape}, not memory-mappable)")
 
 
+def _series_listing(series) -> str:
+    """'the file holds N image series (shape dtype, ...)' for an error message."""
+    listing = ", ".join(f"{s.shape} {s.dtype}" for s in series[:4]) + (", ..." if len(series) > 4 else "")
+    return f"the file holds {len(series)} image series ({listing})"
+
+
+def _check_series(path: Path, series) -> None:
+    """MovieError unless the image series of a file are all frames of one movie: each (frames, rows, cols) or
+    (rows, cols) (singleton axes aside), all of one frame shape and data type.
+
+    Several series of channels, z-planes or samples (e.g. (T, C, rows, cols) stacks written in pieces, or an
+    OME-TIFF of several positions) would otherwise be joined page by page, channels as frames.
+    """
+    frames = set()
+    for k, s in enumerate(series):
+        kept = [i for i, n in enumerate(s.shape) if n != 1 or i >= len(s.shape) - 2]
+        axes = "".join(s.axes[i] for i in kept) if len(s.axes) == len(s.shape) else ""
+        if len(kept) > 3 or axes.endswith("S"):
+            raise MovieError(f"{path}: image series {k} has shape {s.shape} (axes {s.axes}), not (frames, rows, cols): "
+                             f"its pages are channels, z-planes or samples, not frames; {_series_listing(series)}: "
+                             "save one channel/plane as a (frames, rows, cols) stack and pass that (e.g. "
+                             "tifffile.imread(path, series=k)[:, c])")
+        frames.add((tuple(s.shape[-2:]), np.dtype(s.dtype)))
+    if len(frames) > 1:
+        raise MovieError(f"{path}: image series of different frame shapes or types cannot form a movie; "
+                         f"{_series_listing(series)}: read the one you want with tifffile.imread(path, series=k) "
+                         "and pass the array")
+
+
+def _scanimage_planes(tf) -> int:
+    """Number of z-planes a ScanImage recording cycles through (``SI.hStackManager.actualNumSlices``, else
+    ``numSlices``; 1 when its stack is disabled, when it is not a ScanImage file, or when the metadata do not say)."""
+    try:
+        if not tf.is_scanimage:
+            return 1
+        frame_data = (tf.scanimage_metadata or {}).get("FrameData", {})
+        if frame_data.get("SI.hStackManager.enable", True) is False:
+            return 1
+        planes = frame_data.get("SI.hStackManager.actualNumSlices", frame_data.get("SI.hStackManager.numSlices"))
+        return max(1, int(planes or 1))
+    except Exception as exc:  # noqa: BLE001 - odd metadata must not stop a movie from loading
+        logger.debug("ScanImage metadata without a number of planes (%s)", exc)
+        return 1
+
+
+def _check_scanimage_planes(path: Path, tf) -> None:
+    """MovieError for a ScanImage volume recording (fast-Z or stack): its pages cycle through the z-planes."""
+    planes = _scanimage_planes(tf)
+    if planes > 1:
+        raise MovieError(f"{path}: ScanImage volume recording of {planes} z-planes (SI.hStackManager.numSlices): its "
+                         f"pages cycle through the planes, which are not frames of one movie; deinterleave it into one "
+                         f"movie per plane first (plane k: tifffile.imread(path)[k::{planes}], if no flyback frames "
+                         "were saved) and pass one plane")
+
+
 def _positive(value) -> float | None:
     """``value`` as a positive finite float, else None."""
     try:
@@ -97,19 +162,25 @@ def _positive(value) -> float | None:
 
 
 def _tiff_frame_rate(tf) -> float | None:
-    """Frames per second from a TIFF's ImageJ metadata (``finterval`` in seconds, or ``fps``) or a single-plane
-    ScanImage recording's ``scanFrameRate``; None when neither says (metadata that cannot be parsed counts as none)."""
+    """Frames per second from a TIFF's ImageJ metadata (``finterval`` in its time unit ``tunit``, or ``fps``) or
+    a single-plane ScanImage recording's ``scanFrameRate``; None when neither says, or when ImageJ's time unit is
+    not one of :data:`_TIME_UNITS` (metadata that cannot be parsed counts as none)."""
     try:
         imagej = tf.imagej_metadata or {}
         interval = _positive(imagej.get("finterval"))
         if interval is not None:
-            return 1.0 / interval
+            unit = str(imagej.get("tunit") or "sec")
+            seconds = _TIME_UNITS.get(unit.strip().lower())
+            if seconds is None:
+                logger.warning("%s: ImageJ frame interval %g in an unknown time unit %r: frame rate not taken from "
+                               "the file (give it as data.fr / --fr)", tf.filename, interval, unit)
+                return None
+            return 1.0 / (interval * seconds)
         if _positive(imagej.get("fps")) is not None:
             return _positive(imagej.get("fps"))
-        if tf.is_scanimage:
+        if tf.is_scanimage and _scanimage_planes(tf) <= 1:
             frame_data = (tf.scanimage_metadata or {}).get("FrameData", {})
-            if int(frame_data.get("SI.hStackManager.numSlices", 1) or 1) <= 1:
-                return _positive(frame_data.get("SI.hRoiManager.scanFrameRate"))
+            return _positive(frame_data.get("SI.hRoiManager.scanFrameRate"))
     except Exception as exc:  # noqa: BLE001 - odd metadata must not stop a movie from loading
         logger.debug("TIFF metadata without a frame rate (%s)", exc)
     return None
@@ -119,17 +190,40 @@ def _natural_key(path: Path):
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", path.name)]
 
 
+def _sequence_key(name: str) -> str:
+    """A file name with its last run of digits replaced by '#' ('x_Ch1_000001.ome.tif' -> 'x_Ch1_#.ome.tif'):
+    the files of one numbered sequence share it (up to case, as in :func:`_natural_key`)."""
+    return re.sub(r"\d+(?=\D*$)", "#", name)
+
+
+def _check_one_sequence(path: Path, files: list[Path]) -> None:
+    """MovieError unless the names of a folder's frame files form one numbered sequence (one :func:`_sequence_key`):
+    other channels (Bruker's ``..._Ch1_...`` beside ``..._Ch2_...``) or a projection saved beside the frames
+    (ImageJ's ``AVG_...``) would otherwise become frames of the movie."""
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        groups.setdefault(_sequence_key(f.name).lower(), []).append(f.name)
+    if len(groups) > 1:
+        listing = "; ".join(f"'{_sequence_key(names[0])}' ({len(names)} file{'s' if len(names) > 1 else ''}: "
+                            f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                            for names in list(groups.values())[:5])
+        raise MovieError(f"{path}: the TIFF files form {len(groups)} sequences of names, not one movie ({listing}"
+                         f"{'; ...' if len(groups) > 5 else ''}): put one sequence of frames per folder (move other "
+                         "channels, projections and other images out)")
+
+
 def open_tiff_folder(path: Path) -> Reader:
-    """A folder of single-frame TIFFs in natural order; every frame must have the first one's shape and type."""
-    import tifffile
+    """A folder of single-frame TIFFs in natural order; their names must form one numbered sequence, and every frame
+    must have the first one's shape and type (each file read alone: see :func:`.readers.open_frame_file`)."""
     files = sorted((f for f in path.iterdir() if f.is_file() and f.suffix.lower() in TIFF_SUFFIXES
                     and not f.name.startswith(".")), key=_natural_key)
     if not files:
         raise MovieError(f"{path}: folder contains no .tif/.tiff frames")
+    _check_one_sequence(path, files)
     frame_shape = dtype = None
     for f in files:
         try:
-            with tifffile.TiffFile(f) as tf:
+            with open_frame_file(f) as tf:
                 series = tf.series[0]
                 shape, fdtype = tuple(s for s in series.shape if s != 1) or (1,), series.dtype
                 n_pages = len(tf.pages)

@@ -188,13 +188,14 @@ def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, t
     path = Path(fname)
     if not path.exists():
         raise MovieFileNotFoundError(f"{path}: no such file")
-    if path.suffix not in (".mmap", ".npy"):
+    suffix = path.suffix.lower()  # like load_movie: '.MMAP' is a memmap too
+    if suffix not in (".mmap", ".npy"):
         raise MovieError(f"{path}: a CaImAn memmap must end in .mmap or .npy")
     info = decode_memmap_name(path)
     d = info["d1"] * info["d2"] * info["d3"]
     T = info["T"]
     dims = (info["d1"], info["d2"]) if info["d3"] == 1 else (info["d1"], info["d2"], info["d3"])
-    if path.suffix == ".npy":
+    if suffix == ".npy":
         try:
             yr = np.load(path, mmap_mode=mode, allow_pickle=False)
         except Exception as exc:

@@ -109,6 +109,17 @@ class TiffPagesReader(Reader):
             self._tf = None
 
 
+def open_frame_file(path: Path):
+    """A ``tifffile.TiffFile`` of one file of a folder of frames, its series made of this file's pages only.
+
+    An OME-TIFF of a multi-file series (Bruker Prairie View, Micro-Manager's image-per-file) describes the whole
+    series in every file: opened as usual, its ``series[0]`` would span all the files of the folder.
+    """
+    import tifffile
+
+    return tifffile.TiffFile(path, _multifile=False)
+
+
 class FolderReader(Reader):
     """A folder of single-frame TIFF files, one frame per file, in natural order."""
 
@@ -119,11 +130,11 @@ class FolderReader(Reader):
         self.dtype = dtype
 
     def read(self, start, stop):
-        import tifffile
         out = np.empty((max(stop - start, 0),) + self.shape[1:], self.dtype)
         for k, t in enumerate(range(start, stop)):
             try:
-                frame = tifffile.imread(self.files[t])
+                with open_frame_file(self.files[t]) as tf:
+                    frame = tf.asarray()
             except Exception as exc:
                 raise MovieError(f"{self.files[t]}: cannot read TIFF frame: {exc}") from exc
             frame = np.squeeze(frame)
