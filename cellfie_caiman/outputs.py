@@ -239,17 +239,17 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
     from .rois import write_rois
 
     files: dict[str, Path] = {}
+    source = Path(str(movie.source))  # the movie file, when it is one (not an array)
+    source = source.resolve() if source.exists() else None
     if est is not None:
         with atomic_path(out / OUTPUT_FILES["results"]) as tmp:
-            est.save(str(tmp))
+            est.save(str(tmp), mmap_file=source)
         files["results"] = out / OUTPUT_FILES["results"]
         traces = np.asarray(est.C)[accepted_idx] if len(accepted_idx) else np.zeros((0, movie.n_frames))
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                source = Path(str(movie.source))  # the raw data the NWB file points to, when it is a file
-                est.to_nwb(str(tmp), fr=params.data.fr,
-                           raw_data_file=str(source.resolve()) if source.exists() else None)
+                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

@@ -558,14 +558,36 @@ def test_builtin_refine_file_is_read_by_caiman(cm, tmp_path):
     assert loaded.estimates.A_thr.shape == est.A.shape
 
 
+def test_caiman_refits_our_results_on_the_movie_they_name(cm, tmp_path, caiman_temp):
+    """load_CNMF then refit, CaImAn's usual second pass, needs the file's mmap_file entry."""
+    from caiman.source_extraction.cnmf.cnmf import load_CNMF
+
+    from cellfie_caiman.cnmf import refine
+    from cellfie_caiman.io import load_movie, save_memmap
+
+    sim = _simulation()
+    fname = save_memmap(sim.movie, "refit", order="C", directory=tmp_path)
+    est = refine(sim.movie, sim.masks, params=PARAMS, backend="builtin")
+    loaded = load_CNMF(str(est.save(tmp_path / "builtin.hdf5", mmap_file=fname)))
+    assert os.fsdecode(loaded.mmap_file) == str(fname)  # (CaImAn gives its strings back as bytes)
+    images = np.asarray(load_movie(fname)[:])
+    again = loaded.refit(images)
+    assert again.estimates.A.shape[1] == len(est.idx_components)  # refit starts from the accepted components
+
+
 def test_our_nwb_is_read_by_caiman(cm, tmp_path):
     pytest.importorskip("pynwb", reason="writing NWB needs pynwb")
+    import dataclasses
+
     from caiman.source_extraction.cnmf.cnmf import load_CNMF
 
     from cellfie_caiman.cnmf import refine
 
     sim = _simulation()
     est = refine(sim.movie[:200], sim.masks, params=PARAMS, backend="builtin")
+    # with a correlation image, as `cellfie-caiman run --nwb` writes it (a container CaImAn trips on if it is
+    # named 'summary_images')
+    est = dataclasses.replace(est, Cn=sim.movie[:200].std(0).astype(np.float32))
     path = est.to_nwb(tmp_path / "ours.nwb", fr=30.0)
     loaded = load_CNMF(str(path)).estimates
     np.testing.assert_allclose(loaded.C, est.C, rtol=1e-6)

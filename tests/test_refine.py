@@ -237,13 +237,13 @@ def test_nwb_written_and_read_back(est, tmp_path):
         np.testing.assert_allclose(ophys["residuals"].data[:], est.YrA.T)
         keep = np.asarray(ps["keep"].data[:10])
         assert np.array_equal(np.where(keep)[0], est.idx_components)
-        assert "summary_images" not in ophys.data_interfaces  # no correlation image given
+        assert "SummaryImages" not in ophys.data_interfaces  # no correlation image given
     import dataclasses
 
     cn = np.random.default_rng(0).random(est.dims).astype(np.float32)
     path = dataclasses.replace(est, Cn=cn).to_nwb(tmp_path / "with_cn.nwb", fr=30.0)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
-        images = io.read().processing["ophys"]["summary_images"]
+        images = io.read().processing["ophys"]["SummaryImages"]
         np.testing.assert_array_equal(images["local_correlations"].data[:], cn)
 
 

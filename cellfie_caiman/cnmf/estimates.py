@@ -113,10 +113,11 @@ class Estimates:
         return A.T.reshape((-1, self.dims[1], self.dims[0])).transpose(0, 2, 1)
 
     # ----------------------------------------------------------------------------------------------------- HDF5
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, mmap_file: str | os.PathLike | None = None) -> Path:
         """Write CaImAn's HDF5 layout (readable by ``caiman...cnmf.load_CNMF`` and :func:`load_estimates`).
 
-        The file is written atomically. Returns the path.
+        ``mmap_file``: the movie the estimates come from, stored as CaImAn's ``mmap_file`` (CaImAn's ``refit``
+        needs the entry; None is stored as CaImAn's 'NoneType'). The file is written atomically. Returns the path.
         """
         import h5py
 
@@ -130,6 +131,7 @@ class Estimates:
                 h5["skip_refinement"] = False
                 h5["remove_very_bad_comps"] = False
                 h5["dview"] = "NoneType"
+                h5["mmap_file"] = str(mmap_file) if mmap_file is not None else "NoneType"
                 h5.attrs["producer"] = "cellfie_caiman"
                 if self.params is not None:
                     h5.attrs["cellfie_params"] = json.dumps(self.params)
@@ -160,7 +162,7 @@ class Estimates:
         and, when ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
         ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
-        ``summary_images/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
+        ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
         ``raw_data_file``. Written atomically.
 
         Each ``image_mask`` is the footprint as a (rows, cols) image, as NWB defines it and other NWB tools read it.
@@ -257,8 +259,9 @@ class Estimates:
             mod.add(pynwb.base.TimeSeries(name="residuals", data=np.asarray(self.YrA).T, unit="a.u.",
                                           rate=float(fr)))
         if self.Cn is not None and np.shape(self.Cn) == tuple(self.dims):
-            # what CaImAn's save_NWB means to write (it makes the container but never adds it)
-            images = pynwb.base.Images(name="summary_images", description="summary images of the movie")
+            # not named 'summary_images': CaImAn 1.12's load_CNMF tests `'Cn' in` a container of that name, which
+            # pynwb answers by indexing it with integers, and the whole file fails to load
+            images = pynwb.base.Images(name=NWB_SUMMARY_IMAGES, description="summary images of the movie")
             images.add_image(pynwb.image.GrayscaleImage(name="local_correlations",
                                                         data=np.asarray(self.Cn, dtype=np.float32),
                                                         description="local correlation image (Cn), (rows, cols)"))
@@ -269,6 +272,8 @@ class Estimates:
         return path
 
 
+#: Name of the NWB ``Images`` container of the correlation image (``ophys/SummaryImages/local_correlations``).
+NWB_SUMMARY_IMAGES = "SummaryImages"
 #: chunks of the NWB ``image_mask`` dataset: one image, 64 x 64 pixels (16 kB)
 _MASK_CHUNK = 64
 
