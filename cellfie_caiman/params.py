@@ -171,15 +171,20 @@ class RefineParams:
     p : int
         Order of the autoregressive model of the calcium dynamics (0, 1 or 2).
     nb : int
-        Number of background components (CaImAn: ``init.nb``).
+        Number of background components (CaImAn: ``init.nb``). CaImAn's seeded CNMF fits at least one: 0 (no
+        background) needs the builtin backend (CaImAn's fits one, with a warning).
     merge_thr : float
         Overlapping components whose traces correlate above this are merged.
     gSig : tuple of int
-        Half-size of a neuron in pixels (CaImAn: ``init.gSig``); None derives it from the neuron diameter.
+        Half-size of a neuron in pixels (CaImAn: ``init.gSig``); None derives it from the neuron diameter. Recorded
+        in CaImAn's parameters but without effect on a seeded run: CaImAn's seeded path does not use it and the
+        builtin does not either.
     n_iter : int
-        Alternating spatial/temporal update rounds.
+        Alternating spatial/temporal update rounds of the builtin backend (CaImAn's seeded fit runs a fixed
+        sequence and ignores it).
     chunk_frames : int
-        Frames read at a time from the movie (at most what fits the memory bound; 0: as many as fit it).
+        Frames the builtin backend reads at a time from the movie (at most what fits the memory bound; 0: as many
+        as fit it). CaImAn reads its memmap its own way and ignores it.
     """
 
     backend: str = "auto"

@@ -176,11 +176,17 @@ def _accepted_index(est, n_components: int) -> np.ndarray:
 
 
 def _resolve_backend(backend: str) -> str:
-    """The backend that ``refine.backend`` (checked by ``Params.coerce``) names on this machine."""
+    """The backend that ``refine.backend`` (checked by ``Params.coerce``) names on this machine.
+
+    Raises ImportError (saying how to install CaImAn, or to use the builtin backend) for ``'caiman'`` without
+    CaImAn, before any work is done.
+    """
+    from .cnmf.caiman_adapter import INSTALL_HINT, caiman_available
+
+    if backend == "caiman" and not caiman_available():
+        raise ImportError(f"refine.backend is 'caiman': {INSTALL_HINT} (On the command line: --backend builtin.)")
     if backend != "auto":
         return backend
-    from .cnmf.caiman_adapter import caiman_available
-
     return "caiman" if caiman_available() else "builtin"
 
 
@@ -291,7 +297,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     FileNotFoundError, ValueError
         Missing ground-truth file, bad parameters.
     ImportError
-        ``backend='caiman'`` without CaImAn.
+        ``backend='caiman'`` without CaImAn (raised at once, before the movie is read).
     """
     from .io import load_movie
 

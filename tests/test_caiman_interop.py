@@ -334,6 +334,106 @@ def test_seeded_cnmf_checks_seeds(cm, caplog):
     np.testing.assert_array_equal(np.sort(seed_index(cnm.estimates.A, seeds > 0)), [0, 2, 3])
 
 
+SMALL = {"data": {"fr": 30.0, "decay_time": 0.4}, "quality": {"use_cnn": False}}
+
+
+@pytest.fixture(scope="module")
+def small_sim(cm):
+    from cellfie_caiman.simulate import simulate
+
+    return simulate(300, (48, 56), 8, seed=2)
+
+
+@pytest.fixture(scope="module")
+def small_fit(small_sim):
+    """CaImAn's seeded CNMF on the small simulation's true masks, through refine()."""
+    from cellfie_caiman.cnmf import refine
+
+    return refine(small_sim.movie, small_sim.masks, params=SMALL, backend="caiman")
+
+
+def _assert_same_fit(est, expected):
+    np.testing.assert_allclose(est.A.toarray(), expected.A.toarray(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(est.C, expected.C, rtol=1e-4, atol=1e-4 * np.abs(expected.C).max())
+
+
+def test_refine_drops_duplicate_seeds_for_caiman_as_for_builtin(small_sim, small_fit, caplog):
+    from cellfie_caiman.cnmf import refine
+
+    seeds = np.concatenate([small_sim.masks, small_sim.masks[[1, 4]]])  # seeds 8 and 9 repeat seeds 1 and 4
+    with caplog.at_level("WARNING"):
+        est = refine(small_sim.movie, seeds, params=SMALL, backend="caiman")
+    assert "seed 8 duplicates seed 1" in caplog.text and "seed 9 duplicates seed 4" in caplog.text
+    _assert_same_fit(est, small_fit)  # CaImAn on the distinct seeds
+    np.testing.assert_array_equal(seed_index(est.A, seeds), seed_index(small_fit.A, small_sim.masks))
+
+
+def test_caiman_backend_warns_when_component_k_is_not_seed_k(small_sim, caplog):
+    sim = small_sim
+    # a second neuron overlapping neuron 6 (the most active), 4 pixels to its right, with the same activity:
+    # CaImAn merges the two and puts the merged component last
+    twin = np.roll(sim.footprints[6], 4, axis=1)
+    movie = sim.movie + sim.calcium[6].astype(np.float32)[:, None, None] * twin
+    seeds = np.concatenate([sim.masks[:7], np.roll(sim.masks[6], 4, axis=1)[None], sim.masks[7:]])
+    with caplog.at_level("WARNING"):
+        cnm = caiman_adapter.seeded_cnmf(movie, seeds, SMALL, evaluate=False)
+    assert len(cnm.estimates.merged_ROIs) == 1 and cnm.estimates.A.shape[1] == len(seeds) - 1  # CaImAn's account
+    assert seed_index(cnm.estimates.A, seeds)[6] != 6
+    assert f"{len(seeds)} seeds gave {cnm.estimates.A.shape[1]} components" in caplog.text
+    assert "component k is no longer seed k" in caplog.text
+
+
+def test_caiman_backend_warns_that_nb0_fits_one_background(small_sim, caplog):
+    with caplog.at_level("WARNING"):
+        cnm = caiman_adapter.seeded_cnmf(small_sim.movie, small_sim.masks, {**SMALL, "refine": {"nb": 0}},
+                                         evaluate=False)
+    assert cnm.estimates.b.shape[1] == 1  # what CaImAn makes of nb=0
+    assert "nb=0 needs backend='builtin'" in caplog.text
+
+
+def test_caiman_params_temporal_p_is_applied(small_sim):
+    cnm = caiman_adapter.seeded_cnmf(small_sim.movie, small_sim.masks, SMALL, evaluate=False,
+                                     caiman_params={"temporal": {"p": 2}})
+    assert cnm.params.temporal["p"] == 2 and cnm.params.preprocess["p"] == 2
+    assert all(np.ravel(g).size == 2 for g in cnm.estimates.g)  # AR(2) coefficients for every trace
+
+
+def test_caiman_backend_drops_seeds_on_constant_pixels(small_sim, caplog):
+    from cellfie_caiman.cnmf import refine
+
+    movie = small_sim.movie.copy()
+    movie[:, :4] = 0  # a border zeroed by motion correction
+    live = small_sim.masks & (np.arange(movie.shape[1]) >= 4)[None, :, None]
+    live = live[live.any(axis=(1, 2))]
+    dead = np.zeros(movie.shape[1:], bool)
+    dead[:4, 20:26] = True
+    seeds = np.concatenate([live[:2], dead[None], live[2:]])
+    with caplog.at_level("WARNING"):
+        est = refine(movie, seeds, params=SMALL, backend="caiman")
+    assert "constant over time" in caplog.text and "motion correction): [2]" in caplog.text
+    assert 2 not in seed_index(est.A, seeds).tolist()
+    _assert_same_fit(est, refine(movie, live, params=SMALL, backend="caiman"))  # CaImAn without the dead seed
+    with pytest.raises(ValueError, match="changes over time"):
+        refine(movie, dead[None], params=SMALL, backend="caiman")
+
+
+def test_caiman_backend_fills_nan_in_a_caiman_memmap(small_sim, tmp_path):
+    from cellfie_caiman.cnmf import refine
+
+    movie = small_sim.movie.copy()
+    movie[50:60, :, :3] = np.nan  # a border strip motion correction left undefined in a few frames
+    T, rows, cols = movie.shape
+    fname = tmp_path / f"nan_d1_{rows}_d2_{cols}_d3_1_order_C_frames_{T}.mmap"
+    Yr = np.memmap(fname, np.float32, "w+", shape=(rows * cols, T), order="C")  # Yr[i + j * rows, t]
+    Yr[:] = movie.transpose(0, 2, 1).reshape(T, -1).T
+    Yr.flush()
+    del Yr
+    raw = fname.read_bytes()
+    est = refine(str(fname), small_sim.masks, params=SMALL, backend="caiman")
+    _assert_same_fit(est, refine(movie, small_sim.masks, params=SMALL, backend="caiman"))  # NaN filled, as here
+    assert fname.read_bytes() == raw  # the file is left as it was
+
+
 # ------------------------------------------------------------------------------------------------------------
 # summary images
 # ------------------------------------------------------------------------------------------------------------

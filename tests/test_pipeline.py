@@ -32,6 +32,23 @@ def test_run_result_summary_lists_counts_scores_and_times(tmp_path):
     assert r.f1("refined") == pytest.approx(16 / 22) and r.f1("detected") is None
 
 
+def test_run_without_caiman_fails_before_any_work(tmp_path, monkeypatch):
+    import sys
+
+    from cellfie_caiman.cnmf.caiman_adapter import caiman_available
+
+    monkeypatch.setitem(sys.modules, "caiman", None)  # importlib treats this as "not installed"
+    caiman_available.cache_clear()
+    try:
+        # a movie that does not exist: any step that ran before the check would fail with another error
+        with pytest.raises(ImportError, match="backend builtin"):
+            pipeline.run(tmp_path / "missing.tif", tmp_path / "out", {"refine": {"backend": "caiman"}},
+                         progress=False)
+    finally:
+        caiman_available.cache_clear()
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------- run
 
 @pytest.fixture(scope="module")

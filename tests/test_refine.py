@@ -156,6 +156,25 @@ def test_empty_and_duplicate_seeds_are_dropped_with_warnings(sim, caplog):
     assert e.A.shape[1] == 3
 
 
+def test_duplicate_seeds_of_an_initialization_are_dropped_with_their_scores(sim):
+    from cellfie_caiman.initialize import Initialization
+    from cellfie_caiman.masks import masks_to_ain
+
+    def initialization(masks, scores):
+        return Initialization(Ain=masks_to_ain(masks), masks=masks, scores=np.asarray(scores, np.float32),
+                              centers=np.zeros((len(masks), 2)), prob_map=None, summary=None)
+
+    scores = np.linspace(0.95, 0.3, len(sim.masks))
+    distinct = initialization(sim.masks, scores)
+    doubled = initialization(np.concatenate([sim.masks, sim.masks[[2]]]), np.r_[scores, 0.05])
+    params = {**PARAMS, "quality": {"use_cnn": True}}
+    expected = refine(sim.movie[:300], distinct, params=params, backend="builtin")
+    e = refine(sim.movie[:300], doubled, params=params, backend="builtin")
+    np.testing.assert_array_equal(e.A.toarray(), expected.A.toarray())
+    np.testing.assert_array_equal(e.cnn_preds, expected.cnn_preds)  # the scores of the seeds kept
+    np.testing.assert_array_equal(e.idx_components, expected.idx_components)
+
+
 def test_nan_frames_and_constant_pixels_give_finite_results(sim):
     movie = sim.movie[:300].copy()
     movie[10, 5:9, 5:9] = np.nan

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from .estimates import Estimates, load_estimates
 
 logger = logging.getLogger(__name__)
@@ -54,13 +56,20 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     movie : ndarray (T, rows, cols), ``cellfie_caiman.io.Movie`` or anything ``load_movie`` accepts
         (.mmap, .tif, .h5, .nwb, .npy, folder of TIFFs). Read chunk by chunk.
     init : Initialization, bool masks (K, rows, cols) or Ain (rows*cols, K) in Fortran pixel order
-        The seeds. Empty seeds are dropped (warning); seeds duplicating another (IoU >= 0.95) are dropped (warning).
+        The seeds. Seeds duplicating an earlier one (IoU >= 0.95) are dropped before either backend runs, empty
+        seeds by each backend, and seeds whose pixels are all constant over time (a border zeroed by motion
+        correction) by CaImAn's before its fit and by the builtin's first update: each with a warning.
     params : Params, dict of groups, or None
-        Uses ``data.fr`` (None: the movie file's rate, else 30 Hz with a warning), ``data.decay_time``,
-        ``refine.p/nb/merge_thr/n_iter/chunk_frames`` and ``quality.*`` (``refine.gSig`` only matters to CaImAn: the
-        builtin search region is the footprint dilated by 2 pixels).
+        Both backends use ``data.fr`` (None: the movie file's rate, else 30 Hz with a warning),
+        ``data.decay_time``, ``refine.p``, ``refine.merge_thr`` and ``quality.*``, and ``refine.nb`` (but CaImAn's
+        seeded CNMF fits at least one background component: ``nb=0`` needs ``backend='builtin'``; a warning
+        says so). Only the builtin uses ``refine.n_iter`` and ``refine.chunk_frames``: CaImAn's seeded fit runs a
+        fixed sequence of updates on its memmap. Neither backend's result depends on ``refine.gSig`` or
+        ``data.neuron_diameter``: CaImAn gets them as ``init.gSig``, which its seeded path does not use; the
+        builtin search region is the footprint dilated by 2 pixels.
     backend : {'auto', 'builtin', 'caiman'}
-        'auto' uses CaImAn when importable, else the builtin seeded CNMF.
+        'auto' uses CaImAn when importable, else the builtin seeded CNMF. CaImAn's own settings go through
+        :func:`cellfie_caiman.cnmf.caiman_adapter.seeded_cnmf` (``caiman_params``).
     progress : bool
         Show progress bars.
 
@@ -71,13 +80,14 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
         g, bl, c1, neurons_sn, SNR_comp, r_values, idx_components, idx_components_bad, dims). As in CaImAn, seeds
         whose footprints overlap and whose traces correlate above ``refine.merge_thr`` are merged (the merged
         component goes last) and footprints that empty are removed: then component k is not seed k (a warning says
-        so; :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` maps components to seeds).
+        so, with either backend; :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` maps components to seeds).
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
     from ..params import Params
 
     P = Params.coerce(params).with_frame_rate(movie)  # the caller's params left alone
+    init = distinct_seeds(init, _frame_shape(movie))  # the same seeds for either backend
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)
@@ -95,6 +105,31 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
 
     apply_scores(est, init, est.dims, P.quality)
     return est
+
+
+def _frame_shape(movie) -> tuple[int, int]:
+    """(rows, cols) of the movie without reading its frames."""
+    if isinstance(movie, np.ndarray) and movie.ndim == 3:
+        return tuple(int(n) for n in movie.shape[1:])
+    if isinstance(movie, np.ndarray):
+        raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
+    from ..io import load_movie
+
+    return tuple(int(n) for n in load_movie(movie).frame_shape)
+
+
+def distinct_seeds(init, dims: tuple[int, int]):
+    """``init`` without the seeds that duplicate an earlier one (IoU >= 0.95; a warning names each), in the same
+    form (Initialization, masks or Ain). Components are then numbered over the seeds that remain;
+    :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` maps them to the seeds given."""
+    from .seeded import duplicate_seeds, seed_matrix, take_seeds
+
+    dup = duplicate_seeds(seed_matrix(init, dims))
+    if not dup.any():
+        return init
+    logger.warning("%d duplicate seed(s) dropped: components are numbered over the %d remaining seeds",
+                   int(dup.sum()), int((~dup).sum()))
+    return take_seeds(init, ~dup)
 
 
 def _refine_caiman(movie, init, P) -> Estimates:

@@ -7,7 +7,12 @@ What CaImAn expects (see ``shared/reference/caiman-interop.md``):
   (float or sparse ``Ain`` without ``Cin`` fail inside CaImAn);
 * ``rf=None`` (patch mode silently ignores ``Ain``) and ``only_init=False``;
 * ``Estimates.evaluate_components`` only works on an ``np.memmap`` of shape (T, rows, cols) in CaImAn's C-order
-  memmap layout, so in-memory movies are first written with :func:`cellfie_caiman.io.save_memmap`.
+  memmap layout, so in-memory movies are first written with :func:`cellfie_caiman.io.save_memmap`;
+* no NaN or inf in that memmap (a memmap holding them is copied with them filled) and no seed whose pixels are all
+  constant over time (dropped with a warning: CaImAn's spatial update fails on it with a bare IndexError).
+
+Of our settings, CaImAn's seeded fit does not depend on ``refine.gSig``, ``data.neuron_diameter``,
+``refine.n_iter`` or ``refine.chunk_frames``, and fits one background component when ``refine.nb`` is 0.
 """
 from __future__ import annotations
 
@@ -143,7 +148,9 @@ def caiman_params_dict(params: Any, dims: tuple[int, int], masks: np.ndarray,
     ----------
     params : Params, dict of groups or None
         Groups used: data (fr, decay_time, neuron_diameter), refine (p, nb, merge_thr, gSig), quality (min_SNR,
-        SNR_lowest, rval_thr, rval_lowest).
+        SNR_lowest, rval_thr, rval_lowest). ``init.gSig`` (from refine.gSig or the neuron diameter) is filled in
+        for completeness but does not change a seeded fit; ``init.nb`` = 0 still fits one background component;
+        refine.n_iter and refine.chunk_frames (builtin backend only) have no CaImAn counterpart.
     dims : (rows, cols)
     masks : ndarray of bool (K, rows, cols)
         The seeds (their size gives ``gSig`` when neither ``refine.gSig`` nor a neuron diameter is set).
@@ -178,23 +185,62 @@ def _is_caiman_memmap(images: Any) -> bool:
             and images.flags.f_contiguous and getattr(images, "filename", None) is not None)
 
 
+#: bytes of the movie held at a time by the streaming checks of a memmap (non-finite values, constant pixels)
+STREAM_BYTES = 64 * 2**20
+
+
+def _pixel_major(imgs: np.ndarray) -> np.ndarray:
+    """The (pixels, T) Fortran-pixel-order ``Yr`` behind a CaImAn memmap view (T, rows, cols), without a copy."""
+    return np.reshape(imgs, (imgs.shape[0], -1), order="F").T
+
+
+def _pixel_blocks(Yr: np.ndarray, pixels: np.ndarray | None = None):
+    """Yield ``(pixel indices, float32 rows of Yr)`` over ``pixels`` (default all) in blocks of at most
+    ``STREAM_BYTES``: one pass over the movie in bounded memory."""
+    n = Yr.shape[0] if pixels is None else pixels.size
+    step = max(1, STREAM_BYTES // (4 * max(1, Yr.shape[1])))
+    for p0 in range(0, n, step):
+        if pixels is None:
+            idx = np.arange(p0, min(n, p0 + step))
+            yield idx, np.asarray(Yr[p0:p0 + step], dtype=np.float32)
+        else:
+            idx = pixels[p0:p0 + step]
+            yield idx, np.asarray(Yr[idx], dtype=np.float32)
+
+
+def _all_finite(Yr: np.ndarray) -> bool:
+    """Whether a (pixels, T) memmap holds no NaN or inf (read in blocks; stops at the first block with one)."""
+    return all(np.isfinite(block).all() for _, block in _pixel_blocks(Yr))
+
+
 def _caiman_images(images: Any, workdir: str | None):
     """Images as CaImAn wants them: ``(memmap (T, rows, cols), mmap path, temporary dir or None)``.
 
     A CaImAn memmap view is used as is; a C-order CaImAn memmap (path or Movie) is opened directly; anything else
     that :func:`cellfie_caiman.io.load_movie` accepts is streamed to a C-order memmap in ``workdir`` (a new
-    temporary directory when None) by :func:`cellfie_caiman.io.save_memmap`.
+    temporary directory when None) by :func:`cellfie_caiman.io.save_memmap`, which fills NaN/inf values. A CaImAn
+    memmap holding NaN or inf (CaImAn fails on them) is copied in the same way.
     """
     caiman = _require_caiman()
-    if _is_caiman_memmap(images):
-        return images, str(images.filename), None
     from .. import io
 
-    movie = io.load_movie(images)
-    tmpdir = None
-    if movie.memmap_file is not None and movie.memmap_order == "C":  # already CaImAn's layout: no copy
-        fname = str(movie.memmap_file)
+    fname = None
+    if _is_caiman_memmap(images):
+        if _all_finite(_pixel_major(images)):
+            return images, str(images.filename), None
+        source = images.filename
+        movie = io.load_movie(images)
     else:
+        movie = io.load_movie(images)
+        source = movie.memmap_file
+        if movie.memmap_file is not None and movie.memmap_order == "C":  # already CaImAn's layout: no copy
+            fname = str(movie.memmap_file)
+            if not _all_finite(io.load_memmap(fname)[0]):
+                fname = None
+    if fname is None and source is not None:
+        logger.info("%s holds NaN/inf values, which CaImAn cannot fit: a filled copy is written for it", source)
+    tmpdir = None
+    if fname is None:
         if workdir is None:
             tmpdir = workdir = tempfile.mkdtemp(prefix="cellfie_caiman_")
         fname = io.save_memmap(movie, "cellfie_seeded", order="C", directory=workdir)
@@ -202,6 +248,29 @@ def _caiman_images(images: Any, workdir: str | None):
     Yr, dims, T = caiman.load_memmap(fname)
     imgs = np.reshape(Yr.T, [T] + list(dims), order="F")
     return imgs, fname, tmpdir
+
+
+def live_seeds(imgs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Which seeds have a pixel whose value changes over time in a CaImAn memmap view (T, rows, cols).
+
+    A seed whose pixels are all constant (a border zeroed by motion correction, a dead region) has no trace to fit:
+    CaImAn's spatial update fails on it with a bare IndexError. Only the seeds' pixels are read, in one pass.
+
+    Parameters
+    ----------
+    imgs : np.memmap (T, rows, cols), F-contiguous (CaImAn's view of a C-order memmap)
+    masks : ndarray of bool (K, rows, cols)
+
+    Returns
+    -------
+    ndarray of bool (K,)
+    """
+    ain = masks_to_ain(masks)  # (pixels, K), Fortran pixel order like Yr's rows
+    pixels = np.flatnonzero(ain.any(axis=1))
+    varies = np.zeros(ain.shape[0], dtype=bool)
+    for idx, block in _pixel_blocks(_pixel_major(imgs), pixels):
+        varies[idx] = block.max(axis=1) > block.min(axis=1)
+    return (ain & varies[:, None]).any(axis=0)
 
 
 def _frame_shape(images: Any) -> tuple[int, int]:
@@ -247,9 +316,13 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         ``.mmap`` path is used directly; anything else is first written as a C-order CaImAn memmap (CaImAn's
         component evaluation needs one), in ``workdir`` or in a temporary directory that is removed afterwards.
     init : Initialization, ndarray of bool (K, rows, cols), or ndarray (rows*cols, K)
-        The seeds. An Initialization's ``masks`` are used. Non-boolean seeds are binarised (``> 0``).
+        The seeds. An Initialization's ``masks`` are used. Non-boolean seeds are binarised (``> 0``). Empty seeds
+        and seeds whose pixels are all constant over time (no signal: CaImAn would fail on them) are dropped with
+        a warning naming them.
     params : Params, dict of groups, or None
-        Our parameters (groups data, refine, quality); see :func:`caiman_params_dict`.
+        Our parameters (groups data, refine, quality); see :func:`caiman_params_dict` for the ones CaImAn's seeded
+        fit ignores (refine.gSig, data.neuron_diameter, refine.n_iter, refine.chunk_frames) and ``nb=0`` (one
+        background component all the same, with a warning).
     dview : ipyparallel view or multiprocessing pool, optional
         CaImAn's parallel back end; None runs in this process.
     refit : bool
@@ -262,7 +335,8 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         default) and an Initialization as ``init``, the networks' scores then take the CNN's place in CaImAn's
         decision (``cnn_preds``; :mod:`cellfie_caiman.cnmf.scores`), before any refit.
     caiman_params : dict of groups, optional
-        CaImAn parameters applied last (``{'temporal': {'ITER': 3}}``). ``patch.rf`` must stay None.
+        CaImAn parameters applied last (``{'temporal': {'ITER': 3}}``). ``patch.rf`` must stay None. A
+        ``temporal.p`` also sets ``preprocess.p`` (from which CaImAn's fit restores it) unless that is given too.
     workdir : str, optional
         Where to write the memmap of an in-memory movie; it is kept there. None: a temporary directory, removed
         when the fit is done.
@@ -276,15 +350,16 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
     caiman.source_extraction.cnmf.cnmf.CNMF
         The fitted object. ``cnm.estimates`` holds A (csc, pixels x K', unit-norm F-order columns), C, S, YrA, b, f
         and the quality metrics. K' <= K: CaImAn drops components that become empty and merges overlapping ones
-        whose traces correlate above ``merge_thr``; ``seed_index(cnm.estimates.A, masks)`` maps each component
-        back to its seed.
+        whose traces correlate above ``merge_thr``; then component k is not seed k (a warning says so) and
+        ``seed_index(cnm.estimates.A, masks)`` maps each component back to its seed.
 
     Raises
     ------
     ImportError
         CaImAn is not installed (the message says how to install it, and that ``backend='builtin'`` needs nothing).
     ValueError
-        Seeds that do not fit the movie, or no non-empty seed (empty seeds are dropped with a warning).
+        Seeds that do not fit the movie, or no seed left to fit (none is non-empty, or all lie where the movie is
+        constant over time).
     """
     _require_caiman()
     from caiman.source_extraction.cnmf import cnmf as cnmf_mod
@@ -294,18 +369,15 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
 
     params = Params.coerce(params).with_frame_rate(images)  # the caller's params left alone
     masks = _seed_masks(init, _frame_shape(images))  # check the seeds before writing any memmap
-    used = masks[masks.reshape(masks.shape[0], -1).any(axis=1)]  # empty seeds dropped
     imgs, fname, tmpdir = _caiman_images(images, workdir)
     try:
+        used = masks[_seeds_to_fit(imgs, masks)]  # empty seeds and seeds on constant pixels dropped
         T, rows, cols = imgs.shape
         n_processes = 1
         if dview is not None:  # multiprocessing Pool or ipyparallel view
             n_processes = getattr(dview, "_processes", None) or (len(dview) if hasattr(dview, "__len__") else 1)
-        groups = caiman_params_dict(params, (rows, cols), used, n_processes=n_processes)
-        for group, values in (caiman_params or {}).items():
-            groups.setdefault(group, {}).update(values)
-        if groups["patch"].get("rf") is not None:
-            raise ValueError("caiman_params: patch.rf must be None for seeded CNMF (CaImAn ignores Ain with patches)")
+        groups = _with_caiman_params(caiman_params_dict(params, (rows, cols), used, n_processes=n_processes),
+                                     caiman_params)
         opts = CNMFParams(params_dict=groups)
         logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", used.shape[0], imgs.shape,
                     groups["init"]["gSig"], groups["temporal"]["p"], groups["init"]["nb"])
@@ -320,15 +392,54 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
                 if evaluate:
                     cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
                     _use_scores(cnm.estimates, init, (rows, cols), params)
-        if cnm.estimates.A.shape[1] < used.shape[0]:
-            logger.info("CaImAn kept %d of %d seeds (empty ones dropped, correlated overlapping ones merged)",
-                        cnm.estimates.A.shape[1], used.shape[0])
+        from .seeded import remap_message
+
+        merged = getattr(cnm.estimates, "merged_ROIs", None)
+        remapped = remap_message(masks.shape[0], cnm.estimates.A.shape[1], 0 if merged is None else len(merged))
+        if remapped:
+            logger.warning(remapped)
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
     if tmpdir is not None:
         cnm.mmap_file = None  # the temporary memmap is gone
     return cnm
+
+
+def _seeds_to_fit(imgs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Which seeds CaImAn can fit (bool (K,)): not empty (:func:`_seed_masks` has warned about those) and with a
+    pixel that changes over time (:func:`live_seeds`; the others are named in a warning). ValueError when none."""
+    nonempty = masks.reshape(masks.shape[0], -1).any(axis=1)
+    fit = nonempty & live_seeds(imgs, masks)
+    if not fit.any():
+        raise ValueError(f"none of the {int(nonempty.sum())} non-empty seeds has a pixel that changes over time "
+                         "(the movie is constant there, e.g. a border zeroed by motion correction); nothing to refine")
+    dead = nonempty & ~fit
+    if dead.any():
+        logger.warning("dropping %d seed(s) whose pixels are constant over time (no signal to fit, e.g. a border "
+                       "zeroed by motion correction): %s", int(dead.sum()), np.flatnonzero(dead).tolist()[:20])
+    return fit
+
+
+def _with_caiman_params(groups: dict[str, dict[str, Any]], caiman_params: Mapping[str, Mapping[str, Any]] | None
+                        ) -> dict[str, dict[str, Any]]:
+    """``groups`` updated with the caller's ``caiman_params``, checked for what a seeded run can honour.
+
+    A ``temporal.p`` also sets ``preprocess.p`` (CaImAn's fit restores ``temporal.p`` from it) unless
+    ``caiman_params`` sets that too; ``patch.rf`` must stay None; ``init.nb`` = 0 gets a warning (CaImAn's seeded
+    start always fits one background component).
+    """
+    caiman_params = caiman_params or {}
+    for group, values in caiman_params.items():
+        groups.setdefault(group, {}).update(values)
+    if "p" in caiman_params.get("temporal", {}) and "p" not in caiman_params.get("preprocess", {}):
+        groups["preprocess"]["p"] = groups["temporal"]["p"]
+    if groups["patch"].get("rf") is not None:
+        raise ValueError("caiman_params: patch.rf must be None for seeded CNMF (CaImAn ignores Ain with patches)")
+    if groups["init"].get("nb", 1) < 1:
+        logger.warning("CaImAn's seeded CNMF fits at least one background component: refine.nb=0 gives nb=1 here; "
+                       "nb=0 needs backend='builtin'")
+    return groups
 
 
 def _use_scores(estimates, init, dims: tuple[int, int], params) -> None:

@@ -109,6 +109,47 @@ def seed_matrix(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
     return A
 
 
+def duplicate_seeds(A: scipy.sparse.csc_matrix) -> np.ndarray:
+    """Which seeds duplicate an earlier kept one (supports with IoU >= ``DUPLICATE_IOU``), a warning for each.
+
+    Parameters
+    ----------
+    A : (pixels, K) sparse, the seeds as :func:`seed_matrix` gives them (empty seeds are never duplicates).
+
+    Returns
+    -------
+    ndarray of bool (K,): True for the seeds to drop.
+    """
+    A = scipy.sparse.csc_matrix(A)
+    nnz = np.diff(A.indptr)
+    dup = np.zeros(A.shape[1], dtype=bool)
+    B = (A > 0).astype(np.float64).tocsc()
+    inter = (B.T @ B).tocoo()
+    for i, j, v in sorted(zip(inter.row, inter.col, inter.data, strict=False)):
+        if i < j and not dup[i] and not dup[j]:
+            iou = v / (nnz[i] + nnz[j] - v)
+            if iou >= DUPLICATE_IOU:
+                dup[j] = True
+                logger.warning("seed %d duplicates seed %d (IoU %.2f): dropped", j, i, iou)
+    return dup
+
+
+def take_seeds(init, keep: np.ndarray):
+    """The seeds ``init`` at indices ``keep`` (bool or int), in the same form: an Initialization (its Ain, masks,
+    scores and centers), masks (K, rows, cols) or Ain (pixels, K) dense or sparse."""
+    idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
+    if hasattr(init, "Ain") and hasattr(init, "_replace"):  # Initialization (a NamedTuple)
+        fields = {name: getattr(init, name)[idx] for name in ("masks", "scores", "centers")
+                  if getattr(init, name, None) is not None}
+        return init._replace(Ain=take_seeds(init.Ain, idx), **fields)
+    if hasattr(init, "Ain"):
+        init = init.Ain
+    if scipy.sparse.issparse(init):
+        return scipy.sparse.csc_matrix(init)[:, idx]
+    arr = np.asarray(init)
+    return arr[idx] if arr.ndim == 3 else arr[:, idx]
+
+
 def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
     """Seeds as a (pixels, K) float64 CSC matrix in Fortran pixel order; empty and duplicate seeds dropped.
 
@@ -123,19 +164,21 @@ def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
     empty = np.where(nnz == 0)[0]
     if empty.size:
         logger.warning("dropping %d empty seed(s) (all-zero columns): %s", empty.size, empty.tolist()[:20])
-    keep = nnz > 0
-    B = (A > 0).astype(np.float64).tocsc()
-    inter = (B.T @ B).tocoo()
-    for i, j, v in zip(inter.row, inter.col, inter.data, strict=False):
-        if i < j and keep[i] and keep[j]:
-            iou = v / (nnz[i] + nnz[j] - v)
-            if iou >= DUPLICATE_IOU:
-                keep[j] = False
-                logger.warning("seed %d duplicates seed %d (IoU %.2f): dropped", j, i, iou)
+    keep = (nnz > 0) & ~duplicate_seeds(A)
     if not keep.all():
         A = A[:, np.where(keep)[0]]
     logger.info("%d seeds kept of %d", A.shape[1], K)
     return scipy.sparse.csc_matrix(A)
+
+
+def remap_message(n_seeds: int, n_components: int, n_merged: int) -> str | None:
+    """The warning that component k is no longer seed k (None when it still is): ``n_seeds`` seeds gave
+    ``n_components`` components, ``n_merged`` groups of them merged. Both backends log it."""
+    if n_components == n_seeds and not n_merged:
+        return None
+    return (f"{n_seeds} seeds gave {n_components} components ({n_merged} merged group(s), the rest emptied or "
+            "dropped): component k is no longer seed k; cellfie_caiman.cnmf.caiman_adapter.seed_index(A, masks) "
+            "maps them back")
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
@@ -655,10 +698,9 @@ def run_cnmf(data: MovieData, A0: scipy.sparse.csc_matrix, s: Settings, progress
             if merged:
                 logger.info("merged %d group(s) of components", len(merged))
                 n_merged += len(merged)
-    if A.shape[1] != A0.shape[1] or n_merged:
-        logger.warning("%d seeds gave %d components (%d merged group(s), the rest emptied): component k is no longer "
-                       "seed k; cellfie_caiman.cnmf.caiman_adapter.seed_index(A, masks) maps them back",
-                       A0.shape[1], A.shape[1], n_merged)
+    remapped = remap_message(A0.shape[1], A.shape[1], n_merged)
+    if remapped:
+        logger.warning(remapped)
     A = scipy.sparse.csc_matrix(A)
     A.sort_indices()
     ev = evaluate(data, A, C, YrA, s, progress)
