@@ -184,6 +184,18 @@ def test_tiff_of_several_multichannel_series_is_refused_not_joined_channels_as_f
             load_movie(tmp_path / name)
 
 
+def test_a_colour_image_is_refused_not_read_as_a_movie_of_its_rows(tmp_path, movie):
+    """An RGB TIFF (rows, cols, 3) would otherwise be a movie of `rows` frames of cols x 3 pixels."""
+    rgb = np.stack([movie[0], movie[1], movie[2]], axis=-1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    assert tifffile.TiffFile(tmp_path / "rgb.tif").series[0].axes == "YXS"
+    with pytest.raises(MovieError, match=r"rgb.tif: a colour \(RGB\) image"):
+        load_movie(tmp_path / "rgb.tif")
+    tifffile.imwrite(tmp_path / "grey.tif", rgb[..., 1], photometric="minisblack")  # one grey image: not a movie
+    with pytest.raises(MovieError, match="expected a 3-D movie"):
+        load_movie(tmp_path / "grey.tif")
+
+
 def scanimage_tiff(path, pages, frame_data):
     """A ScanImage (2016+) BigTIFF as ScanImage writes it: the magic 0x07030301 at byte 16, then its non-varying
     frame data (also each page's Software tag) and ROI data, then one int16 page per frame with its varying data as

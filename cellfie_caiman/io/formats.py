@@ -63,6 +63,10 @@ def open_tiff(path: Path) -> Reader:
             n_series = len(tf.series)
             if n_series > 1:
                 _check_series(path, tf.series)
+            elif series.axes.endswith("S") and shape[-1] > 1:  # samples per pixel: RGB(A) colour, not time
+                raise MovieError(f"{path}: a colour (RGB) image or stack, shape {shape} (axes {series.axes}), not a "
+                                 "movie of (frames, rows, cols): save one channel as a grey stack (e.g. "
+                                 "tifffile.imread(path)[..., 1]) and pass that")
             if (len([s for s in shape if s != 1]) == 2 or n_series > 1) and len(tf.pages) > 1:
                 # pages written one by one, or stacks appended: the movie is all pages of the file
                 pages = [tf.pages[k] for k in range(len(tf.pages))]
