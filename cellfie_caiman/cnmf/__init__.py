@@ -87,6 +87,10 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     from ..params import Params
 
     P = Params.coerce(params).with_frame_rate(movie)  # the caller's params left alone
+    if isinstance(movie, np.ndarray) and movie.ndim != 3:
+        raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
+    from .caiman_adapter import _frame_shape  # (rows, cols) without reading frames; CaImAn not needed
+
     init = distinct_seeds(init, _frame_shape(movie))  # the same seeds for either backend
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
@@ -105,17 +109,6 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
 
     apply_scores(est, init, est.dims, P.quality)
     return est
-
-
-def _frame_shape(movie) -> tuple[int, int]:
-    """(rows, cols) of the movie without reading its frames."""
-    if isinstance(movie, np.ndarray) and movie.ndim == 3:
-        return tuple(int(n) for n in movie.shape[1:])
-    if isinstance(movie, np.ndarray):
-        raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
-    from ..io import load_movie
-
-    return tuple(int(n) for n in load_movie(movie).frame_shape)
 
 
 def distinct_seeds(init, dims: tuple[int, int]):

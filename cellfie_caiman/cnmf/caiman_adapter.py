@@ -224,30 +224,29 @@ def _caiman_images(images: Any, workdir: str | None):
     caiman = _require_caiman()
     from .. import io
 
-    fname = None
+    movie, nonfinite = None, None
     if _is_caiman_memmap(images):
         if _all_finite(_pixel_major(images)):
             return images, str(images.filename), None
-        source = images.filename
-        movie = io.load_movie(images)
+        nonfinite = images.filename
     else:
         movie = io.load_movie(images)
-        source = movie.memmap_file
         if movie.memmap_file is not None and movie.memmap_order == "C":  # already CaImAn's layout: no copy
             fname = str(movie.memmap_file)
-            if not _all_finite(io.load_memmap(fname)[0]):
-                fname = None
-    if fname is None and source is not None:
-        logger.info("%s holds NaN/inf values, which CaImAn cannot fit: a filled copy is written for it", source)
+            Yr, dims, T = caiman.load_memmap(fname)
+            if _all_finite(Yr):
+                return np.reshape(Yr.T, [T] + list(dims), order="F"), fname, None
+            nonfinite = fname
+    if nonfinite is not None:
+        logger.info("%s holds NaN/inf values, which CaImAn cannot fit: a filled copy is written for it", nonfinite)
     tmpdir = None
-    if fname is None:
-        if workdir is None:
-            tmpdir = workdir = tempfile.mkdtemp(prefix="cellfie_caiman_")
-        fname = io.save_memmap(movie, "cellfie_seeded", order="C", directory=workdir)
-        logger.info("wrote CaImAn memmap %s", fname)
+    if workdir is None:
+        tmpdir = workdir = tempfile.mkdtemp(prefix="cellfie_caiman_")
+    fname = io.save_memmap(movie if movie is not None else io.load_movie(images), "cellfie_seeded", order="C",
+                           directory=workdir)
+    logger.info("wrote CaImAn memmap %s", fname)
     Yr, dims, T = caiman.load_memmap(fname)
-    imgs = np.reshape(Yr.T, [T] + list(dims), order="F")
-    return imgs, fname, tmpdir
+    return np.reshape(Yr.T, [T] + list(dims), order="F"), fname, tmpdir
 
 
 def live_seeds(imgs: np.ndarray, masks: np.ndarray) -> np.ndarray:
