@@ -196,6 +196,97 @@ def test_a_colour_image_is_refused_not_read_as_a_movie_of_its_rows(tmp_path, mov
         load_movie(tmp_path / "grey.tif")
 
 
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_ome_tiff_of_several_positions_is_refused_naming_them_not_joined_in_time(tmp_path, movie, compression):
+    """An OME-TIFF of two stage positions (two OME Images, each (T, rows, cols)) is not one movie of 2T frames."""
+    data = movie.astype(np.uint16)
+    path = tmp_path / "positions.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(data, metadata={"axes": "TYX", "Name": "Pos0"}, compression=compression)
+        tw.write(data[::-1], metadata={"axes": "TYX", "Name": "Pos1"}, compression=compression)
+    with tifffile.TiffFile(path) as tf:  # what the file holds, as tifffile reads it
+        assert tf.is_ome and [(s.name, s.shape) for s in tf.series] == [("Pos0", data.shape), ("Pos1", data.shape)]
+    with pytest.raises(MovieError, match=r"positions.ome.tif: OME-TIFF of 2 images.*series 0 'Pos0' \(23, 11, 7\)"
+                                         r".*series 1 'Pos1' \(23, 11, 7\).*tifffile.imread\(path, series=k\)"):
+        load_movie(path)
+    # the way the message says to pick one gives that position's movie
+    np.testing.assert_array_equal(load_movie(tifffile.imread(path, series=1))[:], data[::-1])
+
+
+def test_multifile_ome_tiff_of_one_position_per_file_is_each_file_s_own_movie(tmp_path, movie):
+    """Micro-Manager writes one file per position, each file's OME-XML describing all positions: a file is the movie
+    of its own position (the other files' images are not counted as positions of this file)."""
+    data = [movie.astype(np.uint16), movie[::-1].astype(np.uint16)]
+    names, uuids = ["Pos0.ome.tif", "Pos1.ome.tif"], [f"urn:uuid:{uuid.uuid4()}" for _ in range(2)]
+    T, rows, cols = movie.shape
+    images = "".join(f'<Image ID="Image:{k}" Name="Pos{k}"><Pixels ID="Pixels:{k}" DimensionOrder="XYCZT" '
+                     f'Type="uint16" SizeX="{cols}" SizeY="{rows}" SizeC="1" SizeZ="1" SizeT="{T}"><Channel '
+                     f'ID="Channel:{k}:0" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="{T}"><UUID '
+                     f'FileName="{names[k]}">{uuids[k]}</UUID></TiffData></Pixels></Image>' for k in range(2))
+    for k in range(2):
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+               f'UUID="{uuids[k]}">{images}</OME>')
+        tifffile.imwrite(tmp_path / names[k], data[k], description=xml, metadata=None)
+    with tifffile.TiffFile(tmp_path / names[0]) as tf:
+        assert [s.name for s in tf.series] == ["Pos0", "Pos1"]
+    for name, expected in zip(names, data, strict=True):
+        with load_movie(tmp_path / name) as m:
+            np.testing.assert_array_equal(m[:], expected)
+
+
+@pytest.mark.parametrize("axes", ["RYX", "MYX"])
+def test_tiff_of_positions_or_tiles_along_one_axis_is_refused_not_read_as_frames(tmp_path, movie, axes):
+    """One series whose first axis is a stage position or mosaic tile (tifffile's R / M: an OME-TIFF's, a tifffile
+    shaped TIFF's) is not a movie."""
+    path = tmp_path / "tiles.tif"
+    tifffile.imwrite(path, movie[:4].astype(np.uint16), ome=axes == "RYX", metadata={"axes": axes},
+                     photometric="minisblack")
+    with tifffile.TiffFile(path) as tf:
+        assert tf.series[0].axes == axes and tf.series[0].shape == (4, 11, 7)
+    with pytest.raises(MovieError, match=rf"tiles.tif: .*axes {axes}.*4 .*positions or tiles"):
+        load_movie(path)
+
+
+def _imagej_frame_bytes(path):
+    """(offset of the first frame's data, bytes per frame) of a contiguous ImageJ TIFF, from its first page."""
+    with tifffile.TiffFile(path) as tf:
+        page = tf.pages[0]
+        return page.dataoffsets[0], page.nbytes
+
+
+@pytest.mark.parametrize("extra", [0, 50])  # cut between frames, or inside the 41st frame
+def test_truncated_imagej_hyperstack_is_an_error_saying_how_many_frames_it_holds(tmp_path, movie, extra):
+    """An ImageJ TIFF (frame data first, the other pages' headers after it) cut short after 40 of 100 frames: an
+    error saying so and how to read the frames present, not 'a 2-D image'."""
+    data = np.concatenate([movie] * 5)[:100].astype(np.uint16)
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, data, imagej=True, metadata={"axes": "TYX", "finterval": 0.1})
+    offset, frame_bytes = _imagej_frame_bytes(full)
+    path = tmp_path / "cut.tif"
+    path.write_bytes(full.read_bytes()[:offset + 40 * frame_bytes + extra])
+    with pytest.raises(MovieError, match=r"cut.tif: truncated TIFF: .*40 complete frames of the 100") as err:
+        load_movie(path)
+    recipe = re.search(r"numpy.memmap\(path, dtype='(.+?)', mode='r', offset=(\d+), shape=\((\d+), (\d+), (\d+)\)\)",
+                       str(err.value))
+    dtype, off, shape = recipe.group(1), int(recipe.group(2)), tuple(int(g) for g in recipe.groups()[2:])
+    np.testing.assert_array_equal(np.memmap(path, dtype=dtype, mode="r", offset=off, shape=shape), data[:40])
+
+
+def test_truncated_tiff_of_pages_each_with_its_header_says_how_many_frames_it_holds(tmp_path, movie):
+    """A compressed ImageJ TIFF (each page's header beside its data) cut after 10 full pages of 23."""
+    data = movie.astype(np.uint16)
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, data, imagej=True, compression="zlib")
+    with tifffile.TiffFile(full) as tf:
+        end = tf.pages[10].dataoffsets[0] + 3  # inside the 11th page's data
+    path = tmp_path / "cut.tif"
+    path.write_bytes(full.read_bytes()[:end])
+    with pytest.raises(MovieError, match=r"cut.tif: truncated TIFF: .*10 complete frames of the 23.*"
+                                         r"tifffile.imread\(path, key=range\(10\)\)"):
+        load_movie(path)
+    np.testing.assert_array_equal(tifffile.imread(path, key=range(10)), data[:10])
+
+
 def scanimage_tiff(path, pages, frame_data):
     """A ScanImage (2016+) BigTIFF as ScanImage writes it: the magic 0x07030301 at byte 16, then its non-varying
     frame data (also each page's Software tag) and ROI data, then one int16 page per frame with its varying data as
@@ -337,7 +428,8 @@ def test_hdf5_dataset_choice(tmp_path, movie):
         f["mov"] = movie
         f["other/data"] = movie[:, ::-1] * 2
         f["meta"] = np.arange(3)
-    np.testing.assert_array_equal(load_movie(path).to_array(), movie)
+    with pytest.warns(UserWarning, match="read 'mov' \\(the default\\) of the 2 3-D datasets"):
+        np.testing.assert_array_equal(load_movie(path).to_array(), movie)
     np.testing.assert_array_equal(load_movie(path, var_name="other/data")[:], movie[:, ::-1] * 2)
     with pytest.raises(MovieError, match="m.h5.*no dataset 'nope'"):
         load_movie(path, var_name="nope")
@@ -360,6 +452,49 @@ def test_hdf5_dataset_choice(tmp_path, movie):
         f["times"] = np.arange(23.0)
     with pytest.raises(MovieError, match=r"0 3-D datasets \(datasets: frames2d \(11, 7\), times \(23,\)\)"):
         load_movie(path4)  # what is in the file is listed
+
+
+def test_hdf5_mov_beside_other_3d_datasets_is_read_with_a_warning_naming_them(tmp_path, movie):
+    """'mov' (CaImAn's name) is taken, but not silently when the file holds other movies (a motion-corrected one)."""
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as f:
+        f["mov"] = movie
+        f["corrected/mov"] = movie[:, ::-1]
+        f["mean"] = movie.mean(axis=0)  # 2-D: not a candidate
+    with pytest.warns(UserWarning, match=r"two.h5: read 'mov' \(the default\) of the 2 3-D datasets in the file "
+                                         r"\(corrected/mov, mov\).*var_name"):
+        m = load_movie(path)
+    np.testing.assert_array_equal(m[:], movie)
+    m.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # chosen by name: nothing to say
+        with load_movie(path, var_name="corrected/mov") as chosen:
+            np.testing.assert_array_equal(chosen[:], movie[:, ::-1])
+        with h5py.File(path, "a") as f:
+            del f["corrected"]
+        load_movie(path)  # 'mov' alone: nothing to say
+
+
+def nwb_series_by_hand(path, series):
+    """An NWB-like HDF5 file holding TwoPhotonSeries groups {path in file: data}, as the reader finds them (by their
+    neurodata_type attribute)."""
+    with h5py.File(path, "w") as f:
+        for name, data in series.items():
+            group = f.create_group(name)
+            group.attrs["neurodata_type"] = "TwoPhotonSeries"
+            group["data"] = data
+
+
+def test_nwb_acquisition_series_beside_processed_ones_is_read_with_a_warning_naming_them(tmp_path, movie):
+    path = tmp_path / "m.nwb"
+    nwb_series_by_hand(path, {"acquisition/raw": movie, "processing/ophys/corrected": movie[:, ::-1]})
+    with pytest.warns(UserWarning, match=r"m.nwb: read 'acquisition/raw' \(the default\) of the 2 TwoPhotonSeries in "
+                                         r"the file.*processing/ophys/corrected.*var_name"):
+        m = load_movie(path)
+    np.testing.assert_array_equal(m[:], movie)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_movie(path, var_name="corrected")[:], movie[:, ::-1])
 
 
 def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):

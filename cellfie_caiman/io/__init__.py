@@ -8,12 +8,17 @@
   flattening of a frame); the float32 value of (p, t) is at element ``p*T + t`` (order C) or ``p + t*d`` (order F).
 * multi-page TIFF (memory-mapped when uncompressed and contiguous, otherwise decoded page by page per chunk);
   several channels or z-planes (a (T, C, rows, cols) stack, possibly in several series, a ScanImage volume
-  recording) are refused: save one channel / plane as a movie;
+  recording) are refused: save one channel / plane as a movie; so are several stage positions or tiles (an
+  OME-TIFF of several images, a position/tile axis): pick one with ``tifffile.imread(path, series=k)``; a file cut
+  short (fewer frames than its header declares) is refused, saying how many whole frames it holds and how to read
+  them;
 * a folder of single-frame TIFFs (sorted naturally: ``img2.tif`` before ``img10.tif``), e.g. neurofinder's
   ``images/``, whose names form one numbered sequence (another channel or a projection beside the frames is
   refused); each file is read alone, even an OME-TIFF whose metadata describe the folder's whole series;
-* HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov``, else the only 3-D dataset in the file;
-* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` (``var_name`` picks one by name). NWB documents the axes as
+* HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov`` (a warning names the file's other 3-D datasets, if
+  any), else the only 3-D dataset in the file;
+* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` (``var_name`` picks one by name; else the only one, or the only
+  one under ``acquisition/`` with a warning naming the others). NWB documents the axes as
   (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis;
 * ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,15 @@ def open_tiff(path: Path) -> Reader:
 
     A file of several image series (stacks appended one after another, or pages written one by one) is the movie
     of all its pages in file order: each series must then be (frames, rows, cols) or (rows, cols), all of one
-    frame shape and type. A ScanImage volume recording (several z-planes) is refused.
+    frame shape and type. A ScanImage volume recording (several z-planes), an OME-TIFF of several images (stage
+    positions) or a series with a position/tile axis, and a file that holds fewer frames than its header declares
+    (a truncated copy) are refused.
     """
     import tifffile
     try:
         with tifffile.TiffFile(path) as tf:
             _check_scanimage_planes(path, tf)
+            _check_imagej_complete(path, tf)
             series = tf.series[0]
             shape, dtype = series.shape, series.dtype
             n_pages = len(series.pages)
@@ -67,6 +71,7 @@ def open_tiff(path: Path) -> Reader:
                 raise MovieError(f"{path}: a colour (RGB) image or stack, shape {shape} (axes {series.axes}), not a "
                                  "movie of (frames, rows, cols): save one channel as a grey stack (e.g. "
                                  "tifffile.imread(path)[..., 1]) and pass that")
+            _check_positions(path, tf)
             if (len([s for s in shape if s != 1]) == 2 or n_series > 1) and len(tf.pages) > 1:
                 # pages written one by one, or stacks appended: the movie is all pages of the file
                 pages = [tf.pages[k] for k in range(len(tf.pages))]
@@ -97,8 +102,98 @@ def open_tiff(path: Path) -> Reader:
     if reader is not None:
         reader.frame_rate = rate
         return reader
+    with tifffile.TiffFile(path) as tf:  # only on failure: counting whole pages reads every page's header
+        present = _complete_frames(tf)
+    if present[0] < shape[0]:
+        raise _truncated_error(path, shape[0], "frames its header declares", present)
     raise MovieError(f"{path}: TIFF is truncated or corrupt, or its layout is not supported ({n_pages} readable "
                      f"pages of shape {page_shape} for a movie of shape {shape}, not memory-mappable)")
+
+
+#: tifffile's axis codes of stage positions and tiles: R (OME tile / region / position, NDTiff position),
+#: M (LSM mosaic), J and K (NDTiff tile column and row).
+_POSITION_AXES = "RMJK"
+
+
+def _series_in_file(tf) -> list:
+    """The image series of ``tf`` with a page in this file (a multi-file OME-TIFF describes the series of its other
+    files too; each of those files is opened on its own)."""
+    return [s for s in tf.series if any(p is not None and p.parent is tf for p in s.pages)]
+
+
+def _check_positions(path: Path, tf) -> None:
+    """MovieError for a TIFF of several stage positions, fields of view or tiles: an OME-TIFF of several images
+    (OME's way of storing positions; a time series is one image of SizeT planes), or a series with a position or
+    tile axis (:data:`_POSITION_AXES`) of more than one; they would otherwise be read one after another as frames."""
+    series = _series_in_file(tf)
+    how = ("read the one you want with tifffile.imread(path, series=k) and pass the array (command line: save it "
+           "with tifffile.imwrite first)")
+    if tf.is_ome and len(series) > 1:
+        listing = ", ".join(f"series {tf.series.index(s)} '{s.name or ''}' {s.shape} (axes {s.axes})"
+                            for s in series[:6]) + (", ..." if len(series) > 6 else "")
+        raise MovieError(f"{path}: OME-TIFF of {len(series)} images (stage positions or fields of view, not one "
+                         f"movie: {listing}); {how}")
+    for s in series:
+        k = tf.series.index(s)
+        for axis, n in zip(s.axes, s.shape, strict=False):  # tifffile's axes and shape: one code per axis
+            if axis in _POSITION_AXES and n > 1:
+                raise MovieError(f"{path}: image series {k} of shape {s.shape} (axes {s.axes}) holds {n} stage "
+                                 f"positions or tiles along axis {axis}, not frames of one movie; select one (e.g. "
+                                 f"tifffile.imread(path, series={k}) indexed along axis {s.axes.index(axis)}) and "
+                                 "pass that array")
+
+
+def _imagej_images(tf) -> int:
+    """The number of images an ImageJ TIFF's header declares (``images=``; 0 when not an ImageJ file or unreadable)."""
+    try:
+        return int((tf.imagej_metadata or {}).get("images", 0)) if tf.is_imagej else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _complete_frames(tf) -> tuple[int, str]:
+    """How many leading frames (pages) of a TIFF are wholly in the file, and how to read them (a Python expression).
+
+    When only the first page's header can be read (an ImageJ file or a tifffile shaped file keeps the other pages'
+    headers after all frame data, lost when the file is cut short), the frames are counted in the bytes after the
+    first frame's offset, if uncompressed and contiguous; otherwise the pages whose data end inside the file.
+    """
+    size = tf.filehandle.size
+    page = tf.pages.first
+    if len(tf.pages) == 1 and page.compression == 1 and page.is_contiguous and page.nbytes:
+        offset = int(page.dataoffsets[0])
+        n = max(0, (size - offset) // page.nbytes)
+        dtype = np.dtype(page.dtype).newbyteorder(tf.byteorder).str
+        return n, (f"numpy.memmap(path, dtype='{dtype}', mode='r', offset={offset}, "
+                   f"shape=({n}, {', '.join(map(str, page.shape))}))")
+    n = 0
+    for k in range(len(tf.pages)):
+        p = tf.pages[k]
+        if not p.dataoffsets or int(p.dataoffsets[-1]) + int(p.databytecounts[-1]) > size:
+            break
+        n += 1
+    return n, f"tifffile.imread(path, key=range({n}))"
+
+
+def _truncated_error(path: Path, declared: int, what: str, present: tuple[int, str]) -> MovieError:
+    """MovieError: the TIFF at ``path`` holds ``present[0]`` complete frames of the ``declared`` ones (``what``
+    says which header declares them); ``present[1]`` reads those."""
+    n, how = present
+    return MovieError(f"{path}: truncated TIFF: it holds only {n} complete frames of the {declared} {what} (a copy "
+                      f"or recording cut short?); copy it again from the original, or, to analyse the {n} frames "
+                      f"present, read them with {how} and pass that array")
+
+
+def _check_imagej_complete(path: Path, tf) -> None:
+    """MovieError for an ImageJ TIFF that holds fewer images than its header's ``images=`` (tifffile then falls back
+    to reading only the pages whose headers it finds, often only the first: a 2-D image)."""
+    declared = _imagej_images(tf)
+    series = tf.series[0]
+    if declared <= 1 or series.kind == "imagej":  # tifffile read the ImageJ series: its header fits the file
+        return
+    held = int(np.prod(series.shape)) // max(1, int(np.prod(tf.pages.first.shape)))
+    if held < declared:
+        raise _truncated_error(path, declared, "images its ImageJ header declares", _complete_frames(tf))
 
 
 def _series_listing(series) -> str:
@@ -272,6 +367,7 @@ def open_hdf5(path: Path, var_name: str | None) -> Reader:
             name = var_name
         elif "mov" in f and isinstance(f["mov"], h5py.Dataset):
             name = "mov"
+            _warn_other_movies(path, "3-D datasets", name, [n for n, shape in datasets.items() if len(shape) == 3])
         else:
             found = [n for n, shape in datasets.items() if len(shape) == 3]
             if len(found) != 1:
@@ -282,6 +378,15 @@ def open_hdf5(path: Path, var_name: str | None) -> Reader:
         shape, dtype = dset.shape, dset.dtype
     shape = check_movie_shape_dtype(shape, dtype, f"{path}:{name}")
     return H5Reader(path, name, shape, np.dtype(dtype))
+
+
+def _warn_other_movies(path: Path, what: str, name: str, candidates: list[str]) -> None:
+    """UserWarning that ``name`` was read by default from ``path`` though it holds other candidate movies
+    (``candidates``, all of them ``what``: '3-D datasets', 'TwoPhotonSeries')."""
+    if len(candidates) > 1:
+        listing = ", ".join(candidates[:6]) + (", ..." if len(candidates) > 6 else "")
+        warnings.warn(f"{path}: read '{name}' (the default) of the {len(candidates)} {what} in the file ({listing}); "
+                      "choose another with var_name= (command line: --var-name)", UserWarning, stacklevel=4)
 
 
 def _attr_str(value) -> str:
@@ -309,6 +414,7 @@ def open_nwb(path: Path, var_name: str | None) -> Reader:
             picked = list(series)
             acq = [n for n in picked if n.startswith("acquisition/")]
             if len(picked) > 1 and len(acq) == 1:
+                _warn_other_movies(path, "TwoPhotonSeries", acq[0], picked)
                 picked = acq
             if len(picked) != 1:
                 raise MovieError(f"{path}: {len(picked)} TwoPhotonSeries in the file ({', '.join(picked) or 'none'}); "

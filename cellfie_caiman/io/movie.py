@@ -307,8 +307,8 @@ def load_movie(source: Any, var_name: str | None = None) -> Movie:
     ------
     MovieError
         Missing file (``MovieFileNotFoundError``), unknown format, not 3-D, fewer than 2 frames, non-numeric
-        dtype, truncated or corrupt file, several channels or z-planes in a TIFF, frames of different shapes or
-        names of several sequences in a folder.
+        dtype, truncated or corrupt file, several channels, z-planes or stage positions in a TIFF, frames of
+        different shapes or names of several sequences in a folder.
     """
     if isinstance(source, Movie):
         return source
