@@ -80,7 +80,8 @@ class DataParams:
         if recorded is None and isinstance(movie, (str, os.PathLike)):
             from .io import load_movie
 
-            recorded = load_movie(movie).frame_rate
+            with load_movie(movie, var_name=self.var_name) as opened:
+                recorded = opened.frame_rate
         if self.fr is not None:
             if recorded is not None and abs(recorded - self.fr) > 0.01 * self.fr:
                 logger.warning("data.fr is %g Hz but the movie file records %g Hz: using %g Hz", self.fr, recorded,

@@ -139,3 +139,20 @@ def test_a_soma_under_two_pixels_is_refused_however_it_is_given():
     with pytest.raises(ValueError, match="pixel_size"):
         Params.from_dict({"data": {"pixel_size": 10.0, "soma_diameter_um": 12.0}})  # 1.2 px
     assert Params.from_dict({"data": {"pixel_size": 1.0}}).data.diameter_pixels() == 12.0
+
+
+def test_frame_rate_of_a_path_opens_the_dataset_var_name_names(tmp_path):
+    """A file holding several movies: the rate is looked up in the one ``data.var_name`` chooses, not refused as
+    ambiguous (HDF5 records no rate, so the default is assumed, with its warning)."""
+    import h5py
+    import numpy as np
+
+    from cellfie_caiman.params import DEFAULT_FR
+
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as f:
+        f["raw"] = np.zeros((4, 6, 5), np.float32)
+        f["corrected"] = np.ones((4, 6, 5), np.float32)
+    data = Params.from_dict({"data": {"var_name": "corrected"}}).data
+    with pytest.warns(UserWarning, match="assuming"):
+        assert data.frame_rate(path) == DEFAULT_FR
