@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._checks import MIN_DIAMETER, number
 from .detection import PROB_THRESHOLD, Detections, detect, tta_orientations
-from .instances import dedup_local, dedup_masks, place_windows
-from .masks import mask_diameter
+from .instances import LocalMasks, dedup_local, dedup_masks, place_windows
+from .masks import bounding_box, mask_diameter
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +122,13 @@ def _check_diameter(neuron_diameter: float | None, shape: tuple[int, int] | None
 
 
 def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_frames, progress):
-    """The summary images the model ``cfg`` reads: given ones (checked), or computed from the movie (the soma
-    filter for ``neuron_diameter``, or the model's ``train_diameter`` when None). ``neuron_diameter`` is checked
-    against the field before any work."""
+    """The summary images the model ``cfg`` reads: given ones (a SummaryImages or a mapping of them, checked), or
+    computed from the movie (the soma filter for ``neuron_diameter``, or the model's ``train_diameter`` when None).
+    ``neuron_diameter`` is checked against the field before any work."""
     from .models.preprocess import check_images, is_summary
 
+    if isinstance(movie_or_summary, Mapping):
+        movie_or_summary = _summary_from_mapping(movie_or_summary)
     if is_summary(movie_or_summary):
         check_images(movie_or_summary, cfg.channels, "pass the movie, or compute them with summary_images(movie, "
                      "batch_frames=..., filter_diameter=<soma diameter in pixels>)")
@@ -136,13 +139,41 @@ def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_fram
 
     movie = load_movie(movie_or_summary)  # lazy: headers only
     _check_diameter(neuron_diameter, movie.frame_shape)
-    if movie.n_frames < SHORT_MOVIE_FRAMES:
-        warnings.warn(f"the movie has only {movie.n_frames} frames: its summary images are noisy and neurons that did "
-                      f"not fire will be missed (detection F1 on simulated 15 Hz movies: 0.64 with 40 frames, 0.8 "
-                      f"with 80, 0.93 with 400); give the whole recording", RuntimeWarning, stacklevel=3)
     diameter = cfg.train_diameter if neuron_diameter is None else float(neuron_diameter)
+    if max(movie.frame_shape) < diameter:
+        raise ValueError(f"the field ({movie.frame_shape[0]} x {movie.frame_shape[1]} px) is smaller than one neuron "
+                         f"of the model's size ({diameter:g} px): give neuron_diameter (pixels) if the somata are "
+                         f"smaller, or a movie of shape (frames, rows, cols)")
+    _warn_about_frames(movie.n_frames, movie.frame_shape)
     return summary_images(movie, batch_frames=batch_frames, progress=progress,
                           filter_diameter=diameter if "pnr_filtered" in cfg.channels else None)
+
+
+def _summary_from_mapping(images: Mapping):
+    """A :class:`cellfie_caiman.summary.SummaryImages` from a mapping of its field names to images; absent fields are
+    None (:func:`check_images` then names those the model needs); other keys are ignored with a warning."""
+    from .summary import SummaryImages
+
+    unknown = sorted(str(k) for k in images if k not in SummaryImages._fields)
+    if unknown:
+        warnings.warn(f"summary images {unknown} ignored: the models read {list(SummaryImages._fields)}",
+                      UserWarning, stacklevel=4)
+    return SummaryImages(**{name: images.get(name) for name in SummaryImages._fields})
+
+
+def _warn_about_frames(n_frames: int, frame_shape: tuple[int, int]) -> None:
+    """Warn about a movie too short for its summary images, or one whose shape looks like (rows, cols, frames):
+    more "columns" than frames and rows, with as many frames as rows (a square field) or few frames."""
+    rows, cols = frame_shape
+    transposed = cols > max(n_frames, rows) and (n_frames == rows or n_frames < SHORT_MOVIE_FRAMES)
+    hint = (f"; the shape ({n_frames}, {rows}, {cols}) looks like (rows, cols, frames): movies are (frames, rows, "
+            f"cols), pass numpy.moveaxis(movie, -1, 0) if so" if transposed else "")
+    if n_frames < SHORT_MOVIE_FRAMES:
+        warnings.warn(f"the movie has only {n_frames} frames: its summary images are noisy and neurons that did "
+                      f"not fire will be missed (detection F1 on simulated 15 Hz movies: 0.64 with 40 frames, 0.8 "
+                      f"with 80, 0.93 with 400); give the whole recording{hint}", RuntimeWarning, stacklevel=4)
+    elif transposed:
+        warnings.warn(f"the movie has {n_frames} frames of {rows} x {cols} px{hint}", RuntimeWarning, stacklevel=4)
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -170,8 +201,9 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     Parameters
     ----------
     movie_or_summary : movie or SummaryImages
-        Anything :func:`cellfie_caiman.io.load_movie` reads (array (T, rows, cols), path, CaImAn memmap name), or
-        precomputed :class:`cellfie_caiman.summary.SummaryImages` with the images the model reads
+        Anything :func:`cellfie_caiman.io.load_movie` reads (array (T, rows, cols), path, CaImAn memmap name; a
+        shape that looks like (rows, cols, T) is warned about), or precomputed
+        :class:`cellfie_caiman.summary.SummaryImages` (or a dict of its fields) with the images the model reads
         (``model.config.channels``; the shipped model also reads ``pnr_filtered``: compute them with
         ``summary_images(movie, batch_frames=250, filter_diameter=d)``, ``d`` the soma diameter in pixels, or
         ``model.config.train_diameter`` when ``neuron_diameter`` is not given).
@@ -213,7 +245,16 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     -------
     Initialization
         Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a ``RuntimeWarning`` when the images carry no signal or
-        the networks find no neuron.
+        the networks find no neuron. Edge rows and columns without data (a motion-corrected movie's NaN or zero
+        border: no temporal variation, or no finite value) are left out of the networks' field: no mask there,
+        ``prob_map`` 0.
+
+    Raises
+    ------
+    ValueError
+        A setting out of its range, a field smaller than one neuron, summary images that are missing, not 2-D, of
+        different shapes or not real numbers, or a model file that cannot be read (``FileNotFoundError`` when it
+        does not exist). Movies that cannot be read raise :class:`cellfie_caiman.io.MovieError`.
     """
     from .models import load_model
 
@@ -222,21 +263,22 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     net = load_model(model)
     cfg = net.config
     summary = _as_summary(movie_or_summary, cfg, neuron_diameter, batch_frames, progress)
-    images = {name: np.asarray(getattr(summary, name)) for name in cfg.channels}
+    images = _checked_images(summary, cfg.channels)
     shape = images[cfg.channels[0]].shape
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"summary images must be 2-D (rows, cols), got shape {shape}")
-    if any(im.shape != shape for im in images.values()):
-        raise ValueError("the summary images must all have one shape, got "
-                         + ", ".join(f"{name} {im.shape}" for name, im in images.items()))
     bad = [name for name, im in images.items() if not np.isfinite(im).any()]
     if bad:
         warnings.warn(f"summary images {bad} have no finite value; no neuron can be found", RuntimeWarning,
                       stacklevel=2)
-        return _empty(shape, summary, diameter=cfg.train_diameter if neuron_diameter is None else neuron_diameter)
+        return _empty(shape, summary, diameter=cfg.train_diameter if neuron_diameter is None
+                      else float(neuron_diameter))
 
+    box = _data_box(images, summary)
     settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
-                    progress=progress)
+                    progress=progress, box=box)
+    if box[:2] != (0, shape[0]) or box[2:] != (0, shape[1]):
+        logger.info("rows %d:%d and columns %d:%d hold the movie's data (the others are constant or not finite): "
+                    "detecting there", *box)
+        images = {name: im[box[0]:box[1], box[2]:box[3]] for name, im in images.items()}
     if neuron_diameter is not None:
         return _warn_if_empty(_detect_at(net, images, summary, float(neuron_diameter), **settings), min_score)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
@@ -272,13 +314,56 @@ def _warn_if_empty(result: Initialization, min_score: float) -> Initialization:
     return result
 
 
+def _checked_images(summary, channels) -> dict[str, np.ndarray]:
+    """The images ``channels`` of ``summary`` as arrays; ``ValueError`` unless they are 2-D, of one shape and real
+    numbers."""
+    images = {name: np.asarray(getattr(summary, name)) for name in channels}
+    shape = images[channels[0]].shape
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"summary images must be 2-D (rows, cols), got shape {shape}")
+    if any(im.shape != shape for im in images.values()):
+        raise ValueError("the summary images must all have one shape, got "
+                         + ", ".join(f"{name} {im.shape}" for name, im in images.items()))
+    odd = [f"{name} ({im.dtype})" for name, im in images.items() if im.dtype.kind not in "biuf"]
+    if odd:
+        raise ValueError(f"summary images must be real numbers (integer or float), got {', '.join(odd)}")
+    return images
+
+
+def _data_box(images: dict[str, np.ndarray], summary) -> tuple[int, int, int, int]:
+    """``(r0, r1, c0, c1)``: the rows and columns of the field that hold data, inside the edge rows and columns
+    that have none (as a movie's NaN or zero border after motion correction leaves them).
+
+    A pixel has no data when no image read is finite there, or when the movie's temporal standard deviation
+    (``summary.std``, when it has one of the field's shape) is 0 or not finite there: a recorded pixel always
+    fluctuates. Pixels without data inside the box are left as they are.
+    """
+    shape = next(iter(images.values())).shape
+    has_data = np.zeros(shape, bool)
+    for im in images.values():
+        has_data |= np.isfinite(im)
+    std = getattr(summary, "std", None)
+    if std is not None and np.shape(std) == shape:
+        std = np.asarray(std, np.float64)
+        has_data &= np.isfinite(std) & (std > 0)
+    box = bounding_box(has_data)
+    return (0, shape[0], 0, shape[1]) if box is None else box
+
+
 def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float, prob_threshold: float,
-               max_overlap: float, tta: bool | int, progress: bool = False) -> Initialization:
-    """:func:`initialize` for somata of ``diameter`` pixels: images zoomed by ``train_diameter / diameter``."""
+               max_overlap: float, tta: bool | int, progress: bool = False,
+               box: tuple[int, int, int, int] | None = None) -> Initialization:
+    """:func:`initialize` for somata of ``diameter`` pixels: images zoomed by ``train_diameter / diameter``.
+
+    ``images`` cover rows ``box[0]:box[1]`` and columns ``box[2]:box[3]`` of the field of ``summary`` (the whole
+    field when ``box`` is None); the result is on the whole field, with no mask and zero probability outside.
+    """
     from .models import stack_inputs
 
     cfg = net.config
     shape = images[cfg.channels[0]].shape
+    r0, r1, c0, c1 = (0, shape[0], 0, shape[1]) if box is None else box
+    field = shape if box is None else np.shape(getattr(summary, cfg.channels[0]))
     ratio = cfg.train_diameter / diameter
     scaled_shape = (max(1, int(round(shape[0] * ratio))), max(1, int(round(shape[1] * ratio))))
     scaled = {name: _resize(np.where(np.isfinite(im), im, np.nan).astype(np.float32), scaled_shape)
@@ -287,18 +372,21 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     if not inputs.any():
         warnings.warn("the summary images are constant (empty or constant movie?); no neuron can be found",
                       RuntimeWarning, stacklevel=3)
-        return _empty(shape, summary, diameter=diameter)
+        return _empty(field, summary, diameter=diameter)
 
     det = detect(net, inputs, prob_threshold=prob_threshold, tta=tta, progress=progress)
     keep = det.scores >= min_score
     min_area = 0.1 * np.pi * (cfg.train_diameter / 2) ** 2 / ratio**2
     local, index, centers = place_windows(det, keep, shape, scaled_shape, cfg.window, min_area)
+    local = LocalMasks(local.crops, local.boxes + np.array([r0, r0, c0, c0]), tuple(field))
+    centers = centers + np.array([r0, c0], np.float64)
     scores = det.scores[index]
     order = dedup_local(local, scores, max_overlap=max_overlap)
     masks, ain = local.dense(order), local.ain(order)
     scores, centers = scores[order].astype(np.float32), centers[order]
-    prob = _resize(det.prob, shape).astype(np.float32)
+    prob = np.zeros(field, np.float32)
+    prob[r0:r1, c0:c1] = _resize(det.prob, shape)
     logger.info("%d candidates, %d kept, %d after removing duplicates", len(det.scores), int(keep.sum()), len(order))
     if len(masks) == 0:
-        return _empty(shape, summary, prob, diameter)
+        return _empty(field, summary, prob, diameter)
     return Initialization(ain, masks, scores, centers, prob, summary, diameter)

@@ -249,3 +249,83 @@ def test_a_short_movie_is_warned_about_and_a_long_enough_one_is_not():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         model_summary(movie)
+
+
+# ------------------------------------------------------------------------------------ inputs a user may get wrong
+class _Stop(Exception):
+    """Raised in the place of the summary images: the checks before them are what is tested."""
+
+
+def _stop_before_summary(monkeypatch):
+    import cellfie_caiman.summary as summary_module
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(summary_module, "summary_images", stop)
+
+
+@pytest.mark.parametrize("frames", [64, 128])
+def test_a_movie_shaped_rows_cols_frames_is_warned_about(sim, monkeypatch, frames):
+    """An array (rows, cols, frames) read as (frames, rows, cols) makes summary images across the field's rows: a
+    silent wrong answer, unless its shape is pointed out (here a square field: as many "frames" as rows)."""
+    _stop_before_summary(monkeypatch)
+    transposed = np.moveaxis(sim.movie[:, :frames, :frames], 0, -1)  # (frames, frames, 300)
+    with pytest.warns(RuntimeWarning, match=r"looks like \(rows, cols, frames\).*moveaxis"), pytest.raises(_Stop):
+        initialize(transposed)
+    with warnings.catch_warnings(), pytest.raises(_Stop):
+        warnings.simplefilter("error", RuntimeWarning)
+        initialize(sim.movie[:, :frames, :frames])  # (300, frames, frames): as it should be
+
+
+def test_a_field_smaller_than_a_neuron_is_refused_by_initialize(sim):
+    with pytest.raises(ValueError, match=r"field \(3 x 3 px\) is smaller than one neuron.*neuron_diameter"):
+        initialize(sim.movie[:, :3, :3])
+
+
+def test_summary_images_given_as_a_dict(result):
+    images = result.summary._asdict()
+    again = initialize(images)
+    np.testing.assert_array_equal(again.masks, result.masks)
+    np.testing.assert_array_equal(again.scores, result.scores)
+    assert again.summary.corr is images["corr"]
+    with pytest.warns(UserWarning, match=r"\['Cn'\] ignored"):
+        initialize({**images, "Cn": images["corr"]}, tta=False)
+    with pytest.raises(ValueError, match=r"\['pnr_filtered'\] are missing"):
+        initialize({k: v for k, v in images.items() if k != "pnr_filtered"})
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object])
+def test_summary_images_that_are_not_real_numbers_are_refused(result, dtype):
+    odd = result.summary._replace(corr=result.summary.corr.astype(dtype))
+    with pytest.raises(ValueError, match=rf"real numbers.*corr \({np.dtype(dtype)}\)"):
+        initialize(odd)
+
+
+def test_the_diameter_of_an_empty_result_is_a_float(result):
+    nan = result.summary._replace(corr=np.full_like(result.summary.corr, np.nan))
+    with pytest.warns(RuntimeWarning, match="no finite value"):
+        res = initialize(nan, neuron_diameter=10)
+    assert type(res.neuron_diameter) is float
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0])
+def test_a_border_without_data_is_left_out_as_if_the_field_were_cut(sim, fill):
+    """A motion-corrected movie's border (NaN, or zeros) holds no neuron: the networks see the part of the field
+    with data, so the masks are those found in the summary images cut to that part (no mask drawn where there is no
+    data, none lost next to the border to the edge between the two), and about those of the movie cut there."""
+    border = 12
+    movie = sim.movie.astype(np.float32)  # a copy
+    movie[:, :, :border] = fill
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the NaN fill is warned about by the reader
+        res = initialize(movie)
+    cut = initialize(type(res.summary)(*(im[:, border:] for im in res.summary)))
+    assert len(cut.masks) > 0
+    np.testing.assert_array_equal(res.masks[:, :, border:], cut.masks)
+    assert not res.masks[:, :, :border].any() and not res.prob_map[:, :border].any()
+    np.testing.assert_array_equal(res.scores, cut.scores)
+    np.testing.assert_allclose(res.centers, cut.centers + [0, border])
+    for k in range(len(res.masks)):
+        np.testing.assert_array_equal(res.Ain[:, k], res.masks[k].flatten("F"))
+    assert match_rois(initialize(sim.movie[:, :, border:]).masks, cut.masks).f1 > 0.9
