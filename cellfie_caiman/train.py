@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -70,7 +70,7 @@ class TrainResult(NamedTuple):
     interrupted: bool = False
 
 
-def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike | None = None, *,
+def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.PathLike | None = None, *,
           simulated: int | Sequence[tuple[Any, Any]] | None = None, simulated_shape: tuple[int, int] = (256, 256),
           epochs: int = 60, steps_per_epoch: int = 100, patience: int = 8, seed: int = 0,
           config: ModelConfig | None = None, init_model=None, val_fraction: float = 0.2,
@@ -87,9 +87,14 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
 
     Parameters
     ----------
-    datasets : sequence of (movie_or_summary, rois) or (movie_or_summary, rois, region)
-        ``movie_or_summary``: anything :func:`cellfie_caiman.io.load_movie` reads, or SummaryImages. ``rois``: a
-        file :func:`cellfie_caiman.rois.read_rois` reads, or bool masks (N, rows, cols). ``region``: when only
+    datasets : iterable of (movie_or_summary, rois) or (movie_or_summary, rois, region)
+        Read once, so ``zip(movies, rois, strict=True)`` works (``strict``: lists of different lengths are an error,
+        not silently cut). ``movie_or_summary``: anything :func:`cellfie_caiman.io.load_movie` reads, or
+        SummaryImages. ``rois``: a file :func:`cellfie_caiman.rois.read_rois` reads, or an array read the same way:
+        masks (N, rows, cols) or CaImAn's ``Ain`` / ``A`` (rows*cols, N, dense or SciPy sparse), a pixel belonging
+        to an ROI where its value is > 0. A movie shorter than 100 frames gets a ``RuntimeWarning``, a repeated
+        dataset a ``UserWarning``. Neurons must lie both above and in the validation strip (see ``val_fraction``)
+        of some field: ``ValueError`` otherwise. ``region``: when only
         part of the field was annotated, that part (``'R0:R1,C0:C1'``, e.g. ``'0:256,:'`` for the top 256 rows,
         or ``numpy.s_[0:256, :]``; :func:`cellfie_caiman.training.fields.parse_region`). Training and validation
         then use only that part: elsewhere, the neurons nobody outlined would be taught as background.
@@ -141,7 +146,8 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     val_fraction : float
         Fraction of every field's rows (at the bottom) held out for validation and early stopping.
     zooms : sequence of float
-        Scale augmentation: every field is also used zoomed by these factors.
+        Scale augmentation: every field is used zoomed by these factors; must include 1.0 (validation and the hard
+        examples use the unzoomed fields).
     unet_batch, unet_crop, instance_batch : int
         Batch sizes and U-Net crop side (pixels, multiple of ``2**depth``).
     learning_rate : float, optional
@@ -164,8 +170,9 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
         Ctrl-C (``KeyboardInterrupt``) also stops training once an epoch has finished: the best epoch so far is kept,
         saved and returned (``interrupted`` True, a ``RuntimeWarning`` says so; the epoch under way is dropped).
         Before the first epoch ends it interrupts as usual and nothing is saved.
-    batch_frames : int
-        ``batch_frames`` of the summary images computed from movies.
+    batch_frames : int or None
+        Frames per batch of the summary images computed from movies (see
+        :func:`cellfie_caiman.summary.summary_images`).
     progress : bool
         tqdm progress bars.
     record : dict, optional
@@ -175,6 +182,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     -------
     TrainResult
     """
+    datasets = _dataset_list(datasets)
     if out_path is not None:
         check_weights_path(out_path)
     if isinstance(simulated, (int, np.integer)):
@@ -229,6 +237,7 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     model = _starting_model(start, config, channels, diameters)
     fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
     _check_validation_strips(fields, val_fraction)
+    _check_training_rows(fields, val_fraction)
     logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
                 np.round(diameters, 1))
 
@@ -271,11 +280,46 @@ def train(datasets: Sequence[tuple[Any, Any]] = (), out_path: str | os.PathLike 
     return TrainResult(model, path, history, best_epoch, best_f1, interrupted)
 
 
+def _dataset_list(datasets) -> list:
+    """``datasets`` as a list, read once: a generator or ``zip(movies, rois)`` would otherwise be used up by the
+    first check and its datasets silently dropped. ``ValueError`` for a lone path (a pair needs its own list)."""
+    if datasets is None:
+        return []
+    if isinstance(datasets, (str, bytes, os.PathLike)) or not np.iterable(datasets):
+        raise ValueError("datasets must be a list of (movie, rois) pairs, e.g. [('movie.tif', 'rois.json')]; got "
+                         f"{type(datasets).__name__} {datasets!r}"[:300])
+    return list(datasets)
+
+
 def _source_name(source) -> str:
-    """A dataset's movie or ROIs as the weights file records them: an absolute path, or the kind of object."""
+    """A dataset's movie or ROIs as the weights file records them: an absolute path (that of an opened movie file
+    too), or the kind of object."""
+    from .io import Movie
+
+    if isinstance(source, Movie) and not source.source.startswith("<"):
+        source = source.source
     if isinstance(source, (str, os.PathLike)):
         return str(Path(source).expanduser().resolve())
     return f"<{type(source).__name__}>"
+
+
+def _source_key(source):
+    """What identifies a dataset's movie or ROIs when looking for repeats: its resolved path, or the object."""
+    name = _source_name(source)
+    return id(source) if name.startswith("<") else name
+
+
+def _warn_about_repeats(datasets: Sequence) -> None:
+    """A ``UserWarning`` for each dataset that repeats an earlier one (the same movie, ROIs and region): it would
+    count twice in training and in the validation score, most likely a copy-and-paste slip."""
+    seen: dict = {}
+    for i, entry in enumerate(datasets):
+        key = (*(_source_key(x) for x in entry[:2]), None if len(entry) < 3 else str(entry[2]))
+        if key in seen:
+            warnings.warn(f"dataset {i} repeats dataset {seen[key]} (the same movie, ROIs and region): it counts "
+                          "twice in training and in the validation score", UserWarning, stacklevel=4)
+        else:
+            seen[key] = i
 
 
 def check_weights_path(path: str | os.PathLike) -> Path:
@@ -321,6 +365,7 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
     lengths = sorted({len(entry) for entry in datasets} - {2, 3})
     if lengths:
         raise ValueError(f"each dataset must be (movie, rois) or (movie, rois, region), got {lengths[0]} items")
+    _warn_about_repeats(datasets)
     checked, regions = [], []
     for i, entry in enumerate(datasets):  # every dataset checked before any summary image is computed
         source, rois, region = (*entry, None)[:3]
@@ -348,6 +393,22 @@ def _check_validation_strips(fields: list, val_fraction: float) -> None:
     if empty:
         warnings.warn(f"no annotated neuron in the validation strip ({strip}) of {', '.join(empty)}: its fit is "
                       "not scored when the best epoch is chosen", UserWarning, stacklevel=3)
+
+
+def _check_training_rows(fields: list, val_fraction: float) -> None:
+    """``ValueError`` when no neuron lies in the training rows of any field (the networks would be taught that
+    everything is background); a warning for each annotated dataset whose training rows hold none."""
+    counts = {f.name: int(np.sum(f.centers[:, 0] < f.train_rows)) if len(f.centers) else 0
+              for f in fields if f.zoom == 1.0}
+    rows = f"the top {1 - val_fraction:.0%} of its rows, above the validation strip"
+    if not any(counts.values()):
+        raise ValueError(f"no neuron lies in the training rows of any field ({rows}): the networks would learn "
+                         "that everything is background. Annotate neurons there, give the annotated part of a "
+                         "field as its region, or add simulated fields")
+    empty = [name for name, n in counts.items() if n == 0 and not name.startswith("simulated")]
+    if empty:
+        warnings.warn(f"no annotated neuron in the training rows ({rows}) of {', '.join(empty)}: it teaches only "
+                      "background", UserWarning, stacklevel=3)
 
 
 def _starting_model(start, config, channels, diameters) -> DetectionModel:
@@ -475,6 +536,9 @@ def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, u
         raise ValueError(f"zooms must be a non-empty sequence of scale factors, got {zooms!r}")
     for z in zooms:
         number(z, "each of zooms", low=0, low_open=True)
+    if not any(z == 1.0 for z in zooms):
+        raise ValueError(f"zooms must include 1.0: validation and the hard examples use the unzoomed fields, got "
+                         f"{list(zooms)}")
     m = 2**depth
     number(unet_crop, "unet_crop", low=m, integer=True)
     if unet_crop % m:

@@ -460,7 +460,7 @@ def test_missed_signal_without_the_filtered_image_is_a_clear_error(data):
                                      dict(instance_batch=0), dict(learning_rate=-1e-3),
                                      dict(learning_rate=float("nan")), dict(annotated_fraction=2.0),
                                      dict(max_minutes=0), dict(batch_frames=1), dict(simulated_rates=(1.0, 0.1)),
-                                     dict(missed_crops=1.5), dict(selection="mean")])
+                                     dict(missed_crops=1.5), dict(selection="mean"), dict(zooms=(0.9, 1.1))])
 def test_bad_settings_are_named_before_any_data_is_read(setting):
     """Each used to crash deep in NumPy or Keras (a division by zero, NaN probabilities, a shape error in the
     graph) or train silently on nonsense (a negative learning rate, no validation rows). Now a ValueError names the
@@ -513,7 +513,7 @@ def test_a_bad_region_fails_before_the_summary_images(data, monkeypatch):
         raise AssertionError("the summary images were computed")
 
     monkeypatch.setattr(summary_module, "summary_images", no_summary)
-    sim_movie = simulate(60, (64, 64), 5, seed=2, diameter=8.0).movie
+    sim_movie = simulate(100, (64, 64), 5, seed=2, diameter=8.0).movie
     with pytest.raises(ValueError, match="at least 16"):
         train([(sim_movie, data[1], "0:8,:")], None, simulated=0, config=TINY, **ONE_EPOCH)
     with pytest.raises(ValueError, match="got 4 items"):
@@ -582,3 +582,82 @@ def test_ctrl_c_before_the_first_epoch_ends_interrupts_and_saves_nothing(data, t
     with pytest.raises(KeyboardInterrupt):
         train([(summary, masks)], tmp_path / "w.npz", simulated=0, config=TINY, **ONE_EPOCH)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------ datasets as users give them
+def test_datasets_given_as_zip_or_a_generator_are_all_used(data):
+    """``zip(movies, rois)`` used to be used up by the first check: its datasets were silently dropped (training on
+    the simulated fields alone, or a misleading error without them)."""
+    summary, masks = data
+    res = train(zip([summary], [masks], strict=True), None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert res.model.config.training["datasets"] == ["dataset0"]
+    assert res.model.config.training["dataset_sources"] == [["<SummaryImages>", "<ndarray>"]]
+    gen = train(((summary, masks.copy()) for _ in range(2)), None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert gen.model.config.training["datasets"] == ["dataset0", "dataset1"]
+
+
+def test_annotations_only_in_the_validation_strip_are_refused(data):
+    """With every annotated neuron in the held-out bottom rows the networks were taught only background, silently."""
+    summary, masks = data
+    rows = np.array([np.argwhere(m)[:, 0].mean() for m in masks])
+    bottom = masks[rows > 54]  # the validation strip is the bottom 20 % (rows 51-63)
+    assert len(bottom)
+    with pytest.raises(ValueError, match="no neuron lies in the training rows of any field"):
+        train([(summary, bottom)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    with pytest.warns(UserWarning, match="no annotated neuron in the training rows .* of dataset0"):
+        train([(summary, bottom)], None, simulated=1, simulated_shape=(48, 48), config=TINY, **ONE_EPOCH)
+
+
+@pytest.fixture(scope="module")
+def movie_files(tmp_path_factory):
+    """A short simulated movie as a TIFF file with its ROIs as neurofinder JSON."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("movie")
+    sim = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0)
+    tifffile.imwrite(folder / "movie.tif", sim.movie.astype(np.float32))
+    write_rois(folder / "rois.json", sim.masks)
+    return folder / "movie.tif", folder / "rois.json", sim
+
+
+def test_a_repeated_dataset_is_warned_about_and_an_opened_movie_recorded_by_its_path(movie_files, monkeypatch):
+    """The same movie and ROIs twice (here once by a relative path) counted twice without a word; a movie opened
+    with ``load_movie`` (as ``--var-name`` does) was recorded as ``<Movie>`` instead of its file."""
+    from cellfie_caiman.io import load_movie
+
+    movie, rois, _ = movie_files
+    monkeypatch.chdir(movie.parent)
+    with pytest.warns(UserWarning, match="dataset 1 repeats dataset 0"):
+        res = train([(movie, rois), ("movie.tif", "rois.json")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert len(res.model.config.training["datasets"]) == 2
+    opened = train([(load_movie(movie), rois)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert opened.model.config.training["dataset_sources"] == [[str(movie.resolve()), str(rois.resolve())]]
+
+
+def test_a_short_movie_is_warned_about(movie_files):
+    _, _, sim = movie_files
+    with pytest.warns(RuntimeWarning, match="dataset 0: the movie has only 40 frames"):
+        train([(sim.movie[:40], sim.masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+
+
+def test_masks_given_as_arrays_are_read_as_read_rois_reads_them(data, tmp_path):
+    """Arrays of masks mean what the same array in a ``.npy`` file means to ``read_rois``: a pixel is in an ROI
+    where its value is > 0 (a -1 background used to make every pixel a neuron), and CaImAn's ``A`` (rows*cols, N),
+    also SciPy sparse, is read in its Fortran pixel order."""
+    import scipy.sparse
+
+    from cellfie_caiman.rois import read_rois
+    from cellfie_caiman.training.fields import _as_masks
+
+    _, masks = data
+    shape = masks.shape[1:]
+    labelled = np.where(masks, 1.0, -1.0)
+    ain = masks.reshape(len(masks), -1, order="F").T.astype(np.float32)
+    for array in (labelled, ain):
+        np.save(tmp_path / "m.npy", array)
+        expected = read_rois(tmp_path / "m.npy", shape=shape)
+        np.testing.assert_array_equal(expected, masks)
+        np.testing.assert_array_equal(_as_masks(array, shape), expected)
+    np.testing.assert_array_equal(_as_masks(scipy.sparse.csc_matrix(ain), shape), masks)
+    with pytest.raises(ValueError, match=r"masks must have shape \(N, 64, 64\)"):
+        _as_masks(masks.transpose(0, 2, 1)[:, :, :60], shape)

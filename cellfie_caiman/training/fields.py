@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 from scipy import ndimage
 
 from ..masks import bounding_box
@@ -132,6 +134,7 @@ def checked_annotation(source, rois, channels, region=None, name: str = "dataset
 
         opened = load_movie(source)
         shape = opened.frame_shape
+        _warn_if_short(opened.n_frames, name)
     masks = _as_masks(rois, shape)
     bounds = None if region is None else parse_region(region, shape)
     r0, r1, c0, c1 = bounds if bounds is not None else (0, shape[0], 0, shape[1])
@@ -140,6 +143,17 @@ def checked_annotation(source, rois, channels, region=None, name: str = "dataset
         what = rois if isinstance(rois, (str, os.PathLike)) else "its masks"
         raise ValueError(f"{name} ({what}): no ROI{where}, nothing to learn from")
     return opened, masks, bounds
+
+
+def _warn_if_short(n_frames: int, name: str) -> None:
+    """A ``RuntimeWarning`` for a movie shorter than ``initialize`` warns about: its summary images are noisy, and
+    the networks would learn to read them so."""
+    from ..initialize import SHORT_MOVIE_FRAMES
+
+    if n_frames < SHORT_MOVIE_FRAMES:
+        warnings.warn(f"{name}: the movie has only {n_frames} frames: its summary images are noisy and its neurons "
+                      "that did not fire barely show in them; train on the whole recording", RuntimeWarning,
+                      stacklevel=5)
 
 
 def annotated_images(opened, masks: np.ndarray, bounds, filter_diameter: float | None, batch_frames: int,
@@ -212,12 +226,19 @@ def crop_region(summary, masks: np.ndarray, bounds: tuple[int, int, int, int]) -
     return cropped, inside[inside.reshape(len(inside), -1).any(axis=1)]
 
 
-def _as_masks(rois, shape) -> np.ndarray:
-    if isinstance(rois, (str, os.PathLike)):
-        from ..rois import read_rois
+def _as_masks(rois, shape: tuple[int, int]) -> np.ndarray:
+    """Bool masks (N, rows, cols) of a field of ``shape`` from an ROI file, or from an array read as
+    :func:`cellfie_caiman.rois.read_rois` reads a ``.npy`` file: masks (N, rows, cols) or CaImAn's ``Ain`` / ``A``
+    (rows*cols, N), dense or SciPy sparse, a pixel being in an ROI where its value is > 0 (NaN is not)."""
+    from ..rois import _as_masks as array_masks
+    from ..rois import read_rois
 
+    if isinstance(rois, (str, os.PathLike)):
         return read_rois(rois, shape=shape)
+    if scipy.sparse.issparse(rois):
+        rois = rois.toarray()
     masks = np.asarray(rois)
-    if masks.ndim != 3 or masks.shape[1:] != tuple(shape):
-        raise ValueError(f"masks must have shape (N, {shape[0]}, {shape[1]}), got {masks.shape}")
-    return masks.astype(bool)
+    if masks.ndim == 3 and masks.shape[1:] != tuple(shape):
+        raise ValueError(f"masks must have shape (N, {shape[0]}, {shape[1]}) (or be Ain, (rows*cols, N)), got "
+                         f"{masks.shape}")
+    return array_masks(masks, shape, "masks")
