@@ -55,9 +55,14 @@ def number(value, name: str, *, low: float | None = None, high: float | None = N
 def _describe(low, high, low_open: bool, high_open: bool, integer: bool, optional: bool) -> str:
     kind = "an integer" if integer else "a number"
     if low is not None and high is not None:
-        kind += f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        kind += f" in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
     elif low is not None:
-        kind += f" {'>' if low_open else '>='} {low:g}"
+        kind += f" {'>' if low_open else '>='} {_bound(low)}"
     elif high is not None:
-        kind += f" {'<' if high_open else '<='} {high:g}"
+        kind += f" {'<' if high_open else '<='} {_bound(high)}"
     return kind + (" or None" if optional else "")
+
+
+def _bound(x) -> str:
+    """A range's bound as a user types it: whole numbers in full (4294967295, not 4.29497e+09), others as %g."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"

@@ -151,9 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the detection networks on annotated movies and simulated ones",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train the detection networks (cellfie_caiman.train.train) on annotated movies "
-                                   "(--data MOVIE ROIS, repeatable) plus simulated fields, keep the weights with the "
-                                   "best validation F1 and save them.",
+                       description="Train the detection networks (cellfie_caiman.train.train) on annotated movies\n"
+                                   "(--data MOVIE ROIS, repeatable) plus simulated fields, keep the weights with the\n"
+                                   "best validation F1 and save them. The bottom 20 % of each field's rows (of its\n"
+                                   "REGION, when given) is held out to score every epoch: annotate neurons both there\n"
+                                   "and above.",
                        epilog="examples:\n"
                               "  cellfie-caiman train -o my_model.npz --data movie.tif regions.json --epochs 40\n"
                               "  cellfie-caiman run movie.tif -o out --model my_model.npz\n"
@@ -303,6 +305,9 @@ def _cmd_train(args) -> int:
         for path in entry[:2]:
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: no such file or folder")
+        if len(entry) == 3 and Path(entry[2]).exists():
+            raise ValueError(f"--data takes MOVIE ROIS [REGION], and {entry[2]} is a file, not a region: for another "
+                             "movie repeat --data (--data a.tif a.json --data b.tif b.json)")
     datasets = [tuple(entry) for entry in args.data]
     if args.var_name is not None:  # each movie opened here (headers only), reading the dataset named
         datasets = [(load_movie(movie, var_name=args.var_name), *rest) for movie, *rest in datasets]

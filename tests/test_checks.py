@@ -30,3 +30,11 @@ def test_open_bounds_integers_and_none():
         number(None, "x", low=0, low_open=True)
     with pytest.raises(ValueError, match="must be a number <= 3"):
         number(4, "x", high=3)
+
+
+def test_whole_bounds_are_written_in_full():
+    """A seed's range reads as the user would type it, not rounded to 6 digits (4.29497e+09)."""
+    with pytest.raises(ValueError, match=r"an integer in \[0, 4294967295\], got -1"):
+        number(-1, "seed", low=0, high=2**32 - 1, integer=True)
+    with pytest.raises(ValueError, match=r"a number > 0.5, got 0.25"):
+        number(0.25, "x", low=0.5, low_open=True)

@@ -152,7 +152,12 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
     _one_line_error(capsys, "m.tif")
     assert main(["train", "-o", str(tmp_path / "w.npz"), "--data", "m.tif", "r.json", "0:8,:", "extra"]) == 2
     _one_line_error(capsys, "MOVIE ROIS [REGION]")
-    assert not list(tmp_path.iterdir())
+    for name in ("m.tif", "r.json", "b.tif"):
+        (tmp_path / name).touch()
+    a, b, c = (str(tmp_path / name) for name in ("m.tif", "r.json", "b.tif"))
+    assert main(["train", "-o", str(tmp_path / "w.npz"), "--data", a, b, c]) == 2  # a second movie, not a region
+    _one_line_error(capsys, "b.tif is a file, not a region", "repeat --data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif", "m.tif", "r.json"]
 
 
 @pytest.mark.slow
