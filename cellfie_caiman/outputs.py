@@ -134,23 +134,51 @@ def write_summary_images(summary, out_dir: str | os.PathLike, *, pictures: bool 
     Returns
     -------
     dict of name -> path of every file written.
-    """
-    import tifffile
 
+    Notes
+    -----
+    The files are written in a hidden folder and moved into ``out_dir`` together at the end; summary images of an
+    earlier call that this one did not write (a PNG, an optional image) are then removed, so that the folder never
+    holds a mix of two movies' images. Other files in ``out_dir`` are left alone.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with staged(out) as stage:
+        written = _write_summary_files(summary, stage, pictures=pictures, batch_frames=batch_frames)
+        files = {}
+        for name, path in written.items():
+            os.replace(path, out / name)
+            files[name] = out / name
+    for name in _summary_file_names(summary) - set(files):
+        if (out / name).is_file():
+            (out / name).unlink()
+            logger.info("removed stale %s from an earlier run", out / name)
+    return files
+
+
+def _summary_file_names(summary) -> set[str]:
+    """Every file name :func:`write_summary_images` may write, for any summary image."""
+    names = set(summary._fields) | set(_SUMMARY_TITLES)
+    return {f"{name}.{ext}" for name in names for ext in ("tif", "png")}
+
+
+def _write_summary_files(summary, folder: Path, *, pictures: bool, batch_frames: int | None) -> dict[str, Path]:
+    """The TIFF (and, with ``pictures``, PNG) of each computed summary image in ``folder``; returns them by name."""
+    import tifffile
+
     files = {}
     over = "the whole movie" if batch_frames is None else f"maximum over {batch_frames}-frame batches"
     for name, image in zip(summary._fields, summary, strict=True):
         if image is None:  # an optional image that was not computed
             continue
         image = np.asarray(image, dtype=np.float32)
-        with atomic_path(out / f"{name}.tif") as tmp:
+        with atomic_path(folder / f"{name}.tif") as tmp:
             tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name, "over": over})
-        files[f"{name}.tif"] = out / f"{name}.tif"
+        files[f"{name}.tif"] = folder / f"{name}.tif"
         if pictures:
             title = f"{_SUMMARY_TITLES.get(name, name)} image" + ("" if batch_frames is None else f" ({over})")
-            files[f"{name}.png"] = _summary_png(image, title, out / f"{name}.png")
+            files[f"{name}.png"] = _summary_png(image, title, folder / f"{name}.png",
+                                                _SUMMARY_UNITS.get(name, "movie units"))
     return files
 
 
@@ -158,8 +186,29 @@ _SUMMARY_TITLES = {"corr": "local correlation", "pnr": "peak-to-noise ratio",
                    "pnr_filtered": "peak-to-noise ratio of the soma-filtered movie", "std": "standard deviation",
                    "mean": "mean", "median": "median", "max": "maximum"}
 
+#: What the values of each summary image are: the label of its colour bar.
+_SUMMARY_UNITS = {"corr": "correlation with the 8 neighbours (unitless)",
+                  "pnr": "peak / noise (unitless)",
+                  "pnr_filtered": "peak / noise (unitless)",
+                  "std": "standard deviation (movie units)",
+                  "mean": "fluorescence (movie units)",
+                  "median": "fluorescence (movie units)",
+                  "max": "fluorescence (movie units)"}
 
-def _summary_png(image: np.ndarray, title: str, path: Path) -> Path:
+
+def _summary_png(image: np.ndarray, title: str, path: Path, unit: str) -> Path:
+    """One summary image in grey with its colour bar labelled ``unit``, written to ``path``.
+
+    Parameters
+    ----------
+    image : ndarray, float, shape (rows, cols)
+    title : str
+        Title above the image.
+    path : Path
+        Output picture (PNG).
+    unit : str
+        Label of the colour bar: what the values are and their unit.
+    """
     from . import report
 
     rows, cols = image.shape
@@ -167,7 +216,8 @@ def _summary_png(image: np.ndarray, title: str, path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     vmin, vmax = report._stretch(image)
     im = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046 * min(1.0, rows / cols + 0.2), pad=0.02)
+    cbar.set_label(unit)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
@@ -212,6 +262,7 @@ def publish(out: Path, files: dict[str, Path]) -> dict[str, Path]:
     for role, path in files.items():
         moved[role] = out / Path(path).name
         os.replace(path, moved[role])
+        logger.info("wrote %s", moved[role])
     remove_stale(out, moved)
     return moved
 

@@ -38,7 +38,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", bbox_inches="tight", pad_inches=0.05)
-    logger.info("wrote %s", path)
+    logger.debug("wrote %s", path)  # a run's pictures are written in a staging folder: it logs them where they end
     return path
 
 
@@ -293,6 +293,8 @@ def plot_traces(
     n : int
         Number of traces shown.
     title : str, optional
+        Title (default: what is drawn, and how the traces were chosen); "(each scaled to its own range)" is added
+        to it, since the picture has no amplitude axis.
     """
     traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     k, t = traces.shape
@@ -332,7 +334,8 @@ def plot_traces(
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     what = "denoised (colour) and raw (grey) traces" if raw is not None else "traces"
-    ax.set_title(title or f"{what}, top {shown} of {k}" + (" by SNR" if snr is not None else ""), fontsize=10)
+    ranked = f"{what}, top {shown} of {k}" + (" by SNR" if snr is not None else "")
+    ax.set_title(f"{title or ranked} (each scaled to its own range)", fontsize=10)
     return _save(fig, path)
 
 
@@ -463,6 +466,6 @@ def save_gif(
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
                        loop=0, optimize=False)
-    logger.info("wrote %s (%d frames)", path, len(images))
+    logger.debug("wrote %s (%d frames)", path, len(images))
     return path
 

@@ -1,4 +1,6 @@
 """outputs: the writers (atomic), the output-folder guard, and the scores drawn on the pictures."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,76 @@ def test_prepare_out_dir(tmp_path):
     with pytest.raises(FileExistsError, match="not a folder"):
         outputs.prepare_out_dir(out / "x", overwrite=True)
 
+
+
+# ------------------------------------------------------------------------------------------------------ pictures
+
+def _summary(shape=(20, 30)):
+    from cellfie_caiman.summary import SummaryImages
+
+    rng = np.random.default_rng(0)
+    images = {name: rng.random(shape).astype(np.float32) for name in SummaryImages._fields}
+    return SummaryImages(**images)
+
+
+def test_summary_png_colour_bars_say_what_their_values_are(tmp_path, monkeypatch):
+    """Every summary PNG's colour bar is labelled: a unitless label for the ratio images, the movie's units for the
+    intensity images (a bare number scale cannot be read)."""
+    from cellfie_caiman import report
+
+    figures = {}
+    real_save = report._save
+
+    def keep_figure(fig, path):
+        figures[Path(path).stem] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(report, "_save", keep_figure)
+    summary = _summary()
+    outputs.write_summary_images(summary, tmp_path)
+    assert sorted(figures) == sorted(summary._fields)
+    labels = {}
+    for name, fig in figures.items():
+        image_ax, bar_ax = fig.axes  # the image, then its colour bar
+        labels[name] = bar_ax.get_ylabel()
+        assert labels[name], f"{name}.png: colour bar without a label"
+    for name in ("std", "mean", "median", "max"):
+        assert "movie units" in labels[name]
+    for name in ("corr", "pnr", "pnr_filtered"):
+        assert "unitless" in labels[name]
+
+
+def test_summary_images_rewritten_leave_no_file_of_the_earlier_movie(tmp_path):
+    """Writing a second movie's summary images into the folder of a first (``summary --overwrite``) leaves only the
+    second's files: no PNG or optional image of the first next to them, and the user's own files kept."""
+    import tifffile
+
+    first = _summary((20, 30))
+    outputs.write_summary_images(first, tmp_path, pictures=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    second = _summary((12, 16))._replace(pnr_filtered=None)
+    files = outputs.write_summary_images(second, tmp_path, pictures=False)
+    expected = {f"{name}.tif" for name in second._fields if getattr(second, name) is not None}
+    assert set(files) == expected
+    assert {p.name for p in tmp_path.iterdir()} == expected | {"notes.txt"}
+    for name in expected:
+        assert tifffile.imread(tmp_path / name).shape == (12, 16)
+
+
+def test_log_names_the_published_files_not_the_staging_folder(tmp_path, caplog):
+    """With -v a run logs the files it wrote: at their place in the output folder, never at the hidden staging
+    name that is gone once the run ends."""
+    import logging
+
+    from cellfie_caiman import report
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with caplog.at_level(logging.INFO, logger="cellfie_caiman"), outputs.staged(out) as stage:
+        files = {"traces_picture": report.plot_traces(np.ones((2, 20)), stage / "traces.png", fr=10.0),
+                 "traces": outputs.write_traces_csv(stage / "traces.csv", np.ones((2, 20)), fr=10.0)}
+        published = outputs.publish(out, files)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in messages if ".partial-" in m], messages
+    for path in published.values():
+        assert path.exists() and any(str(path) in m for m in messages), messages

@@ -126,3 +126,18 @@ def test_interrupted_picture_leaves_previous_file(tmp_path, scene, monkeypatch):
         report.plot_contours(image, masks, path)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["c.png"]
+
+
+def test_traces_picture_says_each_trace_has_its_own_scale(tmp_path, monkeypatch):
+    """Traces of very different amplitudes are drawn equally tall, so the picture must say so (it has no y scale),
+    with or without a caller's title."""
+    figures = []
+    real_save = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path))
+    traces = np.random.default_rng(0).random((3, 50)) * np.array([[1.0], [10.0], [1000.0]])
+    report.plot_traces(traces, tmp_path / "t.png", fr=10.0, snr=[1, 3, 2])
+    report.plot_traces(traces, tmp_path / "u.png", fr=10.0, title="no component passed quality control")
+    for fig in figures:
+        (ax,) = fig.axes
+        assert not ax.get_yticks().size  # no amplitude axis...
+        assert "own range" in ax.get_title()  # ...so the title says how each trace was scaled
