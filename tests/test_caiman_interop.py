@@ -669,7 +669,8 @@ def test_caiman_refits_our_results_on_the_movie_they_name(cm, tmp_path, caiman_t
     fname = save_memmap(sim.movie, "refit", order="C", directory=tmp_path)
     est = refine(sim.movie, sim.masks, params=PARAMS, backend="builtin")
     loaded = load_CNMF(str(est.save(tmp_path / "builtin.hdf5", mmap_file=fname)))
-    assert os.fsdecode(loaded.mmap_file) == str(fname)  # (CaImAn gives its strings back as bytes)
+    assert loaded.mmap_file == str(fname)  # a str, as CaImAn's own files give it back (cm.load_memmap needs one)
+    assert cm.load_memmap(loaded.mmap_file)[1] == sim.movie.shape[1:]
     images = np.asarray(load_movie(fname)[:])
     again = loaded.refit(images)
     assert again.estimates.A.shape[1] == len(est.idx_components)  # refit starts from the accepted components

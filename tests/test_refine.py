@@ -213,6 +213,7 @@ def test_hdf5_round_trip_and_caiman_layout(est, tmp_path):
         assert h5["estimates/cnn_preds"][()] == b"NoneType"
         assert h5["dims"][()].tolist() == [64, 64]
         assert h5["dview"][()] == b"NoneType"
+        assert h5["mmap_file"][()] == b"NoneType"  # no movie named: CaImAn's None
         assert h5["params/data/fr"][()] == 30.0
         assert h5["params/init/nb"][()] == 2
         assert h5["params/quality/min_SNR"][()] == 2.5
@@ -221,6 +222,16 @@ def test_hdf5_round_trip_and_caiman_layout(est, tmp_path):
         areas = [int(np.sum(col > 0.2 * col.max())) for col in est.A.T.toarray()]
         g = max(1, round(np.sqrt(np.median(areas) / np.pi)))
         assert h5["params/init/gSig"][()].tolist() == [g, g]
+
+
+def test_the_movie_is_named_as_caiman_names_it(est, tmp_path):
+    """CaImAn (>= 1.9.9) writes its strings as attributes and reads them back as str; a string dataset comes back
+    as bytes, which ``caiman.load_memmap(cnm.mmap_file)`` refuses."""
+    path = est.save(tmp_path / "results.hdf5", mmap_file=tmp_path / "Yr_d1_64_d2_64_d3_1_order_C_frames_10.mmap")
+    with h5py.File(path, "r") as h5:
+        assert "mmap_file" not in h5
+        assert h5.attrs["mmap_file"] == str(tmp_path / "Yr_d1_64_d2_64_d3_1_order_C_frames_10.mmap")
+        assert isinstance(h5.attrs["mmap_file"], str)
 
 
 def test_load_estimates_reads_caiman_string_floats(est, tmp_path):

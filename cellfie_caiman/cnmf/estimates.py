@@ -131,7 +131,10 @@ class Estimates:
                 h5["skip_refinement"] = False
                 h5["remove_very_bad_comps"] = False
                 h5["dview"] = "NoneType"
-                h5["mmap_file"] = str(mmap_file) if mmap_file is not None else "NoneType"
+                if mmap_file is None:
+                    h5["mmap_file"] = "NoneType"
+                else:  # a string: an attribute, as CaImAn (>= 1.9.9) writes them and reads them back as str
+                    h5.attrs["mmap_file"] = os.fspath(mmap_file)
                 h5.attrs["producer"] = "cellfie_caiman"
                 if self.params is not None:
                     h5.attrs["cellfie_params"] = json.dumps(self.params)
