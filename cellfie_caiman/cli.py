@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._quiet_tf import import_tensorflow_quietly
 from .params import BACKENDS
 
 PROG = "cellfie-caiman"
@@ -366,40 +367,10 @@ def _error_message(exc: BaseException) -> str:
 
 #: Lines TensorFlow 2.17+ writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (absl logs before its
 #: initialisation; the oneDNN notice comes twice): dropped by the commands that run the networks.
-_TF_STARTUP_NOTICES = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on",
-                       "This TensorFlow binary is optimized to use available CPU instructions",
-                       "To enable the following instructions:")
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow (when it is Keras' backend and not yet imported) with file descriptor 2 sent to a temporary
-    file, then pass on to stderr every line it wrote except the start-up notices above. A failed import is left to
-    the code that needs TensorFlow to report."""
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            pass
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-        captured.seek(0)
-        lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-    sys.stderr.write("".join(line for line in lines if not any(n in line for n in _TF_STARTUP_NOTICES)))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cellfie-caiman``; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
     # TensorFlow's C++ start-up chatter is noise for users (an explicit setting wins); TensorFlow 2.17+ prints some of
-    # it regardless: see _import_tensorflow_quietly
+    # it regardless: see _quiet_tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .io import MovieError
 
@@ -409,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     _setup_logging(args.verbose)
     if args.command in ("run", "detect", "train", "example"):  # the commands that run the networks
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     try:
         return _COMMANDS[args.command](args)
     except (MovieError, ValueError, OSError, ImportError) as exc:  # OSError: missing, existing, unwritable paths

@@ -87,3 +87,20 @@ def test_importing_the_package_turns_tensorflows_onednn_kernels_on():
 
 def test_an_explicit_onednn_setting_is_kept():
     assert _onednn_enabled("0") == "0 False"
+
+
+def test_the_api_imports_tensorflow_without_its_start_up_notices():
+    """TensorFlow 2.17+ writes absl/oneDNN notices to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (the
+    oneDNN one because the package turns oneDNN on); the Python API drops them as the command line does."""
+    import os
+
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    code = "from cellfie_caiman.models import load_model; print(load_model('default').config.window)"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["48"]
+    for notice in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "port.cc"):
+        assert notice not in proc.stderr, proc.stderr

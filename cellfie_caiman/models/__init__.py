@@ -80,7 +80,9 @@ class DetectionModel:
         with ``np.asarray``.
         """
         if name not in self._graphs:
-            import keras
+            from .._quiet_tf import import_keras
+
+            keras = import_keras()
 
             net = self.networks[name]
             if self.frozen:

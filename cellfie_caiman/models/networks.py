@@ -10,9 +10,9 @@ from .config import ModelConfig
 
 
 def _keras():
-    import keras  # Keras 2.15 (TF 2.15) and Keras 3 both import this way
+    from .._quiet_tf import import_keras  # Keras 2.15 (TF 2.15) and Keras 3 both import this way
 
-    return keras
+    return import_keras()
 
 
 def _conv_block(x, filters: int, name: str, n: int = 2, folded: bool = False, first: int = 0):

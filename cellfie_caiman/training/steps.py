@@ -16,7 +16,9 @@ _EPS = 1e-6
 
 def _deterministic(seed: int) -> None:
     """Seed NumPy, Python and the Keras backend, and ask the backend for deterministic kernels."""
-    import keras
+    from .._quiet_tf import import_keras
+
+    keras = import_keras()
 
     keras.utils.set_random_seed(seed)
     backend = keras.backend.backend()
