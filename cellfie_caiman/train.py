@@ -384,15 +384,9 @@ def _check_validation_strips(fields: list, val_fraction: float) -> None:
     be kept); a warning for each annotated dataset whose strip holds none (it then counts for nothing)."""
     counts = {f.name: int(np.sum(f.centers[:, 0] >= f.train_rows)) if len(f.centers) else 0
               for f in fields if f.zoom == 1.0 and f.train_rows < f.inputs.shape[0]}
-    strip = f"the bottom {val_fraction:.0%} of its rows"
-    if not any(counts.values()):
-        raise ValueError(f"no neuron lies in any validation strip ({strip} in every field): early stopping would "
-                         "have nothing to score. Annotate neurons there, give the annotated part of a field as its "
-                         "region, or add simulated fields")
-    empty = [name for name, n in counts.items() if n == 0 and not name.startswith("simulated")]
-    if empty:
-        warnings.warn(f"no annotated neuron in the validation strip ({strip}) of {', '.join(empty)}: its fit is "
-                      "not scored when the best epoch is chosen", UserWarning, stacklevel=3)
+    _require_neurons(counts, "validation strip", f"the bottom {val_fraction:.0%} of its rows",
+                     "early stopping would have nothing to score", "its fit is not scored when the best epoch is "
+                     "chosen")
 
 
 def _check_training_rows(fields: list, val_fraction: float) -> None:
@@ -400,15 +394,21 @@ def _check_training_rows(fields: list, val_fraction: float) -> None:
     everything is background); a warning for each annotated dataset whose training rows hold none."""
     counts = {f.name: int(np.sum(f.centers[:, 0] < f.train_rows)) if len(f.centers) else 0
               for f in fields if f.zoom == 1.0}
-    rows = f"the top {1 - val_fraction:.0%} of its rows, above the validation strip"
+    _require_neurons(counts, "training rows", f"the top {1 - val_fraction:.0%} of its rows, above the validation "
+                     "strip", "the networks would learn that everything is background", "it teaches only background")
+
+
+def _require_neurons(counts: dict[str, int], part: str, rows: str, if_none: str, if_empty: str) -> None:
+    """``ValueError`` (saying ``if_none``) when no field holds a neuron in its ``part`` (``rows`` says which rows);
+    a ``UserWarning`` (saying ``if_empty``) naming each annotated dataset whose ``part`` holds none. ``counts``: the
+    neurons in that part, by field name."""
     if not any(counts.values()):
-        raise ValueError(f"no neuron lies in the training rows of any field ({rows}): the networks would learn "
-                         "that everything is background. Annotate neurons there, give the annotated part of a "
-                         "field as its region, or add simulated fields")
+        raise ValueError(f"no neuron lies in the {part} of any field ({rows}): {if_none}. Annotate neurons there, "
+                         "give the annotated part of a field as its region, or add simulated fields")
     empty = [name for name, n in counts.items() if n == 0 and not name.startswith("simulated")]
     if empty:
-        warnings.warn(f"no annotated neuron in the training rows ({rows}) of {', '.join(empty)}: it teaches only "
-                      "background", UserWarning, stacklevel=3)
+        warnings.warn(f"no annotated neuron in the {part} ({rows}) of {', '.join(empty)}: {if_empty}", UserWarning,
+                      stacklevel=4)
 
 
 def _starting_model(start, config, channels, diameters) -> DetectionModel:

@@ -536,7 +536,7 @@ def test_annotations_with_no_neuron_in_the_validation_strip_are_refused_before_t
     summary, masks = data
     rows = np.array([np.argwhere(m)[:, 0].mean() for m in masks])
     top = masks[rows < 40]  # the validation strip is the bottom 20 % (rows 51-63)
-    with pytest.raises(ValueError, match="no neuron lies in any validation strip"):
+    with pytest.raises(ValueError, match="no neuron lies in the validation strip of any field"):
         train([(summary, top)], None, simulated=0, config=TINY, **ONE_EPOCH)
     with pytest.warns(UserWarning, match="no annotated neuron in the validation strip .* of dataset0"):
         train([(summary, top)], None, simulated=1, simulated_shape=(48, 48), config=TINY, **ONE_EPOCH)
