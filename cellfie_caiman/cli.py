@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -146,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", help="predicted ROIs (neurofinder .json, ImageJ .zip, ...)")
     p.add_argument("gt", help="ground-truth ROIs")
     p.add_argument("--shape", nargs=2, type=int, metavar=("ROWS", "COLS"),
-                   help="frame shape: needed when neither file records it (neurofinder .json, ImageJ ROIs); "
-                        "checked against the files that do")
+                   help="frame shape, optional: by default the one a file records (mask arrays, CaImAn HDF5, "
+                        "NWB), else the extent of the ROIs (neurofinder .json and ImageJ ROIs record none; the "
+                        "scores do not depend on it); when given, checked against the files that record one")
     _add_common(p)
 
     p = sub.add_parser("train", help="train the detection networks on annotated movies and simulated ones",
@@ -256,9 +258,8 @@ def _cmd_run(args, backend: str | None = None) -> int:
 
 
 def _print_summary(result) -> None:
-    """Print the run's summary unless the log (at INFO level) has already shown it."""
-    if not logging.getLogger("cellfie_caiman.pipeline").isEnabledFor(logging.INFO):
-        print(result.summary())
+    """Print the run's summary on stdout (with -v too: the log, on stderr, says only that the run finished)."""
+    print(result.summary())
 
 
 def _cmd_detect(args) -> int:
@@ -273,7 +274,7 @@ def _cmd_summary(args) -> int:
     if args.batch_frames < 0:
         raise ValueError(f"--batch-frames must be a number of frames >= 0 (0: one batch), got {args.batch_frames}")
     movie = load_movie(args.movie, var_name=args.var_name)
-    out = prepare_out_dir(args.out, args.overwrite, create=False)  # created once there is something to write
+    out = prepare_out_dir(args.out, args.overwrite, create=False, option="--overwrite")  # created later
     batch_frames = args.batch_frames or None  # 0: the whole movie
     summary = summary_images(movie, batch_frames=batch_frames, filter_diameter=args.filter_diameter,
                              progress=args.progress)
@@ -295,11 +296,9 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_train(args) -> int:
     from .io import load_movie
-    from .train import check_weights_path, train
+    from .train import train
 
-    out = check_weights_path(args.out)  # now, not after hours of training
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
+    out = _weights_out(args)  # now, not after hours of training (main checked it before importing TensorFlow)
     for entry in args.data:
         if len(entry) not in (2, 3):
             raise ValueError(f"--data takes MOVIE ROIS [REGION], got {len(entry)} values: {' '.join(entry)}")
@@ -346,16 +345,59 @@ _COMMANDS = {"run": _cmd_run, "detect": _cmd_detect, "summary": _cmd_summary, "e
 
 def _setup_logging(verbose: int) -> None:
     """Our log messages at the level asked for; other libraries' (matplotlib's font search...) at warnings only.
-    Python warnings print as one line each, without the source line that raised them."""
+
+    Our warnings, Python warnings and log records alike, print as ``cellfie-caiman: warning: ...`` (one line, without
+    the source line that raised them); other libraries' say whose they are, and their FutureWarnings and
+    DeprecationWarnings (about their own use of other libraries: nothing a user can act on) only show with -v.
+    """
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("cellfie_caiman").setLevel(level)
-    warnings.formatwarning = _format_warning
+    warnings.formatwarning = functools.partial(_format_warning, verbose=verbose)
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
-    return f"{PROG}: warning: {' '.join(str(message).split())}\n"
+class _LogFormatter(logging.Formatter):
+    """Our warnings and errors as ``cellfie-caiman: warning: ...`` like every other line we write; the rest of the
+    log (ours at -v, other libraries' warnings) with time, level and logger."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ours = record.name == "cellfie_caiman" or record.name.startswith("cellfie_caiman.")
+        if ours and record.levelno >= logging.WARNING and not record.exc_info:
+            return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        return super().format(record)
+
+
+#: Warnings about a library's use of another (SciPy's FutureWarning about CaImAn's call of toeplitz...): shown only
+#: with -v when they do not come from our code.
+_LIBRARY_NOTICES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _format_warning(message, category, filename, lineno, line=None, *, verbose: int = 0) -> str:
+    """One line for a Python warning: ours as ``cellfie-caiman: warning: ...``; another library's naming it ('' to
+    show nothing: a library's deprecation notice without -v)."""
+    text = " ".join(str(message).split())
+    origin = _package_of(filename)
+    if origin == __package__:
+        return f"{PROG}: warning: {text}\n"
+    if issubclass(category, _LIBRARY_NOTICES) and verbose <= 0:
+        return ""
+    return f"{PROG}: {category.__name__} from {origin or filename}: {text}\n"
+
+
+def _package_of(filename: str) -> str | None:
+    """Top-level package of a source file (the outermost folder above it that holds an ``__init__.py``)."""
+    folder, package = Path(filename).absolute().parent, None
+    while (folder / "__init__.py").is_file():
+        package = folder.name
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return package
 
 
 def _error_message(exc: BaseException) -> str:
@@ -365,8 +407,27 @@ def _error_message(exc: BaseException) -> str:
     return " ".join(text.split())  # one line
 
 
-#: Lines TensorFlow 2.17+ writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (absl logs before its
-#: initialisation; the oneDNN notice comes twice): dropped by the commands that run the networks.
+def _check_output(args) -> None:
+    """Refuse ``--out`` (an existing non-empty folder, or weights file, without ``--overwrite``) before TensorFlow is
+    imported and the movie read: at once, and before any warning about the movie."""
+    if args.command == "train":
+        _weights_out(args)
+    elif args.command in ("run", "detect", "summary", "example"):
+        from .outputs import prepare_out_dir
+
+        prepare_out_dir(args.out, args.overwrite, create=False, option="--overwrite")
+
+
+def _weights_out(args) -> Path:
+    """``train``'s weights file, checked: a writable ``.npz`` path, not an existing file unless ``--overwrite``."""
+    from .train import check_weights_path
+
+    out = check_weights_path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out}: exists; use --overwrite to replace it")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cellfie-caiman``; returns the exit status (0 success, 2 bad input, 130 interrupted)."""
     # TensorFlow's C++ start-up chatter is noise for users (an explicit setting wins); TensorFlow 2.17+ prints some of
@@ -379,9 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     _setup_logging(args.verbose)
-    if args.command in ("run", "detect", "train", "example"):  # the commands that run the networks
-        import_tensorflow_quietly()
     try:
+        _check_output(args)
+        if args.command in ("run", "detect", "train", "example"):  # the commands that run the networks
+            import_tensorflow_quietly()
         return _COMMANDS[args.command](args)
     except (MovieError, ValueError, OSError, ImportError) as exc:  # OSError: missing, existing, unwritable paths
         if args.debug:

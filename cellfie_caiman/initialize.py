@@ -73,6 +73,27 @@ class Initialization(NamedTuple):
     summary: Any
     neuron_diameter: float | None = None
 
+    def __repr__(self) -> str:
+        """Short: K, the field (rows, cols), the diameter, and each array's dtype and shape (not its values)."""
+        k = np.shape(self.masks)[0] if np.ndim(self.masks) == 3 else None
+        field = tuple(np.shape(self.prob_map))
+        arrays = ", ".join(f"{name}={_describe(getattr(self, name))}"
+                           for name in ("Ain", "masks", "scores", "centers", "prob_map", "summary"))
+        return f"Initialization(K={k}, field={field}, neuron_diameter={self.neuron_diameter!r}, {arrays})"
+
+
+def _describe(value: Any) -> str:
+    """``'float32 (rows, cols)'`` for an array; for a NamedTuple of arrays (SummaryImages), its fields that are set
+    and their common dtype and shape; the repr of anything else."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{value.dtype} {tuple(value.shape)}"
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        present = [name for name in value._fields if getattr(value, name) is not None]
+        kinds = {_describe(getattr(value, name)) for name in present}
+        kind = f": {kinds.pop()}" if len(kinds) == 1 else ""
+        return f"{type(value).__name__}({', '.join(present)}{kind})"
+    return repr(value)
+
 
 def model_summary(movie, *, model="default", neuron_diameter: float | None = None, batch_frames: int | None = 250,
                   progress: bool = False):

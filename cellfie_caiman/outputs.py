@@ -65,11 +65,28 @@ OUTPUT_FILES = {
 }
 
 
-def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool, create: bool = True) -> Path:
+def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool, create: bool = True,
+                    option: str = "overwrite=True") -> Path:
     """Create ``out_dir``, or refuse an existing non-empty one unless ``overwrite``.
 
-    With ``create=False`` only check, so that a command can refuse before its work and create the folder only when
-    it has something to write (a failure in between then leaves no empty folder behind).
+    The one rule for output folders: :func:`cellfie_caiman.pipeline.run` applies it, and the command line before
+    it imports TensorFlow, so that a refusal comes at once.
+
+    Parameters
+    ----------
+    out_dir : path
+    overwrite : bool
+        Accept a non-empty folder.
+    create : bool
+        False: only check, so that a command can refuse before its work and create the folder only when it has
+        something to write (a failure in between then leaves no empty folder behind).
+    option : str
+        How the caller's user asks to overwrite, named in the error (``'--overwrite'`` on the command line).
+
+    Returns
+    -------
+    Path
+        ``out_dir``, user expanded.
 
     Raises
     ------
@@ -82,8 +99,7 @@ def prepare_out_dir(out_dir: str | os.PathLike, overwrite: bool, create: bool = 
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: output folder is not empty; use --overwrite (overwrite=True) to replace "
-                              f"its results")
+        raise FileExistsError(f"{out}: output folder is not empty; use {option} to replace its results")
     above = next((p for p in out.absolute().parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise NotADirectoryError(f"{out}: cannot create the output folder, {above} is a file")

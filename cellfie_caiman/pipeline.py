@@ -286,7 +286,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     Returns
     -------
     RunResult
-        Counts, seconds per step, scores and the files written (also logged).
+        Counts, seconds per step, scores and the files written (``result.summary()`` says them for people).
 
     Raises
     ------
@@ -306,11 +306,12 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     params.refine.backend = backend  # params.json records what ran ('auto' could mean another backend elsewhere)
     timer = _Timer()
     with timer("load"):
+        # refused before anything is read or said about the movie; created when there is something to write
+        out = prepare_out_dir(out_dir, overwrite, create=False)
         movie = load_movie(source, var_name=params.data.var_name)
         gt_masks = _load_gt(gt, movie.frame_shape)
         # params.json records the rate used; detection alone does not depend on it (only the GIF's speed)
         params.data.fr = params.data.frame_rate(movie, warn=backend != "none")
-        out = prepare_out_dir(out_dir, overwrite, create=False)  # created when there is something to write
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
     from .initialize import initialize, model_summary
@@ -375,7 +376,9 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
                        n_gt=None if gt_masks is None else len(gt_masks), files=files, cpu_timings=timer.cpu,
                        estimates=est, initialization=init,
                        n_accepted_by_score=_accepted_by_score(est, accepted, params))
-    logger.info("run finished\n%s", result.summary())
+    # one line: the command line prints the whole summary on stdout, and result.summary() gives it in Python
+    logger.info("run finished in %.1f s: %d neurons accepted; results in %s", result.total_time, result.n_accepted,
+                out)
     return result
 
 

@@ -383,6 +383,17 @@ def test_caiman_backend_warns_when_component_k_is_not_seed_k(small_sim, caplog):
     assert "component k is no longer seed k" in caplog.text
 
 
+def test_caimans_prints_go_to_the_debug_log_not_to_stdout(small_sim, capsys, caplog):
+    """CaImAn prints 'spatial support for each components given by the user' during a seeded fit: our run's
+    stdout (its summary) must not carry it; the debug log does."""
+    with caplog.at_level("DEBUG", logger="cellfie_caiman"):
+        caiman_adapter.seeded_cnmf(small_sim.movie, small_sim.masks, SMALL, evaluate=False)
+    assert "spatial support" not in capsys.readouterr().out
+    assert any("spatial support" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
+    print("our own line")  # stdout itself is left as it was
+    assert capsys.readouterr().out == "our own line\n"
+
+
 def test_caiman_backend_warns_that_nb0_fits_one_background(small_sim, caplog):
     with caplog.at_level("WARNING"):
         cnm = caiman_adapter.seeded_cnmf(small_sim.movie, small_sim.masks, {**SMALL, "refine": {"nb": 0}},

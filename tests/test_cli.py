@@ -120,6 +120,76 @@ def test_paths_that_cannot_be_written_are_one_line_errors_that_leave_no_folder(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "movie.npy"]
 
 
+def _python(code, timeout=120):
+    """Run ``code`` in a fresh interpreter (TensorFlow not imported yet, logging and warnings not set up)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONWARNINGS": ""})
+
+
+@pytest.mark.parametrize("command", ["run", "detect", "summary", "example", "train"])
+def test_a_non_empty_output_is_refused_at_once_in_one_line(tmp_path, small_movie, command):
+    """Before TensorFlow is imported (seconds) and before any warning about the movie (no frame rate here): only
+    the error, in the command line's words (--overwrite, not the API's overwrite=True)."""
+    out = tmp_path / ("w.npz" if command == "train" else "out")
+    if command == "train":
+        out.write_bytes(b"earlier weights")
+    else:
+        out.mkdir()
+        (out / "rois.json").write_text("[]")
+    argv = {"train": ["train", "-o", str(out), "--data", str(small_movie), str(small_movie)],
+            "example": ["example", "-o", str(out)]}.get(command, [command, str(small_movie), "-o", str(out)])
+    proc = _python("import sys\nfrom cellfie_caiman.cli import main\n"
+                   f"rc = main({argv!r})\nprint('tensorflow' in sys.modules)\nsys.exit(rc)")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.strip() == "False"  # TensorFlow was never imported
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cellfie-caiman: error: " + str(out)), proc.stderr
+    assert "--overwrite" in lines[0] and "overwrite=True" not in lines[0]
+    assert (out / "rois.json").read_text() == "[]" if command != "train" else out.read_bytes() == b"earlier weights"
+
+
+def test_warnings_and_log_messages_say_whose_they_are(tmp_path):
+    """Ours read 'cellfie-caiman: warning: ...' (Python warnings and log records alike); a library's
+    FutureWarning/DeprecationWarning (SciPy's about CaImAn's call of toeplitz) is not shown without -v, and with
+    -v, like the library's other warnings, it names the library instead of passing for ours."""
+    code = """
+import logging, sys, warnings
+import scipy.linalg
+import cellfie_caiman.pipeline as ours
+from cellfie_caiman.cli import _setup_logging
+_setup_logging(int(sys.argv[1]))
+warnings.simplefilter("always")
+warnings.warn_explicit("our warning", UserWarning, ours.__file__, 1)
+warnings.warn_explicit("their future", FutureWarning, scipy.linalg.__file__, 1)
+warnings.warn_explicit("their deprecation", DeprecationWarning, scipy.linalg.__file__, 1)
+warnings.warn_explicit("their note", UserWarning, scipy.linalg.__file__, 1)
+logging.getLogger("cellfie_caiman.cnmf.seeded").warning("our %s", "log warning")
+"""
+    script = tmp_path / "w.py"
+    script.write_text(code)
+    quiet, verbose = (subprocess.run([sys.executable, str(script), v], capture_output=True, text=True, timeout=120)
+                      for v in ("0", "1"))
+    for proc in (quiet, verbose):
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert "cellfie-caiman: warning: our warning" in lines
+        assert "cellfie-caiman: warning: our log warning" in lines
+        theirs = [line for line in lines if "their" in line]
+        assert all("scipy" in line and not line.startswith("cellfie-caiman: warning: their") for line in theirs)
+        assert any("their note" in line for line in theirs)
+    assert "their future" not in quiet.stderr and "their deprecation" not in quiet.stderr
+    assert "their future" in verbose.stderr and "their deprecation" in verbose.stderr
+
+
+def test_evaluate_help_says_the_shape_is_inferred(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    shape = text[text.index("--shape ROWS COLS"):]
+    assert "needed when neither file records it" not in shape  # two neurofinder files need none: known_overlap
+    assert "optional" in shape and "extent of the ROIs" in shape
+
+
 # ----------------------------------------------------------------------------------------------------- evaluate
 
 def test_evaluate_known_overlap(tmp_path, capsys):
@@ -370,6 +440,23 @@ def test_overwrite_refused_then_accepted(example_run, capsys):
     assert Params.load(out / "params.json").detection.tta == 4
     summary = capsys.readouterr().out
     assert "detected" in summary and "refinement skipped" in summary
+
+
+def test_the_summary_is_on_stdout_with_the_log_on(example_run, tmp_path, capsys):
+    import logging
+
+    rc, out = example_run
+    assert rc == 0
+    movie = next((out / "data").glob("*.mmap"))
+    ours = logging.getLogger("cellfie_caiman")
+    level = ours.level
+    try:
+        assert main(["detect", str(movie), "-o", str(tmp_path / "v"), "-v", "--diameter", "12", "--fr", "30",
+                     "--no-tta", "--no-progress"]) == 0
+    finally:
+        ours.setLevel(level)
+    printed = capsys.readouterr().out
+    assert "neurons:" in printed and f"results in {tmp_path / 'v'}" in printed
 
 
 def test_ctrl_c_during_pictures_leaves_the_earlier_run_as_it_was(example_run, tmp_path, monkeypatch, capsys):

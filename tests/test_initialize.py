@@ -329,3 +329,28 @@ def test_a_border_without_data_is_left_out_as_if_the_field_were_cut(sim, fill):
     for k in range(len(res.masks)):
         np.testing.assert_array_equal(res.Ain[:, k], res.masks[k].flatten("F"))
     assert match_rois(initialize(sim.movie[:, :, border:]).masks, cut.masks).f1 > 0.9
+
+
+def test_repr_is_short_and_the_tuple_is_unchanged():
+    """The repr says K, the field, the diameter and each array's dtype and shape (not 100,000 numbers); fields,
+    order, unpacking and equality stay those of the NamedTuple."""
+    from cellfie_caiman.summary import SummaryImages
+
+    rows, cols, k = 300, 200, 3
+    masks = np.zeros((k, rows, cols), bool)
+    for i in range(k):
+        masks[i, 10 * i:10 * i + 5, 20:25] = True
+    image = np.zeros((rows, cols), np.float32)
+    fields = (masks.reshape(k, -1, order="F").T, masks, np.ones(k, np.float32), np.zeros((k, 2)), image,
+              SummaryImages(*(image,) * 6), 12.0)
+    init = Initialization(*fields)
+    text = repr(init)
+    assert len(text) < 500, text
+    for part in ("K=3", "(300, 200)", "12.0", "Ain=bool (60000, 3)", "masks=bool (3, 300, 200)", "scores=float32 (3,)",
+                 "centers=float64 (3, 2)", "prob_map=float32 (300, 200)", "corr"):
+        assert part in text, (part, text)
+    assert init._fields == ("Ain", "masks", "scores", "centers", "prob_map", "summary", "neuron_diameter")
+    assert tuple(init) == fields and init[1] is masks
+    Ain, *_, diameter = init
+    assert Ain is fields[0] and diameter == 12.0
+    assert init._replace(neuron_diameter=None).neuron_diameter is None

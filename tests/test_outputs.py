@@ -154,3 +154,15 @@ def test_log_names_the_published_files_not_the_staging_folder(tmp_path, caplog):
     assert not [m for m in messages if ".partial-" in m], messages
     for path in published.values():
         assert path.exists() and any(str(path) in m for m in messages), messages
+
+
+def test_a_non_empty_folder_is_refused_in_the_words_of_the_caller(tmp_path):
+    """The Python API is told of ``overwrite=True``, the command line of ``--overwrite`` (not of both)."""
+    (tmp_path / "results.hdf5").write_bytes(b"x")
+    with pytest.raises(FileExistsError) as api:
+        outputs.prepare_out_dir(tmp_path, overwrite=False)
+    assert "overwrite=True" in str(api.value) and "--overwrite" not in str(api.value)
+    with pytest.raises(FileExistsError) as cli:
+        outputs.prepare_out_dir(tmp_path, overwrite=False, option="--overwrite")
+    assert "--overwrite" in str(cli.value) and "overwrite=True" not in str(cli.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.hdf5"]

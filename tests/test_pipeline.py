@@ -161,3 +161,18 @@ def test_run_with_nothing_accepted_still_writes_consistent_outputs(simulated, tm
     assert npz["masks"].shape == (0, 80, 80) and not npz["accepted"].any()
     assert npz["detection_diameter"] == 12.0 and "somata of 12.0 px" in res.summary()  # the diameter it was given
     assert (out / "traces.png").is_file() and (out / "contours.png").is_file()  # rejected components shown
+
+
+def test_a_non_empty_output_folder_is_refused_before_anything_else_is_said(tmp_path):
+    """The folder is checked first: no frame-rate warning (this movie records no rate) before the refusal."""
+    import warnings
+
+    np.save(tmp_path / "movie.npy", np.random.default_rng(0).random((20, 16, 16), dtype=np.float32))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rois.json").write_text("[]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning raised before the refusal fails the test
+        with pytest.raises(FileExistsError, match="overwrite=True"):
+            pipeline.run(tmp_path / "movie.npy", out, {"refine": {"backend": "builtin"}})
+    assert [p.name for p in out.iterdir()] == ["rois.json"]

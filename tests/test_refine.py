@@ -99,7 +99,7 @@ def test_two_overlapping_half_seeds_of_one_neuron_are_merged_and_touching_ones_k
     with caplog.at_level(logging.WARNING, logger="cellfie_caiman"):
         e = refine(sim.movie, np.stack([left, right]), params=params, backend="builtin")
     assert e.A.shape[1] == 1
-    assert "2 seeds gave 1 components (1 merged group(s)" in caplog.text  # component k is not seed k: said
+    assert "2 seeds gave 1 component (1 group of overlapping seeds merged" in caplog.text  # k is not seed k: said
     assert np.corrcoef(e.C[0], sim.calcium[0])[0, 1] > 0.9
     assert match_rois(sim.masks, e.masks()).f1 == 1
     left[:, mid + 1:] = False
@@ -416,3 +416,21 @@ def test_real_data_seeded_with_manual_rois_keeps_them():
     assert match_rois(masks, e.masks()).f1 > 0.9
     for name in ("C", "S", "YrA", "b", "f", "sn", "SNR_comp", "r_values"):
         assert np.all(np.isfinite(getattr(e, name))), name
+
+
+def test_the_notice_that_components_are_renumbered_reads_well_on_the_command_line():
+    """It says what happened in words, where a run's files keep seeds and components apart, and names the Python
+    helper by its public name (which maps components to seeds as said)."""
+    from cellfie_caiman.cnmf import seed_index
+    from cellfie_caiman.cnmf.seeded import remap_message
+
+    assert remap_message(4, 4, 0) is None
+    msg = remap_message(5, 3, 1)
+    assert msg.startswith("5 seeds gave 3 components (1 group of overlapping seeds merged")
+    assert "masks.npz" in msg and "detected_masks" in msg and "all_masks" in msg
+    assert "in Python, cellfie_caiman.cnmf.seed_index(A, masks)" in msg and "caiman_adapter" not in msg
+    assert remap_message(3, 1, 2).startswith("3 seeds gave 1 component (2 groups of")
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, :3, :3] = masks[1, 5:, 5:] = masks[2, 0, 9] = True
+    A = scipy.sparse.csc_matrix(np.stack([masks[1].ravel(order="F"), masks[0].ravel(order="F")], axis=1) * 0.5)
+    np.testing.assert_array_equal(seed_index(A, masks), [1, 0])

@@ -287,3 +287,20 @@ def test_ar2_noiseless_returns_exact_spikes():
     d = deconvolve(c, p=2, g=g, sn=0.0, fit_baseline=False)
     np.testing.assert_allclose(d.c, c, atol=1e-9)
     np.testing.assert_allclose(d.s, s, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------ progress
+def test_progress_bars_over_the_movie_count_its_chunks(capsys):
+    """Each pass over the movie (init, spatial, temporal, evaluate) shows 'n/N chunk' with N = ceil(T / chunk):
+    a bar with a total, not 'init: 0it [00:00, ?it/s]'."""
+    import re
+
+    from cellfie_caiman.cnmf.seeded import run_cnmf
+
+    movie, A, _, _, _ = rank_k_movie(False, T=100)
+    data = MovieData(movie)
+    run_cnmf(data, seeds_to_A(A > 0, data.dims), Settings(nb=1, n_iter=1, chunk_frames=37), progress=True)
+    err = capsys.readouterr().err
+    for desc in ("init", "spatial", "temporal", "evaluate"):  # 100 frames in chunks of 37: 37 + 37 + 26
+        assert re.search(rf"{desc}:\s+\d+%\|[^|\r\n]*\| [0-3]/3 \[[^\]]*chunk/s\]", err), (desc, err)
+    assert not re.search(r"\d+it \[", err), err  # no bar without a total

@@ -13,7 +13,7 @@ from .estimates import Estimates, load_estimates
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["refine", "seeded_cnmf", "load_estimates", "Estimates", "caiman_available"]
+__all__ = ["refine", "seeded_cnmf", "seed_index", "load_estimates", "Estimates", "caiman_available"]
 
 _BACKENDS = ("auto", "builtin", "caiman")
 
@@ -23,6 +23,28 @@ def seeded_cnmf(*args, **kwargs):
     from .caiman_adapter import seeded_cnmf as _seeded_cnmf
 
     return _seeded_cnmf(*args, **kwargs)
+
+
+def seed_index(A, masks: np.ndarray) -> np.ndarray:
+    """For each component, the seed it came from: the index into ``masks`` of the seed its footprint is most
+    similar to (-1 for one that touches no seed).
+
+    Parameters
+    ----------
+    A : scipy.sparse or ndarray (rows*cols, K')
+        Footprints, Fortran pixel order (``Estimates.A``, CaImAn's ``estimates.A``).
+    masks : ndarray of bool (K, rows, cols)
+        The seeds (``Initialization.masks``).
+
+    Returns
+    -------
+    ndarray of int (K',)
+
+    See :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` (CaImAn not needed).
+    """
+    from .caiman_adapter import seed_index as _seed_index
+
+    return _seed_index(A, masks)
 
 
 def caiman_available() -> bool:

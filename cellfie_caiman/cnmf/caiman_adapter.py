@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import io
 import logging
 import shutil
 import tempfile
@@ -303,6 +304,43 @@ def _global_numpy_seed(seed: int | None):
         np.random.set_state(state)
 
 
+class _LogLines(io.TextIOBase):
+    """A text stream that logs each complete line written to it at DEBUG level."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self._prefix = prefix
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                logger.debug("%s%s", self._prefix, line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending.strip():
+            logger.debug("%s%s", self._prefix, self._pending.rstrip())
+        self._pending = ""
+
+
+@contextlib.contextmanager
+def _caiman_prints_to_log():
+    """During the block, what CaImAn ``print``s (e.g. 'spatial support for each components given by the user')
+    goes to our log at DEBUG level instead of stdout, where a run prints its summary. Our own messages go through
+    logging (stderr) and progress bars write to stderr: neither is affected."""
+    stream = _LogLines("CaImAn: ")
+    try:
+        with contextlib.redirect_stdout(stream):
+            yield
+    finally:
+        stream.flush()
+
+
 def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *, refit: bool = False,
                 evaluate: bool = True, caiman_params: Mapping[str, Mapping[str, Any]] | None = None,
                 workdir: str | None = None, seed: int | None = 0):
@@ -350,7 +388,8 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
         The fitted object. ``cnm.estimates`` holds A (csc, pixels x K', unit-norm F-order columns), C, S, YrA, b, f
         and the quality metrics. K' <= K: CaImAn drops components that become empty and merges overlapping ones
         whose traces correlate above ``merge_thr``; then component k is not seed k (a warning says so) and
-        ``seed_index(cnm.estimates.A, masks)`` maps each component back to its seed.
+        ``seed_index(cnm.estimates.A, masks)`` maps each component back to its seed. What CaImAn prints during
+        the fit goes to the debug log (logger ``cellfie_caiman.cnmf.caiman_adapter``), not to stdout.
 
     Raises
     ------
@@ -377,20 +416,21 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
             n_processes = getattr(dview, "_processes", None) or (len(dview) if hasattr(dview, "__len__") else 1)
         groups = _with_caiman_params(caiman_params_dict(params, (rows, cols), used, n_processes=n_processes),
                                      caiman_params)
-        opts = CNMFParams(params_dict=groups)
         logger.info("seeded CNMF: %d seeds, movie %s, gSig %s, p %d, nb %d", used.shape[0], imgs.shape,
                     groups["init"]["gSig"], groups["temporal"]["p"], groups["init"]["nb"])
-        cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(used))
-        with _global_numpy_seed(seed):
-            cnm.fit(imgs)
-            if evaluate or refit:
-                cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
-                _use_scores(cnm.estimates, init, (rows, cols), params)
-            if refit:
-                cnm = cnm.refit(imgs, dview=dview)
-                if evaluate:
+        with _caiman_prints_to_log():
+            opts = CNMFParams(params_dict=groups)
+            cnm = cnmf_mod.CNMF(n_processes, params=opts, dview=dview, Ain=masks_to_ain(used))
+            with _global_numpy_seed(seed):
+                cnm.fit(imgs)
+                if evaluate or refit:
                     cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
                     _use_scores(cnm.estimates, init, (rows, cols), params)
+                if refit:
+                    cnm = cnm.refit(imgs, dview=dview)
+                    if evaluate:
+                        cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
+                        _use_scores(cnm.estimates, init, (rows, cols), params)
         from .seeded import remap_message
 
         merged = getattr(cnm.estimates, "merged_ROIs", None)

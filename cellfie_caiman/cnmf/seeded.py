@@ -172,13 +172,30 @@ def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
 
 
 def remap_message(n_seeds: int, n_components: int, n_merged: int) -> str | None:
-    """The warning that component k is no longer seed k (None when it still is): ``n_seeds`` seeds gave
-    ``n_components`` components, ``n_merged`` groups of them merged. Both backends log it."""
+    """The warning that component k is no longer seed k (None when it still is), worded for the command line and
+    for Python alike.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Seeds the fit started from.
+    n_components : int
+        Components it ended with.
+    n_merged : int
+        Groups of components merged on the way (the rest of the difference: footprints that emptied).
+
+    Returns
+    -------
+    str or None
+    """
     if n_components == n_seeds and not n_merged:
         return None
-    return (f"{n_seeds} seeds gave {n_components} components ({n_merged} merged group(s), the rest emptied or "
-            "dropped): component k is no longer seed k; cellfie_caiman.cnmf.caiman_adapter.seed_index(A, masks) "
-            "maps them back")
+    merged = (f"{n_merged} group{'s' if n_merged != 1 else ''} of overlapping seeds merged" if n_merged
+              else "no seeds merged")
+    return (f"{n_seeds} seeds gave {n_components} component{'s' if n_components != 1 else ''} ({merged}, "
+            "seeds whose footprint emptied removed): component k is no longer seed k. A run's masks.npz keeps both "
+            "(detected_masks: the seeds, all_masks: the components); in Python, "
+            "cellfie_caiman.cnmf.seed_index(A, masks) maps each component to its seed")
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
@@ -275,6 +292,13 @@ def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int]
     return out_pix[order], med[ii, jj][order]
 
 
+def _chunks(data: MovieData, chunk_frames: int | None, desc: str, progress: bool):
+    """``data.chunks(chunk_frames)`` behind a progress bar that counts the chunks of one pass over the movie
+    (``ceil(T / frames per chunk)`` of them)."""
+    total = -(-data.n_frames // data.chunk_length(chunk_frames))
+    return tqdm(data.chunks(chunk_frames), desc=desc, total=total, unit="chunk", disable=not progress, leave=False)
+
+
 # ----------------------------------------------------------------------------------------------- initialisation
 def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_frames, progress: bool = False,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +326,7 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     fmean = np.zeros(T)
     out_c = f2c[out_idx]
     Wt = scipy.sparse.csr_matrix(W.T, dtype=np.float32)
-    for t0, Y in tqdm(data.chunks(chunk_frames), desc="init", disable=not progress, leave=False):
+    for t0, Y in _chunks(data, chunk_frames, "init", progress):
         if data.pixel_major:
             n = Y.shape[1]
             if K:
@@ -392,7 +416,7 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     f32 = f.astype(np.float32)
     comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
     pix_c = data.f2c[indices]
-    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="spatial", disable=not progress, leave=False):
+    for t0, Y in _chunks(data, s.chunk_frames, "spatial", progress):
         if data.pixel_major:  # Yf_c holds Fortran-order pixels in this layout
             n = Y.shape[1]
             if K:
@@ -514,7 +538,7 @@ def temporal_update(data: MovieData, A: scipy.sparse.csc_matrix, b: np.ndarray, 
     At = scipy.sparse.csr_matrix(A.T, dtype=np.float32)
     bt = np.ascontiguousarray(b.T, dtype=np.float32)
     U = np.zeros((K + nb, T))
-    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="temporal", disable=not progress, leave=False):
+    for t0, Y in _chunks(data, s.chunk_frames, "temporal", progress):
         if data.pixel_major:
             n = Y.shape[1]
             if K:
@@ -653,7 +677,7 @@ def evaluate(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, YrA: np
     comp, pix_c, _ = _entries(Apos, data.f2c)
     M = np.zeros(pix_c.size)
     pix_f = Apos.indices.astype(np.int64)
-    for t0, Y in tqdm(data.chunks(s.chunk_frames), desc="evaluate", disable=not progress, leave=False):
+    for t0, Y in _chunks(data, s.chunk_frames, "evaluate", progress):
         if data.pixel_major:
             n = Y.shape[1]
             entries_dot_pm(Y, np.ascontiguousarray(Wsel[:, t0:t0 + n]), comp, pix_f, M)
