@@ -789,7 +789,7 @@ def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
         _write_imagej(path, masks)
     else:
         raise RoiError(f"{path}: unknown ROI output format '{path.suffix}' (use .json or .zip)")
-    logger.info("wrote %d ROIs to %s", len(masks), path)
+    logger.debug("wrote %d ROIs to %s", len(masks), path)  # a run writes in a staging folder: it logs where they end
 
 
 def _coordinates(mask: np.ndarray) -> list[list[int]]:
