@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-frames", type=int, default=250,
                    help="frames per batch of the summary images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights; default: %(default)s)")
+    p.add_argument("--no-check-annotations", action="store_false", dest="check_annotations",
+                   help="skip the check that each movie's ROIs line up with it (the shipped model's detections "
+                        "against the ROIs as given, transposed, flipped and swapped with another movie's: a warning "
+                        "when a mistake fits clearly better)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     _add_common(p)
 
@@ -316,7 +320,8 @@ def _cmd_train(args) -> int:
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
                    init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,
-                   batch_frames=args.batch_frames, progress=args.progress, record=record)
+                   batch_frames=args.batch_frames, check_annotations=args.check_annotations,
+                   progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
     if result.interrupted:  # the best whole epoch was saved; the exit status still says the run did not finish
         n = len(result.history)

@@ -29,6 +29,7 @@ from ._checks import number
 from .masks import mask_diameter
 from .models import DetectionModel, ModelConfig, new_model
 from .models.preprocess import check_images
+from .training.annotation_check import check_annotations as annotation_check
 from .training.fields import Field, _as_masks, annotated_images, checked_annotation, prepare_field
 from .training.sampling import _hard_candidates, _instance_batch, _unet_batch
 from .training.simulated import blob_field, blob_movie, neuron_density, simulated_datasets, simulated_field
@@ -81,8 +82,8 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
           simulated_neuropil: float = 0.0, simulated_blobs: float = 0.0, simulated_processes: float = 0.0,
           simulated_defocus: float = 0.0, simulated_long: float = 0.0, selection: str = "pooled",
           channels: Sequence[str] | None = None,
-          missed_crops: float = 0.0, missed_signal: float | None = None, progress: bool = True,
-          record: dict | None = None) -> TrainResult:
+          missed_crops: float = 0.0, missed_signal: float | None = None, check_annotations: bool = True,
+          progress: bool = True, record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
     Parameters
@@ -173,6 +174,17 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     batch_frames : int or None
         Frames per batch of the summary images computed from movies (see
         :func:`cellfie_caiman.summary.summary_images`).
+    check_annotations : bool
+        Before training, check that each annotated dataset's ROIs line up with its movie
+        (:mod:`cellfie_caiman.training.annotation_check`): the shipped model's detections on the field (one pass
+        without test-time augmentation, on the summary images training computed when they hold those the shipped
+        model reads, else on its own computed from the movie) are matched (:func:`match_rois`, CaImAn's rule)
+        against the ROIs as given and against the ROIs transposed (square fields), flipped up-down, flipped
+        left-right, and the other datasets' ROIs (fields of the same shape). When one of these mistakes matches
+        with F1 >= 0.2 and >= 2 times both the F1 of the ROIs as given and the chance level (the ROIs shifted by
+        half the field), a ``UserWarning`` names the dataset, both F1 values and what looks wrong; training goes on.
+        The F1 values are recorded in ``config.training`` (``annotation_check``). Datasets given as summary images
+        without the shipped model's images are skipped (logged). False: no check, no detection.
     progress : bool
         tqdm progress bars.
     record : dict, optional
@@ -192,6 +204,8 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     for side in simulated_shape:
         number(side, "simulated_shape (pixels)", low=32, high=2048, integer=True)
     number(seed, "seed", low=0, high=2**32 - 1, integer=True)
+    if not isinstance(check_annotations, (bool, np.bool_)):
+        raise ValueError(f"check_annotations must be True or False, got {check_annotations!r}")
     _check_settings(epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience, val_fraction=val_fraction,
                     zooms=zooms, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
                     learning_rate=learning_rate, annotated_fraction=annotated_fraction, max_minutes=max_minutes,
@@ -217,7 +231,8 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     filter_diameter = None
     if "pnr_filtered" in channels:
         filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
-    named, regions = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress)
+    named, regions, checks = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
+                                                 check_annotations)
     if isinstance(simulated, (int, np.integer)):
         if simulated < 0:
             raise ValueError(f"simulated must be >= 0, got {simulated}")
@@ -263,6 +278,8 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
                  "missed_crops": missed_crops, "missed_signal": missed_signal,
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "dataset_regions": regions,
+                 # the shipped model's F1 against each dataset's ROIs as given and as plausible mistakes
+                 "annotation_check": [c.record() for c in checks] if check_annotations else None,
                  # what each dataset was given as: movie and ROI file paths (absolute), or the kind of object
                  "dataset_sources": [[_source_name(x) for x in entry[:2]] for entry in datasets],
                  "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patience": patience,
@@ -356,9 +373,11 @@ def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
     return channels
 
 
-def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress) -> tuple[list, list]:
-    """``[(name, summary, masks)]`` of the annotated datasets (cut to their regions) and the regions as given
-    (None: the whole field)."""
+def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
+                        check: bool = False) -> tuple[list, list, list]:
+    """``[(name, summary, masks)]`` of the annotated datasets (cut to their regions), the regions as given (None:
+    the whole field) and, when ``check``, the :class:`AnnotationCheck` of each (a ``UserWarning`` for those whose
+    ROIs look transposed, flipped or swapped: :func:`cellfie_caiman.training.annotation_check.check_annotations`)."""
     if any(isinstance(entry, (str, os.PathLike)) for entry in datasets):
         raise ValueError("datasets must be a list of (movie, rois) pairs, e.g. [('movie.tif', 'rois.json')]; got a "
                          "path among them (one pair needs its own list)")
@@ -376,7 +395,11 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
         if all(np.ptp(np.nan_to_num(np.asarray(getattr(summary, c)))) == 0 for c in channels):
             raise ValueError(f"{name}: its summary images are constant (an empty, constant or all-NaN movie?): "
                              "nothing to learn from")
-    return named, regions
+    checks = []
+    if check and named:
+        checks = annotation_check(named, [(c[0], c[2]) for _, c in checked], batch_frames=batch_frames,
+                                  filter_diameter=filter_diameter, progress=progress)
+    return named, regions, checks
 
 
 def _check_validation_strips(fields: list, val_fraction: float) -> None:

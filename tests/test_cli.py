@@ -268,7 +268,12 @@ def test_train_var_name_picks_the_annotated_movie(tmp_path, capsys):
     assert main([*argv, "--var-name", "raw"]) == 2  # the other movie: the ROIs do not fit its 32 x 32 frames
     _one_line_error(capsys, "outside")
     assert main([*argv, "--var-name", "registered"]) == 0
-    assert load_model(tmp_path / "w.npz").config.training["command"].endswith("--var-name registered")
+    training = load_model(tmp_path / "w.npz").config.training
+    assert training["command"].endswith("--var-name registered")
+    assert [c["dataset"] for c in training["annotation_check"]] == ["dataset0"]  # the ROIs were checked
+    assert main([*argv, "-o", str(tmp_path / "unchecked.npz"), "--var-name", "registered",
+                 "--no-check-annotations"]) == 0
+    assert load_model(tmp_path / "unchecked.npz").config.training["annotation_check"] is None
 
 
 def test_evaluate_missing_file(tmp_path, capsys):

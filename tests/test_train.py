@@ -661,3 +661,124 @@ def test_masks_given_as_arrays_are_read_as_read_rois_reads_them(data, tmp_path):
     np.testing.assert_array_equal(_as_masks(scipy.sparse.csc_matrix(ain), shape), masks)
     with pytest.raises(ValueError, match=r"masks must have shape \(N, 64, 64\)"):
         _as_masks(masks.transpose(0, 2, 1)[:, :, :60], shape)
+
+
+# ---- the check that annotations line up with their movies (training.annotation_check) ----
+
+@pytest.fixture(scope="module")
+def square_fields():
+    """Two simulated 64 x 64 movies (somata of ~10 px, which the shipped model finds well) and their masks."""
+    sims = [simulate(120, (64, 64), 12, seed=seed, fs=15.0, diameter=10.0) for seed in (3, 4)]
+    return [(s.movie, s.masks) for s in sims]
+
+
+class _TrainingStarted(Exception):
+    """Raised by the first U-Net batch: training has begun."""
+
+
+@pytest.fixture
+def stop_at_first_batch(monkeypatch):
+    """Make ``train()`` stop with ``_TrainingStarted`` when it draws its first training batch."""
+    import sys
+
+    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+
+    def first_batch(*args, **kwargs):
+        raise _TrainingStarted
+
+    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", first_batch)
+
+
+@pytest.mark.parametrize("mistake, arrange", [("transposed", lambda m: m.transpose(0, 2, 1)),
+                                              ("flipped up-down", lambda m: m[:, ::-1]),
+                                              ("flipped left-right", lambda m: m[:, :, ::-1])])
+def test_misaligned_annotations_are_warned_about_before_any_training_step(square_fields, stop_at_first_batch,
+                                                                          mistake, arrange):
+    movie, masks = square_fields[0]
+    with pytest.warns(UserWarning, match=rf"dataset0: the shipped model's detections match its annotations {mistake} "
+                      r"\(F1 0\.\d\d\) much better than its annotations as given \(F1 0\.\d\d\)") as record:
+        with pytest.raises(_TrainingStarted):
+            train([(movie, arrange(masks))], None, simulated=0, config=TINY, val_fraction=0.4, **ONE_EPOCH)
+    message = next(str(w.message) for w in record if "shipped model" in str(w.message))
+    assert "check_annotations=False" in message
+
+
+def test_movies_paired_with_the_wrong_rois_are_warned_about(square_fields, stop_at_first_batch):
+    (movie0, masks0), (movie1, masks1) = square_fields
+    with pytest.warns(UserWarning, match="paired with the wrong ROIs") as record:
+        with pytest.raises(_TrainingStarted):
+            train([(movie0, masks1), (movie1, masks0)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    messages = [str(w.message) for w in record if "paired with the wrong ROIs" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("dataset0: the shipped model's detections match dataset1's annotations (F1 0.")
+    assert messages[1].startswith("dataset1: the shipped model's detections match dataset0's annotations (F1 0.")
+
+
+def test_correctly_oriented_annotations_give_no_warning_and_their_check_is_recorded(square_fields):
+    import warnings
+
+    from cellfie_caiman.evaluate import match_rois
+    from cellfie_caiman.initialize import initialize, model_summary
+
+    movie, masks = square_fields[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = train([(movie, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert not [w for w in caught if "shipped model" in str(w.message)]
+    (checked,) = res.model.config.training["annotation_check"]
+    # the recorded F1 is that of the shipped model's one-pass detections against the masks
+    found = initialize(model_summary(movie), tta=False).masks
+    assert checked["f1"] == pytest.approx(match_rois(masks, found).f1, abs=1e-3)
+    assert checked["f1"] >= 0.5 and checked["suspect"] is None
+    assert set(checked["alternatives"]) == {"transposed", "flipped up-down", "flipped left-right"}
+
+
+def test_the_check_switched_off_runs_no_detection(square_fields, monkeypatch, stop_at_first_batch):
+    import sys
+
+    import cellfie_caiman.initialize  # noqa: F401  (the module: the package exports a function of that name)
+
+    init_module = sys.modules["cellfie_caiman.initialize"]
+    calls = []
+    real = init_module.initialize
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(init_module, "initialize", counted)
+    movie, masks = square_fields[0]
+    with pytest.raises(_TrainingStarted):  # up to the first training batch: where the check would have run
+        train([(movie, masks)], None, simulated=0, config=TINY, check_annotations=False, **ONE_EPOCH)
+    assert calls == []
+    with pytest.raises(_TrainingStarted):
+        train([(movie, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert len(calls) == 1, "one detection per annotated field when the check is on"
+
+
+def test_the_check_leaves_the_trained_weights_as_they_would_be_without_it(square_fields):
+    """Building the shipped model for the check drew from the global random state that seeds the new networks."""
+    movie, masks = square_fields[0]
+    on = train([(movie, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    off = train([(movie, masks)], None, simulated=0, config=TINY, check_annotations=False, **ONE_EPOCH)
+    for a, b in zip(on.model.unet.get_weights(), off.model.unet.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("f1, alternatives, chance, expected", [
+    (0.3, {"transposed": 0.59}, 0.0, None),               # less than twice the F1 as given
+    (0.3, {"transposed": 0.6, "flipped up-down": 0.1}, 0.0, "transposed"),
+    (0.05, {"transposed": 0.19}, 0.0, None),              # below 0.2: no better than nothing
+    (0.1, {"flipped up-down": 0.5}, 0.3, None),           # less than twice the chance level
+    (0.1, {"flipped up-down": 0.6}, 0.3, "flipped up-down"),
+    (0.5, {}, 0.0, None)])
+def test_the_declared_rule_for_a_mistake(f1, alternatives, chance, expected):
+    from cellfie_caiman.training.annotation_check import looks_wrong
+
+    assert looks_wrong(f1, alternatives, chance) == expected
+
+
+def test_check_annotations_must_be_a_bool(data):
+    summary, masks = data
+    with pytest.raises(ValueError, match="check_annotations must be True or False"):
+        train([(summary, masks)], None, simulated=0, config=TINY, check_annotations="no", **ONE_EPOCH)

@@ -1,0 +1,241 @@
+"""Check, before training, that each dataset's annotations line up with its movie.
+
+Annotations transposed relative to the movie (masks made with (x, y) swapped), flipped, or paired with the wrong
+movie train without an error and give a worse model. A brightness test cannot tell (many annotated somata are
+darker than their surround), but the shipped model can: its detections on the field (one pass, no test-time
+augmentation) are matched (:func:`cellfie_caiman.evaluate.match_rois`, CaImAn's rule) against the annotations as
+given and against the plausible mistakes: the annotations transposed (square fields), flipped up-down, flipped
+left-right, and the annotations of every other dataset of the same shape.
+
+The rule (:func:`looks_wrong`): a mistake is reported when its F1 is at least ``MIN_F1`` (0.2) and at least
+``MIN_RATIO`` (2) times both the F1 of the annotations as given and the chance level: the mean F1 of the
+annotations shifted (circularly) by half the field, which keeps their number and sizes but not their places, so
+that chance matches in a dense field, or detections poor enough to match anything as little as the annotations
+(a preparation unlike the shipped model's), give no alarm. Measured with the shipped model (one pass): correctly
+annotated real fields (neurofinder.01.01, neurofinder.00.00-left and 256 x 256 crops of them) score F1 0.60 to 0.76
+as given, 0.04 to 0.23 for the mistakes and 0.07 to 0.19 by chance; the same annotations transposed, flipped or
+swapped score 0.05 to 0.18 as given against 0.60 to 0.74 for the mistake that undoes them. Simulated 96 to 128 px
+fields score 0.87 to 1.0 as given and at most 0.42 for the mistakes.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import warnings
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: A mistake must match the shipped model's detections with at least this F1 ...
+MIN_F1 = 0.2
+#: ... and at least this many times the F1 of the annotations as given to be reported.
+MIN_RATIO = 2.0
+#: The model whose detections the annotations are checked against.
+CHECK_MODEL = "default"
+
+#: What each mistake says about the annotations (the other datasets' annotations are described where found).
+_MEANING = {"transposed": "transposed ((x, y) swapped) relative to the movie",
+            "flipped up-down": "flipped up-down (rows reversed) relative to the movie",
+            "flipped left-right": "flipped left-right (columns reversed) relative to the movie"}
+
+
+class AnnotationCheck(NamedTuple):
+    """How well the shipped model's detections match one dataset's annotations, as given and as plausible mistakes.
+
+    Attributes
+    ----------
+    name : str
+        The dataset (``'dataset0'``, ...).
+    f1 : float
+        F1 (CaImAn's rule) of the detections against the annotations as given.
+    alternatives : dict of str to float
+        F1 against each mistake: ``'transposed'`` (square fields), ``'flipped up-down'``, ``'flipped left-right'``,
+        ``"datasetJ's annotations"`` (fields of the same shape).
+    chance : float
+        Mean F1 against the annotations shifted by half the field (rows, columns, both): what unrelated masks of
+        the same number and sizes score.
+    detected : int
+        Number of neurons the shipped model found.
+    suspect : str or None
+        The mistake that matches clearly better than the annotations as given (:func:`looks_wrong`), if any.
+    """
+
+    name: str
+    f1: float
+    alternatives: dict
+    chance: float
+    detected: int
+    suspect: str | None
+
+    def record(self) -> dict:
+        """The check as JSON-ready numbers (F1 rounded to 3 decimals), for the weights file's training record."""
+        return {"dataset": self.name, "f1": round(self.f1, 3), "chance": round(self.chance, 3),
+                "detected": self.detected, "suspect": self.suspect,
+                "alternatives": {k: round(v, 3) for k, v in self.alternatives.items()}}
+
+
+def mistakes(masks: np.ndarray, others: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The plausible mistakes of ``masks`` (N, rows, cols): transposed (when rows == cols), flipped up-down and
+    left-right, and each of ``others`` (other datasets' masks, by name) that has the same field shape."""
+    out = {}
+    if masks.shape[1] == masks.shape[2]:
+        out["transposed"] = masks.transpose(0, 2, 1)
+    out["flipped up-down"] = masks[:, ::-1, :]
+    out["flipped left-right"] = masks[:, :, ::-1]
+    for name, m in others.items():
+        if m.shape[1:] == masks.shape[1:]:
+            out[f"{name}'s annotations"] = m
+    return out
+
+
+def shifted(masks: np.ndarray) -> list[np.ndarray]:
+    """``masks`` (N, rows, cols) shifted circularly by half the field down, right, and both: the same number and
+    sizes of masks in unrelated places (their F1 is the chance level)."""
+    rows, cols = masks.shape[1:]
+    return [np.roll(masks, shift, axis=(1, 2)) for shift in ((rows // 2, 0), (0, cols // 2), (rows // 2, cols // 2))]
+
+
+def looks_wrong(f1: float, alternatives: dict[str, float], chance: float = 0.0) -> str | None:
+    """The best-matching mistake when it matches clearly better than the annotations as given: its F1 >= ``MIN_F1``
+    and >= ``MIN_RATIO`` times both ``f1`` (as given) and ``chance`` (of unrelated masks, :func:`shifted`); else
+    None."""
+    if not alternatives:
+        return None
+    best = max(alternatives, key=alternatives.get)
+    score = alternatives[best]
+    return best if score >= MIN_F1 and score >= MIN_RATIO * max(f1, chance) else None
+
+
+def check_field(name: str, summary, masks: np.ndarray, others: dict[str, np.ndarray], model,
+                progress: bool = False) -> AnnotationCheck:
+    """Match the shipped model's detections on one field (``summary``, with the images ``model`` reads) against its
+    ``masks`` (N, rows, cols) and their :func:`mistakes`.
+
+    One detection pass (``initialize(summary, tta=False)``, the neuron size estimated by the model, as
+    ``initialize`` does without ``neuron_diameter``); its warnings (e.g. no neuron found) are not repeated.
+    """
+    from ..evaluate import match_rois
+    from ..initialize import initialize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = initialize(summary, model=model, tta=False, progress=progress).masks
+    f1 = match_rois(masks, found).f1
+    alternatives = {k: match_rois(m, found).f1 for k, m in mistakes(masks, others).items()}
+    chance = float(np.mean([match_rois(m, found).f1 for m in shifted(masks)]))
+    return AnnotationCheck(name, f1, alternatives, chance, len(found), looks_wrong(f1, alternatives, chance))
+
+
+def detection_summary(summary, opened, bounds, config, batch_frames: int | None, filter_diameter: float | None,
+                      progress: bool = False):
+    """The summary images of a dataset as the shipped model (of ``config``) reads them, or None when they cannot be
+    had.
+
+    ``summary`` (the training's, cut to the annotated region) when it holds every image the model reads and its
+    soma-filtered image, if the model reads it, was computed at the model's ``train_diameter`` (within 10 %;
+    ``filter_diameter``: the diameter training used, None when given as summary images, which are taken as they
+    are); else computed from the movie ``opened`` (:func:`cellfie_caiman.initialize.model_summary`) and cut to
+    ``bounds``; None when the dataset was given as summary images without them.
+    """
+    from ..models.preprocess import is_summary
+    from .fields import crop_region
+
+    channels = config.channels
+    have = all(getattr(summary, c, None) is not None for c in channels)
+    filtered_ok = ("pnr_filtered" not in channels or filter_diameter is None
+                   or abs(filter_diameter / config.train_diameter - 1) <= 0.1)
+    if have and (filtered_ok or is_summary(opened)):
+        return summary
+    if is_summary(opened):
+        return None
+    from ..initialize import model_summary
+
+    with warnings.catch_warnings():  # a short movie was already warned about when its images were computed
+        warnings.simplefilter("ignore")
+        images = model_summary(opened, model=CHECK_MODEL, batch_frames=batch_frames, progress=progress)
+    if bounds is None:
+        return images
+    return crop_region(images, np.zeros((0,) + np.asarray(images.mean).shape, bool), bounds)[0]
+
+
+@contextlib.contextmanager
+def _global_rng_kept() -> Iterator[None]:
+    """Leave Python's and NumPy's global random states as they were: building the shipped model's networks draws
+    their initialisers' seeds from them, which would change the weights that ``train`` then initialises from its
+    seed."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def check_annotations(named: list[tuple[str, Any, np.ndarray]], sources: list[tuple[Any, Any]], *,
+                      batch_frames: int | None, filter_diameter: float | None,
+                      progress: bool = False) -> list[AnnotationCheck]:
+    """Check every annotated dataset against the shipped model's detections; a ``UserWarning`` for each one whose
+    annotations look transposed, flipped or swapped with another dataset's (see the module's rule).
+
+    Parameters
+    ----------
+    named : list of (name, SummaryImages, masks (N, rows, cols) bool)
+        The annotated datasets as training reads them (cut to their regions).
+    sources : list of (movie or SummaryImages, bounds or None)
+        What each was given as (opened), and its region (row0, row1, col0, col1), to compute the shipped model's
+        summary images when training's lack some.
+    batch_frames : int or None
+    filter_diameter : float or None
+        Soma diameter (pixels) of the training's ``pnr_filtered`` image (None: not computed).
+    progress : bool
+
+    Returns
+    -------
+    list of AnnotationCheck
+        One per dataset that could be checked (those given as summary images without the shipped model's images
+        are skipped, with a logged warning).
+    """
+    with _global_rng_kept():
+        return _check_all(named, sources, batch_frames, filter_diameter, progress)
+
+
+def _check_all(named: list, sources: list, batch_frames: int | None, filter_diameter: float | None,
+               progress: bool) -> list[AnnotationCheck]:
+    """:func:`check_annotations` itself."""
+    from ..models import load_model, model_config
+
+    config = model_config(CHECK_MODEL)  # the networks are built only when a field can be checked
+    masks = {name: m for name, _, m in named}
+    results = []
+    for (name, summary, m), (opened, bounds) in zip(named, sources, strict=True):
+        images = detection_summary(summary, opened, bounds, config, batch_frames, filter_diameter, progress)
+        if images is None:
+            logger.warning("%s: annotation check skipped: its summary images lack some the shipped model reads %s",
+                           name, list(config.channels))
+            continue
+        model = load_model(CHECK_MODEL)
+        others = {k: v for k, v in masks.items() if k != name}
+        result = check_field(name, images, m, others, model, progress)
+        logger.info("annotation check: %s", result.record())
+        if result.suspect is not None:
+            warnings.warn(warning_text(result), UserWarning, stacklevel=5)
+        results.append(result)
+    return results
+
+
+def warning_text(result: AnnotationCheck) -> str:
+    """What the warning for a suspect dataset says: the dataset, both F1 values, what looks wrong, what to do."""
+    suspect = result.suspect
+    if suspect in _MEANING:
+        what, wrong = f"its annotations {suspect}", f"its annotations look {_MEANING[suspect]}"
+    else:
+        what = suspect
+        wrong = (f"its movie looks paired with the wrong ROIs ({suspect} fit it better): check the order of the "
+                 "movies and ROI files")
+    return (f"{result.name}: the shipped model's detections match {what} (F1 {result.alternatives[suspect]:.2f}) "
+            f"much better than its annotations as given (F1 {result.f1:.2f}): {wrong}. Training on them would "
+            "teach wrong neurons; fix the annotations, or pass check_annotations=False if they are right")
