@@ -216,7 +216,13 @@ class _Sums:
 
 
 def _psd_noise(series: np.ndarray) -> np.ndarray:
-    """CaImAn's ``get_noise_fft(noise_method='mean')`` of each row of ``series`` (pixels, n) -> float64 (pixels,)."""
+    """CaImAn's ``get_noise_fft(noise_method='mean')`` of each row of ``series`` (pixels, n) -> float64 (pixels,).
+
+    Each row is shifted by a value of its own (the median of its first, middle and last samples) before the float32
+    FFT: a constant only enters the excluded zero-frequency bin, but a large one left in would leak its round-off
+    into the noise band (raw counts far from zero, such as uint16 or int16 data with large offsets and little
+    noise, would get their noise wrong by up to a few percent).
+    """
     n = series.shape[1]
     idx = noise_frames(n)
     if idx.size != n:
@@ -227,9 +233,18 @@ def _psd_noise(series: np.ndarray) -> np.ndarray:
         return np.zeros(series.shape[0])
     power = np.empty(series.shape[0])
     step = max(1, _FFT_SAMPLES // n_noise)
+    shifted = np.empty((min(step, series.shape[0]), n_noise), dtype=np.float32)
     for p in range(0, series.shape[0], step):  # small groups keep the spectrum in cache
-        _band_power(scipy.fft.rfft(series[p:p + step], axis=1, workers=1), k0, k1, power[p:p + step])
+        group = series[p:p + step]
+        out = shifted[:len(group)]
+        np.subtract(group, _median3(group[:, :1], group[:, n_noise // 2:n_noise // 2 + 1], group[:, -1:]), out=out)
+        _band_power(scipy.fft.rfft(out, axis=1, workers=1), k0, k1, power[p:p + step])
     return np.sqrt(power / ((k1 - k0) * n_noise))
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Element-wise median of three arrays of the same shape."""
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def _median_inplace(series: np.ndarray) -> np.ndarray:

@@ -21,8 +21,10 @@ Definitions (per batch of frames ``Y`` of shape (T, rows, cols); a pixel's "seri
     neurons visible: :mod:`cellfie_caiman.filtered` (one more pass over the movie).
 
 With ``batch_frames`` the movie is cut into consecutive batches (:func:`batch_bounds`: every frame is used; a
-remainder shorter than half a batch joins the last batch), every image is computed per batch and the pixel-wise
-maximum over batches is returned (for corr this is CaImAn's ``max_correlation_image``, up to its batch cutting).
+remainder shorter than half a batch, or than 2 frames, joins the last batch), every image is computed per batch and
+the pixel-wise maximum over batches is returned. For corr this is CaImAn's
+``max_correlation_image(Y, bin_size=batch_frames)`` where ``batch_frames`` divides T; otherwise CaImAn cuts the movie
+differently and drops the last frames (:func:`batch_bounds`), so the two differ.
 All images are float32 (rows, cols). On real data the builtin images agree with CaImAn's routines to ~1e-7
 (corr) and ~1e-5 relative (pnr; CaImAn computes in float32).
 
@@ -112,9 +114,16 @@ class SummaryImages(NamedTuple):
 def batch_bounds(n_frames: int, batch_frames: int | None) -> list[tuple[int, int]]:
     """Cut ``n_frames`` consecutive frames into batches of ``batch_frames``.
 
-    All frames are used. A remainder shorter than ``batch_frames / 2`` is merged into the previous batch (so
-    the last batch has between ``batch_frames`` and ``1.5 * batch_frames`` frames); a longer remainder is a
-    batch of its own. A movie shorter than ``batch_frames`` is one batch.
+    All frames are used. A remainder shorter than ``batch_frames / 2`` (or than 2 frames) is merged into the
+    previous batch (so the last batch has between ``batch_frames`` and ``1.5 * batch_frames`` frames, 3 with
+    ``batch_frames=2``); a longer remainder is a batch of its own. A movie shorter than ``batch_frames`` is one
+    batch. No batch of a movie of 2 frames or more has a single frame (which has no temporal variation: no
+    correlation, noise or peak).
+
+    This is not CaImAn's ``max_correlation_image(Y, bin_size)`` cutting unless ``batch_frames`` divides
+    ``n_frames`` (or ``n_frames <= batch_frames``): CaImAn makes its bins ``n_frames // (n_frames // bin_size)``
+    frames long when the remainder is below ``bin_size / 2``, else keeps ``bin_size``, and drops the frames left
+    over in both cases.
 
     Parameters
     ----------
@@ -142,7 +151,7 @@ def batch_bounds(n_frames: int, batch_frames: int | None) -> list[tuple[int, int
     batch_frames = int(batch_frames)
     n_full, rest = divmod(n_frames, batch_frames)
     starts = [k * batch_frames for k in range(n_full)]
-    if n_full == 0 or 2 * rest >= batch_frames:
+    if n_full == 0 or (2 * rest >= batch_frames and rest >= 2):
         starts.append(n_full * batch_frames)
     stops = starts[1:] + [n_frames]
     return list(zip(starts, stops, strict=True))
@@ -626,8 +635,9 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
         Anything :func:`cellfie_caiman.io.load_movie` accepts.
     batch_frames : int or None
         If given (cellfie uses 250), every image is computed on consecutive batches of this many frames and the
-        pixel-wise maximum over batches is returned; a remainder shorter than ``batch_frames / 2`` is merged into
-        the last batch (see :func:`batch_bounds`). None: one batch with all frames.
+        pixel-wise maximum over batches is returned; a remainder shorter than ``batch_frames / 2`` (or than 2
+        frames) is merged into the last batch (see :func:`batch_bounds`, also for how this differs from CaImAn's
+        ``max_correlation_image``). None: one batch with all frames.
     backend : {'auto', 'builtin', 'caiman'}
         'builtin' (and 'auto', which always means builtin): the streaming implementation of this module.
         'caiman': CaImAn's own ``local_correlations_fft`` and ``get_noise_fft`` on each batch held in memory

@@ -124,6 +124,16 @@ def test_filtered_pnr_degenerate_inputs():
         soma_filter(np.zeros(5), 6.0)
 
 
+def test_filtered_pnr_batches_of_two_frames_on_an_odd_movie():
+    """batch_frames=2 on 5 frames: no 1-frame batch, whose noise (0 / 0) made the whole image NaN."""
+    movie = np.random.default_rng(6).normal(50, 2, (5, 36, 40)).astype(np.float32)
+    out = filtered_pnr(movie, 10.0, batch_frames=2)
+    assert np.isfinite(out).all()
+    expected = np.maximum(naive_pnr(movie[:2], 10.0), naive_pnr(movie[2:], 10.0))  # batches (0, 2) and (2, 5)
+    np.testing.assert_allclose(out, expected, rtol=5e-3, atol=5e-3)  # sampled vs continuous Gaussians
+    assert np.isfinite(summary_images(movie, batch_frames=2, filter_diameter=10.0).pnr_filtered).all()
+
+
 def test_read_ahead_yields_every_range_in_order_and_passes_errors_on():
     from cellfie_caiman.filtered import _read_ahead
 

@@ -165,6 +165,20 @@ def test_long_movie_noise_uses_caiman_frame_subset():
     assert idx[-1] == T - 1 and np.array_equal(noise_frames(100), np.arange(100))
 
 
+@pytest.mark.parametrize("dtype, offset, noise", [(np.float32, 6e4, 0.5), (np.int16, -32000, 1.0),
+                                                   (np.float32, 1e5, 0.05)])
+def test_pnr_does_not_depend_on_a_large_baseline(dtype, offset, noise):
+    """Raw counts far from zero with little noise (uint16/int16 offsets): the float32 FFT of the noise step must not
+    lose the noise to the round-off of the baseline (the expectation is computed in float64)."""
+    rng = np.random.default_rng(18)
+    movie = (offset + rng.normal(0, noise, (300, 6, 7))).astype(dtype)
+    expected = naive_images(movie.astype(np.float32))
+    np.testing.assert_allclose(summary_images(movie).pnr, expected["pnr"], rtol=2e-5)
+    np.testing.assert_allclose(summary_images(movie, batch_frames=100).pnr,
+                               np.max([naive_images(movie[a:a + 100].astype(np.float32))["pnr"]
+                                       for a in (0, 100, 200)], axis=0), rtol=2e-5)
+
+
 @pytest.mark.parametrize("T", [801, 802, 1203])
 def test_median_of_long_series(T):
     """Short series are sorted and long ones partitioned for the median: both must equal np.median."""
@@ -191,6 +205,21 @@ def test_batch_bounds():
         assert b[0][0] == 0 and b[-1][1] == T and all(s1 == e0 for (_, e0), (s1, _) in zip(b, b[1:], strict=False))
     with pytest.raises(ValueError, match="batch_frames"):
         batch_bounds(100, 0)
+
+
+def test_no_batch_has_a_single_frame():
+    """A 1-frame batch has no variation (std, corr, noise 0; its 'mean' is one raw frame): a remainder of one frame
+    joins the previous batch even when it is half of batch_frames (batch_frames=2, odd T)."""
+    for T in range(2, 40):
+        for bf in range(2, 12):
+            b = batch_bounds(T, bf)
+            assert b[0][0] == 0 and b[-1][1] == T, (T, bf)
+            assert min(stop - start for start, stop in b) >= 2, (T, bf, b)
+    assert batch_bounds(5, 2) == [(0, 2), (2, 5)]
+    movie = structured_movie(T=7, rows=6, cols=5, seed=17)
+    per_batch = [naive_images(movie[a:b]) for a, b in [(0, 2), (2, 4), (4, 7)]]
+    expected = {name: np.max([p[name] for p in per_batch], axis=0) for name in PIXEL_IMAGES}
+    assert_images(summary_images(movie, batch_frames=2), expected, scale=100)
 
 
 def test_batches_give_max_over_naive_batch_images():
