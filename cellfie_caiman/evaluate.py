@@ -42,7 +42,9 @@ class MatchResult(NamedTuple):
     tp, fp, fn : int
         Matched pairs; predicted ROIs without a match; ground-truth ROIs without a match.
     precision, recall, f1 : float
-        ``tp / (tp + fp)``, ``tp / (tp + fn)``, ``2 tp / (2 tp + fp + fn)``; 0.0 where the denominator is 0.
+        ``tp / (tp + fp)``, ``tp / (tp + fn)``, ``2 tp / (2 tp + fp + fn)``; 0.0 where the denominator is 0
+        (CaImAn gives NaN there: precision with no predictions, recall with no ground truth, all three when both
+        are empty).
     matched : list of (int, int)
         ``(gt_index, pred_index)`` of each match, in increasing ``gt_index``.
     cost : ndarray, float64, (N_gt, N_pred)
@@ -59,6 +61,39 @@ class MatchResult(NamedTuple):
     cost: np.ndarray
 
 
+def _check_dims(dims) -> tuple[int, int] | None:
+    """``dims`` as two positive ints, or None; ``ValueError`` otherwise."""
+    if dims is None:
+        return None
+    try:
+        pair = tuple(dims)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"dims must be (rows, cols), got {dims!r}")
+    for d in pair:
+        number(d, "dims (rows, cols)", low=1, integer=True)
+    return int(pair[0]), int(pair[1])
+
+
+def _check_values(values: np.ndarray, name: str) -> None:
+    """``ValueError`` unless ``values`` are bool or real numbers, all finite."""
+    if values.dtype != bool and not (np.issubdtype(values.dtype, np.integer)
+                                     or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"{name}: masks must be bool or real numbers, got dtype {values.dtype}")
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: masks must be finite, found NaN or infinite values")
+
+
+def _stack(x, name: str) -> np.ndarray:
+    """``x`` as an array; a list of 2-D masks of different shapes is a clear ``ValueError``."""
+    if isinstance(x, (list, tuple)) and x:
+        shapes = {np.shape(m) for m in x}
+        if len(shapes) > 1:
+            raise ValueError(f"{name}: the masks have different frame shapes {sorted(shapes)}")
+    return np.asarray(x)
+
+
 def _as_masks(x, dims: tuple[int, int] | None, name: str) -> tuple[sp.csr_matrix | None, tuple[int, int] | None]:
     """Binary masks as a CSR matrix (N, rows * cols) with C-order pixels, and the frame shape.
 
@@ -66,10 +101,16 @@ def _as_masks(x, dims: tuple[int, int] | None, name: str) -> tuple[sp.csr_matrix
     Fortran-order pixels (then ``dims`` is required). Returns (None, None) for an empty set of unknown shape.
     """
     if sp.issparse(x):
-        return _from_ain(sp.coo_matrix(x), dims, name)
-    arr = np.asarray(x)
+        coo = sp.coo_matrix(x)
+        _check_values(coo.data, name)
+        return _from_ain(coo, dims, name)
+    arr = _stack(x, name)
+    _check_values(arr, name)
     if arr.size == 0 and arr.ndim < 3:
-        if arr.ndim == 2 and dims is not None and arr.shape[0] == dims[0] * dims[1]:
+        if arr.ndim == 2 and dims is not None:
+            if arr.shape[0] != dims[0] * dims[1]:
+                raise ValueError(f"{name}: Ain has {arr.shape[0]} rows but dims={tuple(dims)} has "
+                                 f"{dims[0] * dims[1]} pixels")
             return sp.csr_matrix((0, dims[0] * dims[1])), tuple(dims)
         return None, None
     if arr.ndim == 3:
@@ -127,9 +168,10 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
     Parameters
     ----------
     masks_gt, masks_pred : array-like or sparse matrix
-        Each either masks (N, rows, cols) (bool or numbers; a pixel belongs to a mask where its value is > 0),
-        a list of 2-D masks, or ``Ain`` (rows * cols, N) dense or ``scipy.sparse`` with Fortran-order pixels
-        (``p = row + col * rows``, CaImAn's layout; then ``dims`` is required).
+        Each either masks (N, rows, cols) (bool or real numbers; a pixel belongs to a mask where its value is
+        > 0), a list of 2-D masks of one shape, or ``Ain`` (rows * cols, N) dense or ``scipy.sparse`` with
+        Fortran-order pixels (``p = row + col * rows``, CaImAn's layout; then ``dims`` is required). NaN and
+        infinite values are refused. Both sets must have the same frame shape.
     thresh_cost : float
         ``rule='caiman'``: an assigned pair is a match when its cost ``1 - IoU`` is below this (0.7: IoU > 0.3).
     min_dist : float
@@ -138,16 +180,23 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
         ``'caiman'``: CaImAn's ``nf_match_neurons_in_binary_masks``. ``'iou'``: match pairs with IoU >= 0.5
         (SUNS, STNeuroNet); ``thresh_cost`` and ``min_dist`` are not used.
     dims : (int, int) or None
-        Frame shape (rows, cols); required for ``Ain`` inputs, checked against 3-D inputs.
+        Frame shape (rows, cols), positive integers; required for ``Ain`` inputs, checked against 3-D inputs.
 
     Returns
     -------
     MatchResult
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``rule``, settings out of range, masks that are not finite real numbers, frame shapes
+        that differ (between the two sets, within a list, or from ``dims``).
     """
     if rule not in ("caiman", "iou"):
         raise ValueError(f"rule must be 'caiman' or 'iou', got {rule!r}")
     number(thresh_cost, "thresh_cost (1 - IoU)", low=0, high=1, low_open=True)
     number(min_dist, "min_dist (pixels)", low=0, low_open=True)
+    dims = _check_dims(dims)
     gt, dims_gt = _as_masks(masks_gt, dims, "masks_gt")
     pred, dims_pred = _as_masks(masks_pred, dims, "masks_pred")
     if dims_gt is not None and dims_pred is not None and dims_gt != dims_pred:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -117,13 +118,13 @@ def ar_coefficients(decay_time: float, fs: float, p: int = 1, rise_time: float =
     -------
     ndarray, float64, (p,)
     """
-    if decay_time <= 0 or fs <= 0:
-        raise ValueError(f"decay_time and fs must be positive, got decay_time={decay_time}, fs={fs}")
+    number(decay_time, "decay_time (s)", low=0, low_open=True)
+    number(fs, "fs (Hz)", low=0, low_open=True)
     d = math.exp(-1.0 / (decay_time * fs))
     if p == 1:
         return np.array([d])
     if p == 2:
-        if not 0 < rise_time < decay_time:
+        if not (isinstance(rise_time, numbers.Real) and 0 < rise_time < decay_time):
             raise ValueError(f"rise_time must be in (0, decay_time={decay_time}), got {rise_time}")
         r = math.exp(-1.0 / (rise_time * fs))
         return np.array([d + r, -d * r])
@@ -159,6 +160,10 @@ def _place_centers(rng: np.random.Generator, shape: tuple[int, int], diameters: 
     """
     rows, cols = shape
     n = len(diameters)
+    if n > _max_disjoint(shape, diameters, min_distance):
+        raise ValueError(f"cannot place {n} neurons of diameter ~{np.mean(diameters):.1f} px at least "
+                         f"{min_distance} diameters apart in a {rows}x{cols} frame (they cannot fit); use fewer "
+                         "neurons, a smaller diameter or a smaller min_distance")
     centers = np.empty((n, 2))
     placed = 0
     tries = 0
@@ -184,6 +189,15 @@ def _place_centers(rng: np.random.Generator, shape: tuple[int, int], diameters: 
             if placed == n:
                 break
     return centers
+
+
+def _max_disjoint(shape: tuple[int, int], diameters: np.ndarray, min_distance: float) -> float:
+    """An upper bound on how many centres fit: discs of radius ``min_distance * min(diameters) / 2`` around them
+    are disjoint and lie in the frame grown by that radius, so their total area is at most its area."""
+    if len(diameters) == 0 or min_distance <= 0:
+        return math.inf
+    r = 0.5 * min_distance * float(np.min(diameters))
+    return (shape[0] - 1 + 2 * r) * (shape[1] - 1 + 2 * r) / (math.pi * r * r)
 
 
 class _Cell(NamedTuple):
@@ -381,6 +395,67 @@ def _kernel_peak(g: np.ndarray, n: int = 2000) -> float:
     return float(lfilter([1.0], np.concatenate([[1.0], -g]), imp).max())
 
 
+def _interval(value, name: str, *, low: float, high: float | None = None, low_open: bool = False,
+              high_open: bool = False) -> tuple[float, float]:
+    """A range ``(lo, hi)`` with ``lo <= hi``, both finite and within the bounds, else ``ValueError`` naming it."""
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a range (lo, hi), got {value!r}") from None
+    number(lo, f"{name}[0]", low=low, high=high, low_open=low_open, high_open=high_open)
+    number(hi, f"{name}[1]", low=low, high=high, low_open=low_open, high_open=high_open)
+    if lo > hi:
+        raise ValueError(f"{name} must be a range (lo, hi) with lo <= hi, got {value!r}")
+    return float(lo), float(hi)
+
+
+def _frame_shape(shape) -> tuple[int, int]:
+    """``shape`` as (rows, cols) of positive whole numbers, else ``ValueError``."""
+    try:
+        pair = tuple(shape)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"shape must be (rows, cols), got {shape!r}")
+    for v in pair:
+        number(v, "shape (rows, cols)", low=1, integer=True)
+    return int(pair[0]), int(pair[1])
+
+
+def _check_args(a: dict) -> None:
+    """``ValueError`` naming the first argument of :func:`simulate` (given as a dict) that is out of range."""
+    number(a["n_frames"], "n_frames", low=1, integer=True)
+    number(a["n_neurons"], "n_neurons", low=0, integer=True)
+    seed = a["seed"]
+    if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_))
+                                 and seed >= 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    positive = ("fs", "decay_time", "rise_time", "diameter", "edge", "photons", "gain")
+    non_negative = ("min_distance", "texture", "rate", "rate_sigma", "burstiness", "neuropil_contrast",
+                    "neuropil_activity", "vessels", "out_of_focus", "out_of_focus_activity", "puncta",
+                    "puncta_activity", "background_strength", "background_drift", "read_noise")
+    for name in positive:
+        number(a[name], name, low=0, low_open=True)
+    for name in non_negative:
+        number(a[name], name, low=0)
+    number(a["diameter"], "diameter (pixels)", low=1)
+    number(a["p"], "p", low=1, high=2, integer=True)
+    number(a["nb"], "nb", low=0, integer=True)
+    number(a["offset"], "offset (ADU)")
+    for name in ("diameter_spread", "occlusion", "bleach", "mask_threshold"):
+        number(a[name], name, low=0, high=1, high_open=True)
+    for name in ("filled", "synchrony", "neuropil_processes"):
+        number(a[name], name, low=0, high=1)
+    _interval(a["ellipticity"], "ellipticity", low=0, high=1, low_open=True)
+    _interval(a["nucleus_size"], "nucleus_size", low=0, high=1, low_open=True)
+    _interval(a["nucleus_dim"], "nucleus_dim", low=0, high=1)
+    _interval(a["cell_brightness"], "cell_brightness", low=0, low_open=True)
+    _interval(a["spike_amplitude"], "spike_amplitude", low=0)
+    _interval(a["rate_range"], "rate_range", low=0)
+    _interval(a["out_of_focus_edge"], "out_of_focus_edge", low=0, low_open=True)
+    number(a["block_frames"], "block_frames", low=1, integer=True, optional=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -515,24 +590,17 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     Returns
     -------
     Simulation
+
+    Raises
+    ------
+    ValueError
+        Naming the first argument that is out of range (NaN, infinite, negative where it must not be, a fraction
+        beyond 0..1, a range with lo > hi, a fractional count), or when the neurons do not fit in the frame.
     """
-    rows, cols = (int(s) for s in shape)
-    n_frames, n_neurons, nb = int(n_frames), int(n_neurons), int(nb)
-    if n_frames < 1 or rows < 1 or cols < 1:
-        raise ValueError(f"n_frames and shape must be positive, got n_frames={n_frames}, shape={shape}")
-    if n_neurons < 0 or nb < 0:
-        raise ValueError(f"n_neurons and nb must be >= 0, got n_neurons={n_neurons}, nb={nb}")
-    number(diameter, "diameter (pixels)", low=1)
-    number(rate, "rate (Hz)", low=0)
-    if photons <= 0 or gain <= 0 or read_noise < 0:
-        raise ValueError(f"photons and gain must be positive and read_noise >= 0, got photons={photons}, "
-                         f"gain={gain}, read_noise={read_noise}")
-    if not 0 <= occlusion < 1 or not 0 <= bleach < 1 or not 0 <= synchrony <= 1 or not 0 <= neuropil_processes <= 1:
-        raise ValueError("occlusion and bleach must be in [0, 1), synchrony and neuropil_processes in [0, 1]")
-    if not out_of_focus_activity >= 0:
-        raise ValueError(f"out_of_focus_activity must be >= 0, got {out_of_focus_activity}")
-    if not 0 < out_of_focus_edge[0] <= out_of_focus_edge[1]:
-        raise ValueError(f"out_of_focus_edge must be a range (lo, hi) with 0 < lo <= hi, got {out_of_focus_edge}")
+    _check_args(dict(locals()))
+    rows, cols = _frame_shape(shape)
+    n_frames, n_neurons, nb, p = int(n_frames), int(n_neurons), int(nb), int(p)
+    block_frames = None if block_frames is None else int(block_frames)
     g1 = ar_coefficients(decay_time, fs, p, rise_time)
     ss = np.random.SeedSequence(seed)
     rng_space, rng_time, rng_noise = (np.random.default_rng(s) for s in ss.spawn(3))

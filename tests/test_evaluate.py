@@ -143,6 +143,47 @@ def test_bad_inputs_are_refused():
             match_rois(masks, masks, **setting)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_mask_values_are_refused(bad):
+    """CaImAn refuses a NaN cost; a NaN pixel must not silently leave (or, inf, join) a mask."""
+    masks = np.stack([_rect((20, 20), 2, 6, 2, 6), _rect((20, 20), 10, 15, 10, 15)]).astype(float)
+    broken = masks.copy()
+    broken[1, 12, 12] = bad
+    for gt, pred, dims in [(masks, broken, None), (broken, masks, None), (_ain(masks), _ain(broken), (20, 20)),
+                           (sp.csc_matrix(_ain(broken)), _ain(masks), (20, 20))]:
+        with pytest.raises(ValueError, match="finite"):
+            match_rois(gt, pred, dims=dims)
+
+
+def test_non_numeric_masks_are_refused():
+    masks = np.zeros((2, 10, 10), bool)
+    for bad in (masks.astype(complex), masks.astype(str)):
+        with pytest.raises(ValueError, match="masks_pred"):
+            match_rois(masks, bad)
+
+
+def test_list_of_masks_of_different_frame_shapes_is_a_clear_error():
+    masks = [np.ones((10, 10), bool), np.ones((10, 11), bool)]
+    with pytest.raises(ValueError, match=r"masks_gt.*\(10, 10\).*\(10, 11\)"):
+        match_rois(masks, np.ones((1, 10, 10), bool))
+
+
+@pytest.mark.parametrize("dims", [(-20, -20), (20.5, 20), (0, 400), (True, 400), (20,), (20, 20, 1)])
+def test_bad_dims_are_refused(dims):
+    masks = np.zeros((2, 20, 20), bool)
+    masks[0, 2:6, 2:6] = masks[1, 10:14, 10:14] = True
+    with pytest.raises(ValueError, match="dims"):
+        match_rois(_ain(masks), _ain(masks), dims=dims)
+
+
+def test_empty_ain_of_the_wrong_size_is_refused():
+    masks = np.zeros((2, 20, 20), bool)
+    with pytest.raises(ValueError, match="pixels"):
+        match_rois(np.zeros((100, 0)), masks, dims=(20, 20))
+    # the right size is an empty set of that frame
+    assert match_rois(np.zeros((400, 0)), masks, dims=(20, 20)).fp == 2
+
+
 # ------------------------------------------------------------------------------------------- reference implementation
 
 

@@ -252,3 +252,61 @@ def test_bad_arguments_are_refused():
         simulate(5, (20, 20), 1, seed=0, p=3)
     with pytest.raises(ValueError):
         simulate(0, (20, 20), 1, seed=0)
+
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("n_frames", 2.5), ("n_frames", _NAN), ("n_frames", "10"), ("n_frames", True),
+    ("shape", (32.5, 32)), ("shape", (32,)), ("shape", 32), ("shape", (32, 32, 3)),
+    ("n_neurons", 2.5), ("n_neurons", _NAN), ("seed", -1), ("seed", 1.5), ("seed", _NAN),
+    ("fs", _NAN), ("fs", float("inf")), ("decay_time", _NAN), ("decay_time", float("inf")), ("p", 1.5),
+    ("diameter_spread", 1.0), ("diameter_spread", -0.5), ("diameter_spread", _NAN),
+    ("ellipticity", (0.0, 1.0)), ("ellipticity", (1.0, 0.5)), ("ellipticity", (0.5, 2.0)), ("ellipticity", (_NAN, 1)),
+    ("min_distance", -1), ("min_distance", _NAN),
+    ("nucleus_size", (0.0, 0.0)), ("nucleus_size", (-1, 0.5)), ("nucleus_size", (1.5, 2.0)),
+    ("nucleus_dim", (1.5, 2.0)), ("nucleus_dim", (-2, -1)), ("nucleus_dim", (_NAN, 0.5)),
+    ("edge", 0), ("edge", -1), ("edge", _NAN), ("texture", -1), ("texture", _NAN),
+    ("filled", _NAN), ("filled", -1), ("filled", 2),
+    ("photons", _NAN), ("photons", float("inf")),
+    ("cell_brightness", (0, 1)), ("cell_brightness", (-1, 1)), ("cell_brightness", (2, 1)),
+    ("spike_amplitude", (-1, 0)), ("spike_amplitude", (_NAN, 1)),
+    ("rate_sigma", _NAN), ("rate_sigma", -1), ("rate_range", (1, 0.1)), ("rate_range", (-1, 1)),
+    ("rate_range", (_NAN, 1)), ("burstiness", _NAN), ("burstiness", -1),
+    ("neuropil_contrast", _NAN), ("neuropil_contrast", -1), ("neuropil_activity", _NAN),
+    ("neuropil_activity", -1), ("vessels", _NAN), ("vessels", -1),
+    ("out_of_focus", _NAN), ("out_of_focus", -1), ("puncta", _NAN), ("puncta", -1),
+    ("puncta_activity", _NAN), ("puncta_activity", -1), ("nb", 1.5), ("nb", _NAN),
+    ("background_strength", _NAN), ("background_strength", -1), ("background_drift", _NAN),
+    ("background_drift", -1), ("gain", _NAN), ("gain", float("inf")), ("read_noise", _NAN),
+    ("offset", _NAN), ("offset", float("inf")),
+    ("mask_threshold", _NAN), ("mask_threshold", 1), ("mask_threshold", -1),
+    ("block_frames", 0), ("block_frames", -1), ("block_frames", 2.5),
+])
+def test_every_bad_argument_is_a_clear_error_naming_it(name, value):
+    """Never a NaN movie, a truncated size, empty masks or a crash deep inside NumPy: a ValueError naming it."""
+    with pytest.raises(ValueError, match=name):
+        simulate(**{"n_frames": 10, "shape": (32, 32), "n_neurons": 2, "seed": 0, name: value})
+
+
+@pytest.mark.parametrize("name, value", [("decay_time", _NAN), ("fs", float("inf")), ("p", 1.5)])
+def test_ar_coefficients_refuses_bad_arguments(name, value):
+    with pytest.raises(ValueError, match=name):
+        ar_coefficients(**{"decay_time": 0.4, "fs": 30.0, "p": 1, name: value})
+
+
+def test_whole_number_floats_and_numpy_ints_are_accepted():
+    a = simulate(np.int64(10), (np.int64(32), 32.0), 2.0, seed=np.uint32(5), nb=np.int8(1))
+    b = simulate(10, (32, 32), 2, seed=5, nb=1)
+    np.testing.assert_array_equal(a.movie, b.movie)
+
+
+def test_impossible_crowding_is_refused_at_once():
+    """Far more somata than fit (disjoint discs of radius min_distance * diameter / 2): no minutes of retries."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="cannot place"):
+        simulate(5, (32, 32), 100_000, seed=0)
+    assert time.perf_counter() - t0 < 5.0
