@@ -214,9 +214,10 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
     pred, gt : path
         ROI files in any format :func:`cellfie_caiman.rois.read_rois` reads.
     shape : (rows, cols), optional
-        Frame shape. When omitted it is taken from whichever file records it (mask arrays, CaImAn HDF5, NWB), else
-        from the extent of the ROIs of the files that do not (neurofinder JSON, ImageJ; the largest of them): every
-        ROI is read whole, so the scores do not depend on the frame size.
+        Frame shape. When omitted it is taken from whichever file records it (mask arrays, CaImAn HDF5, NWB; two
+        files that record different frames are an error), else from the extent of the ROIs of the files that do not
+        (neurofinder JSON, ImageJ; the largest of them): every ROI is read whole, so the scores do not depend on the
+        frame size.
 
     Returns
     -------
@@ -236,17 +237,19 @@ def evaluate_files(pred: str | os.PathLike, gt: str | os.PathLike,
         for k, p in enumerate(paths):
             with contextlib.suppress(ValueError):  # formats without a frame size need one
                 masks[k] = np.asarray(read_rois(p, None), dtype=bool)
-        extents = [m.shape[1:] for m in masks if m is not None]
-        extents += [e for p, m in zip(paths, masks, strict=True) if m is None and (e := file_extent(p))]
-        if any(m is None for m in masks) and not extents:
+        recorded = [m.shape[1:] for m in masks if m is not None]
+        if len(recorded) == 2 and recorded[0] != recorded[1]:
+            raise ValueError(f"{pred} records frames of {recorded[0]}, {gt} of {recorded[1]}: ROIs of different "
+                             "fields cannot be scored against each other")
+        extents = [e for p, m in zip(paths, masks, strict=True) if m is None and (e := file_extent(p))]
+        if any(m is None for m in masks) and not (recorded or extents):
             missing = next(p for p, m in zip(paths, masks, strict=True) if m is None)
             raise ValueError(f"{missing}: this ROI file does not record the frame size; give --shape ROWS COLS")
-        common = (max(e[0] for e in extents), max(e[1] for e in extents))
+        # the frame a file records, else the extent of the ROIs of both files (every ROI read whole)
+        common = recorded[0] if recorded else (max(e[0] for e in extents), max(e[1] for e in extents))
         for k, p in enumerate(paths):
             if masks[k] is None:
                 masks[k] = np.asarray(read_rois(p, common), dtype=bool)
-        rows, cols = max(m.shape[1] for m in masks), max(m.shape[2] for m in masks)
-        masks = [np.pad(m, ((0, 0), (0, rows - m.shape[1]), (0, cols - m.shape[2]))) for m in masks]
     if masks[0].shape[1:] != masks[1].shape[1:]:
         raise ValueError(f"{pred} gives masks of {masks[0].shape[1:]}, {gt} of {masks[1].shape[1:]}")
     return score(masks[1], masks[0])

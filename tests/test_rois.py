@@ -522,3 +522,19 @@ def test_a_roiset_zipped_by_macos_reads_without_its_appledouble_entries(tmp_path
         z.writestr("__MACOSX/RoiSet/._0001.roi", b"\x00\x05\x16\x07" + b"\x00" * 30)
     masks = read_rois(tmp_path / "mac.zip", (32, 32))
     assert masks.shape == (1, 32, 32) and masks[0, 2:6, 2:6].all() and masks.sum() == 16
+
+
+def test_evaluate_files_refuses_two_files_of_different_recorded_fields(tmp_path):
+    """Mask arrays record their frame: 32 x 32 predictions scored against 64 x 64 ground truth were padded and
+    scored as if drawn on the same field; ROI files that record no frame are read on the one the other records."""
+    from cellfie_caiman.pipeline import evaluate_files
+
+    gt = np.zeros((2, 64, 64), bool)
+    gt[0, 5:12, 5:12] = gt[1, 40:48, 30:38] = True
+    np.save(tmp_path / "gt64.npy", gt)
+    np.save(tmp_path / "pred32.npy", gt[:1, :32, :32])
+    with pytest.raises(ValueError, match=r"\(32, 32\).*\(64, 64\).*different fields"):
+        evaluate_files(tmp_path / "pred32.npy", tmp_path / "gt64.npy")
+    write_rois(tmp_path / "pred.json", gt[:1])  # records no frame: read on the 64 x 64 one
+    m = evaluate_files(tmp_path / "pred.json", tmp_path / "gt64.npy")["caiman"]
+    assert (m.tp, m.fp, m.fn) == (1, 0, 1)
