@@ -5,6 +5,7 @@ written once into the dense (K, rows, cols) stack and CaImAn's ``Ain``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -54,7 +55,17 @@ class LocalMasks(NamedTuple):
 
     @classmethod
     def from_dense(cls, masks: np.ndarray) -> LocalMasks:
-        """Each of ``masks`` (n, rows, cols) cropped to its bounding box (an empty mask: a 0 x 0 crop)."""
+        """Each of ``masks`` (n, rows, cols) cropped to its bounding box (an empty mask: a 0 x 0 crop).
+
+        Parameters
+        ----------
+        masks : ndarray, shape (n, rows, cols)
+            Nonzero is in.
+
+        Returns
+        -------
+        LocalMasks
+        """
         masks = np.asarray(masks, bool)
         any_r, any_c = masks.any(2), masks.any(1)
         r0, r1 = any_r.argmax(1), any_r.shape[1] - any_r[:, ::-1].argmax(1)
@@ -65,7 +76,7 @@ class LocalMasks(NamedTuple):
         crops = [m[a:b, c:d] for m, (a, b, c, d) in zip(masks, boxes, strict=True)]
         return cls(crops, boxes.reshape(-1, 4), tuple(masks.shape[1:]))
 
-    def dense(self, order=None) -> np.ndarray:
+    def dense(self, order: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The masks ``order`` (default: all, in order) as one bool array (len(order), rows, cols).
 
         Only the boxes are written into the zeroed array (whole masks are never copied or transposed): on a 512 x 512
@@ -80,7 +91,7 @@ class LocalMasks(NamedTuple):
             out[k, r0:r1, c0:c1] = self.crops[i]
         return out
 
-    def ain(self, order=None) -> np.ndarray:
+    def ain(self, order: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The masks ``order`` as CaImAn's ``Ain``: bool (rows * cols, len(order)), Fortran-ordered, column k the
         mask flattened in Fortran order (what :func:`cellfie_caiman.masks.masks_to_ain` gives for :meth:`dense`).
 
@@ -114,9 +125,29 @@ def place_windows(det: Detections, keep: np.ndarray, shape: tuple[int, int], sca
     ``i`` sits at model coordinate ``(i + 0.5) * scaled / original - 0.5``. Each mask keeps the connected component
     at its centre (else its largest) and is dropped when smaller than ``min_area`` pixels.
 
+    Parameters
+    ----------
+    det : Detections
+        Instance windows and their centres (row, col) on the model grid.
+    keep : ndarray, bool, shape (len(det),)
+        Which instances to place.
+    shape : (rows, cols)
+        The original grid, pixels.
+    scaled_shape : (rows, cols)
+        The model grid, pixels.
+    window : int
+        Side of an instance window, model-grid pixels.
+    min_area : float
+        Smallest mask kept, original-grid pixels.
+
     Returns
     -------
-    masks : LocalMasks (k masks), index : int (k,) into ``det``, centers : float (k, 2) original grid
+    masks : LocalMasks
+        The k placed masks.
+    index : ndarray, int, shape (k,)
+        Index of each into ``det``.
+    centers : ndarray, float64, shape (k, 2)
+        Centre (row, col) of each on the original grid.
     """
     rows, cols = shape
     fr, fc = scaled_shape[0] / rows, scaled_shape[1] / cols
@@ -157,14 +188,17 @@ def place_windows(det: Detections, keep: np.ndarray, shape: tuple[int, int], sca
 
 def windows_to_masks(det: Detections, keep: np.ndarray, shape: tuple[int, int], scaled_shape: tuple[int, int],
                      window: int, min_area: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`place_windows` with the masks as one dense bool array (k, rows, cols)."""
+    """:func:`place_windows` with the masks as one dense bool array (k, rows, cols); same parameters."""
     local, index, centers = place_windows(det, keep, shape, scaled_shape, window, min_area)
     return local.dense(), index, centers
 
 
 def dedup_local(masks: LocalMasks, scores: np.ndarray, max_overlap: float = 0.5,
                 containment: float = CONTAINMENT) -> np.ndarray:
-    """:func:`dedup_masks` on cropped masks: only the overlap of two boxes is compared."""
+    """:func:`dedup_masks` on cropped masks: only the overlap of two boxes is compared.
+
+    Parameters and return value as for :func:`dedup_masks`, with ``masks`` a :class:`LocalMasks`.
+    """
     crops, boxes = masks.crops, masks.boxes
     areas = np.array([c.sum() for c in crops], np.float64)
     kept: list[int] = []
@@ -202,6 +236,11 @@ def dedup_masks(masks: np.ndarray, scores: np.ndarray, max_overlap: float = 0.5,
     ----------
     masks : bool (n, rows, cols)
     scores : (n,)
+        Higher is better; ties keep the earlier mask.
+    max_overlap : float
+        IoU above which a mask duplicates a kept one.
+    containment : float
+        Fraction of either mask's area inside the other above which they are duplicates.
 
     Returns
     -------

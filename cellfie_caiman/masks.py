@@ -3,9 +3,14 @@ memory-light copies, sparse rows and best overlaps. Reading and writing ROI file
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import scipy.sparse
 
 from ._memory import zeros_on_demand
 
@@ -14,10 +19,20 @@ __all__ = ["mask_diameter", "masks_to_ain", "bounding_box", "take_masks", "spars
 
 
 def mask_diameter(masks: np.ndarray) -> float:
-    """Typical neuron diameter in pixels: ``2 * sqrt(median area / pi)`` of the non-empty masks (N, rows, cols).
+    """Typical neuron diameter in pixels: ``2 * sqrt(median area / pi)`` of the non-empty masks.
 
-    NaN when there is none.
+    Parameters
+    ----------
+    masks : ndarray, shape (N, rows, cols)
+        Boolean masks (area: pixel count); for other dtypes the area is the sum of a mask's values.
 
+    Returns
+    -------
+    float
+        Pixels; NaN when no mask is non-empty.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> yy, xx = np.mgrid[:40, :40]
     >>> round(mask_diameter(np.array([(yy - 20) ** 2 + (xx - 20) ** 2 <= 36])), 1)
@@ -53,6 +68,15 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(r0, r1, c0, c1)``: the rows ``r0:r1`` and columns ``c0:c1`` holding a 2-D mask's pixels; None if it has
     none. From ``any()`` along each axis, far cheaper than ``nonzero()`` on a large field.
 
+    Parameters
+    ----------
+    mask : ndarray, shape (rows, cols)
+        Nonzero is in.
+
+    Returns
+    -------
+    (int, int, int, int) or None
+
     Examples
     --------
     >>> m = np.zeros((5, 6), bool); m[1, 2] = m[3, 4] = True
@@ -83,6 +107,13 @@ def take_masks(masks: np.ndarray, index: Sequence[int] | np.ndarray) -> np.ndarr
     -------
     ndarray of bool, shape (len(index), rows, cols)
 
+    Raises
+    ------
+    ValueError
+        If ``masks`` is not 3-D.
+    IndexError
+        If an index is out of range.
+
     Examples
     --------
     >>> m = np.zeros((3, 4, 4), bool); m[0, 1, 1] = m[2, 3, 0] = True
@@ -110,13 +141,28 @@ def put_in_box(stack: np.ndarray, k: int, mask: np.ndarray) -> None:
         stack[k, r0:r1, c0:c1] = mask[r0:r1, c0:c1]
 
 
-def sparse_rows(a: np.ndarray, dtype=np.float64):
+def sparse_rows(a: np.ndarray, dtype: npt.DTypeLike = np.float64) -> scipy.sparse.csr_matrix:
     """A 2-D array (n, m) as a ``scipy.sparse.csr_matrix`` of ``dtype``, read once in its own memory order.
 
     The same matrix as ``scipy.sparse.csr_matrix(a, dtype=dtype)`` (non-zero entries, NaN included), made from one
     ``np.flatnonzero`` pass instead of a two-dimensional ``nonzero``: for 1300 masks of 1280 x 1280 pixels, 0.4 s
     against 6.7 s, and against 15.5 s for a Fortran-ordered array such as ``Ain``, which is read through its
     transpose.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n, m)
+    dtype : dtype
+        Of the matrix's values.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (n, m)
+
+    Raises
+    ------
+    ValueError
+        If ``a`` is not 2-D.
 
     Examples
     --------
@@ -141,7 +187,8 @@ def sparse_rows(a: np.ndarray, dtype=np.float64):
     return scipy.sparse.csr_matrix((flat[idx].astype(dtype), cols, indptr), shape=a.shape)
 
 
-def best_overlap(a, b) -> tuple[np.ndarray, np.ndarray]:
+def best_overlap(a: np.ndarray | scipy.sparse.spmatrix, b: np.ndarray | scipy.sparse.spmatrix
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``a``, the row of ``b`` whose support overlaps it most, by intersection over union.
 
     Parameters
@@ -155,6 +202,11 @@ def best_overlap(a, b) -> tuple[np.ndarray, np.ndarray]:
         The row of ``b`` with the largest IoU (the first such row on ties); -1 where no row overlaps.
     iou : ndarray (n,) float
         That IoU; 0 where no row overlaps.
+
+    Raises
+    ------
+    ValueError
+        If ``a`` and ``b`` have different numbers of pixels.
 
     Examples
     --------
@@ -191,11 +243,12 @@ def best_overlap(a, b) -> tuple[np.ndarray, np.ndarray]:
 FOOTPRINT_THRESHOLD = 0.2
 
 
-def footprints_to_masks(A, dims: tuple[int, int], thr: float = FOOTPRINT_THRESHOLD) -> np.ndarray:
+def footprints_to_masks(A: np.ndarray | scipy.sparse.spmatrix, dims: tuple[int, int],
+                        thr: float = FOOTPRINT_THRESHOLD) -> np.ndarray:
     """Binary ROIs from CNMF footprints: pixels above ``thr`` times the footprint's peak, connected to the peak.
 
     This is the binarisation of CaImAn's benchmark protocol (``threshold_spatial_components(maxthr=0.2)``, then
-    the connected part of the footprint that holds its maximum), with holes filled.
+    the connected part (8-connected) of the footprint that holds its maximum), with holes filled.
 
     Parameters
     ----------
@@ -209,6 +262,12 @@ def footprints_to_masks(A, dims: tuple[int, int], thr: float = FOOTPRINT_THRESHO
     Returns
     -------
     ndarray, bool, shape (K, rows, cols)
+        A footprint without a positive value gives an empty mask.
+
+    Raises
+    ------
+    ValueError
+        If ``A`` has not ``rows * cols`` rows.
     """
     import scipy.sparse as sp
 

@@ -46,7 +46,8 @@ class DataParams:
     soma_diameter_um : float
         Typical soma diameter in microns, used only with ``pixel_size``.
     var_name : str or None
-        Dataset name inside an HDF5 file (CaImAn: ``data.var_name_hdf5``).
+        Dataset path inside an HDF5 file (CaImAn: ``data.var_name_hdf5``), or the name (or path) of the
+        ``TwoPhotonSeries`` to read from an NWB file (:func:`cellfie_caiman.io.load_movie`).
     """
 
     fr: float | None = None
@@ -70,11 +71,22 @@ class DataParams:
             raise ValueError(f"data.var_name must be a dataset name or None, got {self.var_name!r}")
 
     def frame_rate(self, movie: Any = None, warn: bool = True) -> float:
-        """The frame rate (Hz) for ``movie``: ``fr`` when given (a warning if the movie file records another), else
-        the one the movie file records (``Movie.frame_rate``), else ``DEFAULT_FR`` with a warning (unless ``warn``
-        is False: nothing that follows depends on the rate, as for detection alone).
+        """The frame rate (Hz) for ``movie``: ``fr`` when given (a logged warning if the movie file records one
+        more than 1 % different), else the one the movie file records (``Movie.frame_rate``), else ``DEFAULT_FR``
+        with a ``UserWarning`` (unless ``warn`` is False: nothing that follows depends on the rate, as for
+        detection alone).
 
-        ``movie``: a :class:`cellfie_caiman.io.Movie`, a path ``load_movie`` opens, an array, or None.
+        Parameters
+        ----------
+        movie : Movie, str, path, ndarray or None
+            A :class:`cellfie_caiman.io.Movie`, a path ``load_movie`` opens (with ``var_name``), an array, or None.
+        warn : bool
+            Warn when ``DEFAULT_FR`` is assumed.
+
+        Returns
+        -------
+        float
+            Frames per second (Hz).
         """
         recorded = getattr(movie, "frame_rate", None)
         if recorded is None and isinstance(movie, (str, os.PathLike)):
@@ -113,7 +125,8 @@ class SummaryParams:
     Attributes
     ----------
     batch_frames : int or None
-        Frames per batch; each image is the pixel-wise maximum over batches (the cellfie definition: 250).
+        Frames per batch (at least 2); each image is the pixel-wise maximum over batches (the cellfie definition:
+        250). None: one batch with every frame.
     """
 
     batch_frames: int | None = 250
@@ -129,14 +142,15 @@ class DetectionParams:
 
     Attributes
     ----------
-    model : str
-        Registered model name or path to a weights file.
+    model : str or path
+        Shipped model name (:func:`cellfie_caiman.models.list_models`) or path to a ``.npz`` weight file.
     min_score : float
         Instances whose score is below this are dropped (0..1).
     prob_threshold : float
         Local maxima of the probability map below this are not examined (0..1).
     max_overlap : float
-        Two kept masks whose IoU exceeds this are duplicates; the lower-scoring one is dropped.
+        Two kept masks whose IoU exceeds this (in (0, 1]), or one lying more than 80 % inside the other, are
+        duplicates; the lower-scoring one is dropped.
     tta : bool or int
         Average the networks over the 8 rotations and flips (True, default), over the 4 flips (4: faster, about
         as accurate on the validation data), or not at all (False: one pass, fastest, fewer neurons); see
@@ -176,7 +190,7 @@ class RefineParams:
         background) needs the builtin backend (CaImAn's fits one, with a warning).
     merge_thr : float
         Overlapping components whose traces correlate above this are merged.
-    gSig : tuple of int
+    gSig : tuple of int or None
         Half-size of a neuron in pixels (CaImAn: ``init.gSig``); None derives it from the neuron diameter. Recorded
         in CaImAn's parameters but without effect on a seeded run: CaImAn's seeded path does not use it and the
         builtin does not either.
@@ -228,6 +242,23 @@ class QualityParams:
     ``use_cnn`` the networks' detection score takes its place: for each component, the score of the detected mask
     that overlaps it most (intersection over union; 0 when none), stored as ``cnn_preds``. It only applies when the
     seeds come with scores (the result of ``initialize``), not to plain masks.
+
+    Attributes
+    ----------
+    min_SNR : float
+        SNR above which a component is accepted (CaImAn: ``quality.min_SNR``).
+    SNR_lowest : float
+        SNR at or below which a component is rejected.
+    rval_thr : float
+        Spatial correlation ``r`` at or above which a component is accepted.
+    rval_lowest : float
+        ``r`` at or below which a component is rejected.
+    use_cnn : bool
+        Use the networks' detection score as CaImAn's ``cnn`` measure (above).
+    min_cnn_thr : float
+        Score at or above which a component is accepted (with ``use_cnn``).
+    cnn_lowest : float
+        Score at or below which a component is rejected (with ``use_cnn``).
     """
 
     min_SNR: float = 2.5
@@ -246,7 +277,17 @@ class QualityParams:
 
 @dataclass
 class OutputParams:
-    """What :func:`cellfie_caiman.run` writes besides the results."""
+    """What :func:`cellfie_caiman.run` writes besides the results.
+
+    Attributes
+    ----------
+    nwb : bool
+        Also write the results as NWB (``results.nwb``; needs pynwb).
+    pictures : bool
+        Write the pictures (``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``).
+    gif_frames : int
+        Frames shown in ``segmentation.gif`` (at least 1).
+    """
 
     nwb: bool = False
     pictures: bool = True
@@ -289,7 +330,18 @@ class Params:
 
     def with_frame_rate(self, movie: Any) -> Params:
         """These parameters when ``data.fr`` is given, else a copy with it set for ``movie``
-        (:meth:`DataParams.frame_rate`: the rate the movie file records, else 30 Hz with a warning)."""
+        (:meth:`DataParams.frame_rate`: the rate the movie file records, else 30 Hz with a warning).
+
+        Parameters
+        ----------
+        movie : Movie, str, path, ndarray or None
+            As for :meth:`DataParams.frame_rate`.
+
+        Returns
+        -------
+        Params
+            ``self`` (not a copy) when ``data.fr`` is set.
+        """
         if self.data.fr is not None:
             return self
         resolved = copy.deepcopy(self)
@@ -299,7 +351,25 @@ class Params:
     @classmethod
     def coerce(cls, params: Params | Mapping[str, Any] | str | os.PathLike | None) -> Params:
         """A checked :class:`Params` from a Params (returned as is), a dict of groups, a JSON/YAML file path, or
-        None (the defaults). Raises ``ValueError`` naming a setting out of its range (:meth:`check`)."""
+        None (the defaults).
+
+        Parameters
+        ----------
+        params : Params, mapping, str, path or None
+
+        Returns
+        -------
+        Params
+
+        Raises
+        ------
+        ValueError
+            A setting out of its range (:meth:`check`), an unknown group or key, a file that cannot be parsed.
+        FileNotFoundError
+            A parameter file that does not exist.
+        TypeError
+            ``params`` of another type.
+        """
         if params is None:
             return cls()
         if isinstance(params, cls):
@@ -314,7 +384,22 @@ class Params:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Params:
-        """Build from ``{'group': {'key': value}}``; unknown groups or keys raise ``ValueError``."""
+        """Build from ``{'group': {'key': value}}`` (missing groups and keys take their defaults), checked.
+
+        Parameters
+        ----------
+        d : dict or None
+            Groups ``data``, ``summary``, ``detection``, ``refine``, ``quality``, ``output``.
+
+        Returns
+        -------
+        Params
+
+        Raises
+        ------
+        ValueError
+            An unknown group or key, a flag that is not true or false, or a value out of its range (:meth:`check`).
+        """
         d = d or {}
         unknown = set(d) - set(_GROUPS)
         if unknown:
@@ -370,8 +455,25 @@ class Params:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> Params:
-        """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file."""
+    def load(cls, path: str | os.PathLike) -> Params:
+        """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file (any other suffix is read as JSON).
+
+        Parameters
+        ----------
+        path : str or path
+
+        Returns
+        -------
+        Params
+            Checked (:meth:`from_dict`).
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If it cannot be parsed, does not hold a mapping of groups, or holds unknown or out-of-range settings.
+        """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"parameter file not found: {path}")
@@ -389,8 +491,14 @@ class Params:
             raise ValueError(f"parameter file {path} must hold a mapping of groups, got {type(d).__name__}")
         return cls.from_dict(d)
 
-    def save(self, path: str | Path) -> None:
-        """Write parameters as JSON (or YAML when the suffix is ``.yaml``/``.yml``)."""
+    def save(self, path: str | os.PathLike) -> None:
+        """Write parameters as JSON (or YAML when the suffix is ``.yaml``/``.yml``).
+
+        Parameters
+        ----------
+        path : str or path
+            Output file; :meth:`load` reads it back.
+        """
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

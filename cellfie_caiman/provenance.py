@@ -21,7 +21,11 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .io import Movie
+    from .models import DetectionModel
 
 __all__ = ["provenance", "file_sha256", "software_versions"]
 
@@ -32,7 +36,22 @@ DISTRIBUTIONS = ("numpy", "scipy", "scikit-image", "scikit-learn", "h5py", "tiff
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, hex; cached per path, size and modification time."""
+    """SHA-256 of a file's bytes, hex; cached per path, size and modification time.
+
+    Parameters
+    ----------
+    path : str or path
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read (``FileNotFoundError`` when it does not exist).
+    """
     st = os.stat(path)
     return _sha256(os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
@@ -49,7 +68,18 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 def software_versions(backend: str | None = None) -> dict[str, Any]:
     """Python, the platform, the installed versions of :data:`DISTRIBUTIONS` (for Keras, TensorFlow and PyTorch
     the version loaded in this process, when loaded), Keras' backend when Keras is loaded, and CaImAn's version
-    when ``backend == 'caiman'``."""
+    when ``backend == 'caiman'``.
+
+    Parameters
+    ----------
+    backend : str, optional
+        The refinement backend that ran.
+
+    Returns
+    -------
+    dict
+        ``python``, ``platform``, ``cpu_count``, and one entry per installed distribution (version strings).
+    """
     versions: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
                                 "cpu_count": os.cpu_count()}
     for name in DISTRIBUTIONS:
@@ -97,7 +127,8 @@ def _movie_record(movie) -> dict[str, Any]:
     return record
 
 
-def provenance(*, model="default", movie=None, backend: str | None = None) -> dict[str, Any]:
+def provenance(*, model: str | os.PathLike | DetectionModel = "default", movie: Movie | None = None,
+               backend: str | None = None) -> dict[str, Any]:
     """A JSON-ready record of what produces a result.
 
     Parameters

@@ -10,12 +10,16 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from ._files import atomic_path
 from .masks import bounding_box
+
+if TYPE_CHECKING:
+    from .io import Movie
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,18 @@ def mask_contours(masks: np.ndarray | Iterable[np.ndarray]) -> list[list[np.ndar
 
 
 def mask_outlines(masks: np.ndarray) -> np.ndarray:
-    """Union of the one-pixel inner borders of the masks (K, rows, cols) -> bool (rows, cols)."""
+    """Union of the one-pixel inner borders of the masks.
+
+    Parameters
+    ----------
+    masks : ndarray, shape (K, rows, cols)
+        Nonzero is in.
+
+    Returns
+    -------
+    ndarray, bool, shape (rows, cols)
+        The pixels of a mask that touch (4-connected) a pixel outside it or the image's edge.
+    """
     masks = np.asarray(masks, dtype=bool)
     out = np.zeros(masks.shape[1:], bool)
     for m in masks:
@@ -148,6 +163,16 @@ def plot_contours(
         Texts of the legend entry of the background image and of the colour bar.
     score_range : (float, float), optional
         Scores mapped to the ends of the colour bar (default 0..1, or the scores' range if outside it).
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
+
+    Raises
+    ------
+    ValueError
+        ``scores`` or ``accepted`` without one value per mask, or masks whose frames are not ``background``'s.
     """
     from matplotlib import colors
     from matplotlib.lines import Line2D
@@ -243,6 +268,11 @@ def plot_probability(
     masks : ndarray, bool, shape (K, rows, cols), optional
         Detected ROIs to outline.
     title : str, optional
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     prob_map = np.asarray(prob_map, dtype=np.float32)
     rows, cols = prob_map.shape
@@ -291,10 +321,20 @@ def plot_traces(
     labels : sequence of K str, optional
         Name of each trace (default ``ROI k``).
     n : int
-        Number of traces shown.
+        Most traces shown.
     title : str, optional
         Title (default: what is drawn, and how the traces were chosen); "(each scaled to its own range)" is added
         to it, since the picture has no amplitude axis.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
+
+    Raises
+    ------
+    ValueError
+        ``raw`` or ``snr`` of the wrong shape, or ``fr`` not positive.
     """
     traces = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     k, t = traces.shape
@@ -387,7 +427,7 @@ def _gif_frames(movie, start: int, n_out: int, window: int, sigma: float, down: 
 
 
 def save_gif(
-    movie,
+    movie: Movie | np.ndarray,
     masks: np.ndarray,
     path: str | os.PathLike,
     *,
@@ -414,7 +454,7 @@ def save_gif(
     start : int
         First frame.
     fps : float
-        Playback rate.
+        Playback rate in frames per second (each GIF frame lasts ``round(1000 / fps)`` ms).
     smooth : int
         Running mean over this many frames (reduces shot noise; 1 = none).
     spatial_sigma : float
@@ -422,6 +462,11 @@ def save_gif(
     min_size, max_size : int
         The longer side of the GIF is scaled up (by an integer factor, nearest neighbour) to at least ``min_size``
         pixels and down (by block averaging) to at most ``max_size``.
+
+    Returns
+    -------
+    Path
+        ``path``, written atomically.
     """
     from PIL import Image
 

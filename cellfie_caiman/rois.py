@@ -166,7 +166,32 @@ def _oval_mask(left: float, top: float, width: float, height: float, shape) -> n
 
 def masks_from_coordinates(regions: Sequence[Sequence[Sequence[int]]], shape: Sequence[int],
                            source: str = "<regions>") -> np.ndarray:
-    """Masks (N, rows, cols) from lists of [row, col] pixel coordinates; coordinates outside ``shape`` are errors."""
+    """Masks from lists of [row, col] pixel coordinates (neurofinder's ``coordinates``).
+
+    Parameters
+    ----------
+    regions : sequence of N sequences of [row, col]
+        Pixel coordinates of each ROI: integers, or floats with whole values; an empty region gives an empty mask.
+    shape : (rows, cols)
+        Image size in pixels.
+    source : str
+        Names the input in error messages.
+
+    Returns
+    -------
+    ndarray, bool, shape (N, rows, cols)
+
+    Raises
+    ------
+    RoiError
+        A bad ``shape``, coordinates that are not [row, col] pairs or not whole numbers, or pixels outside
+        ``shape``.
+
+    Examples
+    --------
+    >>> masks_from_coordinates([[[0, 1], [2, 1]], []], (3, 2)).astype(int).tolist()
+    [[[0, 1], [0, 0], [0, 1]], [[0, 0], [0, 0], [0, 0]]]
+    """
     shape = _check_shape(shape, source)
     masks = zeros_on_demand((len(regions),) + shape, f"masks of {source}")
     for k, coords in enumerate(regions):
@@ -204,8 +229,9 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
         ``.json`` (neurofinder), ``.zip``/``.roi`` (ImageJ), ``.npy``/``.npz`` (masks or Ain), ``stat.npy``
         (Suite2p), ``.hdf5``/``.h5`` (CaImAn results), ``.nwb`` (PlaneSegmentation).
     shape : (rows, cols), optional
-        Image size. Required for formats that do not store it (JSON, ImageJ, Ain, Suite2p without ops.npy);
-        checked against it for the others.
+        Image size in pixels. Required for formats that do not store it (JSON, ImageJ, Ain, Suite2p without
+        ops.npy; NWB ``pixel_mask`` without a single ``TwoPhotonSeries`` shape); for Suite2p it is used instead of
+        ``ops.npy``; checked against the file's size for the others.
     a_threshold : float or None
         CaImAn HDF5 and weighted NWB masks: None, CaImAn's benchmark binarisation of a footprint (> 0.2 of its peak,
         connected to it, holes filled), so that a run's ``results.hdf5``, ``results.nwb`` and ``rois.json`` give the
@@ -377,7 +403,25 @@ def _read_imagej(path: Path, shape) -> np.ndarray:
 
 def file_extent(path: str | os.PathLike) -> tuple[int, int] | None:
     """Smallest frame (rows, cols) holding every ROI of a neurofinder JSON or ImageJ ROI file, which do not record
-    the frame they were drawn on; None for other files (or JSON that is not neurofinder's).
+    the frame they were drawn on.
+
+    Parameters
+    ----------
+    path : str or path
+        ``.json``, ``.roi`` or ``.zip`` file.
+
+    Returns
+    -------
+    (int, int) or None
+        (rows, cols) in pixels; (1, 1) for a file without ROIs (also a JSON object without ``regions``); None for
+        other suffixes and for JSON whose regions have no readable ``coordinates``.
+
+    Raises
+    ------
+    OSError
+        A JSON file that cannot be read (e.g. missing).
+    RoiError
+        An ImageJ file that is missing or cannot be read.
 
     Examples
     --------
@@ -751,10 +795,19 @@ def _drop_collinear(loop: np.ndarray) -> np.ndarray:
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
-    """The outer outline of a mask's largest piece as polygon vertices (n, 2) (x, y) on pixel corners.
+    """The outer outline of a mask's largest piece as polygon vertices on pixel corners.
 
     ``polygon_mask(*outline(mask).T, mask.shape)`` gives the mask back when it is one piece without holes.
-    Returns an empty (0, 2) array for an empty mask.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (rows, cols)
+        Nonzero is in.
+
+    Returns
+    -------
+    ndarray, int64, shape (n, 2)
+        (x, y) = (col, row) corner coordinates in pixels, clockwise on screen; (0, 2) for an empty mask.
     """
     mask = np.asarray(mask, bool)
     box = bounding_box(mask)
@@ -769,8 +822,21 @@ def write_rois(path: str | os.PathLike, masks: np.ndarray) -> None:
     """Write masks (N, rows, cols) as neurofinder JSON (``.json``) or an ImageJ RoiSet (``.zip``), atomically.
 
     JSON: a list of ``{"id": k, "coordinates": [[row, col], ...]}`` (exact). ImageJ: one traced polygon ROI per
-    mask named ``{k+1:04d}.roi``; exact for masks that are one piece without holes (a warning says otherwise).
-    Empty masks are written as empty regions (JSON) or are an error (ImageJ, which cannot hold an empty ROI).
+    mask named ``{k+1:04d}.roi``; exact for masks that are one piece without holes (a ``UserWarning`` says
+    otherwise). Empty masks are written as empty regions (JSON) or are an error (ImageJ, which cannot hold an empty
+    ROI).
+
+    Parameters
+    ----------
+    path : str or path
+        Output file, ``.json`` or ``.zip``.
+    masks : ndarray, shape (N, rows, cols) or (rows, cols)
+        Boolean masks (other dtypes: values > 0 are in); a single 2-D mask is written as one ROI.
+
+    Raises
+    ------
+    RoiError
+        Masks that are not 2-D or 3-D, an unknown suffix, or an empty mask written as ImageJ ROIs.
     """
     path = Path(path)
     masks = np.asarray(masks)

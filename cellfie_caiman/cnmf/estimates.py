@@ -8,6 +8,7 @@ root datasets ``dims``, ``skip_refinement``, ``remove_very_bad_comps``, ``dview`
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -53,8 +54,13 @@ class Estimates:
         Baseline, initial calcium value, trace noise and sparsity penalty of each trace.
     SNR_comp, r_values : ndarray (K,)
         Quality metrics (CaImAn's definitions).
+    cnn_preds : ndarray (K,) or None
+        With ``quality.use_cnn``: the detection score of the seed mask that overlaps each component most (IoU; 0
+        when none), in the place of CaImAn's CNN classifier.
     idx_components, idx_components_bad : ndarray of int
         Accepted / rejected component indices.
+    Cn : ndarray (rows, cols) or None
+        Local correlation image of the movie.
     dims : tuple (rows, cols)
     params : dict or None
         The cellfie parameters used (``Params.to_dict()``).
@@ -95,7 +101,26 @@ class Estimates:
         return 0 if self.A is None else int(self.A.shape[1])
 
     def masks(self, threshold: float = 0.2) -> np.ndarray:
-        """Binary masks (K, rows, cols): pixels above ``threshold`` times each footprint's maximum."""
+        """Binary masks: pixels at or above ``threshold`` times each footprint's maximum.
+
+        Every such pixel is kept, connected to the peak or not: this is not the benchmark binarisation of
+        ``rois.json`` and :func:`cellfie_caiman.rois.read_rois` (:func:`cellfie_caiman.masks.footprints_to_masks`).
+
+        Parameters
+        ----------
+        threshold : float
+            Fraction of each footprint's maximum (0..1).
+
+        Returns
+        -------
+        ndarray, bool, shape (K, rows, cols)
+            A footprint without a positive value gives an empty mask.
+
+        Raises
+        ------
+        ValueError
+            If ``A`` or ``dims`` is not set.
+        """
         if self.A is None or self.dims is None:
             raise ValueError("Estimates has no footprints (A) or dims")
         A = self.A.tocsc()
@@ -108,7 +133,7 @@ class Estimates:
         return out
 
     def footprints(self) -> np.ndarray:
-        """Dense footprints (K, rows, cols) float32."""
+        """Dense footprints, ndarray float32 of shape (K, rows, cols) (needs ``A`` and ``dims``)."""
         A = self.A.astype(np.float32).toarray()  # never a float64 dense copy: K x pixels x 8 bytes
         return A.T.reshape((-1, self.dims[1], self.dims[0])).transpose(0, 2, 1)
 
@@ -116,8 +141,25 @@ class Estimates:
     def save(self, path: str | os.PathLike, *, mmap_file: str | os.PathLike | None = None) -> Path:
         """Write CaImAn's HDF5 layout (readable by ``caiman...cnmf.load_CNMF`` and :func:`load_estimates`).
 
-        ``mmap_file``: the movie the estimates come from, stored as CaImAn's ``mmap_file`` (CaImAn's ``refit``
-        needs the entry; None is stored as CaImAn's 'NoneType'). The file is written atomically. Returns the path.
+        The file is written atomically.
+
+        Parameters
+        ----------
+        path : str or path
+            Output file, ending in ``.hdf5`` or ``.h5``.
+        mmap_file : str or path, optional
+            The movie the estimates come from, stored as CaImAn's ``mmap_file`` (CaImAn's ``refit`` needs the
+            entry; None is stored as CaImAn's 'NoneType').
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` does not end in ``.hdf5`` or ``.h5``.
         """
         import h5py
 
@@ -155,7 +197,8 @@ class Estimates:
 
     # ------------------------------------------------------------------------------------------------------ NWB
     def to_nwb(self, path: str | os.PathLike, *, fr: float | None = None, session_description: str = "cellfie_caiman",
-               identifier: str | None = None, session_start_time=None, indicator: str = "GCaMP",
+               identifier: str | None = None, session_start_time: datetime.datetime | None = None,
+               indicator: str = "GCaMP",
                location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
                raw_data_file: str | None = None) -> Path:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
@@ -181,8 +224,32 @@ class Estimates:
         Parameters
         ----------
         path : str or Path, ending in .nwb
-        fr : float
-            Frame rate in Hz (default: ``params['data']['fr']`` or 30).
+        fr : float, optional
+            Frame rate in Hz (default: ``params['data']['fr']``, or 30 when ``params`` has no ``fr`` entry).
+        session_description : str
+            NWB ``session_description``.
+        identifier : str, optional
+            NWB ``identifier`` (default: a random UUID, hex).
+        session_start_time : datetime.datetime, optional
+            Timezone-aware start of the session (default: now, UTC).
+        indicator, location : str
+            Of the NWB ``ImagingPlane``.
+        excitation_lambda, emission_lambda : float
+            Wavelengths in nm (two-photon excitation, and the optical channel's emission).
+        raw_data_file : str, optional
+            The movie's file, named by the external ``TwoPhotonSeries`` ("unknown" when None).
+
+        Returns
+        -------
+        Path
+            ``path``.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` does not end in ``.nwb``, or ``A``, ``C`` or ``dims`` is not set.
+        ImportError
+            If pynwb is not installed.
         """
         try:
             import pynwb
@@ -197,7 +264,6 @@ class Estimates:
             )
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("writing NWB needs pynwb: pip install 'cellfie-caiman[nwb]'") from exc
-        import datetime
         import uuid
 
         path = Path(path)
@@ -422,6 +488,23 @@ def load_estimates(path: str | os.PathLike) -> Estimates:
 
     CaImAn's quirks are undone: ``bl``, ``c1``, ``neurons_sn`` and ``lam`` stored as byte strings become floats,
     'NoneType' becomes None, ``dims`` a tuple.
+
+    Parameters
+    ----------
+    path : str or path
+        An HDF5 results file (``results.hdf5`` of a run, or CaImAn's).
+
+    Returns
+    -------
+    Estimates
+        With ``params`` and ``provenance`` when the file was written by cellfie_caiman.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not an HDF5 file or has no ``/estimates`` group.
     """
     import h5py
 

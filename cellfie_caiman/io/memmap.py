@@ -22,6 +22,27 @@ def memmap_name(base_name: str, dims: Sequence[int], n_frames: int, order: str =
     """CaImAn's memmap file name: ``{base}_d1_{d1}_d2_{d2}_d3_{d3}_order_{order}_frames_{T}.mmap``.
 
     Runs of ``_`` are collapsed as CaImAn's ``generate_fname_tot`` does (``"memmap_"`` gives ``memmap_d1_...``).
+
+    Parameters
+    ----------
+    base_name : str
+        Name prefix.
+    dims : (rows, cols) or (d1, d2, d3)
+        Frame size in pixels (d3 = 1 for 2-D movies).
+    n_frames : int
+        Number of frames T.
+    order : {'C', 'F'}
+        Written into the name as given (not checked here).
+
+    Returns
+    -------
+    str
+        The file name (no directory).
+
+    Examples
+    --------
+    >>> memmap_name("memmap_", (64, 80), 300)
+    'memmap_d1_64_d2_80_d3_1_order_C_frames_300.mmap'
     """
     dims = tuple(int(d) for d in dims)
     d3 = dims[2] if len(dims) > 2 else 1
@@ -36,10 +57,25 @@ def decode_memmap_name(fname: str | os.PathLike) -> dict:
     The extension is dropped, the name split on ``_`` and its first token dropped; each key's value is the token
     after the key's *last* occurrence. ``T`` is the last token, or the ``frames`` value when the name ends in ``_``.
 
+    Parameters
+    ----------
+    fname : str or path
+        The file name (a directory part is ignored).
+
+    Returns
+    -------
+    dict
+        ``d1``, ``d2``, ``d3`` (int, pixels), ``order`` ('C' or 'F') and ``T`` (int, frames).
+
     Raises
     ------
     MovieError
         If a key is missing or a value is not a valid integer / order.
+
+    Examples
+    --------
+    >>> decode_memmap_name("memmap_d1_64_d2_80_d3_1_order_C_frames_300.mmap")
+    {'d1': 64, 'd2': 80, 'd3': 1, 'order': 'C', 'T': 300}
     """
     name = Path(fname).name
     stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
@@ -96,6 +132,7 @@ class CaimanMemmapReader(Reader):
 
     @property
     def yr(self) -> np.ndarray:
+        """CaImAn's ``Yr``: the (rows*cols, T) float32 memory map, opened on first use."""
         if self._yr is None:
             if self.path.suffix.lower() == ".npy":
                 yr = np.load(self.path, mmap_mode=self.mode, allow_pickle=False)
@@ -109,7 +146,8 @@ class CaimanMemmapReader(Reader):
                                      shape=(self.d1 * self.d2, self.T), order=self.order)
         return self._yr
 
-    def read(self, start, stop):
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` as stored (float32, NaN kept), shape (n, rows, cols)."""
         block = self.yr[:, start:stop]  # (d, n); rows of a C file are contiguous per pixel
         n = block.shape[1]
         if self.order == "C":  # a real transpose: tiled (NumPy's copy would fault a page per value)
@@ -119,7 +157,8 @@ class CaimanMemmapReader(Reader):
         # frame[i, j] = Yr[i + j*d1, t]  ->  block.T is (n, d) with d indexed j*d1 + i, i.e. (n, d2, d1) in C.
         return np.ascontiguousarray(np.asarray(block).T.reshape(n, self.d2, self.d1).transpose(0, 2, 1))
 
-    def close(self):
+    def close(self) -> None:
+        """Drop the memory map (it is reopened on the next read)."""
         self._yr = None
 
 
@@ -150,6 +189,13 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
     -------
     str
         Absolute path of the written file (written atomically).
+
+    Raises
+    ------
+    ValueError
+        An ``order`` other than 'C' or 'F', or ``chunk_frames`` below 1.
+    MovieError
+        A movie that :func:`load_movie` cannot open (``MovieFileNotFoundError`` when it does not exist).
     """
     from .movie import load_movie  # here: movie.py imports this module
 
@@ -181,9 +227,32 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
 def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, tuple[int, ...], int]:
     """Open a CaImAn memmap like CaImAn's ``load_memmap``: ``(Yr, dims, T)``.
 
-    ``Yr`` is an (rows*cols, T) float32 memmap in the file's order, pixel p = i + j*rows; ``dims`` is
-    (rows, cols) (or (d1, d2, d3) for volumes). ``np.reshape(Yr.T, (T,) + dims, order='F')`` is the movie.
-    A ``.npy`` file named like a memmap is also accepted (as CaImAn does).
+    ``np.reshape(Yr.T, (T,) + dims, order='F')`` is the movie. A ``.npy`` file named like a memmap is also
+    accepted (as CaImAn does).
+
+    Parameters
+    ----------
+    fname : str or path
+        A ``.mmap`` (or ``.npy``) file named as :func:`memmap_name` names it.
+    mode : str
+        ``np.memmap`` mode ('r', 'r+', 'c').
+
+    Returns
+    -------
+    Yr : numpy.memmap, float32, shape (rows*cols, T)
+        In the file's order, pixel p = i + j*rows.
+    dims : tuple of int
+        (rows, cols), or (d1, d2, d3) for volumes.
+    T : int
+        Number of frames.
+
+    Raises
+    ------
+    MovieFileNotFoundError
+        If the file does not exist.
+    MovieError
+        Another suffix, a name that is not a CaImAn memmap name, a file whose size (or ``.npy`` shape and dtype)
+        does not match its name.
     """
     path = Path(fname)
     if not path.exists():

@@ -22,16 +22,24 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
 class Movie:
-    """A lazy (frames, rows, cols) movie.
+    """A lazy (frames, rows, cols) movie; made by :func:`load_movie`.
 
     Attributes
     ----------
     shape : tuple of int
         (T, rows, cols).
+    n_frames : int
+        T.
+    frame_shape : tuple of int
+        (rows, cols) in pixels.
     dtype : numpy.dtype
         Dtype of the stored data (``m[i]`` returns it; ``read``/``chunks``/``to_array`` return float32).
     source : str
         File or folder name, or ``'<ndarray>'``.
+    frame_rate : float or None
+        Frames per second (Hz) as the file records it.
+    memmap_file, memmap_order : str or None
+        The CaImAn memmap behind the movie and its order ('C' or 'F'); None for other sources.
     n_filled : int
         Number of non-finite values filled so far by the float32 readers.
 
@@ -49,22 +57,27 @@ class Movie:
     # -- description ------------------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(T, rows, cols)."""
         return self._reader.shape
 
     @property
     def n_frames(self) -> int:
+        """Number of frames T."""
         return self.shape[0]
 
     @property
     def frame_shape(self) -> tuple[int, int]:
+        """(rows, cols) in pixels."""
         return self.shape[1:]
 
     @property
     def dtype(self) -> np.dtype:
+        """Dtype of the stored data (what indexing returns)."""
         return self._reader.dtype
 
     @property
     def source(self) -> str:
+        """File or folder name, or ``'<ndarray>'``."""
         return self._reader.source
 
     @property
@@ -90,7 +103,17 @@ class Movie:
         return f"Movie(source={self.source!r}, shape={self.shape}, dtype={self.dtype})"
 
     def default_chunk_frames(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-        """Frames per chunk so that a float32 chunk is about ``chunk_bytes`` bytes (at least 1)."""
+        """Frames per chunk so that a float32 chunk is about ``chunk_bytes`` bytes (at least 1, at most T).
+
+        Parameters
+        ----------
+        chunk_bytes : int
+            Bytes of float32 per chunk.
+
+        Returns
+        -------
+        int
+        """
         frame_bytes = 4 * self.frame_shape[0] * self.frame_shape[1]
         return int(max(1, min(self.n_frames, chunk_bytes // max(frame_bytes, 1))))
 
@@ -151,7 +174,18 @@ class Movie:
         Parameters
         ----------
         start, stop : int
-            Frame range (Python slice semantics, clipped to the movie; negative values count from the end).
+            Frame range (Python slice semantics, clipped to the movie; negative values count from the end; ``stop``
+            None: to the end).
+
+        Returns
+        -------
+        ndarray, float32, shape (n, rows, cols)
+            A new array (n = 0 for an empty range).
+
+        Raises
+        ------
+        MovieError
+            Float64 values beyond float32's range.
         """
         start, stop, _ = slice(start, stop).indices(self.n_frames)
         stop = max(start, stop)
@@ -164,6 +198,17 @@ class Movie:
         ----------
         chunk_frames : int, optional
             Frames per chunk (the last may be shorter). Default: about 256 MB of float32 per chunk.
+
+        Yields
+        ------
+        start : int
+            Index of the chunk's first frame.
+        block : ndarray, float32, shape (n, rows, cols)
+
+        Raises
+        ------
+        ValueError
+            If ``chunk_frames`` is below 1 (when the iteration starts).
         """
         if chunk_frames is None:
             chunk_frames = self.default_chunk_frames()
@@ -293,7 +338,7 @@ def load_movie(source: Any, var_name: str | None = None) -> Movie:
     Parameters
     ----------
     source : str, os.PathLike, numpy.ndarray or Movie
-        CaImAn ``.mmap``, ``.tif``/``.tiff``, a folder of single-frame TIFFs, ``.h5``/``.hdf5``, ``.nwb``,
+        CaImAn ``.mmap``, ``.tif``/``.tiff``, a folder of single-frame TIFFs, ``.h5``/``.hdf5``/``.hdf``, ``.nwb``,
         ``.npy``, an array (T, rows, cols) or a Movie (returned as is).
     var_name : str, optional
         HDF5 dataset path, or NWB series name (or path) to read (a warning says it is ignored for other sources).

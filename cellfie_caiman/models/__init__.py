@@ -66,7 +66,8 @@ class DetectionModel:
     _graphs: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
-    def networks(self) -> dict:
+    def networks(self) -> dict[str, Any]:
+        """``{'unet': self.unet, 'instance': self.instance}``."""
         return {"unet": self.unet, "instance": self.instance}
 
     def _compiled(self, name: str):
@@ -214,7 +215,18 @@ class DetectionModel:
         return np.concatenate(masks).astype(np.float32), np.concatenate(scores).astype(np.float32)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the weights and config to ``path`` (.npz), atomically."""
+        """Write the weights and config to ``path`` (.npz), atomically.
+
+        Parameters
+        ----------
+        path : str or path
+            Output weight file; :func:`load_model` reads it.
+
+        Returns
+        -------
+        Path
+            ``path``.
+        """
         return save_weights(path, self.config, self.networks)
 
 
@@ -233,7 +245,17 @@ def _window_spans(size: int, window: int, margin: int) -> list[tuple[int, int, i
 
 
 def new_model(config: ModelConfig | None = None) -> DetectionModel:
-    """Freshly initialised (untrained) networks for ``config`` (default architecture if None)."""
+    """Freshly initialised (untrained) networks for ``config`` (default architecture if None).
+
+    Parameters
+    ----------
+    config : ModelConfig, optional
+
+    Returns
+    -------
+    DetectionModel
+        Not frozen, ``source`` ''.
+    """
     from .networks import build_instance, build_unet
 
     config = config or ModelConfig()
@@ -248,7 +270,24 @@ def list_models() -> list[str]:
 def model_file(name_or_path: str | os.PathLike) -> Path:
     """The weight file of a shipped model's name (see :func:`list_models`) or of a path, resolved.
 
-    Raises FileNotFoundError for a path that does not exist and ValueError for an unknown name.
+    Parameters
+    ----------
+    name_or_path : str or path
+        A name from :func:`list_models`, or a path (``~`` expanded) to a ``.npz`` file.
+
+    Returns
+    -------
+    Path
+        Absolute path of the weight file.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist.
+    ValueError
+        An unknown name, or a folder.
+    TypeError
+        ``name_or_path`` of another type.
 
     Examples
     --------
@@ -290,6 +329,15 @@ def model_config(name_or_path: str | os.PathLike | DetectionModel = "default") -
 
     Cheap: reads the file with NumPy, imports no TensorFlow. Same errors as :func:`load_model` for missing or
     foreign files.
+
+    Parameters
+    ----------
+    name_or_path : str, path or DetectionModel
+        A DetectionModel gives its own ``config``.
+
+    Returns
+    -------
+    ModelConfig
     """
     if isinstance(name_or_path, DetectionModel):
         return name_or_path.config
@@ -299,12 +347,25 @@ def model_config(name_or_path: str | os.PathLike | DetectionModel = "default") -
 def load_model(name_or_path: str | os.PathLike | DetectionModel = "default") -> DetectionModel:
     """Load a shipped model by name (see :func:`list_models`) or a weight file by path.
 
-    The model is frozen (see :class:`DetectionModel`): for inference, cached and shared between callers.
+    A model loaded from a file is frozen (see :class:`DetectionModel`): for inference, cached and shared between
+    callers.
+
+    Parameters
+    ----------
+    name_or_path : str, path or DetectionModel
+        A name from :func:`list_models` or a ``.npz`` weight file; a DetectionModel is returned as it is (frozen or
+        not).
+
+    Returns
+    -------
+    DetectionModel
 
     Raises
     ------
     FileNotFoundError
         The file does not exist.
+    TypeError
+        ``name_or_path`` of another type.
     ValueError
         Unknown name, unreadable file, or weights that do not fit the architecture (the message names the file
         and the layer).
