@@ -452,6 +452,8 @@ class Params:
             for k, v in group.items():
                 if isinstance(v, tuple):
                     group[k] = list(v)
+                elif isinstance(v, os.PathLike):  # a model given as a path
+                    group[k] = os.fspath(v)
         return out
 
     @classmethod
@@ -499,10 +501,14 @@ class Params:
         path : str or path
             Output file; :meth:`load` reads it back.
         """
+        from ._files import atomic_path
+
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=2))
+            text = json.dumps(self.to_dict(), indent=2)
+        with atomic_path(path) as tmp:  # never a half-written file
+            tmp.write_text(text)

@@ -156,3 +156,12 @@ def test_frame_rate_of_a_path_opens_the_dataset_var_name_names(tmp_path):
     data = Params.from_dict({"data": {"var_name": "corrected"}}).data
     with pytest.warns(UserWarning, match="assuming"):
         assert data.frame_rate(path) == DEFAULT_FR
+
+
+def test_a_model_given_as_a_path_is_saved_as_its_name(tmp_path):
+    from pathlib import Path
+
+    p = Params.from_dict({"detection": {"model": Path("my_model.npz")}})
+    p.save(tmp_path / "params.json")
+    assert Params.load(tmp_path / "params.json").detection.model == "my_model.npz"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["params.json"]  # no temporary file left

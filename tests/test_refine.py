@@ -434,3 +434,24 @@ def test_the_notice_that_components_are_renumbered_reads_well_on_the_command_lin
     masks[0, :3, :3] = masks[1, 5:, 5:] = masks[2, 0, 9] = True
     A = scipy.sparse.csc_matrix(np.stack([masks[1].ravel(order="F"), masks[0].ravel(order="F")], axis=1) * 0.5)
     np.testing.assert_array_equal(seed_index(A, masks), [1, 0])
+
+
+def test_nwb_of_params_without_a_frame_rate_uses_the_documented_default(est, tmp_path):
+    """``fr`` None in the parameters (never set, as ``Params()`` leaves it) means the documented 30 Hz, in the NWB
+    file and in the HDF5 parameters CaImAn reads (it was a TypeError, and 'NoneType' for CaImAn)."""
+    import dataclasses
+
+    pynwb = pytest.importorskip("pynwb")
+    params = {**est.params, "data": {**(est.params or {}).get("data", {}), "fr": None}}
+    unset = dataclasses.replace(est, params=params)
+    with pynwb.NWBHDF5IO(str(unset.to_nwb(tmp_path / "out.nwb")), "r") as io:
+        assert io.read().processing["ophys"]["Fluorescence"]["RoiResponseSeries"].rate == 30.0
+    with h5py.File(unset.save(tmp_path / "out.hdf5"), "r") as h5:
+        assert h5["params/data/fr"][()] == 30.0
+
+
+def test_footprints_of_estimates_without_footprints_is_a_clear_error():
+    from cellfie_caiman.cnmf import Estimates
+
+    with pytest.raises(ValueError, match="no footprints"):
+        Estimates().footprints()

@@ -133,7 +133,10 @@ class Estimates:
         return out
 
     def footprints(self) -> np.ndarray:
-        """Dense footprints, ndarray float32 of shape (K, rows, cols) (needs ``A`` and ``dims``)."""
+        """Dense footprints, ndarray float32 of shape (K, rows, cols) (needs ``A`` and ``dims``: ``ValueError``
+        otherwise)."""
+        if self.A is None or self.dims is None:
+            raise ValueError("Estimates has no footprints (A) or dims")
         A = self.A.astype(np.float32).toarray()  # never a float64 dense copy: K x pixels x 8 bytes
         return A.T.reshape((-1, self.dims[1], self.dims[0])).transpose(0, 2, 1)
 
@@ -272,7 +275,7 @@ class Estimates:
         if self.A is None or self.C is None or self.dims is None:
             raise ValueError("Estimates needs A, C and dims to be written to NWB")
         if fr is None:
-            fr = float(((self.params or {}).get("data") or {}).get("fr", 30.0))
+            fr = float(((self.params or {}).get("data") or {}).get("fr") or 30.0)  # None when never set
         if session_start_time is None:
             session_start_time = datetime.datetime.now(datetime.timezone.utc)
         nwb = pynwb.NWBFile(session_description=session_description, identifier=identifier or uuid.uuid4().hex,
@@ -443,7 +446,7 @@ def _write_caiman_params(group, est: Estimates) -> None:
     p = est.params or {}
     data, refine, quality = p.get("data") or {}, p.get("refine") or {}, p.get("quality") or {}
     groups: dict[str, dict[str, Any]] = {
-        "data": {"dims": est.dims, "fr": data.get("fr", 30.0), "decay_time": data.get("decay_time", 0.4)},
+        "data": {"dims": est.dims, "fr": data.get("fr") or 30.0, "decay_time": data.get("decay_time", 0.4)},
         "init": {"nb": refine.get("nb", 1), "gSig": refine.get("gSig") or _gsig_of(est, data)},
         "patch": {"rf": None, "only_init": False},
         "temporal": {"p": refine.get("p", 1)},
