@@ -265,7 +265,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     """Find neurons in a movie, extract their traces, and write results and pictures to ``out_dir``.
 
     Steps: :func:`cellfie_caiman.io.load_movie` -> :func:`cellfie_caiman.summary.summary_images` ->
-    :func:`cellfie_caiman.initialize.initialize` (the networks) -> :func:`cellfie_caiman.refine.refine` (seeded
+    :func:`cellfie_caiman.initialize.initialize` (the networks) -> :func:`cellfie_caiman.cnmf.refine` (seeded
     CNMF and quality control; skipped with ``params.refine.backend == 'none'``) -> scoring against ``gt`` with
     :func:`cellfie_caiman.evaluate.match_rois` (CaImAn's rule and the IoU rule, before and after refinement) ->
     outputs (module docstring).

@@ -352,6 +352,8 @@ def plot_traces(
     else:
         order = np.arange(min(k, n))
     labels = [f"ROI {i}" for i in range(k)] if labels is None else list(labels)
+    if len(labels) != k:
+        raise ValueError(f"{len(labels)} labels for {k} traces")
     shown = len(order)
     fig = _figure(9.0, max(2.5, 0.42 * shown + 1.2))
     ax = fig.add_subplot(1, 1, 1)
@@ -470,6 +472,8 @@ def save_gif(
     """
     from PIL import Image
 
+    if not fps > 0:
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps}")
     n_total = len(movie)
     start = int(min(max(start, 0), max(n_total - 1, 0)))
     stop = int(min(n_total, start + max(1, n_frames) + max(smooth, 1) - 1))

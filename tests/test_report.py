@@ -141,3 +141,15 @@ def test_traces_picture_says_each_trace_has_its_own_scale(tmp_path, monkeypatch)
         (ax,) = fig.axes
         assert not ax.get_yticks().size  # no amplitude axis...
         assert "own range" in ax.get_title()  # ...so the title says how each trace was scaled
+
+
+def test_bad_playback_rate_and_label_count_are_clear_errors(tmp_path, scene):
+    """A GIF at 0 fps was a ZeroDivisionError, and fewer labels than traces an IndexError mid-drawing."""
+    image, masks = scene
+    movie = np.repeat(image[None], 10, axis=0)
+    for fps in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="fps must be a positive"):
+            report.save_gif(movie, masks, tmp_path / "m.gif", fps=fps)
+    with pytest.raises(ValueError, match="2 labels for 3 traces"):
+        report.plot_traces(np.random.default_rng(0).random((3, 50)), tmp_path / "t.png", labels=["a", "b"])
+    assert not list(tmp_path.iterdir())
