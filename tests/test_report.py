@@ -151,5 +151,5 @@ def test_bad_playback_rate_and_label_count_are_clear_errors(tmp_path, scene):
         with pytest.raises(ValueError, match="fps must be a positive"):
             report.save_gif(movie, masks, tmp_path / "m.gif", fps=fps)
     with pytest.raises(ValueError, match="2 labels for 3 traces"):
-        report.plot_traces(np.random.default_rng(0).random((3, 50)), tmp_path / "t.png", labels=["a", "b"])
+        report.plot_traces(np.random.default_rng(0).random((3, 50)), tmp_path / "t.png", fr=10.0, labels=["a", "b"])
     assert not list(tmp_path.iterdir())
