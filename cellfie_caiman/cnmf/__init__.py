@@ -78,9 +78,12 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     movie : ndarray (T, rows, cols), ``cellfie_caiman.io.Movie`` or anything ``load_movie`` accepts
         (.mmap, .tif, .h5, .nwb, .npy, folder of TIFFs). Read chunk by chunk.
     init : Initialization, bool masks (K, rows, cols) or Ain (rows*cols, K) in Fortran pixel order
-        The seeds. Seeds duplicating an earlier one (IoU >= 0.95) are dropped before either backend runs, empty
-        seeds by each backend, and seeds whose pixels are all constant over time (a border zeroed by motion
-        correction) by CaImAn's before its fit and by the builtin's first update: each with a warning.
+        The seeds. Ain flattened in C order instead is an error on a non-square field (its columns are scattered
+        pieces in Fortran order), and a warning when most seeds are more coherent over time read in C order
+        (on a square field the shape cannot tell). Seeds duplicating an earlier one (IoU >= 0.95) are dropped
+        before either backend runs, empty seeds by each backend, and seeds whose pixels are all constant over
+        time (a border zeroed by motion correction) by CaImAn's before its fit and by the builtin's first update:
+        each with a warning.
     params : Params, dict of groups, or None
         Both backends use ``data.fr`` (None: the movie file's rate, else 30 Hz with a warning),
         ``data.decay_time``, ``refine.p``, ``refine.merge_thr`` and ``quality.*``, and ``refine.nb`` (but CaImAn's
@@ -112,8 +115,11 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     if isinstance(movie, np.ndarray) and movie.ndim != 3:
         raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
     from .caiman_adapter import _frame_shape  # (rows, cols) without reading frames; CaImAn not needed
+    from .pixel_order import check_pixel_order
 
-    init = distinct_seeds(init, _frame_shape(movie))  # the same seeds for either backend
+    dims = _frame_shape(movie)
+    check_pixel_order(movie, init, dims)  # Ain flattened in C order: an error, or a warning on a square field
+    init = distinct_seeds(init, dims)  # the same seeds for either backend
     if backend == "auto":
         backend = "caiman" if caiman_available() else "builtin"
         logger.info("refine backend: %s", backend)
