@@ -37,8 +37,10 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -300,6 +302,40 @@ def write_json(path: Path, record: dict) -> Path:
     return path
 
 
+def nwb_session_of(source: Path | None) -> dict[str, Any]:
+    """The session of the NWB movie file ``source``, for the results' NWB file: ``session_start_time`` (the
+    recording's, where results.nwb would otherwise say when it was written), ``subject`` (a dict of
+    ``pynwb.file.Subject``'s arguments) where the file has one and, where it has a single imaging plane, that
+    plane's ``indicator``, ``location``, ``excitation_lambda`` and (one optical channel) ``emission_lambda`` (nm):
+    the keyword arguments of :meth:`Estimates.to_nwb`. ``{}`` for other files or None.
+
+    A file pynwb cannot read gives ``{}`` and a warning (the movie itself may still have been read, with h5py).
+    """
+    if source is None or Path(source).suffix.lower() != ".nwb":
+        return {}
+    try:
+        import pynwb
+    except ImportError:  # Estimates.to_nwb says what to install
+        return {}
+    try:
+        with pynwb.NWBHDF5IO(str(source), "r") as io:
+            nwb = io.read()
+            session: dict[str, Any] = {"session_start_time": nwb.session_start_time}
+            if nwb.subject is not None:
+                session["subject"] = dict(nwb.subject.fields)
+            if len(nwb.imaging_planes) == 1:  # the movie's plane, unambiguous: not the writer's placeholders
+                plane = next(iter(nwb.imaging_planes.values()))
+                session.update(indicator=plane.indicator, location=plane.location,
+                               excitation_lambda=float(plane.excitation_lambda))
+                if len(plane.optical_channel) == 1:
+                    session["emission_lambda"] = float(plane.optical_channel[0].emission_lambda)
+    except Exception as exc:  # noqa: BLE001 - metadata only: the results are written without it
+        warnings.warn(f"{source}: pynwb cannot read its session ({exc}); results.nwb gets no subject and the time "
+                      "of writing as session_start_time", stacklevel=2)
+        return {}
+    return session
+
+
 def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx):
     """The result files of a run in ``out`` (:data:`OUTPUT_FILES`: results, traces, NWB, rois, masks, params); returns
     them by role. ``est`` None (no refinement): only rois, masks and params."""
@@ -316,7 +352,8 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None)
+                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None,
+                           **nwb_session_of(source))
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

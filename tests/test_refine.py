@@ -277,6 +277,52 @@ def test_nwb_written_and_read_back(est, tmp_path):
         np.testing.assert_array_equal(images["local_correlations"].data[:], cn)
 
 
+def test_nwb_external_movie_gives_frame_times_that_old_readers_can_open(est, tmp_path):
+    """The external TwoPhotonSeries: its frame times as timestamps (frame / fr), no scalar ``num_samples`` dataset
+    (an unsigned scalar: hdmf 3, as in CaImAn 1.12's pynwb 2.8 environments, fails to open the whole file)."""
+    pytest.importorskip("pynwb")
+    path = est.to_nwb(tmp_path / "out.nwb", fr=7.5, raw_data_file="movie.tif")
+    with h5py.File(path, "r") as h5:
+        series = h5["acquisition/TwoPhotonSeries"]
+        assert "num_samples" not in series
+        unsigned_scalars = []
+        h5.visititems(lambda name, obj: unsigned_scalars.append(name) if isinstance(obj, h5py.Dataset)
+                      and obj.shape == () and obj.dtype.kind == "u" else None)
+        assert unsigned_scalars == []
+        np.testing.assert_allclose(series["timestamps"][:], np.arange(est.C.shape[1]) / 7.5)
+        assert [x.decode() if isinstance(x, bytes) else x for x in series["external_file"][:]] == ["movie.tif"]
+
+
+def test_nwb_series_and_device_are_described(est, tmp_path):
+    """Every time series and the device say what they hold (not pynwb's placeholder 'no description')."""
+    pynwb = pytest.importorskip("pynwb")
+    path = est.to_nwb(tmp_path / "out.nwb", fr=30.0)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        ophys = nwb.processing["ophys"]
+        series = [nwb.acquisition["TwoPhotonSeries"], ophys["residuals"],
+                  *ophys["Fluorescence"].roi_response_series.values()]
+        assert len(series) == 5  # C, S and f, the residuals and the movie
+        for s in series:
+            assert s.description and s.description != "no description", s.name
+        assert nwb.devices["imaging_device"].description
+
+
+def test_nwb_subject_is_written_when_given(est, tmp_path):
+    """DANDI needs a subject: given as a dict of pynwb Subject's arguments (or a Subject), it is in the file."""
+    pynwb = pytest.importorskip("pynwb")
+    animal = {"subject_id": "m1", "species": "Mus musculus", "sex": "F", "age": "P90D"}
+    path = est.to_nwb(tmp_path / "with.nwb", fr=30.0, subject=animal)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        subject = io.read().subject
+        assert {k: getattr(subject, k) for k in animal} == animal
+    with pynwb.NWBHDF5IO(str(est.to_nwb(tmp_path / "without.nwb", fr=30.0)), "r") as io:
+        assert io.read().subject is None
+    with pytest.raises(TypeError, match="subject must be"):
+        est.to_nwb(tmp_path / "bad.nwb", fr=30.0, subject="m1")
+    assert not (tmp_path / "bad.nwb").exists()
+
+
 def test_nwb_results_read_back_as_rois_without_the_background(est, tmp_path):
     """read_rois on our NWB file: the accepted footprints (or all with accepted_only=False), never
     the background images that CaImAn's layout keeps in the same table."""
@@ -455,3 +501,28 @@ def test_footprints_of_estimates_without_footprints_is_a_clear_error():
 
     with pytest.raises(ValueError, match="no footprints"):
         Estimates().footprints()
+
+
+def _ain(masks: np.ndarray, order: str) -> np.ndarray:
+    """(pixels, K) from masks (K, rows, cols), each flattened in ``order``."""
+    return np.stack([m.ravel(order=order) for m in masks], axis=1)
+
+
+def test_ain_flattened_in_c_order_on_a_non_square_field_is_an_error():
+    """Same pixel count, so no shape check catches it: before, every seed emptied (0 components, no error)."""
+    s = simulate(200, (48, 64), 8, seed=2)
+    with pytest.raises(ValueError, match="C \\(row-major\\) order"):
+        refine(s.movie, _ain(s.masks, "C"), params=PARAMS, backend="builtin")
+
+
+def test_ain_flattened_in_c_order_on_a_square_field_warns_and_fortran_order_does_not():
+    """On a square field C order is the transposed seed: the fit gave plausible wrong components silently."""
+    s = simulate(300, (64, 64), 10, seed=1)
+    with pytest.warns(UserWarning, match="C \\(row-major\\) order"):
+        refine(s.movie, _ain(s.masks, "C"), params=PARAMS, backend="builtin")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        e = refine(s.movie, scipy.sparse.csc_matrix(_ain(s.masks, "F")), params=PARAMS, backend="builtin")
+    assert match_rois(s.masks, e.masks()).f1 >= 0.9

@@ -203,7 +203,7 @@ class Estimates:
                identifier: str | None = None, session_start_time: datetime.datetime | None = None,
                indicator: str = "GCaMP",
                location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
-               raw_data_file: str | None = None) -> Path:
+               raw_data_file: str | None = None, subject: Any = None) -> Path:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
@@ -213,6 +213,10 @@ class Estimates:
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
         ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
         ``raw_data_file``. Written atomically.
+
+        The external ``TwoPhotonSeries`` gives its frame times as ``timestamps`` (frame / ``fr``), not as a rate:
+        pynwb >= 4 requires ``num_samples`` beside a rate, a scalar unsigned dataset that older readers (pynwb 2.x
+        with hdmf 3, as in CaImAn 1.12's environments) cannot read, so the whole file would fail to open there.
 
         Each ``image_mask`` is the footprint as a (rows, cols) image, as NWB defines it and other NWB tools read it.
         CaImAn's ``save_NWB`` stores instead each column of ``A`` (column-major pixel order) reshaped row-major,
@@ -234,13 +238,17 @@ class Estimates:
         identifier : str, optional
             NWB ``identifier`` (default: a random UUID, hex).
         session_start_time : datetime.datetime, optional
-            Timezone-aware start of the session (default: now, UTC).
+            Timezone-aware start of the recording session (default: now, UTC, i.e. the time of writing: give the
+            recording's, as ``cellfie-caiman run --nwb`` does for an NWB movie).
         indicator, location : str
             Of the NWB ``ImagingPlane``.
         excitation_lambda, emission_lambda : float
             Wavelengths in nm (two-photon excitation, and the optical channel's emission).
         raw_data_file : str, optional
             The movie's file, named by the external ``TwoPhotonSeries`` ("unknown" when None).
+        subject : pynwb.file.Subject or dict, optional
+            The animal (a dict holds ``Subject``'s arguments, e.g. ``subject_id``, ``species``, ``sex``, ``age``).
+            DANDI requires one; without it the file has no ``/general/subject``.
 
         Returns
         -------
@@ -251,6 +259,8 @@ class Estimates:
         ------
         ValueError
             If ``path`` does not end in ``.nwb``, or ``A``, ``C`` or ``dims`` is not set.
+        TypeError
+            If ``subject`` is neither a ``pynwb.file.Subject`` nor a dict of its arguments.
         ImportError
             If pynwb is not installed.
         """
@@ -279,18 +289,19 @@ class Estimates:
         if session_start_time is None:
             session_start_time = datetime.datetime.now(datetime.timezone.utc)
         nwb = pynwb.NWBFile(session_description=session_description, identifier=identifier or uuid.uuid4().hex,
-                            session_start_time=session_start_time)
-        device = nwb.create_device(name="imaging_device")
+                            session_start_time=session_start_time, subject=_nwb_subject(subject))
+        device = nwb.create_device(name="imaging_device", description="the microscope that recorded the movie")
         channel = OpticalChannel(name="OpticalChannel", description="main optical channel",
                                  emission_lambda=emission_lambda)
         plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, description="imaging plane",
                                          device=device, excitation_lambda=excitation_lambda, imaging_rate=float(fr),
                                          indicator=indicator, location=location)
         # CaImAn's NWB reader needs this acquisition (it takes the movie's file name from it)
+        n_frames = int(np.shape(self.C)[1])
         nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", imaging_plane=plane,
                                             external_file=[str(raw_data_file) if raw_data_file else "unknown"],
-                                            format="external", rate=float(fr), starting_frame=[0],
-                                            **_num_samples_kw(TwoPhotonSeries, int(np.shape(self.C)[1]))))
+                                            format="external", timestamps=np.arange(n_frames) / float(fr),
+                                            starting_frame=[0], description="the movie, in its external file"))
         mod = nwb.create_processing_module(name="ophys", description="cellfie_caiman estimates")
         seg = ImageSegmentation()
         mod.add(seg)
@@ -318,18 +329,20 @@ class Estimates:
         mod.add(fl)
         rois = ps.create_roi_table_region(description="all ROIs", region=list(range(K)))
         fl.add_roi_response_series(RoiResponseSeries(name="RoiResponseSeries", data=np.asarray(self.C).T,
-                                                     rois=rois, unit="a.u.", rate=float(fr)))
+                                                     rois=rois, unit="a.u.", rate=float(fr),
+                                                     description=_NWB_DESCRIPTIONS["C"]))
         if self.S is not None:
             fl.add_roi_response_series(RoiResponseSeries(name="Deconvolved", data=np.asarray(self.S).T, rois=rois,
-                                                         unit="a.u.", rate=float(fr)))
+                                                         unit="a.u.", rate=float(fr),
+                                                         description=_NWB_DESCRIPTIONS["S"]))
         if nb:
             brois = ps.create_roi_table_region(description="background", region=list(range(K, K + nb)))
             fl.add_roi_response_series(RoiResponseSeries(name="Background_Fluorescence_Response",
                                                          data=np.asarray(self.f).T, rois=brois, unit="a.u.",
-                                                         rate=float(fr)))
+                                                         rate=float(fr), description=_NWB_DESCRIPTIONS["f"]))
         if self.YrA is not None:
             mod.add(pynwb.base.TimeSeries(name="residuals", data=np.asarray(self.YrA).T, unit="a.u.",
-                                          rate=float(fr)))
+                                          rate=float(fr), description=_NWB_DESCRIPTIONS["YrA"]))
         if self.Cn is not None and np.shape(self.Cn) == tuple(self.dims):
             # not named 'summary_images': CaImAn 1.12's load_CNMF tests `'Cn' in` a container of that name, which
             # pynwb answers by indexing it with integers, and the whole file fails to load
@@ -423,10 +436,24 @@ def _image_mask_data(A, background, dims: tuple[int, int]):
                     compression_opts=1)
 
 
-def _num_samples_kw(cls, n: int) -> dict:
-    """``num_samples`` for an external image series, on pynwb versions that have the argument."""
-    args = getattr(cls.__init__, "__docval__", {}).get("args", [])
-    return {"num_samples": n} if any(a.get("name") == "num_samples" for a in args) else {}
+#: descriptions of the NWB time series, by the Estimates field they hold (NWB's default is a placeholder)
+_NWB_DESCRIPTIONS = {
+    "C": "denoised calcium traces (CNMF's C), one column per ROI of PlaneSegmentation, arbitrary units",
+    "S": "deconvolved activity (CNMF's S, OASIS), one column per ROI, arbitrary units",
+    "f": "temporal background components (CNMF's f), one column per background image of PlaneSegmentation",
+    "YrA": "residual traces (CNMF's YrA): RoiResponseSeries + residuals is the raw trace of each ROI",
+}
+
+
+def _nwb_subject(subject: Any):
+    """``subject`` as a ``pynwb.file.Subject`` (None stays None; a dict holds its arguments)."""
+    from pynwb.file import Subject
+
+    if subject is None or isinstance(subject, Subject):
+        return subject
+    if isinstance(subject, dict):
+        return Subject(**subject)
+    raise TypeError(f"subject must be a pynwb.file.Subject or a dict of its arguments, got {type(subject).__name__}")
 
 
 def _write_sparse(group, name: str, A) -> None:
