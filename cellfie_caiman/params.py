@@ -222,7 +222,7 @@ class RefineParams:
         number(self.n_iter, "refine.n_iter", low=1, integer=True)
         number(self.chunk_frames, "refine.chunk_frames", low=0, integer=True)
         if self.gSig is not None:
-            if len(self.gSig) != 2:
+            if not isinstance(self.gSig, (tuple, list)) or len(self.gSig) != 2:
                 raise ValueError(f"refine.gSig must be two half-sizes in pixels (rows, cols) or None, "
                                  f"got {self.gSig!r}")
             for v in self.gSig:

@@ -165,3 +165,9 @@ def test_a_model_given_as_a_path_is_saved_as_its_name(tmp_path):
     p.save(tmp_path / "params.json")
     assert Params.load(tmp_path / "params.json").detection.model == "my_model.npz"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["params.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("gsig", [3, "3,3", (3,), (3, 3, 3)])
+def test_gsig_that_is_not_two_half_sizes_is_named(gsig):
+    with pytest.raises(ValueError, match="refine.gSig must be two half-sizes"):
+        Params.from_dict({"refine": {"gSig": gsig}})
