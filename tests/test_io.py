@@ -840,3 +840,66 @@ def test_pixels_to_frames_matches_caiman_layout(d1, d2, n):
     np.testing.assert_array_equal(pixels_to_frames(yr, d1), expected)
     with pytest.raises(ValueError, match="whole number"):
         pixels_to_frames(np.zeros((7, n), np.float32), 2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CaImAn memmaps: names that lie, renamed files, write modes, replacing files
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["w+", "write"])
+def test_load_memmap_refuses_a_mode_that_would_erase_the_movie(tmp_path, movie, mode):
+    fname = Path(save_memmap(movie, "Yr", directory=tmp_path))
+    before = fname.read_bytes()
+    with pytest.raises(ValueError, match="erase"):
+        load_memmap(fname, mode=mode)
+    assert fname.read_bytes() == before  # np.memmap(mode='w+') would have zeroed it
+    np.testing.assert_array_equal(load_movie(fname).to_array(), movie)
+
+
+def test_save_memmap_does_not_replace_a_read_only_file(tmp_path, movie):
+    fname = Path(save_memmap(movie, "Yr", directory=tmp_path))
+    fname.chmod(0o444)
+    try:
+        with pytest.raises(PermissionError, match=re.escape(fname.name) + ".*read-only"):
+            save_memmap(movie * 2, "Yr", directory=tmp_path)
+        assert fname.stat().st_mode & 0o777 == 0o444
+        np.testing.assert_array_equal(load_movie(fname).to_array(), movie)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [fname.name]  # no temporary left behind
+    finally:
+        fname.chmod(0o644)
+    assert save_memmap(movie * 2, "Yr", directory=tmp_path) == str(fname)  # a writable one is replaced
+    np.testing.assert_array_equal(load_movie(fname).to_array(), movie * 2)
+
+
+def test_save_memmap_onto_a_folder_of_that_name_says_so(tmp_path, movie):
+    T, d1, d2 = movie.shape
+    target = tmp_path / f"Yr_d1_{d1}_d2_{d2}_d3_1_order_C_frames_{T}.mmap"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError, match=re.escape(str(target)) + ".*folder"):
+        save_memmap(movie, "Yr", directory=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name] and not any(target.iterdir())
+
+
+def test_memmap_named_with_zero_frames_is_a_movie_error(tmp_path):
+    empty = tmp_path / "Yr_d1_13_d2_9_d3_1_order_C_frames_0.mmap"
+    empty.touch()
+    for opener in (load_memmap, load_movie):
+        with pytest.raises(MovieError, match=empty.name + ".*0 frames"):
+            opener(empty)
+
+
+def test_renamed_memmap_errors_say_what_is_wrong_with_the_name(tmp_path, movie):
+    T, d1, d2 = movie.shape
+    src = Path(save_memmap(movie, "Yr", directory=tmp_path))
+    cases = {
+        "movie.mmap": "only in its name",                                          # renamed by a user
+        f"d1_{d1}_d2_{d2}_d3_1_order_C_frames_{T}.mmap": "first '_'-separated part",  # base name dropped
+        f"Yr_d1_{d1}_d2_{d2}_d3_1_order_C_frames_{T} (1).mmap": re.escape(f"'{T} (1)'"),  # a download's copy
+        f"Yr_d1_{d1}x_d2_{d2}_d3_1_order_C_frames_{T}.mmap": re.escape(f"d1 '{d1}x'"),
+    }
+    for name, message in cases.items():
+        renamed = tmp_path / name
+        renamed.write_bytes(src.read_bytes())
+        for opener in (load_memmap, load_movie):
+            with pytest.raises(MovieError, match=re.escape(name) + ".*" + message):
+                opener(renamed)

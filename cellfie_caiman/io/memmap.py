@@ -70,7 +70,7 @@ def decode_memmap_name(fname: str | os.PathLike) -> dict:
     Raises
     ------
     MovieError
-        If a key is missing or a value is not a valid integer / order.
+        If a key is missing, a value is not a valid integer / order, a dimension is below 1 or ``T`` below 1.
 
     Examples
     --------
@@ -85,19 +85,37 @@ def decode_memmap_name(fname: str | os.PathLike) -> dict:
         positions = [k for k, tok in enumerate(tokens) if tok == key]
         if not positions or positions[-1] + 1 >= len(tokens):
             raise MovieError(f"{fname}: not a CaImAn memmap name (no '{key}_<value>' in the name; expected "
-                             f"'<base>_d1_<rows>_d2_<cols>_d3_1_order_<C|F>_frames_<T>.mmap')")
+                             f"'<base>_d1_<rows>_d2_<cols>_d3_1_order_<C|F>_frames_<T>.mmap'). "
+                             + _missing_key_hint(stem, key))
         out[key] = tokens[positions[-1] + 1]
-    try:
-        dims = [int(out[k]) for k in ("d1", "d2", "d3")]
-        last = tokens[-1] if tokens[-1] != "" else out["frames"]
-        n_frames = int(last)
-    except ValueError:
-        raise MovieError(f"{fname}: CaImAn memmap name has a non-integer dimension or frame count") from None
+    last = tokens[-1] if tokens[-1] != "" else out["frames"]
+    values = {"d1": out["d1"], "d2": out["d2"], "d3": out["d3"], "frames (last part)": last}
+    numbers = {key: _name_int(fname, key, value) for key, value in values.items()}
+    dims, n_frames = [numbers["d1"], numbers["d2"], numbers["d3"]], numbers["frames (last part)"]
     if out["order"] not in ("C", "F"):
         raise MovieError(f"{fname}: CaImAn memmap order must be C or F, not {out['order']!r}")
-    if min(dims) < 1 or n_frames < 0:
+    if min(dims) < 1:
         raise MovieError(f"{fname}: CaImAn memmap name has a non-positive dimension")
+    if n_frames < 1:
+        raise MovieError(f"{fname}: the name says the file holds {n_frames} frames")
     return {"d1": dims[0], "d2": dims[1], "d3": dims[2], "order": out["order"], "T": n_frames}
+
+
+def _missing_key_hint(stem: str, key: str) -> str:
+    """Why a key is missing from a memmap name, for the error message."""
+    if stem.split("_")[0] == key:
+        return (f"The first '_'-separated part of the name is a base name and is skipped (as CaImAn does): "
+                f"put a prefix before it, e.g. 'Yr_{stem}'.")
+    return ("A CaImAn memmap has no header: its rows, cols, order and frame count are stored only in its name, "
+            "so a renamed memmap must be given its original name back.")
+
+
+def _name_int(fname: str | os.PathLike, key: str, value: str) -> int:
+    """``value`` (a part of a memmap name) as an int, or a MovieError naming ``key`` and the value."""
+    try:
+        return int(value)
+    except ValueError:
+        raise MovieError(f"{fname}: CaImAn memmap name has a non-integer {key} {value!r}") from None
 
 
 def is_caiman_memmap_name(path: Path) -> bool:
@@ -196,6 +214,11 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
         An ``order`` other than 'C' or 'F', or ``chunk_frames`` below 1.
     MovieError
         A movie that :func:`load_movie` cannot open (``MovieFileNotFoundError`` when it does not exist).
+    PermissionError
+        The target file exists and is read-only (no write permission bits): it is not replaced. A writable file
+        of that name is replaced (atomically, once the new one is complete).
+    IsADirectoryError
+        The target name is a folder.
     """
     from .movie import load_movie  # here: movie.py imports this module
 
@@ -207,6 +230,7 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
     base = Path(base_name)
     out_dir = Path(directory) if directory is not None else (base.parent if str(base.parent) else Path("."))
     fname = (out_dir / memmap_name(base.name, (d1, d2), T, order)).resolve()
+    _check_replaceable(fname)
     with atomic_path(fname) as tmp:
         if order == "C":
             yr = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(d, T), order="C")
@@ -224,6 +248,34 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
     return str(fname)
 
 
+def _check_replaceable(fname: Path) -> None:
+    """Refuse to write a memmap onto a folder or onto a read-only file; log when a file is replaced.
+
+    Parameters
+    ----------
+    fname : Path
+        The memmap about to be written.
+
+    Raises
+    ------
+    IsADirectoryError
+        ``fname`` is a folder.
+    PermissionError
+        ``fname`` exists and has no write permission bit (the atomic rename would replace it regardless).
+    """
+    if fname.is_dir():
+        raise IsADirectoryError(f"{fname} is a folder: cannot write the memmap under that name")
+    if fname.exists():
+        if not fname.stat().st_mode & 0o222:
+            raise PermissionError(f"{fname} exists and is read-only: not replaced (make it writable or delete it "
+                                  f"to write a new memmap of that name, or choose another base_name)")
+        logger.info("replacing existing %s", fname)
+
+
+#: np.memmap modes that open an existing file without erasing it.
+_OPEN_MODES = ("r", "readonly", "r+", "readwrite", "c", "copyonwrite")
+
+
 def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, tuple[int, ...], int]:
     """Open a CaImAn memmap like CaImAn's ``load_memmap``: ``(Yr, dims, T)``.
 
@@ -234,8 +286,8 @@ def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, t
     ----------
     fname : str or path
         A ``.mmap`` (or ``.npy``) file named as :func:`memmap_name` names it.
-    mode : str
-        ``np.memmap`` mode ('r', 'r+', 'c').
+    mode : {'r', 'r+', 'c'}
+        ``np.memmap`` mode ('readonly', 'readwrite', 'copyonwrite' too). Not 'w+', which would erase the file.
 
     Returns
     -------
@@ -248,12 +300,17 @@ def load_memmap(fname: str | os.PathLike, mode: str = "r") -> tuple[np.memmap, t
 
     Raises
     ------
+    ValueError
+        A ``mode`` other than those above.
     MovieFileNotFoundError
         If the file does not exist.
     MovieError
-        Another suffix, a name that is not a CaImAn memmap name, a file whose size (or ``.npy`` shape and dtype)
-        does not match its name.
+        Another suffix, a name that is not a CaImAn memmap name (or says 0 frames), a file whose size (or
+        ``.npy`` shape and dtype) does not match its name.
     """
+    if mode not in _OPEN_MODES:
+        raise ValueError(f"mode {mode!r}: load_memmap opens an existing memmap with one of {_OPEN_MODES}; "
+                         f"'w+' would erase the movie in it (write memmaps with save_memmap)")
     path = Path(fname)
     if not path.exists():
         raise MovieFileNotFoundError(f"{path}: no such file")
