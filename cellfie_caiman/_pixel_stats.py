@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-from numba import njit
+
+from ._jit import njit
 
 #: Number of frames CaImAn's ``get_noise_fft`` uses at most (``max_num_samples_fft``).
 NOISE_MAX_FRAMES = 3072
@@ -55,7 +56,7 @@ def _noise_band(n: int) -> tuple[int, int]:
 _FASTMATH = {"reassoc", "contract"}  # lets LLVM vectorise the float64 reductions; no NaN/inf assumptions
 
 
-@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _block_stats(x, n_lines, t0, t1, shift, s1, s2, vmax, p_along, p_next, p_fwd, p_back):  # pragma: no cover
     """Moments, max and neighbour products over frames [t0, t1) of the first ``n_lines`` lines of a pixel-major
     block (compiled).
@@ -129,7 +130,7 @@ def _block_stats(x, n_lines, t0, t1, shift, s1, s2, vmax, p_along, p_next, p_fwd
             p_back[line, w] = pb
 
 
-@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+@njit(nogil=True, fastmath=_FASTMATH)
 def _band_power(spec, k0, k1, out):  # pragma: no cover - compiled
     """out[p] = sum over k0 <= k < k1 of |spec[p, k]|² (complex64 spectrum rows), in float64."""
     for p in range(spec.shape[0]):
@@ -140,7 +141,7 @@ def _band_power(spec, k0, k1, out):  # pragma: no cover - compiled
         out[p] = acc
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _to_pixel_major(frames, line0, out, t0):  # pragma: no cover - compiled
     """out[l, w, t0 + t] = float32(frames[t, line0 + l, w]) for l < out.shape[0], t < frames.shape[0].
 

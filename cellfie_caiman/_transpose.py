@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ._jit import njit
 
 _TILE = 16  # 16 frames x 16 rows x 16 columns: reads and writes both stay within a few cache lines per step
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _pixels_to_frames(yr, d1, out):  # pragma: no cover - compiled
     d, n = yr.shape
     d2 = d // d1

@@ -25,10 +25,10 @@ from typing import TypeVar
 
 import numpy as np
 import scipy.fft
-from numba import njit
 from tqdm.auto import tqdm
 
 from ._checks import MIN_DIAMETER, number
+from ._jit import njit
 
 __all__ = ["filtered_pnr", "soma_filter"]
 
@@ -186,7 +186,7 @@ def _read_ahead(read: Callable[[int, int], _Block], ranges: Sequence[tuple[int, 
         yield pending.result()
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _fold(f, p, total, peak, diff2, prev, has_prev):  # pragma: no cover - compiled
     """Add frames ``f[:, p:p+rows, p:p+cols]`` to the per-pixel sum, maximum and sum of squared steps.
 

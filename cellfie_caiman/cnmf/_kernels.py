@@ -8,8 +8,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .._jit import njit
 
-@numba.njit(cache=True)
+
+@njit()
 def pattern_rows(indptr, indices, n_pixels):
     """Row view of a pattern: (row_ptr (pixels+1,), row_entries (nnz,), row_comp (nnz,))."""
     K = indptr.shape[0] - 1
@@ -30,7 +32,7 @@ def pattern_rows(indptr, indices, n_pixels):
     return row_ptr, row_entries, row_comp
 
 
-@numba.njit(cache=True)
+@njit()
 def hals_shapes(a, U, V, bcf, penalty, indptr, indices, row_ptr, row_entries, row_comp, n_sweeps):
     """Non-negative HALS sweeps over the footprints, restricted to the pattern.
 
@@ -53,7 +55,7 @@ def hals_shapes(a, U, V, bcf, penalty, indptr, indices, row_ptr, row_entries, ro
     return a
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(parallel=True)
 def entries_dot(Y, Wt, comp, pix, out):
     """out[e] += sum_t Y[t, pix[e]] * Wt[t, comp[e]] (float64 accumulation).
 
@@ -70,7 +72,7 @@ def entries_dot(Y, Wt, comp, pix, out):
                 out[e] += Y[t, pix[e]] * Wt[t, comp[e]]
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(parallel=True)
 def sparse_project(Y, comp, pix, vals, K):
     """(n, K) array of sum_e vals[e] * Y[t, pix[e]] over the entries of each component (i.e. Y A for sparse A)."""
     n = Y.shape[0]
@@ -81,7 +83,7 @@ def sparse_project(Y, comp, pix, vals, K):
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@njit(parallel=True)
 def entries_dot_pm(Y, W, comp, pix, out):
     """out[e] += sum_t Y[pix[e], t] * W[comp[e], t] for pixel-major Y (pixels, n) float32, W (K, n) float64."""
     nnz = pix.shape[0]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from .._jit import njit
 from .noise import ar_from_decay, estimate_ar, trace_noise
 
 
-@numba.njit(cache=True)
+@njit()
 def oasis_ar1(y, g, mu):
     """Exact solution of min 1/2||y-c||^2 + mu.c s.t. c_t >= g c_{t-1}, c >= 0 (pool adjacent violators).
 
@@ -70,7 +70,7 @@ def oasis_ar1(y, g, mu):
     return c
 
 
-@numba.njit(cache=True)
+@njit()
 def _fit_ar1(y, g, lam, b0, fit_b, penalize_first, n_alt):
     """Baseline and trace for a fixed lambda, alternating b = mean(y - c) and the OASIS solve."""
     T = y.shape[0]
@@ -98,7 +98,7 @@ def _fit_ar1(y, g, lam, b0, fit_b, penalize_first, n_alt):
     return c, b, rss
 
 
-@numba.njit(cache=True)
+@njit()
 def constrained_ar1(y, g, sn, b0, fit_b, penalize_first):
     """Noise-constrained AR(1) deconvolution: the smallest lambda with ||y - b - c||^2 >= sn^2 T.
 
