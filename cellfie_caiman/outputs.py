@@ -24,7 +24,8 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
     The parameters of the run (:class:`cellfie_caiman.params.Params`).
 ``provenance.json``
     What produced the results (:func:`cellfie_caiman.provenance.provenance`): this package's version, the model's
-    weight file and its SHA-256, the library versions, the movie's path, shape and size, the time and command line.
+    weight file and its SHA-256, the library versions, the movie's path, shape, size and SHA-256, the parameters,
+    the time and command line.
 ``results.nwb``
     Optional (``params.output.nwb``).
 ``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._checks import MIN_DIAMETER, number
 
 logger = logging.getLogger(__name__)
@@ -298,6 +300,22 @@ class OutputParams:
         number(self.gif_frames, "output.gif_frames", low=1, integer=True)
 
 
+#: Settings that are counts (checked as whole numbers, used as ``int``); ``tta`` is a flag or a count.
+_COUNTS = {
+    "summary": ("batch_frames",),
+    "detection": ("tta",),
+    "refine": ("p", "nb", "n_iter", "chunk_frames"),
+    "output": ("gif_frames",),
+}
+
+
+def _whole_as_int(value: Any) -> Any:
+    """``int(value)`` for a float (numpy's too) holding a whole number, else ``value`` unchanged."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    return value
+
+
 _GROUPS = {
     "data": DataParams,
     "summary": SummaryParams,
@@ -401,16 +419,23 @@ class Params:
             An unknown group or key, a flag that is not true or false, or a value out of its range (:meth:`check`).
         """
         d = d or {}
+        if not isinstance(d, Mapping):
+            raise ValueError(f"parameters must be a mapping of groups, got {type(d).__name__}")
         unknown = set(d) - set(_GROUPS)
         if unknown:
-            raise ValueError(f"unknown parameter group(s) {sorted(unknown)}; known: {sorted(_GROUPS)}")
+            raise ValueError(f"unknown parameter group(s) {sorted(unknown, key=repr)}; known: {sorted(_GROUPS)}")
         groups = {}
         for name, klass in _GROUPS.items():
-            values = dict(d.get(name) or {})
+            values = d.get(name) or {}
+            if not isinstance(values, Mapping):
+                raise ValueError(f"parameter group '{name}' must be a mapping of settings (key: value), got "
+                                 f"{type(values).__name__} {values!r}")
+            values = dict(values)
             known = {f.name for f in dataclasses.fields(klass)}
             bad = set(values) - known
             if bad:
-                raise ValueError(f"unknown parameter(s) {sorted(bad)} in group '{name}'; known: {sorted(known)}")
+                raise ValueError(f"unknown parameter(s) {sorted(bad, key=repr)} in group '{name}'; "
+                                 f"known: {sorted(known)}")
             # fields declared plain bool (annotations are strings here); tta ("bool | int") is checked below
             flags = sorted(f.name for f in dataclasses.fields(klass)
                            if f.type == "bool" and f.name in values and not isinstance(values[f.name], bool))
@@ -421,10 +446,22 @@ class Params:
                 values["gSig"] = tuple(values["gSig"])  # JSON and YAML give a list
             groups[name] = klass(**values)
         params = cls(**groups)
+        params.whole_numbers_as_int()
         params.check()
-        if params.refine.gSig is not None:
-            params.refine.gSig = tuple(int(v) for v in params.refine.gSig)
         return params
+
+    def whole_numbers_as_int(self) -> None:
+        """Turn the counts given as whole floats (``gif_frames: 20.0``, ``gSig: [6.0, 6.0]``) into ``int``, in place.
+
+        :meth:`check` accepts ``20.0`` where a count belongs; the steps that use counts (array shapes, ranges) need
+        ``int``, and ``params.json`` then records ``20``. Anything else is left as it is, for :meth:`check` to name.
+        """
+        for group_name, fields in _COUNTS.items():
+            group = getattr(self, group_name)
+            for key in fields:
+                setattr(group, key, _whole_as_int(getattr(group, key)))
+        if isinstance(self.refine.gSig, (tuple, list)):
+            self.refine.gSig = tuple(_whole_as_int(v) for v in self.refine.gSig)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range or of the wrong type.
@@ -482,11 +519,9 @@ class Params:
         text = path.read_text()
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                d = yaml.safe_load(text)
+                d = _parse_yaml(text)
             else:
-                d = json.loads(text)
+                d = json.loads(text, object_pairs_hook=_mapping_without_repeats)
         except Exception as exc:  # noqa: BLE001 - re-raised with the file name
             raise ValueError(f"cannot parse parameter file {path}: {exc}") from exc
         if d is not None and not isinstance(d, dict):
@@ -512,3 +547,31 @@ class Params:
             text = json.dumps(self.to_dict(), indent=2)
         with atomic_path(path) as tmp:  # never a half-written file
             tmp.write_text(text)
+
+
+def _mapping_without_repeats(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A dict of ``pairs``; ``ValueError`` naming a key given twice (JSON and YAML parsers keep the last silently,
+    so a group written twice would lose the settings of the first)."""
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"{key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (:func:`_mapping_without_repeats`)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        # the keys written in this mapping, not those merged in with << (which its own keys may override)
+        _mapping_without_repeats([(loader.construct_object(k, deep=True), None) for k, _ in node.value
+                                  if k.tag != "tag:yaml.org,2002:merge"])
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass

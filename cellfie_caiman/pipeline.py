@@ -175,6 +175,15 @@ def _accepted_index(est, n_components: int) -> np.ndarray:
     return np.asarray(idx, dtype=int).reshape(-1)
 
 
+def _check_model(model) -> None:
+    """Raise (``ValueError`` for an unknown name, ``FileNotFoundError`` for a missing file) before the movie is
+    read, when ``detection.model`` names no weights; a loaded model is taken as it is."""
+    from .models import DetectionModel, model_file
+
+    if not isinstance(model, DetectionModel):
+        model_file(model)
+
+
 def _resolve_backend(backend: str) -> str:
     """The backend that ``refine.backend`` (checked by ``Params.coerce``) names on this machine.
 
@@ -305,6 +314,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     from .io import load_movie
 
     params = copy.deepcopy(as_params(params))  # checked; a copy: never change the caller's object
+    params.whole_numbers_as_int()  # a Params set by hand may hold gif_frames=20.0: a count from here on
+    _check_model(params.detection.model)
     backend = _resolve_backend(params.refine.backend)
     params.refine.backend = backend  # params.json records what ran ('auto' could mean another backend elsewhere)
     timer = _Timer()
@@ -362,7 +373,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
     out.mkdir(parents=True, exist_ok=True)
     with staged(out) as stage:  # the earlier run's files stay until all of this run's are written
         with timer("save"):
-            record = provenance(model=det.model, movie=movie, backend=backend)
+            record = provenance(model=det.model, movie=movie, backend=backend, params=params)
             if est is not None:
                 est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
             files = save_results(stage, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)

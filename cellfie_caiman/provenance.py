@@ -17,6 +17,7 @@ import datetime
 import functools
 import hashlib
 import importlib.metadata
+import logging
 import os
 import platform
 import sys
@@ -26,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .io import Movie
     from .models import DetectionModel
+    from .params import Params
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["provenance", "file_sha256", "software_versions"]
 
@@ -123,12 +127,14 @@ def _movie_record(movie) -> dict[str, Any]:
         record["path"] = str(path.resolve())
         if path.is_file():
             record["size_bytes"] = int(st.st_size)
+            logger.info("SHA-256 of %s (%.1f GB) for the provenance record", path, st.st_size / 1e9)
+            record["sha256"] = file_sha256(path)  # the same bytes, not merely the same name, size and time
         record["modified"] = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat()
     return record
 
 
 def provenance(*, model: str | os.PathLike | DetectionModel = "default", movie: Movie | None = None,
-               backend: str | None = None) -> dict[str, Any]:
+               backend: str | None = None, params: Params | None = None) -> dict[str, Any]:
     """A JSON-ready record of what produces a result.
 
     Parameters
@@ -137,16 +143,19 @@ def provenance(*, model: str | os.PathLike | DetectionModel = "default", movie: 
         The detection model, as given to :func:`cellfie_caiman.initialize`.
     movie : cellfie_caiman.io.Movie, optional
         The input movie: its source, shape (frames, rows, cols) and dtype, and for a file its absolute path, size in
-        bytes and modification time (UTC).
+        bytes, SHA-256 (hex; the whole file is read once) and modification time (UTC).
     backend : str, optional
         The refinement backend that ran ('caiman', 'builtin' or 'none'); with 'caiman' CaImAn's version is recorded.
+    params : Params, optional
+        The parameters of the run, as it used them (``params.json``'s content).
 
     Returns
     -------
     dict
         ``cellfie_caiman`` (version), ``created`` (UTC, ISO 8601), ``argv`` (the command line of this process),
         ``model`` (name, file, SHA-256 of its weights, training diameter in pixels), ``software``
-        (:func:`software_versions`), and with ``movie``, ``movie``; with ``backend``, ``backend``.
+        (:func:`software_versions`), and with ``movie``, ``movie``; with ``backend``, ``backend``; with ``params``,
+        ``params`` (:meth:`Params.to_dict`: what :meth:`Params.from_dict` reads back).
     """
     from . import __version__
 
@@ -158,4 +167,6 @@ def provenance(*, model: str | os.PathLike | DetectionModel = "default", movie: 
         record["movie"] = _movie_record(movie)
     if backend is not None:
         record["backend"] = backend
+    if params is not None:
+        record["params"] = params.to_dict()
     return record

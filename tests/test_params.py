@@ -171,3 +171,53 @@ def test_a_model_given_as_a_path_is_saved_as_its_name(tmp_path):
 def test_gsig_that_is_not_two_half_sizes_is_named(gsig):
     with pytest.raises(ValueError, match="refine.gSig must be two half-sizes"):
         Params.from_dict({"refine": {"gSig": gsig}})
+
+
+@pytest.mark.parametrize("text", ["data: [1, 2]\n", "data: fast\n", "data: 5\n"])
+def test_a_group_that_is_not_a_mapping_is_named(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="group 'data' must be a mapping"):
+        Params.load(path)
+
+
+def test_unknown_groups_named_by_text_and_by_number_are_named(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("1: 2\nfoo: 3\n")
+    with pytest.raises(ValueError, match="unknown parameter group.*'foo'"):
+        Params.load(path)
+
+
+def test_whole_number_counts_given_as_floats_become_integers(tmp_path):
+    counts = {"summary": {"batch_frames": 100.0}, "refine": {"p": 2.0, "nb": 1.0, "n_iter": 3.0, "chunk_frames": 64.0},
+              "output": {"gif_frames": 20.0}, "detection": {"tta": 4.0}}
+    p = Params.from_dict(counts)
+    for group, values in counts.items():
+        for key, value in values.items():
+            got = getattr(getattr(p, group), key)
+            assert type(got) is int and got == value, (group, key, got)
+    p.save(tmp_path / "p.json")
+    assert type(json.loads((tmp_path / "p.json").read_text())["output"]["gif_frames"]) is int
+    assert Params.from_dict({"detection": {"tta": True}}).detection.tta is True  # a flag stays a flag
+
+
+@pytest.mark.parametrize("name, text", [
+    ("p.json", '{"data": {"fr": 7.5}, "data": {"decay_time": 1.0}}'),
+    ("p.json", '{"data": {"fr": 7.5, "fr": 15}}'),
+    ("p.yaml", "data:\n  fr: 7.5\ndata:\n  decay_time: 1.0\n"),
+    ("p.yaml", "data:\n  fr: 7.5\n  fr: 15\n")])
+def test_a_group_or_key_given_twice_in_a_file_is_an_error(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"(data|fr).* twice"):
+        Params.load(path)
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("data: &base {fr: 7.5, decay_time: 1.0}\nrefine:\n  nb: 1\n  p: 2\n"
+                    "quality: {min_SNR: 3.0}\n")
+    assert Params.load(path).data.fr == 7.5
+    path.write_text("data:\n  <<: {fr: 7.5, decay_time: 1.0}\n  fr: 15\n")
+    p = Params.load(path)
+    assert p.data.fr == 15 and p.data.decay_time == 1.0

@@ -176,3 +176,38 @@ def test_a_non_empty_output_folder_is_refused_before_anything_else_is_said(tmp_p
         with pytest.raises(FileExistsError, match="overwrite=True"):
             pipeline.run(tmp_path / "movie.npy", out, {"refine": {"backend": "builtin"}})
     assert [p.name for p in out.iterdir()] == ["rois.json"]
+
+
+def test_an_unknown_model_is_refused_before_the_movie_is_read(tmp_path):
+    # a movie that does not exist: reading it first would raise a MovieError instead
+    with pytest.raises(ValueError, match="unknown model 'nosuch'"):
+        pipeline.run(tmp_path / "missing.tif", tmp_path / "out", {"detection": {"model": "nosuch"}}, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_whole_number_float_count_set_by_hand_runs(simulated, tmp_path):
+    sim, path = simulated
+    params = Params.from_dict({"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
+                               "refine": {"backend": "none"}})
+    params.output.gif_frames = 20.0  # checked (a whole number), then used as a count of frames
+    pipeline.run(path, tmp_path / "out", params, progress=False)
+    assert (tmp_path / "out" / "segmentation.gif").exists()
+    assert Params.load(tmp_path / "out" / "params.json").output.gif_frames == 20
+
+
+def test_params_json_fed_back_reproduces_the_run(simulated, tmp_path):
+    sim, path = simulated
+    first = {"data": {"decay_time": sim.decay_time}, "refine": {"backend": "builtin"}, "output": {"pictures": False}}
+    with pytest.warns(UserWarning, match="assuming 30 Hz"):
+        pipeline.run(path, tmp_path / "a", first, progress=False)
+    pipeline.run(path, tmp_path / "b", tmp_path / "a" / "params.json", progress=False)  # no warning: fr recorded
+    for name in ("rois.json", "traces.csv", "params.json"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text(), name
+    a, b = np.load(tmp_path / "a" / "masks.npz"), np.load(tmp_path / "b" / "masks.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    import json
+
+    record = json.loads((tmp_path / "b" / "provenance.json").read_text())
+    assert record["params"] == json.loads((tmp_path / "b" / "params.json").read_text())

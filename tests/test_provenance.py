@@ -46,3 +46,17 @@ def test_movie_record_of_an_array_and_of_a_file(tmp_path):
     assert record["size_bytes"] == (tmp_path / "m.npy").stat().st_size
     in_memory = provenance(movie=load_movie(data))["movie"]
     assert in_memory["shape"] == [5, 8, 9] and "path" not in in_memory
+
+
+def test_a_movie_file_is_hashed_and_the_parameters_are_recorded(tmp_path):
+    from cellfie_caiman.io import load_movie
+    from cellfie_caiman.params import Params
+    from cellfie_caiman.provenance import provenance
+
+    data = np.arange(5 * 8 * 9, dtype=np.float32).reshape(5, 8, 9)
+    np.save(tmp_path / "m.npy", data)
+    params = Params.from_dict({"data": {"fr": 7.5}})
+    record = provenance(movie=load_movie(tmp_path / "m.npy"), params=params)
+    assert record["movie"]["sha256"] == hashlib.sha256((tmp_path / "m.npy").read_bytes()).hexdigest()
+    assert record["params"] == params.to_dict() and Params.from_dict(record["params"]) == params
+    assert "sha256" not in provenance(movie=load_movie(data))["movie"]  # an array has no file
