@@ -210,9 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, default=40, help="number of neurons (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--format", choices=["mmap", "tif"], default="mmap", help="movie file format (default: %(default)s)")
-    p.add_argument("--backend", choices=BACKENDS, default="builtin",
-                   help="refinement backend (default: %(default)s, the same result everywhere; auto: CaImAn when "
-                        "installed)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="refinement backend (default: the --params file's, else builtin, the same result "
+                        "everywhere; auto: CaImAn when installed)")
     p.add_argument("--params", help="parameter file (.json or .yaml)")
     p.add_argument("--nwb", action="store_true", help="also write results.nwb")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
@@ -335,7 +335,10 @@ def _cmd_example(args) -> int:
     from .pipeline import as_params, example
 
     params = as_params(args.params)
-    params.refine.backend = args.backend
+    if args.backend is not None:
+        params.refine.backend = args.backend
+    elif args.params is None:  # the example's own default: the same result with or without CaImAn
+        params.refine.backend = "builtin"
     if args.nwb:
         params.output.nwb = True
     result = example(args.out, n_frames=args.frames, shape=tuple(args.size), n_neurons=args.neurons, seed=args.seed,

@@ -530,3 +530,14 @@ def test_a_detect_run_prints_no_tensorflow_start_up_notice(tmp_path):
         assert notice not in proc.stderr, proc.stderr
     assert "networks" in proc.stderr  # the progress bar over the networks' passes
     assert (tmp_path / "out" / "rois.json").is_file()
+
+
+def test_example_takes_the_backend_of_its_params_file_unless_told(tmp_path):
+    """--backend had a default, so it overrode the params file's refine.backend even when not given."""
+    import json
+
+    (tmp_path / "p.json").write_text(json.dumps({"refine": {"backend": "none"}}))
+    argv = ["example", "--frames", "100", "--size", "64", "64", "--neurons", "6", "--no-progress",
+            "--params", str(tmp_path / "p.json")]
+    assert main([*argv, "-o", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "params.json").read_text())["refine"]["backend"] == "none"
