@@ -82,8 +82,9 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
         pieces in Fortran order), and a warning when most seeds are more coherent over time read in C order
         (on a square field the shape cannot tell). Seeds duplicating an earlier one (IoU >= 0.95) are dropped
         before either backend runs, empty seeds by each backend, and seeds whose pixels are all constant over
-        time (a border zeroed by motion correction) by CaImAn's before its fit and by the builtin's first update:
-        each with a warning.
+        time (a border zeroed by motion correction) by CaImAn's before its fit and by the builtin's first update
+        (a warning names the duplicates and empty seeds; a constant seed the builtin drops is logged, and the
+        warning that components were renumbered says the count changed).
     params : Params, dict of groups, or None
         Both backends use ``data.fr`` (None: the movie file's rate, else 30 Hz with a warning),
         ``data.decay_time``, ``refine.p``, ``refine.merge_thr`` and ``quality.*``, and ``refine.nb`` (but CaImAn's
