@@ -52,6 +52,26 @@ def number(value, name: str, *, low: float | None = None, high: float | None = N
     return value
 
 
+def frame_shape(value, name: str) -> tuple[int, int]:
+    """``value`` as (rows, cols), two whole numbers >= 1 (floats holding whole numbers too), else ``ValueError``
+    naming ``name``.
+
+    Examples
+    --------
+    >>> frame_shape((64.0, 80), "shape")
+    (64, 80)
+    """
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be (rows, cols), got {value!r}")
+    for v in pair:
+        number(v, f"{name} (rows, cols)", low=1, integer=True)
+    return int(pair[0]), int(pair[1])
+
+
 def _describe(low, high, low_open: bool, high_open: bool, integer: bool, optional: bool) -> str:
     kind = "an integer" if integer else "a number"
     if low is not None and high is not None:

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 
-from ._checks import number
+from ._checks import frame_shape, number
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +59,6 @@ class MatchResult(NamedTuple):
     f1: float
     matched: list
     cost: np.ndarray
-
-
-def _check_dims(dims) -> tuple[int, int] | None:
-    """``dims`` as two positive ints, or None; ``ValueError`` otherwise."""
-    if dims is None:
-        return None
-    try:
-        pair = tuple(dims)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2:
-        raise ValueError(f"dims must be (rows, cols), got {dims!r}")
-    for d in pair:
-        number(d, "dims (rows, cols)", low=1, integer=True)
-    return int(pair[0]), int(pair[1])
 
 
 def _check_values(values: np.ndarray, name: str) -> None:
@@ -196,7 +181,7 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
         raise ValueError(f"rule must be 'caiman' or 'iou', got {rule!r}")
     number(thresh_cost, "thresh_cost (1 - IoU)", low=0, high=1, low_open=True)
     number(min_dist, "min_dist (pixels)", low=0, low_open=True)
-    dims = _check_dims(dims)
+    dims = None if dims is None else frame_shape(dims, "dims")
     gt, dims_gt = _as_masks(masks_gt, dims, "masks_gt")
     pred, dims_pred = _as_masks(masks_pred, dims, "masks_pred")
     if dims_gt is not None and dims_pred is not None and dims_gt != dims_pred:

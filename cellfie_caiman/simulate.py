@@ -45,7 +45,7 @@ from scipy.signal import lfilter
 from scipy.special import expit
 from tqdm import tqdm
 
-from ._checks import number
+from ._checks import frame_shape, number
 
 logger = logging.getLogger(__name__)
 
@@ -409,19 +409,6 @@ def _interval(value, name: str, *, low: float, high: float | None = None, low_op
     return float(lo), float(hi)
 
 
-def _frame_shape(shape) -> tuple[int, int]:
-    """``shape`` as (rows, cols) of positive whole numbers, else ``ValueError``."""
-    try:
-        pair = tuple(shape)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2:
-        raise ValueError(f"shape must be (rows, cols), got {shape!r}")
-    for v in pair:
-        number(v, "shape (rows, cols)", low=1, integer=True)
-    return int(pair[0]), int(pair[1])
-
-
 def _check_args(a: dict) -> None:
     """``ValueError`` naming the first argument of :func:`simulate` (given as a dict) that is out of range."""
     number(a["n_frames"], "n_frames", low=1, integer=True)
@@ -430,7 +417,7 @@ def _check_args(a: dict) -> None:
     if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_))
                                  and seed >= 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-    positive = ("fs", "decay_time", "rise_time", "diameter", "edge", "photons", "gain")
+    positive = ("fs", "decay_time", "rise_time", "edge", "photons", "gain")
     non_negative = ("min_distance", "texture", "rate", "rate_sigma", "burstiness", "neuropil_contrast",
                     "neuropil_activity", "vessels", "out_of_focus", "out_of_focus_activity", "puncta",
                     "puncta_activity", "background_strength", "background_drift", "read_noise")
@@ -598,7 +585,7 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         beyond 0..1, a range with lo > hi, a fractional count), or when the neurons do not fit in the frame.
     """
     _check_args(dict(locals()))
-    rows, cols = _frame_shape(shape)
+    rows, cols = frame_shape(shape, "shape")
     n_frames, n_neurons, nb, p = int(n_frames), int(n_neurons), int(nb), int(p)
     block_frames = None if block_frames is None else int(block_frames)
     g1 = ar_coefficients(decay_time, fs, p, rise_time)
