@@ -497,13 +497,12 @@ def test_nwb_acquisition_series_beside_processed_ones_is_read_with_a_warning_nam
         np.testing.assert_array_equal(load_movie(path, var_name="corrected")[:], movie[:, ::-1])
 
 
-def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
-    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb; its times as a
-    ``rate`` (Hz) or as ``timestamps`` (s)."""
+def _nwb_with_plane():
+    """An NWBFile with one imaging plane, as pynwb builds it: (nwb, plane)."""
     from datetime import datetime, timezone
 
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.ophys import ImageSegmentation, OpticalChannel, TwoPhotonSeries
+    from pynwb import NWBFile
+    from pynwb.ophys import OpticalChannel
 
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     nwb = NWBFile(session_description="test", identifier="id", session_start_time=start)
@@ -512,8 +511,29 @@ def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
         name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=520.0),
         description="plane", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP6s",
         location="V1")
-    times = dict(rate=rate) if timestamps is None else dict(timestamps=timestamps)
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, unit="a.u.", **times))
+    return nwb, plane
+
+
+def _times(rate=None, timestamps=None):
+    """A TimeSeries' times as pynwb takes them: a ``rate`` (Hz) or ``timestamps`` (s)."""
+    return dict(rate=rate) if timestamps is None else dict(timestamps=timestamps)
+
+
+def _write(path, nwb):
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
+    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb; its times as a
+    ``rate`` (Hz) or as ``timestamps`` (s)."""
+    from pynwb.ophys import ImageSegmentation, TwoPhotonSeries
+
+    nwb, plane = _nwb_with_plane()
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, unit="a.u.",
+                                        **_times(rate, timestamps)))
     if masks is not None:
         module = nwb.create_processing_module(name="ophys", description="rois")
         seg = ImageSegmentation()
@@ -521,8 +541,36 @@ def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
         ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="rois", imaging_plane=plane)
         for mask in masks:
             ps.add_roi(image_mask=mask.astype(float))
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
+    _write(path, nwb)
+
+
+def write_nwb_corrected(path, raw, corrected, rate=30.0, corrected_times=None, corrected_type="ImageSeries"):
+    """An NWB file written by pynwb as motion correction leaves it: raw TwoPhotonSeries ``raw`` {name: data} in
+    ``acquisition/`` (at ``rate`` Hz), and in ``processing/ophys/MotionCorrection`` one CorrectedImageStack per item
+    of ``corrected`` {stack name: (name of its original raw series, corrected data)}, its ``corrected`` series an
+    ``ImageSeries`` (or a ``TwoPhotonSeries``, as some writers store it) timed by ``corrected_times`` (the
+    arguments of :func:`_times`; default: the original's rate)."""
+    from pynwb import TimeSeries
+    from pynwb.image import ImageSeries
+    from pynwb.ophys import CorrectedImageStack, MotionCorrection, TwoPhotonSeries
+
+    nwb, plane = _nwb_with_plane()
+    originals = {}
+    for name, data in raw.items():
+        originals[name] = TwoPhotonSeries(name=name, data=data, imaging_plane=plane, unit="a.u.", rate=rate)
+        nwb.add_acquisition(originals[name])
+    stacks = []
+    for stack, (original, data) in corrected.items():
+        times = corrected_times or {"rate": rate}
+        series = (TwoPhotonSeries(name="corrected", data=data, imaging_plane=plane, unit="a.u.", **times)
+                  if corrected_type == "TwoPhotonSeries" else
+                  ImageSeries(name="corrected", data=data, unit="a.u.", **times))
+        shifts = TimeSeries(name="xy_translation", data=np.zeros((len(data), 2)), unit="pixels", **times)
+        stacks.append(CorrectedImageStack(name=stack, corrected=series, original=originals[original],
+                                          xy_translation=shifts))
+    module = nwb.create_processing_module(name="ophys", description="motion correction")
+    module.add(MotionCorrection(corrected_image_stacks=stacks))
+    _write(path, nwb)
 
 
 def test_nwb_two_photon_series(tmp_path, movie):
@@ -549,6 +597,106 @@ def test_frame_rate_as_the_file_records_it(tmp_path, movie):
     np.save(tmp_path / "m.npy", data)
     for source in (tmp_path / "plain.tif", tmp_path / "m.npy", data):
         assert load_movie(source).frame_rate is None
+
+
+STACK = "processing/ophys/MotionCorrection/plane0"
+
+
+@pytest.mark.parametrize("corrected_type", ["ImageSeries", "TwoPhotonSeries"])
+def test_nwb_motion_corrected_stack_is_read_by_default_and_each_movie_by_its_name(tmp_path, movie, corrected_type):
+    """Raw acquisition + one CorrectedImageStack: the corrected movie is the default, without a warning (the raw
+    movie it was corrected from is no rival); var_name names the stack (by its name or path) or the raw series."""
+    raw, corrected = movie.astype(np.uint16), movie[:, ::-1].astype(np.uint16)  # corrected: the rows flipped
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, {"TwoPhotonSeries": raw}, {"plane0": ("TwoPhotonSeries", corrected)},
+                        corrected_type=corrected_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_movie(path)[:], corrected)
+        for name in ("plane0", "MotionCorrection/plane0", STACK, f"/{STACK}/", "plane0/corrected",
+                     f"{STACK}/corrected"):
+            np.testing.assert_array_equal(load_movie(path, var_name=name)[:], corrected)
+        for name in ("TwoPhotonSeries", "acquisition/TwoPhotonSeries"):
+            np.testing.assert_array_equal(load_movie(path, var_name=name)[:], raw)
+    with pytest.raises(MovieError, match=rf"m.nwb: no movie named 'nope'.*{STACK} \(motion-corrected\), "
+                                         "acquisition/TwoPhotonSeries"):
+        load_movie(path, var_name="nope")
+
+
+def test_nwb_several_motion_corrected_stacks_need_var_name(tmp_path, movie):
+    raw = {"plane0": movie.astype(np.uint16), "plane1": (movie + 1).astype(np.uint16)}
+    corrected = {"fov0": ("plane0", raw["plane0"][:, ::-1]), "fov1": ("plane1", raw["plane1"][:, :, ::-1])}
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, raw, corrected)
+    with pytest.raises(MovieError, match=r"m.nwb: 2 motion-corrected stacks .*MotionCorrection/fov0 "
+                                         r"\(motion-corrected\), .*MotionCorrection/fov1.*var_name"):
+        load_movie(path)
+    for stack, (_, data) in corrected.items():
+        np.testing.assert_array_equal(load_movie(path, var_name=stack)[:], data)
+    with pytest.raises(MovieError, match="no movie named 'fov2'.*fov0.*fov1.*acquisition/plane0.*acquisition/plane1"):
+        load_movie(path, var_name="fov2")
+
+
+def test_nwb_one_motion_corrected_stack_beside_another_raw_movie_is_read_with_a_warning_naming_it(tmp_path, movie):
+    """A raw series that is not the stack's original (another plane) is a rival: the warning names it, and the
+    stack's own original is not listed."""
+    raw = {"plane0": movie.astype(np.uint16), "plane1": (movie + 1).astype(np.uint16)}
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, raw, {"fov0": ("plane0", raw["plane0"][:, ::-1])})
+    with pytest.warns(UserWarning, match=r"m.nwb: read '.*MotionCorrection/fov0' \(the default\) of the 2 movies in "
+                                         r"the file \(.*fov0 \(motion-corrected\), acquisition/plane1\); .*var_name") \
+            as record:
+        m = load_movie(path)
+    assert "plane0" not in str(record[0].message)
+    np.testing.assert_array_equal(m[:], raw["plane0"][:, ::-1])
+
+
+@pytest.mark.parametrize("times, expected", [({"rate": 7.5}, 7.5),
+                                             ({"timestamps": np.arange(23) / 15.25 + 3.0}, 15.25),
+                                             (None, 30.0)])
+def test_frame_rate_of_a_motion_corrected_stack(tmp_path, movie, times, expected):
+    """The corrected series' own rate or timestamps, not its original's (30 Hz); when it records neither (deleted
+    here by hand, as a writer other than pynwb may leave it), its original's, as the frames are the same."""
+    from cellfie_caiman.params import DataParams
+
+    data = movie.astype(np.uint16)
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, {"TwoPhotonSeries": data}, {"plane0": ("TwoPhotonSeries", data[:, ::-1])}, rate=30.0,
+                        corrected_times=times)
+    if times is None:
+        with h5py.File(path, "a") as f:
+            del f[f"{STACK}/corrected/starting_time"]
+    assert load_movie(path).frame_rate == pytest.approx(expected)
+    assert DataParams().frame_rate(path) == pytest.approx(expected)
+
+
+def test_frame_rate_of_a_corrected_stack_is_not_taken_from_an_original_of_other_frames(tmp_path, movie):
+    """A corrected movie of other frames than its original's (here every other frame) without times of its own has
+    no known rate: the original's would be wrong."""
+    data = movie.astype(np.uint16)
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, {"TwoPhotonSeries": data}, {"plane0": ("TwoPhotonSeries", data[::2])}, rate=30.0)
+    with h5py.File(path, "a") as f:
+        del f[f"{STACK}/corrected/starting_time"]
+    assert load_movie(path).frame_rate is None
+
+
+def test_nwb_motion_corrected_stack_in_external_files_or_empty_is_refused(tmp_path, movie):
+    """The checks of a TwoPhotonSeries hold for a corrected stack: frames in external files and a stack of too few
+    frames are errors naming it, never a silent read of the raw movie instead."""
+    data = movie.astype(np.uint16)
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, {"TwoPhotonSeries": data}, {"plane0": ("TwoPhotonSeries", data[:1])})
+    with pytest.raises(MovieError, match=f"m.nwb:{STACK}/corrected"):
+        load_movie(path)
+    with h5py.File(path, "a") as f:  # as pynwb writes an external ImageSeries: data (0, 0, 0), external_file
+        group = f[f"{STACK}/corrected"]
+        del group["data"]
+        group["data"] = np.zeros((0, 0, 0), np.uint8)
+        group["external_file"] = [b"corrected.tif"]
+    with pytest.raises(MovieError, match=f"m.nwb: motion-corrected stack '{STACK}' stores its frames in external "
+                                         r"files \(\['corrected.tif'\]\)"):
+        load_movie(path)
 
 
 @pytest.mark.parametrize("tunit, finterval, rate", [

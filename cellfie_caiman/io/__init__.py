@@ -17,17 +17,27 @@
   refused); each file is read alone, even an OME-TIFF whose metadata describe the folder's whole series;
 * HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov`` (a warning names the file's other 3-D datasets, if
   any), else the only 3-D dataset in the file;
-* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` (``var_name`` picks one by name; else the only one, or the only
-  one under ``acquisition/`` with a warning naming the others). NWB documents the axes as
-  (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis;
+* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` or the motion-corrected movie of a ``CorrectedImageStack``
+  (its ``corrected`` ImageSeries; ``processing/ophys/MotionCorrection/<name>``). ``var_name`` names a movie by its
+  path in the file or that path's last parts: ``'TwoPhotonSeries'``, ``'acquisition/TwoPhotonSeries'``; a corrected
+  stack by its CorrectedImageStack's name or path, ``'plane0'``, ``'MotionCorrection/plane0'``, each optionally
+  followed by ``'/corrected'`` (a whole path wins over the last parts of another). Without ``var_name``: the
+  corrected movie of the file's only corrected stack (a warning names the file's other TwoPhotonSeries, if any,
+  beside the raw one it was corrected from); several corrected stacks are an error listing them; a file with none
+  gives its only TwoPhotonSeries, or the only one under ``acquisition/`` with a warning naming the others. The frame
+  rate is the series' ``rate`` or its ``timestamps``' median step; a corrected series with neither takes its
+  ``original`` TwoPhotonSeries' when that holds as many frames (or none: external files). Frames in external files
+  are refused. NWB documents the axes as (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols),
+  i.e. NWB's ``x`` is our row axis;
 * ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).
 
 Non-finite pixels (motion correction leaves NaN at the borders) are filled on the float32 paths, never in raw
 indexing: each missing value is interpolated linearly in time between the pixel's nearest finite values at most
 ``FILL_WINDOW`` frames away (the nearest one if only one side has one), otherwise replaced by one constant, the
-median of the finite values of the first frame that has any (0 if none has): a pixel that is never finite is then
-constant, adding no variance, correlation or peak to the summary images. The result depends only on the movie, not
-on how it is chunked. A ``NonFiniteWarning`` says how many values were filled (once per Movie).
+median of the finite values of the first frame that has any: a pixel that is never finite is then constant, adding
+no variance, correlation or peak to the summary images. A movie without a single finite value is a ``MovieError``.
+The result depends only on the movie, not on how it is chunked. A ``NonFiniteWarning`` says how many values were
+filled (once per Movie).
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -382,7 +383,8 @@ def open_hdf5(path: Path, var_name: str | None) -> Reader:
 
 def _warn_other_movies(path: Path, what: str, name: str, candidates: list[str]) -> None:
     """UserWarning that ``name`` was read by default from ``path`` though it holds other candidate movies
-    (``candidates``, all of them ``what``: '3-D datasets', 'TwoPhotonSeries')."""
+    (``candidates``, all of them ``what``: '3-D datasets', 'TwoPhotonSeries', 'movies' (an NWB file's corrected
+    stack and TwoPhotonSeries))."""
     if len(candidates) > 1:
         listing = ", ".join(candidates[:6]) + (", ..." if len(candidates) > 6 else "")
         warnings.warn(f"{path}: read '{name}' (the default) of the {len(candidates)} {what} in the file ({listing}); "
@@ -393,47 +395,210 @@ def _attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def open_nwb(path: Path, var_name: str | None) -> Reader:
-    """The data of the ``TwoPhotonSeries`` named ``var_name`` of an NWB file, else of its only one (or of the only one
-    under ``acquisition/``)."""
+#: ``neurodata_type`` of an NWB raw two-photon movie.
+_RAW = "TwoPhotonSeries"
+#: ``neurodata_type`` of NWB's motion-corrected movie (``pynwb.ophys.CorrectedImageStack``, one per corrected movie
+#: in a ``MotionCorrection``, usually ``processing/ophys/MotionCorrection/<name>``): it holds the ``corrected``
+#: ImageSeries, a link to its ``original`` TwoPhotonSeries and the ``xy_translation`` TimeSeries.
+_STACK = "CorrectedImageStack"
+
+
+@dataclass(frozen=True)
+class _NwbMovie:
+    """A movie an NWB file offers: a ``TwoPhotonSeries``, or the ``corrected`` ImageSeries of a
+    ``CorrectedImageStack``.
+
+    Attributes
+    ----------
+    name : str
+        Its path in the file, as errors and warnings list it and ``var_name`` matches it: the TwoPhotonSeries
+        group's, or the CorrectedImageStack group's (e.g. ``processing/ophys/MotionCorrection/plane0``).
+    series : str
+        Path of the group holding ``data`` and the frame times: ``name``, or ``name + '/corrected'``.
+    corrected : bool
+        Whether it is a motion-corrected stack.
+    """
+
+    name: str
+    series: str
+    corrected: bool
+
+    @property
+    def label(self) -> str:
+        """``name``, marked '(motion-corrected)' for a stack."""
+        return f"{self.name} (motion-corrected)" if self.corrected else self.name
+
+    @property
+    def kind(self) -> str:
+        """What it is, for messages: "TwoPhotonSeries 'name'" or "motion-corrected stack 'name'"."""
+        return f"motion-corrected stack '{self.name}'" if self.corrected else f"{_RAW} '{self.name}'"
+
+
+def _h5_group(f, name: str):
+    """The group at ``name`` in the open HDF5 file ``f``, or None where there is none, where its link leads nowhere
+    (a dangling soft link, an external link to a missing file) or to a dataset."""
     import h5py
+    try:
+        obj = f.get(name)
+    except (KeyError, OSError, ValueError):
+        return None
+    return obj if isinstance(obj, h5py.Group) else None
+
+
+def _nwb_movies(f) -> list[_NwbMovie]:
+    """The movies of the open NWB file ``f``: its CorrectedImageStacks, then its TwoPhotonSeries, each in file order.
+
+    A TwoPhotonSeries that is some stack's ``corrected`` series (a writer may store it as one) is listed once, as that
+    stack. Soft links (a stack's ``original``) are not followed, so each group is found once.
+    """
+    import h5py
+    found: dict[str, list[str]] = {_RAW: [], _STACK: []}
+
+    def visit(name, obj):  # returns None: visititems stops at the first other value
+        if isinstance(obj, h5py.Group):
+            kind = _attr_str(obj.attrs.get("neurodata_type", ""))
+            if kind in found:
+                found[kind].append(name)
+
+    f.visititems(visit)
+    stacks = [_NwbMovie(n, f"{n}/corrected", True) for n in found[_STACK]]
+    corrected = [g for g in (_h5_group(f, m.series) for m in stacks) if g is not None]
+    raw = [_NwbMovie(n, n, False) for n in found[_RAW] if not any(f[n] == g for g in corrected)]
+    return stacks + raw
+
+
+def _nwb_original(f, stack: _NwbMovie, movies: list[_NwbMovie]) -> _NwbMovie | None:
+    """The TwoPhotonSeries of ``movies`` that ``stack`` was corrected from (its ``original`` link), None when the link
+    is missing or dangling or leads to none of them (another file)."""
+    target = _h5_group(f, f"{stack.name}/original")
+    if target is None:
+        return None
+    return next((m for m in movies if not m.corrected and f[m.series] == target), None)
+
+
+def _listing(movies: list[_NwbMovie]) -> str:
+    return ", ".join(m.label for m in movies) or "none"
+
+
+#: How ``var_name`` names an NWB movie, for error messages.
+_NWB_NAMING = ("var_name is a movie's path in the file or its last parts (a TwoPhotonSeries: 'TwoPhotonSeries' or "
+               "'acquisition/TwoPhotonSeries'; a motion-corrected stack: its CorrectedImageStack's name, e.g. "
+               "'plane0' or 'MotionCorrection/plane0', optionally followed by '/corrected')")
+
+
+def _nwb_name_matches(movie: _NwbMovie, var_name: str) -> bool:
+    """Whether ``var_name`` is the last whole parts of ``movie``'s path (all of it included); for a stack, a
+    trailing '/corrected' after its name (or path) names it too."""
+    parts = [p for p in var_name.split("/") if p]
+    if movie.corrected and len(parts) > 1 and parts[-1] == "corrected":
+        parts = parts[:-1]
+    own = movie.name.split("/")
+    return bool(parts) and own[-len(parts):] == parts
+
+
+def _nwb_by_name(path: Path, movies: list[_NwbMovie], var_name: str) -> _NwbMovie:
+    """The movie ``var_name`` names (:func:`_nwb_name_matches`; a whole path in the file wins over trailing parts of
+    other paths); MovieError, listing the movies, unless exactly one."""
+    exact = [m for m in movies if var_name.strip("/") in (m.name, m.series)]
+    picked = exact or [m for m in movies if _nwb_name_matches(m, var_name)]
+    if len(picked) != 1:
+        found = f"{len(picked)} movies named '{var_name}' ({_listing(picked)})" if picked else \
+            f"no movie named '{var_name}'"
+        raise MovieError(f"{path}: {found}; the file holds: {_listing(movies)}. {_NWB_NAMING}")
+    return picked[0]
+
+
+def _nwb_default(f, path: Path, movies: list[_NwbMovie]) -> tuple[_NwbMovie, str, list[str]]:
+    """The movie read when no ``var_name`` is given, what the file's candidate movies are, and those candidates (a
+    warning names them when there are several).
+
+    * One motion-corrected stack: its corrected movie. The raw TwoPhotonSeries it was corrected from (its
+      ``original``) is not a rival (only logged); any other TwoPhotonSeries is, and is named in the warning.
+    * Several stacks: MovieError listing them.
+    * No stack: the only TwoPhotonSeries, or the only one under ``acquisition/`` (the warning names the others).
+    """
+    stacks = [m for m in movies if m.corrected]
+    raws = [m for m in movies if not m.corrected]
+    if len(stacks) > 1:
+        raise MovieError(f"{path}: {len(stacks)} motion-corrected stacks (CorrectedImageStack) in the file "
+                         f"({_listing(stacks)}); choose one with var_name= (command line: --var-name), e.g. "
+                         f"var_name='{stacks[0].name.split('/')[-1]}'. {_NWB_NAMING}")
+    if stacks:
+        stack = stacks[0]
+        original = _nwb_original(f, stack, movies)
+        if original is not None:
+            logger.info("%s: read the motion-corrected stack '%s', not the raw TwoPhotonSeries '%s' it was corrected "
+                        "from (var_name='%s' reads that)", path, stack.name, original.name, original.name)
+        others = [m.label for m in raws if m != original]
+        return stack, "movies", [stack.label, *others]
+    acq = [m for m in raws if m.name.startswith("acquisition/")]
+    if len(raws) > 1 and len(acq) == 1:
+        return acq[0], _RAW, [m.name for m in raws]
+    if len(raws) != 1:
+        raise MovieError(f"{path}: {len(raws)} TwoPhotonSeries in the file ({_listing(raws)}); choose one with "
+                         "var_name= (command line: --var-name)" if raws else
+                         f"{path}: no TwoPhotonSeries and no motion-corrected stack (CorrectedImageStack) in this "
+                         "NWB file")
+    return raws[0], _RAW, [raws[0].name]
+
+
+def open_nwb(path: Path, var_name: str | None) -> Reader:
+    """The movie of an NWB file: the data of a ``TwoPhotonSeries`` or of a motion-corrected stack's ``corrected``
+    ImageSeries (``CorrectedImageStack``).
+
+    ``var_name`` names one by its path in the file or that path's last parts (a stack by its CorrectedImageStack's
+    path: 'plane0', 'MotionCorrection/plane0' or 'processing/ophys/MotionCorrection/plane0', each optionally
+    followed by '/corrected'); a whole path wins over the last parts of a longer one. Without ``var_name``: the
+    corrected movie of the file's only motion-corrected stack (a UserWarning names the file's other TwoPhotonSeries,
+    if any, beside the raw one it was corrected from), a MovieError if there are several stacks; with none, the only
+    TwoPhotonSeries, or the only one under ``acquisition/`` (with a warning naming the others).
+
+    The frame rate is the series' ``rate`` or the median step of its ``timestamps``; a corrected series that
+    records neither takes its ``original`` TwoPhotonSeries' rate when that holds as many frames (or no data).
+    """
     with _open_h5(path) as f:
-        series = {}
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and _attr_str(obj.attrs.get("neurodata_type", "")) == "TwoPhotonSeries":
-                series[name] = obj
-
-        f.visititems(visit)
+        movies = _nwb_movies(f)
         if var_name is not None:
-            picked = [n for n in series if n == var_name.strip("/") or n.split("/")[-1] == var_name]
-            if len(picked) != 1:
-                raise MovieError(f"{path}: no unique TwoPhotonSeries named '{var_name}' (found: "
-                                 f"{', '.join(series) or 'none'})")
+            movie = _nwb_by_name(path, movies, var_name)
         else:
-            picked = list(series)
-            acq = [n for n in picked if n.startswith("acquisition/")]
-            if len(picked) > 1 and len(acq) == 1:
-                _warn_other_movies(path, "TwoPhotonSeries", acq[0], picked)
-                picked = acq
-            if len(picked) != 1:
-                raise MovieError(f"{path}: {len(picked)} TwoPhotonSeries in the file ({', '.join(picked) or 'none'}); "
-                                 f"choose one with var_name= (command line: --var-name)" if picked else
-                                 f"{path}: no TwoPhotonSeries in this NWB file")
-        name = picked[0]
-        group = series[name]
-        if "data" not in group:
-            raise MovieError(f"{path}: TwoPhotonSeries '{name}' has no data")
+            movie, what, candidates = _nwb_default(f, path, movies)
+            _warn_other_movies(path, what, movie.name, candidates)
+        group = _h5_group(f, movie.series)
+        if group is None or "data" not in group:
+            raise MovieError(f"{path}: {movie.kind} has no data" + ("" if group is not None else
+                                                                    f" (no ImageSeries '{movie.series}')"))
         dset = group["data"]
         shape, dtype = dset.shape, dset.dtype
         if shape and shape[0] == 0 and "external_file" in group:
-            raise MovieError(f"{path}: TwoPhotonSeries '{name}' stores its frames in external files "
+            raise MovieError(f"{path}: {movie.kind} stores its frames in external files "
                              f"({[_attr_str(x) for x in group['external_file'][:3]]}); open those instead")
-        rate = _nwb_frame_rate(group)
-    shape = check_movie_shape_dtype(shape, dtype, f"{path}:{name}")
-    reader = H5Reader(path, f"{name}/data", shape, np.dtype(dtype))
+        rate = _nwb_movie_rate(f, movie, group, shape[0] if shape else 0)
+    shape = check_movie_shape_dtype(shape, dtype, f"{path}:{movie.series}")
+    reader = H5Reader(path, f"{movie.series}/data", shape, np.dtype(dtype))
     reader.frame_rate = rate
     return reader
+
+
+def _nwb_movie_rate(f, movie: _NwbMovie, group, n_frames: int) -> float | None:
+    """The frame rate of ``movie`` (its series ``group``, ``n_frames`` frames): its own (:func:`_nwb_frame_rate`), or
+    for a corrected series without one, its ``original`` TwoPhotonSeries' when that holds ``n_frames`` frames or
+    none (external files), so that the times are those of the same frames."""
+    rate = _nwb_frame_rate(group)
+    if rate is not None or not movie.corrected:
+        return rate
+    original = _h5_group(f, f"{movie.name}/original")
+    if original is None:
+        return None
+    held = original["data"].shape[0] if "data" in original and original["data"].shape else 0
+    if held not in (0, n_frames):
+        logger.info("%s: the corrected movie of '%s' records no frame rate, and its original holds %d frames, not "
+                    "%d: its rate is not taken", f.filename, movie.name, held, n_frames)
+        return None
+    rate = _nwb_frame_rate(original)
+    if rate is not None:
+        logger.info("%s: the corrected movie of '%s' records no frame rate: %g Hz, its original's", f.filename,
+                    movie.name, rate)
+    return rate
 
 
 def _nwb_frame_rate(group) -> float | None:
