@@ -876,7 +876,7 @@ def test_nan_pixels_are_filled_with_a_warning(tmp_path, movie):
     assert np.isnan(m[6, 2, 3])
 
 
-def test_all_nan_frames_are_interpolated_and_an_all_nan_movie_becomes_zero(movie):
+def test_all_nan_frames_are_interpolated_and_an_all_nan_movie_is_refused(movie):
     bad = movie.copy()
     bad[:, 1, 1] = np.nan
     bad[0] = bad[4] = np.nan
@@ -887,8 +887,10 @@ def test_all_nan_frames_are_interpolated_and_an_all_nan_movie_becomes_zero(movie
     np.testing.assert_array_equal(out[0, 2, 2], movie[1, 2, 2])
     # the never-finite pixel: the median of the first frame with finite values (frame 1), in every frame
     np.testing.assert_array_equal(out[:, 1, 1], np.float32(np.median(bad[1][np.isfinite(bad[1])])))
-    with pytest.warns(NonFiniteWarning):
-        np.testing.assert_array_equal(load_movie(np.full((5, 4, 3), np.nan, np.float32)).to_array(), 0)
+    blank = np.full((5, 4, 3), np.nan, np.float32)
+    blank[2, 1] = np.inf
+    with pytest.raises(MovieError, match="no finite value in any of its 5 frames"):
+        load_movie(blank).to_array()
 
 
 def test_float64_values_beyond_float32_are_refused_not_filled(movie):

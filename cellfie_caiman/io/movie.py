@@ -309,14 +309,15 @@ class Movie:
 
     def _fill_constant(self, frames_per_read: int = 64) -> float:
         """The value of a missing value with no finite value of its pixel within ``FILL_WINDOW`` frames: the median
-        of the finite values of the movie's first frame that has any (0.0 if none has), the same in every frame.
+        of the finite values of the movie's first frame that has any, the same in every frame. A movie without a
+        single finite value raises MovieError (nothing in it could be filled from, and a blank movie would only
+        show up much later as "no neurons found").
 
         A pixel that is never finite (a motion-correction border) is then constant: no variance, no correlation
         with its neighbours, no peak; a value that changed from frame to frame would be the same in all such
         pixels and make them a perfectly correlated band.
         """
         if self._constant is None:
-            self._constant = 0.0
             for start in range(0, self.n_frames, frames_per_read):
                 block = np.asarray(self._reader.read(start, min(start + frames_per_read, self.n_frames)), np.float32)
                 finite = np.isfinite(block).reshape(len(block), -1)
@@ -325,6 +326,9 @@ class Movie:
                     frame = block[first[0]].ravel()
                     self._constant = float(np.median(frame[finite[first[0]]]))
                     break
+            else:
+                raise MovieError(f"{self.source}: no finite value in any of its {self.n_frames} frames (all NaN or "
+                                 f"inf): is it the right file or dataset (var_name)?")
         return self._constant
 
 
