@@ -147,6 +147,18 @@ def test_wrong_number_of_pixels_names_expected_and_got(sim):
         refine(sim.movie, sim.masks, backend="matlab")
 
 
+def test_movies_too_short_for_a_noise_estimate_are_refused_before_any_work(sim):
+    from cellfie_caiman.cnmf.noise import MIN_FRAMES, psd_noise
+
+    with pytest.raises(ValueError):  # the reason: the noise estimate itself cannot be made
+        psd_noise(sim.movie[:MIN_FRAMES - 1].reshape(MIN_FRAMES - 1, -1).T)
+    short = f"refinement needs a movie of at least {MIN_FRAMES} frames.*got {MIN_FRAMES - 1}"
+    with pytest.raises(ValueError, match=short):
+        refine(sim.movie[:MIN_FRAMES - 1], sim.masks, backend="builtin")
+    e = refine(sim.movie[:MIN_FRAMES], sim.masks[:2], params={"refine": {"p": 0}}, backend="builtin")
+    assert e.C.shape == (2, MIN_FRAMES) and np.isfinite(e.C).all()
+
+
 def test_empty_and_duplicate_seeds_are_dropped_with_warnings(sim, caplog):
     masks = np.concatenate([sim.masks[:3], np.zeros((1, 64, 64), bool), sim.masks[1:2]])
     with caplog.at_level(logging.WARNING):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..io import load_memmap, load_movie
-from .noise import fft_frame_subset, psd_noise
+from .noise import MIN_FRAMES, fft_frame_subset, psd_noise
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ class MovieData:
             raise ValueError(f"movie must have shape (T, rows, cols), got {movie.shape}")
         self._movie = load_movie(movie)  # fills NaN/inf like every other reader of movies
         self.n_frames, self.rows, self.cols = (int(s) for s in self._movie.shape)
-        if self.n_frames < 2:
-            raise ValueError(f"movie needs at least 2 frames, got {self.n_frames}")
+        if self.n_frames < MIN_FRAMES:
+            raise ValueError(f"refinement needs a movie of at least {MIN_FRAMES} frames (its noise is estimated from "
+                             f"the power spectrum of each pixel), got {self.n_frames}")
         self.dims = (self.rows, self.cols)
         self.n_pixels = self.rows * self.cols
         self._Yr = self._pixel_major_source()

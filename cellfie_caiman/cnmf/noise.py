@@ -13,6 +13,9 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 
+#: Fewest frames of a noise estimate by :func:`psd_noise` (and so of a movie the refinement accepts).
+MIN_FRAMES = 4
+
 
 def fft_frame_subset(n_frames: int, max_frames: int = 3072) -> np.ndarray:
     """Indices of the frames used for the per-pixel noise estimate.
@@ -54,8 +57,8 @@ def psd_noise(Y: np.ndarray, noise_range: tuple[float, float] = (0.25, 0.5), met
     """
     Y = np.atleast_2d(Y)
     T = Y.shape[-1]
-    if T < 4:
-        raise ValueError(f"need at least 4 frames to estimate noise, got {T}")
+    if T < MIN_FRAMES:
+        raise ValueError(f"need at least {MIN_FRAMES} frames to estimate noise, got {T}")
     k = np.arange(T // 2 + 1)
     band = (k / T > noise_range[0]) & (k / T <= noise_range[1])
     out = np.empty(Y.shape[0])
