@@ -160,7 +160,8 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
     thresh_cost : float
         ``rule='caiman'``: an assigned pair is a match when its cost ``1 - IoU`` is below this (0.7: IoU > 0.3).
     min_dist : float
-        ``rule='caiman'``: pairs whose centroids are ``min_dist`` pixels or more apart cost 1 (never match).
+        ``rule='caiman'``: pairs whose centroids are ``min_dist`` pixels or more apart cost 1 (never match);
+        ``np.inf``: no distance limit (as in CaImAn).
     rule : {'caiman', 'iou'}
         ``'caiman'``: CaImAn's ``nf_match_neurons_in_binary_masks``. ``'iou'``: match pairs with IoU >= 0.5
         (SUNS, STNeuroNet); ``thresh_cost`` and ``min_dist`` are not used.
@@ -180,7 +181,8 @@ def match_rois(masks_gt, masks_pred, *, thresh_cost: float = 0.7, min_dist: floa
     if rule not in ("caiman", "iou"):
         raise ValueError(f"rule must be 'caiman' or 'iou', got {rule!r}")
     number(thresh_cost, "thresh_cost (1 - IoU)", low=0, high=1, low_open=True)
-    number(min_dist, "min_dist (pixels)", low=0, low_open=True)
+    if not (isinstance(min_dist, (int, float, np.floating)) and min_dist == np.inf):  # inf: no distance limit
+        number(min_dist, "min_dist (pixels)", low=0, low_open=True)
     dims = None if dims is None else frame_shape(dims, "dims")
     gt, dims_gt = _as_masks(masks_gt, dims, "masks_gt")
     pred, dims_pred = _as_masks(masks_pred, dims, "masks_pred")

@@ -61,6 +61,11 @@ def test_centroid_gate_is_strict_at_min_dist():
     iou = (24 * 22) / (2 * 900 - 24 * 22)
     res = match_rois(gt, pred, min_dist=10.001)
     assert res.cost[0, 0] == pytest.approx(1 - iou) and res.tp == 1
+    # no distance limit: every overlapping pair is a candidate, as with a gate wider than the field
+    far = _rect(shape, 30, 60, 30, 60)[None]  # centroid 28 px away, IoU 100 / 1700
+    assert match_rois(gt, far, min_dist=np.inf, thresh_cost=0.99).tp == 1
+    np.testing.assert_array_equal(match_rois(gt, far, min_dist=np.inf).cost, match_rois(gt, far, min_dist=1e9).cost)
+    assert match_rois(gt, far, min_dist=10, thresh_cost=0.99).tp == 0
     # the IoU rule has no centroid gate
     assert match_rois(gt, pred, rule="iou").tp == (1 if iou >= 0.5 else 0)
 
@@ -138,7 +143,8 @@ def test_bad_inputs_are_refused():
         match_rois(masks, np.zeros((2, 10, 11), bool))
     with pytest.raises(ValueError, match="pixels"):
         match_rois(_ain(masks), _ain(masks), dims=(5, 21))
-    for setting in (dict(thresh_cost=0), dict(thresh_cost=1.5), dict(min_dist=-1)):  # a cost is 1 - IoU
+    for setting in (dict(thresh_cost=0), dict(thresh_cost=1.5), dict(min_dist=-1), dict(min_dist=-np.inf),
+                    dict(min_dist=np.nan)):  # a cost is 1 - IoU
         with pytest.raises(ValueError, match=next(iter(setting))):
             match_rois(masks, masks, **setting)
 
