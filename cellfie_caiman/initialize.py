@@ -387,6 +387,9 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     field = shape if box is None else np.shape(getattr(summary, cfg.channels[0]))
     ratio = cfg.train_diameter / diameter
     scaled_shape = (max(1, int(round(shape[0] * ratio))), max(1, int(round(shape[1] * ratio))))
+    if ratio != 1.0:  # the networks' time and memory grow with the zoomed field's pixels
+        logger.info("neurons of %.1f px: the %d x %d px field is zoomed %.2fx to %d x %d px for the networks (model "
+                    "trained at %.1f px)", diameter, *shape, ratio, *scaled_shape, cfg.train_diameter)
     scaled = {name: _resize(np.where(np.isfinite(im), im, np.nan).astype(np.float32), scaled_shape)
               if ratio != 1.0 else im for name, im in images.items()}
     inputs = stack_inputs(scaled, cfg)

@@ -1,6 +1,7 @@
 """initialize(): shapes, CaImAn's Fortran-order Ain, no kept duplicates, rescaling, bad input, and real detection."""
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -89,11 +90,16 @@ def test_neuron_diameter_rescales_and_masks_come_back_on_the_original_grid():
     assert np.median(res.masks.sum((1, 2))) > 0.5 * np.median(big.masks.sum((1, 2)))
 
 
-def test_neurons_of_the_training_size_are_detected_at_the_model_scale(result):
+def test_neurons_of_the_training_size_are_detected_at_the_model_scale(result, caplog):
     from cellfie_caiman.models import model_config
 
-    assert result.neuron_diameter == model_config().train_diameter
-    assert initialize(result.summary, neuron_diameter=9.5).neuron_diameter == 9.5
+    train_d = model_config().train_diameter
+    assert result.neuron_diameter == train_d
+    with caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"):
+        assert initialize(result.summary, neuron_diameter=9.5).neuron_diameter == 9.5
+    rows, cols = result.prob_map.shape  # the zoom is said, with the size of the field the networks see
+    zoomed = f"{round(rows * train_d / 9.5)} x {round(cols * train_d / 9.5)} px"
+    assert f"zoomed {train_d / 9.5:.2f}x to {zoomed}" in caplog.text
 
 
 def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_size():
