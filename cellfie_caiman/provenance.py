@@ -130,6 +130,9 @@ def _movie_record(movie) -> dict[str, Any]:
             logger.info("SHA-256 of %s (%.1f GB) for the provenance record", path, st.st_size / 1e9)
             record["sha256"] = file_sha256(path)  # the same bytes, not merely the same name, size and time
         record["modified"] = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat()
+    dataset = getattr(getattr(movie, "_reader", None), "dataset", None)
+    if isinstance(dataset, str):  # which of an HDF5 / NWB file's movies was read (a default pick included)
+        record["dataset"] = dataset
     return record
 
 
@@ -143,7 +146,8 @@ def provenance(*, model: str | os.PathLike | DetectionModel = "default", movie: 
         The detection model, as given to :func:`cellfie_caiman.initialize`.
     movie : cellfie_caiman.io.Movie, optional
         The input movie: its source, shape (frames, rows, cols) and dtype, and for a file its absolute path, size in
-        bytes, SHA-256 (hex; the whole file is read once) and modification time (UTC).
+        bytes, SHA-256 (hex; the whole file is read once) and modification time (UTC); for an HDF5 or NWB file also
+        the path of the dataset read in it (``dataset``).
     backend : str, optional
         The refinement backend that ran ('caiman', 'builtin' or 'none'); with 'caiman' CaImAn's version is recorded.
     params : Params, optional

@@ -45,7 +45,22 @@ def test_movie_record_of_an_array_and_of_a_file(tmp_path):
     assert record["path"] == str((tmp_path / "m.npy").resolve())
     assert record["size_bytes"] == (tmp_path / "m.npy").stat().st_size
     in_memory = provenance(movie=load_movie(data))["movie"]
-    assert in_memory["shape"] == [5, 8, 9] and "path" not in in_memory
+    assert in_memory["shape"] == [5, 8, 9] and "path" not in in_memory and "dataset" not in in_memory
+
+
+def test_the_dataset_read_from_an_hdf5_file_is_recorded(tmp_path):
+    import h5py
+
+    from cellfie_caiman.io import load_movie
+    from cellfie_caiman.provenance import provenance
+
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["mov"] = np.zeros((5, 8, 9), np.float32)
+        f["registered/frames"] = np.ones((6, 8, 9), np.float32)
+    record = provenance(movie=load_movie(tmp_path / "m.h5", var_name="registered/frames"))["movie"]
+    assert record["dataset"] == "registered/frames" and record["shape"] == [6, 8, 9]
+    with pytest.warns(UserWarning, match="registered/frames"):  # read by default: 'mov', the other one named
+        assert provenance(movie=load_movie(tmp_path / "m.h5"))["movie"]["dataset"] == "mov"
 
 
 def test_a_movie_file_is_hashed_and_the_parameters_are_recorded(tmp_path):
