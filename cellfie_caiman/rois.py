@@ -595,8 +595,10 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             if kind == "PlaneSegmentation":
                 found[name] = obj
-            elif kind == "TwoPhotonSeries" and "data" in obj and obj["data"].ndim == 3:
-                planes.append(tuple(obj["data"].shape[1:]))
+            elif kind in ("TwoPhotonSeries", "CorrectedImageStack"):  # a motion-corrected movie may be cropped
+                data = obj.get("data" if kind == "TwoPhotonSeries" else "corrected/data")
+                if isinstance(data, h5py.Dataset) and data.ndim == 3 and min(data.shape[1:]) > 0:  # not external
+                    planes.append(tuple(data.shape[1:]))
             elif kind == "RoiResponseSeries" and name.split("/")[-1] == "Background_Fluorescence_Response":
                 backgrounds.append(obj)
 
@@ -617,7 +619,8 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             ends = ps["pixel_mask_index"][()].astype(np.int64)
             if shape is None and len(set(planes)) == 1:
                 shape = planes[0]
-            shape = _check_shape(shape, f"{source} (pixel_mask without a TwoPhotonSeries)")
+            shape = _check_shape(shape, f"{source} (pixel_mask without a movie of one frame shape: "
+                                        f"{sorted(set(planes)) or 'no TwoPhotonSeries'})")
             starts = np.concatenate([[0], ends[:-1]])
             rows = _nwb_roi_rows(ps, len(ends), backgrounds, accepted_only, source)
             regions = [_pixel_mask_region(pm["x"][a:b], pm["y"][a:b], pm["weight"][a:b], shape, a_threshold)

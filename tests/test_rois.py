@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -286,11 +287,14 @@ def test_suite2p(tmp_path, blobs):
     np.testing.assert_array_equal(read_rois(folder / "stat.npy"), blobs[[0, 3, 7]])
 
 
-def write_nwb_rois(path, masks, pixel_mask=False):
+def write_nwb_rois(path, masks, pixel_mask=False, raw_shape=None, corrected_shape=None):
+    """An NWB file of ``masks`` (image or pixel masks) and a raw movie of frames ``raw_shape`` (default: the masks';
+    0: frames in an external file), with a motion-corrected stack of frames ``corrected_shape`` if given."""
     from datetime import datetime, timezone
 
-    from pynwb import NWBHDF5IO, NWBFile
-    from pynwb.ophys import ImageSegmentation, OpticalChannel, TwoPhotonSeries
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.image import ImageSeries
+    from pynwb.ophys import CorrectedImageStack, ImageSegmentation, MotionCorrection, OpticalChannel, TwoPhotonSeries
 
     nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
     device = nwb.create_device(name="scope")
@@ -298,10 +302,21 @@ def write_nwb_rois(path, masks, pixel_mask=False):
         name="plane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
         description="p", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP",
         location="V1")
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((3,) + masks.shape[1:], np.uint16),
-                                        imaging_plane=plane, rate=30.0, unit="a.u."))
+    raw_shape = masks.shape[1:] if raw_shape is None else raw_shape
+    raw = TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((3,) + tuple(raw_shape), np.uint16),
+                          imaging_plane=plane, rate=30.0, unit="a.u.") if raw_shape else \
+        TwoPhotonSeries(name="TwoPhotonSeries", external_file=["raw.tif"], starting_frame=[0], format="external",
+                        imaging_plane=plane, timestamps=np.arange(3) / 30.0, unit="a.u.")
+    nwb.add_acquisition(raw)
     seg = ImageSegmentation()
-    nwb.create_processing_module(name="ophys", description="rois").add(seg)
+    ophys = nwb.create_processing_module(name="ophys", description="rois")
+    ophys.add(seg)
+    if corrected_shape is not None:
+        corrected = ImageSeries(name="corrected", data=np.zeros((3,) + tuple(corrected_shape), np.float32),
+                                unit="a.u.", rate=30.0)
+        shifts = TimeSeries(name="xy_translation", data=np.zeros((3, 2)), unit="pixels", rate=30.0)
+        ophys.add(MotionCorrection(corrected_image_stacks=[CorrectedImageStack(
+            name="plane0", corrected=corrected, original=raw, xy_translation=shifts)]))
     ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="rois", imaging_plane=plane)
     for mask in masks:
         if pixel_mask:  # NWB: x is the first image axis (rows here), as image_to_pixel writes it
@@ -323,6 +338,19 @@ def test_nwb_plane_segmentation(tmp_path, blobs, pixel_mask):
     write_nwb_rois(path, weights, pixel_mask=pixel_mask)
     np.testing.assert_array_equal(read_rois(path), np.stack([naive_protocol_mask(w) for w in weights]))
     np.testing.assert_array_equal(read_rois(path, a_threshold=0), weights > 0)
+
+
+def test_nwb_pixel_masks_take_the_frame_shape_of_a_motion_corrected_movie(tmp_path, blobs):
+    """Pixel masks do not store the frame size: it comes from the file's movies, motion-corrected ones included
+    (the raw movie may be in an external file, or of another size where the corrected one was cropped)."""
+    path = tmp_path / "rois.nwb"
+    write_nwb_rois(path, blobs[:5], pixel_mask=True, raw_shape=0, corrected_shape=blobs.shape[1:])
+    np.testing.assert_array_equal(read_rois(path), blobs[:5])
+    cropped = (blobs.shape[1] - 4, blobs.shape[2])
+    write_nwb_rois(path, blobs[:5], pixel_mask=True, corrected_shape=cropped)
+    with pytest.raises(RoiError, match=re.escape(str(sorted({cropped, blobs.shape[1:]})))):
+        read_rois(path)  # which frame shape? the caller says (shape=...)
+    np.testing.assert_array_equal(read_rois(path, shape=blobs.shape[1:]), blobs[:5])
 
 
 @pytest.mark.parametrize("writer", ["caiman", "other"])
