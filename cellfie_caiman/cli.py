@@ -38,10 +38,19 @@ outputs in OUT: results.hdf5 (CaImAn's layout: caiman's load_CNMF reads it), roi
 masks.npz, traces.csv, params.json, provenance.json (package, model weights' SHA-256, library versions, movie),
 results.nwb (--nwb), contours.png, probability.png, traces.png, segmentation.gif.
 
+parameter file (--params): groups data, summary, detection, refine, quality, output and nwb, as in the
+params.json a run writes; a relative model path in it is relative to the file's folder. The nwb group gives
+results.nwb its subject (DANDI needs subject_id, species, sex, age) and session, e.g. in YAML:
+  nwb: {subject_id: m7, species: Mus musculus, sex: F, age: P60D,
+        session_start_time: '2023-05-17T09:30:00+02:00', indicator: GCaMP6s, location: VISp}
+
 examples:
   cellfie-caiman run movie.tif -o out --fr 30 --decay-time 0.4
   cellfie-caiman run movie.h5 -o out --params my_params.yaml --backend builtin
 """
+
+_NWB_HELP = ("write results.nwb too, or not (default: the parameter file's output.nwb, else not); its subject and "
+             "session come from the parameter file's nwb group (and from an NWB movie)")
 
 
 def _positive_float(text: str) -> float:
@@ -84,7 +93,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
                    help="indicator decay time in s (default 0.4; about 1.0 for GCaMP6s)")
     p.add_argument("--diameter", type=_positive_float, metavar="PX",
                    help="typical neuron diameter in pixels (default: the size the networks were trained on, or "
-                        "the measured size when the neurons found are clearly smaller or larger)")
+                        "the measured size when the neurons found are clearly smaller or larger; it wins over a "
+                        "parameter file's data.pixel_size)")
     p.add_argument("--model", help="detection model name or weights file (default 'default')")
     p.add_argument("--no-tta", action="store_true",
                    help="one pass of the networks instead of 8 rotations/flips averaged: faster, finds fewer neurons")
@@ -93,7 +103,7 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
                         "is 1.7x as fast and about as accurate on the validation data)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     if refine:
-        p.add_argument("--nwb", action="store_true", help="also write results.nwb")
+        p.add_argument("--nwb", action=argparse.BooleanOptionalAction, help=_NWB_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS,
                    help="refinement backend (default: the --params file's, else builtin, the same result "
                         "everywhere; auto: CaImAn when installed)")
-    p.add_argument("--params", help="parameter file (.json or .yaml)")
-    p.add_argument("--nwb", action="store_true", help="also write results.nwb")
+    p.add_argument("--params", help="parameter file (.json or .yaml), as for run")
+    p.add_argument("--nwb", action=argparse.BooleanOptionalAction, help=_NWB_HELP)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
     return parser
@@ -247,8 +257,8 @@ def _params_from_args(args, backend: str | None = None):
     backend = backend or getattr(args, "backend", None)
     if backend is not None:
         params.refine.backend = backend
-    if getattr(args, "nwb", False):
-        params.output.nwb = True
+    if getattr(args, "nwb", None) is not None:  # --nwb or --no-nwb
+        params.output.nwb = args.nwb
     return params
 
 
@@ -339,8 +349,8 @@ def _cmd_example(args) -> int:
         params.refine.backend = args.backend
     elif args.params is None:  # the example's own default: the same result with or without CaImAn
         params.refine.backend = "builtin"
-    if args.nwb:
-        params.output.nwb = True
+    if args.nwb is not None:  # --nwb or --no-nwb
+        params.output.nwb = args.nwb
     result = example(args.out, n_frames=args.frames, shape=tuple(args.size), n_neurons=args.neurons, seed=args.seed,
                      params=params, movie_format=args.format, overwrite=args.overwrite, progress=args.progress)
     _print_summary(result)

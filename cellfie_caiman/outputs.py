@@ -27,7 +27,8 @@ Outputs in ``out_dir`` (see :data:`OUTPUT_FILES`):
     weight file and its SHA-256, the library versions, the movie's path, shape, size and SHA-256, the parameters,
     the time and command line.
 ``results.nwb``
-    Optional (``params.output.nwb``).
+    Optional (``params.output.nwb``): the footprints and traces, with the session and subject of ``params.nwb`` and
+    of an NWB movie (:func:`nwb_session`).
 ``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``
     Pictures (``params.output.pictures``).
 """
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_path
-from .params import Params
+from .params import NWBParams, Params
 
 logger = logging.getLogger(__name__)
 
@@ -337,14 +338,68 @@ def nwb_session_of(source: Path | None) -> dict[str, Any]:
     return session
 
 
-def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx):
+#: What DANDI requires of an NWB file's subject (``age`` or ``date_of_birth``).
+DANDI_SUBJECT = ("subject_id", "species", "sex", "age")
+
+
+def nwb_session(settings: NWBParams, source: str | os.PathLike | None) -> dict[str, Any]:
+    """The session of ``results.nwb``: the keyword arguments of :meth:`Estimates.to_nwb` that ``settings`` (the
+    ``nwb`` parameters) give, the NWB movie ``source``'s own (:func:`nwb_session_of`) for those they leave None.
+    The subject is merged field by field. A ``UserWarning`` names the fields DANDI requires that the subject lacks
+    (:data:`DANDI_SUBJECT`), and the settings that give them.
+
+    Parameters
+    ----------
+    settings : NWBParams
+    source : path or None
+        The movie file.
+
+    Returns
+    -------
+    dict
+        ``subject`` (a dict of ``pynwb.file.Subject``'s arguments), ``session_start_time`` (datetime),
+        ``session_description``, ``indicator``, ``location``, ``excitation_lambda``, ``emission_lambda`` (nm): those
+        known.
+    """
+    session = nwb_session_of(None if source is None else Path(source))
+    given = settings.session()
+    subject = {**session.pop("subject", {}), **given.pop("subject", {})}
+    replaced = sorted(k for k in given if k in session and session[k] != given[k])
+    if replaced:
+        logger.info("results.nwb: %s as the parameters say, not as the movie file records", ", ".join(replaced))
+    session.update(given)
+    if subject:
+        session["subject"] = subject
+    _announce_missing_subject(subject)
+    return session
+
+
+def _announce_missing_subject(subject: dict[str, Any]) -> None:
+    """Warn when ``subject`` lacks a field DANDI requires, naming the ``nwb`` settings that give it."""
+    missing = [k for k in DANDI_SUBJECT if not subject.get(k) and not (k == "age" and subject.get("date_of_birth"))]
+    if not missing:
+        return
+    what = "results.nwb gets no subject" if not subject else f"results.nwb's subject has no {', '.join(missing)}"
+    warnings.warn(f"{what}, which DANDI refuses: set {', '.join('nwb.' + k for k in missing)} in the parameter file "
+                  "(--params)", UserWarning, stacklevel=3)
+
+
+def movie_file(movie) -> Path | None:
+    """The absolute path of the file ``movie`` (a :class:`cellfie_caiman.io.Movie`) was read from; None for an
+    array."""
+    source = Path(str(movie.source))
+    return source.resolve() if source.exists() else None
+
+
+def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx, *,
+                 session: dict[str, Any] | None = None):
     """The result files of a run in ``out`` (:data:`OUTPUT_FILES`: results, traces, NWB, rois, masks, params); returns
-    them by role. ``est`` None (no refinement): only rois, masks and params."""
+    them by role. ``est`` None (no refinement): only rois, masks and params. ``session``: ``results.nwb``'s session
+    (:func:`nwb_session`; None: worked out here)."""
     from .rois import write_rois
 
     files: dict[str, Path] = {}
-    source = Path(str(movie.source))  # the movie file, when it is one (not an array)
-    source = source.resolve() if source.exists() else None
+    source = movie_file(movie)
     if est is not None:
         with atomic_path(out / OUTPUT_FILES["results"]) as tmp:
             est.save(str(tmp), mmap_file=source)
@@ -352,9 +407,9 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
         traces = np.asarray(est.C)[accepted_idx] if len(accepted_idx) else np.zeros((0, movie.n_frames))
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
+            session = nwb_session(params.nwb, source) if session is None else session
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None,
-                           **nwb_session_of(source))
+                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None, **session)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

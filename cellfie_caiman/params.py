@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,7 +44,8 @@ class DataParams:
     neuron_diameter : float or None
         Typical soma diameter in pixels (at least 2). None: unknown; detection runs at the size the model was
         trained on and again at the measured size when the neurons it finds are clearly smaller or larger
-        (:func:`cellfie_caiman.initialize`).
+        (:func:`cellfie_caiman.initialize`). Given together with ``pixel_size``, it is the one used (a run warns
+        when the two disagree: :meth:`diameter_pixels`).
     pixel_size : float or None
         Microns per pixel; with ``soma_diameter_um`` an alternative way to give ``neuron_diameter``.
     soma_diameter_um : float
@@ -111,13 +114,31 @@ class DataParams:
                       UserWarning, stacklevel=3)
         return DEFAULT_FR
 
-    def diameter_pixels(self) -> float | None:
-        """Soma diameter in pixels from ``neuron_diameter`` or ``pixel_size``, None when neither is given."""
-        if self.neuron_diameter is not None:
-            return float(self.neuron_diameter)
-        if self.pixel_size is not None:
-            return float(self.soma_diameter_um / self.pixel_size)
-        return None
+    def diameter_pixels(self, warn: bool = False) -> float | None:
+        """Soma diameter in pixels: ``neuron_diameter`` when given, else ``soma_diameter_um / pixel_size``, None when
+        neither is given.
+
+        Parameters
+        ----------
+        warn : bool
+            Warn (``UserWarning``) when ``neuron_diameter`` and ``pixel_size`` are both given and give sizes more than
+            1 % apart, naming both and the one used (:func:`cellfie_caiman.run` asks once, before the movie is read).
+
+        Returns
+        -------
+        float or None
+            Pixels.
+        """
+        from_size = None if self.pixel_size is None else float(self.soma_diameter_um / self.pixel_size)
+        if self.neuron_diameter is None:
+            return from_size
+        diameter = float(self.neuron_diameter)
+        if warn and from_size is not None and abs(from_size - diameter) > 0.01 * diameter:
+            warnings.warn(f"data.neuron_diameter ({diameter:g} px) and data.pixel_size ({self.pixel_size:g} microns "
+                          f"per pixel: a soma of {self.soma_diameter_um:g} microns is {from_size:.3g} px) disagree: "
+                          f"using {diameter:g} px, the neuron_diameter; give only one of them", UserWarning,
+                          stacklevel=2)
+        return diameter
 
 
 @dataclass
@@ -145,7 +166,9 @@ class DetectionParams:
     Attributes
     ----------
     model : str or path
-        Shipped model name (:func:`cellfie_caiman.models.list_models`) or path to a ``.npz`` weight file.
+        Shipped model name (:func:`cellfie_caiman.models.list_models`) or path to a ``.npz`` weight file. In a
+        parameter file a relative path is relative to the file's folder (:meth:`Params.load`); a run records the
+        weight file's absolute path in ``params.json``.
     min_score : float
         Instances whose score is below this are dropped (0..1).
     prob_threshold : float
@@ -284,7 +307,8 @@ class OutputParams:
     Attributes
     ----------
     nwb : bool
-        Also write the results as NWB (``results.nwb``; needs pynwb).
+        Also write the results as NWB (``results.nwb``; needs pynwb), with the session and subject of the ``nwb``
+        group (:class:`NWBParams`).
     pictures : bool
         Write the pictures (``contours.png``, ``probability.png``, ``traces.png``, ``segmentation.gif``).
     gif_frames : int
@@ -298,6 +322,111 @@ class OutputParams:
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range."""
         number(self.gif_frames, "output.gif_frames", low=1, integer=True)
+
+
+#: Values of ``nwb.sex`` (NWB's and DANDI's codes).
+NWB_SEXES = ("M", "F", "U", "O")
+_NUMBER = r"\d+(?:[.,]\d+)?"
+#: An ISO 8601 duration (``P60D``, ``P10W``, ``P2Y3M``, ``P1DT12H``): at least one part, none after a bare ``T``.
+_DURATION = re.compile(rf"P(?=\d)(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+                       rf"(?:T(?=\d)(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?")
+
+
+@dataclass
+class NWBParams:
+    """The session and the animal, written into ``results.nwb`` (``output.nwb``). DANDI refuses an NWB file without
+    a subject (``subject_id``, ``species``, ``sex``, and ``age``); an NWB movie's own session, subject and imaging
+    plane are used where these are None (:func:`cellfie_caiman.outputs.nwb_session`).
+
+    Attributes
+    ----------
+    subject_id : str or None
+        The animal's identifier (text: in YAML, quote an identifier that reads as a number, ``'007'``).
+    species : str or None
+        Latin binomial (``Mus musculus``) or NCBI taxonomy URL, as DANDI wants it.
+    sex : str or None
+        ``'M'``, ``'F'``, ``'U'`` (unknown) or ``'O'`` (other).
+    age : str or None
+        Age at the session as an ISO 8601 duration (``P60D``: 60 days; ``P10W``, ``P2Y3M``), or a range
+        (``P60D/P90D``).
+    strain, genotype : str or None
+        Of the animal (NWB ``Subject.strain`` and ``Subject.genotype``).
+    session_description : str or None
+        What the session was (NWB ``session_description``; None: ``'cellfie_caiman'``).
+    session_start_time : str or None
+        Start of the recording, ISO 8601 with a time zone (``2023-05-17T09:30:00+02:00``; ``Z`` for UTC). None: the
+        NWB movie's, else the time results.nwb is written.
+    indicator, location : str or None
+        Of the imaging plane (e.g. ``GCaMP6s``, ``VISp``; None: ``'GCaMP'`` and ``'unknown'``).
+    excitation_lambda, emission_lambda : float or None
+        Wavelengths in nm (None: 920 and 510).
+    """
+
+    subject_id: str | None = None
+    species: str | None = None
+    sex: str | None = None
+    age: str | None = None
+    strain: str | None = None
+    genotype: str | None = None
+    session_description: str | None = None
+    session_start_time: str | None = None
+    indicator: str | None = None
+    location: str | None = None
+    excitation_lambda: float | None = None
+    emission_lambda: float | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of its range."""
+        for name in ("subject_id", "species", "sex", "age", "strain", "genotype", "session_description",
+                     "session_start_time", "indicator", "location"):
+            _text(getattr(self, name), f"nwb.{name}")
+        if self.sex is not None and self.sex not in NWB_SEXES:
+            raise ValueError(f"nwb.sex must be one of {', '.join(repr(s) for s in NWB_SEXES)} (male, female, unknown, "
+                             f"other), got {self.sex!r}")
+        if self.age is not None and not all(_DURATION.fullmatch(part) for part in self.age.split("/", 1)):
+            raise ValueError(f"nwb.age must be an ISO 8601 duration such as P60D (60 days), P10W or P2Y3M, or a range "
+                             f"P60D/P90D, got {self.age!r}")
+        self.start_time()
+        number(self.excitation_lambda, "nwb.excitation_lambda (nm)", low=0, low_open=True, optional=True)
+        number(self.emission_lambda, "nwb.emission_lambda (nm)", low=0, low_open=True, optional=True)
+
+    def start_time(self) -> datetime.datetime | None:
+        """``session_start_time`` as a timezone-aware datetime (None when not given); ``ValueError`` when it is not
+        ISO 8601 with a time zone."""
+        if self.session_start_time is None:
+            return None
+        text = self.session_start_time.strip()
+        example = "e.g. 2023-05-17T09:30:00+02:00 (Z for UTC)"
+        try:  # Python < 3.11 does not read Z
+            when = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+        except ValueError:
+            raise ValueError(f"nwb.session_start_time must be a date and time in ISO 8601 with a time zone, {example}"
+                             f", got {self.session_start_time!r}") from None
+        if when.tzinfo is None:
+            raise ValueError(f"nwb.session_start_time has no time zone: add one, {example}; got "
+                             f"{self.session_start_time!r}")
+        return when
+
+    def session(self) -> dict[str, Any]:
+        """The settings given, as keyword arguments of :meth:`cellfie_caiman.cnmf.Estimates.to_nwb`: the subject's
+        under ``subject`` (a dict of ``pynwb.file.Subject``'s arguments), ``session_start_time`` a datetime."""
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        subject = {k: given.pop(k) for k in ("subject_id", "species", "sex", "age", "strain", "genotype") if k in given}
+        if subject:
+            given["subject"] = subject
+        if "session_start_time" in given:
+            given["session_start_time"] = self.start_time()
+        return given
+
+
+def _text(value: Any, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is None or non-empty text."""
+    if value is None or (isinstance(value, str) and value.strip()):
+        return
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be text, got an empty one")
+    raise ValueError(f"{name} must be text (in YAML, quote one that reads as a number or a date: '007'), got "
+                     f"{type(value).__name__} {value!r}")
 
 
 #: Settings that are counts (checked as whole numbers, used as ``int``); ``tta`` is a flag or a count.
@@ -323,6 +452,7 @@ _GROUPS = {
     "refine": RefineParams,
     "quality": QualityParams,
     "output": OutputParams,
+    "nwb": NWBParams,
 }
 
 
@@ -345,6 +475,7 @@ class Params:
     refine: RefineParams = field(default_factory=RefineParams)
     quality: QualityParams = field(default_factory=QualityParams)
     output: OutputParams = field(default_factory=OutputParams)
+    nwb: NWBParams = field(default_factory=NWBParams)
 
     def with_frame_rate(self, movie: Any) -> Params:
         """These parameters when ``data.fr`` is given, else a copy with it set for ``movie``
@@ -407,7 +538,8 @@ class Params:
         Parameters
         ----------
         d : dict or None
-            Groups ``data``, ``summary``, ``detection``, ``refine``, ``quality``, ``output``.
+            Groups ``data``, ``summary``, ``detection``, ``refine``, ``quality``, ``output``, ``nwb``. A number
+            given as text (``"1e3"``, quoted in a file) is refused, saying so.
 
         Returns
         -------
@@ -442,8 +574,11 @@ class Params:
             if flags:
                 raise ValueError(f"parameter(s) {flags} in group '{name}' must be true or false, got "
                                  f"{[values[k] for k in flags]}")
+            _refuse_numbers_as_text(name, klass, values)
             if isinstance(values.get("gSig"), list):
                 values["gSig"] = tuple(values["gSig"])  # JSON and YAML give a list
+            if isinstance(values.get("session_start_time"), (datetime.date, datetime.datetime)):
+                values["session_start_time"] = values["session_start_time"].isoformat()  # YAML reads timestamps
             groups[name] = klass(**values)
         params = cls(**groups)
         params.whole_numbers_as_int()
@@ -497,6 +632,11 @@ class Params:
     def load(cls, path: str | os.PathLike) -> Params:
         """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file (any other suffix is read as JSON).
 
+        YAML files are read with YAML 1.2's numbers: ``1e3``, ``1.0e3`` and ``1e-3`` are numbers (PyYAML, following
+        YAML 1.1, would read them as text). A relative ``detection.model`` path is relative to the file's folder
+        (where a run's ``params.json`` is); one found only relative to the working folder, as files written before
+        runs recorded absolute paths may name it, is used with a warning.
+
         Parameters
         ----------
         path : str or path
@@ -504,7 +644,8 @@ class Params:
         Returns
         -------
         Params
-            Checked (:meth:`from_dict`).
+            Checked (:meth:`from_dict`), ``detection.model`` an absolute path when it names a file found from a
+            relative path.
 
         Raises
         ------
@@ -526,7 +667,9 @@ class Params:
             raise ValueError(f"cannot parse parameter file {path}: {exc}") from exc
         if d is not None and not isinstance(d, dict):
             raise ValueError(f"parameter file {path} must hold a mapping of groups, got {type(d).__name__}")
-        return cls.from_dict(d)
+        params = cls.from_dict(d)
+        params.detection.model = _model_beside(params.detection.model, path)
+        return params
 
     def save(self, path: str | os.PathLike) -> None:
         """Write parameters as JSON (or YAML when the suffix is ``.yaml``/``.yml``).
@@ -542,11 +685,52 @@ class Params:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+            text = yaml.dump(self.to_dict(), Dumper=_yaml_class(yaml.SafeDumper), sort_keys=False)
         else:
             text = json.dumps(self.to_dict(), indent=2)
         with atomic_path(path) as tmp:  # never a half-written file
             tmp.write_text(text)
+
+
+def _model_beside(model: str | os.PathLike, params_file: Path) -> str | os.PathLike:
+    """``model`` as named in ``params_file``: a relative path to a file that exists beside ``params_file`` (or, with a
+    warning, only relative to the working folder) as an absolute path; anything else (a shipped model's name, an
+    absolute path, a path found nowhere: the run names it in its error) unchanged."""
+    from .models import list_models
+
+    text = os.fspath(model)
+    if text in list_models() or Path(text).expanduser().is_absolute():
+        return model
+    beside = Path(os.path.abspath(params_file.parent / text))
+    if beside.exists():
+        return str(beside)
+    if Path(text).exists():
+        here = Path(os.path.abspath(text))
+        warnings.warn(f"detection.model {text!r} is not in {Path(os.path.abspath(params_file.parent))}, the folder of "
+                      f"{params_file.name}, but in the working folder: using {here} (a relative path in a parameter "
+                      "file is relative to the file's folder; write it so, or as an absolute path)", UserWarning,
+                      stacklevel=3)
+        return str(here)
+    return model
+
+
+def _refuse_numbers_as_text(group: str, klass: type, values: Mapping[str, Any]) -> None:
+    """``ValueError`` naming a numeric setting of ``klass`` given as text that reads as a number (``"1e3"`` in
+    quotes): a number belongs there, and a quoted one is most likely a slip of the file's author."""
+    for f in dataclasses.fields(klass):
+        value = values.get(f.name)
+        numeric = ("float" in f.type or "int" in f.type) and "str" not in f.type and "tuple" not in f.type
+        if numeric and isinstance(value, str) and _reads_as_number(value):
+            raise ValueError(f"{group}.{f.name} must be a number, got the text {value!r}: write the number without "
+                             "quotes")
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _mapping_without_repeats(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -560,12 +744,26 @@ def _mapping_without_repeats(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return out
 
 
+#: Numbers in scientific notation as YAML 1.2 writes them (``1e3``, ``-1.5E-3``, ``.5e2``).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+def _yaml_class(base: type) -> type:
+    """A subclass of PyYAML's ``SafeLoader`` or ``SafeDumper`` that reads (and so, dumping, quotes) YAML 1.2's
+    numbers: YAML 1.1 (PyYAML) needs a dot and a signed exponent, so 1e3 and 1.0e3 would be text."""
+
+    class WithNumbers(base):
+        pass
+
+    WithNumbers.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    return WithNumbers
+
+
 def _parse_yaml(text: str) -> Any:
     """``yaml.safe_load`` that refuses a key given twice in one mapping (:func:`_mapping_without_repeats`)."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):
-        pass
+    _Loader = _yaml_class(yaml.SafeLoader)
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
         # the keys written in this mapping, not those merged in with << (which its own keys may override)

@@ -20,7 +20,17 @@ import numpy as np
 
 from ._files import atomic_path
 from .masks import footprints_to_masks, take_masks
-from .outputs import OUTPUT_FILES, prepare_out_dir, publish, save_pictures, save_results, staged, write_json
+from .outputs import (
+    OUTPUT_FILES,
+    movie_file,
+    nwb_session,
+    prepare_out_dir,
+    publish,
+    save_pictures,
+    save_results,
+    staged,
+    write_json,
+)
 from .params import Params
 from .provenance import provenance
 
@@ -175,13 +185,16 @@ def _accepted_index(est, n_components: int) -> np.ndarray:
     return np.asarray(idx, dtype=int).reshape(-1)
 
 
-def _check_model(model) -> None:
-    """Raise (``ValueError`` for an unknown name, ``FileNotFoundError`` for a missing file) before the movie is
-    read, when ``detection.model`` names no weights; a loaded model is taken as it is."""
-    from .models import DetectionModel, model_file
+def _check_model(model: Any) -> Any:
+    """``detection.model`` as params.json records it: a shipped model's name as it is, a weight file's path made
+    absolute (so that params.json runs from any folder); a loaded model as it is. Raises (``ValueError`` for an unknown
+    name, ``FileNotFoundError`` for a missing file) before the movie is read, when it names no weights."""
+    from .models import DetectionModel, list_models, model_file
 
-    if not isinstance(model, DetectionModel):
-        model_file(model)
+    if isinstance(model, DetectionModel):
+        return model
+    path = model_file(model)
+    return model if os.fspath(model) in list_models() else str(path)
 
 
 def _resolve_backend(backend: str) -> str:
@@ -310,32 +323,42 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         Missing ground-truth file, bad parameters.
     ImportError
         ``backend='caiman'`` without CaImAn (raised at once, before the movie is read).
+
+    Warns
+    -----
+    UserWarning
+        Before the movie is read: ``data.neuron_diameter`` and ``data.pixel_size`` disagree (the diameter is used).
+        Before the summary images: no frame rate is given or recorded (30 Hz is assumed); with ``output.nwb``, the
+        subject of ``results.nwb`` lacks what DANDI requires (:func:`cellfie_caiman.outputs.nwb_session`).
     """
     from .io import load_movie
 
     params = copy.deepcopy(as_params(params))  # checked; a copy: never change the caller's object
     params.whole_numbers_as_int()  # a Params set by hand may hold gif_frames=20.0: a count from here on
-    _check_model(params.detection.model)
+    params.detection.model = _check_model(params.detection.model)
     backend = _resolve_backend(params.refine.backend)
     params.refine.backend = backend  # params.json records what ran ('auto' could mean another backend elsewhere)
     timer = _Timer()
     with timer("load"):
         # refused before anything is read or said about the movie; created when there is something to write
         out = prepare_out_dir(out_dir, overwrite, create=False)
+        diameter = params.data.diameter_pixels(warn=True)  # said once, before the movie is read
         movie = load_movie(source, var_name=params.data.var_name)
         gt_masks = _load_gt(gt, movie.frame_shape)
         # params.json records the rate used; detection alone does not depend on it (only the GIF's speed)
         params.data.fr = params.data.frame_rate(movie, warn=backend != "none")
+        # results.nwb's session: what it lacks for DANDI is said now, not after the work
+        session = nwb_session(params.nwb, movie_file(movie)) if params.output.nwb and backend != "none" else None
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
     from .initialize import initialize, model_summary
 
     det = params.detection
     with timer("summary"):
-        summary = model_summary(movie, model=det.model, neuron_diameter=params.data.diameter_pixels(),
+        summary = model_summary(movie, model=det.model, neuron_diameter=diameter,
                                 batch_frames=params.summary.batch_frames, progress=progress)
     with timer("detect"):
-        init = initialize(summary, model=det.model, neuron_diameter=params.data.diameter_pixels(),
+        init = initialize(summary, model=det.model, neuron_diameter=diameter,
                           min_score=det.min_score, prob_threshold=det.prob_threshold, max_overlap=det.max_overlap,
                           tta=det.tta, progress=progress)
     detected = np.asarray(init.masks, dtype=bool).reshape((-1,) + tuple(movie.frame_shape))
@@ -376,7 +399,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
             record = provenance(model=det.model, movie=movie, backend=backend, params=params)
             if est is not None:
                 est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
-            files = save_results(stage, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx)
+            files = save_results(stage, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx,
+                                 session=session)
             files["provenance"] = write_json(stage / OUTPUT_FILES["provenance"], record)
         if params.output.pictures:
             with timer("pictures"):

@@ -541,3 +541,38 @@ def test_example_takes_the_backend_of_its_params_file_unless_told(tmp_path):
             "--params", str(tmp_path / "p.json")]
     assert main([*argv, "-o", str(tmp_path / "a")]) == 0
     assert json.loads((tmp_path / "a" / "params.json").read_text())["refine"]["backend"] == "none"
+
+
+# ---------------------------------------------------------------------------------------------------- --no-nwb
+
+@pytest.mark.parametrize("in_file, flags, expected", [
+    (True, [], True), (True, ["--no-nwb"], False), (False, ["--nwb"], True), (False, [], False),
+    (None, [], False), (None, ["--nwb"], True)])
+def test_nwb_flags_override_the_parameter_file_both_ways(tmp_path, in_file, flags, expected):
+    from cellfie_caiman.cli import _params_from_args, build_parser
+
+    argv = ["run", "movie.tif", "-o", str(tmp_path / "out")]
+    if in_file is not None:
+        (tmp_path / "p.json").write_text(json.dumps({"output": {"nwb": in_file}}))
+        argv += ["--params", str(tmp_path / "p.json")]
+    args = build_parser().parse_args(argv + flags)
+    assert _params_from_args(args).output.nwb is expected
+
+
+def test_help_names_no_nwb_and_the_nwb_settings(capsys):
+    from cellfie_caiman.cli import build_parser
+
+    for command in ("run", "example"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--nwb, --no-nwb" in text and "nwb group" in text, text
+
+
+def test_example_no_nwb_writes_no_nwb_file_where_its_params_file_asks_for_one(tmp_path):
+    (tmp_path / "p.json").write_text(json.dumps({"output": {"nwb": True, "pictures": False},
+                                                 "refine": {"backend": "builtin"}}))
+    assert main(["example", "--frames", "100", "--size", "64", "64", "--neurons", "6", "--no-progress",
+                 "--params", str(tmp_path / "p.json"), "--no-nwb", "-o", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "results.hdf5").is_file() and not (tmp_path / "a" / "results.nwb").exists()
+    assert json.loads((tmp_path / "a" / "params.json").read_text())["output"]["nwb"] is False

@@ -202,3 +202,76 @@ def test_nwb_session_of_an_nwb_movie_is_carried_to_the_results(tmp_path):
     broken.write_bytes(b"not hdf5")
     with pytest.warns(UserWarning, match="broken.nwb: pynwb cannot read its session"):
         assert outputs.nwb_session_of(broken) == {}
+
+
+def _nwb_movie(path, subject=True):
+    """An NWB movie recorded 2023-05-17 09:30 UTC from mouse m7 (without a subject: ``subject=False``) through one
+    imaging plane (GCaMP6s in VISp, 940 / 525 nm), written with pynwb."""
+    from datetime import datetime, timezone
+
+    import pynwb
+    from pynwb.file import Subject
+    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+
+    animal = Subject(subject_id="m7", species="Mus musculus", sex="M", age="P60D") if subject else None
+    nwb = pynwb.NWBFile(session_description="rec", identifier="rec", subject=animal,
+                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc))
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=525.0),
+        description="plane", device=nwb.create_device(name="scope"), excitation_lambda=940.0, imaging_rate=10.0,
+        indicator="GCaMP6s", location="VISp")
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((4, 8, 8), np.uint16),
+                                        imaging_plane=plane, unit="a.u.", rate=10.0))
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_nwb_settings_fill_in_and_override_the_session_of_an_nwb_movie(tmp_path):
+    """The parameter file's nwb group wins where it says something; the movie's own session fills in the rest."""
+    pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from cellfie_caiman.params import NWBParams
+
+    movie = _nwb_movie(tmp_path / "movie.nwb")
+    session = outputs.nwb_session(NWBParams(subject_id="m8", strain="C57BL/6J", indicator="jGCaMP8f"), movie)
+    assert {k: session["subject"].get(k) for k in ("subject_id", "species", "sex", "age", "strain")} == {
+        "subject_id": "m8", "species": "Mus musculus", "sex": "M", "age": "P60D", "strain": "C57BL/6J"}
+    assert session["indicator"] == "jGCaMP8f" and session["location"] == "VISp"
+    assert session["excitation_lambda"] == 940.0
+    assert session["session_start_time"] == datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc)
+
+
+def test_nwb_settings_alone_make_the_session_of_another_movie(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from cellfie_caiman.params import NWBParams
+
+    given = NWBParams(subject_id="007", species="Mus musculus", sex="F", age="P90D", session_description="V1",
+                      session_start_time="2024-02-01T08:00:00Z", excitation_lambda=940.0)
+    session = outputs.nwb_session(given, tmp_path / "movie.tif")
+    assert session == {"subject": {"subject_id": "007", "species": "Mus musculus", "sex": "F", "age": "P90D"},
+                       "session_description": "V1", "excitation_lambda": 940.0,
+                       "session_start_time": datetime(2024, 2, 1, 8, tzinfo=timezone.utc)}
+    plus_two = NWBParams(session_start_time="2024-02-01T10:00:00+02:00").start_time()
+    assert plus_two == datetime(2024, 2, 1, 8, tzinfo=timezone.utc) and plus_two.utcoffset() == timedelta(hours=2)
+
+
+def test_an_nwb_file_without_a_full_subject_is_announced(tmp_path):
+    """DANDI refuses NWB files whose subject lacks an id, species, sex or age: the run says which to set."""
+    pytest.importorskip("pynwb")
+    import warnings
+
+    from cellfie_caiman.params import NWBParams
+
+    with pytest.warns(UserWarning, match=r"no subject.*DANDI.*nwb\.subject_id, nwb\.species, nwb\.sex, nwb\.age"):
+        outputs.nwb_session(NWBParams(), tmp_path / "movie.tif")
+    with pytest.warns(UserWarning, match=r"subject has no sex, age.*DANDI.*nwb\.sex, nwb\.age"):
+        outputs.nwb_session(NWBParams(subject_id="m1", species="Mus musculus"), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs.nwb_session(NWBParams(), _nwb_movie(tmp_path / "movie.nwb"))  # the movie's subject is complete
+        outputs.nwb_session(NWBParams(subject_id="m1", species="Mus musculus", sex="U", age="P1Y"), None)
+    with pytest.warns(UserWarning, match=r"no subject"):
+        outputs.nwb_session(NWBParams(), _nwb_movie(tmp_path / "bare.nwb", subject=False))

@@ -41,7 +41,7 @@ def test_saved_json_is_grouped(tmp_path):
     Params.from_dict({"quality": {"min_SNR": 3.0}}).save(path)
     d = json.loads(path.read_text())
     assert d["quality"]["min_SNR"] == 3.0
-    assert set(d) == {"data", "summary", "detection", "refine", "quality", "output"}
+    assert set(d) == {"data", "summary", "detection", "refine", "quality", "output", "nwb"}
 
 
 def test_unknown_group_and_key_are_named():
@@ -221,3 +221,128 @@ def test_a_yaml_merge_key_may_be_overridden(tmp_path):
     path.write_text("data:\n  <<: {fr: 7.5, decay_time: 1.0}\n  fr: 15\n")
     p = Params.load(path)
     assert p.data.fr == 15 and p.data.decay_time == 1.0
+
+
+# ------------------------------------------------------------------------------------ numbers written as text
+
+@pytest.mark.parametrize("text", ["1e3", "1.0e3", "1E3", "-2e-3", "1e-3", "2.5e-1", ".5e2", "+3e0"])
+def test_yaml_numbers_in_scientific_notation_are_numbers(tmp_path, text):
+    """PyYAML follows YAML 1.1, where 1e3 and 1.0e3 (no sign in the exponent) are text: a parameter file read them as
+    numbers, as YAML 1.2, JSON and Python do."""
+    path = tmp_path / "p.yaml"
+    path.write_text(f"quality:\n  min_SNR: {text}\ndata:\n  var_name: mov\n")
+    p = Params.load(path)
+    assert p.quality.min_SNR == float(text) and isinstance(p.quality.min_SNR, float)
+    assert p.data.var_name == "mov"  # text stays text
+    p.save(tmp_path / "again.yaml")
+    assert Params.load(tmp_path / "again.yaml") == p
+
+
+def test_json_numbers_in_scientific_notation_are_numbers(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('{"quality": {"min_SNR": 1e3}, "refine": {"chunk_frames": 1e3}}')
+    p = Params.load(path)
+    assert p.quality.min_SNR == 1000.0 and p.refine.chunk_frames == 1000 and type(p.refine.chunk_frames) is int
+
+
+@pytest.mark.parametrize("name, text", [("p.json", '{"quality": {"min_SNR": "1e3"}}'),
+                                        ("p.yaml", "quality:\n  min_SNR: '1e3'\n"),
+                                        ("p.yaml", 'quality:\n  min_SNR: "2.5"\n')])
+def test_a_number_in_quotes_is_refused_saying_why(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"quality\.min_SNR must be a number.*text.*without quotes"):
+        Params.load(path)
+
+
+# ----------------------------------------------------------------------------- neuron_diameter and pixel_size
+
+def test_neuron_diameter_and_a_disagreeing_pixel_size_warn_naming_both():
+    data = Params.from_dict({"data": {"neuron_diameter": 12, "pixel_size": 2.0, "soma_diameter_um": 12.0}}).data
+    with pytest.warns(UserWarning, match=r"neuron_diameter \(12 px\).*pixel_size \(2 .*6 px.*using 12 px"):
+        assert data.diameter_pixels(warn=True) == 12.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data.diameter_pixels() == 12.0  # warn only where asked: once per run
+        agreeing = Params.from_dict({"data": {"neuron_diameter": 10, "pixel_size": 1.2}}).data  # 12 um / 1.2 = 10 px
+        assert agreeing.diameter_pixels(warn=True) == 10.0
+
+
+# ------------------------------------------------------------------------------- paths in a parameter file
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_relative_model_path_in_a_file_is_relative_to_the_file(tmp_path, monkeypatch, suffix):
+    folder = tmp_path / "analysis"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "mine.npz").write_bytes(b"")
+    Params.from_dict({"detection": {"model": "weights/mine.npz"}}).save(folder / f"p{suffix}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    p = Params.load(folder / f"p{suffix}")
+    assert p.detection.model == str(folder / "weights" / "mine.npz")
+    monkeypatch.chdir(folder)  # the same from the file's own folder, or with a relative path to the file
+    assert Params.load(f"p{suffix}").detection.model == str(folder / "weights" / "mine.npz")
+
+
+def test_model_names_and_absolute_paths_in_a_file_are_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for model in ("default", str(tmp_path / "nowhere" / "m.npz")):
+        Params.from_dict({"detection": {"model": model}}).save(tmp_path / "p.json")
+        assert Params.load(tmp_path / "p.json").detection.model == model
+
+
+def test_a_model_path_relative_to_the_working_folder_only_is_used_with_a_warning(tmp_path, monkeypatch):
+    """params.json files written before paths were recorded absolute name the model as given on the command line."""
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "mine.npz").write_bytes(b"")
+    Params.from_dict({"detection": {"model": "mine.npz"}}).save(tmp_path / "cfg" / "p.json")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"mine\.npz.*not in .*cfg.*working folder"):
+        assert Params.load(tmp_path / "cfg" / "p.json").detection.model == str(tmp_path / "mine.npz")
+
+
+# ---------------------------------------------------------------------------------------------------- nwb
+
+NWB = {"subject_id": "m7", "species": "Mus musculus", "sex": "F", "age": "P60D", "strain": "C57BL/6J",
+       "genotype": "Ai93", "session_description": "V1, awake", "session_start_time": "2023-05-17T09:30:00+02:00",
+       "indicator": "GCaMP6s", "location": "VISp", "excitation_lambda": 920.0, "emission_lambda": 510.0}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_nwb_session_and_subject_round_trip(tmp_path, suffix):
+    assert all(v is None for v in Params().to_dict()["nwb"].values())
+    p = Params.from_dict({"nwb": NWB})
+    assert p.to_dict()["nwb"] == NWB
+    p.save(tmp_path / f"p{suffix}")
+    assert Params.load(tmp_path / f"p{suffix}") == p
+
+
+def test_a_yaml_timestamp_is_read_as_text(tmp_path):
+    """YAML reads an unquoted timestamp as a datetime: kept as ISO 8601 text, as JSON needs it."""
+    (tmp_path / "p.yaml").write_text("nwb:\n  session_start_time: 2023-05-17 09:30:00+02:00\n")
+    assert Params.load(tmp_path / "p.yaml").nwb.session_start_time == "2023-05-17T09:30:00+02:00"
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("sex", "female", "one of 'M', 'F', 'U', 'O'"), ("age", "60 days", "ISO 8601 duration.*P60D"),
+    ("age", "P", "ISO 8601"), ("session_start_time", "2023-05-17T09:30:00", "time zone"),
+    ("session_start_time", "yesterday", "ISO 8601"), ("subject_id", 7, "text.*quote"), ("species", "", "text"),
+    ("excitation_lambda", -920, "nm"), ("emission_lambda", "510", "number")])
+def test_a_bad_nwb_setting_is_named(key, value, why):
+    with pytest.raises(ValueError, match=rf"nwb\.{key}.*{why}"):
+        Params.from_dict({"nwb": {key: value}})
+
+
+@pytest.mark.parametrize("age", ["P60D", "P2Y3M", "P10W", "P1DT12H", "P0.5Y", "P60D/P90D"])
+def test_iso_8601_ages_are_accepted(age):
+    assert Params.from_dict({"nwb": {"age": age}}).nwb.age == age
+
+
+def test_text_that_yaml_would_read_as_a_number_round_trips(tmp_path):
+    """An animal called 3e2 stays text in a saved YAML file (quoted), though YAML 1.2 reads 3e2 as a number."""
+    p = Params.from_dict({"nwb": {"subject_id": "3e2"}, "data": {"var_name": "1e-3"}})
+    p.save(tmp_path / "p.yaml")
+    assert Params.load(tmp_path / "p.yaml") == p

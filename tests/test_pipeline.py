@@ -211,3 +211,85 @@ def test_params_json_fed_back_reproduces_the_run(simulated, tmp_path):
 
     record = json.loads((tmp_path / "b" / "provenance.json").read_text())
     assert record["params"] == json.loads((tmp_path / "b" / "params.json").read_text())
+
+
+def test_neuron_diameter_and_a_disagreeing_pixel_size_warn_once_before_the_movie_is_read(tmp_path):
+    """Both given: neuron_diameter is used, and one warning (at the start, before anything is read) says so."""
+    import warnings
+
+    from cellfie_caiman.io import MovieError
+
+    params = {"data": {"neuron_diameter": 12.0, "pixel_size": 0.5, "soma_diameter_um": 12.0}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(MovieError):  # a movie that does not exist: the warning came before it was read
+            pipeline.run(tmp_path / "missing.tif", tmp_path / "out", params, progress=False)
+    said = [str(w.message) for w in caught if "pixel_size" in str(w.message)]
+    assert len(said) == 1 and "(12 px)" in said[0] and "24 px" in said[0] and "using 12 px" in said[0], said
+
+
+def test_a_bad_nwb_setting_fails_before_the_movie_is_read(tmp_path):
+    with pytest.raises(ValueError, match="nwb.sex must be one of"):
+        pipeline.run(tmp_path / "missing.tif", tmp_path / "out", {"nwb": {"sex": "female"}}, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_writes_the_subject_and_session_of_the_nwb_settings(simulated, tmp_path):
+    """results.nwb of a movie that is not NWB gets the subject DANDI requires from the nwb settings, which params.json
+    and provenance.json record."""
+    pynwb = pytest.importorskip("pynwb")
+    import json
+    import warnings
+    from datetime import datetime, timedelta, timezone
+
+    sim, path = simulated
+    nwb = {"subject_id": "m7", "species": "Mus musculus", "sex": "F", "age": "P60D", "session_description": "V1",
+           "session_start_time": "2023-05-17T09:30:00+02:00", "indicator": "GCaMP6s", "location": "VISp"}
+    params = {"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
+              "refine": {"backend": "builtin"}, "output": {"pictures": False, "nwb": True}, "nwb": nwb}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*DANDI")  # the subject is complete
+        pipeline.run(path, tmp_path / "out", params, progress=False)
+    with pynwb.NWBHDF5IO(str(tmp_path / "out" / "results.nwb"), "r") as io:
+        f = io.read()
+        subject = {k: getattr(f.subject, k) for k in ("subject_id", "species", "sex", "age")}
+        start, description = f.session_start_time, f.session_description
+        plane = next(iter(f.imaging_planes.values()))
+        indicator, location = plane.indicator, plane.location
+    assert subject == {k: nwb[k] for k in subject}
+    assert start == datetime(2023, 5, 17, 7, 30, tzinfo=timezone.utc) and start.utcoffset() == timedelta(hours=2)
+    assert (description, indicator, location) == ("V1", "GCaMP6s", "VISp")
+    recorded = json.loads((tmp_path / "out" / "params.json").read_text())["nwb"]
+    assert {k: v for k, v in recorded.items() if v is not None} == nwb
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text())["params"]["nwb"] == recorded
+    try:  # DANDI's own rules, where they are installed: nothing that blocks an upload
+        from nwbinspector import Importance, inspect_nwbfile, load_config
+    except ImportError:
+        return
+    found = inspect_nwbfile(nwbfile_path=str(tmp_path / "out" / "results.nwb"), config=load_config("dandi"),
+                            importance_threshold=Importance.CRITICAL)
+    blocking = [m.message for m in found]
+    assert blocking == []
+
+
+def test_a_model_file_is_recorded_absolute_so_params_json_runs_from_any_folder(simulated, tmp_path, monkeypatch):
+    """A model given relative to the working folder: params.json records where it is, and the run it describes is
+    reproduced from another folder."""
+    import shutil
+
+    from cellfie_caiman.models import model_file
+
+    sim, path = simulated
+    work, other = tmp_path / "work", tmp_path / "other"
+    (work / "weights").mkdir(parents=True)
+    other.mkdir()
+    shutil.copy(model_file("default"), work / "weights" / "mine.npz")
+    monkeypatch.chdir(work)
+    params = {"data": {"fr": sim.fs, "neuron_diameter": 12.0}, "detection": {"model": "weights/mine.npz", "tta": False},
+              "refine": {"backend": "none"}, "output": {"pictures": False}}
+    pipeline.run(path, "out", params, progress=False)
+    assert Params.load(work / "out" / "params.json").detection.model == str((work / "weights" / "mine.npz").resolve())
+    monkeypatch.chdir(other)
+    pipeline.run(path, "out", work / "out" / "params.json", progress=False)
+    for name in ("rois.json", "params.json"):
+        assert (work / "out" / name).read_bytes() == (other / "out" / name).read_bytes(), name
