@@ -50,14 +50,20 @@ class TrainResult(NamedTuple):
     Attributes
     ----------
     model : DetectionModel
-        The networks with the best validation weights.
+        The networks with the best validation weights; ``model.config.training`` records how they were trained
+        (settings, data sources, software versions, each epoch's score).
     path : Path or None
-        Where they were saved.
+        Where they were saved (None when ``out_path`` was None).
     history : list of dict
-        Per epoch: epoch, unet_loss, instance_loss, val_f1 (the selection score), val_f1_pooled, val_f1_balanced,
-        val_precision, val_recall, val_f1_real, val_f1_simulated, seconds.
+        One per whole epoch run: epoch (from 0), unet_loss and instance_loss (mean training losses of its updates),
+        val_f1 (the selection score), val_f1_pooled, val_f1_balanced, val_precision, val_recall (see
+        :func:`validate`; val_f1_real and val_f1_simulated are NaN when there is no such field), seconds (the
+        epoch's updates and validation), minutes (since :func:`train` started, field preparation included).
     best_epoch : int
+        The epoch (from 0) whose weights were kept: the first with the highest val_f1.
     best_f1 : float
+        Its val_f1 (0..1). 0 means that in no epoch did any detection match a neuron of the validation strips (a
+        ``RuntimeWarning`` says so): the weights found nothing there and should not be used as they are.
     interrupted : bool
         Training was stopped by Ctrl-C (``KeyboardInterrupt``) after ``len(history)`` whole epochs: the weights are
         those of the best of them (saved to ``path``), the epoch under way was dropped.
@@ -133,11 +139,17 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         At most ``epochs`` epochs of ``steps_per_epoch`` updates of each network; stop after ``patience`` epochs
         without a better validation F1.
     seed : int
-        Seeds NumPy, Python and the Keras backend (TensorFlow, or PyTorch with ``KERAS_BACKEND=torch`` on Keras 3);
-        with TensorFlow's op determinism the same call gives the same weights (PyTorch on a GPU: nearly, some of
-        its CUDA kernels are not deterministic).
+        Seeds the sampling, the simulated fields and the new networks' weights: during the call NumPy's, Python's
+        and the Keras backend's global random states (TensorFlow, or PyTorch with ``KERAS_BACKEND=torch`` on Keras
+        3) are seeded with it and the backend's deterministic kernels are on (TensorFlow's op determinism), so the
+        same call gives the same weights (PyTorch on a GPU: nearly, some of its CUDA kernels are not
+        deterministic). When ``train`` returns or raises, these global random states and TensorFlow's op
+        determinism (PyTorch's deterministic algorithms) are put back as they were before the call.
     config : ModelConfig, optional
-        Architecture; default ``ModelConfig()`` with ``train_diameter`` set from the data.
+        Architecture of new networks. None, or a config equal to ``ModelConfig()`` but for its channels:
+        ``ModelConfig()`` with ``train_diameter`` the median neuron diameter of the training masks (annotated and
+        simulated); a config with any other setting changed is used as it is, its ``train_diameter`` too. Ignored
+        when fine-tuning ``init_model``, whose architecture is kept (a ``UserWarning`` says so).
     init_model : str, path or DetectionModel, optional
         Start from these weights (fine-tuning) instead of random ones.
     channels : sequence of str, optional
@@ -167,7 +179,8 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         With ``missed_crops``, only the missed neurons that the soma-filtered image shows: its normalised input
         (local standard deviations) reaches this value near their centre. Needs ``pnr_filtered`` among the channels.
     max_minutes : float, optional
-        Stop after the epoch that passes this wall-clock budget.
+        Stop after the epoch that passes this wall-clock budget (minutes since the call started: reading the movies,
+        summary images, the annotation check and the simulated fields count too).
         Ctrl-C (``KeyboardInterrupt``) also stops training once an epoch has finished: the best epoch so far is kept,
         saved and returned (``interrupted`` True, a ``RuntimeWarning`` says so; the epoch under way is dropped).
         Before the first epoch ends it interrupts as usual and nothing is saved.
@@ -188,11 +201,14 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     progress : bool
         tqdm progress bars.
     record : dict, optional
-        Stored in ``config.training`` (e.g. the command that was run).
+        Stored in ``config.training`` (e.g. the command that was run); the keys ``train`` records itself take
+        precedence.
 
     Returns
     -------
     TrainResult
+        The best epoch's networks (also when every epoch scored F1 0: a ``RuntimeWarning`` then names what to
+        check), their file and the history of the epochs.
     """
     datasets = _dataset_list(datasets)
     if out_path is not None:
@@ -215,52 +231,57 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     from .models import load_model
 
     t_start = time.monotonic()
-    _deterministic(seed)
-    rng = np.random.default_rng(seed)
+    with _deterministic(seed):  # seeds and op determinism for training only: put back as they were afterwards
+        rng = np.random.default_rng(seed)
 
-    # fine-tuning defaults: a smaller first step, and the new annotations alone (see the docstring)
-    if learning_rate is None:
-        learning_rate = 1e-3 if init_model is None else 3e-4
-    if simulated is None:
-        simulated = 0 if datasets and init_model is not None else 8
-    if not datasets and not simulated:
-        raise ValueError("train needs at least one annotated dataset or simulated > 0")
-    start = load_model(init_model) if init_model is not None else None
-    channels = _channels(channels, start, config, missed_signal)
-    # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
-    filter_diameter = None
-    if "pnr_filtered" in channels:
-        filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
-    named, regions, checks = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
-                                                 check_annotations)
-    if isinstance(simulated, (int, np.integer)):
-        if simulated < 0:
-            raise ValueError(f"simulated must be >= 0, got {simulated}")
-        made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
-                                  variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
-                                  neuropil=simulated_neuropil, blobs=simulated_blobs,
-                                  processes=simulated_processes, defocus=simulated_defocus,
-                                  long=simulated_long)
-    else:
-        made = []
-        for s, m in simulated:
-            check_images(s, channels, "simulated fields given as summary images need them")
-            made.append((s, _as_masks(m, np.asarray(getattr(s, channels[0])).shape)))
-        simulated = len(made)
-    named += [(f"simulated{i}", s, m) for i, (s, m) in enumerate(made)]
-    diameters = [mask_diameter(m) for _, _, m in named]
-    model = _starting_model(start, config, channels, diameters)
-    fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
-    _check_validation_strips(fields, val_fraction)
-    _check_training_rows(fields, val_fraction)
-    logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
-                np.round(diameters, 1))
+        # fine-tuning defaults: a smaller first step, and the new annotations alone (see the docstring)
+        if learning_rate is None:
+            learning_rate = 1e-3 if init_model is None else 3e-4
+        if simulated is None:
+            simulated = 0 if datasets and init_model is not None else 8
+        if not datasets and not simulated:
+            raise ValueError("train needs at least one annotated dataset or simulated > 0")
+        start = load_model(init_model) if init_model is not None else None
+        if start is not None and config is not None:
+            warnings.warn("config is ignored when fine-tuning init_model: the networks keep its architecture and "
+                          f"train_diameter ({start.config.train_diameter:g} px)", UserWarning, stacklevel=2)
+        channels = _channels(channels, start, config, missed_signal)
+        # pnr_filtered is computed at the training diameter (ModelConfig's default 12 px when training from scratch)
+        filter_diameter = None
+        if "pnr_filtered" in channels:
+            filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
+        named, regions, checks = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
+                                                     check_annotations)
+        if isinstance(simulated, (int, np.integer)):
+            if simulated < 0:
+                raise ValueError(f"simulated must be >= 0, got {simulated}")
+            made = simulated_datasets(int(simulated), seed=seed, shape=simulated_shape, progress=progress,
+                                      variety=simulated_variety, rates=simulated_rates, filter_diameter=filter_diameter,
+                                      neuropil=simulated_neuropil, blobs=simulated_blobs,
+                                      processes=simulated_processes, defocus=simulated_defocus,
+                                      long=simulated_long)
+        else:
+            made = []
+            for s, m in simulated:
+                check_images(s, channels, "simulated fields given as summary images need them")
+                made.append((s, _as_masks(m, np.asarray(getattr(s, channels[0])).shape)))
+            simulated = len(made)
+        named += [(f"simulated{i}", s, m) for i, (s, m) in enumerate(made)]
+        diameters = [mask_diameter(m) for _, _, m in named]
+        model = _starting_model(start, config, channels, diameters)
+        fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
+        _check_validation_strips(fields, val_fraction)
+        _check_training_rows(fields, val_fraction)
+        logger.info("%d fields (%d datasets x %d zooms), neuron diameters %s", len(fields), len(named), len(zooms),
+                    np.round(diameters, 1))
 
-    history, best_f1, best_epoch, interrupted = _fit(
-        model, fields, weights, rng, learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
-        patience=patience, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
-        missed_crops=missed_crops, missed_signal=missed_signal, selection=selection, max_minutes=max_minutes,
-        t_start=t_start, progress=progress)
+        history, best_f1, best_epoch, interrupted = _fit(
+            model, fields, weights, rng, learning_rate=learning_rate, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            patience=patience, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
+            missed_crops=missed_crops, missed_signal=missed_signal, selection=selection, max_minutes=max_minutes,
+            t_start=t_start, progress=progress)
+    if best_f1 <= 0:
+        _warn_nothing_found(history, best_epoch, diameters, model.config.train_diameter, val_fraction, out_path)
     from . import __version__
     from .provenance import provenance, software_versions
 
@@ -544,6 +565,21 @@ def _fit(model: DetectionModel, fields: list, weights: np.ndarray, rng: np.rando
     for k, net in model.networks.items():
         net.set_weights(best[2][k])
     return history, best[0], best[1], interrupted
+
+
+def _warn_nothing_found(history: list, best_epoch: int, diameters: list, train_diameter: float,
+                        val_fraction: float, out_path: str | os.PathLike | None) -> None:
+    """A ``RuntimeWarning`` when the best validation F1 is 0: in no epoch did a detection match a neuron of the
+    validation strips, and the weights kept (those of ``best_epoch``, the first scored) find nothing there."""
+    kept = "returned and saved" if out_path is not None else "returned"
+    epochs = "the one epoch run" if len(history) == 1 else f"any of the {len(history)} epochs run"
+    warnings.warn(f"best validation F1 is 0: none of the networks' detections matched a neuron of the validation "
+                  f"strips (the bottom {val_fraction:.0%} of every field's rows) after {epochs}, so the weights "
+                  f"{kept} (epoch {best_epoch}) find nothing there either. Check that the annotations line "
+                  "up with their movies (same orientation, same field; check_annotations), that the model's neuron "
+                  f"diameter ({train_diameter:.1f} px) suits the neurons (median diameter of the "
+                  f"training masks {float(np.nanmedian(diameters)):.1f} px), and train for longer (more epochs, "
+                  "steps_per_epoch or max_minutes)", RuntimeWarning, stacklevel=3)
 
 
 def _check_settings(*, epochs, steps_per_epoch, patience, val_fraction, zooms, unet_batch, unet_crop, instance_batch,

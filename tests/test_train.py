@@ -102,9 +102,12 @@ def test_train_needs_data():
 
 
 def test_a_movie_without_signal_is_refused(data):
-    """An all-NaN (or constant) movie has nothing to learn from: an error, not weights trained on noise."""
+    """A constant (or all-NaN) movie has nothing to learn from: an error, not weights trained on noise."""
     _, masks = data
     with pytest.warns(Warning), pytest.raises(ValueError, match="dataset0: its summary images are constant"):
+        train([(np.full((60, 64, 64), 3.0, np.float32), masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    # an all-NaN movie is refused when it is read (cellfie_caiman.io), before its summary images
+    with pytest.raises(ValueError, match="no finite value in any of its 60 frames"):
         train([(np.full((60, 64, 64), np.nan, np.float32), masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
 
 
@@ -249,6 +252,8 @@ config = ModelConfig(depth=2, base_filters=4, instance_filters=4, window=16, tra
 fields = [simulated_field(i, seed=2, shape=(48, 48)) for i in range(2)]
 res = train([], sys.argv[1], simulated=fields, config=config, epochs=3, steps_per_epoch=4, zooms=(1.0,), unet_batch=2,
             unet_crop=32, instance_batch=8, progress=False, seed=1)
+import torch
+assert not torch.are_deterministic_algorithms_enabled(), "train left PyTorch's deterministic algorithms on"
 x = np.random.default_rng(0).normal(size=(40, 40, len(config.channels))).astype(np.float32)
 np.savez(sys.argv[2], x=x, prob=res.model.predict_maps(x)[0], loss=[h["unet_loss"] for h in res.history])
 """
@@ -782,3 +787,110 @@ def test_check_annotations_must_be_a_bool(data):
     summary, masks = data
     with pytest.raises(ValueError, match="check_annotations must be True or False"):
         train([(summary, masks)], None, simulated=0, config=TINY, check_annotations="no", **ONE_EPOCH)
+
+
+# ---- what train() leaves behind in the caller's process, and a run that finds nothing ----
+
+def _caller_draws() -> tuple:
+    """The next numbers of Python's, NumPy's and TensorFlow's global random sequences."""
+    import random
+
+    import tensorflow as tf
+
+    return random.random(), np.random.random(), tf.random.uniform([3]).numpy().tolist()
+
+
+def _seed_caller(seed: int) -> None:
+    """Seed Python's, NumPy's and TensorFlow's global random sequences, as a user's script would."""
+    import random
+
+    import tensorflow as tf
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+@pytest.mark.parametrize("ending", ["returns", "Ctrl-C before the first epoch ends"])
+def test_train_leaves_the_callers_random_sequences_and_tensorflow_settings_as_they_were(data, ending,
+                                                                                      interrupt_training_at):
+    """train() seeded Python, NumPy and TensorFlow and turned on TensorFlow's op determinism for good: the caller's
+    random sequences restarted from train's seed, and later TensorFlow work ran slower or failed (an op that has no
+    deterministic version, like fractional max pooling without a seed, raised). Also when training is cut short."""
+    import tensorflow as tf
+
+    summary, masks = data
+    _seed_caller(7)
+    expected = _caller_draws()  # what the caller's script draws next when nothing happens in between
+    _seed_caller(7)
+    if ending == "returns":
+        train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    else:
+        interrupt_training_at(1)
+        with pytest.raises(KeyboardInterrupt):
+            train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert _caller_draws() == expected
+    pooled = tf.nn.fractional_max_pool(tf.ones((1, 8, 8, 1)), [1.0, 1.5, 1.5, 1.0])[0]
+    assert pooled.shape == (1, 5, 5, 1)
+
+
+def test_the_trained_weights_do_not_depend_on_the_callers_settings(data):
+    """Trained with op determinism on and the global seeds set as an earlier train() left them (the old behaviour,
+    kept as the caller's own settings: train puts them back as they were, on), or with neither: the same weights."""
+    import random
+
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # TF 2.15-2.21 have no public getter
+
+    summary, masks = data
+    assert not tf_config.is_op_determinism_enabled()
+    random.seed(11)
+    np.random.seed(11)
+    fresh = train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    keras.utils.set_random_seed(ONE_EPOCH["seed"])
+    tf.config.experimental.enable_op_determinism()
+    try:
+        old = train([(summary, masks)], None, simulated=0, config=TINY, **ONE_EPOCH)
+        assert tf_config.is_op_determinism_enabled(), "the caller's own op determinism was turned off"
+    finally:
+        tf_config.disable_op_determinism()
+    for a, b in zip(fresh.model.unet.get_weights() + fresh.model.instance.get_weights(),
+                    old.model.unet.get_weights() + old.model.instance.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_whose_networks_find_nothing_warns_that_its_best_f1_is_0(data, tmp_path):
+    """Two updates of tiny networks find no neuron in the validation strip in any epoch: the first epoch was saved
+    and returned as the 'best' without a word."""
+    summary, masks = data
+    with pytest.warns(RuntimeWarning, match="best validation F1 is 0") as record:
+        res = train([(summary, masks)], tmp_path / "w.npz", simulated=0, config=TINY, **{**ONE_EPOCH, "epochs": 2})
+    assert [h["val_f1"] for h in res.history] == [0.0, 0.0] and [h["val_recall"] for h in res.history] == [0.0, 0.0]
+    assert (res.best_f1, res.best_epoch) == (0.0, 0) and res.path.exists()
+    message = next(str(w.message) for w in record if "best validation F1 is 0" in str(w.message))
+    assert "after any of the 2 epochs run" in message and "returned and saved (epoch 0)" in message
+    for hint in ("annotations line up with their movies", f"model's neuron diameter ({TINY.train_diameter:.1f} px)",
+                 f"median diameter of the training masks {mask_diameter(masks):.1f} px", "more epochs"):
+        assert hint in message
+
+
+def test_a_run_that_finds_neurons_gives_no_f1_warning(square_fields):
+    """Fine-tuning the shipped model, which finds these neurons from the first epoch on."""
+    import warnings
+
+    movie, masks = square_fields[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = train([(movie, masks)], None, init_model="default", check_annotations=False, **ONE_EPOCH)
+    assert res.best_f1 > 0.3
+    assert not [w for w in caught if "F1 is 0" in str(w.message)]
+
+
+def test_a_config_given_with_init_model_is_warned_about_as_ignored(square_fields, stop_at_first_batch):
+    """Fine-tuning keeps init_model's architecture: a config given too was dropped without a word."""
+    movie, masks = square_fields[0]
+    shipped = load_model("default").config.train_diameter
+    with pytest.warns(UserWarning, match=rf"config is ignored when fine-tuning init_model: .* \({shipped:g} px\)"):
+        with pytest.raises(_TrainingStarted):
+            train([(movie, masks)], None, init_model="default", config=TINY, check_annotations=False, **ONE_EPOCH)

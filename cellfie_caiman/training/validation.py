@@ -39,13 +39,15 @@ def detect_masks(model: DetectionModel, inputs: np.ndarray, *, min_score=0.5, pr
 
 
 def validate(model: DetectionModel, fields: Sequence[Field], selection: str = "pooled") -> dict:
-    """Detection scores (``match_rois``, CaImAn rule) on the validation strips.
+    """Detection scores (``match_rois``, CaImAn rule) on the validation strips of the unzoomed fields.
 
     ``val_f1`` is the model-selection score: with ``selection='pooled'`` the F1 of the matches pooled over all
     strips; with ``'balanced'`` the mean of the per-field F1 with every annotated (real) field weighted as much as
     all simulated fields together, so that a dozen simulated strips cannot outvote the real ones. Both are
     returned (``val_f1_pooled``, ``val_f1_balanced``), with the pooled precision and recall and the mean F1 of
-    the real and of the simulated strips.
+    the real and of the simulated strips (``val_f1_real``, ``val_f1_simulated``: NaN when there is no such strip).
+    All are 0..1; precision, recall and the pooled and balanced F1 are 0 when nothing matched (also when there was
+    nothing to match or nothing was found).
     """
     from ..evaluate import match_rois
 
