@@ -304,12 +304,16 @@ def write_json(path: Path, record: dict) -> Path:
     return path
 
 
-def nwb_session_of(source: Path | None) -> dict[str, Any]:
+def nwb_session_of(source: Path | None, dataset: str | None = None) -> dict[str, Any]:
     """The session of the NWB movie file ``source``, for the results' NWB file: ``session_start_time`` (the
     recording's, where results.nwb would otherwise say when it was written), ``subject`` (a dict of
-    ``pynwb.file.Subject``'s arguments) where the file has one and, where it has a single imaging plane, that
-    plane's ``indicator``, ``location``, ``excitation_lambda`` and (one optical channel) ``emission_lambda`` (nm):
-    the keyword arguments of :meth:`Estimates.to_nwb`. ``{}`` for other files or None.
+    ``pynwb.file.Subject``'s arguments) where the file has one and the movie's imaging plane's ``indicator``,
+    ``location``, ``excitation_lambda`` and (one optical channel) ``emission_lambda`` (nm): the keyword arguments of
+    :meth:`Estimates.to_nwb`. ``{}`` for other files or None.
+
+    The imaging plane is the file's only one, or the one of the series whose data were read (``dataset``, its path
+    in the file, e.g. ``acquisition/TwoPhotonSeries/data``; a motion-corrected stack's ``corrected`` series takes
+    its ``original``'s plane); with several planes and no ``dataset``, none (not a guess).
 
     A file pynwb cannot read gives ``{}`` and a warning (the movie itself may still have been read, with h5py).
     """
@@ -320,13 +324,16 @@ def nwb_session_of(source: Path | None) -> dict[str, Any]:
     except ImportError:  # Estimates.to_nwb says what to install
         return {}
     try:
+        plane_name = _imaging_plane_of(Path(source), dataset) if dataset else None
         with pynwb.NWBHDF5IO(str(source), "r") as io:
             nwb = io.read()
             session: dict[str, Any] = {"session_start_time": nwb.session_start_time}
             if nwb.subject is not None:
                 session["subject"] = dict(nwb.subject.fields)
-            if len(nwb.imaging_planes) == 1:  # the movie's plane, unambiguous: not the writer's placeholders
-                plane = next(iter(nwb.imaging_planes.values()))
+            if plane_name not in nwb.imaging_planes and len(nwb.imaging_planes) == 1:
+                plane_name = next(iter(nwb.imaging_planes))  # the movie's plane, unambiguous
+            if plane_name in nwb.imaging_planes:  # not the writer's placeholders
+                plane = nwb.imaging_planes[plane_name]
                 session.update(indicator=plane.indicator, location=plane.location,
                                excitation_lambda=float(plane.excitation_lambda))
                 if len(plane.optical_channel) == 1:
@@ -338,11 +345,32 @@ def nwb_session_of(source: Path | None) -> dict[str, Any]:
     return session
 
 
+def _imaging_plane_of(path: Path, dataset: str) -> str | None:
+    """The name of the imaging plane (``general/optophysiology/<name>``) that the series holding ``dataset`` links
+    to (for a CorrectedImageStack's ``corrected`` series: its ``original``'s), None where there is none."""
+    import h5py
+
+    series = dataset.strip("/").rsplit("/", 1)[0]
+    with h5py.File(path, "r") as f:
+        links = [f"{series}/imaging_plane"]
+        if series.endswith("/corrected"):
+            links.append(f"{series.rsplit('/', 1)[0]}/original/imaging_plane")
+        planes = f.get("general/optophysiology")
+        for link in links:
+            try:
+                target = f.get(link)
+            except (KeyError, OSError, ValueError):  # a link that leads nowhere
+                target = None
+            if target is not None and isinstance(planes, h5py.Group):
+                return next((name for name, group in planes.items() if group == target), None)
+    return None
+
+
 #: What DANDI requires of an NWB file's subject (``age`` or ``date_of_birth``).
 DANDI_SUBJECT = ("subject_id", "species", "sex", "age")
 
 
-def nwb_session(settings: NWBParams, source: str | os.PathLike | None) -> dict[str, Any]:
+def nwb_session(settings: NWBParams, source: str | os.PathLike | None, dataset: str | None = None) -> dict[str, Any]:
     """The session of ``results.nwb``: the keyword arguments of :meth:`Estimates.to_nwb` that ``settings`` (the
     ``nwb`` parameters) give, the NWB movie ``source``'s own (:func:`nwb_session_of`) for those they leave None.
     The subject is merged field by field. A ``UserWarning`` names the fields DANDI requires that the subject lacks
@@ -353,6 +381,8 @@ def nwb_session(settings: NWBParams, source: str | os.PathLike | None) -> dict[s
     settings : NWBParams
     source : path or None
         The movie file.
+    dataset : str or None
+        Path in ``source`` of the data read (:func:`movie_dataset`): whose imaging plane to describe.
 
     Returns
     -------
@@ -361,7 +391,7 @@ def nwb_session(settings: NWBParams, source: str | os.PathLike | None) -> dict[s
         ``session_description``, ``indicator``, ``location``, ``excitation_lambda``, ``emission_lambda`` (nm): those
         known.
     """
-    session = nwb_session_of(None if source is None else Path(source))
+    session = nwb_session_of(None if source is None else Path(source), dataset)
     given = settings.session()
     subject = {**session.pop("subject", {}), **given.pop("subject", {})}
     replaced = sorted(k for k in given if k in session and session[k] != given[k])
@@ -391,6 +421,13 @@ def movie_file(movie) -> Path | None:
     return source.resolve() if source.exists() else None
 
 
+def movie_dataset(movie) -> str | None:
+    """The path of the dataset that ``movie`` (a :class:`cellfie_caiman.io.Movie`) reads in its HDF5 or NWB file;
+    None for other sources."""
+    dataset = getattr(getattr(movie, "_reader", None), "dataset", None)
+    return dataset if isinstance(dataset, str) else None
+
+
 def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx, *,
                  session: dict[str, Any] | None = None):
     """The result files of a run in ``out`` (:data:`OUTPUT_FILES`: results, traces, NWB, rois, masks, params); returns
@@ -407,7 +444,7 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
         traces = np.asarray(est.C)[accepted_idx] if len(accepted_idx) else np.zeros((0, movie.n_frames))
         files["traces"] = write_traces_csv(out / OUTPUT_FILES["traces"], traces, params.data.fr)
         if params.output.nwb:
-            session = nwb_session(params.nwb, source) if session is None else session
+            session = nwb_session(params.nwb, source, movie_dataset(movie)) if session is None else session
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
                 est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None, **session)
             files["nwb"] = out / OUTPUT_FILES["nwb"]

@@ -22,6 +22,7 @@ from ._files import atomic_path
 from .masks import footprints_to_masks, take_masks
 from .outputs import (
     OUTPUT_FILES,
+    movie_dataset,
     movie_file,
     nwb_session,
     prepare_out_dir,
@@ -348,7 +349,8 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
         # params.json records the rate used; detection alone does not depend on it (only the GIF's speed)
         params.data.fr = params.data.frame_rate(movie, warn=backend != "none")
         # results.nwb's session: what it lacks for DANDI is said now, not after the work
-        session = nwb_session(params.nwb, movie_file(movie)) if params.output.nwb and backend != "none" else None
+        session = (nwb_session(params.nwb, movie_file(movie), movie_dataset(movie))
+                   if params.output.nwb and backend != "none" else None)
     logger.info("movie %s: %d frames of %dx%d", movie.source, *movie.shape)
 
     from .initialize import initialize, model_summary

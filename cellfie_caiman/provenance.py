@@ -130,8 +130,10 @@ def _movie_record(movie) -> dict[str, Any]:
             logger.info("SHA-256 of %s (%.1f GB) for the provenance record", path, st.st_size / 1e9)
             record["sha256"] = file_sha256(path)  # the same bytes, not merely the same name, size and time
         record["modified"] = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat()
-    dataset = getattr(getattr(movie, "_reader", None), "dataset", None)
-    if isinstance(dataset, str):  # which of an HDF5 / NWB file's movies was read (a default pick included)
+    from .outputs import movie_dataset
+
+    dataset = movie_dataset(movie)
+    if dataset is not None:  # which of an HDF5 / NWB file's movies was read (a default pick included)
         record["dataset"] = dataset
     return record
 

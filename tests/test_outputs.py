@@ -204,6 +204,52 @@ def test_nwb_session_of_an_nwb_movie_is_carried_to_the_results(tmp_path):
         assert outputs.nwb_session_of(broken) == {}
 
 
+def test_the_imaging_plane_of_the_movie_read_is_described_where_the_file_has_several(tmp_path):
+    """Two planes, one raw movie each, and a motion-corrected stack of the second: results.nwb describes the plane
+    of the movie that was read (a stack's through its original), and none when it is not known which."""
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import datetime, timezone
+
+    from pynwb import TimeSeries
+    from pynwb.image import ImageSeries
+    from pynwb.ophys import CorrectedImageStack, MotionCorrection, OpticalChannel, TwoPhotonSeries
+
+    from cellfie_caiman.io import load_movie
+
+    nwb = pynwb.NWBFile(session_description="rec", identifier="rec",
+                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc))
+    device = nwb.create_device(name="scope")
+    series = {}
+    for name, indicator, location in (("upper", "GCaMP6s", "VISp L2/3"), ("lower", "jRGECO1a", "VISp L5")):
+        plane = nwb.create_imaging_plane(
+            name=name, optical_channel=OpticalChannel(name="ch", description="c", emission_lambda=525.0),
+            description=name, device=device, excitation_lambda=940.0, imaging_rate=10.0, indicator=indicator,
+            location=location)
+        series[name] = TwoPhotonSeries(name=f"TwoPhotonSeries_{name}", data=np.zeros((4, 8, 8), np.uint16),
+                                       imaging_plane=plane, unit="a.u.", rate=10.0)
+        nwb.add_acquisition(series[name])
+    stack = CorrectedImageStack(name="lower_corrected", original=series["lower"],
+                                corrected=ImageSeries(name="corrected", data=np.ones((4, 8, 8), np.float32),
+                                                      unit="a.u.", rate=10.0),
+                                xy_translation=TimeSeries(name="xy_translation", data=np.zeros((4, 2)),
+                                                          unit="pixels", rate=10.0))
+    nwb.create_processing_module(name="ophys", description="mc").add(MotionCorrection(corrected_image_stacks=[stack]))
+    path = tmp_path / "two_planes.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+    def described(var_name=None):
+        movie = load_movie(path, var_name=var_name)
+        session = outputs.nwb_session_of(path, outputs.movie_dataset(movie))
+        return session.get("indicator"), session.get("location")
+
+    assert described("TwoPhotonSeries_upper") == ("GCaMP6s", "VISp L2/3")
+    assert described("TwoPhotonSeries_lower") == ("jRGECO1a", "VISp L5")
+    with pytest.warns(UserWarning, match="TwoPhotonSeries_upper"):  # the stack, read by default; the other plane named
+        assert described() == ("jRGECO1a", "VISp L5")
+    assert "indicator" not in outputs.nwb_session_of(path)  # which plane? not a guess
+
+
 def _nwb_movie(path, subject=True):
     """An NWB movie recorded 2023-05-17 09:30 UTC from mouse m7 (without a subject: ``subject=False``) through one
     imaging plane (GCaMP6s in VISp, 940 / 525 nm), written with pynwb."""
