@@ -104,3 +104,34 @@ def test_the_api_imports_tensorflow_without_its_start_up_notices():
     assert proc.stdout.split() == ["48"]
     for notice in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "port.cc"):
         assert notice not in proc.stderr, proc.stderr
+
+
+def test_tensorflow_imported_before_the_package_without_onednn_is_warned_about_once():
+    """TensorFlow imported first (as another package may do) keeps oneDNN off where it does not turn it on by itself:
+    the networks then run ~1.7x slower, said once when they first run, and only then."""
+    import os
+
+    import pytest
+
+    pytest.importorskip("tensorflow")
+    code = """
+import warnings
+import numpy as np
+import tensorflow
+from tensorflow.python.util import _pywrap_util_port
+import cellfie_caiman
+from cellfie_caiman.models import new_model
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model = new_model()
+    model.predict_maps(np.zeros((16, 16, len(model.config.channels)), np.float32))
+    model.predict_maps(np.zeros((16, 16, len(model.config.channels)), np.float32))
+    new_model().predict_maps(np.zeros((16, 16, len(model.config.channels)), np.float32))
+said = [str(w.message) for w in caught if "oneDNN" in str(w.message)]
+print(_pywrap_util_port.IsMklEnabled(), bool(tensorflow.config.list_physical_devices("GPU")), len(said))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    onednn, gpu, said = out.stdout.split()
+    assert int(said) == (0 if onednn == "True" or gpu == "True" else 1), out.stdout

@@ -93,6 +93,7 @@ class DetectionModel:
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
 
+                _warn_if_onednn_missed(tf)
                 channels = len(self.config.channels)
                 w = self.config.window if name == "instance" else None
                 spec = tf.TensorSpec([None, w, w, channels], tf.float32)
@@ -228,6 +229,32 @@ class DetectionModel:
             ``path``.
         """
         return save_weights(path, self.config, self.networks)
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_if_onednn_missed(tf) -> bool:
+    """Warn once per process (returns whether it did) when TensorFlow runs without its oneDNN kernels on the CPU
+    though ``TF_ENABLE_ONEDNN_OPTS`` was not set to 0: TensorFlow was then imported (and configured) before
+    ``cellfie_caiman``, which asks for oneDNN at import (see the package docstring), and the networks run about 1.7
+    times slower on CPUs without AVX-512 VNNI (``benchmarks/onednn.py``). Nothing is said on a GPU or where
+    TensorFlow cannot tell."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() in ("0", "false", "off"):
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        if _pywrap_util_port.IsMklEnabled() or tf.config.list_physical_devices("GPU"):
+            return False
+    except (ImportError, AttributeError):  # a TensorFlow that does not say
+        return False
+    import warnings
+
+    warnings.warn("TensorFlow runs without its oneDNN kernels: it was imported before cellfie_caiman, which turns "
+                  "them on when it is imported first; the networks run about 1.7 times slower on this CPU. Import "
+                  "cellfie_caiman before TensorFlow (and before packages that import it), or set "
+                  "TF_ENABLE_ONEDNN_OPTS=1 in the environment (0 turns this message off)", RuntimeWarning,
+                  stacklevel=4)
+    return True
 
 
 def _window_spans(size: int, window: int, margin: int) -> list[tuple[int, int, int, int]]:
