@@ -7,7 +7,7 @@ Importing the package sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless that variable is a
 oneDNN kernels by default only on CPUs with AVX-512 VNNI or AMX, and on the others (AMD EPYC and Ryzen, Intel
 without AVX-512) runs convolutions with kernels built for AVX without FMA. On a 2-core AMD EPYC the networks ran
 about 1.7 times as fast with oneDNN (detection) and 1.5-1.7 times (training updates), with the same masks
-(``benchmarks/onednn.py``). TensorFlow 2.16+ reads the variable when it is imported (2.15 when it first runs), so
+(``benchmarks/onednn.py``). TensorFlow 2.21 reads the variable when it is imported (2.15 when it first runs), so
 this works when ``cellfie_caiman`` is imported first, and applies to all TensorFlow work in the process; when
 TensorFlow was set up before and runs without oneDNN, a RuntimeWarning says so when the networks first run. An
 explicit setting is kept: ``TF_ENABLE_ONEDNN_OPTS=0`` before the import turns oneDNN off.
