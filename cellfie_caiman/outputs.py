@@ -446,7 +446,8 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
         if params.output.nwb:
             session = nwb_session(params.nwb, source, movie_dataset(movie)) if session is None else session
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
-                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None, **session)
+                est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None,
+                           raw_data_dataset=movie_dataset(movie), **session)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

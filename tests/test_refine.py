@@ -303,6 +303,13 @@ def test_nwb_external_movie_gives_frame_times_that_old_readers_can_open(est, tmp
         assert unsigned_scalars == []
         np.testing.assert_allclose(series["timestamps"][:], np.arange(est.C.shape[1]) / 7.5)
         assert [x.decode() if isinstance(x, bytes) else x for x in series["external_file"][:]] == ["movie.tif"]
+        assert "dataset" not in series.attrs["description"]
+    # a movie inside an HDF5 / NWB file: which dataset it is, said
+    path = est.to_nwb(tmp_path / "out2.nwb", fr=7.5, raw_data_file="rec.nwb",
+                      raw_data_dataset="processing/ophys/MotionCorrection/plane0/corrected/data")
+    with h5py.File(path, "r") as h5:
+        assert h5["acquisition/TwoPhotonSeries"].attrs["description"] == (
+            "the movie, in its external file (dataset 'processing/ophys/MotionCorrection/plane0/corrected/data' in it)")
 
 
 def test_nwb_series_and_device_are_described(est, tmp_path):

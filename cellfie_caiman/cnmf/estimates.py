@@ -203,7 +203,7 @@ class Estimates:
                identifier: str | None = None, session_start_time: datetime.datetime | None = None,
                indicator: str = "GCaMP",
                location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
-               raw_data_file: str | None = None, subject: Any = None) -> Path:
+               raw_data_file: str | None = None, raw_data_dataset: str | None = None, subject: Any = None) -> Path:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
@@ -246,6 +246,9 @@ class Estimates:
             Wavelengths in nm (two-photon excitation, and the optical channel's emission).
         raw_data_file : str, optional
             The movie's file, named by the external ``TwoPhotonSeries`` ("unknown" when None).
+        raw_data_dataset : str, optional
+            Where the movie is inside ``raw_data_file`` (an HDF5 dataset or an NWB series' ``data``, e.g.
+            ``processing/ophys/MotionCorrection/plane0/corrected/data``), named in the series' description.
         subject : pynwb.file.Subject or dict, optional
             The animal (a dict holds ``Subject``'s arguments, e.g. ``subject_id``, ``species``, ``sex``, ``age``).
             DANDI requires one; without it the file has no ``/general/subject``.
@@ -301,7 +304,8 @@ class Estimates:
         nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", imaging_plane=plane,
                                             external_file=[str(raw_data_file) if raw_data_file else "unknown"],
                                             format="external", timestamps=np.arange(n_frames) / float(fr),
-                                            starting_frame=[0], description="the movie, in its external file"))
+                                            starting_frame=[0], description="the movie, in its external file" + (
+                                                f" (dataset '{raw_data_dataset}' in it)" if raw_data_dataset else "")))
         mod = nwb.create_processing_module(name="ophys", description="cellfie_caiman estimates")
         seg = ImageSegmentation()
         mod.add(seg)
