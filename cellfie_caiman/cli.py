@@ -97,7 +97,8 @@ def _add_run_options(p: argparse.ArgumentParser, refine: bool = True) -> None:
                         "parameter file's data.pixel_size)")
     p.add_argument("--model", help="detection model name or weights file (default 'default')")
     p.add_argument("--no-tta", action="store_true",
-                   help="one pass of the networks instead of 8 rotations/flips averaged: faster, finds fewer neurons")
+                   help="one pass of the networks instead of 8 rotations/flips averaged: about 4x as fast, less "
+                        "accurate (more false positives on the shared real excerpts)")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), metavar="N",
                    help="average the networks over N rotations/flips (1, 2, 4 or 8; default 8; 4, the flips only, "
                         "is 1.7x as fast and about as accurate on the validation data)")
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="networks only: ROIs and pictures (no traces)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Detect neurons with the networks; writes rois.json, masks.npz, params.json, "
-                                   "contours.png, probability.png and segmentation.gif.",
+                                   "provenance.json, contours.png, probability.png and segmentation.gif.",
                        epilog="example:\n  cellfie-caiman detect movie.tif -o out --diameter 12")
     _add_run_options(p, refine=False)
     _add_common(p)
