@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the check that each movie's ROIs line up with it (the shipped model's detections "
                         "against the ROIs as given, transposed, flipped and swapped with another movie's: a warning "
                         "when a mistake fits clearly better)")
+    p.add_argument("--scale-to-model", action="store_true",
+                   help="zoom each movie so its annotated neurons have the model's training size (as detection with "
+                        "--diameter shows them) instead of training at their own size; recommended when they are "
+                        "much smaller or larger (a warning says so)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     _add_common(p)
 
@@ -332,7 +336,7 @@ def _cmd_train(args) -> int:
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
                    init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,
                    batch_frames=args.batch_frames, check_annotations=args.check_annotations,
-                   progress=args.progress, record=record)
+                   scale_to_model=args.scale_to_model, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
     if result.interrupted:  # the best whole epoch was saved; the exit status still says the run did not finish
         n = len(result.history)

@@ -235,12 +235,14 @@ def test_train_writes_loadable_weights(tmp_path, capsys):
     from cellfie_caiman.models import load_model
 
     argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
-            "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress", "--learning-rate", "5e-4"]
+            "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress", "--learning-rate", "5e-4",
+            "--scale-to-model"]
     assert main(argv) == 0
     assert "best validation F1" in capsys.readouterr().out
     model = load_model(tmp_path / "w.npz")
     assert model.config.training["command"] == " ".join(["cellfie-caiman", *argv])
     assert model.config.training["learning_rate"] == 5e-4
+    assert model.config.training["scale_to_model"] is True
     assert main(argv) == 2  # the weights file exists now
     _one_line_error(capsys, "w.npz", "--overwrite")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -894,3 +895,73 @@ def test_a_config_given_with_init_model_is_warned_about_as_ignored(square_fields
     with pytest.warns(UserWarning, match=rf"config is ignored when fine-tuning init_model: .* \({shipped:g} px\)"):
         with pytest.raises(_TrainingStarted):
             train([(movie, masks)], None, init_model="default", config=TINY, check_annotations=False, **ONE_EPOCH)
+
+
+@pytest.fixture(scope="module")
+def large_neurons():
+    """A simulated 96 x 96 movie of neurons of ~20 px (the shipped model's training size is ~12 px) and its masks."""
+    sim = simulate(120, (96, 96), 8, seed=5, fs=15.0, diameter=20.0)
+    return sim.movie, sim.masks
+
+
+def _first_fields(monkeypatch) -> list:
+    """Make ``train()`` stop at its first training batch and return the fields it would have trained on."""
+    import sys
+
+    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+
+    seen = []
+
+    def first_batch(fields, *args, **kwargs):
+        seen.extend(fields)
+        raise _TrainingStarted
+
+    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", first_batch)
+    return seen
+
+
+def _field_diameter(field) -> float:
+    """Median equivalent diameter (pixels) of a training field's target masks (its per-neuron crops)."""
+    return float(np.median([2 * np.sqrt(np.count_nonzero(crop) / np.pi) for _, _, crop in field.boxes]))
+
+
+@pytest.mark.parametrize("to_model", [False, True])
+def test_scale_to_model_trains_on_the_neurons_at_the_models_size(large_neurons, monkeypatch, to_model):
+    """Fine-tuning on neurons far from the model's size: at their own scale (warned about) or zoomed to the model's,
+    as initialize(neuron_diameter=d) will show them."""
+    movie, masks = large_neurons
+    own = mask_diameter(masks)
+    model_d = load_model("default").config.train_diameter
+    fields = _first_fields(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train([(movie, masks)], None, init_model="default", simulated=0, check_annotations=False,
+                  scale_to_model=to_model, **ONE_EPOCH)
+    said = [str(w.message) for w in caught if "not the model's size" in str(w.message)]
+    field = next(f for f in fields if f.zoom == 1.0)
+    if to_model:
+        assert said == []
+        assert abs(_field_diameter(field) / model_d - 1) < 0.1, (_field_diameter(field), model_d)
+        assert field.inputs.shape[:2] == (round(96 * model_d / own),) * 2
+    else:
+        assert len(said) == 1 and f"dataset0 ({own:.1f} px)" in said[0] and "scale_to_model=True" in said[0]
+        assert abs(_field_diameter(field) / own - 1) < 0.1 and field.inputs.shape[:2] == (96, 96)
+
+
+def test_scale_to_model_filters_each_dataset_for_its_own_neurons(large_neurons):
+    """The soma-filtered image of a dataset trained at the model's scale is computed for its own neurons' diameter,
+    as initialize(movie, neuron_diameter=d) computes it."""
+    import sys
+
+    import cellfie_caiman.train  # noqa: F401
+
+    movie, masks = large_neurons
+    channels = load_model("default").config.channels
+    module = sys.modules["cellfie_caiman.train"]
+    named, _, _ = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=True)
+    expected = summary_images(movie, batch_frames=250, filter_diameter=mask_diameter(masks)).pnr_filtered
+    np.testing.assert_array_equal(named[0][1].pnr_filtered, expected)
+    named, _, _ = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=False)
+    np.testing.assert_array_equal(named[0][1].pnr_filtered,
+                                  summary_images(movie, batch_frames=250, filter_diameter=11.8).pnr_filtered)
