@@ -171,24 +171,13 @@ def test_a_non_empty_folder_is_refused_in_the_words_of_the_caller(tmp_path):
 def test_nwb_session_of_an_nwb_movie_is_carried_to_the_results(tmp_path):
     """A run on an NWB movie gives results.nwb the movie's session start, subject and imaging plane (not the time
     of writing and the writer's placeholders)."""
-    pynwb = pytest.importorskip("pynwb")
+    pytest.importorskip("pynwb")
     from datetime import datetime, timezone
 
     from pynwb.file import Subject
-    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
 
     start = datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc)
-    movie = tmp_path / "movie.nwb"
-    nwb = pynwb.NWBFile(session_description="rec", identifier="rec", session_start_time=start,
-                        subject=Subject(subject_id="m7", species="Mus musculus", sex="M", age="P60D"))
-    plane = nwb.create_imaging_plane(
-        name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=525.0),
-        description="plane", device=nwb.create_device(name="scope"), excitation_lambda=940.0, imaging_rate=10.0,
-        indicator="GCaMP6s", location="VISp")
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((4, 8, 8), np.uint16),
-                                        imaging_plane=plane, unit="a.u.", rate=10.0))
-    with pynwb.NWBHDF5IO(str(movie), "w") as io:
-        io.write(nwb)
+    movie = _nwb_movie(tmp_path / "movie.nwb")
     session = outputs.nwb_session_of(movie)
     assert {k: session[k] for k in ("indicator", "location", "excitation_lambda", "emission_lambda")} == {
         "indicator": "GCaMP6s", "location": "VISp", "excitation_lambda": 940.0, "emission_lambda": 525.0}
