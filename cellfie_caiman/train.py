@@ -206,7 +206,7 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         a ``UserWarning`` names those whose neurons are outside 0.8-1.25 times ``train_diameter``. On simulated
         neurons of 20 px (the shipped model's ``train_diameter`` 11.8 px), fine-tuning at their own scale lowered
         F1 from 0.959 to 0.90-0.91 (with ``neuron_diameter``; 0.94 to 0.86-0.87 without); at the model's scale it
-        stayed 0.958 (0.936); on 12 px neurons the two are the same (models/HISTORY.md, session 25). Give the
+        stayed 0.958 (0.936); on 12 px neurons the two are the same (``benchmarks/fine_tune_scale.py``). Give the
         resulting model's users ``neuron_diameter``: without it detection runs at the model's size. Simulated
         fields are used as they are.
     progress : bool
