@@ -350,18 +350,16 @@ def _imaging_plane_of(path: Path, dataset: str) -> str | None:
     to (for a CorrectedImageStack's ``corrected`` series: its ``original``'s), None where there is none."""
     import h5py
 
+    from .io.formats import _h5_group  # None for a link that leads nowhere
+
     series = dataset.strip("/").rsplit("/", 1)[0]
     with h5py.File(path, "r") as f:
         links = [f"{series}/imaging_plane"]
         if series.endswith("/corrected"):
             links.append(f"{series.rsplit('/', 1)[0]}/original/imaging_plane")
-        planes = f.get("general/optophysiology")
-        for link in links:
-            try:
-                target = f.get(link)
-            except (KeyError, OSError, ValueError):  # a link that leads nowhere
-                target = None
-            if target is not None and isinstance(planes, h5py.Group):
+        planes = _h5_group(f, "general/optophysiology")
+        for target in (_h5_group(f, link) for link in links):
+            if target is not None and planes is not None:
                 return next((name for name, group in planes.items() if group == target), None)
     return None
 

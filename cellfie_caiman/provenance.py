@@ -119,19 +119,19 @@ def _model_record(model) -> dict[str, Any]:
 
 
 def _movie_record(movie) -> dict[str, Any]:
+    from .outputs import movie_dataset, movie_file
+
     record: dict[str, Any] = {"source": str(movie.source), "shape": [int(s) for s in movie.shape],
                               "dtype": str(movie.dtype)}
-    path = Path(str(movie.source))
-    if path.exists():
+    path = movie_file(movie)
+    if path is not None:
         st = path.stat()
-        record["path"] = str(path.resolve())
+        record["path"] = str(path)
         if path.is_file():
             record["size_bytes"] = int(st.st_size)
             logger.info("SHA-256 of %s (%.1f GB) for the provenance record", path, st.st_size / 1e9)
             record["sha256"] = file_sha256(path)  # the same bytes, not merely the same name, size and time
         record["modified"] = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat()
-    from .outputs import movie_dataset
-
     dataset = movie_dataset(movie)
     if dataset is not None:  # which of an HDF5 / NWB file's movies was read (a default pick included)
         record["dataset"] = dataset

@@ -30,7 +30,7 @@ from .masks import mask_diameter
 from .models import DetectionModel, ModelConfig, new_model
 from .models.preprocess import check_images
 from .training.annotation_check import check_annotations as annotation_check
-from .training.fields import Field, _as_masks, annotated_images, checked_annotation, prepare_field
+from .training.fields import Field, _as_masks, annotated_images, checked_annotation, masks_in, prepare_field
 from .training.sampling import _hard_candidates, _instance_batch, _unet_batch
 from .training.simulated import blob_field, blob_movie, neuron_density, simulated_datasets, simulated_field
 from .training.steps import _clone, _deterministic, _train_steps
@@ -445,11 +445,7 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
 
 def _own_diameter(masks: np.ndarray, bounds) -> float:
     """Median equivalent diameter (pixels) of the masks in the annotated region ``bounds`` (None: all of them)."""
-    if bounds is not None:
-        r0, r1, c0, c1 = bounds
-        masks = masks[:, r0:r1, c0:c1]
-        masks = masks[masks.any(axis=(1, 2))]
-    return mask_diameter(masks)
+    return mask_diameter(masks if bounds is None else masks_in(masks, bounds))
 
 
 #: Annotated neurons outside these multiples of the model's ``train_diameter`` are warned about when training at
@@ -461,9 +457,8 @@ def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diame
     """``named`` with its first ``n_annotated`` datasets (the annotated ones) zoomed by ``train_diameter`` / their
     median neuron diameter when ``to_model``; else as they are, with a ``UserWarning`` naming those whose neurons
     are outside :data:`SCALE_WARN_RANGE` times ``train_diameter``."""
-    from .initialize import _resize
     from .summary import SummaryImages
-    from .training.fields import _zoom_masks
+    from .training.fields import _zoom_image, _zoom_masks, zoomed_shape
 
     if not to_model:
         low, high = SCALE_WARN_RANGE
@@ -479,12 +474,11 @@ def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diame
     for i in range(n_annotated):
         name, summary, masks = named[i]
         zoom = train_diameter / diameters[i]
-        rows, cols = masks.shape[1:]
-        shape = (max(8, int(round(rows * zoom))), max(8, int(round(cols * zoom))))
+        shape = zoomed_shape(masks.shape[1:], zoom)
         logger.info("%s: neurons of %.1f px zoomed %.2fx to the model's %.1f px (%d x %d px)", name, diameters[i],
                     zoom, train_diameter, *shape)
-        images = {f: None if getattr(summary, f) is None else _resize(np.asarray(getattr(summary, f), np.float32),
-                                                                      shape) for f in SummaryImages._fields}
+        images = {f: None if getattr(summary, f) is None else _zoom_image(getattr(summary, f), shape)
+                  for f in SummaryImages._fields}
         out[i] = (name, SummaryImages(**images), _zoom_masks(np.asarray(masks, bool), shape))
     return out
 

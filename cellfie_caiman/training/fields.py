@@ -64,6 +64,11 @@ def _zoom_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def zoomed_shape(shape: tuple[int, int], zoom: float) -> tuple[int, int]:
+    """(rows, cols) of a field of ``shape`` zoomed by ``zoom``: rounded, at least 8 px a side."""
+    return max(8, int(round(shape[0] * zoom))), max(8, int(round(shape[1] * zoom)))
+
+
 def _zoom_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from ..initialize import _resize
 
@@ -85,8 +90,7 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
     val_fraction : float
         Fraction of rows (at the bottom) held out for validation.
     """
-    rows, cols = np.asarray(getattr(summary, config.channels[0])).shape
-    shape = (max(8, int(round(rows * zoom))), max(8, int(round(cols * zoom))))
+    shape = zoomed_shape(np.asarray(getattr(summary, config.channels[0])).shape, zoom)
     images = {c: _zoom_image(getattr(summary, c), shape) for c in config.channels}
     inputs = stack_inputs(images, config)
     m = _zoom_masks(np.asarray(masks, bool), shape)
@@ -218,12 +222,17 @@ def crop_region(summary, masks: np.ndarray, bounds: tuple[int, int, int, int]) -
     -------
     (SummaryImages, masks (N, rows, cols) bool)
     """
-    masks = np.asarray(masks, bool)
     r0, r1, c0, c1 = bounds
     cropped = summary._replace(**{name: np.asarray(image)[r0:r1, c0:c1] for name, image in summary._asdict().items()
                                   if image is not None})
-    inside = masks[:, r0:r1, c0:c1]
-    return cropped, inside[inside.reshape(len(inside), -1).any(axis=1)]
+    return cropped, masks_in(masks, bounds)
+
+
+def masks_in(masks: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    """``masks`` (N, rows, cols) cut to ``bounds`` (row0, row1, col0, col1), those without a pixel there dropped."""
+    r0, r1, c0, c1 = bounds
+    inside = np.asarray(masks, bool)[:, r0:r1, c0:c1]
+    return inside[inside.reshape(len(inside), -1).any(axis=1)]
 
 
 def _as_masks(rois, shape: tuple[int, int]) -> np.ndarray:
