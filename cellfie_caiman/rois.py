@@ -230,7 +230,8 @@ def read_rois(path: str | os.PathLike, shape: Sequence[int] | None = None, *, a_
         (Suite2p), ``.hdf5``/``.h5`` (CaImAn results), ``.nwb`` (PlaneSegmentation).
     shape : (rows, cols), optional
         Image size in pixels. Required for formats that do not store it (JSON, ImageJ, Ain, Suite2p without
-        ops.npy; NWB ``pixel_mask`` without a single ``TwoPhotonSeries`` shape); for Suite2p it is used instead of
+        ops.npy; NWB ``pixel_mask`` without a single frame shape of its ``TwoPhotonSeries``, ``OnePhotonSeries`` and
+        motion-corrected movies); for Suite2p it is used instead of
         ``ops.npy``; checked against the file's size for the others.
     a_threshold : float or None
         CaImAn HDF5 and weighted NWB masks: None, CaImAn's benchmark binarisation of a footprint (> 0.2 of its peak,
@@ -595,8 +596,8 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             if kind == "PlaneSegmentation":
                 found[name] = obj
-            elif kind in ("TwoPhotonSeries", "CorrectedImageStack"):  # a motion-corrected movie may be cropped
-                data = obj.get("data" if kind == "TwoPhotonSeries" else "corrected/data")
+            elif kind in ("TwoPhotonSeries", "OnePhotonSeries", "CorrectedImageStack"):  # corrected: may be cropped
+                data = obj.get("corrected/data" if kind == "CorrectedImageStack" else "data")
                 if isinstance(data, h5py.Dataset) and data.ndim == 3 and min(data.shape[1:]) > 0:  # not external
                     planes.append(tuple(data.shape[1:]))
             elif kind == "RoiResponseSeries" and name.split("/")[-1] == "Background_Fluorescence_Response":
@@ -620,7 +621,7 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             if shape is None and len(set(planes)) == 1:
                 shape = planes[0]
             shape = _check_shape(shape, f"{source} (pixel_mask without a movie of one frame shape: "
-                                        f"{sorted(set(planes)) or 'no TwoPhotonSeries'})")
+                                        f"{sorted(set(planes)) or 'no TwoPhotonSeries or OnePhotonSeries'})")
             starts = np.concatenate([[0], ends[:-1]])
             rows = _nwb_roi_rows(ps, len(ends), backgrounds, accepted_only, source)
             regions = [_pixel_mask_region(pm["x"][a:b], pm["y"][a:b], pm["weight"][a:b], shape, a_threshold)

@@ -196,6 +196,128 @@ def test_a_colour_image_is_refused_not_read_as_a_movie_of_its_rows(tmp_path, mov
         load_movie(tmp_path / "grey.tif")
 
 
+def _recipe_reads(message: str, path) -> np.ndarray:
+    """What the ``tifffile.imread(path)[...]`` an error message suggests reads from ``path``."""
+    found = re.search(r"tifffile\.imread\(path\)\[([-:\d, ]+)\]", message)
+    assert found, message
+    index = tuple(slice(None) if tok.strip() == ":" else int(tok) for tok in found.group(1).split(","))
+    return tifffile.imread(path)[index]
+
+
+def _hyperstack(frames: np.ndarray, n_extra: int) -> np.ndarray:
+    """``frames`` (T, rows, cols) with ``n_extra`` axes of 2 entries after T (channels or planes), each entry other
+    values: entry 0 of every extra axis is ``frames`` itself."""
+    stack = frames
+    for _ in range(n_extra):
+        stack = np.stack([stack, stack + 1000], axis=1)
+    return stack
+
+
+@pytest.mark.parametrize("writer", ["imagej", "ome"])
+@pytest.mark.parametrize("axes, held", [("TCYX", "23 time points x 2 channels"), ("ZCYX", "23 z-planes x 2 channels"),
+                                        ("TZYX", "23 time points x 2 z-planes"),
+                                        ("TZCYX", "23 time points x 2 z-planes x 2 channels")])
+def test_tiff_hyperstack_is_refused_naming_its_axes_and_how_to_read_one_movie(tmp_path, movie, writer, axes, held):
+    """An ImageJ hyperstack or OME-TIFF of several channels or z-planes per frame is not a movie: the error names its
+    axes as tifffile reads them and a selection that reads one channel / plane as a (frames, rows, cols) movie."""
+    data = movie.astype(np.uint16)
+    stack = _hyperstack(data, len(axes) - 3)
+    path = tmp_path / f"hyper.{'ome.' if writer == 'ome' else ''}tif"
+    tifffile.imwrite(path, stack, imagej=writer == "imagej", ome=writer == "ome", metadata={"axes": axes})
+    with tifffile.TiffFile(path) as tf:
+        assert tf.series[0].axes == axes and tf.series[0].shape == stack.shape
+    with pytest.raises(MovieError, match=rf"hyper.*tif: .*axes {axes}.*{held}.*not one movie") as err:
+        load_movie(path)
+    picked = _recipe_reads(str(err.value), path)
+    np.testing.assert_array_equal(picked, data)  # the first channel / plane at every time point
+    np.testing.assert_array_equal(load_movie(picked)[:], data)
+
+
+def test_scanimage_recording_of_two_channels_is_refused_saying_how_to_read_one(tmp_path, movie):
+    """ScanImage saves the channels of each frame as consecutive pages (tifffile reads axes TCYX): they are not
+    frames of one movie."""
+    data = np.concatenate([movie, movie[::-1]])[:24].astype(np.int16)  # pages: frame 0 ch 1, frame 0 ch 2, ...
+    frame_data = ("SI.hChannels.channelSave = [1;2]\nSI.hStackManager.numSlices = 1\n"
+                  "SI.hStackManager.actualNumSlices = 1\nSI.hFastZ.enable = false\nSI.hRoiManager.scanFrameRate = 30\n")
+    path = tmp_path / "si.tif"
+    scanimage_tiff(path, data, frame_data)
+    with pytest.raises(MovieError, match=r"si.tif: .*axes TCYX.*12 time points x 2 channels") as err:
+        load_movie(path)
+    np.testing.assert_array_equal(_recipe_reads(str(err.value), path), data[0::2])  # channel 1's frames
+
+
+@pytest.mark.parametrize("how", ["imagej", "ome", "shaped", "imagej composite", "ome named"])
+def test_tiff_of_channels_of_one_image_is_refused_not_read_as_frames(tmp_path, movie, how):
+    """Channels (axes CYX) are not frames. tifffile labels a 3-D array C by default for ImageJ and OME-TIFF, so
+    there a few channels (at most 8) are channels, and more are channels when the file describes them (ImageJ's
+    composite or colour display, OME channel names); a tifffile shaped file labels an axis C only when told to."""
+    data = movie.astype(np.uint16)
+    image = data[:3] if how in ("imagej", "ome") else data
+    metadata = {"axes": "CYX"}
+    if how == "imagej composite":
+        metadata["mode"] = "composite"
+    if how == "ome named":
+        metadata["Channel"] = {"Name": [f"ch{k}" for k in range(len(image))]}
+    path = tmp_path / "channels.tif"
+    tifffile.imwrite(path, image, imagej=how.startswith("imagej"), ome=how.startswith("ome"), metadata=metadata)
+    with tifffile.TiffFile(path) as tf:
+        assert tf.series[0].axes == "CYX" and tf.series[0].shape == image.shape
+    with pytest.raises(MovieError, match=rf"channels.tif: .*axes CYX.*{len(image)} channels of one 11 x 7 px image, "
+                                         r"not a movie.*tifffile.imread\(path\)"):
+        load_movie(path)
+    np.testing.assert_array_equal(load_movie(tifffile.imread(path))[:], image)  # the way out the message gives
+
+
+@pytest.mark.parametrize("kwargs, axes", [
+    ({}, "QYX"),                                              # tifffile's plain TIFF
+    ({"imagej": True}, "CYX"),                                 # tifffile's defaults label the frames channels
+    ({"ome": True}, "CYX"),
+    ({"imagej": True, "metadata": {"axes": "TYX"}}, "TYX"),
+    ({"ome": True, "metadata": {"axes": "TYX"}}, "TYX"),
+    ({"imagej": True, "metadata": {"axes": "ZYX"}}, "ZYX"),   # ImageJ's plain stack: slices
+    ({"ome": True, "metadata": {"axes": "ZYX"}}, "ZYX"),      # Bio-Formats' plain stack: SizeZ
+    ({"description": "ImageJ=1.54f\nimages=23\nslices=23\nloop=false\n", "metadata": None}, "ZYX"),
+    ({"imagej": True, "metadata": {"axes": "TCYX"}, "channels": 1}, "TYX")])
+def test_tiff_movies_as_writers_label_them_by_default_are_read_as_frames(tmp_path, movie, kwargs, axes):
+    """Movies as ImageJ, Bio-Formats and tifffile store them by default (frames labelled T, Z, C or nothing, or
+    singleton channels) stay movies."""
+    data = movie.astype(np.uint16)
+    kwargs = dict(kwargs)
+    stack = data[:, None] if kwargs.pop("channels", None) else data
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, stack, **kwargs)
+    with tifffile.TiffFile(path) as tf:
+        assert tf.series[0].axes == axes
+    np.testing.assert_array_equal(load_movie(path)[:], data)
+
+
+def test_folder_of_one_plane_per_file_of_several_channels_is_refused(tmp_path, movie):
+    """One frame per file of a multi-file OME-TIFF series of 2 channels, in one numbered sequence (channel 0 and 1 of
+    frame 0, then of frame 1, ...): the files' OME metadata place them in 2 channels, so they are not one movie;
+    the files of one channel alone are."""
+    data = movie[:6].astype(np.uint16)
+    T, rows, cols = data.shape
+    names = [f"img_{k:06d}.ome.tif" for k in range(2 * T)]
+    uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in names]
+    planes = "".join(f'<TiffData FirstT="{k // 2}" FirstZ="0" FirstC="{k % 2}" IFD="0" PlaneCount="1"><UUID '
+                     f'FileName="{name}">{u}</UUID></TiffData>' for k, (name, u) in enumerate(zip(names, uuids,
+                                                                                                  strict=True)))
+    both, one = tmp_path / "both", tmp_path / "one"
+    both.mkdir()
+    one.mkdir()
+    for k, name in enumerate(names):
+        xml = (f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06" '
+               f'UUID="{uuids[k]}"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" '
+               f'SizeX="{cols}" SizeY="{rows}" SizeC="2" SizeZ="1" SizeT="{T}"><Channel ID="Channel:0:0" '
+               f'SamplesPerPixel="1"/><Channel ID="Channel:0:1" SamplesPerPixel="1"/>{planes}</Pixels></Image></OME>')
+        frame = data[k // 2] + 1000 * (k % 2)
+        for folder in (both, one) if k % 2 == 0 else (both,):
+            tifffile.imwrite(folder / name, frame, description=xml, metadata=None)
+    with pytest.raises(MovieError, match=r"both: .*OME metadata place them in 2 channels"):
+        load_movie(both)
+    np.testing.assert_array_equal(load_movie(one)[:], data)
+
+
 @pytest.mark.parametrize("compression", [None, "zlib"])
 def test_ome_tiff_of_several_positions_is_refused_naming_them_not_joined_in_time(tmp_path, movie, compression):
     """An OME-TIFF of two stage positions (two OME Images, each (T, rows, cols)) is not one movie of 2T frames."""
@@ -526,14 +648,23 @@ def _write(path, nwb):
         io.write(nwb)
 
 
-def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
-    """An NWB file with a TwoPhotonSeries (and optionally a PlaneSegmentation), written by pynwb; its times as a
-    ``rate`` (Hz) or as ``timestamps`` (s)."""
-    from pynwb.ophys import ImageSegmentation, TwoPhotonSeries
+def _need_one_photon():
+    """Skip where pynwb has no OnePhotonSeries (added in pynwb 2.4)."""
+    import pynwb.ophys
+
+    if not hasattr(pynwb.ophys, "OnePhotonSeries"):
+        pytest.skip(f"pynwb {pynwb.__version__} has no OnePhotonSeries")
+
+
+def write_nwb(path, data, masks=None, rate=30.0, timestamps=None, series_type="TwoPhotonSeries"):
+    """An NWB file with a ``series_type`` ('TwoPhotonSeries' or 'OnePhotonSeries', named so) in ``acquisition/``
+    (and optionally a PlaneSegmentation), written by pynwb; its times as a ``rate`` (Hz) or as ``timestamps`` (s)."""
+    import pynwb.ophys
+    from pynwb.ophys import ImageSegmentation
 
     nwb, plane = _nwb_with_plane()
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, unit="a.u.",
-                                        **_times(rate, timestamps)))
+    nwb.add_acquisition(getattr(pynwb.ophys, series_type)(name=series_type, data=data, imaging_plane=plane,
+                                                          unit="a.u.", **_times(rate, timestamps)))
     if masks is not None:
         module = nwb.create_processing_module(name="ophys", description="rois")
         seg = ImageSegmentation()
@@ -544,12 +675,15 @@ def write_nwb(path, data, masks=None, rate=30.0, timestamps=None):
     _write(path, nwb)
 
 
-def write_nwb_corrected(path, raw, corrected, rate=30.0, corrected_times=None, corrected_type="ImageSeries"):
-    """An NWB file written by pynwb as motion correction leaves it: raw TwoPhotonSeries ``raw`` {name: data} in
-    ``acquisition/`` (at ``rate`` Hz), and in ``processing/ophys/MotionCorrection`` one CorrectedImageStack per item
-    of ``corrected`` {stack name: (name of its original raw series, corrected data)}, its ``corrected`` series an
-    ``ImageSeries`` (or a ``TwoPhotonSeries``, as some writers store it) timed by ``corrected_times`` (the
-    arguments of :func:`_times`; default: the original's rate)."""
+def write_nwb_corrected(path, raw, corrected, rate=30.0, corrected_times=None, corrected_type="ImageSeries",
+                        raw_type="TwoPhotonSeries"):
+    """An NWB file written by pynwb as motion correction leaves it: raw movies ``raw`` {name: data} in
+    ``acquisition/`` (each a ``raw_type``: 'TwoPhotonSeries' or 'OnePhotonSeries', at ``rate`` Hz), and in
+    ``processing/ophys/MotionCorrection`` one CorrectedImageStack per item of ``corrected`` {stack name: (name of its
+    original raw series, corrected data)}, its ``corrected`` series an ``ImageSeries`` (or a ``TwoPhotonSeries``, as
+    some writers store it) timed by ``corrected_times`` (the arguments of :func:`_times`; default: the original's
+    rate)."""
+    import pynwb.ophys
     from pynwb import TimeSeries
     from pynwb.image import ImageSeries
     from pynwb.ophys import CorrectedImageStack, MotionCorrection, TwoPhotonSeries
@@ -557,7 +691,8 @@ def write_nwb_corrected(path, raw, corrected, rate=30.0, corrected_times=None, c
     nwb, plane = _nwb_with_plane()
     originals = {}
     for name, data in raw.items():
-        originals[name] = TwoPhotonSeries(name=name, data=data, imaging_plane=plane, unit="a.u.", rate=rate)
+        originals[name] = getattr(pynwb.ophys, raw_type)(name=name, data=data, imaging_plane=plane, unit="a.u.",
+                                                         rate=rate)
         nwb.add_acquisition(originals[name])
     stacks = []
     for stack, (original, data) in corrected.items():
@@ -582,6 +717,61 @@ def test_nwb_two_photon_series(tmp_path, movie):
     np.testing.assert_array_equal(load_movie(path, var_name="TwoPhotonSeries")[2], movie.astype(np.uint16)[2])
     with pytest.raises(MovieError, match="m.nwb.*nope"):
         load_movie(path, var_name="nope")
+
+
+def test_nwb_one_photon_series_is_read_like_a_two_photon_series(tmp_path, movie):
+    """A miniscope or widefield recording (pynwb >= 2.4's OnePhotonSeries) is the file's movie, at its rate, found
+    by default and by name as a TwoPhotonSeries is."""
+    _need_one_photon()
+    data = movie.astype(np.uint16)
+    path = tmp_path / "m.nwb"
+    write_nwb(path, data, rate=20.0, series_type="OnePhotonSeries")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_movie(path)
+        for name in ("OnePhotonSeries", "acquisition/OnePhotonSeries"):
+            np.testing.assert_array_equal(load_movie(path, var_name=name)[:], data)
+    np.testing.assert_array_equal(m[:], data)
+    assert m.frame_rate == 20.0
+    with pytest.raises(MovieError, match=r"m.nwb: no movie named 'nope'; the file holds: acquisition/OnePhotonSeries"):
+        load_movie(path, var_name="nope")
+
+
+def test_nwb_motion_corrected_stack_of_a_one_photon_series(tmp_path, movie):
+    """A CorrectedImageStack whose original is a OnePhotonSeries: the corrected movie is the default (no warning: its
+    original is no rival), the raw one is read by its name, and a corrected series without times takes its
+    original's rate."""
+    _need_one_photon()
+    raw, corrected = movie.astype(np.uint16), movie[:, ::-1].astype(np.uint16)
+    path = tmp_path / "m.nwb"
+    write_nwb_corrected(path, {"OnePhotonSeries": raw}, {"plane0": ("OnePhotonSeries", corrected)}, rate=20.0,
+                        raw_type="OnePhotonSeries")
+    with h5py.File(path, "a") as f:
+        del f[f"{STACK}/corrected/starting_time"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_movie(path)
+        np.testing.assert_array_equal(load_movie(path, var_name="OnePhotonSeries")[:], raw)
+    np.testing.assert_array_equal(m[:], corrected)
+    assert m.frame_rate == 20.0
+
+
+def test_nwb_of_a_one_photon_and_a_two_photon_series_needs_var_name(tmp_path, movie):
+    """Two raw movies of different types in ``acquisition/``: no default; each is read by its name."""
+    _need_one_photon()
+    from pynwb.ophys import OnePhotonSeries, TwoPhotonSeries
+
+    one, two = movie.astype(np.uint16), movie[:, ::-1].astype(np.uint16)
+    nwb, plane = _nwb_with_plane()
+    nwb.add_acquisition(OnePhotonSeries(name="widefield", data=one, imaging_plane=plane, unit="a.u.", rate=20.0))
+    nwb.add_acquisition(TwoPhotonSeries(name="twophoton", data=two, imaging_plane=plane, unit="a.u.", rate=30.0))
+    path = tmp_path / "m.nwb"
+    _write(path, nwb)
+    with pytest.raises(MovieError, match=r"m.nwb: 2 TwoPhotonSeries and OnePhotonSeries in the file "
+                                         r"\(acquisition/\w+, acquisition/\w+\); choose one with var_name="):
+        load_movie(path)
+    np.testing.assert_array_equal(load_movie(path, var_name="widefield")[:], one)
+    np.testing.assert_array_equal(load_movie(path, var_name="twophoton")[:], two)
 
 
 def test_frame_rate_as_the_file_records_it(tmp_path, movie):

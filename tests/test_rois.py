@@ -287,14 +287,18 @@ def test_suite2p(tmp_path, blobs):
     np.testing.assert_array_equal(read_rois(folder / "stat.npy"), blobs[[0, 3, 7]])
 
 
-def write_nwb_rois(path, masks, pixel_mask=False, raw_shape=None, corrected_shape=None):
-    """An NWB file of ``masks`` (image or pixel masks) and a raw movie of frames ``raw_shape`` (default: the masks';
-    0: frames in an external file), with a motion-corrected stack of frames ``corrected_shape`` if given."""
+def write_nwb_rois(path, masks, pixel_mask=False, raw_shape=None, corrected_shape=None, raw_type="TwoPhotonSeries"):
+    """An NWB file of ``masks`` (image or pixel masks) and a raw movie (a ``raw_type``: 'TwoPhotonSeries' or
+    'OnePhotonSeries') of frames ``raw_shape`` (default: the masks'; 0: frames in an external file), with a
+    motion-corrected stack of frames ``corrected_shape`` if given."""
     from datetime import datetime, timezone
 
+    import pynwb.ophys
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.image import ImageSeries
-    from pynwb.ophys import CorrectedImageStack, ImageSegmentation, MotionCorrection, OpticalChannel, TwoPhotonSeries
+    from pynwb.ophys import CorrectedImageStack, ImageSegmentation, MotionCorrection, OpticalChannel
+
+    series_type = getattr(pynwb.ophys, raw_type)
 
     nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
     device = nwb.create_device(name="scope")
@@ -303,10 +307,10 @@ def write_nwb_rois(path, masks, pixel_mask=False, raw_shape=None, corrected_shap
         description="p", device=device, excitation_lambda=920.0, imaging_rate=30.0, indicator="GCaMP",
         location="V1")
     raw_shape = masks.shape[1:] if raw_shape is None else raw_shape
-    raw = TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((3,) + tuple(raw_shape), np.uint16),
-                          imaging_plane=plane, rate=30.0, unit="a.u.") if raw_shape else \
-        TwoPhotonSeries(name="TwoPhotonSeries", external_file=["raw.tif"], starting_frame=[0], format="external",
-                        imaging_plane=plane, timestamps=np.arange(3) / 30.0, unit="a.u.")
+    raw = series_type(name=raw_type, data=np.zeros((3,) + tuple(raw_shape), np.uint16), imaging_plane=plane,
+                      rate=30.0, unit="a.u.") if raw_shape else \
+        series_type(name=raw_type, external_file=["raw.tif"], starting_frame=[0], format="external",
+                    imaging_plane=plane, timestamps=np.arange(3) / 30.0, unit="a.u.")
     nwb.add_acquisition(raw)
     seg = ImageSegmentation()
     ophys = nwb.create_processing_module(name="ophys", description="rois")
@@ -351,6 +355,18 @@ def test_nwb_pixel_masks_take_the_frame_shape_of_a_motion_corrected_movie(tmp_pa
     with pytest.raises(RoiError, match=re.escape(str(sorted({cropped, blobs.shape[1:]})))):
         read_rois(path)  # which frame shape? the caller says (shape=...)
     np.testing.assert_array_equal(read_rois(path, shape=blobs.shape[1:]), blobs[:5])
+
+
+def test_nwb_pixel_masks_take_the_frame_shape_of_a_one_photon_movie(tmp_path, blobs):
+    """A miniscope or widefield recording (pynwb >= 2.4's OnePhotonSeries) gives the frame size of pixel masks as a
+    TwoPhotonSeries does."""
+    import pynwb.ophys
+
+    if not hasattr(pynwb.ophys, "OnePhotonSeries"):
+        pytest.skip(f"pynwb {pynwb.__version__} has no OnePhotonSeries")
+    path = tmp_path / "rois.nwb"
+    write_nwb_rois(path, blobs[:5], pixel_mask=True, raw_type="OnePhotonSeries")
+    np.testing.assert_array_equal(read_rois(path), blobs[:5])
 
 
 @pytest.mark.parametrize("writer", ["caiman", "other"])

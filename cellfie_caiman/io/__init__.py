@@ -7,28 +7,35 @@
   decoded as CaImAn does (the token after the *last* occurrence of each key). Pixel ``p = i + j*d1`` (Fortran
   flattening of a frame); the float32 value of (p, t) is at element ``p*T + t`` (order C) or ``p + t*d`` (order F).
 * multi-page TIFF (memory-mapped when uncompressed and contiguous, otherwise decoded page by page per chunk);
-  several channels or z-planes (a (T, C, rows, cols) stack, possibly in several series, a ScanImage volume
-  recording) are refused: save one channel / plane as a movie; so are several stage positions or tiles (an
-  OME-TIFF of several images, a position/tile axis): pick one with ``tifffile.imread(path, series=k)``; a file cut
-  short (fewer frames than its header declares) is refused, saying how many whole frames it holds and how to read
-  them;
+  several channels or z-planes (a (T, C, rows, cols) stack, possibly in several series, an ImageJ hyperstack or
+  OME-TIFF whose axes as tifffile reads them are e.g. TCYX, ZCYX or TZYX, a ScanImage volume or multi-channel
+  recording) are refused, the error naming the axes and how to read one channel / plane as a movie; so are the
+  channels of one image (axes CYX; tifffile labels a 3-D movie's frames C when writing ImageJ or OME-TIFF with its
+  defaults, so there a C axis of more than 8 is read as frames unless the file describes its channels: ImageJ's
+  composite or colour display, OME channel names or wavelengths). Frames labelled T, Z (ImageJ's plain stack), I or
+  none are frames. Several stage positions or tiles (an OME-TIFF of several images, a position/tile axis) are
+  refused: pick one with ``tifffile.imread(path, series=k)``; a file cut short (fewer frames than its header
+  declares) is refused, saying how many whole frames it holds and how to read them;
 * a folder of single-frame TIFFs (sorted naturally: ``img2.tif`` before ``img10.tif``), e.g. neurofinder's
   ``images/``, whose names form one numbered sequence (another channel or a projection beside the frames is
-  refused); each file is read alone, even an OME-TIFF whose metadata describe the folder's whole series;
+  refused); each file is read alone, even an OME-TIFF whose metadata describe the folder's whole series (files
+  that these metadata place in several channels, z-planes or images are refused);
 * HDF5 (``.h5``/``.hdf5``): dataset ``var_name``, else ``mov`` (a warning names the file's other 3-D datasets, if
   any), else the only 3-D dataset in the file;
-* NWB (``.nwb``): the data of a ``TwoPhotonSeries`` or the motion-corrected movie of a ``CorrectedImageStack``
-  (its ``corrected`` ImageSeries; ``processing/ophys/MotionCorrection/<name>``). ``var_name`` names a movie by its
-  path in the file or that path's last parts: ``'TwoPhotonSeries'``, ``'acquisition/TwoPhotonSeries'``; a corrected
-  stack by its CorrectedImageStack's name or path, ``'plane0'``, ``'MotionCorrection/plane0'``, each optionally
-  followed by ``'/corrected'`` (a whole path wins over the last parts of another). Without ``var_name``: the
-  corrected movie of the file's only corrected stack (a warning names the file's other TwoPhotonSeries, if any,
-  beside the raw one it was corrected from); several corrected stacks are an error listing them; a file with none
-  gives its only TwoPhotonSeries, or the only one under ``acquisition/`` with a warning naming the others. The frame
-  rate is the series' ``rate`` or its ``timestamps``' median step; a corrected series with neither takes its
-  ``original`` TwoPhotonSeries' when that holds as many frames (or none: external files). Frames in external files
-  are refused. NWB documents the axes as (time, x, y); like CaImAn and Suite2p we read them as (time, rows, cols),
-  i.e. NWB's ``x`` is our row axis;
+* NWB (``.nwb``): the data of a raw series, a ``TwoPhotonSeries`` or a ``OnePhotonSeries`` (miniscope, widefield;
+  NWB 2.6), or the motion-corrected movie of a ``CorrectedImageStack`` (its ``corrected`` ImageSeries;
+  ``processing/ophys/MotionCorrection/<name>``). ``var_name`` names a movie by its path in the file or that path's
+  last parts: ``'TwoPhotonSeries'``, ``'acquisition/TwoPhotonSeries'``; a corrected stack by its
+  CorrectedImageStack's name or path, ``'plane0'``, ``'MotionCorrection/plane0'``, each optionally followed by
+  ``'/corrected'`` (a whole path wins over the last parts of another). Without ``var_name``: the corrected movie of
+  the file's only corrected stack (a warning names the file's other raw series, if any, beside the raw one it was
+  corrected from); several corrected stacks are an error listing them; a file with none gives its only raw series,
+  or the only one under ``acquisition/`` with a warning naming the others. The frame rate is the series' ``rate``
+  or its ``timestamps``' median step; a corrected series with neither takes its ``original``'s when that holds as
+  many frames (or none: external files). Frames in external files are refused. NWB documents the axes as (time, x,
+  y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis (neuroconv
+  writes (time, width, height): its movies are read transposed, as are its image masks, so the two agree; no field of a
+  file tells the two conventions apart reliably);
 * ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).
 
 Non-finite pixels (motion correction leaves NaN at the borders) are filled on the float32 paths, never in raw

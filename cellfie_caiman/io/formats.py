@@ -51,8 +51,10 @@ def open_tiff(path: Path) -> Reader:
     A file of several image series (stacks appended one after another, or pages written one by one) is the movie
     of all its pages in file order: each series must then be (frames, rows, cols) or (rows, cols), all of one
     frame shape and type. A ScanImage volume recording (several z-planes), an OME-TIFF of several images (stage
-    positions) or a series with a position/tile axis, and a file that holds fewer frames than its header declares
-    (a truncated copy) are refused.
+    positions) or a series with a position/tile axis, a series with several axes beside rows and columns (an ImageJ
+    hyperstack or OME-TIFF of channels or z-planes at each time point, a ScanImage recording of several channels) or
+    whose one such axis is not time (channels: :func:`_labelled_channels`), and a file that holds fewer frames than
+    its header declares (a truncated copy) are refused.
     """
     import tifffile
     try:
@@ -73,6 +75,7 @@ def open_tiff(path: Path) -> Reader:
                                  "movie of (frames, rows, cols): save one channel as a grey stack (e.g. "
                                  "tifffile.imread(path)[..., 1]) and pass that")
             _check_positions(path, tf)
+            _check_axes(path, tf)
             if (len([s for s in shape if s != 1]) == 2 or n_series > 1) and len(tf.pages) > 1:
                 # pages written one by one, or stacks appended: the movie is all pages of the file
                 pages = [tf.pages[k] for k in range(len(tf.pages))]
@@ -142,6 +145,94 @@ def _check_positions(path: Path, tf) -> None:
                                  f"positions or tiles along axis {axis}, not frames of one movie; select one (e.g. "
                                  f"tifffile.imread(path, series={k}) indexed along axis {s.axes.index(axis)}) and "
                                  "pass that array")
+
+
+#: What each of tifffile's axis codes counts, for messages (other codes are named by their letter).
+_AXIS_NAMES = {"T": "time points", "Z": "z-planes", "C": "channels", "S": "samples", "E": "excitation wavelengths",
+               "H": "lifetime bins", "A": "angles", "P": "phases", "I": "images", "Q": "images", "L": "exposures",
+               "V": "events"}
+#: Axes that are never the frames of a movie, alone beside rows and columns (for C see :func:`_labelled_channels`).
+_NOT_FRAMES = "CSEHAP"
+#: Axes that may be time, in the order the frame axis is chosen in a message's selection (ImageJ labels the frames
+#: of a plain stack Z (slices), ScanImage's tifffile series too).
+_FRAME_AXES = "TZIQVL"
+#: A 3-D ImageJ or OME-TIFF series labelled C is a movie written with tifffile's defaults (``imwrite(path, movie,
+#: imagej=True)`` and ``ome=True`` label a 3-D array's first axis C), unless it holds at most this many channels
+#: (microscopes record a few channels; a movie needs far more frames) or its metadata describe channels.
+_FEW_CHANNELS = 8
+
+
+def _labelled_channels(tf, series, n: int) -> bool:
+    """Whether the C axis (``n`` entries) of a 3-D ``series`` of ``tf`` holds channels rather than a movie's frames.
+
+    A tifffile shaped file (or any other kind) labels an axis C only when told to: channels. ImageJ and OME-TIFF:
+    channels if ``n <= _FEW_CHANNELS``, or if ImageJ displays them as composite or colour channels, or if an OME
+    channel has a name, fluorophore or wavelength; otherwise the frames of a movie written with tifffile's defaults.
+    """
+    kind = getattr(series, "kind", "")
+    if kind not in ("imagej", "ome"):
+        return True
+    if n <= _FEW_CHANNELS:
+        return True
+    if kind == "imagej":
+        return str((tf.imagej_metadata or {}).get("mode", "")).lower() in ("composite", "color")
+    return _ome_channels_described(tf)
+
+
+def _ome_channels_described(tf) -> bool:
+    """Whether a channel of an OME-TIFF's first image has a name, fluorophore or wavelength (tifffile's defaults give
+    none); False for XML that cannot be parsed."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(tf.ome_metadata or "")
+    except ElementTree.ParseError:
+        return False
+    image = root.find("{*}Image")
+    channels = [] if image is None else image.iterfind("{*}Pixels/{*}Channel")
+    described = ("Name", "Fluor", "EmissionWavelength", "ExcitationWavelength")
+    return any(channel.get(attr) for channel in channels for attr in described)
+
+
+def _axes_error(path: Path, series, extra: list[int], label: str) -> MovieError:
+    """MovieError for the image series ``series`` (``label``: '' or ' k', its index in a file of several) whose axes
+    ``extra`` (indices into ``series.axes``, besides the frame's rows and columns) are not one time axis; it names the
+    axes and says how to read one movie out of the file."""
+    axes, shape = series.axes, tuple(series.shape)
+    rows, cols = shape[-2:]
+    counts = " x ".join(f"{shape[k]} {_AXIS_NAMES.get(axes[k], f'{axes[k]} entries')}" for k in extra)
+    head = f"{path}: image series{label} of shape {shape} (axes {axes}, as tifffile reads them): {counts}"
+    save = "(command line: save it with tifffile.imwrite first)"
+    frames = next((k for a in _FRAME_AXES for k in extra if axes[k] == a), None)
+    if frames is None:
+        return MovieError(f"{head} of one {rows} x {cols} px image, not a movie of (frames, rows, cols); if the axis "
+                          f"{axes[extra[0]]} is really time, read the file with tifffile.imread(path) and pass the "
+                          f"array {save}")
+    index = ", ".join(":" if k == frames or k not in extra else "0" for k in range(max(extra) + 1))
+    picked = ", ".join(f"{_AXIS_NAMES.get(axes[k], axes[k]).rstrip('s')} 0" for k in extra if k != frames)
+    read = f"tifffile.imread(path, series={label.strip()})" if label else "tifffile.imread(path)"
+    return MovieError(f"{head} of {rows} x {cols} px, not one movie of (frames, rows, cols); read one movie along "
+                      f"axis {axes[frames]} and pass that array, e.g. {read}[{index}] ({picked}) {save}")
+
+
+def _check_axes(path: Path, tf) -> None:
+    """MovieError for an image series whose axes beside rows and columns are not one time axis: several
+    (hyperstacks: channels or z-planes at each time point) or one that is not time (:data:`_NOT_FRAMES`, channels by
+    :func:`_labelled_channels`); they would otherwise be read one after another as frames. A series' axes as
+    tifffile reads them: ImageJ hyperstacks, OME-TIFF, ScanImage, tifffile shaped files."""
+    series = _series_in_file(tf)
+    for s in series:
+        axes, shape = s.axes, tuple(s.shape)
+        if len(axes) != len(shape) or not axes.endswith("YX"):
+            continue
+        extra = [k for k in range(len(shape) - 2) if shape[k] > 1]
+        if len(extra) == 1:
+            axis, n = axes[extra[0]], shape[extra[0]]
+            if axis not in _NOT_FRAMES or (axis == "C" and not _labelled_channels(tf, s, n)):
+                continue
+        if extra:
+            label = f" {tf.series.index(s)}" if len(tf.series) > 1 else ""
+            raise _axes_error(path, s, extra, label)
 
 
 def _imagej_images(tf) -> int:
@@ -312,6 +403,49 @@ def _check_one_sequence(path: Path, files: list[Path]) -> None:
                          "channels, projections and other images out)")
 
 
+def _ome_file_planes(tf) -> dict[str, tuple[int, int, int]]:
+    """The (image, channel, z-plane) that each file of a multi-file OME-TIFF series holds, by file name, as the OME
+    metadata of ``tf`` (one of its files) describe them (``TiffData`` naming a file, its ``FirstC`` and ``FirstZ``);
+    {} for a file that is not an OME-TIFF or whose metadata cannot be read."""
+    from xml.etree import ElementTree
+
+    if not tf.is_ome:
+        return {}
+    planes = {}
+    try:
+        root = ElementTree.fromstring(tf.ome_metadata or "")
+        for i, image in enumerate(root.iterfind("{*}Image")):
+            for data in image.iterfind("{*}Pixels/{*}TiffData"):
+                uuid = data.find("{*}UUID")
+                if uuid is not None and uuid.get("FileName"):
+                    planes[Path(uuid.get("FileName")).name] = (i, int(data.get("FirstC", 0)),
+                                                               int(data.get("FirstZ", 0)))
+    except (ElementTree.ParseError, ValueError) as exc:
+        logger.debug("OME metadata without file planes (%s)", exc)
+        return {}
+    return planes
+
+
+def _check_folder_planes(path: Path, files: list[Path]) -> None:
+    """MovieError when the OME metadata of a folder's first file (a multi-file OME-TIFF series: Micro-Manager, Bruker,
+    Bio-Formats) place the folder's files in several channels, z-planes or images: one numbered sequence of files
+    that cycles through the channels would otherwise be read with its channels as frames."""
+    try:
+        with open_frame_file(files[0]) as tf:
+            planes = _ome_file_planes(tf)
+    except Exception as exc:  # noqa: BLE001 - the frame check that follows says what is wrong with the file
+        logger.debug("%s: OME metadata not read (%s)", files[0], exc)
+        return
+    held = {f.name: planes[f.name] for f in files if f.name in planes}
+    if len(set(held.values())) <= 1:
+        return
+    counts = [(len({p[k] for p in held.values()}), what) for k, what in enumerate(("images", "channels", "z-planes"))]
+    listing = ", ".join(f"{n} {what}" for n, what in counts if n > 1)
+    examples = "; ".join(f"{name}: image {i}, channel {c}, z-plane {z}" for name, (i, c, z) in list(held.items())[:3])
+    raise MovieError(f"{path}: the files' OME metadata place them in {listing} ({examples}; ...), not frames of one "
+                     "movie: put the files of one channel and plane in a folder of their own")
+
+
 def open_tiff_folder(path: Path) -> Reader:
     """A folder of single-frame TIFFs in natural order; their names must form one numbered sequence, and every frame
     must have the first one's shape and type (each file read alone: see :func:`.readers.open_frame_file`)."""
@@ -320,6 +454,7 @@ def open_tiff_folder(path: Path) -> Reader:
     if not files:
         raise MovieError(f"{path}: folder contains no .tif/.tiff frames")
     _check_one_sequence(path, files)
+    _check_folder_planes(path, files)
     frame_shape = dtype = None
     for f in files:
         try:
@@ -383,8 +518,8 @@ def open_hdf5(path: Path, var_name: str | None) -> Reader:
 
 def _warn_other_movies(path: Path, what: str, name: str, candidates: list[str]) -> None:
     """UserWarning that ``name`` was read by default from ``path`` though it holds other candidate movies
-    (``candidates``, all of them ``what``: '3-D datasets', 'TwoPhotonSeries', 'movies' (an NWB file's corrected
-    stack and TwoPhotonSeries))."""
+    (``candidates``, all of them ``what``: '3-D datasets', 'TwoPhotonSeries', 'OnePhotonSeries', 'movies' (an NWB
+    file's corrected stack and raw series))."""
     if len(candidates) > 1:
         listing = ", ".join(candidates[:6]) + (", ..." if len(candidates) > 6 else "")
         warnings.warn(f"{path}: read '{name}' (the default) of the {len(candidates)} {what} in the file ({listing}); "
@@ -395,33 +530,36 @@ def _attr_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-#: ``neurodata_type`` of an NWB raw two-photon movie.
-_RAW = "TwoPhotonSeries"
+#: ``neurodata_type`` of NWB's raw movies: two-photon, and one-photon (miniscope, widefield; NWB 2.6, pynwb >= 2.4).
+_RAW_TYPES = ("TwoPhotonSeries", "OnePhotonSeries")
 #: ``neurodata_type`` of NWB's motion-corrected movie (``pynwb.ophys.CorrectedImageStack``, one per corrected movie
 #: in a ``MotionCorrection``, usually ``processing/ophys/MotionCorrection/<name>``): it holds the ``corrected``
-#: ImageSeries, a link to its ``original`` TwoPhotonSeries and the ``xy_translation`` TimeSeries.
+#: ImageSeries, a link to its ``original`` raw series and the ``xy_translation`` TimeSeries.
 _STACK = "CorrectedImageStack"
 
 
 @dataclass(frozen=True)
 class _NwbMovie:
-    """A movie an NWB file offers: a ``TwoPhotonSeries``, or the ``corrected`` ImageSeries of a
-    ``CorrectedImageStack``.
+    """A movie an NWB file offers: a ``TwoPhotonSeries`` or ``OnePhotonSeries``, or the ``corrected`` ImageSeries of
+    a ``CorrectedImageStack``.
 
     Attributes
     ----------
     name : str
-        Its path in the file, as errors and warnings list it and ``var_name`` matches it: the TwoPhotonSeries
-        group's, or the CorrectedImageStack group's (e.g. ``processing/ophys/MotionCorrection/plane0``).
+        Its path in the file, as errors and warnings list it and ``var_name`` matches it: the raw series' group's, or
+        the CorrectedImageStack group's (e.g. ``processing/ophys/MotionCorrection/plane0``).
     series : str
         Path of the group holding ``data`` and the frame times: ``name``, or ``name + '/corrected'``.
     corrected : bool
         Whether it is a motion-corrected stack.
+    type : str
+        Its group's ``neurodata_type``: one of :data:`_RAW_TYPES`, or ``CorrectedImageStack``.
     """
 
     name: str
     series: str
     corrected: bool
+    type: str
 
     @property
     def label(self) -> str:
@@ -430,8 +568,8 @@ class _NwbMovie:
 
     @property
     def kind(self) -> str:
-        """What it is, for messages: "TwoPhotonSeries 'name'" or "motion-corrected stack 'name'"."""
-        return f"motion-corrected stack '{self.name}'" if self.corrected else f"{_RAW} '{self.name}'"
+        """What it is, for messages: "TwoPhotonSeries 'name'" (its type) or "motion-corrected stack 'name'"."""
+        return f"motion-corrected stack '{self.name}'" if self.corrected else f"{self.type} '{self.name}'"
 
 
 def _h5_group(f, name: str):
@@ -446,30 +584,32 @@ def _h5_group(f, name: str):
 
 
 def _nwb_movies(f) -> list[_NwbMovie]:
-    """The movies of the open NWB file ``f``: its CorrectedImageStacks, then its TwoPhotonSeries, each in file order.
+    """The movies of the open NWB file ``f``: its CorrectedImageStacks, then its raw series (TwoPhotonSeries and
+    OnePhotonSeries), each in file order.
 
-    A TwoPhotonSeries that is some stack's ``corrected`` series (a writer may store it as one) is listed once, as that
+    A raw series that is some stack's ``corrected`` series (a writer may store it as one) is listed once, as that
     stack. Soft links (a stack's ``original``) are not followed, so each group is found once.
     """
     import h5py
-    found: dict[str, list[str]] = {_RAW: [], _STACK: []}
+    found: list[tuple[str, str]] = []
 
     def visit(name, obj):  # returns None: visititems stops at the first other value
         if isinstance(obj, h5py.Group):
             kind = _attr_str(obj.attrs.get("neurodata_type", ""))
-            if kind in found:
-                found[kind].append(name)
+            if kind in _RAW_TYPES or kind == _STACK:
+                found.append((name, kind))
 
     f.visititems(visit)
-    stacks = [_NwbMovie(n, f"{n}/corrected", True) for n in found[_STACK]]
+    stacks = [_NwbMovie(n, f"{n}/corrected", True, kind) for n, kind in found if kind == _STACK]
     corrected = [g for g in (_h5_group(f, m.series) for m in stacks) if g is not None]
-    raw = [_NwbMovie(n, n, False) for n in found[_RAW] if not any(f[n] == g for g in corrected)]
+    raw = [_NwbMovie(n, n, False, kind) for n, kind in found
+           if kind != _STACK and not any(f[n] == g for g in corrected)]
     return stacks + raw
 
 
 def _nwb_original(f, stack: _NwbMovie, movies: list[_NwbMovie]) -> _NwbMovie | None:
-    """The TwoPhotonSeries of ``movies`` that ``stack`` was corrected from (its ``original`` link), None when the link
-    is missing or dangling or leads to none of them (another file)."""
+    """The raw series of ``movies`` that ``stack`` was corrected from (its ``original`` link), None when the link is
+    missing or dangling or leads to none of them (another file)."""
     target = _h5_group(f, f"{stack.name}/original")
     if target is None:
         return None
@@ -480,9 +620,15 @@ def _listing(movies: list[_NwbMovie]) -> str:
     return ", ".join(m.label for m in movies) or "none"
 
 
+def _raw_types(raws: list[_NwbMovie]) -> str:
+    """The types of the raw series ``raws``, for messages: 'TwoPhotonSeries', 'OnePhotonSeries' or both."""
+    return " and ".join(t for t in _RAW_TYPES if any(m.type == t for m in raws)) or _RAW_TYPES[0]
+
+
 #: How ``var_name`` names an NWB movie, for error messages.
-_NWB_NAMING = ("var_name is a movie's path in the file or its last parts (a TwoPhotonSeries: 'TwoPhotonSeries' or "
-               "'acquisition/TwoPhotonSeries'; a motion-corrected stack: its CorrectedImageStack's name, e.g. "
+_NWB_NAMING = ("var_name is a movie's path in the file or its last parts (a TwoPhotonSeries or OnePhotonSeries: "
+               "e.g. 'TwoPhotonSeries' or 'acquisition/TwoPhotonSeries'; a motion-corrected stack: its "
+               "CorrectedImageStack's name, e.g. "
                "'plane0' or 'MotionCorrection/plane0', optionally followed by '/corrected')")
 
 
@@ -512,10 +658,11 @@ def _nwb_default(f, path: Path, movies: list[_NwbMovie]) -> tuple[_NwbMovie, str
     """The movie read when no ``var_name`` is given, what the file's candidate movies are, and those candidates (a
     warning names them when there are several).
 
-    * One motion-corrected stack: its corrected movie. The raw TwoPhotonSeries it was corrected from (its
-      ``original``) is not a rival (only logged); any other TwoPhotonSeries is, and is named in the warning.
+    * One motion-corrected stack: its corrected movie. The raw series it was corrected from (its ``original``) is
+      not a rival (only logged); any other raw series (TwoPhotonSeries, OnePhotonSeries) is, and is named in the
+      warning.
     * Several stacks: MovieError listing them.
-    * No stack: the only TwoPhotonSeries, or the only one under ``acquisition/`` (the warning names the others).
+    * No stack: the only raw series, or the only one under ``acquisition/`` (the warning names the others).
     """
     stacks = [m for m in movies if m.corrected]
     raws = [m for m in movies if not m.corrected]
@@ -527,34 +674,35 @@ def _nwb_default(f, path: Path, movies: list[_NwbMovie]) -> tuple[_NwbMovie, str
         stack = stacks[0]
         original = _nwb_original(f, stack, movies)
         if original is not None:
-            logger.info("%s: read the motion-corrected stack '%s', not the raw TwoPhotonSeries '%s' it was corrected "
-                        "from (var_name='%s' reads that)", path, stack.name, original.name, original.name)
+            logger.info("%s: read the motion-corrected stack '%s', not the raw %s '%s' it was corrected from "
+                        "(var_name='%s' reads that)", path, stack.name, original.type, original.name, original.name)
         others = [m.label for m in raws if m != original]
         return stack, "movies", [stack.label, *others]
     acq = [m for m in raws if m.name.startswith("acquisition/")]
     if len(raws) > 1 and len(acq) == 1:
-        return acq[0], _RAW, [m.name for m in raws]
+        return acq[0], _raw_types(raws), [m.name for m in raws]
     if len(raws) != 1:
-        raise MovieError(f"{path}: {len(raws)} TwoPhotonSeries in the file ({_listing(raws)}); choose one with "
+        raise MovieError(f"{path}: {len(raws)} {_raw_types(raws)} in the file ({_listing(raws)}); choose one with "
                          "var_name= (command line: --var-name)" if raws else
-                         f"{path}: no TwoPhotonSeries and no motion-corrected stack (CorrectedImageStack) in this "
-                         "NWB file")
-    return raws[0], _RAW, [raws[0].name]
+                         f"{path}: no TwoPhotonSeries, no OnePhotonSeries and no motion-corrected stack "
+                         "(CorrectedImageStack) in this NWB file")
+    return raws[0], raws[0].type, [raws[0].name]
 
 
 def open_nwb(path: Path, var_name: str | None) -> Reader:
-    """The movie of an NWB file: the data of a ``TwoPhotonSeries`` or of a motion-corrected stack's ``corrected``
-    ImageSeries (``CorrectedImageStack``).
+    """The movie of an NWB file: the data of a ``TwoPhotonSeries``, a ``OnePhotonSeries`` (miniscope, widefield) or
+    a motion-corrected stack's ``corrected`` ImageSeries (``CorrectedImageStack``).
 
     ``var_name`` names one by its path in the file or that path's last parts (a stack by its CorrectedImageStack's
     path: 'plane0', 'MotionCorrection/plane0' or 'processing/ophys/MotionCorrection/plane0', each optionally
     followed by '/corrected'); a whole path wins over the last parts of a longer one. Without ``var_name``: the
-    corrected movie of the file's only motion-corrected stack (a UserWarning names the file's other TwoPhotonSeries,
-    if any, beside the raw one it was corrected from), a MovieError if there are several stacks; with none, the only
-    TwoPhotonSeries, or the only one under ``acquisition/`` (with a warning naming the others).
+    corrected movie of the file's only motion-corrected stack (a UserWarning names the file's other raw series, if
+    any, beside the raw one it was corrected from), a MovieError if there are several stacks; with none, the only
+    raw series (TwoPhotonSeries or OnePhotonSeries), or the only one under ``acquisition/`` (with a warning naming
+    the others).
 
     The frame rate is the series' ``rate`` or the median step of its ``timestamps``; a corrected series that
-    records neither takes its ``original`` TwoPhotonSeries' rate when that holds as many frames (or no data).
+    records neither takes its ``original`` raw series' rate when that holds as many frames (or no data).
     """
     with _open_h5(path) as f:
         movies = _nwb_movies(f)
@@ -581,7 +729,7 @@ def open_nwb(path: Path, var_name: str | None) -> Reader:
 
 def _nwb_movie_rate(f, movie: _NwbMovie, group, n_frames: int) -> float | None:
     """The frame rate of ``movie`` (its series ``group``, ``n_frames`` frames): its own (:func:`_nwb_frame_rate`), or
-    for a corrected series without one, its ``original`` TwoPhotonSeries' when that holds ``n_frames`` frames or
+    for a corrected series without one, its ``original`` raw series' when that holds ``n_frames`` frames or
     none (external files), so that the times are those of the same frames."""
     rate = _nwb_frame_rate(group)
     if rate is not None or not movie.corrected:
