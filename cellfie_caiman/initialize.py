@@ -37,6 +37,10 @@ AUTO_DIAMETER_MIN_MASKS = 10
 #: miss neurons that did not fire (simulated 192 x 192 movies at 15 Hz, 2 seeds: detection F1 0.92-0.94 with 400
 #: frames, 0.88 with 160, 0.79-0.80 with 80, 0.64 with 40, 0.24-0.34 with 10).
 SHORT_MOVIE_FRAMES = 100
+#: Summary images whose ``pnr_filtered`` was computed for a soma diameter more than this fraction away from the
+#: diameter the networks are run for are warned about (as the annotation check of training allows): on simulated
+#: movies of 12 px somata (3 seeds) detection F1 fell from 0.95 to 0.84-0.87 with the image filtered for 4, 6 or 24 px.
+FILTER_DIAMETER_TOLERANCE = 0.1
 
 # detect, Detections and dedup_masks are documented here too (they live in .detection and .instances)
 __all__ = ["Initialization", "initialize", "model_summary", "detect", "Detections", "dedup_masks"]
@@ -91,6 +95,8 @@ def _describe(value: Any) -> str:
         present = [name for name in value._fields if getattr(value, name) is not None]
         kinds = {_describe(getattr(value, name)) for name in present}
         kind = f": {kinds.pop()}" if len(kinds) == 1 else ""
+        diameter = getattr(value, "filter_diameter", None)
+        kind += "" if diameter is None else f", filter_diameter={diameter:g}"
         return f"{type(value).__name__}({', '.join(present)}{kind})"
     return repr(value)
 
@@ -102,6 +108,8 @@ def model_summary(movie, *, model="default", neuron_diameter: float | None = Non
     :func:`cellfie_caiman.summary.summary_images` with ``filter_diameter`` set when the model reads
     ``pnr_filtered`` (to ``neuron_diameter``, or the model's ``train_diameter`` when it is None), so that
     ``initialize(model_summary(movie, ...), ...)`` equals ``initialize(movie, ...)`` with the same arguments.
+    Summary images given instead of a movie are checked and returned as they are (warned about as
+    :func:`initialize` warns).
 
     Parameters
     ----------
@@ -154,6 +162,10 @@ def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_fram
         check_images(movie_or_summary, cfg.channels, "pass the movie, or compute them with summary_images(movie, "
                      "batch_frames=..., filter_diameter=<soma diameter in pixels>)")
         _check_diameter(neuron_diameter, np.shape(getattr(movie_or_summary, cfg.channels[0])))
+        if "pnr_filtered" in cfg.channels:
+            _warn_about_filter(getattr(movie_or_summary, "filter_diameter", None),
+                               cfg.train_diameter if neuron_diameter is None else float(neuron_diameter),
+                               neuron_diameter is None)
         return movie_or_summary
     from .io import load_movie
     from .summary import summary_images
@@ -170,16 +182,33 @@ def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_fram
                           filter_diameter=diameter if "pnr_filtered" in cfg.channels else None)
 
 
+def _warn_about_filter(filter_diameter: float | None, diameter: float, model_scale: bool) -> None:
+    """A ``RuntimeWarning`` when the ``pnr_filtered`` image given was computed for somata of ``filter_diameter``
+    pixels, more than ``FILTER_DIAMETER_TOLERANCE`` away from the ``diameter`` the networks will be run for (the
+    model's ``train_diameter`` when ``model_scale``); nothing when ``filter_diameter`` is None (unknown)."""
+    if filter_diameter is None or abs(filter_diameter / diameter - 1) <= FILTER_DIAMETER_TOLERANCE:
+        return
+    run_for = (f"the model's training diameter ({diameter:g} px; no neuron_diameter given)" if model_scale
+               else f"neuron_diameter={diameter:g} px")
+    warnings.warn(f"the summary images' pnr_filtered was computed for somata of {filter_diameter:g} px, but the "
+                  f"networks are run for {run_for}: they read an image filtered for another soma size and find fewer "
+                  f"neurons. Compute the images for that size, model_summary(movie, neuron_diameter={diameter:g}) or "
+                  f"summary_images(movie, batch_frames=250, filter_diameter={diameter:g}), or give "
+                  f"neuron_diameter={filter_diameter:g} if that is the soma size", RuntimeWarning, stacklevel=4)
+
+
 def _summary_from_mapping(images: Mapping):
-    """A :class:`cellfie_caiman.summary.SummaryImages` from a mapping of its field names to images; absent fields are
-    None (:func:`check_images` then names those the model needs); other keys are ignored with a warning."""
+    """A :class:`cellfie_caiman.summary.SummaryImages` from a mapping of its field names to images (and, optionally,
+    ``filter_diameter``, the soma diameter in pixels ``pnr_filtered`` was computed for); absent fields are None
+    (:func:`check_images` then names those the model needs); other keys are ignored with a warning."""
     from .summary import SummaryImages
 
-    unknown = sorted(str(k) for k in images if k not in SummaryImages._fields)
+    unknown = sorted(str(k) for k in images if k not in (*SummaryImages._fields, "filter_diameter"))
     if unknown:
         warnings.warn(f"summary images {unknown} ignored: the models read {list(SummaryImages._fields)}",
                       UserWarning, stacklevel=4)
-    return SummaryImages(**{name: images.get(name) for name in SummaryImages._fields})
+    return SummaryImages(**{name: images.get(name) for name in SummaryImages._fields},
+                         filter_diameter=images.get("filter_diameter"))
 
 
 def _warn_about_frames(n_frames: int, frame_shape: tuple[int, int]) -> None:
@@ -227,7 +256,10 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         :class:`cellfie_caiman.summary.SummaryImages` (or a dict of its fields) with the images the model reads
         (``model.config.channels``; the shipped model also reads ``pnr_filtered``: compute them with
         ``summary_images(movie, batch_frames=250, filter_diameter=d)``, ``d`` the soma diameter in pixels, or
-        ``model.config.train_diameter`` when ``neuron_diameter`` is not given).
+        ``model.config.train_diameter`` when ``neuron_diameter`` is not given). Images whose recorded
+        ``filter_diameter`` is more than ``FILTER_DIAMETER_TOLERANCE`` (10 %) away from that diameter are warned
+        about (``RuntimeWarning``); images that do not record it (made by hand, a dict without a
+        ``filter_diameter`` key, or ``SummaryImages`` built from the images alone) are taken as they are.
     model : str, path or DetectionModel
         Shipped model name (see :func:`cellfie_caiman.models.list_models`) or a ``.npz`` weight file.
     neuron_diameter : float, optional
@@ -268,7 +300,10 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         Empty (K = 0, ``Ain`` of shape (pixels, 0)) with a ``RuntimeWarning`` when the images carry no signal or
         the networks find no neuron. Edge rows and columns without data (a motion-corrected movie's NaN or zero
         border: no temporal variation, or no finite value) are left out of the networks' field: no mask there,
-        ``prob_map`` 0.
+        ``prob_map`` 0. Pixels without data inside the field (the dead columns of a stitched field, a masked
+        patch) are shown to the networks filled from the nearest pixels with data, so that their edge does not look
+        like structure; masks are cut to the pixels with data (a mask left smaller than a tenth of a soma is
+        dropped), and ``prob_map`` is 0 there.
 
     Raises
     ------
@@ -293,13 +328,20 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         return _empty(shape, summary, diameter=cfg.train_diameter if neuron_diameter is None
                       else float(neuron_diameter))
 
-    box = _data_box(images, summary)
-    settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
-                    progress=progress, box=box)
+    has_data = _has_data(images, summary)
+    box = _data_box(has_data)
     if box[:2] != (0, shape[0]) or box[2:] != (0, shape[1]):
         logger.info("rows %d:%d and columns %d:%d hold the movie's data (the others are constant or not finite): "
                     "detecting there", *box)
         images = {name: im[box[0]:box[1], box[2]:box[3]] for name, im in images.items()}
+        has_data = has_data[box[0]:box[1], box[2]:box[3]]
+    data = None
+    if has_data.any() and not has_data.all():  # a blank stripe or patch inside the field (stitched, masked)
+        logger.info("%d pixels inside the field hold no data (constant or not finite): the networks see them filled "
+                    "from the nearest pixels with data, and no mask covers them", int((~has_data).sum()))
+        images, data = _fill_blank(images, has_data), has_data
+    settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
+                    progress=progress, box=box, data=data)
     if neuron_diameter is not None:
         return _warn_if_empty(_detect_at(net, images, summary, float(neuron_diameter), **settings), min_score)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
@@ -351,13 +393,13 @@ def _checked_images(summary, channels) -> dict[str, np.ndarray]:
     return images
 
 
-def _data_box(images: dict[str, np.ndarray], summary) -> tuple[int, int, int, int]:
-    """``(r0, r1, c0, c1)``: the rows and columns of the field that hold data, inside the edge rows and columns
-    that have none (as a movie's NaN or zero border after motion correction leaves them).
+def _has_data(images: dict[str, np.ndarray], summary) -> np.ndarray:
+    """Bool (rows, cols): the pixels of the field that hold data.
 
     A pixel has no data when no image read is finite there, or when the movie's temporal standard deviation
     (``summary.std``, when it has one of the field's shape) is 0 or not finite there: a recorded pixel always
-    fluctuates. Pixels without data inside the box are left as they are.
+    fluctuates (a movie's NaN or zero border after motion correction, the dead columns of a stitched field, the
+    masked part of a field have none).
     """
     shape = next(iter(images.values())).shape
     has_data = np.zeros(shape, bool)
@@ -367,17 +409,52 @@ def _data_box(images: dict[str, np.ndarray], summary) -> tuple[int, int, int, in
     if std is not None and np.shape(std) == shape:
         std = np.asarray(std, np.float64)
         has_data &= np.isfinite(std) & (std > 0)
+    return has_data
+
+
+def _data_box(has_data: np.ndarray) -> tuple[int, int, int, int]:
+    """``(r0, r1, c0, c1)``: the rows and columns of the field that hold data (``has_data``, from
+    :func:`_has_data`), inside the edge rows and columns that have none; the whole field when no pixel has data."""
     box = bounding_box(has_data)
-    return (0, shape[0], 0, shape[1]) if box is None else box
+    return (0, has_data.shape[0], 0, has_data.shape[1]) if box is None else box
+
+
+def _fill_blank(images: dict[str, np.ndarray], has_data: np.ndarray) -> dict[str, np.ndarray]:
+    """``images`` with each pixel without data (``~has_data``, some pixels have data) set to the value of the nearest
+    pixel with data: a blank stripe or patch then continues the field around it instead of drawing a sharp edge
+    (zeros) or a flat band (a constant fill) that the networks would read as structure. Float32 copies."""
+    from scipy import ndimage
+
+    _, (rows, cols) = ndimage.distance_transform_edt(~has_data, return_indices=True)
+    return {name: np.asarray(im, np.float32)[rows, cols] for name, im in images.items()}
+
+
+def _clip_to_data(local: LocalMasks, index: np.ndarray, centers: np.ndarray, data: np.ndarray,
+                  min_area: float) -> tuple[LocalMasks, np.ndarray, np.ndarray]:
+    """Placed masks (``local`` with their ``index`` and ``centers``, as :func:`place_windows` returns them) cut to
+    the pixels with data (``data``, bool, the field of ``local``); those left smaller than ``min_area`` pixels are
+    dropped."""
+    keep, crops, boxes = [], [], []
+    for k, (crop, (r0, r1, c0, c1)) in enumerate(zip(local.crops, local.boxes, strict=True)):
+        cut = crop & data[r0:r1, c0:c1]
+        if cut.sum() >= max(min_area, 1):
+            a, b, c, d = bounding_box(cut)
+            keep.append(k)
+            crops.append(cut[a:b, c:d])
+            boxes.append((r0 + a, r0 + b, c0 + c, c0 + d))
+    return (LocalMasks(crops, np.array(boxes, int).reshape(-1, 4), local.shape), index[keep],
+            centers[keep].reshape(-1, 2))
 
 
 def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float, prob_threshold: float,
                max_overlap: float, tta: bool | int, progress: bool = False,
-               box: tuple[int, int, int, int] | None = None) -> Initialization:
+               box: tuple[int, int, int, int] | None = None, data: np.ndarray | None = None) -> Initialization:
     """:func:`initialize` for somata of ``diameter`` pixels: images zoomed by ``train_diameter / diameter``.
 
     ``images`` cover rows ``box[0]:box[1]`` and columns ``box[2]:box[3]`` of the field of ``summary`` (the whole
     field when ``box`` is None); the result is on the whole field, with no mask and zero probability outside.
+    ``data`` (bool, the shape of ``images``; None: every pixel): the pixels with data, the only ones masks may cover
+    and the only ones with a nonzero probability.
     """
     from .models import stack_inputs
 
@@ -402,6 +479,8 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     keep = det.scores >= min_score
     min_area = 0.1 * np.pi * (cfg.train_diameter / 2) ** 2 / ratio**2
     local, index, centers = place_windows(det, keep, shape, scaled_shape, cfg.window, min_area)
+    if data is not None:
+        local, index, centers = _clip_to_data(local, index, centers, data, min_area)
     local = LocalMasks(local.crops, local.boxes + np.array([r0, r0, c0, c0]), tuple(field))
     centers = centers + np.array([r0, c0], np.float64)
     scores = det.scores[index]
@@ -409,7 +488,7 @@ def _detect_at(net, images: dict, summary, diameter: float, *, min_score: float,
     masks, ain = local.dense(order), local.ain(order)
     scores, centers = scores[order].astype(np.float32), centers[order]
     prob = np.zeros(field, np.float32)
-    prob[r0:r1, c0:c1] = _resize(det.prob, shape)
+    prob[r0:r1, c0:c1] = _resize(det.prob, shape) if data is None else np.where(data, _resize(det.prob, shape), 0)
     logger.info("%d candidates, %d kept, %d after removing duplicates", len(det.scores), int(keep.sum()), len(order))
     if len(masks) == 0:
         return _empty(field, summary, prob, diameter)

@@ -75,8 +75,28 @@ _BLOCK_BYTES = 4 * 2**20
 _SUB_BYTES = 2 * 2**20
 
 
-class SummaryImages(NamedTuple):
-    """Summary images of a movie, each float32 of shape (rows, cols).
+class _Images(NamedTuple):
+    """The images of :class:`SummaryImages` (its tuple fields)."""
+
+    corr: np.ndarray
+    pnr: np.ndarray
+    std: np.ndarray
+    mean: np.ndarray
+    median: np.ndarray
+    max: np.ndarray
+    pnr_filtered: np.ndarray | None = None
+
+
+class SummaryImages(_Images):
+    """Summary images of a movie, each float32 of shape (rows, cols), and the soma diameter ``pnr_filtered`` was
+    computed for.
+
+    ``SummaryImages(corr, pnr, std, mean, median, max, pnr_filtered=None, *, filter_diameter=None)``: a NamedTuple of
+    the seven images (``_fields``, iteration, ``_asdict`` and unpacking see images only), with ``filter_diameter`` an
+    attribute beside them. ``_replace``, copies and pickling keep it; a SummaryImages built anew from the images alone
+    (``SummaryImages(*images)``, ``SummaryImages(**images._asdict())``) has None (unknown). Give
+    ``_replace(pnr_filtered=..., filter_diameter=...)`` when replacing ``pnr_filtered`` by one computed for another
+    diameter.
 
     Attributes
     ----------
@@ -96,15 +116,38 @@ class SummaryImages(NamedTuple):
     pnr_filtered : ndarray or None
         Peak-to-noise ratio of the soma-filtered movie (:func:`cellfie_caiman.filtered.filtered_pnr`, unitless,
         >= 0); None unless ``summary_images(..., filter_diameter=d)`` was asked for it.
+    filter_diameter : float or None
+        Soma diameter (pixels) that ``pnr_filtered`` was band-passed for (``summary_images``'s ``filter_diameter``;
+        scaled with the images when training zooms them). None: unknown (images made by hand or by an older version),
+        or no ``pnr_filtered``. :func:`cellfie_caiman.initialize.initialize` warns when it differs from the diameter
+        the networks are run for.
     """
 
-    corr: np.ndarray
-    pnr: np.ndarray
-    std: np.ndarray
-    mean: np.ndarray
-    median: np.ndarray
-    max: np.ndarray
-    pnr_filtered: np.ndarray | None = None
+    def __new__(cls, *images, filter_diameter: float | None = None, **named):
+        self = super().__new__(cls, *images, **named)
+        if isinstance(filter_diameter, np.ndarray) and filter_diameter.ndim == 0:  # as np.load gives it back
+            filter_diameter = filter_diameter.item()
+        if filter_diameter is not None:  # in the instance's __dict__: the tuple holds only images
+            number(filter_diameter, "filter_diameter (pixels)", low=0, low_open=True)
+            self.__dict__["_filter_diameter"] = float(filter_diameter)
+        return self
+
+    @property
+    def filter_diameter(self) -> float | None:
+        """Soma diameter (pixels) ``pnr_filtered`` was computed for; None: unknown."""
+        return self.__dict__.get("_filter_diameter")
+
+    def _replace(self, **changes) -> SummaryImages:
+        """A copy with the images (and ``filter_diameter``) in ``changes`` replaced; ``filter_diameter`` is kept
+        unless given."""
+        diameter = changes.pop("filter_diameter", self.filter_diameter)
+        return type(self)(*super()._replace(**changes), filter_diameter=diameter)
+
+    __replace__ = _replace  # copy.replace (Python 3.13)
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        return text if self.filter_diameter is None else f"{text[:-1]}, filter_diameter={self.filter_diameter:g})"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -657,8 +700,8 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
     Returns
     -------
     SummaryImages
-        Six float32 (rows, cols) images (seven with ``filter_diameter``); see the module docstring for the exact
-        definitions.
+        Six float32 (rows, cols) images (seven with ``filter_diameter``, which it then records as its
+        ``filter_diameter``); see the module docstring for the exact definitions.
     """
     if backend not in ("auto", "builtin", "caiman"):
         raise ValueError(f"backend must be 'auto', 'builtin' or 'caiman', got {backend!r}")
@@ -679,7 +722,8 @@ def summary_images(movie, *, batch_frames: int | None = None, backend: str = "au
     from .filtered import filtered_pnr
 
     return images._replace(pnr_filtered=filtered_pnr(mov, filter_diameter, batch_frames=batch_frames,
-                                                     chunk_frames=chunk_frames, progress=progress))
+                                                     chunk_frames=chunk_frames, progress=progress),
+                           filter_diameter=float(filter_diameter))
 
 
 def _summary_caiman(mov, bounds, progress: bool) -> SummaryImages:

@@ -455,8 +455,9 @@ SCALE_WARN_RANGE = (0.8, 1.25)
 
 def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diameter: float, to_model: bool) -> list:
     """``named`` with its first ``n_annotated`` datasets (the annotated ones) zoomed by ``train_diameter`` / their
-    median neuron diameter when ``to_model``; else as they are, with a ``UserWarning`` naming those whose neurons
-    are outside :data:`SCALE_WARN_RANGE` times ``train_diameter``."""
+    median neuron diameter when ``to_model`` (a recorded ``filter_diameter`` is zoomed with them); else as they
+    are, with a ``UserWarning`` naming those whose neurons are outside :data:`SCALE_WARN_RANGE` times
+    ``train_diameter``."""
     from .summary import SummaryImages
     from .training.fields import _zoom_image, _zoom_masks, zoomed_shape
 
@@ -479,7 +480,9 @@ def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diame
                     zoom, train_diameter, *shape)
         images = {f: None if getattr(summary, f) is None else _zoom_image(getattr(summary, f), shape)
                   for f in SummaryImages._fields}
-        out[i] = (name, SummaryImages(**images), _zoom_masks(np.asarray(masks, bool), shape))
+        filtered_for = getattr(summary, "filter_diameter", None)  # the soma filter zoomed with the image
+        out[i] = (name, SummaryImages(**images, filter_diameter=None if filtered_for is None else filtered_for * zoom),
+                  _zoom_masks(np.asarray(masks, bool), shape))
     return out
 
 
@@ -622,6 +625,8 @@ def _fit(model: DetectionModel, fields: list, weights: np.ndarray, rng: np.rando
         bar.close()
         warnings.warn(f"training interrupted during epoch {len(history)}: keeping epoch {best[1]} (validation F1 "
                       f"{best[0]:.3f}), the best of the {len(history)} finished", RuntimeWarning, stacklevel=3)
+    finally:  # an early stop or an error leaves the loop over the bar: close it now, not when it is collected
+        bar.close()
     for k, net in model.networks.items():
         net.set_weights(best[2][k])
     return history, best[0], best[1], interrupted

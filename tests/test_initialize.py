@@ -95,7 +95,8 @@ def test_neurons_of_the_training_size_are_detected_at_the_model_scale(result, ca
 
     train_d = model_config().train_diameter
     assert result.neuron_diameter == train_d
-    with caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"):
+    with caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"), \
+            pytest.warns(RuntimeWarning, match=f"computed for somata of {train_d:g} px"):  # the summary is for train_d
         assert initialize(result.summary, neuron_diameter=9.5).neuron_diameter == 9.5
     rows, cols = result.prob_map.shape  # the zoom is said, with the size of the field the networks see
     zoomed = f"{round(rows * train_d / 9.5)} x {round(cols * train_d / 9.5)} px"
@@ -170,13 +171,14 @@ def test_constant_movie_gives_empty_result_with_warning():
 def test_all_nan_summary_gives_empty_result_with_warning(result):
     nan = result.summary._replace(corr=np.full_like(result.summary.corr, np.nan))
     with pytest.warns(RuntimeWarning, match="no finite value"):
-        res = initialize(nan, neuron_diameter=10.0)
-    assert res.Ain.shape == (nan.corr.size, 0) and res.neuron_diameter == 10.0
+        res = initialize(nan, neuron_diameter=11.0)  # within 10 % of the summary's soma filter
+    assert res.Ain.shape == (nan.corr.size, 0) and res.neuron_diameter == 11.0
 
 
 def test_no_neuron_found_is_said_with_the_diameter_to_check(result):
     """Neurons of ~12 px looked for at 60 px on a 128 x 128 field: nothing is found, and the warning says so."""
-    with pytest.warns(RuntimeWarning, match="no neuron found for a soma diameter of 60 px.*check neuron_diameter"):
+    with pytest.warns(RuntimeWarning, match="no neuron found for a soma diameter of 60 px.*check neuron_diameter"), \
+            pytest.warns(RuntimeWarning, match="computed for somata of [0-9.]+ px"):
         res = initialize(result.summary, neuron_diameter=60.0)
     assert res.masks.shape == (0, 128, 128) and res.neuron_diameter == 60.0 and res.prob_map.shape == (128, 128)
 
@@ -311,7 +313,7 @@ def test_summary_images_that_are_not_real_numbers_are_refused(result, dtype):
 def test_the_diameter_of_an_empty_result_is_a_float(result):
     nan = result.summary._replace(corr=np.full_like(result.summary.corr, np.nan))
     with pytest.warns(RuntimeWarning, match="no finite value"):
-        res = initialize(nan, neuron_diameter=10)
+        res = initialize(nan, neuron_diameter=11)  # within 10 % of the summary's soma filter
     assert type(res.neuron_diameter) is float
 
 
@@ -360,3 +362,62 @@ def test_repr_is_short_and_the_tuple_is_unchanged():
     Ain, *_, diameter = init
     assert Ain is fields[0] and diameter == 12.0
     assert init._replace(neuron_diameter=None).neuron_diameter is None
+
+
+def _filter_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "pnr_filtered was computed for" in str(w.message)]
+
+
+def test_summary_images_filtered_for_another_soma_size_are_warned_about(sim, result):
+    """Summary images whose ``pnr_filtered`` was made for somata of 5 px were read silently by networks run for the
+    model's 11.78 px (on simulated movies of 12 px somata F1 fell from 0.95 to 0.84-0.87 with the image filtered for
+    4, 6 or 24 px): a ``RuntimeWarning`` names both diameters and how to compute the right images, pointing at the
+    caller's line. Images that match (within 10 %), or that do not record their diameter, are taken as they are."""
+    from cellfie_caiman.initialize import model_summary
+
+    train_d = load_model("default").config.train_diameter
+    assert result.summary.filter_diameter == pytest.approx(train_d)  # initialize(movie) computes them at that size
+    small = summary_images(sim.movie, batch_frames=250, filter_diameter=5.0)
+    expected = (rf"computed for somata of 5 px, but the networks are run for the model's training diameter "
+                rf"\({train_d:g} px.*model_summary\(movie, neuron_diameter={train_d:g}\) or summary_images\(movie, "
+                rf"batch_frames=250, filter_diameter={train_d:g}\), or give neuron_diameter=5")
+    with pytest.warns(RuntimeWarning, match=expected) as record:
+        initialize(small, tta=False)
+    assert [w.filename for w in record if "pnr_filtered" in str(w.message)] == [__file__]
+    for given in (lambda: model_summary(small), lambda: model_summary({**small._asdict(), "filter_diameter": 5.0})):
+        with pytest.warns(RuntimeWarning, match=expected):
+            given()
+    with pytest.warns(RuntimeWarning, match=r"somata of 5 px, but the networks are run for neuron_diameter=8 px"):
+        model_summary(small, neuron_diameter=8)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        initialize(result.summary, tta=False)
+        model_summary(small, neuron_diameter=5.4)  # within 10 %
+        model_summary(type(small)(*small))  # made from the images alone: the diameter is unknown
+        model_summary(small._asdict())
+    assert _filter_warnings(record) == []
+    assert "filter_diameter=11.78" in repr(result)
+
+
+@pytest.mark.parametrize("fill", [0.0, np.nan])
+def test_a_blank_stripe_inside_the_field_gets_no_mask_and_costs_only_its_own_pixels(sim, result, fill):
+    """Dead columns inside the field (a stitched or partly masked field: zeros, or NaN that the reader fills with a
+    constant) drew a sharp edge or a flat band that the networks read as structure: masks reached into the stripe,
+    some lay entirely in it, and neurons cut by it were missed (F1 0.82 against the neurons' parts with data). The
+    networks now see the stripe filled from its sides and no mask covers it: the result is as good as the intact
+    movie's masks cut to the pixels with data."""
+    blank = np.zeros(sim.movie.shape[1:], bool)
+    blank[:, 61:75] = True
+    movie = sim.movie.astype(np.float32)  # a copy
+    movie[:, blank] = fill
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the NaN fill is warned about by the reader
+        res = initialize(movie)
+    assert len(res.masks) > 0 and not res.masks[:, blank].any() and not res.prob_map[blank].any()
+    for k in range(len(res.masks)):
+        np.testing.assert_array_equal(res.Ain[:, k], res.masks[k].flatten("F"))
+    truth = sim.masks & ~blank  # what the movie shows of each neuron
+    truth = truth[truth.sum(axis=(1, 2)) >= 10]
+    intact = result.masks & ~blank
+    intact = intact[intact.sum(axis=(1, 2)) >= 10]
+    assert match_rois(truth, res.masks).f1 >= match_rois(truth, intact).f1 - 0.03

@@ -487,3 +487,27 @@ def test_tiny_frames(tmp_path, shape):
     fname = save_memmap(movie, base_name="Yr", order="C", directory=tmp_path)
     for src in (movie, fname):
         assert_images(summary_images(src), expected, scale=100)
+
+
+def test_the_soma_diameter_of_pnr_filtered_is_recorded_beside_the_images():
+    """``pnr_filtered`` is made for one soma size, which nothing recorded: images filtered for 5 px somata were read
+    silently by networks run for 12 px ones. The diameter now travels with the images (copies, ``_replace``,
+    pickling); the tuple still holds the images only, so code that iterates over them is unchanged."""
+    import copy
+    import pickle
+
+    movie = structured_movie(T=40, rows=12, cols=12, seed=3)
+    images = summary_images(movie, filter_diameter=4.0)
+    assert images.filter_diameter == 4.0 and summary_images(movie).filter_diameter is None
+    assert images._fields == ("corr", "pnr", "std", "mean", "median", "max", "pnr_filtered")
+    assert len(images) == 7 and all(isinstance(im, np.ndarray) for im in images)
+    assert set(images._asdict()) == set(images._fields)
+    for same in (images._replace(corr=images.mean), pickle.loads(pickle.dumps(images)), copy.deepcopy(images)):
+        assert same.filter_diameter == 4.0
+    assert images._replace(filter_diameter=6).filter_diameter == 6.0
+    assert SummaryImages(*images).filter_diameter is None  # built from the images alone: unknown
+    assert SummaryImages(*images, filter_diameter=np.array(4.0)).filter_diameter == 4.0  # as np.load returns it
+    assert repr(images).endswith("filter_diameter=4)")
+    for bad in (-1, 0, np.nan, "4"):
+        with pytest.raises(ValueError, match="filter_diameter"):
+            SummaryImages(*images, filter_diameter=bad)

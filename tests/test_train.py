@@ -965,3 +965,19 @@ def test_scale_to_model_filters_each_dataset_for_its_own_neurons(large_neurons):
     named, _, _ = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=False)
     np.testing.assert_array_equal(named[0][1].pnr_filtered,
                                   summary_images(movie, batch_frames=250, filter_diameter=11.8).pnr_filtered)
+
+
+def test_the_soma_filter_recorded_with_the_images_follows_them_when_training_cuts_and_zooms_them(movie_files):
+    """Training zooms an annotated field to the model's neuron size (``scale_to_model``), its ``pnr_filtered``
+    computed for the field's own neurons: the diameter recorded with the images is zoomed with them (the filter now
+    fits the model's size), and cutting the field to its annotated region keeps it."""
+    from cellfie_caiman.train import _annotated_scale
+    from cellfie_caiman.training.fields import crop_region
+
+    _, _, sim = movie_files  # somata of ~8 px
+    summary = summary_images(sim.movie, batch_frames=250, filter_diameter=8.0)
+    cut, _ = crop_region(summary, sim.masks, (0, 40, 0, 64))
+    assert cut.filter_diameter == 8.0 and cut.pnr_filtered.shape == (40, 64)
+    [(_, zoomed, masks)] = _annotated_scale([("dataset0", summary, sim.masks)], 1, [8.0], 12.0, True)
+    assert zoomed.pnr_filtered.shape == masks.shape[1:] == (96, 96)
+    assert zoomed.filter_diameter == pytest.approx(12.0)
