@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -183,20 +184,28 @@ def _summary_file_names(summary) -> set[str]:
 
 
 def _write_summary_files(summary, folder: Path, *, pictures: bool, batch_frames: int | None) -> dict[str, Path]:
-    """The TIFF (and, with ``pictures``, PNG) of each computed summary image in ``folder``; returns them by name."""
+    """The TIFF (and, with ``pictures``, PNG) of each computed summary image in ``folder``; returns them by name.
+    ``pnr_filtered``'s TIFF metadata (``filter_diameter_px``) and PNG title say the soma diameter it was computed
+    for, when ``summary`` records it (``SummaryImages.filter_diameter``)."""
     import tifffile
 
     files = {}
     over = "the whole movie" if batch_frames is None else f"maximum over {batch_frames}-frame batches"
+    filtered_for = getattr(summary, "filter_diameter", None)
     for name, image in zip(summary._fields, summary, strict=True):
         if image is None:  # an optional image that was not computed
             continue
         image = np.asarray(image, dtype=np.float32)
+        metadata = {"summary_image": name, "over": over}
+        soma = ""
+        if name == "pnr_filtered" and filtered_for is not None:
+            metadata["filter_diameter_px"] = float(filtered_for)
+            soma = f" for somata of {filtered_for:g} px"
         with atomic_path(folder / f"{name}.tif") as tmp:
-            tifffile.imwrite(tmp, image, photometric="minisblack", metadata={"summary_image": name, "over": over})
+            tifffile.imwrite(tmp, image, photometric="minisblack", metadata=metadata)
         files[f"{name}.tif"] = folder / f"{name}.tif"
         if pictures:
-            title = f"{_SUMMARY_TITLES.get(name, name)} image" + ("" if batch_frames is None else f" ({over})")
+            title = f"{_SUMMARY_TITLES.get(name, name)} image{soma}" + ("" if batch_frames is None else f" ({over})")
             files[f"{name}.png"] = _summary_png(image, title, folder / f"{name}.png",
                                                 _SUMMARY_UNITS.get(name, "movie units"))
     return files
@@ -307,7 +316,8 @@ def write_json(path: Path, record: dict) -> Path:
 def nwb_session_of(source: Path | None, dataset: str | None = None) -> dict[str, Any]:
     """The session of the NWB movie file ``source``, for the results' NWB file: ``session_start_time`` (the
     recording's, where results.nwb would otherwise say when it was written), ``subject`` (a dict of
-    ``pynwb.file.Subject``'s arguments) where the file has one and the movie's imaging plane's ``indicator``,
+    ``pynwb.file.Subject``'s arguments) where the file has one, the :data:`NWB_PEOPLE` it names (``experimenter``
+    and ``keywords`` as lists of text) and the movie's imaging plane's ``indicator``,
     ``location``, ``excitation_lambda`` and (one optical channel) ``emission_lambda`` (nm): the keyword arguments of
     :meth:`Estimates.to_nwb`. ``{}`` for other files or None.
 
@@ -327,7 +337,7 @@ def nwb_session_of(source: Path | None, dataset: str | None = None) -> dict[str,
         plane_name = _imaging_plane_of(Path(source), dataset) if dataset else None
         with pynwb.NWBHDF5IO(str(source), "r") as io:
             nwb = io.read()
-            session: dict[str, Any] = {"session_start_time": nwb.session_start_time}
+            session: dict[str, Any] = {"session_start_time": nwb.session_start_time, **_people_of(nwb)}
             if nwb.subject is not None:
                 session["subject"] = dict(nwb.subject.fields)
             if plane_name not in nwb.imaging_planes and len(nwb.imaging_planes) == 1:
@@ -364,8 +374,25 @@ def _imaging_plane_of(path: Path, dataset: str) -> str | None:
     return None
 
 
+def _people_of(nwb) -> dict[str, Any]:
+    """The :data:`NWB_PEOPLE` an open ``pynwb.NWBFile`` names (lists of text for ``experimenter`` and ``keywords``)."""
+    people: dict[str, Any] = {}
+    for name in NWB_PEOPLE:
+        value = getattr(nwb, name, None)
+        if value is None or (not isinstance(value, str) and len(value) == 0):
+            continue
+        if name in ("experimenter", "keywords"):
+            value = [v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(np.asarray(value, object))]
+        people[name] = value
+    return people
+
+
 #: What DANDI requires of an NWB file's subject (``age`` or ``date_of_birth``).
 DANDI_SUBJECT = ("subject_id", "species", "sex", "age")
+#: Who recorded an NWB session, where, and what for: NWB's best practice wants the first three.
+NWB_PEOPLE = ("experimenter", "lab", "institution", "experiment_description", "keywords")
+#: A name as NWB and DANDI want it: ``'Last, First'`` (DANDI's pattern, dandischema's ``NAME_PATTERN``).
+_NAME = re.compile(r"^([\w\s\-\.']+),\s+([\w\s\-\.']+)$")
 
 
 def nwb_session(settings: NWBParams, source: str | os.PathLike | None, dataset: str | None = None) -> dict[str, Any]:
@@ -386,8 +413,9 @@ def nwb_session(settings: NWBParams, source: str | os.PathLike | None, dataset: 
     -------
     dict
         ``subject`` (a dict of ``pynwb.file.Subject``'s arguments), ``session_start_time`` (datetime),
-        ``session_description``, ``indicator``, ``location``, ``excitation_lambda``, ``emission_lambda`` (nm): those
-        known.
+        ``session_description``, :data:`NWB_PEOPLE` (``experimenter`` and ``keywords`` lists of text),
+        ``indicator``, ``location``, ``excitation_lambda``, ``emission_lambda`` (nm): those known. A
+        ``UserWarning`` also names each experimenter not written ``'Last, First'`` (NWB's and DANDI's form).
     """
     session = nwb_session_of(None if source is None else Path(source), dataset)
     given = settings.session()
@@ -399,7 +427,18 @@ def nwb_session(settings: NWBParams, source: str | os.PathLike | None, dataset: 
     if subject:
         session["subject"] = subject
     _announce_missing_subject(subject)
+    _announce_odd_names(session.get("experimenter", []))
     return session
+
+
+def _announce_odd_names(experimenters: list[str]) -> None:
+    """Warn naming the experimenters not written ``'Last, First'``: DANDI's form, which a YAML flow list such as
+    ``[Doe, Jane]`` (two names) breaks."""
+    odd = [name for name in experimenters if not _NAME.match(name)]
+    if odd:
+        warnings.warn(f"results.nwb: experimenter {', '.join(repr(n) for n in odd)} not written 'Last, First' as NWB "
+                      "and DANDI want it (nwb.experimenter: a list of names, in YAML ['Doe, Jane'] with quotes)",
+                      UserWarning, stacklevel=3)
 
 
 def _announce_missing_subject(subject: dict[str, Any]) -> None:

@@ -335,8 +335,9 @@ _DURATION = re.compile(rf"P(?=\d)(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?
 @dataclass
 class NWBParams:
     """The session and the animal, written into ``results.nwb`` (``output.nwb``). DANDI refuses an NWB file without
-    a subject (``subject_id``, ``species``, ``sex``, and ``age``); an NWB movie's own session, subject and imaging
-    plane are used where these are None (:func:`cellfie_caiman.outputs.nwb_session`).
+    a subject (``subject_id``, ``species``, ``sex``, and ``age``), and NWB's best practice wants the experimenter,
+    lab and institution; an NWB movie's own session, subject, people and imaging plane are used where these are
+    None (:func:`cellfie_caiman.outputs.nwb_session`).
 
     Attributes
     ----------
@@ -356,6 +357,15 @@ class NWBParams:
     session_start_time : str or None
         Start of the recording, ISO 8601 with a time zone (``2023-05-17T09:30:00+02:00``; ``Z`` for UTC). None: the
         NWB movie's, else the time results.nwb is written.
+    experimenter : str, list of str or None
+        Who recorded the session: one name or a list, each ``'Last, First'`` as NWB and DANDI want them (in a YAML
+        list, quote each name: ``['Doe, Jane', 'Roe, Richard']``; a run warns about a name of another form).
+    lab, institution : str or None
+        Where the session was recorded (NWB ``lab`` and ``institution``).
+    experiment_description : str or None
+        What the experiment was about (NWB ``experiment_description``).
+    keywords : str, list of str or None
+        Terms to search the file by (NWB ``keywords``).
     indicator, location : str or None
         Of the imaging plane (e.g. ``GCaMP6s``, ``VISp``; None: ``'GCaMP'`` and ``'unknown'``).
     excitation_lambda, emission_lambda : float or None
@@ -370,6 +380,11 @@ class NWBParams:
     genotype: str | None = None
     session_description: str | None = None
     session_start_time: str | None = None
+    experimenter: str | list[str] | None = None
+    lab: str | None = None
+    institution: str | None = None
+    experiment_description: str | None = None
+    keywords: str | list[str] | None = None
     indicator: str | None = None
     location: str | None = None
     excitation_lambda: float | None = None
@@ -378,8 +393,10 @@ class NWBParams:
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting out of its range."""
         for name in ("subject_id", "species", "sex", "age", "strain", "genotype", "session_description",
-                     "session_start_time", "indicator", "location"):
+                     "session_start_time", "lab", "institution", "experiment_description", "indicator", "location"):
             _text(getattr(self, name), f"nwb.{name}")
+        for name in ("experimenter", "keywords"):
+            _texts(getattr(self, name), f"nwb.{name}")
         if self.sex is not None and self.sex not in NWB_SEXES:
             raise ValueError(f"nwb.sex must be one of {', '.join(repr(s) for s in NWB_SEXES)} (male, female, unknown, "
                              f"other), got {self.sex!r}")
@@ -409,8 +426,12 @@ class NWBParams:
 
     def session(self) -> dict[str, Any]:
         """The settings given, as keyword arguments of :meth:`cellfie_caiman.cnmf.Estimates.to_nwb`: the subject's
-        under ``subject`` (a dict of ``pynwb.file.Subject``'s arguments), ``session_start_time`` a datetime."""
+        under ``subject`` (a dict of ``pynwb.file.Subject``'s arguments), ``session_start_time`` a datetime,
+        ``experimenter`` and ``keywords`` lists of text."""
         given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        for name in ("experimenter", "keywords"):
+            if isinstance(given.get(name), str):
+                given[name] = [given[name]]
         subject = {k: given.pop(k) for k in ("subject_id", "species", "sex", "age", "strain", "genotype") if k in given}
         if subject:
             given["subject"] = subject
@@ -427,6 +448,19 @@ def _text(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be text, got an empty one")
     raise ValueError(f"{name} must be text (in YAML, quote one that reads as a number or a date: '007'), got "
                      f"{type(value).__name__} {value!r}")
+
+
+def _texts(value: Any, name: str) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is None, non-empty text or a non-empty list of them."""
+    if value is None or isinstance(value, str):
+        _text(value, name)
+        return
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be text or a list of texts, got {type(value).__name__} {value!r}")
+    if not value:
+        raise ValueError(f"{name} must be text or a list of texts, got an empty list (leave it out instead)")
+    for item in value:
+        _text("" if item is None else item, f"each of {name}")  # None: an empty YAML list item (``- ``)
 
 
 #: Settings that are counts (checked as whole numbers, used as ``int``); ``tta`` is a flag or a count.
@@ -632,10 +666,12 @@ class Params:
     def load(cls, path: str | os.PathLike) -> Params:
         """Read parameters from a ``.json``, ``.yaml`` or ``.yml`` file (any other suffix is read as JSON).
 
-        YAML files are read with YAML 1.2's numbers: ``1e3``, ``1.0e3`` and ``1e-3`` are numbers (PyYAML, following
-        YAML 1.1, would read them as text). A relative ``detection.model`` path is relative to the file's folder
-        (where a run's ``params.json`` is); one found only relative to the working folder, as files written before
-        runs recorded absolute paths may name it, is used with a warning.
+        YAML files are read with YAML 1.2's numbers (PyYAML follows YAML 1.1): ``1e3``, ``1.0e3`` and ``1e-3`` are
+        numbers (YAML 1.1: text), ``010`` is ten (YAML 1.1: octal 8), ``0o10`` octal 8 and ``0x10`` sixteen; YAML
+        1.1's ``1_000``, ``0b11`` and base-60 ``1:30`` are text, refused where a number belongs. A relative
+        ``detection.model`` path is relative to the file's folder (where a run's ``params.json`` is); one found only
+        relative to the working folder, as files written before runs recorded absolute paths may name it, is used
+        with a warning.
 
         Parameters
         ----------
@@ -721,8 +757,9 @@ def _refuse_numbers_as_text(group: str, klass: type, values: Mapping[str, Any]) 
         value = values.get(f.name)
         numeric = ("float" in f.type or "int" in f.type) and "str" not in f.type and "tuple" not in f.type
         if numeric and isinstance(value, str) and _reads_as_number(value):
+            underscore = f" and without '_' ({value.replace('_', '')})" if "_" in value else ""  # text in YAML 1.2
             raise ValueError(f"{group}.{f.name} must be a number, got the text {value!r}: write the number without "
-                             "quotes")
+                             f"quotes{underscore}")
 
 
 def _reads_as_number(text: str) -> bool:
@@ -744,19 +781,49 @@ def _mapping_without_repeats(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return out
 
 
-#: Numbers in scientific notation as YAML 1.2 writes them (``1e3``, ``-1.5E-3``, ``.5e2``).
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_YAML_INT = "tag:yaml.org,2002:int"
+_YAML_FLOAT = "tag:yaml.org,2002:float"
+#: Integers as YAML 1.2's core schema writes them: decimal (``010`` is ten: leading zeros are not YAML 1.1's octal),
+#: ``0o`` octal, ``0x`` hexadecimal. YAML 1.1's others (``0b11``, ``1_000``, base 60 ``1:30``) are text in YAML 1.2.
+_YAML12_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+#: Floats as YAML 1.2's core schema writes them (``1e3``, ``-1.5E-3``, ``.5``, ``.inf``, ``.nan``): no ``_``, no base
+#: 60, and an exponent with or without a sign (YAML 1.1 needs a dot and a signed exponent: ``1e3`` was text).
+_YAML12_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
 def _yaml_class(base: type) -> type:
-    """A subclass of PyYAML's ``SafeLoader`` or ``SafeDumper`` that reads (and so, dumping, quotes) YAML 1.2's
-    numbers: YAML 1.1 (PyYAML) needs a dot and a signed exponent, so 1e3 and 1.0e3 would be text."""
+    """A subclass of PyYAML's ``SafeLoader`` or ``SafeDumper`` with YAML 1.2's numbers.
+
+    The loader reads numbers as YAML 1.2 does (:data:`_YAML12_INT`, :data:`_YAML12_FLOAT`) instead of as YAML 1.1
+    (PyYAML), which reads ``010`` as octal 8, ``1:30`` as 90, and ``1e3`` as text. The dumper quotes text that
+    either YAML 1.1 or YAML 1.2 would read as a number, so a saved file reads back the same in both.
+    """
+    import yaml
+
+    reading = issubclass(base, yaml.constructor.BaseConstructor)
 
     class WithNumbers(base):
         pass
 
-    WithNumbers.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    # a copy of the base's resolvers, less YAML 1.1's numbers when reading (first match wins: they would come first)
+    WithNumbers.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if not (reading and tag in (_YAML_INT, _YAML_FLOAT))]
+        for first, resolvers in base.yaml_implicit_resolvers.items()}
+    WithNumbers.add_implicit_resolver(_YAML_INT, _YAML12_INT, list("-+0123456789"))
+    WithNumbers.add_implicit_resolver(_YAML_FLOAT, _YAML12_FLOAT, list("-+0123456789."))
+    if reading:
+        WithNumbers.add_constructor(_YAML_INT, _yaml12_int)
     return WithNumbers
+
+
+def _yaml12_int(loader: Any, node: Any) -> int:
+    """The integer a YAML scalar tagged int writes, as YAML 1.2 reads it: ``0o`` octal, ``0x`` hexadecimal, else
+    decimal (``010`` is ten)."""
+    text = loader.construct_scalar(node)
+    sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+    base = {"0o": 8, "0x": 16}.get(digits[:2].lower(), 10)
+    return sign * int(digits[2:] if base != 10 else digits, base)
 
 
 def _parse_yaml(text: str) -> Any:

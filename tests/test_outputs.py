@@ -310,3 +310,87 @@ def test_an_nwb_file_without_a_full_subject_is_announced(tmp_path):
         outputs.nwb_session(NWBParams(subject_id="m1", species="Mus musculus", sex="U", age="P1Y"), None)
     with pytest.warns(UserWarning, match=r"no subject"):
         outputs.nwb_session(NWBParams(), _nwb_movie(tmp_path / "bare.nwb", subject=False))
+
+
+def _nwb_movie_recorded_by(path, experimenter, lab, institution):
+    """An NWB movie whose file names who recorded it and where (pynwb)."""
+    from datetime import datetime, timezone
+
+    import pynwb
+    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+
+    nwb = pynwb.NWBFile(session_description="rec", identifier="rec", experimenter=experimenter, lab=lab,
+                        institution=institution, experiment_description="gratings", keywords=["V1"],
+                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc))
+    plane = nwb.create_imaging_plane(
+        name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=525.0),
+        description="plane", device=nwb.create_device(name="scope"), excitation_lambda=940.0, imaging_rate=10.0,
+        indicator="GCaMP6s", location="VISp")
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((4, 8, 8), np.uint16),
+                                        imaging_plane=plane, unit="a.u.", rate=10.0))
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_nwb_experimenter_lab_and_institution_fill_in_and_override_an_nwb_movie_s(tmp_path):
+    """The movie's experimenter, lab, institution, description and keywords go to results.nwb; the nwb settings
+    replace them field by field."""
+    pytest.importorskip("pynwb")
+    from cellfie_caiman.params import NWBParams
+
+    movie = _nwb_movie_recorded_by(tmp_path / "movie.nwb", ["Doe, Jane"], "Smith lab", "University of Oslo")
+    animal = {"subject_id": "m1", "species": "Mus musculus", "sex": "F", "age": "P60D"}
+    session = outputs.nwb_session(NWBParams(lab="Jones lab", **animal), movie)
+    assert {k: session[k] for k in ("experimenter", "lab", "institution", "experiment_description", "keywords")} == {
+        "experimenter": ["Doe, Jane"], "lab": "Jones lab", "institution": "University of Oslo",
+        "experiment_description": "gratings", "keywords": ["V1"]}
+    given = NWBParams(experimenter=["Roe, Richard", "Doe, Jane"], keywords="calcium", **animal)
+    session = outputs.nwb_session(given, movie)
+    assert session["experimenter"] == ["Roe, Richard", "Doe, Jane"] and session["keywords"] == ["calcium"]
+    bare = outputs.nwb_session(NWBParams(**animal), tmp_path / "movie.tif")
+    assert not {"experimenter", "lab", "institution", "experiment_description", "keywords"} & set(bare)
+
+
+@pytest.mark.parametrize("experimenter, named", [("Jane Doe", "'Jane Doe'"), (["Doe", "Jane"], "'Doe', 'Jane'")])
+def test_an_experimenter_not_written_last_comma_first_is_announced(experimenter, named):
+    """NWB and DANDI want 'Last, First'; a YAML flow list [Doe, Jane] makes two names of one: the run says so."""
+    import warnings
+
+    from cellfie_caiman.params import NWBParams
+
+    animal = {"subject_id": "m1", "species": "Mus musculus", "sex": "U", "age": "P1Y"}
+    with pytest.warns(UserWarning, match=rf"experimenter {named}.*'Last, First'"):
+        outputs.nwb_session(NWBParams(experimenter=experimenter, **animal), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs.nwb_session(NWBParams(experimenter=["Doe, Jane", "O'Neil-Smith, Ann B."], **animal), None)
+
+
+def test_the_written_pnr_filtered_image_says_the_soma_diameter_it_was_computed_for(tmp_path, monkeypatch):
+    """``cellfie-caiman summary --filter-diameter D`` wrote pnr_filtered.tif without D: read back, it could not say
+    for which soma size it was filtered. Its TIFF metadata and PNG title now say so (when the images record it)."""
+    import json
+
+    import tifffile
+
+    from cellfie_caiman import report
+
+    titles = {}
+    real_save = report._save
+
+    def keep_title(fig, path):
+        titles[Path(path).stem] = fig.axes[0].get_title()
+        return real_save(fig, path)
+
+    monkeypatch.setattr(report, "_save", keep_title)
+    summary = _summary()._replace(filter_diameter=7.5)
+    outputs.write_summary_images(summary, tmp_path / "known", batch_frames=250)
+    with tifffile.TiffFile(tmp_path / "known" / "pnr_filtered.tif") as tif:
+        assert json.loads(tif.pages[0].description)["filter_diameter_px"] == 7.5
+    assert "for somata of 7.5 px" in titles["pnr_filtered"]
+    assert not any("somata" in titles[name] for name in titles if name != "pnr_filtered")
+    outputs.write_summary_images(_summary(), tmp_path / "unknown")  # no diameter recorded: nothing said
+    with tifffile.TiffFile(tmp_path / "unknown" / "pnr_filtered.tif") as tif:
+        assert "filter_diameter_px" not in json.loads(tif.pages[0].description)
+    assert "somata" not in titles["pnr_filtered"]

@@ -1,5 +1,6 @@
 """Params: groups, defaults, JSON/YAML round trips and clear errors."""
 import json
+import re
 
 import pytest
 
@@ -315,7 +316,7 @@ NWB = {"subject_id": "m7", "species": "Mus musculus", "sex": "F", "age": "P60D",
 def test_nwb_session_and_subject_round_trip(tmp_path, suffix):
     assert all(v is None for v in Params().to_dict()["nwb"].values())
     p = Params.from_dict({"nwb": NWB})
-    assert p.to_dict()["nwb"] == NWB
+    assert {k: v for k, v in p.to_dict()["nwb"].items() if v is not None} == NWB
     p.save(tmp_path / f"p{suffix}")
     assert Params.load(tmp_path / f"p{suffix}") == p
 
@@ -346,3 +347,83 @@ def test_text_that_yaml_would_read_as_a_number_round_trips(tmp_path):
     p = Params.from_dict({"nwb": {"subject_id": "3e2"}, "data": {"var_name": "1e-3"}})
     p.save(tmp_path / "p.yaml")
     assert Params.load(tmp_path / "p.yaml") == p
+
+
+# ------------------------------------------------------------------------------------------- YAML integers
+
+def _yaml_with(tmp_path, written: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"output:\n  gif_frames: {written}\nsummary:\n  batch_frames: {written}\ndata:\n  fr: {written}\n"
+                    f"refine:\n  gSig: [{written}, {written}]\nnwb:\n  subject_id: '{written}'\n")
+    return path
+
+
+@pytest.mark.parametrize("written, value", [("010", 10), ("007", 7), ("+012", 12), ("030", 30), ("0o10", 8),
+                                            ("0x1E", 30)])
+def test_yaml_integers_are_read_as_yaml_1_2_reads_them(tmp_path, written, value):
+    """PyYAML follows YAML 1.1, where 010 is octal: gif_frames 010 gave 8 frames and fr 030 a frame rate of 24 Hz,
+    silently. YAML 1.2 (and every person) reads 010 as ten; 0o10 is YAML 1.2's octal, 0x1E its hexadecimal."""
+    p = Params.load(_yaml_with(tmp_path, written))
+    assert p.output.gif_frames == p.summary.batch_frames == p.data.fr == value
+    assert p.refine.gSig == (value, value)
+    assert p.nwb.subject_id == written  # quoted: text, as written
+
+
+@pytest.mark.parametrize("written", ["1:30", "0b11", "1_000"])
+def test_integers_only_yaml_1_1_reads_are_refused_not_misread(tmp_path, written):
+    """YAML 1.1's base 60 (1:30 was 90), binary and 1_000 are text in YAML 1.2: refused where a number belongs,
+    naming what was written, and kept as written where text belongs."""
+    path = tmp_path / "p.yaml"
+    path.write_text(f"output:\n  gif_frames: {written}\n")
+    with pytest.raises(ValueError, match=rf"output\.gif_frames .*'{re.escape(written)}'"):
+        Params.load(path)
+    path.write_text(f"nwb:\n  subject_id: {written}\n")
+    assert Params.load(path).nwb.subject_id == written
+
+
+def test_an_underscore_in_a_number_is_named_in_the_error(tmp_path):
+    (tmp_path / "p.yaml").write_text("refine:\n  chunk_frames: 1_000\n")
+    with pytest.raises(ValueError, match=r"refine\.chunk_frames must be a number.*'1_000'.*without '_' \(1000\)"):
+        Params.load(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("text", ["010", "0o10", "0x1E", "1_000", "1:30", "0b11", "+012", ".5", "1e3"])
+def test_text_that_either_yaml_reads_as_a_number_is_quoted_when_saved(tmp_path, text):
+    """A saved YAML file keeps such text text both for this package and for a YAML 1.1 reader (PyYAML)."""
+    import yaml
+
+    p = Params.from_dict({"nwb": {"subject_id": text}})
+    p.save(tmp_path / "p.yaml")
+    assert Params.load(tmp_path / "p.yaml") == p
+    assert yaml.safe_load((tmp_path / "p.yaml").read_text())["nwb"]["subject_id"] == text
+
+
+# ------------------------------------------------------------------- nwb: who recorded the session, and where
+
+PEOPLE = {"experimenter": ["Doe, Jane", "Roe, Richard A."], "lab": "Smith lab", "institution": "University of Oslo",
+          "experiment_description": "orientation tuning in V1", "keywords": ["two-photon", "V1"]}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_nwb_experimenter_lab_and_institution_round_trip(tmp_path, suffix):
+    """NWB and DANDI want the experimenter, lab and institution of a session: the nwb group gives them."""
+    p = Params.from_dict({"nwb": PEOPLE})
+    assert {k: p.to_dict()["nwb"][k] for k in PEOPLE} == PEOPLE
+    p.save(tmp_path / f"p{suffix}")
+    assert Params.load(tmp_path / f"p{suffix}") == p
+    one = Params.from_dict({"nwb": {"experimenter": "Doe, Jane", "keywords": "calcium imaging"}})
+    assert one.nwb.session()["experimenter"] == ["Doe, Jane"] and one.nwb.session()["keywords"] == ["calcium imaging"]
+
+
+def test_an_experimenter_written_in_yaml_keeps_its_comma(tmp_path):
+    (tmp_path / "p.yaml").write_text("nwb:\n  experimenter: Doe, Jane\n  lab: Smith lab\n")
+    assert Params.load(tmp_path / "p.yaml").nwb.experimenter == "Doe, Jane"
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("experimenter", 7, "text.*or a list"), ("experimenter", [], "empty"), ("experimenter", ["Doe, Jane", ""], "empty"),
+    ("experimenter", ["Doe, Jane", 3], "text"), ("lab", "", "text"), ("institution", 1, "text"),
+    ("experiment_description", ["a"], "text"), ("keywords", [None], "text"), ("keywords", {"a": 1}, "text")])
+def test_a_bad_nwb_person_or_place_is_named(key, value, why):
+    with pytest.raises(ValueError, match=rf"nwb\.{key}.*{why}"):
+        Params.from_dict({"nwb": {key: value}})

@@ -545,3 +545,46 @@ def test_ain_flattened_in_c_order_on_a_square_field_warns_and_fortran_order_does
         warnings.simplefilter("error", UserWarning)
         e = refine(s.movie, scipy.sparse.csc_matrix(_ain(s.masks, "F")), params=PARAMS, backend="builtin")
     assert match_rois(s.masks, e.masks()).f1 >= 0.9
+
+
+def test_nwb_experimenter_lab_and_institution_are_written(est, tmp_path):
+    """NWB's best practice (and DANDI) want the experimenter, lab and institution: read back with pynwb, and
+    nwbinspector no longer reports them missing (nor anything new)."""
+    pynwb = pytest.importorskip("pynwb")
+    people = {"experimenter": ["Doe, Jane", "Roe, Richard"], "lab": "Smith lab", "institution": "University of Oslo",
+              "experiment_description": "orientation tuning in V1", "keywords": ["two-photon", "V1"]}
+    with_people = est.to_nwb(tmp_path / "with.nwb", fr=30.0, raw_data_file=str(tmp_path / "with.nwb"), **people)
+    with pynwb.NWBHDF5IO(str(with_people), "r") as io:
+        nwb = io.read()
+        assert list(nwb.experimenter) == people["experimenter"] and list(nwb.keywords) == people["keywords"]
+        assert (nwb.lab, nwb.institution, nwb.experiment_description) == (
+            people["lab"], people["institution"], people["experiment_description"])
+    without = est.to_nwb(tmp_path / "without.nwb", fr=30.0, raw_data_file=str(tmp_path / "without.nwb"))
+    with pynwb.NWBHDF5IO(str(without), "r") as io:
+        nwb = io.read()
+        assert nwb.experimenter is None and nwb.lab is None and nwb.institution is None
+    inspector = pytest.importorskip("nwbinspector")
+
+    def checks(path):
+        return {m.check_function_name for m in inspector.inspect_nwbfile(nwbfile_path=str(path))}
+
+    missing = {"check_experimenter_exists", "check_institution", "check_experiment_description", "check_keywords"}
+    before, after = checks(without), checks(with_people)
+    assert missing <= before
+    assert after == before - missing
+
+
+@pytest.mark.parametrize("data, g", [({"neuron_diameter": 14}, 7), ({"pixel_size": 0.5, "soma_diameter_um": 9.0}, 9),
+                                     ({"pixel_size": 2.0}, 3), ({"neuron_diameter": 10, "pixel_size": 0.5}, 5),
+                                     ({"pixel_size": 0, "soma_diameter_um": None, "neuron_diameter": None}, None)])
+def test_caiman_gsig_in_the_results_file_is_half_the_run_s_soma_diameter(est, tmp_path, data, g):
+    """results.hdf5's init/gSig without refine.gSig: half the soma diameter as a run works it out (neuron_diameter,
+    else soma_diameter_um (12 microns by default) / pixel_size), else from the footprints' areas."""
+    import dataclasses
+
+    if g is None:  # nothing usable given: the median binarised footprint's equivalent disc, as with no data at all
+        areas = [int(np.sum(col > 0.2 * col.max())) for col in est.A.T.toarray()]
+        g = max(1, round(np.sqrt(np.median(areas) / np.pi)))
+    path = dataclasses.replace(est, params={"data": data, "refine": {}}).save(tmp_path / "results.hdf5")
+    with h5py.File(path, "r") as h5:
+        assert h5["params/init/gSig"][()].tolist() == [g, g]

@@ -153,3 +153,64 @@ def test_bad_playback_rate_and_label_count_are_clear_errors(tmp_path, scene):
     with pytest.raises(ValueError, match="2 labels for 3 traces"):
         report.plot_traces(np.random.default_rng(0).random((3, 50)), tmp_path / "t.png", fr=10.0, labels=["a", "b"])
     assert not list(tmp_path.iterdir())
+
+
+def _shown(path):
+    """Every frame of a GIF as a viewer shows it (RGB, int), and the frames' durations (ms)."""
+    frames, durations = [], []
+    with Image.open(path) as im:
+        for k in range(im.n_frames):
+            im.seek(k)
+            frames.append(np.asarray(im.convert("RGB")).astype(int))
+            durations.append(im.info["duration"])
+    return np.array(frames), durations
+
+
+@pytest.mark.parametrize("tolerance", [0.1, 0.0])
+def test_gif_shows_the_movie_within_its_tolerance_and_the_outlines_in_every_frame(tmp_path, tolerance):
+    """Half the field at 0 and half at 10 fix the display range to 0..10: every pixel of every frame, as shown, is
+    within ``tolerance`` of the range (plus half a grey level and the palette's rounding) of the movie, a neuron
+    lighting up is shown doing so, and its outline is yellow throughout."""
+    rows, cols, t = 40, 60, 24
+    movie = np.zeros((t, rows, cols), np.float32)
+    movie[:, :, cols // 2:] = 10.0
+    movie[:, 5:16, 5:16] = np.linspace(0, 10, t, dtype=np.float32)[:, None, None]
+    movie[:, 22:32, 5:25] = 5 + np.random.default_rng(4).uniform(-0.4, 0.4, (t, 10, 20))
+    masks = _disks((rows, cols), [(10, 10)], 4)
+    path = report.save_gif(movie, masks, tmp_path / "m.gif", n_frames=t, smooth=1, spatial_sigma=0, min_size=1,
+                           fps=10.0, tolerance=tolerance)
+    stored, durations = _shown(path)
+    # a frame with nothing to redraw is stored with the one before, their durations added: at 100 ms a frame, the
+    # GIF as seen frame by frame is the movie's t frames
+    shown = np.repeat(stored, np.array(durations) // 100, axis=0)
+    assert shown.shape == (t, rows, cols, 3) and sum(durations) == t * 100
+    outline = report.mask_outlines(masks)
+    assert (shown[:, outline] == (255, 212, 0)).all()
+    grey = shown[..., 0][:, ~outline]
+    assert (shown[..., 0] == shown[..., 2])[:, ~outline].all()  # grey where no outline
+    expected = 255 * movie[:, ~outline] / 10
+    assert np.abs(grey - expected).max() <= 255 * (tolerance + 0.5 / 31) + 1
+    neuron = shown[:, 10, 8, 0]  # inside the disk, off its outline
+    assert neuron[0] <= 255 * tolerance + 5 and neuron[-1] >= 255 * (1 - tolerance) - 5
+
+
+def test_a_still_noisy_scene_costs_about_one_gif_frame(tmp_path):
+    """Flicker smaller than the tolerance is not redrawn: 60 frames of a still, noisy field take less than three
+    times the bytes of one (each frame was stored whole: 9.8 MB for 200 frames of a 512 x 256 field)."""
+    rng = np.random.default_rng(5)
+    field = np.tile(np.linspace(0, 10, 64, dtype=np.float32), (48, 1))
+    movie = field + rng.uniform(-0.25, 0.25, (60, 48, 64)).astype(np.float32)
+    masks = _disks((48, 64), [(20, 20)], 5)
+    one = report.save_gif(movie[:1], masks, tmp_path / "one.gif", n_frames=1, fps=10.0).stat().st_size
+    many = report.save_gif(movie, masks, tmp_path / "many.gif", n_frames=60, fps=10.0).stat().st_size
+    assert many < 3 * one
+    _, durations = _shown(tmp_path / "many.gif")
+    assert sum(durations) == 58 * 100  # 58 frames of the 3-frame running mean, at 10 frames per second
+
+
+@pytest.mark.parametrize("tolerance", [-0.1, 1.0, float("nan")])
+def test_a_gif_tolerance_outside_0_to_1_is_refused(tmp_path, scene, tolerance):
+    image, masks = scene
+    with pytest.raises(ValueError, match="tolerance must be"):
+        report.save_gif(np.repeat(image[None], 5, axis=0), masks, tmp_path / "m.gif", tolerance=tolerance)
+    assert not list(tmp_path.iterdir())

@@ -203,7 +203,9 @@ class Estimates:
                identifier: str | None = None, session_start_time: datetime.datetime | None = None,
                indicator: str = "GCaMP",
                location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
-               raw_data_file: str | None = None, raw_data_dataset: str | None = None, subject: Any = None) -> Path:
+               raw_data_file: str | None = None, raw_data_dataset: str | None = None, subject: Any = None,
+               experimenter: str | list[str] | None = None, lab: str | None = None, institution: str | None = None,
+               experiment_description: str | None = None, keywords: list[str] | None = None) -> Path:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
@@ -252,6 +254,15 @@ class Estimates:
         subject : pynwb.file.Subject or dict, optional
             The animal (a dict holds ``Subject``'s arguments, e.g. ``subject_id``, ``species``, ``sex``, ``age``).
             DANDI requires one; without it the file has no ``/general/subject``.
+        experimenter : str or list of str, optional
+            Who recorded the session, each name ``'Last, First'`` (NWB's and DANDI's form).
+        lab, institution : str, optional
+            Where the session was recorded.
+        experiment_description : str, optional
+            What the experiment was about.
+        keywords : list of str, optional
+            Terms to search the file by.
+        Without them the file has none of these (NWB's best practice, and nwbinspector, want the first four).
 
         Returns
         -------
@@ -292,7 +303,10 @@ class Estimates:
         if session_start_time is None:
             session_start_time = datetime.datetime.now(datetime.timezone.utc)
         nwb = pynwb.NWBFile(session_description=session_description, identifier=identifier or uuid.uuid4().hex,
-                            session_start_time=session_start_time, subject=_nwb_subject(subject))
+                            session_start_time=session_start_time, subject=_nwb_subject(subject),
+                            experimenter=experimenter, lab=lab, institution=institution,
+                            experiment_description=experiment_description,
+                            keywords=None if keywords is None else list(keywords))
         device = nwb.create_device(name="imaging_device", description="the microscope that recorded the movie")
         channel = OpticalChannel(name="OpticalChannel", description="main optical channel",
                                  emission_lambda=emission_lambda)
@@ -500,15 +514,20 @@ def _write_caiman_params(group, est: Estimates) -> None:
 def _gsig_of(est: Estimates, data: dict) -> list[int]:
     """The ``gSig`` CaImAn would use for these components when none was set: half the neuron diameter given in
     ``data`` (pixels, or microns with a pixel size), else from the footprints' areas (pixels above 0.2 of each
-    footprint's peak, the benchmark binarisation). CaImAn's own functions need a value; 'NoneType' breaks them."""
+    footprint's peak, the benchmark binarisation). CaImAn's own functions need a value; 'NoneType' breaks them.
+
+    The diameter is :meth:`cellfie_caiman.params.DataParams.diameter_pixels`'s (the rule of a run), from the
+    settings ``data`` gives; a pixel size or soma size of 0 or None counts as not given."""
     import scipy.sparse
 
     from ..masks import FOOTPRINT_THRESHOLD
+    from ..params import DataParams
     from .caiman_adapter import gsig_from
 
-    diameter = data.get("neuron_diameter")
-    if diameter is None and data.get("pixel_size"):
-        diameter = float(data.get("soma_diameter_um") or 12.0) / float(data["pixel_size"])
+    given = {k: data[k] for k in ("pixel_size", "soma_diameter_um") if data.get(k)}
+    if data.get("neuron_diameter") is not None:
+        given["neuron_diameter"] = data["neuron_diameter"]
+    diameter = DataParams(**given).diameter_pixels()
     areas = np.zeros(0)
     if diameter is None and est.A is not None and est.A.shape[1]:
         A = scipy.sparse.csc_matrix(est.A)
