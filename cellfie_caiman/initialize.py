@@ -59,7 +59,10 @@ class Initialization(NamedTuple):
     scores : ndarray, float32, (K,)
         Instance network's probability that a neuron is centred at ``centers[k]``.
     centers : ndarray, float64, (K, 2)
-        Candidate centre (row, col) of each neuron, original pixel grid.
+        Candidate centre (row, col) of each neuron, original pixel grid: where the instance network was centred
+        (the point ``scores`` are about), an estimate of the soma's centre. It may lie outside ``masks[k]``: when
+        the mask's part at the centre was not kept (its largest part was), or in pixels without data (a blank
+        stripe through the neuron, which its mask does not cover).
     prob_map : ndarray, float32, (rows, cols)
         Region-proposal probability that each pixel belongs to a neuron.
     summary : SummaryImages
@@ -433,7 +436,9 @@ def _clip_to_data(local: LocalMasks, index: np.ndarray, centers: np.ndarray, dat
                   min_area: float) -> tuple[LocalMasks, np.ndarray, np.ndarray]:
     """Placed masks (``local`` with their ``index`` and ``centers``, as :func:`place_windows` returns them) cut to
     the pixels with data (``data``, bool, the field of ``local``); those left smaller than ``min_area`` pixels are
-    dropped."""
+    dropped. The centres stay the candidates' (where the instance network was centred, the soma's centre within a
+    few pixels on simulated movies), even in the cut-off part: the cut mask's centroid lies off the soma's centre
+    towards the side with data."""
     keep, crops, boxes = [], [], []
     for k, (crop, (r0, r1, c0, c1)) in enumerate(zip(local.crops, local.boxes, strict=True)):
         cut = crop & data[r0:r1, c0:c1]

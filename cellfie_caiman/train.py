@@ -438,7 +438,8 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
     checks = []
     if check and named:
         checks = annotation_check(named, [(c[0], c[2]) for _, c in checked], batch_frames=batch_frames,
-                                  # each dataset's own filter: its images are taken as they are (a coarse check)
+                                  # own filter: the check reads the diameter the images record (recomputed at the
+                                  # model's size from the movie when they differ)
                                   filter_diameter=None if own_filter else filter_diameter, progress=progress)
     return named, regions, checks
 

@@ -981,3 +981,47 @@ def test_the_soma_filter_recorded_with_the_images_follows_them_when_training_cut
     [(_, zoomed, masks)] = _annotated_scale([("dataset0", summary, sim.masks)], 1, [8.0], 12.0, True)
     assert zoomed.pnr_filtered.shape == masks.shape[1:] == (96, 96)
     assert zoomed.filter_diameter == pytest.approx(12.0)
+
+
+def test_the_check_reads_a_soma_filter_for_the_shipped_models_diameter_whatever_the_caller_says(square_fields,
+                                                                                                 caplog):
+    """Summary images record the diameter their pnr_filtered was computed for: training at each dataset's own
+    scale (scale_to_model) passed None for it, and the check ran the shipped networks on images filtered for the
+    dataset's neurons (20 px here) instead of the 11.8 px they read. The recorded diameter decides: the images are
+    computed for the check from the movie, or, given as summary images, used with a logged warning."""
+    from cellfie_caiman.initialize import model_summary
+    from cellfie_caiman.models import model_config
+    from cellfie_caiman.training.annotation_check import detection_summary
+
+    movie, _ = square_fields[0]
+    config = model_config("default")
+    own = summary_images(movie, batch_frames=250, filter_diameter=20.0)
+    expected = model_summary(movie)
+    assert expected.filter_diameter == pytest.approx(config.train_diameter)
+    for said in (None, config.train_diameter):  # unknown, or the training's diameter, which these images are not for
+        got = detection_summary(own, movie, None, config, 250, said)
+        assert got.filter_diameter == pytest.approx(config.train_diameter)
+        np.testing.assert_allclose(got.pnr_filtered, expected.pnr_filtered, rtol=1e-5, atol=1e-6)
+    with caplog.at_level(logging.WARNING, logger="cellfie_caiman.training.annotation_check"):
+        assert detection_summary(own, own, None, config, 250, config.train_diameter) is own  # cannot be recomputed
+    assert "pnr_filtered was computed for somata of 20 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cellfie_caiman.training.annotation_check"):
+        assert detection_summary(expected, movie, None, config, 250, 20.0) is expected  # already right: kept
+    assert not caplog.text
+
+
+def test_summary_images_filtered_for_another_soma_size_are_warned_about_when_trained_on():
+    """A dataset given as summary images whose pnr_filtered was computed for 5 px, trained where the filter is for
+    11.78 px: the fields would teach the networks an image they never see at detection, so it is said."""
+    from cellfie_caiman.training.fields import annotated_images
+
+    sim = simulate(60, (48, 48), 4, seed=3, fs=15.0)
+    wrong = summary_images(sim.movie, batch_frames=250, filter_diameter=5.0)
+    with pytest.warns(RuntimeWarning, match=r"computed for somata of 5 px.*11\.78 px"):
+        annotated_images(wrong, sim.masks, None, 11.78, 250, False)
+    right = summary_images(sim.movie, batch_frames=250, filter_diameter=11.0)  # within 10 %: quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        summary, _ = annotated_images(right, sim.masks, None, 11.78, 250, False)
+    assert summary is right

@@ -136,18 +136,25 @@ def detection_summary(summary, opened, bounds, config, batch_frames: int | None,
     had.
 
     ``summary`` (the training's, cut to the annotated region) when it holds every image the model reads and its
-    soma-filtered image, if the model reads it, was computed at the model's ``train_diameter`` (within 10 %;
-    ``filter_diameter``: the diameter training used, None when given as summary images, which are taken as they
-    are); else computed from the movie ``opened`` (:func:`cellfie_caiman.initialize.model_summary`) and cut to
-    ``bounds``; None when the dataset was given as summary images without them.
+    soma-filtered image, if the model reads it, was computed at the model's ``train_diameter`` (within 10 %): for the
+    diameter ``summary`` records (its ``filter_diameter``), else for ``filter_diameter`` (the diameter training
+    used; None: unknown, and the image is taken as it is). Else the images are computed from the movie ``opened``
+    (:func:`cellfie_caiman.initialize.model_summary`) and cut to ``bounds``. A dataset given as summary images
+    (``opened``) cannot be recomputed: its images are returned as they are, with a logged warning when their
+    soma filter is for another diameter, or None when they lack an image the model reads.
     """
     from ..models.preprocess import is_summary
     from .fields import crop_region
 
     channels = config.channels
     have = all(getattr(summary, c, None) is not None for c in channels)
-    filtered_ok = ("pnr_filtered" not in channels or filter_diameter is None
-                   or abs(filter_diameter / config.train_diameter - 1) <= 0.1)
+    filtered_for = _filtered_for(summary, filter_diameter)
+    filtered_ok = ("pnr_filtered" not in channels or filtered_for is None
+                   or abs(filtered_for / config.train_diameter - 1) <= 0.1)
+    if have and not filtered_ok and is_summary(opened):
+        logger.warning("annotation check: the summary images' pnr_filtered was computed for somata of %g px, the "
+                       "shipped model reads it for %g px: the check finds fewer neurons (pass the movie to have it "
+                       "computed for the check)", filtered_for, config.train_diameter)
     if have and (filtered_ok or is_summary(opened)):
         return summary
     if is_summary(opened):
@@ -160,6 +167,14 @@ def detection_summary(summary, opened, bounds, config, batch_frames: int | None,
     if bounds is None:
         return images
     return crop_region(images, np.zeros((0,) + np.asarray(images.mean).shape, bool), bounds)[0]
+
+
+def _filtered_for(summary, filter_diameter: float | None) -> float | None:
+    """The soma diameter (pixels) that the ``pnr_filtered`` of ``summary`` was computed for: the one it records
+    (:class:`cellfie_caiman.summary.SummaryImages`'s ``filter_diameter``), else ``filter_diameter`` (what the caller
+    computed it with; None: unknown)."""
+    recorded = getattr(summary, "filter_diameter", None)
+    return filter_diameter if recorded is None else float(recorded)
 
 
 @contextlib.contextmanager
@@ -190,7 +205,8 @@ def check_annotations(named: list[tuple[str, Any, np.ndarray]], sources: list[tu
         summary images when training's lack some.
     batch_frames : int or None
     filter_diameter : float or None
-        Soma diameter (pixels) of the training's ``pnr_filtered`` image (None: not computed).
+        Soma diameter (pixels) of the training's ``pnr_filtered`` image (None: not computed, or unknown), for the
+        summary images that do not record theirs (:func:`detection_summary`).
     progress : bool
 
     Returns

@@ -163,14 +163,30 @@ def _warn_if_short(n_frames: int, name: str) -> None:
 def annotated_images(opened, masks: np.ndarray, bounds, filter_diameter: float | None, batch_frames: int,
                      progress: bool) -> tuple:
     """(SummaryImages, masks) of a dataset checked by :func:`checked_annotation`: its summary images computed from
-    the movie (unless given), both cut to ``bounds``."""
+    the movie (unless given), both cut to ``bounds``. Given summary images whose recorded ``filter_diameter`` is more
+    than ``FILTER_DIAMETER_TOLERANCE`` away from ``filter_diameter`` are used as they are, with a RuntimeWarning."""
     if is_summary(opened):
         summary = opened
+        _warn_about_filter(getattr(summary, "filter_diameter", None), filter_diameter)
     else:
         from ..summary import summary_images
 
         summary = summary_images(opened, batch_frames=batch_frames, progress=progress, filter_diameter=filter_diameter)
     return (summary, masks) if bounds is None else crop_region(summary, masks, bounds)
+
+
+def _warn_about_filter(recorded: float | None, wanted: float | None) -> None:
+    """RuntimeWarning when summary images given for training record a ``pnr_filtered`` computed for somata of
+    ``recorded`` pixels, more than ``FILTER_DIAMETER_TOLERANCE`` away from the ``wanted`` diameter (nothing when
+    either is None: unknown, or no filtered image)."""
+    from ..initialize import FILTER_DIAMETER_TOLERANCE
+
+    if recorded is None or wanted is None or abs(recorded / wanted - 1) <= FILTER_DIAMETER_TOLERANCE:
+        return
+    warnings.warn(f"summary images given for training: their pnr_filtered was computed for somata of {recorded:g} "
+                  f"px, but training filters for {wanted:g} px, so the networks learn an image that detection does "
+                  f"not show them; give the movie instead, or summary_images(movie, batch_frames=250, "
+                  f"filter_diameter={wanted:g})", RuntimeWarning, stacklevel=5)
 
 
 #: Smallest side (pixels) of an annotated region (:func:`parse_region`).
