@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -466,6 +467,15 @@ def _redrawn(levels: np.ndarray, outline: np.ndarray, hold: float) -> np.ndarray
     return out
 
 
+def _gif_durations(n: int, fps: float) -> list[int]:
+    """Durations in ms of ``n`` GIF frames at ``fps`` frames per second, each a whole number of centiseconds (the
+    unit GIF stores; a viewer would truncate any rest): the differences of the frames' start times rounded to the
+    centisecond, so that the first k frames last k / fps seconds to within 5 ms for every k (15 fps: 70, 70, 60 ms
+    ...), where one rounded duration would drift (60 ms a frame: 16.7 fps)."""
+    starts = np.rint(np.arange(n + 1) * (100.0 / fps)).astype(np.int64)
+    return (np.diff(starts) * 10).tolist()
+
+
 def save_gif(
     movie: Movie | np.ndarray,
     masks: np.ndarray,
@@ -500,7 +510,9 @@ def save_gif(
     start : int
         First frame.
     fps : float
-        Playback rate in frames per second (each GIF frame lasts ``round(1000 / fps)`` ms).
+        Playback rate in frames per second: GIF stores durations in whole centiseconds, so at 15 fps the frames
+        last 70, 70, 60, 70, 70, 60 ... ms, which add up to the right time (see :func:`_gif_durations`). Browsers
+        play frames shorter than 20 ms for 100 ms, so above 50 fps a warning is given.
     smooth : int
         Running mean over this many frames (reduces shot noise; 1 = none).
     spatial_sigma : float
@@ -528,6 +540,9 @@ def save_gif(
         raise ValueError(f"fps must be a positive number of frames per second, got {fps}")
     if not 0 <= tolerance < 1:
         raise ValueError(f"tolerance must be a fraction of the display range in [0, 1), got {tolerance}")
+    if fps > 50:
+        warnings.warn(f"a GIF at {fps:g} frames per second has frames shorter than 20 ms, which browsers play for "
+                      "100 ms each: choose fps <= 50", stacklevel=2)
     n_total = len(movie)
     start = int(min(max(start, 0), max(n_total - 1, 0)))
     stop = int(min(n_total, start + max(1, n_frames) + max(smooth, 1) - 1))
@@ -570,7 +585,8 @@ def save_gif(
     with atomic_path(path) as tmp:
         # disposal 1: each frame stays under the next, whose _UNCHANGED (transparent) pixels show it; Pillow
         # stores a frame identical to the one before (nothing redrawn) once, with the two durations added
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)),
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=_gif_durations(len(images), fps),
                        loop=0, optimize=False, transparency=_UNCHANGED, disposal=1)
     logger.debug("wrote %s (%d frames)", path, len(images))
     return path

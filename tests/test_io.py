@@ -505,6 +505,39 @@ def test_folder_of_two_channels_or_with_a_projection_is_refused(tmp_path, movie)
     np.testing.assert_array_equal(load_movie(with_avg)[:], data)
 
 
+@pytest.mark.parametrize("pattern", ["img_channel000_position000_time{t:09d}_z000.tif",  # Micro-Manager 2
+                                     "img_{t:09d}_Default_000.tif",  # Micro-Manager 1.4
+                                     "t{t}_ch2_z5.tif"])  # the first run of digits is the frame number, unpadded
+def test_folder_of_frames_numbered_in_an_earlier_run_of_digits(tmp_path, movie, pattern):
+    """Acquisition software numbers the frames in any run of digits of the names, the others fixed (channel,
+    position, z-plane): one sequence, in the order of the frame number."""
+    data = movie.astype(np.uint16)
+    for t in np.random.default_rng(1).permutation(len(data)):
+        tifffile.imwrite(tmp_path / pattern.format(t=t), data[t])
+    np.testing.assert_array_equal(load_movie(tmp_path)[:], data)
+
+
+def test_folder_of_frames_of_several_channels_named_by_micromanager_is_refused(tmp_path, movie):
+    """Names differing in two runs of digits (time and channel) are the channels of a hyperstack, not one movie:
+    refused, the message naming both runs."""
+    data = movie.astype(np.uint16)
+    for c in range(2):
+        for t, frame in enumerate(data):
+            tifffile.imwrite(tmp_path / f"img_channel{c:03d}_position000_time{t:09d}_z000.tif", frame + c)
+    with pytest.raises(MovieError, match=r"2 sequences.*'img_channel000_position000_time#_z000.tif' \(23 files.*"
+                                         r"differ in 2 runs of digits.*'channel' \(2 values: 0 to 1\) and 'time' "
+                                         r"\(23 values: 0 to 22\)"):
+        load_movie(tmp_path)
+
+
+def test_folder_of_frames_with_the_same_number_is_refused(tmp_path, movie):
+    """'img_7.tif' beside 'img_007.tif': two frames 7, whose order would be a guess."""
+    for name, frame in zip(("img_6.tif", "img_7.tif", "img_007.tif"), movie.astype(np.uint16), strict=False):
+        tifffile.imwrite(tmp_path / name, frame)
+    with pytest.raises(MovieError, match=r"img_(00)?7.tif and img_(00)?7.tif carry the same frame number"):
+        load_movie(tmp_path)
+
+
 def test_folder_of_single_frame_ome_tiffs_of_one_multifile_series(tmp_path, movie):
     """Bruker Prairie View and Micro-Manager (image per file) write one frame per file, each file's OME-XML
     describing the whole series: the folder is the movie of the files' own frames."""

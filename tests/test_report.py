@@ -214,3 +214,38 @@ def test_a_gif_tolerance_outside_0_to_1_is_refused(tmp_path, scene, tolerance):
     with pytest.raises(ValueError, match="tolerance must be"):
         report.save_gif(np.repeat(image[None], 5, axis=0), masks, tmp_path / "m.gif", tolerance=tolerance)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fps", [15.0, 7.5, 30.0, 12.0])
+def test_gif_frame_durations_add_up_to_the_movie_time(tmp_path, fps):
+    """GIF durations are whole centiseconds: rounding each frame's 66.7 ms down to 60 ms played a 15 fps movie at
+    16.7 fps. The first n frames must last n / fps (to within 10 ms) for every n, frame by frame, and where frames
+    with nothing redrawn are merged into the frame before."""
+    rows, cols, t = 24, 32, 40
+    movie = np.zeros((t, rows, cols), np.float32)
+    movie[:, :, cols // 2:] = 10.0  # display range 0..10
+    movie[:, 4:12, 4:12] = (np.arange(t) % 4 * 3 + 0.5)[:, None, None]  # a change in every frame: nothing merged
+    masks = _disks((rows, cols), [(18, 8)], 3)
+    _, durations = _shown(report.save_gif(movie, masks, tmp_path / "all.gif", n_frames=t, smooth=1,
+                                          spatial_sigma=0, min_size=1, fps=fps, tolerance=0.0))
+    assert len(durations) == t
+    assert np.abs(np.cumsum(durations) - np.arange(1, t + 1) * 1000 / fps).max() <= 10
+
+    changes = [0, 3, 4, 9, 10, 11, 17, 25, 26, 38]  # the square flips between 2 and 8 only at these frames
+    level = np.where(np.cumsum(np.isin(np.arange(t), changes)) % 2, 2.0, 8.0).astype(np.float32)
+    movie[:, 4:12, 4:12] = level[:, None, None]
+    stored, durations = _shown(report.save_gif(movie, masks, tmp_path / "merged.gif", n_frames=t, smooth=1,
+                                               spatial_sigma=0, min_size=1, fps=fps, tolerance=0.1))
+    assert len(durations) < t - 10  # still frames merged
+    ends = np.cumsum(durations)  # ms; each must be within 10 ms of the end of one of the movie's frames ...
+    assert np.abs(ends - np.rint(ends * fps / 1000) * 1000 / fps).max() <= 10
+    assert abs(ends[-1] - t * 1000 / fps) <= 10
+    at_mid_frame = np.searchsorted(ends, (np.arange(t) + 0.5) * 1000 / fps, side="right")
+    np.testing.assert_allclose(stored[at_mid_frame, 8, 8, 0], 255 * level / 10, atol=6)  # ... and show it then
+
+
+def test_a_gif_faster_than_browsers_play_is_warned_about(tmp_path, scene):
+    """Frames shorter than 20 ms are played for 100 ms by browsers: at 60 fps the GIF would crawl."""
+    image, masks = scene
+    with pytest.warns(UserWarning, match="browsers play for 100 ms"):
+        report.save_gif(np.repeat(image[None], 5, axis=0), masks, tmp_path / "m.gif", fps=60.0)

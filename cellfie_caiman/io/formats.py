@@ -381,26 +381,97 @@ def _natural_key(path: Path):
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", path.name)]
 
 
-def _sequence_key(name: str) -> str:
-    """A file name with its last run of digits replaced by '#' ('x_Ch1_000001.ome.tif' -> 'x_Ch1_#.ome.tif'):
-    the files of one numbered sequence share it (up to case, as in :func:`_natural_key`)."""
-    return re.sub(r"\d+(?=\D*$)", "#", name)
+def _name_parts(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A file name split into its text, in lower case, and its runs of digits:
+    'Img_ch1_t002.tif' -> (('img_ch', '_t', '.tif'), ('1', '002'))."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(p.lower() for p in parts[::2]), tuple(parts[1::2])
+
+
+def _run_label(name: str, k: int) -> str:
+    """How a message names the k-th run of digits of ``name``: the word before it ('time' in '..._time0001_...'),
+    else its rank ('run 2 of digits')."""
+    word = re.search(r"[A-Za-z]*$", re.split(r"\d+", name)[k]).group()
+    return f"'{word}'" if word else f"run {k + 1} of digits"
+
+
+def _numbered_sequences(names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """The numbered sequences of names that share their text (:func:`_name_parts`), and how their runs of digits vary.
+
+    Parameters
+    ----------
+    names : list of str
+        File names whose text, apart from the runs of digits, is the same (up to case); at least one.
+
+    Returns
+    -------
+    sequences : dict of str to list of str
+        The names of each sequence, by the first one's name with its frame number replaced by '#'. The frame number
+        is the one run of digits that differs between the names (as a number); where several do (time and channel,
+        time and z-plane), the one with the most values (the last of equals), each combination of the others'
+        values being a sequence of its own.
+    varying : list of str
+        When several runs differ, each of them described for a message ("'channel' (2 values: 000 to 001)");
+        else [].
+    """
+    runs = [_name_parts(name)[1] for name in names]
+    values = [sorted({int(r[k]) for r in runs}) for k in range(len(runs[0]))]
+    differing = [k for k, v in enumerate(values) if len(v) > 1]
+    if not differing:
+        return {names[0]: names}, []
+    frame_run = max(reversed(differing), key=lambda k: len(values[k]))
+    others = [k for k in differing if k != frame_run]
+    sequences: dict[tuple[int, ...], list[str]] = {}
+    for name, r in zip(names, runs, strict=True):
+        sequences.setdefault(tuple(int(r[k]) for k in others), []).append(name)
+    keyed = {}
+    for members in sequences.values():
+        pieces = re.split(r"(\d+)", members[0])
+        pieces[2 * frame_run + 1] = "#"
+        keyed["".join(pieces)] = members
+    varying = [f"{_run_label(names[0], k)} ({len(values[k])} values: {values[k][0]} to {values[k][-1]})"
+               for k in differing] if others else []
+    return keyed, varying
+
+
+def _check_distinct_numbers(path: Path, names: list[str]) -> None:
+    """MovieError when two names of one sequence carry the same frame number ('img_7.tif' and 'img_007.tif'): their
+    order would be a guess."""
+    seen: dict[tuple[int, ...], str] = {}
+    for name in names:
+        number = tuple(int(r) for r in _name_parts(name)[1])
+        if number in seen:
+            raise MovieError(f"{path}: {seen[number]} and {name} carry the same frame number, so the order of the "
+                             "frames is unknown: rename or remove one of them")
+        seen[number] = name
 
 
 def _check_one_sequence(path: Path, files: list[Path]) -> None:
-    """MovieError unless the names of a folder's frame files form one numbered sequence (one :func:`_sequence_key`):
-    other channels (Bruker's ``..._Ch1_...`` beside ``..._Ch2_...``) or a projection saved beside the frames
-    (ImageJ's ``AVG_...``) would otherwise become frames of the movie."""
-    groups: dict[str, list[str]] = {}
+    """MovieError unless the names of a folder's frame files form one numbered sequence: the same names (up to case)
+    but for one run of digits, the frame number, which may be any of their runs (Micro-Manager's
+    ``img_channel000_position000_time000000007_z000.tif``); see :func:`_numbered_sequences`. Other channels
+    (Bruker's ``..._Ch1_...`` beside ``..._Ch2_...``), the planes of a hyperstack (names differing in two runs: time
+    and z) or a projection saved beside the frames (ImageJ's ``AVG_...``) would otherwise become frames of the
+    movie."""
+    by_text: dict[tuple[str, ...], list[str]] = {}
     for f in files:
-        groups.setdefault(_sequence_key(f.name).lower(), []).append(f.name)
+        by_text.setdefault(_name_parts(f.name)[0], []).append(f.name)
+    groups: dict[str, list[str]] = {}
+    varying: list[str] = []
+    for names in by_text.values():
+        sequences, runs = _numbered_sequences(names)
+        groups.update(sequences)
+        varying += runs
     if len(groups) > 1:
-        listing = "; ".join(f"'{_sequence_key(names[0])}' ({len(names)} file{'s' if len(names) > 1 else ''}: "
+        listing = "; ".join(f"'{key}' ({len(names)} file{'s' if len(names) > 1 else ''}: "
                             f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-                            for names in list(groups.values())[:5])
+                            for key, names in list(groups.items())[:5])
+        hyperstack = (f"; the names differ in {len(varying)} runs of digits, as the channels, planes or positions of "
+                      f"a hyperstack do: {' and '.join(varying)}" if varying else "")
         raise MovieError(f"{path}: the TIFF files form {len(groups)} sequences of names, not one movie ({listing}"
-                         f"{'; ...' if len(groups) > 5 else ''}): put one sequence of frames per folder (move other "
-                         "channels, projections and other images out)")
+                         f"{'; ...' if len(groups) > 5 else ''}){hyperstack}: put one sequence of frames per folder "
+                         "(move other channels, planes, projections and other images out)")
+    _check_distinct_numbers(path, next(iter(groups.values())))
 
 
 def _ome_file_planes(tf) -> dict[str, tuple[int, int, int]]:
