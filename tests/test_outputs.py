@@ -239,9 +239,10 @@ def test_the_imaging_plane_of_the_movie_read_is_described_where_the_file_has_sev
     assert "indicator" not in outputs.nwb_session_of(path)  # which plane? not a guess
 
 
-def _nwb_movie(path, subject=True):
+def _nwb_movie(path, subject=True, **session):
     """An NWB movie recorded 2023-05-17 09:30 UTC from mouse m7 (without a subject: ``subject=False``) through one
-    imaging plane (GCaMP6s in VISp, 940 / 525 nm), written with pynwb."""
+    imaging plane (GCaMP6s in VISp, 940 / 525 nm), written with pynwb; ``session``: more NWBFile arguments
+    (experimenter, lab, ...)."""
     from datetime import datetime, timezone
 
     import pynwb
@@ -250,7 +251,7 @@ def _nwb_movie(path, subject=True):
 
     animal = Subject(subject_id="m7", species="Mus musculus", sex="M", age="P60D") if subject else None
     nwb = pynwb.NWBFile(session_description="rec", identifier="rec", subject=animal,
-                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc))
+                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc), **session)
     plane = nwb.create_imaging_plane(
         name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=525.0),
         description="plane", device=nwb.create_device(name="scope"), excitation_lambda=940.0, imaging_rate=10.0,
@@ -312,34 +313,14 @@ def test_an_nwb_file_without_a_full_subject_is_announced(tmp_path):
         outputs.nwb_session(NWBParams(), _nwb_movie(tmp_path / "bare.nwb", subject=False))
 
 
-def _nwb_movie_recorded_by(path, experimenter, lab, institution):
-    """An NWB movie whose file names who recorded it and where (pynwb)."""
-    from datetime import datetime, timezone
-
-    import pynwb
-    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
-
-    nwb = pynwb.NWBFile(session_description="rec", identifier="rec", experimenter=experimenter, lab=lab,
-                        institution=institution, experiment_description="gratings", keywords=["V1"],
-                        session_start_time=datetime(2023, 5, 17, 9, 30, tzinfo=timezone.utc))
-    plane = nwb.create_imaging_plane(
-        name="plane", optical_channel=OpticalChannel(name="ch", description="green", emission_lambda=525.0),
-        description="plane", device=nwb.create_device(name="scope"), excitation_lambda=940.0, imaging_rate=10.0,
-        indicator="GCaMP6s", location="VISp")
-    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=np.zeros((4, 8, 8), np.uint16),
-                                        imaging_plane=plane, unit="a.u.", rate=10.0))
-    with pynwb.NWBHDF5IO(str(path), "w") as io:
-        io.write(nwb)
-    return path
-
-
 def test_nwb_experimenter_lab_and_institution_fill_in_and_override_an_nwb_movie_s(tmp_path):
     """The movie's experimenter, lab, institution, description and keywords go to results.nwb; the nwb settings
     replace them field by field."""
     pytest.importorskip("pynwb")
     from cellfie_caiman.params import NWBParams
 
-    movie = _nwb_movie_recorded_by(tmp_path / "movie.nwb", ["Doe, Jane"], "Smith lab", "University of Oslo")
+    movie = _nwb_movie(tmp_path / "movie.nwb", experimenter=["Doe, Jane"], lab="Smith lab",
+                       institution="University of Oslo", experiment_description="gratings", keywords=["V1"])
     animal = {"subject_id": "m1", "species": "Mus musculus", "sex": "F", "age": "P60D"}
     session = outputs.nwb_session(NWBParams(lab="Jones lab", **animal), movie)
     assert {k: session[k] for k in ("experimenter", "lab", "institution", "experiment_description", "keywords")} == {
