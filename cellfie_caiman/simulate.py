@@ -11,7 +11,8 @@ Poisson-Gaussian noise.
 
 The movie is an exact sum of its parts plus noise::
 
-    movie[t] = sum_k footprints[k] * calcium[k, t] + sum_j background[j] * background_traces[j, t] + noise[t]
+    movie[t] = bleaching[t] * sum_k footprints[k] * calcium[k, t]
+               + sum_j background[j] * background_traces[j, t] + noise[t],    bleaching = background_traces[0]
 
 with ``calcium[k] = AR filter of spikes[k]`` (``c_t = sum_i g[k, i] c_{t-1-i} + s_t``, zero before the first
 frame). ``background`` holds ``nb + 3`` components:
@@ -26,7 +27,12 @@ frame). ``background`` holds ``nb + 3`` components:
 * ``background[nb + 3:]``: only with ``out_of_focus_activity > 0``, one image per out-of-focus soma (its resting
   brightness is part of ``background[0]`` and ``background[1]``); its trace is its own relative activity.
 
-Bleaching scales every background trace (not the neurons' calcium).
+Bleaching is the indicator's (GCaMP's): fluorescence is proportional to the unbleached indicator, so the bleaching
+curve scales the neurons' transients as well as every background trace (resting image, neuropil, puncta, drifting
+fields, out-of-focus somata), and dF/F is what it would be without bleaching. ``calcium`` and ``spikes`` are the
+indicator-free truth (not bleached); the neurons' fluorescence in the movie is ``footprints * calcium`` times the
+bleaching curve ``background_traces[0]`` (all ones with ``bleach=0``). The dark ``offset`` is part of
+``background[0]``, so it bleaches with it (not physical: leave ``offset=0`` where that matters).
 
 Units are photo-electrons times ``gain`` (ADU). The noise of pixel value ``x`` has variance
 ``gain * x + read_noise**2``.
@@ -65,7 +71,9 @@ class Simulation(NamedTuple):
         Spatial footprints in ADU per unit of calcium (the peak is the response to one spike at the brightest
         pixel). Dense: ``4 * N * rows * cols`` bytes (300 neurons of 512 x 512: 315 MB).
     calcium : ndarray, float64, (N, T)
-        Calcium traces in spike units; ``calcium[k]`` is ``spikes[k]`` filtered by the AR process ``g[k]``.
+        Calcium traces in spike units; ``calcium[k]`` is ``spikes[k]`` filtered by the AR process ``g[k]``. The
+        indicator-free truth: in :func:`simulate`'s movies with ``bleach > 0`` the neurons' fluorescence is
+        ``footprints * calcium * background_traces[0]`` (the bleaching curve), so their dF/F is kept.
     spikes : ndarray, float64, (N, T)
         Number of spikes of each neuron in each frame (whole numbers).
     background : ndarray, float32, (nb + 3, rows, cols)
@@ -557,7 +565,9 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
     background_drift : float
         Relative standard deviation of the drifting fields' traces (time scale ~20 s).
     bleach : float
-        Fraction of the resting fluorescence lost by the last frame (exponential bleaching; 0: none).
+        Fraction of the indicator bleached by the last frame (exponential; 0: none): the resting fluorescence and
+        the neurons' transients both lose it (dF/F kept). The returned ``calcium`` and ``spikes`` are not bleached;
+        the curve is ``background_traces[0]``.
     gain : float
         ADU per photo-electron.
     read_noise : float
@@ -653,8 +663,10 @@ def simulate(n_frames: int, shape: tuple[int, int], n_neurons: int, *, seed: int
         background_traces = np.vstack([background_traces, bleach_trace * out_of_focus_activity * oof_calcium])
 
     # --- the movie, block by block ---------------------------------------------------------------------------------
-    movie, sum_clean = _render(background.reshape(-1, n_pix), background_traces, oof_images, A, calcium, rng_noise,
-                               gain=gain, read_noise=read_noise, exact_poisson=exact_poisson,
+    # the indicator bleaches: the neurons' transients shrink with the resting fluorescence (exactly 1 without bleach)
+    fluorescence = calcium * bleach_trace[None, :]
+    movie, sum_clean = _render(background.reshape(-1, n_pix), background_traces, oof_images, A, fluorescence,
+                               rng_noise, gain=gain, read_noise=read_noise, exact_poisson=exact_poisson,
                                block_frames=block_frames, progress=progress)
     movie = movie.reshape(n_frames, rows, cols)
     noise_sigma = math.sqrt(gain * sum_clean / (n_frames * n_pix) + read_noise ** 2)

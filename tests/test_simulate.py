@@ -16,9 +16,10 @@ def sim() -> Simulation:
 
 
 def _clean(s: Simulation) -> np.ndarray:
-    """The noiseless movie rebuilt from the returned components with plain NumPy."""
+    """The noiseless movie rebuilt from the returned components with plain NumPy (the neurons' calcium dimmed by
+    the bleaching curve ``background_traces[0]``)."""
     t = s.calcium.shape[1]
-    neurons = np.einsum("krc,kt->trc", s.footprints.astype(np.float64), s.calcium)
+    neurons = np.einsum("krc,kt->trc", s.footprints.astype(np.float64), s.calcium * s.background_traces[0])
     bg = np.einsum("jrc,jt->trc", s.background.astype(np.float64), s.background_traces)
     assert neurons.shape[0] == t
     return neurons + bg
@@ -243,6 +244,38 @@ def test_bleaching_and_background_traces():
     assert np.all(np.diff(s.background_traces[0]) < 0)
     mean_trace = s.movie.mean(axis=(1, 2))
     assert mean_trace[-20:].mean() < 0.9 * mean_trace[:20].mean()
+    # the movie is still its parts (the neurons' calcium times the bleaching curve) plus noise
+    resid = s.movie - _clean(s)
+    assert abs(resid.std() / s.noise_sigma - 1.0) < 0.03
+
+
+def test_bleaching_dims_the_transients_like_the_resting_fluorescence():
+    """A bleached indicator (GCaMP) loses resting fluorescence and transients together: a neuron's fluorescence is
+    proportional to its unbleached indicator, so dF shrinks by the bleaching curve and dF/F is what it is without
+    bleaching. The returned calcium and spikes stay the indicator-free truth."""
+    n_frames, b = 300, 0.5
+    kw = dict(n_frames=n_frames, shape=(40, 40), n_neurons=1, seed=21, rate=2.0, photons=1e9, read_noise=0.0,
+              neuropil_activity=0.0, puncta_activity=0.0, background_drift=0.0)
+    curve = (1.0 - b) ** (np.arange(n_frames) / (n_frames - 1))  # exponential, loses b by the last frame
+
+    def at_peak(s: Simulation) -> np.ndarray:
+        r, c = np.unravel_index(np.argmax(s.footprints[0]), s.footprints[0].shape)
+        return s.movie[:, r, c].astype(np.float64)
+
+    fluor, fluor0 = at_peak(simulate(**kw, bleach=b)), at_peak(simulate(**kw))
+    rest_sim = simulate(**kw, bleach=b, spike_amplitude=(0.0, 0.0))  # the same field, silent neurons
+    rest, rest0 = at_peak(rest_sim), at_peak(simulate(**kw, spike_amplitude=(0.0, 0.0)))
+    truth = simulate(**kw, bleach=b)
+    np.testing.assert_array_equal(truth.calcium, simulate(**kw).calcium)
+    np.testing.assert_array_equal(truth.spikes, simulate(**kw).spikes)
+    np.testing.assert_allclose(rest / rest0, curve, rtol=1e-3)  # the resting fluorescence bleaches
+    active = truth.calcium[0] > 0.5
+    assert active[: n_frames // 4].any() and active[-n_frames // 4:].any()
+    # dF of the same calcium: full at the start, (1 - b) of it at the end, the bleaching curve in between
+    df, df0 = fluor - rest, fluor0 - rest0
+    np.testing.assert_allclose(df[active] / df0[active], curve[active], rtol=1e-3)
+    # dF/F is kept
+    np.testing.assert_allclose(df[active] / rest[active], df0[active] / rest0[active], rtol=1e-3)
 
 
 def test_bad_arguments_are_refused():
