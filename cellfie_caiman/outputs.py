@@ -466,10 +466,11 @@ def movie_dataset(movie) -> str | None:
 
 
 def save_results(out: Path, params: Params, movie, init, summary, est, all_masks, final, accepted, accepted_idx, *,
-                 session: dict[str, Any] | None = None):
+                 session: dict[str, Any] | None = None, published: Path | None = None):
     """The result files of a run in ``out`` (:data:`OUTPUT_FILES`: results, traces, NWB, rois, masks, params); returns
     them by role. ``est`` None (no refinement): only rois, masks and params. ``session``: ``results.nwb``'s session
-    (:func:`nwb_session`; None: worked out here)."""
+    (:func:`nwb_session`; None: worked out here). ``published``: the folder the files end up in when ``out`` is a
+    :func:`staged` folder (None: ``out``); ``results.nwb`` names the movie file by its path relative to it."""
     from .rois import write_rois
 
     files: dict[str, Path] = {}
@@ -484,7 +485,7 @@ def save_results(out: Path, params: Params, movie, init, summary, est, all_masks
             session = nwb_session(params.nwb, source, movie_dataset(movie)) if session is None else session
             with atomic_path(out / OUTPUT_FILES["nwb"]) as tmp:
                 est.to_nwb(str(tmp), fr=params.data.fr, raw_data_file=str(source) if source else None,
-                           raw_data_dataset=movie_dataset(movie), **session)
+                           raw_data_dataset=movie_dataset(movie), relative_to=published or out, **session)
             files["nwb"] = out / OUTPUT_FILES["nwb"]
     with atomic_path(out / OUTPUT_FILES["rois"]) as tmp:
         write_rois(tmp, final)

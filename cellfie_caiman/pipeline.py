@@ -402,7 +402,7 @@ def run(source, out_dir: str | os.PathLike, params: Params | dict | str | os.Pat
             if est is not None:
                 est.provenance = record  # results.hdf5 carries it too (a root attribute, which CaImAn ignores)
             files = save_results(stage, params, movie, init, summary, est, all_masks, final, accepted, accepted_idx,
-                                 session=session)
+                                 session=session, published=out)
             files["provenance"] = write_json(stage / OUTPUT_FILES["provenance"], record)
         if params.output.pictures:
             with timer("pictures"):

@@ -375,3 +375,107 @@ def test_the_written_pnr_filtered_image_says_the_soma_diameter_it_was_computed_f
     with tifffile.TiffFile(tmp_path / "unknown" / "pnr_filtered.tif") as tif:
         assert "filter_diameter_px" not in json.loads(tif.pages[0].description)
     assert "somata" not in titles["pnr_filtered"]
+
+
+# ------------------------------------------------------------------------------------------ results.nwb's movie
+
+def _external_files(nwb_path: Path) -> list[str]:
+    """The ``external_file`` paths of the ``TwoPhotonSeries`` of the NWB file ``nwb_path``, read back with pynwb."""
+    import pynwb
+
+    with pynwb.NWBHDF5IO(str(nwb_path), "r") as io:
+        files = io.read().acquisition["TwoPhotonSeries"].external_file[:]
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in files]
+
+
+def _is_relative(name: str) -> bool:
+    """Whether ``name`` is a relative path on POSIX and on Windows (what nwbinspector asks)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    return not PurePosixPath(name).is_absolute() and not PureWindowsPath(name).is_absolute()
+
+
+@pytest.mark.parametrize("kind", ["npy", "nwb"])
+def test_results_nwb_names_its_movie_relative_to_itself(tmp_path, monkeypatch, kind):
+    """results.nwb named its movie (an NWB file, or another kind of file) by its absolute path: moved or shared with
+    the movie, it named a file that was not there, and nwbinspector reported it. The path is now relative to
+    results.nwb's folder (not to the run's staging folder, nor to the working folder the run started from and
+    named the movie from), and still leads to the movie once the movie's and the results' folders move together."""
+    pytest.importorskip("pynwb")
+    import shutil
+
+    from cellfie_caiman import pipeline
+    from cellfie_caiman.simulate import simulate
+
+    sim = simulate(100, (64, 64), 6, seed=3, diameter=12.0, rate=1.0)
+    project = tmp_path / "project"
+    movie = project / "data" / f"movie.{kind}"
+    movie.parent.mkdir(parents=True)
+    if kind == "nwb":
+        from test_io import write_nwb
+
+        write_nwb(movie, sim.movie.astype(np.float32), rate=sim.fs)
+    else:
+        np.save(movie, sim.movie)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    params = {"data": {"fr": sim.fs, "decay_time": sim.decay_time, "neuron_diameter": 12.0},
+              "refine": {"backend": "builtin"}, "output": {"pictures": False, "nwb": True}}
+    pipeline.run(Path("..", "project", "data", movie.name), project / "results" / "run1", params, progress=False)
+    nwb = project / "results" / "run1" / "results.nwb"
+    (external,) = _external_files(nwb)
+    assert _is_relative(external), external
+    assert (nwb.parent / external).resolve() == movie.resolve()
+    moved = tmp_path / "shared" / "project"
+    shutil.move(project, moved)
+    assert (moved / "results" / "run1" / external).resolve() == (moved / "data" / movie.name).resolve()
+    inspector = pytest.importorskip("nwbinspector")
+    found = {m.check_function_name: m.message
+             for m in inspector.inspect_nwbfile(nwbfile_path=str(moved / "results" / "run1" / "results.nwb"))}
+    assert "check_image_series_external_file_relative" not in found and "check_image_series_external_file_valid" \
+        not in found, found
+
+
+def _tiny_estimates():
+    """Estimates of one 2 x 2 px footprint in a 4 x 4 px field over 5 frames."""
+    import scipy.sparse
+
+    from cellfie_caiman.cnmf.estimates import Estimates
+
+    a = np.zeros((4, 4))
+    a[1:3, 1:3] = 0.5
+    return Estimates(A=scipy.sparse.csc_matrix(a.reshape(-1, 1, order="F")), C=np.ones((1, 5)), dims=(4, 4))
+
+
+def test_to_nwb_names_an_absolute_movie_path_relative_to_where_the_nwb_file_is_read(tmp_path, monkeypatch, caplog):
+    """``Estimates.to_nwb(raw_data_file=<absolute path>)``: relative to the NWB file's folder, or to ``relative_to``
+    (the folder the file will be moved to); a movie on another Windows drive (no relative path there) keeps its
+    absolute path, and the log says why. A relative path is taken as relative to the NWB file already."""
+    pytest.importorskip("pynwb")
+    import logging
+    import os
+
+    movie = tmp_path / "data" / "movie.tif"
+    movie.parent.mkdir()
+    movie.write_bytes(b"frames")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    est = _tiny_estimates()
+    nwb = est.to_nwb(tmp_path / "out" / "deeper" / "r.nwb", fr=10.0, raw_data_file=str(movie))
+    (external,) = _external_files(nwb)
+    assert _is_relative(external) and (nwb.parent / external).resolve() == movie.resolve()
+    final = tmp_path / "final"
+    nwb = est.to_nwb(tmp_path / "stage" / "sub" / "r.nwb", fr=10.0, raw_data_file=str(movie), relative_to=final)
+    (external,) = _external_files(nwb)
+    assert _is_relative(external) and (final / external).resolve() == movie.resolve()
+    assert _external_files(est.to_nwb(tmp_path / "r.nwb", fr=10.0, raw_data_file="data/movie.tif")) == [
+        "data/movie.tif"]
+
+    def other_drive(path, start=os.curdir):  # what ntpath.relpath does for a path on another drive
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(os.path, "relpath", other_drive)
+    with caplog.at_level(logging.WARNING, logger="cellfie_caiman"):
+        nwb = est.to_nwb(tmp_path / "out" / "r2.nwb", fr=10.0, raw_data_file=str(movie))
+    assert _external_files(nwb) == [str(movie)]
+    assert any(str(movie) in r.getMessage() and "absolute" in r.getMessage() for r in caplog.records)

@@ -203,9 +203,11 @@ class Estimates:
                identifier: str | None = None, session_start_time: datetime.datetime | None = None,
                indicator: str = "GCaMP",
                location: str = "unknown", excitation_lambda: float = 920.0, emission_lambda: float = 510.0,
-               raw_data_file: str | None = None, raw_data_dataset: str | None = None, subject: Any = None,
+               raw_data_file: str | os.PathLike | None = None, raw_data_dataset: str | None = None,
+               subject: Any = None,
                experimenter: str | list[str] | None = None, lab: str | None = None, institution: str | None = None,
-               experiment_description: str | None = None, keywords: list[str] | None = None) -> Path:
+               experiment_description: str | None = None, keywords: list[str] | None = None,
+               relative_to: str | os.PathLike | None = None) -> Path:
         """Write the footprints and traces to an NWB file (pynwb; install the ``nwb`` extra).
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
@@ -214,7 +216,7 @@ class Estimates:
         ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
         ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
-        ``raw_data_file``. Written atomically.
+        ``raw_data_file`` by a path relative to the NWB file's folder. Written atomically.
 
         The external ``TwoPhotonSeries`` gives its frame times as ``timestamps`` (frame / ``fr``), not as a rate:
         pynwb >= 4 requires ``num_samples`` beside a rate, a scalar unsigned dataset that older readers (pynwb 2.x
@@ -246,11 +248,18 @@ class Estimates:
             Of the NWB ``ImagingPlane``.
         excitation_lambda, emission_lambda : float
             Wavelengths in nm (two-photon excitation, and the optical channel's emission).
-        raw_data_file : str, optional
-            The movie's file, named by the external ``TwoPhotonSeries`` ("unknown" when None).
+        raw_data_file : str or Path, optional
+            The movie's file, named by the external ``TwoPhotonSeries`` ("unknown" when None). An absolute path is
+            written relative to ``relative_to`` (NWB's and DANDI's best practice: the results and the movie can then
+            be moved or shared together), or as it is, with a logged warning, where no relative path leads there
+            (Windows: another drive); a relative path is written as given, i.e. taken as relative to the folder
+            the NWB file is read from, as NWB reads it (not to the working folder).
         raw_data_dataset : str, optional
             Where the movie is inside ``raw_data_file`` (an HDF5 dataset or an NWB series' ``data``, e.g.
             ``processing/ophys/MotionCorrection/plane0/corrected/data``), named in the series' description.
+        relative_to : str or Path, optional
+            The folder the NWB file will be read from, that an absolute ``raw_data_file`` is written relative to
+            (default: the folder of ``path``; give it when the file is written elsewhere and moved there later).
         subject : pynwb.file.Subject or dict, optional
             The animal (a dict holds ``Subject``'s arguments, e.g. ``subject_id``, ``species``, ``sex``, ``age``).
             DANDI requires one; without it the file has no ``/general/subject``.
@@ -316,7 +325,8 @@ class Estimates:
         # CaImAn's NWB reader needs this acquisition (it takes the movie's file name from it)
         n_frames = int(np.shape(self.C)[1])
         nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", imaging_plane=plane,
-                                            external_file=[str(raw_data_file) if raw_data_file else "unknown"],
+                                            external_file=[_external_file(raw_data_file, path.parent if
+                                                                          relative_to is None else relative_to)],
                                             format="external", timestamps=np.arange(n_frames) / float(fr),
                                             starting_frame=[0], description="the movie, in its external file" + (
                                                 f" (dataset '{raw_data_dataset}' in it)" if raw_data_dataset else "")))
@@ -379,6 +389,37 @@ class Estimates:
 NWB_SUMMARY_IMAGES = "SummaryImages"
 #: chunks of the NWB ``image_mask`` dataset: one image, 64 x 64 pixels (16 kB)
 _MASK_CHUNK = 64
+
+
+def _external_file(raw_data_file: str | os.PathLike | None, folder: str | os.PathLike) -> str:
+    """The path an NWB ``external_file`` names the movie ``raw_data_file`` by, read from ``folder``.
+
+    Parameters
+    ----------
+    raw_data_file : str, Path or None
+        The movie's file. Absolute: made relative to ``folder`` (both with their folders' symbolic links resolved,
+        so that ``..`` leads where it says; '/' between the parts on every system), or kept absolute, with a
+        logged warning, where no relative path exists (Windows: another drive). Relative: kept as it is (already
+        relative to ``folder``). None or empty: ``"unknown"``.
+    folder : str or Path
+        The folder of the NWB file (once in its place).
+
+    Returns
+    -------
+    str
+    """
+    if not raw_data_file:
+        return "unknown"
+    raw = os.fspath(raw_data_file)
+    if not os.path.isabs(raw):
+        return raw
+    movie = os.path.join(os.path.realpath(os.path.dirname(raw)), os.path.basename(raw))  # the movie keeps its name
+    try:
+        return Path(os.path.relpath(movie, os.path.realpath(folder))).as_posix()
+    except ValueError:  # Windows: the movie and the NWB file on different drives
+        logger.warning("the NWB file names its movie %s by its absolute path: no relative path leads there from %s "
+                       "(another drive); moved, the NWB file will not find the movie", raw, folder)
+        return raw
 
 
 def _image_mask_data(A, background, dims: tuple[int, int]):
