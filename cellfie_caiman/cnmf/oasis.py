@@ -10,7 +10,10 @@ exactly with the pool-adjacent-violators algorithm (an L1 penalty lambda ||s||_1
 point method on the banded problem in c, with the same lambda search); CaImAn's AR(2) code approximates this
 problem (lambda from an AR(1) fit of a 5x decimated trace, then one NNLS), so its results differ from ours by a few
 hundredths of the noise sigma in baseline and calcium on typical traces, more on very active ones (where its
-residual overshoots sn^2 T).
+residual overshoots sn^2 T). The AR(1) baseline is the exact optimum at each lambda (the root of a monotone
+piecewise-linear function). On neurons firing in 10-25 % of frames CaImAn's AR(1) ``constrained_foopsi`` misses
+its own constraint (residual 1.15-43 x sn^2 T on 16 simulated traces, baseline up to 37 sigma off the optimum), so
+ours differs from CaImAn's there; on ordinary traces they agree within 0.02 sigma.
 """
 from __future__ import annotations
 
