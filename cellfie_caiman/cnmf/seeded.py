@@ -3,14 +3,14 @@
 Model: Y (pixels x T) ~ A C + b f + noise, A >= 0 sparse (one column per seed), C >= 0, b >= 0.
 
 1. Per-pixel noise sn (PSD definition, at most 3072 frames).
-2. Start from the seeds: f = background of the pixels in no seed (mean, or an NMF for nb > 1); C = mean over each
-   seed after subtracting the background; b from a least-squares fit.
+2. Start from the seeds: f = background of the pixels beyond the seeds' reach (mean, or an NMF run to convergence
+   for nb > 1); C = mean over each seed after subtracting the background; b from a least-squares fit.
 3. ``n_iter`` rounds of: spatial update (non-negative HALS of each footprint within its seed in the first round,
-   as CaImAn does with boolean seeds, on the radius-2 dilation of its support after that, with CaImAn's per-pixel
-   L1 weight, then median filter, energy threshold, closing and largest connected
-   component; background by HALS), temporal update (block coordinate descent over groups of non-overlapping
-   components; p = 0 (clipping) on all rounds but the last, OASIS deconvolution on the last), and, after the first
-   round, merging of overlapping components whose traces correlate above ``merge_thr``.
+   as CaImAn does with boolean seeds, on the radius-2 dilation of its support after that, fitted to each pixel's
+   fluctuations (CaImAn's intercept) with CaImAn's per-pixel L1 weight, then median filter, energy threshold,
+   closing and largest connected component; background by HALS), temporal update (block coordinate descent over
+   groups of non-overlapping components; p = 0 (clipping) on all rounds but the last, OASIS deconvolution on the
+   last), and, after the first round, merging of overlapping components whose traces correlate above ``merge_thr``.
 4. Component evaluation (SNR_comp, r_values).
 
 Only Aᵀ Y, Y Cᵀ (on the candidate pixels of each component) and Y fᵀ are computed from the movie, chunk by chunk;
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 #: seeds whose supports overlap with at least this intersection-over-union are duplicates
 DUPLICATE_IOU = 0.95
+#: bytes (float32) of the background pixels that the background NMF holds (nb > 1): beyond it, they are pooled
+#: into square cells of the field (:func:`background_pooling`)
+BACKGROUND_NMF_BYTES = 64 * 2**20
 _DIAMOND = scipy.ndimage.iterate_structure(scipy.ndimage.generate_binary_structure(2, 1), 2)
 _SQUARE = np.ones((3, 3), dtype=bool)
 
@@ -304,9 +307,10 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Starting C (K, T) and f (nb, T) from the seeds (CaImAn's seeded path, reference section 3).
 
-    f is the mean of the pixels in no seed (nb = 1) or an NMF of them (nb > 1, on at most 1000 of those pixels);
-    C = max(Wᵀ Y − Wᵀ b f, 0) with W = A / ||a||² (the mean over a binary seed) and Wᵀ b from the least-squares
-    background b = Y fᵀ (f fᵀ)⁻¹.
+    f is the mean of the background pixels (nb = 1) or an NMF of max(Y, 0) over all of them (nb > 1; beyond
+    ``BACKGROUND_NMF_BYTES`` of them, see :func:`background_pooling`), the background pixels being those that no
+    footprint can reach (:func:`background_pixels`); C = max(Wᵀ Y − Wᵀ b f, 0) with W = A / ||a||² (the mean
+    over a binary seed) and Wᵀ b from the least-squares background b = Y fᵀ (f fᵀ)⁻¹.
     """
     K = A.shape[1]
     T = data.n_frames
@@ -314,15 +318,11 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     W = scipy.sparse.csc_matrix(A @ scipy.sparse.diags(1.0 / np.maximum(norms2, 1e-300)))
     f2c = data.f2c
     w_comp, w_pix, w_val = _entries(W, f2c)
-    outside = np.asarray((A > 0).sum(1)).ravel() == 0
-    if outside.sum() < max(nb, 10):
-        logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
-        outside[:] = True
-    out_idx = np.where(outside)[0]
-    if nb > 1 and out_idx.size > 1000:
-        out_idx = np.sort(np.random.RandomState(seed).choice(out_idx, 1000, replace=False))
+    out_idx = np.flatnonzero(background_pixels(A, data.dims, nb))
+    pool = background_pooling(out_idx, data.dims, BACKGROUND_NMF_BYTES // (4 * T)) if nb > 1 else None
     WY = np.zeros((K, T))
-    Yout = np.zeros((out_idx.size, T), dtype=np.float32) if nb > 1 else None
+    n_rows = out_idx.size if pool is None else pool.shape[0]
+    Yout = np.zeros((n_rows, T), dtype=np.float32) if nb > 1 else None
     fmean = np.zeros(T)
     out_c = f2c[out_idx]
     Wt = scipy.sparse.csr_matrix(W.T, dtype=np.float32)
@@ -338,7 +338,8 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
                 WY[:, t0:t0 + n] = sparse_project(Y, w_comp, w_pix, w_val, K).T
             Yo = Y[:, out_c].T
         if nb > 1:
-            Yout[:, t0:t0 + n] = Yo
+            Yo = np.maximum(Yo, 0)
+            Yout[:, t0:t0 + n] = Yo if pool is None else pool @ Yo
         else:
             fmean[t0:t0 + n] = Yo.mean(axis=0, dtype=np.float64)
     if nb == 0:
@@ -346,7 +347,7 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     elif nb == 1:
         f = fmean[None, :]
     else:
-        f = _nmf_background(np.maximum(Yout, 0), nb, seed)
+        f = _nmf_background(Yout, nb, seed)
     if nb and K:
         F = f @ f.T
         Wb = np.linalg.lstsq(F, (WY @ f.T).T, rcond=None)[0].T  # K x nb
@@ -356,15 +357,82 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     return C, f
 
 
-def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.ndarray:
-    """nb non-negative temporal components f (nb, T) of a non-negative (pixels, T) matrix X ~ W f.
+def background_pixels(A: scipy.sparse.csc_matrix, dims: tuple[int, int], nb: int, min_pixels: int = 256
+                      ) -> np.ndarray:
+    """The pixels the starting background is estimated from: those beyond the radius-2 dilation of every seed.
 
-    Started like NNDSVDa (positive parts of the leading singular vectors, zeros replaced by the mean), then
-    ``n_iter`` HALS sweeps.
+    CaImAn takes every pixel in no seed. But a neuron's footprint reaches beyond its seed (a mask outlines the
+    bright part of a soma), and a refined footprint may grow into that dilation: its pixels carry the neuron's
+    activity. The NMF of an nb > 1 background, fitted to convergence, then takes an active neuron's calcium as a
+    background trace (one neuron at 2 Hz alone in its field: corr(C, calcium) 0.89 instead of 0.99).
+
+    Parameters
+    ----------
+    A : (pixels, K) sparse, the seeds (Fortran pixel order).
+    dims : (rows, cols) of the movie.
+    nb : int
+        Number of background components.
+    min_pixels : int
+        Fewest pixels beyond the seeds' dilation to use them; with fewer, the pixels in no seed are used (as CaImAn),
+        and with fewer than max(nb, 10) of those, all pixels (with a warning).
+
+    Returns
+    -------
+    ndarray of bool (pixels,), Fortran order.
     """
-    X = np.asarray(X, dtype=np.float32)  # the products below are the cost; the updates are in float64
-    if not np.any(X > 0):
-        return np.zeros((nb, X.shape[1]))
+    outside = np.asarray((A > 0).sum(1)).ravel() == 0
+    far = ~scipy.ndimage.binary_dilation(~outside.reshape(dims, order="F"), _DIAMOND).ravel(order="F")
+    if far.sum() >= max(min_pixels, nb):
+        return far
+    if outside.sum() < max(nb, 10):
+        logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
+        outside[:] = True
+    return outside
+
+
+def background_pooling(out_idx: np.ndarray, dims: tuple[int, int], max_rows: int) -> scipy.sparse.csr_matrix | None:
+    """How the background NMF sees the background pixels: each pixel (None), as CaImAn does, when there are at most
+    ``max_rows`` of them; otherwise their sums over square cells of the field, each divided by the square root of
+    its number of pixels.
+
+    A sum keeps the signal of every pixel (a random sample of pixels misses small active structures such as
+    dendrite cross-sections, and the background traces then follow noise); the square root keeps each cell's
+    weight in the fit that of its pixels when its background is uniform. A non-negative low-rank background keeps
+    its temporal components under any such pooling.
+
+    Parameters
+    ----------
+    out_idx : ndarray of int (n,)
+        The background pixels (:func:`background_pixels`), Fortran order (i + j * rows).
+    dims : (rows, cols) of the movie.
+    max_rows : int
+        Most rows the NMF may hold (at least 256 are allowed).
+
+    Returns
+    -------
+    None, or a (cells, n) float32 CSR matrix.
+    """
+    max_rows = max(int(max_rows), 256)
+    if out_idx.size <= max_rows:
+        return None
+    rows, cols = dims
+    i, j = out_idx % rows, out_idx // rows
+    side = int(np.ceil(np.sqrt(out_idx.size / max_rows)))
+    while True:
+        cell = (i // side) * (-(-cols // side)) + j // side
+        _, label, count = np.unique(cell, return_inverse=True, return_counts=True)
+        if count.size <= max_rows:
+            break
+        side += 1
+    logger.info("background start: %d background pixels pooled into %d cells of %d x %d", out_idx.size,
+                count.size, side, side)
+    weight = (1.0 / np.sqrt(count[label])).astype(np.float32)
+    return scipy.sparse.csr_matrix((weight, (label, np.arange(out_idx.size))), shape=(count.size, out_idx.size))
+
+
+def _nmf_start(X: np.ndarray, nb: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W (pixels, nb), H (nb, T)) to start an NMF of X from: positive parts of the leading right singular vectors
+    (zeros replaced by the mean) as H, W = max(X Hᵀ, 0)."""
     k = max(1, min(nb, min(X.shape)))
     # leading right singular vectors by a seeded randomized range finder (2 power iterations)
     rng = np.random.RandomState(seed)
@@ -379,15 +447,42 @@ def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.n
     H[k:] = np.linspace(0.5, 1.5, X.shape[1])
     H[H == 0] = H[H > 0].mean() if np.any(H > 0) else 1.0
     W = np.maximum(X @ H.T.astype(np.float32), 0).astype(np.float64)
-    for _ in range(n_iter):
-        XtW, WtW = X.T @ W.astype(np.float32), W.T @ W
-        for m in range(nb):
+    return W, H
+
+
+def _hals_rows(H: np.ndarray, XtW: np.ndarray, WtW: np.ndarray, sweeps: int) -> None:
+    """``sweeps`` non-negative HALS sweeps, in place, over the rows of H (r, n) in a fit X ~ W H, given
+    XtW = (Wᵀ X)ᵀ (n, r) and WtW = Wᵀ W (r, r). For the columns of W, pass Wᵀ, X Hᵀ and H Hᵀ."""
+    for _ in range(sweeps):
+        for m in range(H.shape[0]):
             if WtW[m, m] > 0:
                 H[m] = np.maximum(H[m] + (XtW[:, m] - H.T @ WtW[:, m]) / WtW[m, m], 0)
+
+
+def _nmf_background(X: np.ndarray, nb: int, seed: int, max_iter: int = 300, tol: float = 1e-9,
+                    sweeps: int = 10) -> np.ndarray:
+    """nb non-negative temporal components f (nb, T) of a non-negative (pixels, T) matrix X ~ W f.
+
+    HALS from :func:`_nmf_start`: each iteration computes Wᵀ X and X fᵀ once and makes ``sweeps`` sweeps over f,
+    then over W, with them; it stops when an iteration lowers ||X - W f||² by less than ``tol`` ||X||² (or after
+    ``max_iter``). The fit must be run to convergence: a background that fluctuates far less than its mean (the
+    usual case) leaves the start's two nearly equal rows only after tens of iterations, and before that f follows
+    noise rather than the background's activity.
+    """
+    X = np.asarray(X, dtype=np.float32)  # the products below are the cost; the updates are in float64
+    if not np.any(X > 0):
+        return np.zeros((nb, X.shape[1]))
+    W, H = _nmf_start(X, nb, seed)
+    xx = float(np.sum(X.astype(np.float64) ** 2))
+    previous = np.inf
+    for _ in range(max_iter):
+        _hals_rows(H, (W.T.astype(np.float32) @ X).T, W.T @ W, sweeps)
         XHt, HHt = X @ H.T.astype(np.float32), H @ H.T
-        for m in range(nb):
-            if HHt[m, m] > 0:
-                W[:, m] = np.maximum(W[:, m] + (XHt[:, m] - W @ HHt[:, m]) / HHt[m, m], 0)
+        _hals_rows(W.T, XHt, HHt, sweeps)  # the columns of W are the rows of its transpose (a view)
+        misfit = xx - 2 * float(np.sum(W * XHt)) + float(np.sum((W.T @ W) * HHt))
+        if previous - misfit <= tol * xx:
+            break
+        previous = misfit
     # order by energy (of W f), and never return an all-zero row (it would make f fᵀ singular)
     energy = np.linalg.norm(W, axis=0) * np.linalg.norm(H, axis=1)
     H = H[np.argsort(-energy)]
@@ -398,10 +493,60 @@ def _nmf_background(X: np.ndarray, nb: int, seed: int, n_iter: int = 20) -> np.n
 
 
 # ------------------------------------------------------------------------------------------------------ spatial
+def _spatial_products(data: MovieData, Cc: np.ndarray, fc: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                      s: Settings, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The movie's products the spatial update needs, in one pass: (Y Ccᵀ on the pattern's entries (nnz,),
+    Y fcᵀ (pixels, nb), Σ_t Y (pixels,)), pixels in Fortran order; Cc and fc are the traces less their means."""
+    d, K, nb = data.n_pixels, Cc.shape[0], fc.shape[0]
+    U = np.zeros(indices.size)
+    Yf = np.zeros((d, nb))
+    ysum = np.zeros(d)
+    f32 = fc.astype(np.float32)
+    comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
+    pix_c = data.f2c[indices]
+    for t0, Y in _chunks(data, s.chunk_frames, "spatial", progress):
+        if data.pixel_major:  # Fortran-order pixels in this layout
+            n = Y.shape[1]
+            if K:
+                entries_dot_pm(Y, np.ascontiguousarray(Cc[:, t0:t0 + n], dtype=np.float64), comp_of_entry,
+                               indices, U)
+            if nb:
+                Yf += Y @ f32[:, t0:t0 + n].T
+            ysum += Y.sum(axis=1, dtype=np.float64)
+            continue
+        n = Y.shape[0]
+        if K:
+            entries_dot(Y, np.ascontiguousarray(Cc[:, t0:t0 + n].T, dtype=np.float64), comp_of_entry, pix_c, U)
+        if nb:
+            Yf += Y.T @ f32[:, t0:t0 + n].T
+        ysum += Y.sum(axis=0, dtype=np.float64)
+    if not data.pixel_major:
+        Yf, ysum = Yf[data.f2c], ysum[data.f2c]
+    return U, Yf, ysum
+
+
+def _background_hals(b: np.ndarray, Rf: np.ndarray, F: np.ndarray, penalty: np.ndarray | float = 0.0,
+                     sweeps: int = 1) -> np.ndarray:
+    """Non-negative HALS sweeps, in place, over the columns of b (pixels, nb) in a fit of Y fᵀ − A C fᵀ = ``Rf`` by
+    b f fᵀ (``F`` = f fᵀ), with an L1 weight ``penalty`` (pixels, nb) per unit of b."""
+    penalty = np.broadcast_to(penalty, b.shape)
+    for _ in range(sweeps):
+        for m in range(b.shape[1]):
+            if F[m, m] > 0:
+                b[:, m] = np.maximum(b[:, m] + (Rf[:, m] - b @ F[:, m] - penalty[:, m]) / F[m, m], 0)
+    return b
+
+
 def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f: np.ndarray, b: np.ndarray | None,
                    sn: np.ndarray, s: Settings, progress: bool = False, dilate: bool = True
                    ) -> tuple[scipy.sparse.csc_matrix, np.ndarray, np.ndarray]:
     """Update footprints and spatial background for fixed traces.
+
+    The footprints are CaImAn's per-pixel non-negative LASSO on the traces and the background traces with an
+    intercept (reference section 4.1 step 4): fitted to the fluctuations of each pixel (every product centred in
+    time), L1 weights 0.5 sn_i std(c_k) per unit of a_ik and 0.5 sn_i std(f_m) per unit of the background's
+    coefficient, solved by HALS. The background coefficients of that fit are dropped, as CaImAn drops them; b is
+    then fitted to Y fᵀ − A C fᵀ for the new footprints (step 8), from ``b`` (least squares when None).
 
     ``dilate``: each footprint may grow into the radius-2 dilation of its support (CaImAn with float footprints);
     False keeps it within its support (CaImAn's first update of boolean seeds, reference section 4.1 step 1).
@@ -411,51 +556,40 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
     dims = data.dims
     d, K, nb = data.n_pixels, A.shape[1], f.shape[0]
     indptr, indices = dilated_pattern(A, dims) if dilate else support_pattern(A)
-    U = np.zeros(indices.size)
-    Yf_c = np.zeros((d, nb))
-    f32 = f.astype(np.float32)
     comp_of_entry = np.repeat(np.arange(K), np.diff(indptr))
-    pix_c = data.f2c[indices]
-    for t0, Y in _chunks(data, s.chunk_frames, "spatial", progress):
-        if data.pixel_major:  # Yf_c holds Fortran-order pixels in this layout
-            n = Y.shape[1]
-            if K:
-                entries_dot_pm(Y, np.ascontiguousarray(C[:, t0:t0 + n], dtype=np.float64), comp_of_entry,
-                               indices, U)
-            if nb:
-                Yf_c += Y @ f32[:, t0:t0 + n].T
-            continue
-        n = Y.shape[0]
-        if K:
-            entries_dot(Y, np.ascontiguousarray(C[:, t0:t0 + n].T, dtype=np.float64), comp_of_entry, pix_c, U)
-        if nb:
-            Yf_c += Y.T @ f32[:, t0:t0 + n].T
-    Yf = Yf_c if data.pixel_major else Yf_c[data.f2c]
-    V = C @ C.T
-    Cf = C @ f.T
-    F = f @ f.T
+    Cc, fc = C - C.mean(axis=1, keepdims=True), f - f.mean(axis=1, keepdims=True)
+    U, Yfc, ysum = _spatial_products(data, Cc, fc, indptr, indices, s, progress)
+    V, Cfc, Fc = Cc @ Cc.T, Cc @ fc.T, fc @ fc.T
     row_ptr, row_entries, row_comp = pattern_rows(indptr, indices, d)
     # CaImAn's LASSO weight 0.5 * sn_i in standardised units, i.e. 0.5 * sn_i * std(c_k) per unit of a_ik
-    penalty = s.lasso_weight * sn.astype(np.float64)[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
+    sn64 = sn.astype(np.float64)
+    penalty = s.lasso_weight * sn64[indices] * np.std(C, axis=1)[comp_of_entry] if K else np.zeros(0)
     a = _values_on_pattern(A, indptr, indices)
-    if b is None or b.shape[1] != nb:
-        if nb:
-            Apat = scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K))
-            b = np.maximum(np.linalg.lstsq(F, (Yf - Apat @ Cf).T, rcond=None)[0].T, 0)
-        else:
-            b = np.zeros((d, 0))
-    b = b.copy()
+    a[np.diag(V)[comp_of_entry] <= 0] = 0  # a constant trace explains no fluctuation (CaImAn's LASSO gives it 0)
+    w = np.maximum(np.linalg.lstsq(Fc, (Yfc - scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K)) @ Cfc).T,
+                                   rcond=None)[0].T, 0) if nb else np.zeros((d, 0))
     for _ in range(s.hals_rounds):
         if K:
-            bcf = np.einsum("em,em->e", b[indices], Cf[comp_of_entry]) if nb else np.zeros(indices.size)
+            bcf = np.einsum("em,em->e", w[indices], Cfc[comp_of_entry]) if nb else np.zeros(indices.size)
             a = hals_shapes(a, U, V, bcf, penalty, indptr, indices, row_ptr, row_entries, row_comp, 2)
         if nb:
-            Apat = scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K))
-            Rf = Yf - Apat @ Cf
-            for m in range(nb):
-                if F[m, m] > 0:
-                    b[:, m] = np.maximum(b[:, m] + (Rf[:, m] - b @ F[:, m]) / F[m, m], 0)
-    # post-process each footprint
+            Rf = Yfc - scipy.sparse.csc_matrix((a, indices, indptr), shape=(d, K)) @ Cfc
+            _background_hals(w, Rf, Fc, s.lasso_weight * sn64[:, None] * np.std(f, axis=1)[None, :])
+    A_new, kept = _footprints(a, indptr, indices, dims, s, K)
+    if not nb:
+        return A_new, np.zeros((d, 0)), kept
+    Rf = Yfc + np.outer(ysum, f.mean(axis=1)) - A_new @ (C[kept] @ f.T)  # Y fᵀ − A C fᵀ, uncentred
+    F = f @ f.T
+    b = np.maximum(np.linalg.lstsq(F, Rf.T, rcond=None)[0].T, 0) if b is None or b.shape[1] != nb else b.copy()
+    return A_new, _background_hals(b, Rf, F, sweeps=s.hals_rounds), kept
+
+
+def _footprints(a: np.ndarray, indptr: np.ndarray, indices: np.ndarray, dims: tuple[int, int], s: Settings,
+                K: int) -> tuple[scipy.sparse.csc_matrix, np.ndarray]:
+    """CaImAn's post-processing of each footprint (:func:`threshold_footprint`); empty ones dropped.
+
+    Returns (A (pixels, K') csc, kept component indices (K',))."""
+    d = dims[0] * dims[1]
     cols_pix, cols_val = [], []
     for k in range(K):
         lo, hi = indptr[k], indptr[k + 1]
@@ -472,7 +606,7 @@ def spatial_update(data: MovieData, A: scipy.sparse.csc_matrix, C: np.ndarray, f
         (np.concatenate([cols_val[k] for k in kept]) if kept.size else np.zeros(0),
          np.concatenate([cols_pix[k] for k in kept]) if kept.size else np.zeros(0, np.int64), new_indptr),
         shape=(d, kept.size))
-    return A_new, b, kept
+    return A_new, kept
 
 
 # ----------------------------------------------------------------------------------------------------- temporal
