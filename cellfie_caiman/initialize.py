@@ -185,11 +185,18 @@ def _as_summary(movie_or_summary, cfg, neuron_diameter: float | None, batch_fram
                           filter_diameter=diameter if "pnr_filtered" in cfg.channels else None)
 
 
+def filtered_for_another_size(filter_diameter: float | None, diameter: float | None) -> bool:
+    """Whether a ``pnr_filtered`` computed for somata of ``filter_diameter`` pixels is more than
+    ``FILTER_DIAMETER_TOLERANCE`` away from ``diameter`` (False when either is None: unknown)."""
+    return (filter_diameter is not None and diameter is not None
+            and abs(filter_diameter / diameter - 1) > FILTER_DIAMETER_TOLERANCE)
+
+
 def _warn_about_filter(filter_diameter: float | None, diameter: float, model_scale: bool) -> None:
     """A ``RuntimeWarning`` when the ``pnr_filtered`` image given was computed for somata of ``filter_diameter``
     pixels, more than ``FILTER_DIAMETER_TOLERANCE`` away from the ``diameter`` the networks will be run for (the
     model's ``train_diameter`` when ``model_scale``); nothing when ``filter_diameter`` is None (unknown)."""
-    if filter_diameter is None or abs(filter_diameter / diameter - 1) <= FILTER_DIAMETER_TOLERANCE:
+    if not filtered_for_another_size(filter_diameter, diameter):
         return
     run_for = (f"the model's training diameter ({diameter:g} px; no neuron_diameter given)" if model_scale
                else f"neuron_diameter={diameter:g} px")

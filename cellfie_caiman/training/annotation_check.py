@@ -143,14 +143,15 @@ def detection_summary(summary, opened, bounds, config, batch_frames: int | None,
     (``opened``) cannot be recomputed: its images are returned as they are, with a logged warning when their
     soma filter is for another diameter, or None when they lack an image the model reads.
     """
+    from ..initialize import filtered_for_another_size
     from ..models.preprocess import is_summary
     from .fields import crop_region
 
     channels = config.channels
     have = all(getattr(summary, c, None) is not None for c in channels)
     filtered_for = _filtered_for(summary, filter_diameter)
-    filtered_ok = ("pnr_filtered" not in channels or filtered_for is None
-                   or abs(filtered_for / config.train_diameter - 1) <= 0.1)
+    filtered_ok = ("pnr_filtered" not in channels
+                   or not filtered_for_another_size(filtered_for, config.train_diameter))
     if have and not filtered_ok and is_summary(opened):
         logger.warning("annotation check: the summary images' pnr_filtered was computed for somata of %g px, the "
                        "shipped model reads it for %g px: the check finds fewer neurons (pass the movie to have it "

@@ -179,9 +179,9 @@ def _warn_about_filter(recorded: float | None, wanted: float | None) -> None:
     """RuntimeWarning when summary images given for training record a ``pnr_filtered`` computed for somata of
     ``recorded`` pixels, more than ``FILTER_DIAMETER_TOLERANCE`` away from the ``wanted`` diameter (nothing when
     either is None: unknown, or no filtered image)."""
-    from ..initialize import FILTER_DIAMETER_TOLERANCE
+    from ..initialize import filtered_for_another_size
 
-    if recorded is None or wanted is None or abs(recorded / wanted - 1) <= FILTER_DIAMETER_TOLERANCE:
+    if not filtered_for_another_size(recorded, wanted):
         return
     warnings.warn(f"summary images given for training: their pnr_filtered was computed for somata of {recorded:g} "
                   f"px, but training filters for {wanted:g} px, so the networks learn an image that detection does "
