@@ -529,11 +529,7 @@ def _background_hals(b: np.ndarray, Rf: np.ndarray, F: np.ndarray, penalty: np.n
                      sweeps: int = 1) -> np.ndarray:
     """Non-negative HALS sweeps, in place, over the columns of b (pixels, nb) in a fit of Y fᵀ − A C fᵀ = ``Rf`` by
     b f fᵀ (``F`` = f fᵀ), with an L1 weight ``penalty`` (pixels, nb) per unit of b."""
-    penalty = np.broadcast_to(penalty, b.shape)
-    for _ in range(sweeps):
-        for m in range(b.shape[1]):
-            if F[m, m] > 0:
-                b[:, m] = np.maximum(b[:, m] + (Rf[:, m] - b @ F[:, m] - penalty[:, m]) / F[m, m], 0)
+    _hals_rows(b.T, Rf - penalty, F, sweeps)  # the columns of b are the rows of its transpose (a view)
     return b
 
 

@@ -179,14 +179,22 @@ def _labelled_channels(tf, series, n: int) -> bool:
     return _ome_channels_described(tf)
 
 
-def _ome_channels_described(tf) -> bool:
-    """Whether a channel of an OME-TIFF's first image has a name, fluorophore or wavelength (tifffile's defaults give
-    none); False for XML that cannot be parsed."""
+def _ome_root(tf):
+    """The parsed OME-XML of the TIFF ``tf`` (an ``xml.etree`` element), None when it has none that parses."""
     from xml.etree import ElementTree
 
     try:
-        root = ElementTree.fromstring(tf.ome_metadata or "")
-    except ElementTree.ParseError:
+        return ElementTree.fromstring(tf.ome_metadata or "")
+    except ElementTree.ParseError as exc:
+        logger.debug("OME metadata not parsed (%s)", exc)
+        return None
+
+
+def _ome_channels_described(tf) -> bool:
+    """Whether a channel of an OME-TIFF's first image has a name, fluorophore or wavelength (tifffile's defaults give
+    none); False for XML that cannot be parsed."""
+    root = _ome_root(tf)
+    if root is None:
         return False
     image = root.find("{*}Image")
     channels = [] if image is None else image.iterfind("{*}Pixels/{*}Channel")
@@ -478,20 +486,18 @@ def _ome_file_planes(tf) -> dict[str, tuple[int, int, int]]:
     """The (image, channel, z-plane) that each file of a multi-file OME-TIFF series holds, by file name, as the OME
     metadata of ``tf`` (one of its files) describe them (``TiffData`` naming a file, its ``FirstC`` and ``FirstZ``);
     {} for a file that is not an OME-TIFF or whose metadata cannot be read."""
-    from xml.etree import ElementTree
-
-    if not tf.is_ome:
+    root = _ome_root(tf) if tf.is_ome else None
+    if root is None:
         return {}
     planes = {}
     try:
-        root = ElementTree.fromstring(tf.ome_metadata or "")
         for i, image in enumerate(root.iterfind("{*}Image")):
             for data in image.iterfind("{*}Pixels/{*}TiffData"):
                 uuid = data.find("{*}UUID")
                 if uuid is not None and uuid.get("FileName"):
                     planes[Path(uuid.get("FileName")).name] = (i, int(data.get("FirstC", 0)),
                                                                int(data.get("FirstZ", 0)))
-    except (ElementTree.ParseError, ValueError) as exc:
+    except ValueError as exc:  # a FirstC or FirstZ that is not a number
         logger.debug("OME metadata without file planes (%s)", exc)
         return {}
     return planes
