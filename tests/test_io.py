@@ -1,6 +1,8 @@
 """Tests of cellfie_caiman.io against files written by the libraries that own each format."""
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 import re
 import struct
@@ -1242,6 +1244,45 @@ def test_save_memmap_does_not_replace_a_read_only_file(tmp_path, movie):
         fname.chmod(0o644)
     assert save_memmap(movie * 2, "Yr", directory=tmp_path) == str(fname)  # a writable one is replaced
     np.testing.assert_array_equal(load_movie(fname).to_array(), movie * 2)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_save_memmap_on_a_full_disk_is_an_error_and_leaves_nothing(tmp_path, movie, monkeypatch, order):
+    # a memory-mapped write onto a full disk kills the process with SIGBUS and leaves a partial file; the space is
+    # checked before anything is written
+    import shutil
+
+    nbytes = movie.size * 4
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=nbytes - 1))
+    with pytest.raises(OSError, match=f"needs {nbytes / 1000:.3g} kB, {(nbytes - 1) / 1000:.3g} kB free") as err:
+        save_memmap(movie, "Yr", directory=tmp_path, order=order)
+    assert err.value.errno == errno.ENOSPC
+    assert not any(tmp_path.iterdir())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=nbytes))
+    np.testing.assert_array_equal(load_movie(save_memmap(movie, "Yr", directory=tmp_path, order=order)).to_array(),
+                                  movie)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="posix_fallocate: POSIX systems only")
+def test_save_memmap_reserves_its_blocks_before_writing(tmp_path, movie):
+    # a limit the free-space check cannot see (here the process's file-size limit; on a real disk a quota or
+    # another program filling it) stops the write at the reservation, with a clear error and no file left
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, signal, numpy as np\n"
+        "from cellfie_caiman.io import save_memmap\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({movie.size * 2}, {movie.size * 2}))\n"
+        f"save_memmap(np.load({str(tmp_path / 'movie.npy')!r}), 'Yr', directory={str(tmp_path / 'out')!r})\n")
+    np.save(tmp_path / "movie.npy", movie)
+    (tmp_path / "out").mkdir()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "OSError: [Errno 27] could not reserve" in run.stderr
+    assert not any((tmp_path / "out").iterdir())
 
 
 def test_save_memmap_onto_a_folder_of_that_name_says_so(tmp_path, movie):

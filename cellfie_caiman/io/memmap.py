@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_path
+from .._files import atomic_path, reserve_space
 from .errors import MovieError, MovieFileNotFoundError, check_file_size, check_movie_shape_dtype
 from .readers import Reader
 
@@ -219,6 +219,9 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
         of that name is replaced (atomically, once the new one is complete).
     IsADirectoryError
         The target name is a folder.
+    OSError
+        ``errno.ENOSPC`` when the disk has no room for the file (checked, and the space reserved, before the movie
+        is read; nothing is left behind).
     """
     from .movie import load_movie  # here: movie.py imports this module
 
@@ -232,8 +235,10 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
     fname = (out_dir / memmap_name(base.name, (d1, d2), T, order)).resolve()
     _check_replaceable(fname)
     with atomic_path(fname) as tmp:
+        # blocks reserved first: a memory-mapped write onto a full disk is a SIGBUS, not an exception
+        reserve_space(tmp, d * T * 4, f"the memmap {fname.name}")
         if order == "C":
-            yr = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(d, T), order="C")
+            yr = np.memmap(tmp, dtype=np.float32, mode="r+", shape=(d, T), order="C")
             for start, block in mov.chunks(chunk_frames):
                 n = block.shape[0]
                 # (n, d1, d2) -> (n, d) with p = i + j*d1, then transposed into the pixel-major rows
@@ -241,7 +246,7 @@ def save_memmap(movie: Any, base_name: str = "Yr", order: str = "C", directory: 
             yr.flush()
             del yr
         else:
-            with open(tmp, "wb") as fh:
+            with open(tmp, "r+b") as fh:
                 for _, block in mov.chunks(chunk_frames):
                     np.ascontiguousarray(block.transpose(0, 2, 1), dtype="<f4").tofile(fh)
     logger.info("wrote %s (%d frames of %dx%d, order %s)", fname, T, d1, d2, order)
