@@ -141,6 +141,25 @@ def test_constrained_deconvolution_residual_matches_noise():
     assert np.all(d.s >= 0) and np.all(np.isfinite(d.c))
 
 
+@pytest.mark.parametrize("p, g", [(1, [0.95]), (2, [1.6, -0.64])])
+def test_deconvolution_of_a_trace_with_dropped_frames_is_that_of_the_trace_without_them(p, g):
+    # a dropped frame (NaN) was read as 0, a whole baseline below the trace, and dragged the fitted baseline down
+    rng = np.random.default_rng(11)
+    T = 2000
+    s = (rng.random(T) < 0.02) * rng.uniform(0.5, 2.0, T)
+    c = scipy.signal.lfilter([1.0], np.concatenate([[1.0], -np.asarray(g)]), s)
+    y = c + 10.0 + rng.normal(0, 0.2, T)
+    full = deconvolve(y, p=p, g=g, sn=0.2)
+    dropped = y.copy()
+    dropped[[0, 700, 701, 1500, T - 1]] = [np.nan, np.nan, np.inf, np.nan, np.nan]
+    with pytest.warns(RuntimeWarning, match="5 non-finite values of 2000"):
+        gappy = deconvolve(dropped, p=p, g=g, sn=0.2)
+    assert abs(gappy.bl - full.bl) < 0.02 and abs(full.bl - 10.0) < 0.1
+    assert np.all(np.isfinite(gappy.c)) and np.corrcoef(gappy.c, c)[0, 1] > 0.97
+    with pytest.raises(ValueError, match="no finite value"):
+        deconvolve(np.full(50, np.nan), p=p, g=g)
+
+
 def test_ar2_deconvolution_tracks_calcium():
     rng = np.random.default_rng(8)
     T, g = 1500, np.array([1.6, -0.64])

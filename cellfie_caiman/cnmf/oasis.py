@@ -17,6 +17,7 @@ ours differs from CaImAn's there; on ordinary traces they agree within 0.02 sigm
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -574,6 +575,23 @@ class Deconvolution(NamedTuple):
     lam: float
 
 
+def _fill_missing(y: np.ndarray) -> np.ndarray:
+    """``y`` (T,) with its non-finite values interpolated linearly in time, with a RuntimeWarning; ValueError when
+    no value is finite. (Filling with 0 would put a dropped frame a whole baseline below the trace and drag the
+    fitted baseline down with it.)"""
+    bad = ~np.isfinite(y)
+    if not bad.any():
+        return y
+    if bad.all():
+        raise ValueError(f"the trace has no finite value (all {y.size} NaN or inf): nothing to deconvolve")
+    warnings.warn(f"the trace has {int(bad.sum())} non-finite values of {y.size}: interpolated from their "
+                  "neighbours in time before deconvolution", RuntimeWarning, stacklevel=3)
+    t = np.arange(y.size)
+    y = y.copy()
+    y[bad] = np.interp(t[bad], t[~bad], y[~bad])
+    return y
+
+
 def deconvolve(y: np.ndarray, p: int = 1, g: np.ndarray | None = None, sn: float | None = None,
                fit_baseline: bool = True, fr: float | None = None, decay_time: float | None = None) -> Deconvolution:
     """Deconvolve one calcium trace with a noise-constrained AR(p) model.
@@ -600,9 +618,15 @@ def deconvolve(y: np.ndarray, p: int = 1, g: np.ndarray | None = None, sn: float
     ------
     ValueError
         If ``p`` >= 2 and ``g`` is not a decaying AR model (a root of 1 - sum_i g_i z^-i on or outside the unit
-        circle).
+        circle), or if ``y`` has no finite value.
+
+    Warns
+    -----
+    RuntimeWarning
+        When ``y`` has non-finite values (a dropped frame): they are interpolated linearly from the finite values
+        either side (the nearest one at the ends) and deconvolved like the others.
     """
-    y = np.nan_to_num(np.asarray(y, dtype=np.float64))
+    y = _fill_missing(np.asarray(y, dtype=np.float64).ravel())
     T = y.size
     if sn is None:
         sn = trace_noise(y) if T >= 8 else 0.0
