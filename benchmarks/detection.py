@@ -660,6 +660,9 @@ def main(argv=None) -> None:
     parser.add_argument("--missed-signal", type=float, metavar="SDS",
                         help="with --missed-crops: only missed neurons where the normalised soma-filtered image "
                              "reaches this")
+    parser.add_argument("--scale-to-model", action="store_true",
+                        help="train each real excerpt zoomed to the model's train_diameter, its pnr_filtered for its "
+                             "own neurons (train(scale_to_model=True)); the shipped recipe trains them at their scale")
     parser.add_argument("--selection", choices=("pooled", "balanced"), default="pooled", help="best-epoch score")
     parser.add_argument("--model", default="default", help="score these weights as the shipped model")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
@@ -690,7 +693,7 @@ def main(argv=None) -> None:
                   simulated_processes=args.simulated_processes, simulated_defocus=args.simulated_defocus,
                   simulated_long=args.simulated_long,
                   simulated_rates=args.simulated_rates, missed_crops=args.missed_crops,
-                  missed_signal=args.missed_signal)
+                  missed_signal=args.missed_signal, scale_to_model=args.scale_to_model)
     if args.epochs and (len(args.epochs) not in (1, len(REAL)) or min(args.epochs) < 1):
         parser.error(f"--epochs takes one positive number or {len(REAL)}, got {args.epochs}")
     per_excerpt = args.epochs * len(REAL) if args.epochs and len(args.epochs) == 1 else args.epochs
