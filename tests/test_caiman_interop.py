@@ -743,3 +743,106 @@ def test_caimans_nwb_is_read_with_its_footprints_in_place(cm, tmp_path):
         pytest.skip(f"CaImAn's save_NWB does not run with this pynwb (needs pynwb < 3): {exc}")
     np.testing.assert_array_equal(read_rois(path, a_threshold=0), masks[est.idx_components])
     np.testing.assert_array_equal(read_rois(path, a_threshold=0, accepted_only=False), masks)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# component evaluation: the builtin's SNR_comp, r_values and decision against CaImAn's on identical inputs
+# ------------------------------------------------------------------------------------------------------------
+
+def _evaluation_inputs(fr, decay_time, T):
+    """A movie and estimates with the cases users hit: the true footprints and calcium plus noise as YrA, then a
+    component that never fires, one whose trace is constant, one of very high SNR, one with flat tops and one whose
+    C and YrA are 0 (on footprints of the first ones, so that they overlap them)."""
+    from cellfie_caiman.simulate import simulate
+
+    sim = simulate(T, (64, 64), 8, seed=2, fs=fr, decay_time=decay_time)
+    rng = np.random.default_rng(0)
+    n, rows, cols = sim.footprints.shape
+    A = sim.footprints.transpose(1, 2, 0).reshape(rows * cols, n, order="F").astype(np.float64)
+    C, YrA = sim.calcium.copy(), rng.normal(0, 0.3, (n, T))
+    n = int(np.ceil(fr * decay_time))
+    huge = np.zeros(T)  # two boxes of N frames, 5000 noise sigmas high
+    huge[T // 3:T // 3 + n] = huge[2 * T // 3:2 * T // 3 + n] = 5.0
+    A = np.hstack([A, A[:, :5]])
+    C = np.vstack([C, np.zeros(T), np.full(T, 2.0), huge, np.minimum(C[3], 0.5 * C[3].max()), np.zeros(T)])
+    YrA = np.vstack([YrA, rng.normal(0, 0.3, T), np.zeros(T), rng.normal(0, 1e-3, T), YrA[3], np.zeros(T)])
+    b = sim.background[:2].transpose(1, 2, 0).reshape(rows * cols, 2, order="F").astype(np.float64)
+    return sim.movie, A, C, b, sim.background_traces[:2], YrA
+
+
+@pytest.mark.parametrize("fr, decay_time, T", [(30.0, 0.4, 300), (7.5, 1.0, 100)])
+def test_builtin_evaluation_equals_caimans(cm, caiman_temp, fr, decay_time, T):
+    """Same movie, A, C, b, f, YrA: SNR_comp, r_values and the accepted components equal those of CaImAn's
+    Estimates.evaluate_components (use_cnn False) and filter_components (use_cnn True with given cnn_preds).
+
+    Tolerances: SNR_comp is the same float64 arithmetic (measured difference 0; rtol 1e-6 leaves room for summation
+    order); r_values 1e-5, because CaImAn averages the float32 movie in float32 (measured 1e-7). Where CaImAn's
+    SNR_comp is not a measure of the trace (quality.snr_comp): +inf for the very high SNR, where ours is finite
+    (> 38.6, the same decision); and the constant traces, ours 0: CaImAn's NaN (stored as 0) for the constant one,
+    but for the all-zero one a value computed from the rounding errors of its neighbours' baselines, which may
+    accept it.
+    With more than 50 components the r_values may differ: CaImAn evaluates a memmap movie in groups of 50 and only
+    drops the frames of overlapping neighbours within a group (quality.select_frames uses all of them).
+    """
+    import scipy.sparse
+    from caiman.source_extraction.cnmf.estimates import Estimates
+    from caiman.source_extraction.cnmf.params import CNMFParams
+
+    from cellfie_caiman.cnmf import quality
+    from cellfie_caiman.cnmf._data import MovieData
+    from cellfie_caiman.cnmf.seeded import Settings, evaluate
+
+    movie, A, C, b, f, YrA = _evaluation_inputs(fr, decay_time, T)
+    Yr, dims, T_ = cm.load_memmap(cm.save_memmap([movie], base_name="evalq_", order="C"))
+    images = np.reshape(Yr.T, [T_] + list(dims), order="F")  # a memmap: what evaluate_components needs (bug 3)
+    q = {"min_SNR": 2.5, "SNR_lowest": 0.5, "rval_thr": 0.8, "rval_lowest": -1.0}
+    ours = evaluate(MovieData(np.asarray(images)), scipy.sparse.csc_matrix(A), C, YrA,
+                    Settings(fr=fr, decay_time=decay_time, **q))
+
+    est = Estimates(A=scipy.sparse.csc_matrix(A), C=C.copy(), b=b, f=f, dims=dims)
+    est.YrA = YrA.copy()
+    params = CNMFParams(params_dict={"data": {"fr": fr, "decay_time": decay_time, "dims": dims},
+                                     "quality": dict(q, use_cnn=False)})
+    est.evaluate_components(images, params)
+    snr = np.asarray(est.SNR_comp, dtype=np.float64)
+    K = A.shape[1]
+    huge, flat = np.arange(K) == 10, np.isin(np.arange(K), [9, 12])
+    assert np.isinf(snr[10]) and snr[9] == 0  # the cases are covered (CaImAn: +inf; NaN stored as 0)
+    assert np.all(ours.SNR_comp[huge] > 38.6) and np.all(ours.SNR_comp[flat] == 0)
+    same = ~huge & ~flat
+    np.testing.assert_allclose(ours.SNR_comp[same], snr[same], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.r_values, est.r_values, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(ours.idx_components, np.setdiff1d(est.idx_components, [12]))
+    assert 0 < len(ours.idx_components) < K
+
+    cnn = np.random.default_rng(1).uniform(0, 1, A.shape[1])
+    est.cnn_preds = cnn
+    est.filter_components(images, params, new_dict={"use_cnn": True, "min_cnn_thr": 0.7, "cnn_lowest": 0.2})
+    good, bad = quality.accept(ours.SNR_comp, ours.r_values, cnn=cnn, min_cnn_thr=0.7, cnn_lowest=0.2, **q)
+    np.testing.assert_array_equal(good, np.setdiff1d(est.idx_components, [12]))
+    np.testing.assert_array_equal(bad, np.setdiff1d(np.arange(K), good))
+
+
+def test_accept_equals_caimans_select_components_at_the_thresholds(cm):
+    """Identical metrics, values exactly at each threshold (and NaN, inf): the same decision with and without
+    cnn_preds."""
+    from caiman.components_evaluation import select_components_from_metrics
+
+    from cellfie_caiman.cnmf import quality
+
+    th = {"min_SNR": 2.0, "SNR_lowest": 0.5, "rval_thr": 0.85, "rval_lowest": -0.5, "min_cnn_thr": 0.9,
+          "cnn_lowest": 0.1}
+    values = {"snr": [0.0, 0.5, 0.50001, 1.0, 2.0, 2.00001, np.inf, np.nan],
+              "r": [-1.0, -0.5, -0.49999, 0.0, 0.85, 0.84999, 1.0, np.nan],
+              "cnn": [0.0, 0.1, 0.10001, 0.5, 0.9, 0.89999, 1.0, np.nan]}
+    snr, r, cnn = (np.array(v).ravel() for v in np.meshgrid(values["snr"], values["r"], values["cnn"]))
+    for use_cnn in (False, True):
+        good, bad, _ = select_components_from_metrics(
+            None, (8, 8), [4, 4], r, snr, r_values_min=th["rval_thr"], r_values_lowest=th["rval_lowest"],
+            min_SNR=th["min_SNR"], min_SNR_reject=th["SNR_lowest"], thresh_cnn_min=th["min_cnn_thr"],
+            thresh_cnn_lowest=th["cnn_lowest"], use_cnn=use_cnn, predictions=cnn if use_cnn else None)
+        ours = quality.accept(snr, r, th["min_SNR"], th["SNR_lowest"], th["rval_thr"], th["rval_lowest"],
+                              cnn=cnn if use_cnn else None, min_cnn_thr=th["min_cnn_thr"],
+                              cnn_lowest=th["cnn_lowest"])
+        np.testing.assert_array_equal(ours[0], good)
+        np.testing.assert_array_equal(ours[1], bad)

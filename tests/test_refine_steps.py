@@ -576,3 +576,66 @@ def test_spatial_update_fits_footprints_to_fluctuations_as_caimans_lasso_with_in
     assert kept.tolist() == [0, 1, 2, 3]
     est = A1.toarray().T.reshape(4, cols, rows).transpose(0, 2, 1)
     assert min(cosine(est[k], A[k]) for k in range(4)) > 0.9999
+
+
+# ------------------------------------------------------------------ quality: agreement with CaImAn's definitions
+def _naive_peaks(x, thres=0.3):
+    """CaImAn's peaks (peakutils.indexes) written out: each maximal run of equal samples x[i..j] that touches
+    neither end of the trace and is higher than both its neighbours is one peak, at its middle sample i + (j-i)//2,
+    kept when above min + thres * (max - min)."""
+    level = x.min() + thres * (x.max() - x.min())
+    peaks, i = [], 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and x[j + 1] == x[i]:
+            j += 1
+        if i > 0 and j < len(x) - 1 and x[i - 1] < x[i] > x[j + 1] and x[i] > level:
+            peaks.append(i + (j - i) // 2)
+        i = j + 1
+    return peaks
+
+
+def test_find_peaks_rel_puts_flat_tops_where_caimans_peak_finder_does():
+    rng = np.random.default_rng(7)
+    for _ in range(3000):
+        x = rng.integers(0, 4, int(rng.integers(3, 30))).astype(float)  # many flat runs
+        assert quality.find_peaks_rel(x).tolist() == _naive_peaks(x), x
+    # a trace that rises into a plateau at its end has no peak there (CaImAn gives none)
+    assert quality.find_peaks_rel(np.array([0.0, 1, 2, 3, 3, 3])).tolist() == []
+    assert quality.find_peaks_rel(np.array([0.0, 1, 3, 3, 3, 1])).tolist() == [3]
+
+
+def test_snr_comp_of_a_huge_transient_is_large_and_accepted_not_zero():
+    # 12 frames 300 noise sigmas high: exp(fitness / N) underflows to 0, where CaImAn's SNR is +inf
+    import scipy.special
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (1, 1000))
+    x[0, 500:512] += 300.0
+    N = 12  # ceil(30 Hz * 0.4 s)
+    d = quality.remove_slow_baseline(x)[0]
+    md = quality.half_sample_mode(d)
+    sd = np.sqrt(np.mean((d[d < md] - md) ** 2))
+    ll = scipy.special.log_ndtr(-(d - md) / (3 * sd))
+    fitness = min(ll[t - N + 1:t + 1].sum() for t in range(N - 1, d.size))
+    assert np.exp(fitness / N) == 0  # the case in question
+    expected = scipy.optimize.brentq(lambda s: scipy.special.log_ndtr(-s) - fitness / N, 1.0, 1e4, xtol=1e-12)
+    snr = quality.snr_comp(x, 30.0, 0.4)
+    assert np.isfinite(snr[0]) and snr[0] > 38
+    np.testing.assert_allclose(snr[0], expected, rtol=1e-9)
+    good, _ = quality.accept(snr, np.array([0.0]))
+    assert good.tolist() == [0]
+
+
+def test_snr_comp_of_a_constant_trace_is_zero_whatever_its_neighbours():
+    # a constant trace has no event (CaImAn: NaN, stored as 0); its SNR must not come from the rounding errors
+    # that the other traces' baselines leave in it, and no trace's SNR depends on the others
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (6, 600)) * np.array([1, 50, 1, 1, 300, 1])[:, None]
+    x[:, 300:312] += 8 * np.abs(x).max(axis=1, keepdims=True)
+    x[[0, 2], 400:412] += 40.0
+    x[1], x[3] = 0.0, 2.5
+    snr = quality.snr_comp(x, 30.0, 0.4)
+    assert snr[1] == 0 and snr[3] == 0
+    alone = np.array([quality.snr_comp(x[k:k + 1], 30.0, 0.4)[0] for k in range(6)])
+    np.testing.assert_allclose(snr, alone, rtol=1e-6)

@@ -89,31 +89,109 @@ def event_exceptionality(traces: np.ndarray, N: int, sigma_factor: float = 3.0) 
     return fitness
 
 
+def snr_from_fitness(fitness: np.ndarray, N: int) -> np.ndarray:
+    """SNR_comp from the fitness: -Phi^-1(exp(fitness / N)), finite even where ``exp`` underflows.
+
+    Where ``exp(fitness / N)`` is 0 (fitness / N < -745, a transient over 100 noise sigmas high), CaImAn's formula
+    gives +inf; here it is the finite s with log Phi(-s) = fitness / N (about 38.6 and above), which passes every
+    SNR threshold as inf does, so the decision is CaImAn's, and keeps SNR_comp writable to JSON, HDF5 and NWB.
+
+    Parameters
+    ----------
+    fitness : ndarray (K,)
+        From :func:`event_exceptionality` (<= 0).
+    N : int
+        The number of frames it sums (> 0).
+
+    Returns
+    -------
+    ndarray (K,) float64; 0 where fitness is 0 (a trace with no sample below its mode: CaImAn's NaN, which its
+    ``Estimates.evaluate_components`` also stores as 0).
+    """
+    y = np.asarray(fitness, dtype=np.float64) / N
+    p = np.exp(y)
+    snr = -scipy.special.ndtri(p)
+    tail = p == 0
+    if tail.any():
+        snr[tail] = _inverse_log_ndtr(np.maximum(y[tail], -1e200))
+    return np.nan_to_num(snr, nan=0.0, neginf=0.0)
+
+
+def _inverse_log_ndtr(y: np.ndarray, n_iter: int = 8) -> np.ndarray:
+    """The s > 0 with log Phi(-s) = y, for y < -700 (Newton's method from sqrt(-2 y), which lies above s)."""
+    s = np.sqrt(-2.0 * y)
+    for _ in range(n_iter):
+        slope = np.sqrt(2 / np.pi) / scipy.special.erfcx(s / np.sqrt(2))  # phi(s) / Phi(-s), without overflow
+        s = s + (scipy.special.log_ndtr(-s) - y) / slope
+    return s
+
+
 def snr_comp(traces: np.ndarray, fr: float, decay_time: float) -> np.ndarray:
-    """CaImAn's SNR_comp of each trace (traces = C + YrA, shape (K, T)): -Phi^-1(exp(fitness/N)), N=ceil(fr*decay)."""
+    """CaImAn's SNR_comp of each trace (traces = C + YrA, shape (K, T)): -Phi^-1(exp(fitness/N)), N=ceil(fr*decay).
+
+    Two departures, where CaImAn's value is not a measure of the trace: a very high SNR is finite instead of
+    +inf (:func:`snr_from_fitness`), and a trace constant over time gets 0. CaImAn gives such a trace NaN (stored
+    as 0) when alone, but the baselines of all traces are interpolated as one 2-D array, so next to other traces it
+    picks up their rounding errors (~1e-16 of their size) and gets an SNR computed from them, often above min_SNR.
+
+    Parameters
+    ----------
+    traces : ndarray (K, T)
+        C + YrA, in any fluorescence unit (NaN counts as 0).
+    fr : float
+        Frame rate in Hz.
+    decay_time : float
+        Decay time of the transients in s.
+
+    Returns
+    -------
+    ndarray (K,) float64, finite for any finite input.
+    """
     N = max(int(np.ceil(fr * decay_time)), 1)
-    detrended = remove_slow_baseline(np.nan_to_num(np.asarray(traces, dtype=np.float64)))
-    fitness = event_exceptionality(detrended, N)
-    snr = -scipy.special.ndtri(np.exp(fitness / N))
-    return np.nan_to_num(snr, nan=0.0, posinf=0.0, neginf=0.0)
+    x = np.nan_to_num(np.asarray(traces, dtype=np.float64))
+    flat = np.ptp(x, axis=1) == 0 if x.size else np.ones(x.shape[0], dtype=bool)
+    fitness = event_exceptionality(remove_slow_baseline(x), N)
+    snr = snr_from_fitness(fitness, N)
+    snr[flat] = 0.0
+    return snr
+
+
+def _fill_flat_slopes(dy: np.ndarray) -> np.ndarray:
+    """Slopes with each run of zeros replaced as peakutils (CaImAn's peak finder) does.
+
+    A run at the start takes the slope after it, a run at the end the slope before it; an inner run's samples
+    below its median index take the slope before it, the others the slope after it, so that a flat top is a
+    peak at its middle sample and a flat top at the end of the trace is none.
+    """
+    zeros = np.flatnonzero(dy == 0)
+    if zeros.size == 0:
+        return dy
+    dy = dy.copy()
+    last = dy.size - 1
+    for run in np.split(zeros, np.flatnonzero(np.diff(zeros) != 1) + 1):
+        start, end = int(run[0]), int(run[-1])
+        if start == 0:
+            dy[run] = dy[end + 1]
+        elif end == last:
+            dy[run] = dy[start - 1]
+        else:
+            mid = np.median(run)
+            dy[run[run < mid]] = dy[start - 1]
+            dy[run[run >= mid]] = dy[end + 1]
+    return dy
 
 
 def find_peaks_rel(x: np.ndarray, thres: float = 0.3) -> np.ndarray:
-    """Indices of local maxima above min + thres*(max - min) (plateaus give their middle sample)."""
+    """Indices of local maxima above min + thres*(max - min), as ``peakutils.indexes(x, thres)`` (CaImAn's).
+
+    A flat top counts once, at its middle sample (the first of two middle ones), and not at all at the end of the trace
+    (:func:`_fill_flat_slopes`); the first and last samples are never peaks.
+    """
     x = np.asarray(x, dtype=np.float64)
     if x.size < 3 or np.ptp(x) == 0:
         return np.zeros(0, dtype=np.int64)
     level = thres * np.ptp(x) + x.min()
-    dy = np.diff(x)
-    # propagate the slope over flat runs so that plateaus count as peaks
-    zeros = np.where(dy == 0)[0]
-    if zeros.size:
-        dy = dy.copy()
-        for i in zeros[::-1]:
-            dy[i] = dy[i + 1] if i + 1 < dy.size else -1.0
-        for i in zeros:
-            if dy[i] == 0:
-                dy[i] = dy[i - 1] if i > 0 else 1.0
+    dy = _fill_flat_slopes(np.diff(x))
     peaks = np.where((np.hstack([dy, 0.0]) < 0) & (np.hstack([0.0, dy]) > 0) & (x > level))[0]
     return peaks
 
@@ -140,7 +218,13 @@ def activity_windows(C: np.ndarray, fr: float, n_peaks: int = 10, thres: float =
 
 def select_frames(A: scipy.sparse.csc_matrix, C: np.ndarray, fr: float, n_peaks: int = 10,
                   overlap_thr: float = 0.1) -> list[np.ndarray | None]:
-    """Frames used for the space correlation of each component (its peak windows minus its neighbours')."""
+    """Frames used for the space correlation of each component (its peak windows minus its neighbours').
+
+    Neighbours are all components whose footprints overlap (cosine > ``overlap_thr``), as in CaImAn's
+    ``evaluate_components`` on an in-memory movie. On a memmap movie (``Estimates.evaluate_components``) CaImAn
+    evaluates components in groups of 50 consecutive ones and only looks for neighbours within each group, so with
+    more than 50 components the r_values of neighbours split across groups differ (by 0.06 on a simulation).
+    """
     K = A.shape[1]
     windows = activity_windows(C, fr, n_peaks)
     AA = (A.T @ A).toarray()
