@@ -29,8 +29,11 @@ Readers (``read_rois``, chosen by file name):
   is beside it, only the ROIs with ``iscell[:, 0] == 1``. The shape comes from ``ops.npy`` (``Ly``, ``Lx``) beside
   it, else ``shape``. (``stat.npy`` is a pickle: only read files you trust.)
 * NWB ``PlaneSegmentation`` (``.nwb``): ``image_mask`` (N, x, y) or ``pixel_mask`` (x, y, weight), read as (rows,
-  cols) like the movie (NWB's x is our row axis); weighted masks (footprints) binarised as CaImAn HDF5 results
-  are, binary ones taken as they are. The background components that
+  cols) like the movie (NWB's x is our row axis). Files that NeuroConv (<= 0.10) or NWB GUIDE wrote, marked so in
+  ``general/source_script``, store image masks (N, cols, rows) like their movies: both are read transposed; their
+  ``pixel_mask`` x is the row already (roiextractors' order), in the frame shape of the movie as it is read
+  (:func:`cellfie_caiman.io.formats.nwb_axes`; the order used is logged at INFO). Weighted masks (footprints)
+  binarised as CaImAn HDF5 results are, binary ones taken as they are. The background components that
   CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
   not ROIs and are left out; with a ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p: classification,
   probability) only the kept rows or the cells are read, unless ``accepted_only=False``. Files written by
@@ -586,7 +589,10 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
 def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool) -> np.ndarray:
     import h5py
 
+    from .io.formats import nwb_axes
+
     with _h5_file(path) as f:
+        axes = nwb_axes(f)  # NeuroConv's files: movies and image masks stored (cols, rows)
         found = {}
         planes = []
         backgrounds = []
@@ -599,7 +605,8 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             elif kind in ("TwoPhotonSeries", "OnePhotonSeries", "CorrectedImageStack"):  # corrected: may be cropped
                 data = obj.get("corrected/data" if kind == "CorrectedImageStack" else "data")
                 if isinstance(data, h5py.Dataset) and data.ndim == 3 and min(data.shape[1:]) > 0:  # not external
-                    planes.append(tuple(data.shape[1:]))
+                    frame = tuple(data.shape[1:])  # as load_movie reads it (NeuroConv's raw series transposed)
+                    planes.append(frame[::-1] if axes.columns_first and kind != "CorrectedImageStack" else frame)
             elif kind == "RoiResponseSeries" and name.split("/")[-1] == "Background_Fluorescence_Response":
                 backgrounds.append(obj)
 
@@ -614,7 +621,11 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
             caiman = _written_by_caiman(ps)
             if caiman:
                 logger.info("%s: written by CaImAn's save_NWB: image masks put back from its pixel order", source)
-            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask", a_threshold, caiman)
+            if axes.columns_first:
+                logger.info("%s: image masks read as (N, rows, cols) from the stored (N, cols, rows), as the file's "
+                            "movie: %s", source, axes.reason)
+            return _read_image_masks(ps["image_mask"], rows, shape, f"{source}/image_mask", a_threshold, caiman,
+                                     axes.columns_first)
         if "pixel_mask" in ps and "pixel_mask_index" in ps:
             pm = ps["pixel_mask"][()]
             ends = ps["pixel_mask_index"][()].astype(np.int64)
@@ -622,6 +633,10 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
                 shape = planes[0]
             shape = _check_shape(shape, f"{source} (pixel_mask without a movie of one frame shape: "
                                         f"{sorted(set(planes)) or 'no TwoPhotonSeries or OnePhotonSeries'})")
+            if axes.columns_first:
+                logger.info("%s: pixel_mask x read as the row, y as the column (NeuroConv writes roiextractors' "
+                            "(row, col, weight) as it is), in frames of %s (rows, cols) as the movie is read: %s",
+                            source, shape, axes.reason)
             starts = np.concatenate([[0], ends[:-1]])
             rows = _nwb_roi_rows(ps, len(ends), backgrounds, accepted_only, source)
             regions = [_pixel_mask_region(pm["x"][a:b], pm["y"][a:b], pm["weight"][a:b], shape, a_threshold)
@@ -714,21 +729,27 @@ def _written_by_caiman(ps) -> bool:
 
 
 def _read_image_masks(dset, rows: np.ndarray, shape, source: str, a_threshold: float | None = None,
-                      caiman_order: bool = False) -> np.ndarray:
+                      caiman_order: bool = False, transposed: bool = False) -> np.ndarray:
     """Rows ``rows`` of an NWB ``image_mask`` dataset (N, x, y), binarised (:func:`_binarize_image`), read one image
     at a time into a stack whose memory is taken only where the masks are. ``caiman_order``: each stored image is
-    a column of CaImAn's ``A`` (pixel ``r + c * rows``) reshaped row-major, as CaImAn's ``save_NWB`` writes it."""
+    a column of CaImAn's ``A`` (pixel ``r + c * rows``) reshaped row-major, as CaImAn's ``save_NWB`` writes it.
+    ``transposed``: the images are stored (N, cols, rows), as NeuroConv writes them (and CaImAn, appending its
+    results to NeuroConv's file, from the movie as stored), and are read as (N, rows, cols)."""
     if dset.ndim != 3:
         return _as_masks(dset[()][rows], shape, source)  # the error for a malformed dataset
     if dset.dtype.kind not in "biuf":
         raise RoiError(f"{source}: masks must be numeric or boolean, not {dset.dtype}")
-    if shape is not None and tuple(dset.shape[1:]) != _check_shape(shape, source):
-        raise RoiError(f"{source}: masks have frame shape {dset.shape[1:]}, but shape={tuple(shape)} was given")
-    masks = zeros_on_demand((len(rows), *dset.shape[1:]), f"masks of {source}")
+    frame = tuple(dset.shape[1:])[::-1] if transposed else tuple(dset.shape[1:])
+    if shape is not None and frame != _check_shape(shape, source):
+        stored = " (rows, cols; stored transposed)" if transposed else ""
+        raise RoiError(f"{source}: masks have frame shape {frame}{stored}, but shape={tuple(shape)} was given")
+    masks = zeros_on_demand((len(rows), *frame), f"masks of {source}")
     for j, k in enumerate(rows):
         image = dset[k]
         if caiman_order:
             image = image.reshape(-1).reshape(image.shape, order="F")
+        if transposed:
+            image = image.T
         put_in_box(masks, j, _binarize_image(image, a_threshold))
     return masks
 

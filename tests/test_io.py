@@ -1317,3 +1317,123 @@ def test_renamed_memmap_errors_say_what_is_wrong_with_the_name(tmp_path, movie):
         for opener in (load_memmap, load_movie):
             with pytest.raises(MovieError, match=re.escape(name) + ".*" + message):
                 opener(renamed)
+
+
+# NWB axis order: NeuroConv's files (frames, width, height) against CaImAn's (frames, rows, cols)
+
+#: ``general/source_script`` as each writer leaves it: NeuroConv 0.4.10-0.10.0 (basedatainterface's watermark),
+#: NeuroConv >= 0.10.1 (its provenance record, nwb_helpers/_provenance.py) and NWB GUIDE (which runs NeuroConv).
+NEUROCONV_SCRIPTS = {
+    "watermark": "Created using NeuroConv v0.6.1",
+    "provenance record": "NeuroConv provenance record\nneuroconv_version: 0.10.1\nexecution_environment: python "
+                         "script\nsource_script: convert.py\nneuroconv_provenance_format: 1",
+    "guide": "Created using NWB GUIDE v1.0.6-beta",
+}
+
+
+def bright_pixel_movie(rows=9, cols=14, at=(2, 11)):
+    """A (20, rows, cols) uint16 movie, dark but for one bright pixel ``at`` (row, col) and a bright first row,
+    so that a transposed reading shows (rows != cols, the bright pixel off the diagonal)."""
+    mov = np.full((20, rows, cols), 10, np.uint16)
+    mov[:, 0, :] = 50
+    mov[:, at[0], at[1]] = 1000
+    return mov
+
+
+def write_nwb_like(path, frames, script=None, stored_transposed=False):
+    """An NWB file written by pynwb with one TwoPhotonSeries of ``frames`` (frames, rows, cols), as NeuroConv writes
+    it (``stored_transposed``: ``data`` = frames.transpose(0, 2, 1), ``dimension`` = (rows, cols), its
+    ``get_sample_shape()``; ``general/source_script`` = ``script``) or as CaImAn's ``movie.save`` does (``data`` =
+    frames, ``dimension`` = (rows, cols), no source_script)."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBFile
+    from pynwb.ophys import OpticalChannel, TwoPhotonSeries
+
+    marks = {} if script is None else dict(source_script=script, source_script_file_name="convert.py")
+    nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                  **marks)
+    plane = nwb.create_imaging_plane(
+        name="ImagingPlane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
+        description="p", device=nwb.create_device(name="scope"), excitation_lambda=920.0, imaging_rate=30.0,
+        indicator="GCaMP6s", location="V1")
+    data = frames.transpose(0, 2, 1) if stored_transposed else frames
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=data, imaging_plane=plane, rate=30.0,
+                                        unit="n.a.", dimension=list(frames.shape[1:])))
+    _write(path, nwb)
+
+
+@pytest.mark.parametrize("writer", sorted(NEUROCONV_SCRIPTS))
+def test_nwb_written_by_neuroconv_is_read_in_rows_cols_order(tmp_path, writer, caplog):
+    """NeuroConv stores ImagingExtractor.get_series().transpose(0, 2, 1): (frames, width, height). Read as stored,
+    the movie came back (frames, cols, rows), its bright pixel at (col, row)."""
+    frames = bright_pixel_movie()
+    path = tmp_path / "neuroconv.nwb"
+    write_nwb_like(path, frames, NEUROCONV_SCRIPTS[writer], stored_transposed=True)
+    with h5py.File(path, "r") as f:
+        assert f["acquisition/TwoPhotonSeries/data"].shape == (20, 14, 9)  # stored columns first
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+        m = load_movie(path)
+    assert m.shape == frames.shape
+    np.testing.assert_array_equal(m[:], frames)
+    np.testing.assert_array_equal(m[3], frames[3])
+    np.testing.assert_array_equal(m.read(2, 7), frames[2:7].astype(np.float32))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(m))[5:9], frames[5:9])  # as worker processes get it
+    assert m.frame_rate == pytest.approx(30.0)
+    assert np.unravel_index(np.argmax(m[0]), m.shape[1:]) == (2, 11)
+    assert re.search(r"read as \(frames, rows, cols\) = \(20, 9, 14\): written by (NeuroConv|NWB GUIDE).*"
+                     r"\(frames, width, height\)", caplog.text)
+    m.close()
+
+
+def test_nwb_without_a_writer_mark_is_read_as_stored_and_says_so(tmp_path, caplog):
+    """CaImAn's movie.save (and Suite2p) store (frames, rows, cols) and mark nothing: read as before, and the log
+    says which order was assumed and how to transpose."""
+    frames = bright_pixel_movie()
+    path = tmp_path / "caiman.nwb"
+    write_nwb_like(path, frames)
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+        m = load_movie(path)
+    np.testing.assert_array_equal(m[:], frames)
+    assert "no NeuroConv mark in general/source_script" in caplog.text and "transpose(0, 2, 1)" in caplog.text
+    m.close()
+    write_nwb_like(path, frames, script="my_conversion.py, by hand")  # another writer's script: no mark either
+    np.testing.assert_array_equal(load_movie(path)[:], frames)
+
+
+def test_nwb_of_a_neuroconv_newer_than_the_checked_ones_is_read_as_stored_with_a_warning(tmp_path):
+    """NeuroConv's order is known up to 0.10; a later one (nwb-schema #660 proposes (height, width)) is not
+    guessed: read as stored, with a warning saying how to transpose."""
+    frames = bright_pixel_movie()
+    path = tmp_path / "future.nwb"
+    write_nwb_like(path, frames, "Created using NeuroConv v0.11.0", stored_transposed=True)
+    with pytest.warns(UserWarning, match=r"NeuroConv v0\.11.*newer than the versions whose axis order is known.*"
+                                         r"transpose\(0, 2, 1\)"):
+        m = load_movie(path)
+    np.testing.assert_array_equal(m[:], frames.transpose(0, 2, 1))
+
+
+def test_nwb_motion_corrected_stack_in_a_neuroconv_file_is_read_as_stored(tmp_path, caplog):
+    """NeuroConv writes no CorrectedImageStack: one in its file came from another tool, whose order is unknown,
+    and is read as stored (said in the log); the raw series beside it is NeuroConv's, read transposed."""
+    from pynwb import NWBHDF5IO, TimeSeries
+    from pynwb.image import ImageSeries
+    from pynwb.ophys import CorrectedImageStack, MotionCorrection
+
+    frames = bright_pixel_movie()
+    path = tmp_path / "neuroconv.nwb"
+    write_nwb_like(path, frames, NEUROCONV_SCRIPTS["watermark"], stored_transposed=True)
+    with NWBHDF5IO(str(path), "a") as io:
+        nwb = io.read()
+        raw = nwb.acquisition["TwoPhotonSeries"]
+        stack = CorrectedImageStack(
+            name="plane0", corrected=ImageSeries(name="corrected", data=frames[:, ::-1], unit="a.u.", rate=30.0),
+            original=raw, xy_translation=TimeSeries(name="xy_translation", data=np.zeros((20, 2)), unit="pixels",
+                                                    rate=30.0))
+        nwb.create_processing_module(name="ophys", description="mc").add(MotionCorrection(
+            corrected_image_stacks=[stack]))
+        io.write(nwb)
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+        np.testing.assert_array_equal(load_movie(path)[:], frames[:, ::-1])
+    assert "NeuroConv writes no motion-corrected stack" in caplog.text
+    np.testing.assert_array_equal(load_movie(path, var_name="acquisition/TwoPhotonSeries")[:], frames)

@@ -582,3 +582,69 @@ def test_evaluate_files_refuses_two_files_of_different_recorded_fields(tmp_path)
     write_rois(tmp_path / "pred.json", gt[:1])  # records no frame: read on the 64 x 64 one
     m = evaluate_files(tmp_path / "pred.json", tmp_path / "gt64.npy")["caiman"]
     assert (m.tp, m.fp, m.fn) == (1, 0, 1)
+
+
+# NWB files written by NeuroConv: image masks (N, cols, rows) like its movies; pixel masks (row, col, weight)
+
+def write_neuroconv_rois(path, masks, pixel_mask=False, script="Created using NeuroConv v0.6.1"):
+    """An NWB file of ``masks`` (N, rows, cols) as NeuroConv writes a segmentation beside its movie (written here by
+    hand with pynwb, not by NeuroConv): ``general/source_script`` = ``script``; a TwoPhotonSeries whose frame is the
+    sum of the masks, stored ``get_series().transpose(0, 2, 1)``; the image masks ``get_roi_image_masks().T`` of the
+    (rows, cols, N) stack (N, cols, rows), or roiextractors' pixel masks (row, col, weight) as they are."""
+    from datetime import datetime, timezone
+
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.ophys import ImageSegmentation, OpticalChannel, TwoPhotonSeries
+
+    nwb = NWBFile(session_description="t", identifier="i", session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc),
+                  source_script=script, source_script_file_name="convert.py")
+    plane = nwb.create_imaging_plane(
+        name="ImagingPlane", optical_channel=OpticalChannel(name="ch", description="g", emission_lambda=520.0),
+        description="p", device=nwb.create_device(name="scope"), excitation_lambda=920.0, imaging_rate=30.0,
+        indicator="GCaMP", location="V1")
+    frames = np.repeat(masks.sum(0)[None].astype(np.uint16) * 100, 3, axis=0)   # (3, rows, cols)
+    nwb.add_acquisition(TwoPhotonSeries(name="TwoPhotonSeries", data=frames.transpose(0, 2, 1), imaging_plane=plane,
+                                        rate=30.0, unit="n.a.", dimension=list(masks.shape[1:])))
+    ophys = nwb.create_processing_module(name="ophys", description="contains optical physiology processed data")
+    seg = ImageSegmentation(name="ImageSegmentation")
+    ophys.add(seg)
+    ps = seg.create_plane_segmentation(name="PlaneSegmentation", description="rois", imaging_plane=plane)
+    stack = np.moveaxis(masks.astype(float), 0, -1)  # roiextractors' (rows, cols, N)
+    for k in range(len(masks)):
+        if pixel_mask:
+            rows, cols = np.nonzero(masks[k])
+            ps.add_roi(pixel_mask=[(int(r), int(c), 1.0) for r, c in zip(rows, cols, strict=True)])
+        else:
+            ps.add_roi(image_mask=stack.T[k])
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+
+
+@pytest.mark.parametrize("pixel_mask", [False, True])
+def test_nwb_rois_written_by_neuroconv_lie_on_its_movie_in_rows_cols_order(tmp_path, blobs, pixel_mask, caplog):
+    """Read as stored, NeuroConv's image masks came back (N, cols, rows) and its pixel masks were placed in the
+    (cols, rows) frame of its stored movie (outside it: an error). Now both are (N, rows, cols), on the movie as
+    load_movie reads it."""
+    from cellfie_caiman.io import load_movie
+
+    masks = blobs[:5]
+    path = tmp_path / "neuroconv.nwb"
+    write_neuroconv_rois(path, masks, pixel_mask=pixel_mask)
+    with caplog.at_level("INFO", logger="cellfie_caiman.rois"):
+        read = read_rois(path)
+    np.testing.assert_array_equal(read, masks)
+    assert "written by NeuroConv v0.6" in caplog.text
+    np.testing.assert_array_equal(read_rois(path, shape=SHAPE), masks)
+    movie = load_movie(path)
+    np.testing.assert_array_equal(movie[0] > 0, read.any(0))  # the masks lie where the movie is bright
+    movie.close()
+    if not pixel_mask:
+        with pytest.raises(RoiError, match=r"frame shape \(40, 32\) \(rows, cols; stored transposed\)"):
+            read_rois(path, shape=SHAPE[::-1])
+
+
+def test_nwb_rois_of_a_file_without_a_neuroconv_mark_are_read_as_stored(tmp_path, blobs):
+    """The same masks in a file that names another writer: read as stored, as before (x the row axis)."""
+    path = tmp_path / "other.nwb"
+    write_neuroconv_rois(path, blobs[:5], script="my_conversion.py")
+    np.testing.assert_array_equal(read_rois(path), blobs[:5].transpose(0, 2, 1))

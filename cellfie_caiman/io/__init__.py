@@ -33,9 +33,11 @@
   or the only one under ``acquisition/`` with a warning naming the others. The frame rate is the series' ``rate``
   or its ``timestamps``' median step; a corrected series with neither takes its ``original``'s when that holds as
   many frames (or none: external files). Frames in external files are refused. NWB documents the axes as (time, x,
-  y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis (neuroconv
-  writes (time, width, height): its movies are read transposed, as are its image masks, so the two agree; no field of a
-  file tells the two conventions apart reliably);
+  y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis, except in files
+  that NeuroConv (<= 0.10, marked in ``general/source_script`` since 0.4.10) or NWB GUIDE wrote: those store (time,
+  width, height) and are read transposed into (time, rows, cols), their image masks alike (``formats.nwb_axes``;
+  logged at INFO). CaImAn reads such a file as stored, transposed: seed CaImAn with masks of the movie CaImAn
+  loaded (e.g. ``initialize`` on its memmap), not of the NWB file read here;
 * ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).
 
 Non-finite pixels (motion correction leaves NaN at the borders) are filled on the float32 paths, never in raw

@@ -766,6 +766,112 @@ def _nwb_default(f, path: Path, movies: list[_NwbMovie]) -> tuple[_NwbMovie, str
     return raws[0], raws[0].type, [raws[0].name]
 
 
+#: NeuroConv's mark in ``general/source_script`` (NeuroConv 0.4.10 to 0.10.0): "Created using NeuroConv v0.6.1".
+_NEUROCONV_MARK = re.compile(r"^\s*Created using NeuroConv v(\d+)\.(\d+)")
+#: NeuroConv's provenance record (NeuroConv >= 0.10.1): a first line "NeuroConv provenance record", then keys.
+_NEUROCONV_RECORD = re.compile(r"^\s*NeuroConv provenance record\s*$.*?^neuroconv_version:\s*v?(\d+)\.(\d+)",
+                               re.MULTILINE | re.DOTALL)
+#: NWB GUIDE's mark (its conversions run NeuroConv): "Created using NWB GUIDE v1.0.6-beta".
+_GUIDE_MARK = re.compile(r"^\s*Created using NWB GUIDE v(\d+)\.")
+#: The newest NeuroConv (major, minor) whose imaging writer was read: every version up to it (and its ancestor
+#: nwb-conversion-tools since roiextractors' 2021 change) stores a movie's frames and image masks transposed.
+_NEUROCONV_CHECKED = (0, 10)
+#: What the default reading (NWB's x as the row axis) means, and how to undo it, for log messages.
+_ROWS_FIRST = ("NWB's (frame, x, y) read as (frames, rows, cols), x as the row axis, as CaImAn and Suite2p write "
+               "it; if the movie looks transposed, transpose its frames: numpy.asarray(movie[:]).transpose(0, 2, 1)")
+
+
+@dataclass(frozen=True)
+class NwbAxes:
+    """How an NWB file orders the two image axes of its raw series (``TwoPhotonSeries``, ``OnePhotonSeries``).
+
+    Attributes
+    ----------
+    columns_first : bool
+        True where the file was written by NeuroConv (or NWB GUIDE, which runs it), whose imaging writer stores
+        each frame transposed, ``data`` (frames, width, height) = (frames, cols, rows), and each ``image_mask``
+        (N, cols, rows) alike; its ``pixel_mask`` ``x`` is the row (roiextractors' order, written as it is). False:
+        the default reading, ``data`` (frames, rows, cols), ``x`` the row axis (CaImAn, Suite2p, and files that do
+        not say who wrote them).
+    writer : str
+        The writer ``general/source_script`` names ('NeuroConv v0.6', 'NWB GUIDE'), '' where it names none known.
+    reason : str
+        Why, for log messages.
+    """
+
+    columns_first: bool
+    writer: str
+    reason: str
+
+
+def _neuroconv_version(script: str) -> tuple[str, tuple[int, int] | None]:
+    """The writer a ``source_script`` text names ('NeuroConv', 'NWB GUIDE' or '') and NeuroConv's (major, minor)
+    (None for NWB GUIDE 1.x, whose conversions ran NeuroConv <= 0.10, and for other writers)."""
+    for pattern in (_NEUROCONV_MARK, _NEUROCONV_RECORD):
+        found = pattern.search(script)
+        if found:
+            return "NeuroConv", (int(found.group(1)), int(found.group(2)))
+    found = _GUIDE_MARK.search(script)
+    if found:
+        return ("NWB GUIDE", None) if int(found.group(1)) <= 1 else ("NWB GUIDE (a version newer than 1)", None)
+    return "", None
+
+
+def nwb_axes(f) -> NwbAxes:
+    """The axis order of the raw series of the open NWB (HDF5) file ``f``, from its ``general/source_script``.
+
+    NeuroConv writes ``data`` = ``ImagingExtractor.get_series().transpose(0, 2, 1)``: roiextractors returns
+    (frames, rows, cols) and NeuroConv stores NWB's documented (frame, width, height) (nwb-schema's
+    ``data[time, width, height]``), so x is the column; its image masks are ``get_roi_image_masks().T`` (N, cols,
+    rows). Every version since the first (0.1, 2022) does so; from 0.4.10 it marks its files in
+    ``general/source_script``. CaImAn (``movie.save``) and Suite2p store (frames, rows, cols) and mark nothing.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The open NWB file.
+
+    Returns
+    -------
+    NwbAxes
+        ``columns_first`` only for NeuroConv up to version :data:`_NEUROCONV_CHECKED` and NWB GUIDE 1.x; a newer
+        NeuroConv keeps the default reading with a warning (its order was not checked).
+    """
+    import h5py
+
+    node = f.get("general/source_script")
+    script = _attr_str(node[()]) if isinstance(node, h5py.Dataset) and node.shape == () else ""
+    writer, version = _neuroconv_version(script)
+    line = script.strip().splitlines()[0][:80] if script.strip() else ""
+    if version is not None:
+        writer = f"{writer} v{version[0]}.{version[1]}"
+    if writer == "NWB GUIDE" or (version is not None and version <= _NEUROCONV_CHECKED):
+        return NwbAxes(True, writer, f"written by {writer} (general/source_script: '{line}'), whose imaging writer "
+                                     "stores frames (frames, width, height) = (frames, cols, rows): read transposed")
+    if writer:
+        warnings.warn(f"{f.filename}: written by {writer} (general/source_script), newer than the versions whose "
+                      f"axis order is known (NeuroConv <= {_NEUROCONV_CHECKED[0]}.{_NEUROCONV_CHECKED[1]} stores "
+                      f"frames as (frames, cols, rows)); {_ROWS_FIRST}", UserWarning, stacklevel=3)
+        return NwbAxes(False, writer, f"written by {writer}, a version whose axis order is not known: {_ROWS_FIRST}")
+    return NwbAxes(False, "", f"no NeuroConv mark in general/source_script: {_ROWS_FIRST}")
+
+
+class _ColumnsFirstReader(H5Reader):
+    """An NWB series stored (frames, cols, rows), as NeuroConv writes it, read as (frames, rows, cols)."""
+
+    def __init__(self, path: Path, dataset: str, stored_shape: tuple[int, int, int], dtype):
+        super().__init__(path, dataset, (stored_shape[0], stored_shape[2], stored_shape[1]), dtype)
+
+    def read(self, start, stop):
+        try:
+            data = np.asarray(self.dset[start:stop])
+        except OSError as exc:
+            raise MovieError(f"{self.path}: cannot read frames {start}..{stop - 1} of '{self.dataset}': {exc}") \
+                from exc
+        stored = (max(stop - start, 0), self.shape[2], self.shape[1])
+        return np.ascontiguousarray(data.reshape(stored).transpose(0, 2, 1))
+
+
 def open_nwb(path: Path, var_name: str | None) -> Reader:
     """The movie of an NWB file: the data of a ``TwoPhotonSeries``, a ``OnePhotonSeries`` (miniscope, widefield) or
     a motion-corrected stack's ``corrected`` ImageSeries (``CorrectedImageStack``).
@@ -780,6 +886,10 @@ def open_nwb(path: Path, var_name: str | None) -> Reader:
 
     The frame rate is the series' ``rate`` or the median step of its ``timestamps``; a corrected series that
     records neither takes its ``original`` raw series' rate when that holds as many frames (or no data).
+
+    Axis order (:func:`nwb_axes`, logged at INFO): a raw series of a file that NeuroConv (<= 0.10) or NWB GUIDE
+    wrote, marked so in ``general/source_script``, is stored (frames, cols, rows) and read transposed into (frames,
+    rows, cols); every other movie is read as stored, NWB's x as the row axis (CaImAn, Suite2p).
     """
     with _open_h5(path) as f:
         movies = _nwb_movies(f)
@@ -798,10 +908,28 @@ def open_nwb(path: Path, var_name: str | None) -> Reader:
             raise MovieError(f"{path}: {movie.kind} stores its frames in external files "
                              f"({[_attr_str(x) for x in group['external_file'][:3]]}); open those instead")
         rate = _nwb_movie_rate(f, movie, group, shape[0] if shape else 0)
+        axes = nwb_axes(f)
     shape = check_movie_shape_dtype(shape, dtype, f"{path}:{movie.series}")
-    reader = H5Reader(path, f"{movie.series}/data", shape, np.dtype(dtype))
+    reader = _nwb_reader(path, movie, shape, np.dtype(dtype), axes)
     reader.frame_rate = rate
     return reader
+
+
+def _nwb_reader(path: Path, movie: _NwbMovie, shape: tuple[int, int, int], dtype: np.dtype, axes: NwbAxes) -> Reader:
+    """The reader of ``movie`` (stored ``shape``) in the axis order ``axes`` says, logged (INFO) with the reason. A
+    motion-corrected stack is never NeuroConv's (it writes none): its order is not known and it is read as stored."""
+    dataset = f"{movie.series}/data"
+    if axes.columns_first and not movie.corrected:
+        logger.info("%s: %s read as (frames, rows, cols) = %s: %s", path, movie.kind, (shape[0], shape[2], shape[1]),
+                    axes.reason)
+        return _ColumnsFirstReader(path, dataset, shape, dtype)
+    if axes.columns_first:
+        logger.info("%s: %s read as stored, (frames, rows, cols) = %s: the file was written by %s, but NeuroConv "
+                    "writes no motion-corrected stack, so this one's axis order is not known; %s", path, movie.kind,
+                    shape, axes.writer, _ROWS_FIRST)
+    else:
+        logger.info("%s: %s read as (frames, rows, cols) = %s: %s", path, movie.kind, shape, axes.reason)
+    return H5Reader(path, dataset, shape, dtype)
 
 
 def _nwb_movie_rate(f, movie: _NwbMovie, group, n_frames: int) -> float | None:
