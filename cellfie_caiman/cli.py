@@ -330,7 +330,10 @@ def _cmd_train(args) -> int:
     datasets = [tuple(entry) for entry in args.data]
     if args.var_name is not None:  # each movie opened here (headers only), reading the dataset named
         datasets = [(load_movie(movie, var_name=args.var_name), *rest) for movie, *rest in datasets]
-    record = {"command": " ".join([PROG, *args.argv])}
+    import shlex
+
+    # quoted as a shell reads it back: a path with a space (or a region with ':') stays one argument
+    record = {"command": shlex.join([PROG, *args.argv])}
     result = train(datasets, out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,

@@ -15,6 +15,7 @@ are the same either way.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import time
@@ -51,7 +52,8 @@ class TrainResult(NamedTuple):
     ----------
     model : DetectionModel
         The networks with the best validation weights; ``model.config.training`` records how they were trained
-        (settings, data sources, software versions, each epoch's score).
+        (settings, data sources with the movies' shapes and the files' SHA-256, each dataset's neurons in its
+        training rows and validation strip, the annotation check, software versions, when, each epoch's score).
     path : Path or None
         Where they were saved (None when ``out_path`` was None).
     history : list of dict
@@ -196,7 +198,11 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         left-right, and the other datasets' ROIs (fields of the same shape). When one of these mistakes matches
         with F1 >= 0.2 and >= 2 times both the F1 of the ROIs as given and the chance level (the ROIs shifted by
         half the field), a ``UserWarning`` names the dataset, both F1 values and what looks wrong; training goes on.
-        The F1 values are recorded in ``config.training`` (``annotation_check``). Datasets given as summary images
+        A ``UserWarning`` also names an edge band of a field (its region) without any ROI where the shipped model
+        finds neurons (at least 3 ROI diameters deep, 5 detections, half as dense as elsewhere:
+        :func:`cellfie_caiman.training.annotation_check.unannotated_edges`), and the region the ROIs span: a field
+        annotated only in part, whose ``region`` was not given. The F1 values and such bands are recorded in
+        ``config.training`` (``annotation_check``). Datasets given as summary images
         without the shipped model's images are skipped (logged). False: no check, no detection.
     scale_to_model : bool
         Zoom each annotated dataset so that its median neuron diameter (:func:`mask_diameter`) is the model's
@@ -265,6 +271,7 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         named, regions, checks = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
                                                      check_annotations, own_filter=scale_to_model)
         n_annotated = len(named)
+        files = _dataset_files(datasets)  # before training: the data as they were read
         if isinstance(simulated, (int, np.integer)):
             if simulated < 0:
                 raise ValueError(f"simulated must be >= 0, got {simulated}")
@@ -317,6 +324,11 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
                  "annotation_check": [c.record() for c in checks] if check_annotations else None,
                  # what each dataset was given as: movie and ROI file paths (absolute), or the kind of object
                  "dataset_sources": [[_source_name(x) for x in entry[:2]] for entry in datasets],
+                 # ... and what those files held: the movie's shape and SHA-256, the ROI file's SHA-256
+                 "dataset_files": files,
+                 # the annotated neurons each dataset taught (training rows) and scored epochs with (validation strip)
+                 "dataset_neurons": _neuron_counts(fields, [name for name, _, _ in named[:n_annotated]]),
+                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                  "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patience": patience,
                  "max_minutes": max_minutes, "val_fraction": val_fraction, "zooms": [float(z) for z in zooms],
                  "simulated_shape": [int(v) for v in simulated_shape], "batch_frames": batch_frames,
@@ -341,6 +353,42 @@ def _dataset_list(datasets) -> list:
         raise ValueError("datasets must be a list of (movie, rois) pairs, e.g. [('movie.tif', 'rois.json')]; got "
                          f"{type(datasets).__name__} {datasets!r}"[:300])
     return list(datasets)
+
+
+def _dataset_files(datasets: list) -> list[dict]:
+    """What each annotated dataset was read from, for the weights file's record: ``movie`` (the record of
+    :func:`cellfie_caiman.provenance.provenance`: source, shape (frames, rows, cols), dtype and, for a file, its
+    absolute path, size, SHA-256 and modification time; summary images: their kind) and ``rois`` (an ROI file's
+    absolute path and SHA-256, or the kind of object)."""
+    from .io import Movie, load_movie
+    from .models.preprocess import is_summary
+    from .provenance import _movie_record, file_sha256
+
+    out = []
+    for entry in datasets:
+        movie, rois = entry[:2]
+        if is_summary(movie):
+            movie_record = {"source": f"<{type(movie).__name__}>"}
+        else:
+            movie_record = _movie_record(movie if isinstance(movie, Movie) else load_movie(movie))
+        if isinstance(rois, (str, os.PathLike)):
+            path = Path(rois).expanduser().resolve()
+            rois_record = {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
+        else:
+            rois_record = {"source": f"<{type(rois).__name__}>"}
+        out.append({"movie": movie_record, "rois": rois_record})
+    return out
+
+
+def _neuron_counts(fields: list, names: list[str]) -> list[dict[str, int]]:
+    """For each dataset of ``names``, the neurons (mask centroids, unzoomed field) in its training rows and in its
+    validation strip."""
+    counts = []
+    for name in names:
+        field = next(f for f in fields if f.name == name and f.zoom == 1.0)
+        below = int(np.sum(field.centers[:, 0] >= field.train_rows))
+        counts.append({"training": len(field.centers) - below, "validation": below})
+    return counts
 
 
 def _source_name(source) -> str:

@@ -232,15 +232,20 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_train_writes_loadable_weights(tmp_path, capsys):
+    """The weights load, and record the command as a shell reads it back (the path with a space is one argument)."""
+    import shlex
+
     from cellfie_caiman.models import load_model
 
-    argv = ["train", "-o", str(tmp_path / "w.npz"), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
+    (tmp_path / "my models").mkdir()
+    weights = tmp_path / "my models" / "w.npz"
+    argv = ["train", "-o", str(weights), "--simulated", "1", "--simulated-shape", "64", "64", "--epochs",
             "1", "--steps-per-epoch", "2", "--seed", "3", "--no-progress", "--learning-rate", "5e-4",
             "--scale-to-model"]
     assert main(argv) == 0
     assert "best validation F1" in capsys.readouterr().out
-    model = load_model(tmp_path / "w.npz")
-    assert model.config.training["command"] == " ".join(["cellfie-caiman", *argv])
+    model = load_model(weights)
+    assert shlex.split(model.config.training["command"]) == ["cellfie-caiman", *argv]
     assert model.config.training["learning_rate"] == 5e-4
     assert model.config.training["scale_to_model"] is True
     assert main(argv) == 2  # the weights file exists now

@@ -35,6 +35,13 @@ def test_mask_diameter_of_disks():
     assert mask_diameter(disks) == pytest.approx(10.0, rel=0.05)
 
 
+def test_a_field_without_masks_has_empty_targets(data):
+    """A field with no neuron (e.g. a simulated field given with an empty mask stack) is all background."""
+    summary, _ = data
+    f = prepare_field(summary, np.zeros((0, 64, 64), bool), TINY)
+    assert f.centers.shape == (0, 2) and f.boxes == [] and not f.prob.any() and not f.heat.any()
+
+
 def test_prepare_field_targets(data):
     summary, masks = data
     f = prepare_field(summary, masks, TINY, zoom=1.0, val_fraction=0.25)
@@ -133,6 +140,14 @@ def test_simulated_variety_changes_the_fields_deterministically():
     b = simulated_datasets(1, seed=5, shape=(48, 48), variety=True)
     np.testing.assert_array_equal(a[0][0].mean, b[0][0].mean)
     assert not np.array_equal(plain[0][0].mean, a[0][0].mean)
+
+
+def test_no_simulated_field_shows_no_progress_bar(capsys):
+    """Fine-tuning adds no simulated field by default: no empty 'simulating fields: 0it' bar among the real ones."""
+    from cellfie_caiman.train import simulated_datasets
+
+    assert simulated_datasets(0, seed=0, progress=True) == []
+    assert "simulating fields" not in capsys.readouterr().err
 
 
 def test_simulated_rates_set_how_active_the_fields_are():
@@ -640,6 +655,29 @@ def test_a_repeated_dataset_is_warned_about_and_an_opened_movie_recorded_by_its_
     assert opened.model.config.training["dataset_sources"] == [[str(movie.resolve()), str(rois.resolve())]]
 
 
+def test_the_weights_file_records_the_data_it_was_trained_on(movie_files, tmp_path):
+    """The record names the files and what they held (a file rewritten since has another SHA-256), how many
+    annotated neurons taught the networks and scored the epochs, and when."""
+    import datetime
+    import hashlib
+
+    movie, rois, sim = movie_files
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    res = train([(movie, rois, "0:60,:")], tmp_path / "w.npz", simulated=0, config=TINY, **ONE_EPOCH)
+    training = load_model(tmp_path / "w.npz").config.training
+    (files,) = training["dataset_files"]
+    assert files["movie"]["path"] == str(movie.resolve()) and files["movie"]["shape"] == [120, 64, 64]
+    assert files["movie"]["sha256"] == hashlib.sha256(movie.read_bytes()).hexdigest()
+    assert files["rois"] == {"path": str(rois.resolve()), "sha256": hashlib.sha256(rois.read_bytes()).hexdigest()}
+    # neurons of the region 0:60 (its bottom 12 rows, 48:60, are the validation strip), by their centroids there
+    cut = sim.masks[:, :60][sim.masks[:, :60].any(axis=(1, 2))]
+    rows = np.array([np.argwhere(m)[:, 0].mean() for m in cut])
+    assert training["dataset_neurons"] == [{"training": int(np.sum(rows < 48)), "validation": int(np.sum(rows >= 48))}]
+    created = datetime.datetime.fromisoformat(training["created"])
+    assert before <= created <= datetime.datetime.now(datetime.timezone.utc)
+    assert res.model.config.training["dataset_files"] == training["dataset_files"]
+
+
 def test_a_short_movie_is_warned_about(movie_files):
     _, _, sim = movie_files
     with pytest.warns(RuntimeWarning, match="dataset 0: the movie has only 40 frames"):
@@ -667,6 +705,36 @@ def test_masks_given_as_arrays_are_read_as_read_rois_reads_them(data, tmp_path):
     np.testing.assert_array_equal(_as_masks(scipy.sparse.csc_matrix(ain), shape), masks)
     with pytest.raises(ValueError, match=r"masks must have shape \(N, 64, 64\)"):
         _as_masks(masks.transpose(0, 2, 1)[:, :, :60], shape)
+
+
+@pytest.fixture(scope="module")
+def oblong_field():
+    """A simulated 64 x 48 movie (rows != columns) and its masks."""
+    sim = simulate(120, (64, 48), 8, seed=4, fs=15.0, diameter=8.0)
+    return sim.movie, sim.masks
+
+
+def test_masks_with_rows_and_columns_swapped_are_named_so(oblong_field):
+    from cellfie_caiman.training.fields import _as_masks
+
+    _, masks = oblong_field
+    with pytest.raises(ValueError, match=r"got \(8, 48, 64\); rows and columns swapped"):
+        _as_masks(masks.transpose(0, 2, 1), (64, 48))
+
+
+def test_an_ain_flattened_in_c_order_is_warned_about(oblong_field):
+    """``masks.reshape(N, -1).T`` (C order) read as CaImAn's Fortran-order Ain scatters each neuron's rows over the
+    field: trained on, it taught stripes (or failed on an empty validation strip) without saying why."""
+    from cellfie_caiman.training.fields import checked_annotation
+
+    movie, masks = oblong_field
+    channels = ModelConfig().channels
+    with pytest.warns(UserWarning, match=r"dataset 0 \(its masks\): 8 of 8 ROIs are in several pieces .* order='F'"):
+        checked_annotation(movie, masks.reshape(len(masks), -1).T, channels, name="dataset 0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same masks in Fortran order: no warning
+        _, read, _ = checked_annotation(movie, masks.reshape(len(masks), -1, order="F").T, channels)
+    np.testing.assert_array_equal(read, masks)
 
 
 # ---- the check that annotations line up with their movies (training.annotation_check) ----
@@ -736,7 +804,57 @@ def test_correctly_oriented_annotations_give_no_warning_and_their_check_is_recor
     found = initialize(model_summary(movie), tta=False).masks
     assert checked["f1"] == pytest.approx(match_rois(masks, found).f1, abs=1e-3)
     assert checked["f1"] >= 0.5 and checked["suspect"] is None
+    assert checked["unannotated"] == [] and checked["annotated_region"] is None
     assert set(checked["alternatives"]) == {"transposed", "flipped up-down", "flipped left-right"}
+
+
+@pytest.fixture(scope="module")
+def wide_field():
+    """A simulated 128 x 128 movie with 36 somata of ~10 px (the shipped model finds them) and its masks."""
+    sim = simulate(150, (128, 128), 36, seed=6, fs=15.0, diameter=10.0)
+    return sim.movie, sim.masks
+
+
+def _extent(masks: np.ndarray, axis: int) -> tuple[int, int]:
+    """[first, last + 1) of the rows (axis 0) or columns (axis 1) that hold a pixel of ``masks``."""
+    idx = np.flatnonzero(masks.any(0).any(1 - axis))
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def test_a_field_annotated_in_part_without_its_region_is_warned_about_with_the_region(wide_field,
+                                                                                      stop_at_first_batch):
+    """Only the left half outlined, no region given: the right half's neurons would be taught as background."""
+    movie, masks = wide_field
+    left = masks[masks[:, :, :64].any(axis=(1, 2))]
+    c1 = _extent(left, 1)[1]
+    assert c1 <= 80 and len(masks) - len(left) >= 10  # the right 48 columns hold neurons and no ROI
+    region = f"0:128,0:{c1}"  # the ROIs' extent on the side left out
+    with pytest.warns(UserWarning, match=rf"dataset0: no ROI in the right {128 - c1} columns \(rows 0:128, columns "
+                      rf"{c1}:128\), where the shipped model finds \d+ neurons") as caught:
+        with pytest.raises(_TrainingStarted):
+            train([(movie, left)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    message = next(str(w.message) for w in caught if "no ROI in the" in str(w.message))
+    assert f"--data MOVIE ROIS {region}" in message
+    with warnings.catch_warnings(record=True) as given:  # the region it names: nothing left out any more
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train([(movie, left, region)], None, simulated=0, config=TINY, **ONE_EPOCH)
+    assert not [w for w in given if "no ROI in the" in str(w.message)]
+
+
+def test_the_region_named_for_a_field_annotated_in_part_is_in_movie_pixels(wide_field):
+    """A region given (rows 32:128) whose left part alone was outlined: the band and the region the warning names
+    are where they lie in the movie, not in the cut field; both are recorded."""
+    movie, masks = wide_field
+    left = masks[masks[:, 32:, :64].any(axis=(1, 2))]
+    inside = left[:, 32:]
+    c1 = _extent(inside, 1)[1]
+    with pytest.warns(UserWarning, match=rf"columns {c1}:128\), where"):
+        res = train([(movie, left, "32:128,:")], None, simulated=0, config=TINY, **ONE_EPOCH)
+    (checked,) = res.model.config.training["annotation_check"]
+    assert checked["annotated_region"] == f"32:128,0:{c1}"  # the rows of the region given, the ROIs' columns
+    (band,) = checked["unannotated"]
+    assert band["side"] == "right" and band["rows"] == [32, 128] and band["cols"] == [c1, 128]
 
 
 def test_the_check_switched_off_runs_no_detection(square_fields, monkeypatch, stop_at_first_batch):
@@ -947,6 +1065,15 @@ def test_scale_to_model_trains_on_the_neurons_at_the_models_size(large_neurons, 
     else:
         assert len(said) == 1 and f"dataset0 ({own:.1f} px)" in said[0] and "scale_to_model=True" in said[0]
         assert abs(_field_diameter(field) / own - 1) < 0.1 and field.inputs.shape[:2] == (96, 96)
+
+
+def test_a_region_trained_at_the_models_scale_is_checked_without_an_error(large_neurons, stop_at_first_batch):
+    """scale_to_model with a region: the annotation check computes the shipped model's images itself (the training's
+    soma filter is for the neurons' own size) and cuts them to the region; that cut failed on NumPy's reshape of
+    an empty mask stack ('cannot reshape array of size 0')."""
+    movie, masks = large_neurons
+    with pytest.raises(_TrainingStarted):
+        train([(movie, masks, "0:64,:")], None, init_model="default", simulated=0, scale_to_model=True, **ONE_EPOCH)
 
 
 def test_scale_to_model_filters_each_dataset_for_its_own_neurons(large_neurons):

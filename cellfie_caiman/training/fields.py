@@ -94,7 +94,7 @@ def prepare_field(summary, masks: np.ndarray, config: ModelConfig, *, zoom: floa
     images = {c: _zoom_image(getattr(summary, c), shape) for c in config.channels}
     inputs = stack_inputs(images, config)
     m = _zoom_masks(np.asarray(masks, bool), shape)
-    m = m[m.reshape(len(m), -1).any(1)]
+    m = m[m.any(axis=(1, 2))]  # (reshape(len, -1) fails on an empty stack)
     prob = m.any(0).astype(np.float32) if len(m) else np.zeros(shape, np.float32)
     centers = np.array([ndimage.center_of_mass(x) for x in m]).reshape(-1, 2)
     heat = np.zeros(shape, np.float32)
@@ -146,7 +146,28 @@ def checked_annotation(source, rois, channels, region=None, name: str = "dataset
         where = "" if bounds is None else f" in its region {region!r}"
         what = rois if isinstance(rois, (str, os.PathLike)) else "its masks"
         raise ValueError(f"{name} ({what}): no ROI{where}, nothing to learn from")
+    _warn_if_in_pieces(masks, name, rois)
     return opened, masks, bounds
+
+
+def _warn_if_in_pieces(masks: np.ndarray, name: str, rois) -> None:
+    """A ``UserWarning`` when most ROIs (more than half) are in several pieces (8-connected): not outlines of somata,
+    most likely an ``Ain`` flattened in C order (CaImAn's is in Fortran order), which reads as each neuron's rows
+    scattered over the field. The manual ROIs of neurofinder.01.01 and 00.00-left are all in one piece; flattened in
+    C order, all of 00.00-left's are in 2 pieces, a 160 x 128 field's in 14."""
+    pieces = np.array([ndimage.label(_cropped(m), structure=np.ones((3, 3)))[1] for m in masks if m.any()])
+    if len(pieces) and np.mean(pieces > 1) > 0.5:
+        what = rois if isinstance(rois, (str, os.PathLike)) else "its masks"
+        warnings.warn(f"{name} ({what}): {int(np.sum(pieces > 1))} of {len(pieces)} ROIs are in several pieces "
+                      f"(median {np.median(pieces):g}), not outlines of somata: an Ain (rows*cols, N) flattened in C "
+                      "order? CaImAn's Ain is in Fortran order: masks.reshape(len(masks), -1, order='F').T, or give "
+                      "the masks (N, rows, cols) themselves", UserWarning, stacklevel=5)
+
+
+def _cropped(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (rows, cols) cut to its bounding box."""
+    r0, r1, c0, c1 = bounding_box(mask)
+    return mask[r0:r1, c0:c1]
 
 
 def _warn_if_short(n_frames: int, name: str) -> None:
@@ -248,7 +269,7 @@ def masks_in(masks: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray
     """``masks`` (N, rows, cols) cut to ``bounds`` (row0, row1, col0, col1), those without a pixel there dropped."""
     r0, r1, c0, c1 = bounds
     inside = np.asarray(masks, bool)[:, r0:r1, c0:c1]
-    return inside[inside.reshape(len(inside), -1).any(axis=1)]
+    return inside[inside.any(axis=(1, 2))]  # (reshape(len, -1) fails on an empty stack)
 
 
 def _as_masks(rois, shape: tuple[int, int]) -> np.ndarray:
@@ -264,6 +285,8 @@ def _as_masks(rois, shape: tuple[int, int]) -> np.ndarray:
         rois = rois.toarray()
     masks = np.asarray(rois)
     if masks.ndim == 3 and masks.shape[1:] != tuple(shape):
+        swapped = ("; rows and columns swapped ((x, y) order)? masks.transpose(0, 2, 1) has the movie's"
+                   if masks.shape[1:] == tuple(shape)[::-1] else "")
         raise ValueError(f"masks must have shape (N, {shape[0]}, {shape[1]}) (or be Ain, (rows*cols, N)), got "
-                         f"{masks.shape}")
+                         f"{masks.shape}{swapped}")
     return array_masks(masks, shape, "masks")

@@ -53,7 +53,7 @@ def simulated_datasets(n: int, *, seed: int, shape=(256, 256), progress: bool = 
                                rates=rates, neuropil=varied[i], processes=meshed[i], defocus=active_oof[i],
                                long=bool(lasting[i]))
 
-    return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress)]
+    return [field(i) for i in tqdm(range(n), desc="simulating fields", disable=not progress or n == 0)]
 
 
 def simulated_field(i: int, *, seed: int, shape=(256, 256), variety: bool = False,
