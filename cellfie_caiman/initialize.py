@@ -41,6 +41,20 @@ SHORT_MOVIE_FRAMES = 100
 #: diameter the networks are run for are warned about (as the annotation check of training allows): on simulated
 #: movies of 12 px somata (3 seeds) detection F1 fell from 0.95 to 0.84-0.87 with the image filtered for 4, 6 or 24 px.
 FILTER_DIAMETER_TOLERANCE = 0.1
+#: With ``neuron_diameter`` given, :func:`initialize` warns (and still returns the detection at that size) when the
+#: neurons found there, measured at the model's scale (their diameters divided by the one given), are clearly of
+#: another size: the median diameter of their masks above the upper bound (the somata are larger: the networks cut
+#: them into pieces of about the training size), or the median diameter of the regions of the neuron-probability
+#: map (``prob_map > GIVEN_DIAMETER_PROB``) that hold their centres below the lower bound (the somata are smaller:
+#: the masks lean towards the training size, these regions follow the somata).
+#: Measured with the diameter given = the true (annotated) median diameter x 0.5, 0.67, 0.8, 1, 1.25, 1.5 and 2, on 21
+#: movies: simulated somata of 8, 9, 12 and 17 px (300 frames of 128-192 px, seeds 41-43), 7 more of 12-14 px
+#: (strong neuropil, rare firing, 12 neurons, 100 frames, processes, dense packing, the tests' movie), and
+#: neurofinder.00.00-left (9.2 px) and 01.01 (15.3 px). At the true size masks 0.91-1.04, regions 0.98-1.32: no
+#: warning. x0.5: masks 1.23-1.43, x2: regions 0.53-0.79: warned on all 21; x0.67 on 16, x1.5 on 18, x0.8 (masks up
+#: to 1.18) and x1.25 (regions from 0.81) on none. The masks alone cannot tell x2 (0.62-0.87) from x1.
+GIVEN_DIAMETER_RANGE = (0.8, 1.2)
+GIVEN_DIAMETER_PROB = 0.5
 
 # detect, Detections and dedup_masks are documented here too (they live in .detection and .instances)
 __all__ = ["Initialization", "initialize", "model_summary", "detect", "Detections", "dedup_masks"]
@@ -275,7 +289,12 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     neuron_diameter : float, optional
         Typical soma diameter in pixels, from 2 to the field's longer side. The images are zoomed by
         ``model.config.train_diameter / neuron_diameter`` so neurons have the size the model was trained on; masks come
-        back on the original grid. None (size unknown): detect at the model's scale (no zoom); if the masks found there
+        back on the original grid. The result is the detection at that size, but when the neurons found there are
+        clearly not of that size (``GIVEN_DIAMETER_RANGE``: the median diameter of their masks above 1.2 times it, or
+        that of the neuron-probability regions holding their centres below 0.8 times it; on 21 movies never at the
+        annotated size, always at half or twice it) a ``RuntimeWarning`` names the size they measure
+        (movie pixels) and what to try.
+        None (size unknown): detect at the model's scale (no zoom); if the masks found there
         have a median diameter outside ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are
         smaller or larger than those the model was trained on), detect again at that diameter, and once more if the new
         masks measure more than 10 % differently (the summary images are not recomputed). A re-detection is kept only if
@@ -353,7 +372,9 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
     settings = dict(min_score=min_score, prob_threshold=prob_threshold, max_overlap=max_overlap, tta=tta,
                     progress=progress, box=box, data=data)
     if neuron_diameter is not None:
-        return _warn_if_empty(_detect_at(net, images, summary, float(neuron_diameter), **settings), min_score)
+        result = _detect_at(net, images, summary, float(neuron_diameter), **settings)
+        _warn_about_size(result)  # the user's choice stands: said, not changed
+        return _warn_if_empty(result, min_score)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
     for k in range(AUTO_DIAMETER_PASSES):
         if len(result.masks) < AUTO_DIAMETER_MIN_MASKS:
@@ -385,6 +406,68 @@ def _warn_if_empty(result: Initialization, min_score: float) -> Initialization:
                       f"probability {float(result.prob_map.max()):.2f}): check neuron_diameter (pixels) and the movie; "
                       f"a lower min_score ({min_score:g}) keeps less certain neurons", RuntimeWarning, stacklevel=3)
     return result
+
+
+def region_diameter(prob_map: np.ndarray, centers: np.ndarray, threshold: float = GIVEN_DIAMETER_PROB) -> float:
+    """Median diameter (pixels, ``2 * sqrt(area / pi)``) of the connected regions of ``prob_map > threshold`` that
+    hold at least one of ``centers``.
+
+    Parameters
+    ----------
+    prob_map : ndarray, float, (rows, cols)
+        Neuron probability of each pixel (:attr:`Initialization.prob_map`).
+    centers : ndarray, float, (K, 2)
+        Neuron centres (row, col) in pixels; those outside the field are moved to its edge.
+    threshold : float
+        Probability above which a pixel belongs to a region (4-connected).
+
+    Returns
+    -------
+    float
+        Pixels; NaN when no centre lies in a region.
+    """
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(np.asarray(prob_map) > threshold)
+    centers = np.round(np.asarray(centers, np.float64).reshape(-1, 2)).astype(int)
+    rows = np.clip(centers[:, 0], 0, labels.shape[0] - 1)
+    cols = np.clip(centers[:, 1], 0, labels.shape[1] - 1)
+    held = np.unique(labels[rows, cols])
+    held = held[held > 0]
+    if not held.size:
+        return float("nan")
+    return float(2 * np.sqrt(np.median(np.bincount(labels.ravel())[held]) / np.pi))
+
+
+def _warn_about_size(result: Initialization) -> None:
+    """A ``RuntimeWarning`` when the neurons found for the ``neuron_diameter`` given (``result.neuron_diameter``) do
+    not have that size (``GIVEN_DIAMETER_RANGE``): the median diameter of their masks is more than its upper bound
+    times the size given (the somata are larger), or that of the probability regions holding their centres is less
+    than its lower bound times it (smaller). Nothing with fewer than ``AUTO_DIAMETER_MIN_MASKS`` masks."""
+    if len(result.masks) < AUTO_DIAMETER_MIN_MASKS:
+        return
+    given = float(result.neuron_diameter)
+    masks = mask_diameter(result.masks)
+    regions = region_diameter(result.prob_map, result.centers)
+    low, high = GIVEN_DIAMETER_RANGE
+    n = len(result.masks)
+    if masks > high * given:
+        found, looks = masks, "larger"
+        measured = f"the {n} masks found there measure {masks:.1f} px across (median), {masks / given:.2f} times that"
+        why = "the networks cut them into pieces"
+    elif regions < low * given:
+        found, looks = regions, "smaller"
+        measured = (f"the neuron-probability regions of the {n} neurons found there measure {regions:.1f} px across "
+                    f"(median), {regions / given:.2f} times that (their masks {masks:.1f} px)")
+        why = "the networks merge or miss them and draw masks too large"
+    else:
+        return
+    bound = "or more" if looks == "larger" else "or less"
+    warnings.warn(f"neuron_diameter={given:g} px, but {measured}: the somata look {looks}, and {why}. The result is "
+                  f"kept for {given:g} px as asked; try neuron_diameter={found:.1f} {bound} (pixels; what is found at "
+                  f"a wrong size leans towards that size), or neuron_diameter=None (cellfie-caiman: no --diameter, "
+                  f"and neither data.neuron_diameter nor data.pixel_size in the parameter file) to let initialize "
+                  f"estimate it", RuntimeWarning, stacklevel=3)
 
 
 def _checked_images(summary, channels) -> dict[str, np.ndarray]:

@@ -96,7 +96,8 @@ def test_neurons_of_the_training_size_are_detected_at_the_model_scale(result, ca
     train_d = model_config().train_diameter
     assert result.neuron_diameter == train_d
     with caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"), \
-            pytest.warns(RuntimeWarning, match=f"computed for somata of {train_d:g} px"):  # the summary is for train_d
+            pytest.warns(RuntimeWarning, match=f"computed for somata of {train_d:g} px"), \
+            pytest.warns(RuntimeWarning, match="somata look larger"):  # the summary is for train_d, the somata 13 px
         assert initialize(result.summary, neuron_diameter=9.5).neuron_diameter == 9.5
     rows, cols = result.prob_map.shape  # the zoom is said, with the size of the field the networks see
     zoomed = f"{round(rows * train_d / 9.5)} x {round(cols * train_d / 9.5)} px"
@@ -115,7 +116,8 @@ def test_neurons_far_larger_than_the_training_size_are_detected_again_at_their_s
     big = simulate(300, (384, 384), 90, seed=7, fs=15.0, diameter=18.0)
     summary = summary_images(big.movie, batch_frames=250, filter_diameter=train_d)
     auto = initialize(summary)
-    fixed = initialize(summary, neuron_diameter=train_d)
+    with pytest.warns(RuntimeWarning, match="the somata look larger"):  # train_d given for larger somata: said
+        fixed = initialize(summary, neuron_diameter=train_d)
     true_d = mask_diameter(big.masks)
     assert abs(auto.neuron_diameter - true_d) < 0.5 * abs(train_d - true_d)
     assert mask_diameter(auto.masks) > mask_diameter(fixed.masks) + 2
@@ -421,3 +423,53 @@ def test_a_blank_stripe_inside_the_field_gets_no_mask_and_costs_only_its_own_pix
     intact = result.masks & ~blank
     intact = intact[intact.sum(axis=(1, 2)) >= 10]
     assert match_rois(truth, res.masks).f1 >= match_rois(truth, intact).f1 - 0.03
+
+
+# ------------------------------------------------------------------------------------ a neuron_diameter that is wrong
+def _size_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "measure" in str(w.message) and "neuron_diameter=" in str(w.message)]
+
+
+@pytest.fixture(scope="module")
+def true_diameter(sim) -> float:
+    """The simulated somata's median diameter (pixels), from the ground-truth masks."""
+    from cellfie_caiman.masks import mask_diameter
+
+    return mask_diameter(sim.masks)
+
+
+@pytest.mark.parametrize("factor, looks", [(0.5, "larger"), (2.0, "smaller")])
+def test_a_neuron_diameter_far_from_the_somata_is_warned_about_and_kept(sim, true_diameter, factor, looks):
+    """A neuron_diameter half or twice the somata's (a radius given for a diameter, microns for pixels) gave masks
+    drawn at the wrong size without a word. The masks found there say so: a RuntimeWarning names the size given and
+    the median diameter of the masks returned (movie pixels), and suggests a size on the somata's side of the one
+    given. The user's choice stands: the result is the detection at the size given, not a re-detection."""
+    from cellfie_caiman.initialize import model_summary
+    from cellfie_caiman.masks import mask_diameter
+
+    given = round(factor * true_diameter, 1)
+    summary = model_summary(sim.movie, neuron_diameter=given)  # filtered for that size: no other warning
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        res = initialize(summary, neuron_diameter=given)
+    messages = _size_warnings(record)
+    assert len(messages) == 1, [str(w.message) for w in record]
+    assert [w.category for w in record if str(w.message) == messages[0]] == [RuntimeWarning]
+    assert f"neuron_diameter={given:g} px" in messages[0]
+    assert f"{mask_diameter(res.masks):.1f} px" in messages[0], messages[0]  # the median of the masks returned
+    assert f"look {looks}" in messages[0] and "neuron_diameter=None" in messages[0]
+    suggested = float(messages[0].split("try neuron_diameter=")[1].split()[0])
+    assert (suggested > given) if looks == "larger" else (suggested < given)
+    assert abs(np.log(suggested / true_diameter)) < abs(np.log(given / true_diameter))  # towards the somata's size
+    assert res.neuron_diameter == given and len(res.masks) >= 10
+    assert [w.filename for w in record if str(w.message) == messages[0]] == [__file__]  # the caller's line
+
+
+def test_the_somata_size_given_is_not_warned_about(sim, true_diameter):
+    from cellfie_caiman.initialize import model_summary
+
+    summary = model_summary(sim.movie, neuron_diameter=true_diameter)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        res = initialize(summary, neuron_diameter=true_diameter)
+    assert _size_warnings(record) == [] and len(res.masks) >= 10
