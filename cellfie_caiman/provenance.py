@@ -40,7 +40,9 @@ DISTRIBUTIONS = ("numpy", "scipy", "scikit-image", "scikit-learn", "h5py", "tiff
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, hex; cached per path, size and modification time.
+    """SHA-256 of a file's bytes, hex; cached per path, inode, size, modification and status-change time (the
+    status-change time moves on every write and cannot be set back, so a file rewritten with its old size and
+    modification time is hashed again).
 
     Parameters
     ----------
@@ -57,11 +59,11 @@ def file_sha256(path: str | os.PathLike) -> str:
         If the file cannot be read (``FileNotFoundError`` when it does not exist).
     """
     st = os.stat(path)
-    return _sha256(os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    return _sha256(os.fspath(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _sha256(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

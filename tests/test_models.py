@@ -265,3 +265,38 @@ def test_model_config_reads_the_configuration_without_tensorflow(tmp_path):
     assert out == [load_model("default").config.channels[-1], "False"]
     with pytest.raises(FileNotFoundError):
         model_config(tmp_path / "missing.npz")
+
+
+def _write_npz_in_place(path, arrays: dict) -> None:
+    """Overwrite ``path`` in place (same inode), uncompressed: equal array shapes give an equal file size."""
+    with open(path, "r+b" if path.exists() else "wb") as fh:
+        fh.truncate(0)
+        np.savez(fh, **arrays)
+
+
+def test_a_weight_file_overwritten_within_the_timestamp_resolution_is_not_served_stale(small_model, tmp_path):
+    """FAT/exFAT keep 2 s timestamps: a file rewritten with the same size and modification time is reloaded."""
+    import os
+
+    from cellfie_caiman.models._store import read_config
+
+    small_model.save(tmp_path / "src.npz")
+    with np.load(tmp_path / "src.npz", allow_pickle=False) as data:
+        arrays_a = {k: data[k] for k in data.files}
+    arrays_b = {k: (v + np.asarray(0.5, v.dtype) if v.dtype.kind == "f" else v) for k, v in arrays_a.items()}
+    path = tmp_path / "m.npz"
+    _write_npz_in_place(path, arrays_a)
+    stat_a = path.stat()
+    model_a = load_model(path)
+    _write_npz_in_place(path, arrays_b)
+    os.utime(path, ns=(stat_a.st_atime_ns, stat_a.st_mtime_ns))
+    stat_b = path.stat()
+    assert (stat_b.st_size, stat_b.st_mtime_ns, stat_b.st_ino) == (stat_a.st_size, stat_a.st_mtime_ns, stat_a.st_ino)
+    model_b = load_model(path)
+    expected = read_config(path)[1]
+    assert model_b is not model_a
+    for name, net in model_b.networks.items():
+        for layer in net.layers:
+            for i, w in enumerate(layer.get_weights()):
+                np.testing.assert_array_equal(w, expected[f"{name}/{layer.name}/{i}"])
+    assert load_model(path) is model_b  # an unchanged file is still served from the cache

@@ -19,6 +19,23 @@ def test_file_sha256_is_hashlibs_and_follows_the_file(tmp_path):
     assert file_sha256(path) == hashlib.sha256(b"second, LONGER").hexdigest()
 
 
+def test_file_sha256_of_a_file_rewritten_with_its_old_size_and_time_is_the_new_bytes(tmp_path):
+    # FAT/exFAT (2 s) and some network filesystems (1 s) keep times coarser than a rewrite takes; a user's
+    # os.utime or a copy tool can also put the old time back
+    from cellfie_caiman.provenance import file_sha256
+
+    path = tmp_path / "movie.tif"
+    path.write_bytes(b"frames A")
+    before = os.stat(path)
+    assert file_sha256(path) == hashlib.sha256(b"frames A").hexdigest()
+    with open(path, "r+b") as fh:  # in place: the same inode
+        fh.write(b"frames B")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert file_sha256(path) == hashlib.sha256(b"frames B").hexdigest()
+
+
 def test_a_model_given_by_path_is_hashed_and_a_changed_one_is_not(tmp_path):
     from cellfie_caiman.models import load_model, model_file, new_model
     from cellfie_caiman.provenance import provenance

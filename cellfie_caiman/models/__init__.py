@@ -11,9 +11,12 @@ file loads under Keras 2 (TF 2.15, CaImAn's environment) and Keras 3. See ``MODE
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -341,13 +344,46 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     raise ValueError(f"unknown model {text!r}: give a path to a .npz weight file or one of {list_models()}")
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float) -> DetectionModel:
-    config, arrays = read_config(path)
+#: Frozen models loaded from files, keyed on (path, SHA-256 of the file's bytes), the most recently used last.
+_MODEL_CACHE: collections.OrderedDict[tuple[str, str], DetectionModel] = collections.OrderedDict()
+_MODEL_CACHE_SIZE = 4
+_MODEL_CACHE_LOCK = threading.Lock()
+
+
+def _load_cached(path: Path) -> DetectionModel:
+    """The frozen model of weight file ``path``, from the cache while the file's content is unchanged.
+
+    The key is the SHA-256 of the file's bytes (a few milliseconds for a weight file of a few MB), not its
+    modification time: a file rewritten within the file system's timestamp resolution (2 s on FAT/exFAT, 1 s on
+    some network file systems), or given back its old time, is never served stale. The model is built from the
+    very bytes hashed.
+
+    Parameters
+    ----------
+    path : Path
+        An existing ``.npz`` weight file (resolved by :func:`_resolve`).
+
+    Returns
+    -------
+    DetectionModel
+        Frozen, shared by every caller that loads the same content from the same path.
+    """
+    content = path.read_bytes()
+    key = (str(path), hashlib.sha256(content).hexdigest())
+    with _MODEL_CACHE_LOCK:
+        if key in _MODEL_CACHE:
+            _MODEL_CACHE.move_to_end(key)
+            return _MODEL_CACHE[key]
+    config, arrays = read_config(path, content)
     model = new_model(config)
-    assign_weights(path, model.networks, arrays)
-    model.source = path
+    assign_weights(str(path), model.networks, arrays)
+    model.source = str(path)
     model.frozen = True
+    with _MODEL_CACHE_LOCK:
+        model = _MODEL_CACHE.setdefault(key, model)  # another thread may have loaded it meanwhile
+        _MODEL_CACHE.move_to_end(key)
+        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.popitem(last=False)
     return model
 
 
@@ -400,4 +436,4 @@ def load_model(name_or_path: str | os.PathLike | DetectionModel = "default") -> 
     if isinstance(name_or_path, DetectionModel):
         return name_or_path
     path = _resolve(name_or_path)
-    return _load_cached(str(path), path.stat().st_mtime)
+    return _load_cached(path)

@@ -1,6 +1,7 @@
 """Weight files: one ``.npz`` of arrays keyed ``<network>/<layer>/<index>`` plus the config as JSON."""
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -29,16 +30,34 @@ def save_weights(path: str | os.PathLike, config: ModelConfig, networks: dict) -
     return path
 
 
-def read_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    """Read the config and the weight arrays of a model file; clear errors for missing or foreign files."""
+def read_config(path: str | os.PathLike, content: bytes | None = None) -> tuple[ModelConfig, dict]:
+    """Read the config and the weight arrays of a model file; clear errors for missing or foreign files.
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.npz`` weight file (named in the error messages).
+    content : bytes, optional
+        The file's bytes, already read (the model cache reads them once to hash them): parsed instead of reading
+        ``path`` again, so the weights returned are those of the bytes hashed.
+
+    Returns
+    -------
+    config : ModelConfig
+    arrays : dict of str to numpy.ndarray
+        The weight arrays keyed ``<network>/<layer>/<index>``.
+    """
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    if not zipfile.is_zipfile(path):  # np.load would read it as a pickle, and its error talks of allow_pickle
+    source = path if content is None else io.BytesIO(content)
+    if not zipfile.is_zipfile(source):  # np.load would read it as a pickle, and its error talks of allow_pickle
         raise ValueError(f"model file {str(path)!r} is not a .npz weight file (not a zip archive): give a file "
                          "written by cellfie_caiman.train or DetectionModel.save")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with np.load(source, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception as exc:  # zip/npz errors come in many types
         raise ValueError(f"model file {str(path)!r} is not a readable .npz weight file: {exc}") from exc
