@@ -304,12 +304,45 @@ def remove_stale(out: Path, written: dict[str, Path]) -> None:
             logger.info("removed stale %s from an earlier run", out / name)
 
 
-def write_json(path: Path, record: dict) -> Path:
-    """``record`` as indented JSON at ``path``, atomically."""
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, -inf, NaN) in it, at any depth, replaced by None.
+
+    Python's ``json`` writes them as ``Infinity`` and ``NaN``, which are not JSON: strict parsers (JavaScript, jq,
+    R's jsonlite, Go) refuse the whole file. None is written as ``null``, JSON's "no value".
+
+    Parameters
+    ----------
+    value : any JSON-ready value
+        Dicts, lists and tuples are copied (tuples as lists); other values are returned as they are.
+
+    Returns
+    -------
+    any
+    """
+    if isinstance(value, float):  # numpy's float64 included
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def json_text(record: Any, indent: int | None = None) -> str:
+    """``record`` as strict JSON text: non-finite floats as ``null`` (:func:`json_safe`), never ``Infinity`` or
+    ``NaN``."""
     import json
 
+    return json.dumps(json_safe(record), indent=indent, allow_nan=False)
+
+
+def write_json(path: Path, record: dict) -> Path:
+    """``record`` as indented, strict JSON at ``path``, atomically: inf, -inf and NaN are written as ``null``
+    (:func:`json_safe`)."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+        Path(tmp).write_text(json_text(record, indent=2) + "\n")
     return path
 
 

@@ -158,6 +158,7 @@ def plot_contours(
         Output picture (PNG; the format follows the suffix).
     scores : sequence of K floats, optional
         Colour of each outline (bright part of viridis; 0..1 when all scores lie in that range); None: one colour.
+        NaN (no score) is drawn white; inf and -inf (an SNR off the scale) take the top and bottom colours.
     accepted : sequence of K bool, optional
         False marks a component rejected by quality control: drawn as a red outline.
     gt_masks : ndarray, bool, shape (N, rows, cols), optional
@@ -213,7 +214,7 @@ def plot_contours(
             lo, hi = float(finite.min()), float(max(finite.max(), finite.min() + 1e-9))
         norm = colors.Normalize(lo, hi)
         cmap = _viridis()
-        colour_of = [cmap(norm(s)) if np.isfinite(s) else (1, 1, 1, 1) for s in scores]
+        colour_of = [_score_colour(cmap, norm, s) for s in scores]
     else:
         norm = cmap = None
         colour_of = ["#ffd400"] * k
@@ -244,6 +245,28 @@ def plot_contours(
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def _score_colour(cmap, norm, score: float) -> tuple[float, float, float, float]:
+    """The RGBA colour of ``score``: white for NaN, the end colours of ``cmap`` for -inf and inf (and for finite
+    scores beyond ``norm``'s range), else ``cmap(norm(score))``."""
+    if np.isnan(score):
+        return (1.0, 1.0, 1.0, 1.0)
+    if np.isinf(score):
+        return tuple(cmap(1.0 if score > 0 else 0.0))
+    return tuple(cmap(float(np.clip(norm(score), 0.0, 1.0))))
+
+
+def _trace_range(values: np.ndarray) -> tuple[float, float]:
+    """The 1st and 99.9th percentile of the finite values of a trace (inf, -inf and NaN left out); ``(v, v + 1)``
+    for a single finite value ``v``, ``(0, 1)`` for none."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    if finite.size == 1:
+        return float(finite[0]), float(finite[0]) + 1.0
+    lo, hi = np.percentile(finite, [1, 99.9])
+    return float(lo), float(hi)
 
 
 def _viridis():
@@ -319,9 +342,10 @@ def plot_traces(
     fr : float
         Frame rate in Hz (time axis in seconds).
     raw : ndarray, shape (K, T), optional
-        Raw traces (``C + YrA``), drawn in grey behind the denoised ones with the same scaling.
+        Raw traces (``C + YrA``), drawn in grey behind the denoised ones with the same scaling. Each trace is scaled
+        to the range of its finite values; inf, -inf and NaN frames are left as gaps.
     snr : sequence of K floats, optional
-        Ranking (highest first) and label of each trace.
+        Ranking (highest first: inf before any finite value, NaN last) and label of each trace.
     labels : sequence of K str, optional
         Name of each trace (default ``ROI k``).
     n : int
@@ -365,7 +389,7 @@ def plot_traces(
     colours = _viridis()(np.linspace(0.05, 0.85, max(shown, 1)))
     for row, i in enumerate(order):
         ref = raw[i] if raw is not None else traces[i]
-        lo, hi = np.nanpercentile(ref, [1, 99.9]) if t > 1 else (ref.min(), ref.max() + 1)
+        lo, hi = _trace_range(ref)
         scale = 0.9 / (hi - lo) if hi > lo else 1.0
         offset = shown - 1 - row
         if raw is not None:

@@ -479,3 +479,20 @@ def test_to_nwb_names_an_absolute_movie_path_relative_to_where_the_nwb_file_is_r
         nwb = est.to_nwb(tmp_path / "out" / "r2.nwb", fr=10.0, raw_data_file=str(movie))
     assert _external_files(nwb) == [str(movie)]
     assert any(str(movie) in r.getMessage() and "absolute" in r.getMessage() for r in caplog.records)
+
+
+def _strict_json(text: str):
+    """Parse as a strict JSON parser does: ``Infinity`` and ``NaN`` are not JSON."""
+    import json
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_outputs_write_non_finite_numbers_as_null(tmp_path):
+    """Python's json writes Infinity / NaN, which strict parsers (JavaScript, jq, R's jsonlite) refuse."""
+    record = {"snr": [float("inf"), 3.0, float("nan")], "nested": {"r": -np.inf, "n": np.float64(np.nan)}, "k": 2}
+    path = outputs.write_json(tmp_path / "provenance.json", record)
+    assert _strict_json(path.read_text()) == {"snr": [None, 3.0, None], "nested": {"r": None, "n": None}, "k": 2}

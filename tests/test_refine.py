@@ -621,3 +621,47 @@ def test_traces_of_neurons_that_overlap_active_puncta_follow_their_calcium():
     corr = np.array([np.corrcoef(est.C[best[i]], sim.calcium[i])[0, 1] for i in active])
     assert corr.min() > 0.6, corr.round(2)
     assert np.median(corr) > 0.975, corr.round(2)
+
+
+def _non_finite_estimates() -> Estimates:
+    """3 components on a 32 x 32 field over 50 frames with CaImAn's non-finite values: an SNR of inf (a transient
+    over ~116 noise sigmas), NaN r_values and cnn_preds, a NaN in C and an inf in YrA."""
+    rows = cols = 32
+    K, T = 3, 50
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:rows, :cols]
+    A = np.stack([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 8.0).ravel(order="F")
+                  for r, c in [(8, 8), (16, 24), (24, 10)]], axis=1)
+    A[A < 0.05] = 0
+    A /= np.linalg.norm(A, axis=0)
+    C, YrA = rng.random((K, T)), rng.normal(0, 0.1, (K, T))
+    C[2, 5], YrA[1, 7] = np.nan, np.inf
+    return Estimates(A=scipy.sparse.csc_matrix(A), C=C, S=rng.random((K, T)), YrA=YrA,
+                     b=np.full((rows * cols, 1), 1 / 32), f=np.ones((1, T)), sn=np.ones(rows * cols, np.float32),
+                     g=np.full((K, 1), 0.9), bl=np.zeros(K), c1=np.zeros(K), neurons_sn=np.ones(K), lam=np.zeros(K),
+                     SNR_comp=np.array([np.inf, 3.0, np.nan]), r_values=np.array([0.9, np.nan, 0.5]),
+                     cnn_preds=np.array([0.8, np.nan, 0.0]), idx_components=np.array([0, 1]),
+                     idx_components_bad=np.array([2]), Cn=rng.random((rows, cols)), dims=(rows, cols),
+                     params={"data": {"fr": 10.0}}, provenance={"movie": {"fr": float("nan")}, "k": 3})
+
+
+def test_non_finite_metrics_and_traces_are_kept_in_hdf5_and_nwb_and_the_json_in_them_stays_json(tmp_path):
+    import json
+
+    est = _non_finite_estimates()
+    back = load_estimates(est.save(tmp_path / "results.hdf5"))
+    for name in ("SNR_comp", "r_values", "cnn_preds", "C", "S", "YrA"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(est, name), err_msg=name)  # NaN == NaN here
+    with h5py.File(tmp_path / "results.hdf5", "r") as h5:
+        text = h5.attrs["cellfie_provenance"]
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the provenance JSON")) == {
+        "movie": {"fr": None}, "k": 3}
+    pynwb = pytest.importorskip("pynwb")
+    est.to_nwb(tmp_path / "results.nwb", fr=10.0)
+    with pynwb.NWBHDF5IO(str(tmp_path / "results.nwb"), "r") as io:
+        ophys = io.read().processing["ophys"]
+        seg = ophys["ImageSegmentation"]["PlaneSegmentation"]
+        np.testing.assert_array_equal(seg["snr"].data[:3], est.SNR_comp)
+        np.testing.assert_array_equal(seg["r"].data[:3], est.r_values)
+        np.testing.assert_array_equal(ophys["Fluorescence"]["RoiResponseSeries"].data[:].T, est.C)
+        np.testing.assert_array_equal(ophys["residuals"].data[:].T, est.YrA)

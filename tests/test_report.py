@@ -249,3 +249,43 @@ def test_a_gif_faster_than_browsers_play_is_warned_about(tmp_path, scene):
     image, masks = scene
     with pytest.warns(UserWarning, match="browsers play for 100 ms"):
         report.save_gif(np.repeat(image[None], 5, axis=0), masks, tmp_path / "m.gif", fps=60.0)
+
+
+def test_traces_with_infinite_or_missing_values_are_drawn_within_their_rows(tmp_path, monkeypatch):
+    """A non-finite value (CaImAn's traces or residuals) neither stretches nor breaks the scale of its trace; an
+    all-NaN trace is drawn empty, without a warning."""
+    import warnings
+
+    figures = []
+    real_save = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path))
+    rng = np.random.default_rng(3)
+    traces = 1000.0 + 100.0 * rng.random((3, 60))
+    raw = traces + rng.normal(0, 5.0, traces.shape)
+    raw[0, 10], traces[1, 20], raw[1, 30] = np.inf, np.nan, -np.inf
+    traces[2], raw[2] = np.nan, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report.plot_traces(traces, tmp_path / "t.png", fr=10.0, raw=raw, snr=[np.inf, 3.0, np.nan])
+    (ax,) = figures[0].axes
+    lines = ax.get_lines()
+    assert len(lines) == 6  # raw and denoised of each trace, the highest SNR (inf) first, NaN last
+    for row, offset in enumerate([2, 1]):
+        for line in lines[2 * row: 2 * row + 2]:
+            y = np.asarray(line.get_ydata(), dtype=float)
+            y = y[np.isfinite(y)]
+            assert y.size > 50 and y.min() >= offset - 0.3 and y.max() <= offset + 1.1, (row, y.min(), y.max())
+    assert not np.isfinite(np.asarray(lines[4].get_ydata(), dtype=float)).any()
+
+
+@pytest.mark.parametrize(("score", "end"), [(np.inf, 1.0), (-np.inf, 0.0)])
+def test_infinite_scores_take_the_end_colours_of_the_scale_not_the_missing_score_white(tmp_path, monkeypatch,
+                                                                                       score, end):
+    """An SNR of inf (CaImAn's, for a transient over ~116 noise sigmas) is off the top of the scale, not missing."""
+    figures = []
+    real_save = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path))
+    masks = _disks((60, 60), [(15, 15), (40, 40)], 8)
+    report.plot_contours(np.zeros((60, 60)), masks, tmp_path / "c.png", scores=[score, np.nan], score_range=(0, 1))
+    (outlines,) = figures[0].axes[0].collections
+    np.testing.assert_allclose(outlines.get_colors(), [report._viridis()(end), (1, 1, 1, 1)])

@@ -53,7 +53,8 @@ class Estimates:
     bl, c1, neurons_sn, lam : ndarray (K,)
         Baseline, initial calcium value, trace noise and sparsity penalty of each trace.
     SNR_comp, r_values : ndarray (K,)
-        Quality metrics (CaImAn's definitions).
+        Quality metrics (CaImAn's definitions). From CaImAn, ``SNR_comp`` may be inf and ``r_values`` NaN; the
+        files keep them (:meth:`save`, :meth:`to_nwb`).
     cnn_preds : ndarray (K,) or None
         With ``quality.use_cnn``: the detection score of the seed mask that overlaps each component most (IoU; 0
         when none), in the place of CaImAn's CNN classifier.
@@ -144,7 +145,9 @@ class Estimates:
     def save(self, path: str | os.PathLike, *, mmap_file: str | os.PathLike | None = None) -> Path:
         """Write CaImAn's HDF5 layout (readable by ``caiman...cnmf.load_CNMF`` and :func:`load_estimates`).
 
-        The file is written atomically.
+        The file is written atomically. Non-finite values are kept as they are (HDF5 stores inf and NaN: CaImAn's
+        ``SNR_comp`` is inf for a transient over ~116 noise sigmas, its ``r_values`` NaN for a flat footprint); in
+        the JSON of the ``cellfie_params`` and ``cellfie_provenance`` attributes they are ``null`` (strict JSON).
 
         Parameters
         ----------
@@ -166,6 +169,8 @@ class Estimates:
         """
         import h5py
 
+        from ..outputs import json_text
+
         path = Path(path)
         if path.suffix.lower() not in (".hdf5", ".h5"):
             raise ValueError(f"results file must end in .hdf5 or .h5 (CaImAn's load_CNMF needs it), got {path}")
@@ -181,10 +186,10 @@ class Estimates:
                 else:  # a string: an attribute, as CaImAn (>= 1.9.9) writes them and reads them back as str
                     h5.attrs["mmap_file"] = os.fspath(mmap_file)
                 h5.attrs["producer"] = "cellfie_caiman"
-                if self.params is not None:
-                    h5.attrs["cellfie_params"] = json.dumps(self.params)
+                if self.params is not None:  # strict JSON, as provenance.json: no Infinity / NaN
+                    h5.attrs["cellfie_params"] = json_text(self.params)
                 if self.provenance is not None:
-                    h5.attrs["cellfie_provenance"] = json.dumps(self.provenance)
+                    h5.attrs["cellfie_provenance"] = json_text(self.provenance)
                 est = h5.create_group("estimates")
                 _write_sparse(est, "A", self.A)
                 for name in _ARRAY_FIELDS:
