@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the detection networks (cellfie_caiman.train.train) on annotated movies\n"
                                    "(--data MOVIE ROIS, repeatable) plus simulated fields, keep the weights with the\n"
                                    "best validation F1 and save them. The bottom 20 % of each field's rows (of its\n"
-                                   "REGION, when given) is held out to score every epoch: annotate neurons both there\n"
-                                   "and above.",
+                                   "REGION, when given; --val-fraction) is held out to score every epoch: annotate\n"
+                                   "neurons both there and above.",
                        epilog="examples:\n"
                               "  cellfie-caiman train -o my_model.npz --data movie.tif regions.json --epochs 40\n"
                               "  cellfie-caiman run movie.tif -o out --model my_model.npz\n"
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-frames", type=int, default=250,
                    help="frames per batch of the summary images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights; default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of each field's rows (at the bottom) held out to choose the best epoch; larger "
+                        "when that strip holds few annotated neurons (a warning says so; default: %(default)s)")
     p.add_argument("--no-check-annotations", action="store_false", dest="check_annotations",
                    help="skip the check that each movie's ROIs line up with it (the shipped model's detections "
                         "against the ROIs as given, transposed, flipped and swapped with another movie's: a warning "
@@ -337,7 +340,8 @@ def _cmd_train(args) -> int:
     result = train(datasets, out, simulated=args.simulated,
                    simulated_shape=tuple(args.simulated_shape), epochs=args.epochs,
                    steps_per_epoch=args.steps_per_epoch, patience=args.patience, seed=args.seed,
-                   init_model=args.init_model, learning_rate=args.learning_rate, max_minutes=args.max_minutes,
+                   val_fraction=args.val_fraction, init_model=args.init_model, learning_rate=args.learning_rate,
+                   max_minutes=args.max_minutes,
                    batch_frames=args.batch_frames, check_annotations=args.check_annotations,
                    scale_to_model=args.scale_to_model, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
@@ -479,9 +483,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"{PROG}: interrupted (no partial file was left behind; the output folder keeps what it had)",
-              file=sys.stderr)
+        print(f"{PROG}: interrupted ({_interrupted_output(args)})", file=sys.stderr)
         return 130
+
+
+def _interrupted_output(args) -> str:
+    """What a Ctrl-C that reached :func:`main` left of the command's output: ``train`` (which saves the best epoch
+    itself once one has been scored) writes one weights file, the other commands an output folder."""
+    if args.command == "train":
+        return f"before the first epoch was scored: no weights were saved, {args.out} was not touched"
+    return "no partial file was left behind; the output folder keeps what it had"
 
 
 if __name__ == "__main__":  # pragma: no cover

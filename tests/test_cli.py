@@ -583,3 +583,31 @@ def test_example_no_nwb_writes_no_nwb_file_where_its_params_file_asks_for_one(tm
                  "--params", str(tmp_path / "p.json"), "--no-nwb", "-o", str(tmp_path / "a")]) == 0
     assert (tmp_path / "a" / "results.hdf5").is_file() and not (tmp_path / "a" / "results.nwb").exists()
     assert json.loads((tmp_path / "a" / "params.json").read_text())["output"]["nwb"] is False
+
+
+def test_ctrl_c_before_the_first_epoch_says_no_weights_file_was_written(tmp_path, capsys, monkeypatch):
+    """train writes one weights file, not an output folder: the message names it, and an existing one is kept."""
+    import tifffile
+
+    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+    from cellfie_caiman.simulate import simulate
+
+    sim = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0)
+    tifffile.imwrite(tmp_path / "movie.tif", sim.movie.astype(np.float32))
+    _write_neurofinder(tmp_path / "rois.json", sim.masks)
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(b"earlier weights")
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt  # the user presses Ctrl-C as the first update starts
+
+    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", ctrl_c)
+    argv = ["train", "-o", str(weights), "--overwrite", "--data", str(tmp_path / "movie.tif"),
+            str(tmp_path / "rois.json"), "--simulated", "0", "--val-fraction", "0.5", "--no-check-annotations",
+            "--epochs", "1", "--steps-per-epoch", "1", "--no-progress"]
+    with pytest.warns(UserWarning, match=r"few annotated neurons: .* \(the bottom 50% of each field's rows\)"):
+        assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"cellfie-caiman: interrupted (before the first epoch was scored: no weights were saved, {weights} " \
+                  "was not touched)"
+    assert weights.read_bytes() == b"earlier weights"

@@ -1152,3 +1152,69 @@ def test_summary_images_filtered_for_another_soma_size_are_warned_about_when_tra
         warnings.simplefilter("error", RuntimeWarning)
         summary, _ = annotated_images(right, sim.masks, None, 11.78, 250, False)
     assert summary is right
+
+
+# ---- few annotated neurons: the epoch kept would be chosen on a handful of them ----
+
+def _split_counts(masks: np.ndarray, val_fraction: float) -> tuple[int, int]:
+    """Neurons (mask centroids) above the validation strip (the bottom ``val_fraction`` of the rows) and in it."""
+    from scipy import ndimage
+
+    rows = int(round(masks.shape[1] * (1 - val_fraction)))
+    below = sum(ndimage.center_of_mass(m)[0] >= rows for m in masks)
+    return len(masks) - below, below
+
+
+def _thin(caught) -> list[str]:
+    return [str(w.message) for w in caught if "few annotated neurons" in str(w.message)]
+
+
+@pytest.mark.parametrize("val_fraction", [0.2, 0.5])
+def test_few_annotated_neurons_are_warned_about_with_their_counts_before_training(data, stop_at_first_batch,
+                                                                                 val_fraction):
+    summary, masks = data  # 12 neurons
+    n_train, n_val = _split_counts(masks, val_fraction)
+    with pytest.warns(UserWarning, match=rf"few annotated neurons: {n_train} in the training rows and {n_val} in the "
+                      rf"validation strips \(the bottom {val_fraction:.0%} of each field's rows\)") as record:
+        with pytest.raises(_TrainingStarted):
+            train([(summary, masks)], None, simulated=0, config=TINY, check_annotations=False,
+                  val_fraction=val_fraction, **ONE_EPOCH)
+    (message,) = _thin(record)
+    assert "may not generalise" in message and "Annotate more neurons" in message and "val_fraction" in message
+
+
+def test_the_few_neurons_warning_is_recorded_with_the_weights(data):
+    summary, masks = data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = train([(summary, masks)], None, simulated=0, config=TINY, check_annotations=False,
+                    **{**ONE_EPOCH, "steps_per_epoch": 1})
+    (message,) = _thin(caught)
+    assert res.model.config.training["thin_annotations"] == message
+
+
+def test_enough_annotated_neurons_over_all_datasets_give_no_few_neurons_warning(stop_at_first_batch):
+    """Two fields, each too thin alone, together above both thresholds: the neurons of all datasets count."""
+    from cellfie_caiman.train import THIN_TRAINING_NEURONS, THIN_VALIDATION_NEURONS
+
+    sims = [simulate(120, (128, 128), 60, seed=seed, fs=15.0, diameter=8.0) for seed in (5, 6)]
+    counts = np.array([_split_counts(s.masks, 0.2) for s in sims])
+    assert (counts[:, 1] < THIN_VALIDATION_NEURONS).all()
+    assert counts.sum(0)[0] >= THIN_TRAINING_NEURONS and counts.sum(0)[1] >= THIN_VALIDATION_NEURONS, counts
+    datasets = [(summary_images(s.movie, batch_frames=250), s.masks) for s in sims]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train(datasets, None, simulated=0, config=TINY, check_annotations=False, **ONE_EPOCH)
+    assert _thin(caught) == []
+    with pytest.warns(UserWarning, match=rf"few annotated neurons: {counts[0, 0]} in the training rows and "
+                      rf"{counts[0, 1]} in the validation strips"), pytest.raises(_TrainingStarted):
+        train(datasets[:1], None, simulated=0, config=TINY, check_annotations=False, **ONE_EPOCH)
+
+
+def test_simulated_fields_alone_give_no_few_neurons_warning(data, stop_at_first_batch):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train([], None, simulated=[data], config=TINY, **ONE_EPOCH)
+    assert _thin(caught) == []
