@@ -489,9 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interrupted_output(args) -> str:
     """What a Ctrl-C that reached :func:`main` left of the command's output: ``train`` (which saves the best epoch
-    itself once one has been scored) writes one weights file, the other commands an output folder."""
+    itself once one has been scored) writes one weights file, ``evaluate`` nothing, the other commands an output
+    folder."""
     if args.command == "train":
         return f"before the first epoch was scored: no weights were saved, {args.out} was not touched"
+    if args.command == "evaluate":
+        return "it writes no file: nothing to clean up"
     return "no partial file was left behind; the output folder keeps what it had"
 
 

@@ -611,3 +611,21 @@ def test_ctrl_c_before_the_first_epoch_says_no_weights_file_was_written(tmp_path
     assert err == f"cellfie-caiman: interrupted (before the first epoch was scored: no weights were saved, {weights} " \
                   "was not touched)"
     assert weights.read_bytes() == b"earlier weights"
+
+
+def test_ctrl_c_during_evaluate_does_not_speak_of_an_output_folder(tmp_path, capsys, monkeypatch):
+    from cellfie_caiman import pipeline
+    from cellfie_caiman.rois import write_rois
+
+    masks = np.zeros((1, 16, 16), dtype=bool)
+    masks[0, 4:9, 4:9] = True
+    write_rois(tmp_path / "a.json", masks)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # the user presses Ctrl-C while the ROIs are read and matched
+
+    monkeypatch.setattr(pipeline, "evaluate_files", interrupted)
+    assert main(["evaluate", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--shape", "16", "16"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (it writes no file" in err and "output folder" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
