@@ -5,6 +5,7 @@ import argparse
 import functools
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -333,8 +334,6 @@ def _cmd_train(args) -> int:
     datasets = [tuple(entry) for entry in args.data]
     if args.var_name is not None:  # each movie opened here (headers only), reading the dataset named
         datasets = [(load_movie(movie, var_name=args.var_name), *rest) for movie, *rest in datasets]
-    import shlex
-
     # quoted as a shell reads it back: a path with a space (or a region with ':') stays one argument
     record = {"command": shlex.join([PROG, *args.argv])}
     result = train(datasets, out, simulated=args.simulated,

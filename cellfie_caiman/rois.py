@@ -606,7 +606,7 @@ def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool)
                 data = obj.get("corrected/data" if kind == "CorrectedImageStack" else "data")
                 if isinstance(data, h5py.Dataset) and data.ndim == 3 and min(data.shape[1:]) > 0:  # not external
                     frame = tuple(data.shape[1:])  # as load_movie reads it (NeuroConv's raw series transposed)
-                    planes.append(frame[::-1] if axes.columns_first and kind != "CorrectedImageStack" else frame)
+                    planes.append(frame[::-1] if axes.transposes(kind == "CorrectedImageStack") else frame)
             elif kind == "RoiResponseSeries" and name.split("/")[-1] == "Background_Fluorescence_Response":
                 backgrounds.append(obj)
 

@@ -392,12 +392,14 @@ def _dataset_files(datasets: list) -> list[dict]:
 def _neuron_counts(fields: list, names: list[str]) -> list[dict[str, int]]:
     """For each dataset of ``names``, the neurons (mask centroids, unzoomed field) in its training rows and in its
     validation strip."""
-    counts = []
-    for name in names:
-        field = next(f for f in fields if f.name == name and f.zoom == 1.0)
-        below = int(np.sum(field.centers[:, 0] >= field.train_rows))
-        counts.append({"training": len(field.centers) - below, "validation": below})
-    return counts
+    unzoomed = {f.name: f for f in fields if f.zoom == 1.0}
+    return [_row_counts(unzoomed[name]) for name in names]
+
+
+def _row_counts(field) -> dict[str, int]:
+    """The neurons (mask centroids) of one field in its training rows and in its validation strip below them."""
+    below = int(np.sum(field.centers[:, 0] >= field.train_rows)) if len(field.centers) else 0
+    return {"training": len(field.centers) - below, "validation": below}
 
 
 def _source_name(source) -> str:
@@ -547,8 +549,8 @@ def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diame
 def _check_validation_strips(fields: list, val_fraction: float) -> None:
     """``ValueError`` when no validation strip holds a neuron (every epoch would score F1 0 and the first one would
     be kept); a warning for each annotated dataset whose strip holds none (it then counts for nothing)."""
-    counts = {f.name: int(np.sum(f.centers[:, 0] >= f.train_rows)) if len(f.centers) else 0
-              for f in fields if f.zoom == 1.0 and f.train_rows < f.inputs.shape[0]}
+    counts = {f.name: _row_counts(f)["validation"] for f in fields
+              if f.zoom == 1.0 and f.train_rows < f.inputs.shape[0]}
     _require_neurons(counts, "validation strip", f"the bottom {val_fraction:.0%} of its rows",
                      "early stopping would have nothing to score", "its fit is not scored when the best epoch is "
                      "chosen")
@@ -557,8 +559,7 @@ def _check_validation_strips(fields: list, val_fraction: float) -> None:
 def _check_training_rows(fields: list, val_fraction: float) -> None:
     """``ValueError`` when no neuron lies in the training rows of any field (the networks would be taught that
     everything is background); a warning for each annotated dataset whose training rows hold none."""
-    counts = {f.name: int(np.sum(f.centers[:, 0] < f.train_rows)) if len(f.centers) else 0
-              for f in fields if f.zoom == 1.0}
+    counts = {f.name: _row_counts(f)["training"] for f in fields if f.zoom == 1.0}
     _require_neurons(counts, "training rows", f"the top {1 - val_fraction:.0%} of its rows, above the validation "
                      "strip", "the networks would learn that everything is background", "it teaches only background")
 

@@ -803,6 +803,11 @@ class NwbAxes:
     writer: str
     reason: str
 
+    def transposes(self, corrected: bool) -> bool:
+        """Whether a series is read transposed: a raw one of a columns-first file; never a motion-corrected stack
+        (NeuroConv writes none, so its order is not known)."""
+        return self.columns_first and not corrected
+
 
 def _neuroconv_version(script: str) -> tuple[str, tuple[int, int] | None]:
     """The writer a ``source_script`` text names ('NeuroConv', 'NWB GUIDE' or '') and NeuroConv's (major, minor)
@@ -919,7 +924,7 @@ def _nwb_reader(path: Path, movie: _NwbMovie, shape: tuple[int, int, int], dtype
     """The reader of ``movie`` (stored ``shape``) in the axis order ``axes`` says, logged (INFO) with the reason. A
     motion-corrected stack is never NeuroConv's (it writes none): its order is not known and it is read as stored."""
     dataset = f"{movie.series}/data"
-    if axes.columns_first and not movie.corrected:
+    if axes.transposes(movie.corrected):
         logger.info("%s: %s read as (frames, rows, cols) = %s: %s", path, movie.kind, (shape[0], shape[2], shape[1]),
                     axes.reason)
         return _ColumnsFirstReader(path, dataset, shape, dtype)
