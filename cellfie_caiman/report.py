@@ -167,7 +167,8 @@ def plot_contours(
     background_label, score_label : str
         Texts of the legend entry of the background image and of the colour bar.
     score_range : (float, float), optional
-        Scores mapped to the ends of the colour bar (default 0..1, or the scores' range if outside it).
+        Scores mapped to the ends of the colour bar (default 0..1, or the scores' range if outside it; a single
+        value outside it, from 0 to that value).
 
     Returns
     -------
@@ -205,14 +206,7 @@ def plot_contours(
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if scores.shape != (k,):
             raise ValueError(f"scores has shape {scores.shape}, expected ({k},) for {k} masks")
-        finite = scores[np.isfinite(scores)]
-        if score_range is not None:
-            lo, hi = (float(v) for v in score_range)
-        elif finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1):
-            lo, hi = 0.0, 1.0
-        else:
-            lo, hi = float(finite.min()), float(max(finite.max(), finite.min() + 1e-9))
-        norm = colors.Normalize(lo, hi)
+        norm = colors.Normalize(*(score_range if score_range is not None else _colour_bar_range(scores)))
         cmap = _viridis()
         colour_of = [_score_colour(cmap, norm, s) for s in scores]
     else:
@@ -245,6 +239,30 @@ def plot_contours(
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def _colour_bar_range(scores: np.ndarray) -> tuple[float, float]:
+    """The scores at the two ends of :func:`plot_contours`' colour bar: 0 and 1 when every finite score lies in
+    0..1 (or none is finite), else their range; a range of one value (one score outside 0..1, or all equal)
+    stretched to include 0, so that the bar has a width and the value sits at one of its ends.
+
+    Examples
+    --------
+    >>> _colour_bar_range(np.array([0.2, 0.9]))
+    (0.0, 1.0)
+    >>> _colour_bar_range(np.array([3.0, np.inf, 12.0]))
+    (3.0, 12.0)
+    >>> _colour_bar_range(np.array([25.0]))
+    (0.0, 25.0)
+    """
+    finite = np.asarray(scores, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1):
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo == hi:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return lo, hi
 
 
 def _score_colour(cmap, norm, score: float) -> tuple[float, float, float, float]:

@@ -289,3 +289,16 @@ def test_infinite_scores_take_the_end_colours_of_the_scale_not_the_missing_score
     report.plot_contours(np.zeros((60, 60)), masks, tmp_path / "c.png", scores=[score, np.nan], score_range=(0, 1))
     (outlines,) = figures[0].axes[0].collections
     np.testing.assert_allclose(outlines.get_colors(), [report._viridis()(end), (1, 1, 1, 1)])
+
+
+@pytest.mark.parametrize(("scores", "limits"), [([25.0, np.nan], (0.0, 25.0)), ([-3.0, -3.0], (-3.0, 0.0)),
+                                                ([0.2, 0.9], (0.0, 1.0)), ([4.0, np.inf, 12.0], (4.0, 12.0))])
+def test_colour_bar_spans_the_scores_and_has_a_width_when_they_are_one_value(tmp_path, monkeypatch, scores, limits):
+    """One SNR outside 0..1 (a single accepted component) drew a colour bar 1e-9 wide, its ticks unreadable."""
+    figures = []
+    real_save = report._save
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or real_save(fig, path))
+    masks = _disks((60, 60), [(15, 15), (40, 40), (15, 45)][:len(scores)], 8)
+    report.plot_contours(np.zeros((60, 60)), masks, tmp_path / "c.png", scores=scores)
+    colour_bar = figures[0].axes[1]
+    np.testing.assert_allclose(colour_bar.get_ylim(), limits)
