@@ -5,13 +5,17 @@ image computed for that D, as ``initialize`` does when given D. Printed per movi
 masks found, the ratios the check reads (the masks' median diameter / D, and the median diameter of the
 neuron-probability regions that hold the centres / D) and whether it warned ("larger": the somata look larger
 than D, "smaller": smaller, "-": no warning). The rule (``initialize.GIVEN_DIAMETER_RANGE``): masks > 1.2 x D or
-regions < 0.8 x D, with at least ``AUTO_DIAMETER_MIN_MASKS`` masks. It must never warn at the annotated size.
+regions < 0.8 x D, with at least ``AUTO_DIAMETER_MIN_MASKS`` masks. With fewer masks at D (a D far too large shrinks
+the field until the networks find almost nothing), ``initialize`` detects once more at the model's own scale and
+warns when the neurons found there break the same rule and the few masks found at D side with them (marked "*":
+"smaller*", "larger*"). It must never warn at the annotated size.
 
 Movies: simulated fields of four soma sizes (3 seeds each) and seven harder variants (strong neuropil, rare
 firing, 12 neurons, 100 frames, a neuropil of processes, dense packing, the tests' movie), and the two real
 excerpts (annotated medians 15.3 and 9.2 px) when ``../shared/data`` is beside the repository.
 
     python benchmarks/diameter_warning.py [--factors 0.5 0.67 0.8 1 1.25 1.5 2] [--only real|sim|variants]
+    python benchmarks/diameter_warning.py --factors 0.25 0.33 1 2 3 4      # sizes far off (any factors > 0)
 """
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ def movies(only: str | None):
 
 def check(movie: np.ndarray, truth: np.ndarray, factors) -> list[tuple]:
     """(factor, D, masks found, mask ratio, region ratio, warning side) for each factor."""
+    from cellfie_caiman._checks import MIN_DIAMETER
     from cellfie_caiman.filtered import filtered_pnr
     from cellfie_caiman.initialize import initialize, region_diameter
     from cellfie_caiman.masks import mask_diameter
@@ -75,12 +80,16 @@ def check(movie: np.ndarray, truth: np.ndarray, factors) -> list[tuple]:
     rows = []
     for factor in factors:
         d = round(true_d * factor, 2)
+        if not MIN_DIAMETER <= d <= max(movie.shape[1:]):  # refused by initialize with a ValueError
+            rows.append((factor, d, 0, np.nan, np.nan, "refused"))
+            continue
         images = base._replace(pnr_filtered=filtered_pnr(movie, d, batch_frames=250), filter_diameter=d)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             found = initialize(images, neuron_diameter=d)
         said = [str(w.message) for w in caught if str(w.message).startswith(f"neuron_diameter={d:g} px, but")]
         side = "-" if not said else ("larger" if "look larger" in said[0] else "smaller")
+        side += "*" if said and "at the model's own scale" in said[0] else ""
         k = len(found.masks)
         rows.append((factor, d, k, mask_diameter(found.masks) / d if k else np.nan,
                      region_diameter(found.prob_map, found.centers) / d if k else np.nan, side))
@@ -93,16 +102,22 @@ def main() -> None:
     parser.add_argument("--only", choices=("real", "sim", "variants"))
     args = parser.parse_args()
     start = time.perf_counter()
+    if min(args.factors) <= 0:
+        parser.error("--factors must be positive")
     warned: dict[float, list[bool]] = {f: [] for f in args.factors}
+    at_model: dict[float, list[bool]] = {f: [] for f in args.factors}
     print(f"{'movie':38s} factor  D (px)  masks  masks/D  regions/D  warning")
     for name, movie, truth in movies(args.only):
         for factor, d, k, mask_ratio, region_ratio, side in check(movie, truth, args.factors):
-            warned[factor].append(side != "-")
+            if side != "refused":
+                warned[factor].append(side != "-")
+                at_model[factor].append(side.endswith("*"))
             print(f"{name:38s} {factor:5.2f}  {d:6.2f}  {k:5d}  {mask_ratio:7.3f}  {region_ratio:9.3f}  {side}",
                   flush=True)
     print(f"\nwarned, by factor ({time.perf_counter() - start:.0f} s):")
     for factor, said in warned.items():
-        print(f"  x{factor:g}: {sum(said)} of {len(said)} movies")
+        print(f"  x{factor:g}: {sum(said)} of {len(said)} movies ({sum(at_model[factor])} after a detection at the "
+              f"model's scale)")
 
 
 if __name__ == "__main__":

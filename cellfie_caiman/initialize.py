@@ -53,6 +53,12 @@ FILTER_DIAMETER_TOLERANCE = 0.1
 #: neurofinder.00.00-left (9.2 px) and 01.01 (15.3 px). At the true size masks 0.91-1.04, regions 0.98-1.32: no
 #: warning. x0.5: masks 1.23-1.43, x2: regions 0.53-0.79: warned on all 21; x0.67 on 16, x1.5 on 18, x0.8 (masks up
 #: to 1.18) and x1.25 (regions from 0.81) on none. The masks alone cannot tell x2 (0.62-0.87) from x1.
+#: With fewer than ``AUTO_DIAMETER_MIN_MASKS`` masks at the size given (x3: 9 of the 21 movies, x4: all), the rule is
+#: applied to a detection at the model's scale (:func:`_warn_about_size_at_model_scale`): warned at x3 on 20 of 21
+#: (12 by the rule at the size given), at x4 on 19 (not neurofinder.01.01, whose 6-9 masks at x3 and x4 are of the
+#: size given, nor a simulated movie with 1 mask of 0.82 times it), at x1 on none, nor on 24 sparse simulated fields
+#: (4-8 somata of 6-32 px) at their size. x0.25 and x0.33 (the field zoomed up: hundreds of pieces) are warned about
+#: by the rule at the size given.
 GIVEN_DIAMETER_RANGE = (0.8, 1.2)
 GIVEN_DIAMETER_PROB = 0.5
 
@@ -293,7 +299,13 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
         clearly not of that size (``GIVEN_DIAMETER_RANGE``: the median diameter of their masks above 1.2 times it, or
         that of the neuron-probability regions holding their centres below 0.8 times it; on 21 movies never at the
         annotated size, always at half or twice it) a ``RuntimeWarning`` names the size they measure
-        (movie pixels) and what to try.
+        (movie pixels) and what to try. That needs ``AUTO_DIAMETER_MIN_MASKS`` (10) masks: with fewer (a size three
+        or more times too large shrinks the field until the networks find almost nothing), and signal in the
+        images, the same images are detected once more at the model's scale (no zoom; logged at info level, the
+        time of one more detection), and if the neurons found there break the same rule, while the few found at the
+        size given (if any) are not of that size either and less certain (a sparse field of large somata, found well
+        at their size, is not warned about), a ``RuntimeWarning`` names their size. Either way the result is the
+        detection at the size given. On 21 movies: warned at 3 times the annotated size on 20, at 4 times on 19.
         None (size unknown): detect at the model's scale (no zoom); if the masks found there
         have a median diameter outside ``AUTO_DIAMETER_RANGE`` (0.8-1.25) times ``train_diameter`` (the neurons are
         smaller or larger than those the model was trained on), detect again at that diameter, and once more if the new
@@ -373,7 +385,13 @@ def initialize(movie_or_summary, *, model="default", neuron_diameter: float | No
                     progress=progress, box=box, data=data)
     if neuron_diameter is not None:
         result = _detect_at(net, images, summary, float(neuron_diameter), **settings)
-        _warn_about_size(result)  # the user's choice stands: said, not changed
+        if len(result.masks) >= AUTO_DIAMETER_MIN_MASKS:
+            _warn_about_size(result)  # the user's choice stands: said, not changed
+        elif _worth_a_check_at_model_scale(result, cfg.train_diameter):
+            logger.info("only %d neurons found for a diameter of %.1f px: detecting once more at the model's scale "
+                        "(%.1f px, no zoom) to check that size", len(result.masks), result.neuron_diameter,
+                        cfg.train_diameter)
+            _warn_about_size_at_model_scale(result, _detect_at(net, images, summary, cfg.train_diameter, **settings))
         return _warn_if_empty(result, min_score)
     result = _detect_at(net, images, summary, cfg.train_diameter, **settings)
     for k in range(AUTO_DIAMETER_PASSES):
@@ -439,35 +457,124 @@ def region_diameter(prob_map: np.ndarray, centers: np.ndarray, threshold: float 
     return float(2 * np.sqrt(np.median(np.bincount(labels.ravel())[held]) / np.pi))
 
 
+#: What to try besides another size, the end of both size warnings.
+_ESTIMATE_HINT = ("neuron_diameter=None (cellfie-caiman: no --diameter, and neither data.neuron_diameter nor "
+                  "data.pixel_size in the parameter file) to let initialize estimate it")
+
+
+def _size_mismatch(found: Initialization, given: float) -> tuple[str, float, float] | None:
+    """``(looks, masks, regions)`` when the neurons of ``found`` are clearly not of ``given`` pixels
+    (``GIVEN_DIAMETER_RANGE``): ``looks`` is ``"larger"`` when the median diameter of their masks (``masks``, pixels)
+    is more than its upper bound times ``given``, ``"smaller"`` when that of the neuron-probability regions holding
+    their centres (``regions``, pixels) is less than its lower bound times it; None when neither (or with fewer
+    than ``AUTO_DIAMETER_MIN_MASKS`` masks: too few to measure)."""
+    if len(found.masks) < AUTO_DIAMETER_MIN_MASKS:
+        return None
+    masks = mask_diameter(found.masks)
+    regions = region_diameter(found.prob_map, found.centers)
+    low, high = GIVEN_DIAMETER_RANGE
+    if masks > high * given:
+        return "larger", masks, regions
+    if regions < low * given:
+        return "smaller", masks, regions
+    return None
+
+
 def _warn_about_size(result: Initialization) -> None:
     """A ``RuntimeWarning`` when the neurons found for the ``neuron_diameter`` given (``result.neuron_diameter``) do
-    not have that size (``GIVEN_DIAMETER_RANGE``): the median diameter of their masks is more than its upper bound
+    not have that size (:func:`_size_mismatch`): the median diameter of their masks is more than its upper bound
     times the size given (the somata are larger), or that of the probability regions holding their centres is less
     than its lower bound times it (smaller). Nothing with fewer than ``AUTO_DIAMETER_MIN_MASKS`` masks."""
-    if len(result.masks) < AUTO_DIAMETER_MIN_MASKS:
-        return
     given = float(result.neuron_diameter)
-    masks = mask_diameter(result.masks)
-    regions = region_diameter(result.prob_map, result.centers)
-    low, high = GIVEN_DIAMETER_RANGE
+    mismatch = _size_mismatch(result, given)
+    if mismatch is None:
+        return
+    looks, masks, regions = mismatch
     n = len(result.masks)
-    if masks > high * given:
-        found, looks = masks, "larger"
+    if looks == "larger":
+        found = masks
         measured = f"the {n} masks found there measure {masks:.1f} px across (median), {masks / given:.2f} times that"
         why = "the networks cut them into pieces"
-    elif regions < low * given:
-        found, looks = regions, "smaller"
+    else:
+        found = regions
         measured = (f"the neuron-probability regions of the {n} neurons found there measure {regions:.1f} px across "
                     f"(median), {regions / given:.2f} times that (their masks {masks:.1f} px)")
         why = "the networks merge or miss them and draw masks too large"
-    else:
-        return
     bound = "or more" if looks == "larger" else "or less"
     warnings.warn(f"neuron_diameter={given:g} px, but {measured}: the somata look {looks}, and {why}. The result is "
                   f"kept for {given:g} px as asked; try neuron_diameter={found:.1f} {bound} (pixels; what is found at "
-                  f"a wrong size leans towards that size), or neuron_diameter=None (cellfie-caiman: no --diameter, "
-                  f"and neither data.neuron_diameter nor data.pixel_size in the parameter file) to let initialize "
-                  f"estimate it", RuntimeWarning, stacklevel=3)
+                  f"a wrong size leans towards that size), or {_ESTIMATE_HINT}", RuntimeWarning, stacklevel=3)
+
+
+def _worth_a_check_at_model_scale(result: Initialization, train_diameter: float) -> bool:
+    """Whether :func:`initialize`, given ``neuron_diameter`` (``result.neuron_diameter``), detects once more at the
+    model's scale to check that size: when ``result`` has fewer than ``AUTO_DIAMETER_MIN_MASKS`` masks (too few for
+    :func:`_warn_about_size`; a size far too large shrinks the field until the networks find almost nothing), the
+    networks ran on signal (``prob_map`` not all zero: a constant movie was warned about already), and the size given
+    is outside ``GIVEN_DIAMETER_RANGE`` times ``train_diameter`` (nearer, the model's scale would measure the same)."""
+    low, high = GIVEN_DIAMETER_RANGE
+    ratio = float(result.neuron_diameter) / train_diameter
+    return len(result.masks) < AUTO_DIAMETER_MIN_MASKS and bool(result.prob_map.any()) and not low <= ratio <= high
+
+
+def _few_masks_agree(result: Initialization, at_model: Initialization, looks: str) -> bool:
+    """Whether the few masks of ``result`` (found for the size given) side with ``at_model`` (found at the model's
+    scale, where the neurons look ``looks`` than that size): there are none, or they too are clearly not of the
+    size given (``GIVEN_DIAMETER_RANGE``: smaller, the median diameter of their masks or of the probability regions
+    holding their centres below its lower bound times the size, or no centre in such a region; larger, that of their
+    masks above its upper bound) and the networks are less sure of them (mean score) than of those at the model's
+    scale.
+
+    Few large neurons in a sparse field, found well at their size, are cut into many pieces at the model's scale:
+    their own masks, of the size given and sure, keep them from a warning. Simulated sparse fields (4-9 somata of
+    16-35 px, 24 fields with 4-9 masks at their size): the smaller of the two diameters 0.88-1.11 times the size,
+    mean score up to 0.16 above the model scale's or, on one field, 0.06 below; three or four times the somata's
+    size given (simulated, 1-9 masks there): 0.30-0.77 or no centre in a region, mostly 0.07-0.26 below."""
+    if len(result.masks) == 0:
+        return True
+    given = float(result.neuron_diameter)
+    low, high = GIVEN_DIAMETER_RANGE
+    masks = mask_diameter(result.masks) / given
+    if looks == "smaller":
+        regions = region_diameter(result.prob_map, result.centers) / given
+        off = masks < low or not regions >= low  # NaN: no centre in a region of probability above 0.5
+    else:
+        off = masks > high
+    return off and float(result.scores.mean()) < float(at_model.scores.mean())
+
+
+def _warn_about_size_at_model_scale(result: Initialization, at_model: Initialization) -> None:
+    """A ``RuntimeWarning`` when ``result``, the few neurons found for the ``neuron_diameter`` given, comes with
+    ``at_model``, a detection of the same images at the model's scale (``at_model.neuron_diameter`` is its
+    ``train_diameter``), that finds at least ``AUTO_DIAMETER_MIN_MASKS`` neurons clearly not of the size given
+    (:func:`_size_mismatch`, the rule of :func:`_warn_about_size`), and the few masks found at the size given do not
+    contradict it (:func:`_few_masks_agree`). It names the median diameter of the masks found at the model's
+    scale (movie pixels) as the size to try: masks found there lean towards ``train_diameter``, so the somata are
+    that size, or further from it when it is more than ``AUTO_DIAMETER_RANGE`` away."""
+    given, model_d = float(result.neuron_diameter), float(at_model.neuron_diameter)
+    mismatch = _size_mismatch(at_model, given)
+    if mismatch is None or not _few_masks_agree(result, at_model, mismatch[0]):
+        return
+    looks, masks, regions = mismatch
+    n = len(result.masks)
+    few = ("no neuron was found there" if n == 0 else
+           f"only {n} {'neuron was' if n == 1 else 'neurons were'} found there (masks {mask_diameter(result.masks):.1f}"
+           f" px across, median; mean score {float(result.scores.mean()):.2f})")
+    if looks == "larger":
+        measured = f"masks measure {masks:.1f} px across (median), {masks / given:.2f} times {given:g} px"
+        zoom = f"zoomed {model_d / given:.2f}x for the networks, the neurons too large for them to find"
+    else:
+        measured = (f"neuron-probability regions measure {regions:.1f} px across (median), {regions / given:.2f} "
+                    f"times {given:g} px (their masks {masks:.1f} px)")
+        zoom = f"shrunk {model_d / given:.2f}x for the networks, the neurons too small for them to find"
+    low, high = AUTO_DIAMETER_RANGE
+    bound = "" if low <= masks / model_d <= high else (" or less" if masks < model_d else " or more")
+    warnings.warn(f"neuron_diameter={given:g} px, but {few}; at the model's own scale (somata of {model_d:.1f} px, no "
+                  f"zoom) the networks find {len(at_model.masks)} neurons (mean score "
+                  f"{float(at_model.scores.mean()):.2f}), whose {measured}: the somata look {looks}, and at "
+                  f"{given:g} px the field is {zoom}. The result is kept for {given:g} px as asked; try "
+                  f"neuron_diameter={masks:.1f}{bound} (pixels, the median of the masks found at the model's scale, "
+                  f"which lean towards its {model_d:.1f} px), or {_ESTIMATE_HINT}", RuntimeWarning, stacklevel=3)
 
 
 def _checked_images(summary, channels) -> dict[str, np.ndarray]:

@@ -178,9 +178,11 @@ def test_all_nan_summary_gives_empty_result_with_warning(result):
 
 
 def test_no_neuron_found_is_said_with_the_diameter_to_check(result):
-    """Neurons of ~12 px looked for at 60 px on a 128 x 128 field: nothing is found, and the warning says so."""
+    """Neurons of ~12 px looked for at 60 px on a 128 x 128 field: nothing is found, and the warning says so; the
+    neurons found at the model's scale say why."""
     with pytest.warns(RuntimeWarning, match="no neuron found for a soma diameter of 60 px.*check neuron_diameter"), \
-            pytest.warns(RuntimeWarning, match="computed for somata of [0-9.]+ px"):
+            pytest.warns(RuntimeWarning, match="computed for somata of [0-9.]+ px"), \
+            pytest.warns(RuntimeWarning, match="60 px, but no neuron was found there.*somata look smaller"):
         res = initialize(result.summary, neuron_diameter=60.0)
     assert res.masks.shape == (0, 128, 128) and res.neuron_diameter == 60.0 and res.prob_map.shape == (128, 128)
 
@@ -473,3 +475,66 @@ def test_the_somata_size_given_is_not_warned_about(sim, true_diameter):
         warnings.simplefilter("always")
         res = initialize(summary, neuron_diameter=true_diameter)
     assert _size_warnings(record) == [] and len(res.masks) >= 10
+
+
+_CHECK_LOG = "detecting once more at the model's scale"
+
+
+@pytest.mark.parametrize("factor", [3.0, 4.0])
+def test_a_neuron_diameter_far_too_large_is_warned_about_after_a_check_at_the_model_scale(sim, true_diameter, factor,
+                                                                                         caplog):
+    """Three or four times the somata's diameter (microns given for pixels on a coarse field) shrinks the field so
+    much that the networks find fewer than 10 neurons, too few for the size check: the badly wrong result came
+    without a word. One more detection at the model's own scale finds the neurons and measures them: a
+    RuntimeWarning names the size given, how many were found there, and a size to try near the somata's. The result
+    is still the detection at the size given."""
+    from cellfie_caiman.initialize import AUTO_DIAMETER_MIN_MASKS, model_summary
+
+    given = round(factor * true_diameter, 1)
+    summary = model_summary(sim.movie, neuron_diameter=given)  # filtered for that size: no other warning
+    with warnings.catch_warnings(record=True) as record, \
+            caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"):
+        warnings.simplefilter("always")
+        res = initialize(summary, neuron_diameter=given)
+    assert res.neuron_diameter == given and len(res.masks) < AUTO_DIAMETER_MIN_MASKS  # the case the old check skipped
+    messages = _size_warnings(record)
+    assert len(messages) == 1, [str(w.message) for w in record]
+    assert _CHECK_LOG in caplog.text
+    message = messages[0]
+    assert [w.category for w in record if str(w.message) == message] == [RuntimeWarning]
+    assert [w.filename for w in record if str(w.message) == message] == [__file__]  # the caller's line
+    assert f"neuron_diameter={given:g} px, but" in message and "look smaller" in message
+    found = "no neuron was found" if len(res.masks) == 0 else f"only {len(res.masks)} neuron"
+    assert found in message and "neuron_diameter=None" in message
+    suggested = float(message.split("try neuron_diameter=")[1].split()[0])
+    assert abs(np.log(suggested / true_diameter)) < np.log(1.25), message  # near the somata's size
+
+
+def test_a_sparse_field_at_its_somata_size_is_not_warned_about(caplog):
+    """Five 19 px somata in a 160 x 160 field, given their size: fewer than 10 neurons, so the size is checked at
+    the model's scale, where the networks cut them into many pieces of about the training size. The neurons found at
+    the size given are of that size and sure: no size warning, and the result is the detection at that size."""
+    from cellfie_caiman.initialize import model_summary
+    from cellfie_caiman.masks import mask_diameter
+
+    sparse = simulate(300, (160, 160), 5, seed=113, fs=15.0, diameter=16.0)
+    given = round(mask_diameter(sparse.masks), 1)
+    summary = model_summary(sparse.movie, neuron_diameter=given)
+    with warnings.catch_warnings(record=True) as record, \
+            caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"):
+        warnings.simplefilter("always")
+        res = initialize(summary, neuron_diameter=given)
+    assert _CHECK_LOG in caplog.text  # the check ran ...
+    assert _size_warnings(record) == [], [str(w.message) for w in record]  # ... and said nothing
+    assert res.neuron_diameter == given and match_rois(sparse.masks, res.masks).recall >= 0.8
+
+
+def test_a_constant_movie_with_a_neuron_diameter_gets_no_check_at_the_model_scale(caplog):
+    """No neuron in a constant movie at any size: the one warning is about the movie, and no time is spent on a
+    second detection."""
+    movie = np.full((100, 40, 30), 100.0, np.float32)
+    with pytest.warns(RuntimeWarning, match="constant") as record, \
+            caplog.at_level(logging.INFO, logger="cellfie_caiman.initialize"):
+        res = initialize(movie, neuron_diameter=36.0)
+    assert len(record) == 1, [str(w.message) for w in record]
+    assert _CHECK_LOG not in caplog.text and res.masks.shape == (0, 40, 30)
