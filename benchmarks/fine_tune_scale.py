@@ -12,7 +12,7 @@ median mask diameter) and without it (the automatic size), for the shipped model
 Each fine-tuning runs ``--minutes`` of CPU (default 6); the whole script ~30 min on 2 cores. Results:
 benchmarks/RESULTS.md.
 
-    python benchmarks/fine_tune_scale.py [--minutes 6] [--part simulated|real|both] [--seed 0]
+    python benchmarks/fine_tune_scale.py [--minutes 6] [--part simulated|real|both] [--seed 0] [--diameter 20]
 """
 from __future__ import annotations
 
@@ -81,17 +81,19 @@ def compare(title: str, datasets, cases, minutes: float, seed: int) -> None:
             show(label, scores(path, cases), spent)
 
 
-def simulated_part(minutes: float, seed: int) -> None:
+def simulated_part(minutes: float, seed: int, diameter: float = SIM["diameter"]) -> None:
     from cellfie_caiman.masks import mask_diameter
     from cellfie_caiman.simulate import simulate
     from cellfie_caiman.training.simulated import neuron_density
 
-    n = int(neuron_density(SIM["diameter"]) * SIM["shape"][0] * SIM["shape"][1])
-    sims = {s: simulate(SIM["n_frames"], SIM["shape"], n, seed=s, fs=SIM["fs"], diameter=SIM["diameter"])
+    n = int(neuron_density(diameter) * SIM["shape"][0] * SIM["shape"][1])
+    sims = {s: simulate(SIM["n_frames"], SIM["shape"], n, seed=s, fs=SIM["fs"], diameter=diameter)
             for s in SIM["train"] + SIM["test"]}
     train_sets = [(sims[s].movie, sims[s].masks) for s in SIM["train"]]
     cases = [(sims[s].movie, sims[s].masks, mask_diameter(sims[s].masks), lambda m: m) for s in SIM["test"]]
-    compare(f"simulated neurons of {SIM['diameter']:g} px (diameter parameter), {n} per movie, seed {seed}:",
+    true = np.median([mask_diameter(sims[s].masks) for s in SIM["test"]])
+    compare(f"simulated neurons of {diameter:g} px (diameter parameter; masks {true:.1f} px), {n} per movie, seed "
+            f"{seed}:",
             train_sets, cases, minutes, seed)
 
 
@@ -120,9 +122,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=6.0, help="CPU minutes of each fine-tuning (default 6)")
     parser.add_argument("--part", choices=("simulated", "real", "both"), default="both")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    parser.add_argument("--diameter", type=float, default=SIM["diameter"],
+                        help=f"the simulated neurons' diameter parameter, px (default {SIM['diameter']:g})")
     args = parser.parse_args()
     if args.part in ("simulated", "both"):
-        simulated_part(args.minutes, args.seed)
+        simulated_part(args.minutes, args.seed, args.diameter)
     if args.part in ("real", "both"):
         real_part(args.minutes, args.seed)
 

@@ -210,10 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the check that each movie's ROIs line up with it (the shipped model's detections "
                         "against the ROIs as given, transposed, flipped and swapped with another movie's: a warning "
                         "when a mistake fits clearly better)")
-    p.add_argument("--scale-to-model", action="store_true",
-                   help="zoom each movie so its annotated neurons have the model's training size (as detection with "
-                        "--diameter shows them) instead of training at their own size; recommended when they are "
-                        "much smaller or larger (a warning says so)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--scale-to-model", action="store_true", default=None,
+                       help="zoom each movie so its annotated neurons have the model's training size (as detection "
+                            "with --diameter shows them). Default, with --init-model: only the movies whose neurons "
+                            "are outside 0.8-1.25 times that size; detect with the result giving --diameter")
+    scale.add_argument("--own-scale", action="store_false", dest="scale_to_model",
+                       help="train every movie at its own scale (the shipped recipe; a warning names the movies "
+                            "whose neurons are far from the model's size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     _add_common(p)
 
@@ -344,6 +348,10 @@ def _cmd_train(args) -> int:
                    batch_frames=args.batch_frames, check_annotations=args.check_annotations,
                    scale_to_model=args.scale_to_model, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
+    zoomed = result.model.config.training.get("scaled_to_model", [])
+    if zoomed:  # the model learnt these neurons at its own size: detection must be told theirs
+        print(f"{', '.join(zoomed)} trained at the model's scale ({result.model.config.train_diameter:g} px): detect "
+              "with these weights giving --diameter, the neurons' diameter in pixels")
     if result.interrupted:  # the best whole epoch was saved; the exit status still says the run did not finish
         n = len(result.history)
         print(f"{PROG}: interrupted after {n} whole epoch{'s' if n != 1 else ''}; the best of them was saved",

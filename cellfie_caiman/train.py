@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -92,7 +92,7 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
           simulated_defocus: float = 0.0, simulated_long: float = 0.0, selection: str = "pooled",
           channels: Sequence[str] | None = None,
           missed_crops: float = 0.0, missed_signal: float | None = None, check_annotations: bool = True,
-          scale_to_model: bool = False, progress: bool = True, record: dict | None = None) -> TrainResult:
+          scale_to_model: bool | None = None, progress: bool = True, record: dict | None = None) -> TrainResult:
     """Train a detection model on annotated movies plus simulated ones.
 
     Parameters
@@ -209,17 +209,21 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         annotated only in part, whose ``region`` was not given. The F1 values and such bands are recorded in
         ``config.training`` (``annotation_check``). Datasets given as summary images
         without the shipped model's images are skipped (logged). False: no check, no detection.
-    scale_to_model : bool
-        Zoom each annotated dataset so that its median neuron diameter (:func:`mask_diameter`) is the model's
+    scale_to_model : bool or None
+        True: zoom each annotated dataset so that its median neuron diameter (:func:`mask_diameter`) is the model's
         ``train_diameter`` before training (the ``zooms`` augmentation on top), its ``pnr_filtered`` computed for
         its own neuron diameter: the images the model then learns from are those ``initialize(movie,
         neuron_diameter=d)`` gives it. False (the recipe of the shipped weights): each dataset at its own scale, and
-        a ``UserWarning`` names those whose neurons are outside 0.8-1.25 times ``train_diameter``. On simulated
-        neurons of 20 px (the shipped model's ``train_diameter`` 11.8 px), fine-tuning at their own scale lowered
-        F1 from 0.959 to 0.90-0.91 (with ``neuron_diameter``; 0.94 to 0.86-0.87 without); at the model's scale it
-        stayed 0.958 (0.936); on 12 px neurons the two are the same (``benchmarks/fine_tune_scale.py``). Give the
-        resulting model's users ``neuron_diameter``: without it detection runs at the model's size. Simulated
-        fields are used as they are.
+        a ``UserWarning`` names those whose neurons are outside :data:`SCALE_WARN_RANGE` (0.8-1.25) times
+        ``train_diameter``. None (default): when fine-tuning ``init_model``, True for the datasets whose neurons are
+        outside that range and False for the others (logged; recorded in ``config.training['scaled_to_model']``);
+        when training from scratch, False. Fine-tuned from the shipped model (``train_diameter`` 11.8 px): on
+        simulated neurons of 20 px F1 0.908 at their own scale, 0.958 at the model's (with ``neuron_diameter``;
+        0.870 and 0.936 without); on simulated masks of 9.3 px 0.904 and 0.919 (0.904, 0.911); on 12 px the same
+        (``benchmarks/fine_tune_scale.py``); on the bottom half of neurofinder.01.01 (15 px), a leave-one-out model
+        fine-tuned on the top half 0.308 and 0.403 (0.281, 0.381); on neurofinder.00.00-left (9.1 px) 0.554 both
+        (0.564 both) (models/HISTORY.md, session 28). Detect with a model trained at its scale giving
+        ``neuron_diameter`` (the neurons' size in the movie). Simulated fields are used as they are.
     progress : bool
         tqdm progress bars.
     record : dict, optional
@@ -242,9 +246,10 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
     for side in simulated_shape:
         number(side, "simulated_shape (pixels)", low=32, high=2048, integer=True)
     number(seed, "seed", low=0, high=2**32 - 1, integer=True)
-    for name, flag in (("check_annotations", check_annotations), ("scale_to_model", scale_to_model)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    if not isinstance(check_annotations, (bool, np.bool_)):
+        raise ValueError(f"check_annotations must be True or False, got {check_annotations!r}")
+    if scale_to_model is not None and not isinstance(scale_to_model, (bool, np.bool_)):
+        raise ValueError(f"scale_to_model must be True, False or None (automatic), got {scale_to_model!r}")
     _check_settings(epochs=epochs, steps_per_epoch=steps_per_epoch, patience=patience, val_fraction=val_fraction,
                     zooms=zooms, unet_batch=unet_batch, unet_crop=unet_crop, instance_batch=instance_batch,
                     learning_rate=learning_rate, annotated_fraction=annotated_fraction, max_minutes=max_minutes,
@@ -273,8 +278,9 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         filter_diameter = None
         if "pnr_filtered" in channels:
             filter_diameter = (start.config if start is not None else config or ModelConfig()).train_diameter
-        named, regions, checks = _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
-                                                     check_annotations, own_filter=scale_to_model)
+        named, regions, checks, to_model = _annotated_datasets(
+            datasets, channels, filter_diameter, batch_frames, progress, check_annotations,
+            own_filter=_scale_rule(scale_to_model, start))
         n_annotated = len(named)
         files = _dataset_files(datasets)  # before training: the data as they were read
         if isinstance(simulated, (int, np.integer)):
@@ -294,7 +300,7 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
         named += [(f"simulated{i}", s, m) for i, (s, m) in enumerate(made)]
         diameters = [mask_diameter(m) for _, _, m in named]
         model = _starting_model(start, config, channels, diameters)
-        named = _annotated_scale(named, n_annotated, diameters, model.config.train_diameter, scale_to_model)
+        named = _annotated_scale(named, n_annotated, diameters, model.config.train_diameter, to_model)
         fields, weights = _training_fields(named, model.config, zooms, val_fraction, annotated_fraction, progress)
         _check_validation_strips(fields, val_fraction)
         _check_training_rows(fields, val_fraction)
@@ -324,7 +330,9 @@ def train(datasets: Iterable[tuple[Any, ...]] | None = (), out_path: str | os.Pa
                  "simulated_neuropil": simulated_neuropil, "simulated_blobs": simulated_blobs,
                  "simulated_processes": simulated_processes, "simulated_defocus": simulated_defocus,
                  "simulated_long": simulated_long,
-                 "missed_crops": missed_crops, "missed_signal": missed_signal, "scale_to_model": bool(scale_to_model),
+                 "missed_crops": missed_crops, "missed_signal": missed_signal,
+                 "scale_to_model": "auto" if scale_to_model is None else bool(scale_to_model),
+                 "scaled_to_model": [name for (name, _, _), z in zip(named, to_model, strict=False) if z],
                  "simulated_rates": list(simulated_rates),
                  "datasets": [n for n, _, _ in named], "dataset_regions": regions,
                  # the shipped model's F1 against each dataset's ROIs as given and as plausible mistakes
@@ -467,13 +475,15 @@ def _channels(channels, start, config, missed_signal) -> tuple[str, ...]:
     return channels
 
 
-def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress,
-                        check: bool = False, own_filter: bool = False) -> tuple[list, list, list]:
+def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progress, check: bool = False,
+                        own_filter: bool | Callable[[float], bool] = False) -> tuple[list, list, list, list]:
     """``[(name, summary, masks)]`` of the annotated datasets (cut to their regions), the regions as given (None:
-    the whole field) and, when ``check``, the :class:`AnnotationCheck` of each (a ``UserWarning`` for those whose
-    ROIs look transposed, flipped or swapped: :func:`cellfie_caiman.training.annotation_check.check_annotations`).
-    ``pnr_filtered`` (when ``filter_diameter`` is not None) is computed for ``filter_diameter``, or with
-    ``own_filter`` for each dataset's own median neuron diameter."""
+    the whole field), when ``check`` the :class:`AnnotationCheck` of each (a ``UserWarning`` for those whose
+    ROIs look transposed, flipped or swapped: :func:`cellfie_caiman.training.annotation_check.check_annotations`),
+    and for each whether it is to be trained at the model's scale (``own_filter``: a bool for all, or a function
+    of the dataset's median neuron diameter in its annotated region, pixels: :func:`_scale_rule`).
+    ``pnr_filtered`` (when ``filter_diameter`` is not None) is computed for ``filter_diameter``, or for each
+    dataset's own median neuron diameter where ``own_filter`` says so."""
     if any(isinstance(entry, (str, os.PathLike)) for entry in datasets):
         raise ValueError("datasets must be a list of (movie, rois) pairs, e.g. [('movie.tif', 'rois.json')]; got a "
                          "path among them (one pair needs its own list)")
@@ -486,8 +496,9 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
         source, rois, region = (*entry, None)[:3]
         checked.append((f"dataset{i}", checked_annotation(source, rois, channels, region, f"dataset {i}")))
         regions.append(None if region is None else str(region))
-    filters = [_own_diameter(*c[1:]) if own_filter and filter_diameter is not None else filter_diameter
-               for _, c in checked]
+    own = [_own_diameter(*c[1:]) for _, c in checked]
+    to_model = [bool(own_filter(d) if callable(own_filter) else own_filter) for d in own]
+    filters = [d if z and filter_diameter is not None else filter_diameter for d, z in zip(own, to_model, strict=True)]
     named = [(name, *annotated_images(*c, d, batch_frames, progress)) for (name, c), d in zip(checked, filters,
                                                                                                strict=True)]
     for name, summary, _ in named:
@@ -499,8 +510,8 @@ def _annotated_datasets(datasets, channels, filter_diameter, batch_frames, progr
         checks = annotation_check(named, [(c[0], c[2]) for _, c in checked], batch_frames=batch_frames,
                                   # own filter: the check reads the diameter the images record (recomputed at the
                                   # model's size from the movie when they differ)
-                                  filter_diameter=None if own_filter else filter_diameter, progress=progress)
-    return named, regions, checks
+                                  filter_diameter=None if any(to_model) else filter_diameter, progress=progress)
+    return named, regions, checks, to_model
 
 
 def _own_diameter(masks: np.ndarray, bounds) -> float:
@@ -513,31 +524,45 @@ def _own_diameter(masks: np.ndarray, bounds) -> float:
 SCALE_WARN_RANGE = (0.8, 1.25)
 
 
-def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diameter: float, to_model: bool) -> list:
-    """``named`` with its first ``n_annotated`` datasets (the annotated ones) zoomed by ``train_diameter`` / their
-    median neuron diameter when ``to_model`` (a recorded ``filter_diameter`` is zoomed with them); else as they
-    are, with a ``UserWarning`` naming those whose neurons are outside :data:`SCALE_WARN_RANGE` times
-    ``train_diameter``."""
+def _scale_rule(scale_to_model: bool | None, start) -> bool | Callable[[float], bool]:
+    """Which annotated datasets :func:`train` trains at the model's scale: ``scale_to_model`` when it is a bool;
+    for None, when fine-tuning ``start`` (a model), those whose median neuron diameter (pixels) is outside
+    :data:`SCALE_WARN_RANGE` times its ``train_diameter``, and none when training from scratch (``start`` None)."""
+    if scale_to_model is not None:
+        return bool(scale_to_model)
+    if start is None:
+        return False
+    low, high = SCALE_WARN_RANGE
+    model_diameter = start.config.train_diameter
+    return lambda diameter: not low <= diameter / model_diameter <= high
+
+
+def _annotated_scale(named: list, n_annotated: int, diameters: list, train_diameter: float,
+                     to_model: Sequence[bool]) -> list:
+    """``named`` with those of its first ``n_annotated`` datasets (the annotated ones) that ``to_model`` marks
+    zoomed by ``train_diameter`` / their median neuron diameter (a recorded ``filter_diameter`` is zoomed with
+    them); the others as they are, with a ``UserWarning`` naming those whose neurons are outside
+    :data:`SCALE_WARN_RANGE` times ``train_diameter``."""
     from .summary import SummaryImages
     from .training.fields import _zoom_image, _zoom_masks, zoomed_shape
 
-    if not to_model:
-        low, high = SCALE_WARN_RANGE
-        off = [f"{name} ({d:.1f} px)" for (name, _, _), d in zip(named[:n_annotated], diameters, strict=False)
-               if not low <= d / train_diameter <= high]
-        if off:
-            warnings.warn(f"the annotated neurons of {', '.join(off)} are not the model's size ({train_diameter:.1f} "
-                          "px): trained at their own scale, the model learns another size than initialize shows it; "
-                          "scale_to_model=True (--scale-to-model) trains them at the model's scale", UserWarning,
-                          stacklevel=3)
-        return named
+    low, high = SCALE_WARN_RANGE
+    off = [f"{name} ({d:.1f} px)" for (name, _, _), d, z in zip(named[:n_annotated], diameters, to_model, strict=False)
+           if not z and not low <= d / train_diameter <= high]
+    if off:
+        warnings.warn(f"the annotated neurons of {', '.join(off)} are not the model's size ({train_diameter:.1f} "
+                      "px): trained at their own scale, the model learns another size than initialize shows it; "
+                      "scale_to_model=True (--scale-to-model) trains them at the model's scale", UserWarning,
+                      stacklevel=3)
     out = list(named)
     for i in range(n_annotated):
+        if not to_model[i]:
+            continue
         name, summary, masks = named[i]
         zoom = train_diameter / diameters[i]
         shape = zoomed_shape(masks.shape[1:], zoom)
-        logger.info("%s: neurons of %.1f px zoomed %.2fx to the model's %.1f px (%d x %d px)", name, diameters[i],
-                    zoom, train_diameter, *shape)
+        logger.info("%s: neurons of %.1f px zoomed %.2fx to the model's %.1f px (%d x %d px): detect with the "
+                    "model giving neuron_diameter=%.1f", name, diameters[i], zoom, train_diameter, *shape, diameters[i])
         images = {f: None if getattr(summary, f) is None else _zoom_image(getattr(summary, f), shape)
                   for f in SummaryImages._fields}
         filtered_for = getattr(summary, "filter_diameter", None)  # the soma filter zoomed with the image

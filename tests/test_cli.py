@@ -566,6 +566,18 @@ def test_nwb_flags_override_the_parameter_file_both_ways(tmp_path, in_file, flag
     assert _params_from_args(args).output.nwb is expected
 
 
+@pytest.mark.parametrize(("flags", "expected"), [([], None), (["--scale-to-model"], True), (["--own-scale"], False)])
+def test_train_scale_flags_pass_automatic_true_or_false(flags, expected):
+    """No flag: train's automatic choice (the model's scale for neurons far from its size when fine-tuning); the
+    two flags force either way, and not both at once."""
+    from cellfie_caiman.cli import build_parser
+
+    args = build_parser().parse_args(["train", "-o", "w.npz", "--init-model", "default", *flags])
+    assert args.scale_to_model is expected
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "-o", "w.npz", "--scale-to-model", "--own-scale"])
+
+
 def test_help_names_no_nwb_and_the_nwb_settings(capsys):
     from cellfie_caiman.cli import build_parser
 

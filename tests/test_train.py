@@ -1067,6 +1067,62 @@ def test_scale_to_model_trains_on_the_neurons_at_the_models_size(large_neurons, 
         assert abs(_field_diameter(field) / own - 1) < 0.1 and field.inputs.shape[:2] == (96, 96)
 
 
+def _size_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if "not the model's size" in str(w.message)]
+
+
+def test_fine_tuning_trains_neurons_far_from_the_models_size_at_its_scale_by_default(large_neurons, square_fields,
+                                                                                     monkeypatch):
+    """Fine-tuning (init_model) with scale_to_model left at None: the dataset of ~20 px neurons is zoomed to the
+    model's size (measured: F1 0.908 -> 0.958 on such neurons, 0.308 -> 0.403 on neurofinder.01.01), the one of
+    ~10 px neurons, within 0.8-1.25 times it, is trained as it is, and nothing is warned about. Before, both were
+    trained at their own scale, with a warning about the first."""
+    big, big_masks = large_neurons
+    near, near_masks = square_fields[0]
+    model_d = load_model("default").config.train_diameter
+    assert not 0.8 <= mask_diameter(big_masks) / model_d <= 1.25
+    assert 0.8 <= mask_diameter(near_masks) / model_d <= 1.25
+    fields = _first_fields(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train([(big, big_masks), (near, near_masks)], None, init_model="default", simulated=0,
+                  check_annotations=False, **ONE_EPOCH)
+    assert _size_warnings(caught) == []
+    unzoomed = {f.name: f for f in fields if f.zoom == 1.0}
+    assert abs(_field_diameter(unzoomed["dataset0"]) / model_d - 1) < 0.1
+    assert unzoomed["dataset0"].inputs.shape[:2] == (round(96 * model_d / mask_diameter(big_masks)),) * 2
+    assert unzoomed["dataset1"].inputs.shape[:2] == (64, 64)
+
+
+def test_training_from_scratch_keeps_each_dataset_at_its_own_scale_by_default(large_neurons, square_fields,
+                                                                              monkeypatch):
+    """Without init_model the model's size is the data's (the median of its neurons): scale_to_model=None zooms
+    nothing, as before, and names the dataset far from that size."""
+    big, big_masks = large_neurons
+    near, near_masks = square_fields[0]
+    fields = _first_fields(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(_TrainingStarted):
+            train([(big, big_masks), (near, near_masks), square_fields[1]], None, simulated=0,
+                  check_annotations=False, **ONE_EPOCH)
+    unzoomed = {f.name: f.inputs.shape[:2] for f in fields if f.zoom == 1.0}
+    assert unzoomed == {"dataset0": (96, 96), "dataset1": (64, 64), "dataset2": (64, 64)}
+    (said,) = _size_warnings(caught)
+    assert "dataset0" in said and "dataset1" not in said
+
+
+def test_the_weights_record_which_datasets_were_trained_at_the_models_scale(large_neurons, square_fields):
+    big, big_masks = large_neurons
+    res = train([(big, big_masks), square_fields[0]], None, init_model="default", simulated=0,
+                check_annotations=False, **ONE_EPOCH)
+    assert res.model.config.training["scale_to_model"] == "auto"
+    assert res.model.config.training["scaled_to_model"] == ["dataset0"]
+    with pytest.raises(ValueError, match="scale_to_model must be True, False or None"):
+        train([square_fields[0]], None, init_model="default", simulated=0, scale_to_model="yes", **ONE_EPOCH)
+
+
 def test_a_region_trained_at_the_models_scale_is_checked_without_an_error(large_neurons, stop_at_first_batch):
     """scale_to_model with a region: the annotation check computes the shipped model's images itself (the training's
     soma filter is for the neurons' own size) and cuts them to the region; that cut failed on NumPy's reshape of
@@ -1086,10 +1142,12 @@ def test_scale_to_model_filters_each_dataset_for_its_own_neurons(large_neurons):
     movie, masks = large_neurons
     channels = load_model("default").config.channels
     module = sys.modules["cellfie_caiman.train"]
-    named, _, _ = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=True)
+    named, _, _, zoom = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=True)
+    assert zoom == [True]
     expected = summary_images(movie, batch_frames=250, filter_diameter=mask_diameter(masks)).pnr_filtered
     np.testing.assert_array_equal(named[0][1].pnr_filtered, expected)
-    named, _, _ = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=False)
+    named, _, _, zoom = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=False)
+    assert zoom == [False]
     np.testing.assert_array_equal(named[0][1].pnr_filtered,
                                   summary_images(movie, batch_frames=250, filter_diameter=11.8).pnr_filtered)
 
@@ -1105,7 +1163,7 @@ def test_the_soma_filter_recorded_with_the_images_follows_them_when_training_cut
     summary = summary_images(sim.movie, batch_frames=250, filter_diameter=8.0)
     cut, _ = crop_region(summary, sim.masks, (0, 40, 0, 64))
     assert cut.filter_diameter == 8.0 and cut.pnr_filtered.shape == (40, 64)
-    [(_, zoomed, masks)] = _annotated_scale([("dataset0", summary, sim.masks)], 1, [8.0], 12.0, True)
+    [(_, zoomed, masks)] = _annotated_scale([("dataset0", summary, sim.masks)], 1, [8.0], 12.0, [True])
     assert zoomed.pnr_filtered.shape == masks.shape[1:] == (96, 96)
     assert zoomed.filter_diameter == pytest.approx(12.0)
 
