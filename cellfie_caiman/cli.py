@@ -348,10 +348,14 @@ def _cmd_train(args) -> int:
                    batch_frames=args.batch_frames, check_annotations=args.check_annotations,
                    scale_to_model=args.scale_to_model, progress=args.progress, record=record)
     print(f"best validation F1 {result.best_f1:.3f} at epoch {result.best_epoch}; weights in {result.path}")
-    zoomed = result.model.config.training.get("scaled_to_model", [])
-    if zoomed:  # the model learnt these neurons at its own size: detection must be told theirs
-        print(f"{', '.join(zoomed)} trained at the model's scale ({result.model.config.train_diameter:g} px): detect "
-              "with these weights giving --diameter, the neurons' diameter in pixels")
+    training = result.model.config.training
+    movies = {name: source[0] for name, source in zip(training["datasets"], training["dataset_sources"],
+                                                        strict=False)}
+    sizes = dict(zip(training["datasets"], training["neuron_diameters"], strict=False))
+    for name in training.get("scaled_to_model", []):  # learnt at the model's size: detection must be told theirs
+        print(f"{movies[name]}: its neurons of {sizes[name]:g} px were zoomed to the model's "
+              f"{result.model.config.train_diameter:g} px; detect in such movies with these weights giving "
+              f"--diameter {sizes[name]:g}")
     if result.interrupted:  # the best whole epoch was saved; the exit status still says the run did not finish
         n = len(result.history)
         print(f"{PROG}: interrupted after {n} whole epoch{'s' if n != 1 else ''}; the best of them was saved",

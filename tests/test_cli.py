@@ -230,6 +230,29 @@ def test_train_refuses_bad_arguments(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif", "m.tif", "r.json"]
 
 
+def test_fine_tuning_on_large_neurons_says_which_diameter_to_detect_with(tmp_path, capsys):
+    """Fine-tuned at the model's scale (the default for neurons far from its size), the weights see those neurons
+    at its size: the command names the movie and the --diameter to detect with."""
+    import tifffile
+
+    from cellfie_caiman.masks import mask_diameter
+    from cellfie_caiman.rois import write_rois
+    from cellfie_caiman.simulate import simulate
+
+    sim = simulate(120, (96, 96), 8, seed=5, fs=15.0, diameter=20.0)
+    tifffile.imwrite(tmp_path / "big.tif", sim.movie.astype(np.float32))
+    write_rois(tmp_path / "big.json", sim.masks)
+    argv = ["train", "-o", str(tmp_path / "w.npz"), "--init-model", "default", "--simulated", "0", "--data",
+            str(tmp_path / "big.tif"), str(tmp_path / "big.json"), "--epochs", "1", "--steps-per-epoch", "2",
+            "--no-progress", "--no-check-annotations"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    size = f"{round(mask_diameter(sim.masks), 2):g}"
+    assert f"big.tif: its neurons of {size} px were zoomed" in out and f"--diameter {size}" in out
+    assert main([*argv, "--own-scale", "--overwrite"]) == 0
+    assert "zoomed" not in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_train_writes_loadable_weights(tmp_path, capsys):
     """The weights load, and record the command as a shell reads it back (the path with a space is one argument)."""
