@@ -507,14 +507,14 @@ def _warn_about_size(result: Initialization) -> None:
 
 
 def _worth_a_check_at_model_scale(result: Initialization, train_diameter: float) -> bool:
-    """Whether :func:`initialize`, given ``neuron_diameter`` (``result.neuron_diameter``), detects once more at the
-    model's scale to check that size: when ``result`` has fewer than ``AUTO_DIAMETER_MIN_MASKS`` masks (too few for
-    :func:`_warn_about_size`; a size far too large shrinks the field until the networks find almost nothing), the
-    networks ran on signal (``prob_map`` not all zero: a constant movie was warned about already), and the size given
-    is outside ``GIVEN_DIAMETER_RANGE`` times ``train_diameter`` (nearer, the model's scale would measure the same)."""
+    """Whether :func:`initialize`, given ``neuron_diameter`` (``result.neuron_diameter``) and finding too few masks
+    for :func:`_warn_about_size` (a size far too large shrinks the field until the networks find almost nothing),
+    detects once more at the model's scale to check that size: when the networks ran on signal (``prob_map`` not all
+    zero: a constant movie was warned about already) and the size given is outside ``GIVEN_DIAMETER_RANGE`` times
+    ``train_diameter`` (nearer, the model's scale would measure the same)."""
     low, high = GIVEN_DIAMETER_RANGE
     ratio = float(result.neuron_diameter) / train_diameter
-    return len(result.masks) < AUTO_DIAMETER_MIN_MASKS and bool(result.prob_map.any()) and not low <= ratio <= high
+    return bool(result.prob_map.any()) and not low <= ratio <= high
 
 
 def _few_masks_agree(result: Initialization, at_model: Initialization, looks: str) -> bool:
