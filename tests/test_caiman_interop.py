@@ -745,6 +745,41 @@ def test_caimans_nwb_is_read_with_its_footprints_in_place(cm, tmp_path):
     np.testing.assert_array_equal(read_rois(path, a_threshold=0, accepted_only=False), masks)
 
 
+def test_nwb_quality_columns_are_caimans(cm, tmp_path):
+    """The PlaneSegmentation's r, snr and keep columns, background rows included, as CaImAn's save_NWB writes them
+    for the same estimates (the background rows' metrics NaN)."""
+    pynwb = pytest.importorskip("pynwb", reason="writing NWB needs pynwb")
+    from datetime import datetime, timezone
+
+    import scipy.sparse as sp
+    from caiman.source_extraction.cnmf.estimates import Estimates as CaimanEstimates
+
+    from cellfie_caiman.cnmf import Estimates
+
+    rows, cols, K, T, nb = 20, 24, 3, 15, 2
+    rng = np.random.default_rng(3)
+    A = sp.csc_matrix(rng.random((rows * cols, K)) * (rng.random((rows * cols, K)) < 0.1))
+    b, C, f = rng.random((rows * cols, nb)), rng.random((K, T)), rng.random((nb, T))
+    r_values, snr, keep = np.array([0.9, -0.2, np.nan]), np.array([4.0, 0.3, np.inf]), np.array([0, 2])
+    theirs = CaimanEstimates(A=A, C=C, b=b, f=f, dims=(rows, cols))
+    theirs.YrA, theirs.r_values, theirs.SNR_comp, theirs.idx_components = np.zeros((K, T)), r_values, snr, keep
+    try:
+        theirs.save_NWB(str(tmp_path / "caiman.nwb"), imaging_rate=10.0,
+                        session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    except AttributeError as exc:  # NWBFile.modules, gone in pynwb 3
+        pytest.skip(f"CaImAn's save_NWB does not run with this pynwb (needs pynwb < 3): {exc}")
+    ours = Estimates(A=A, C=C, b=b, f=f, YrA=np.zeros((K, T)), r_values=r_values, SNR_comp=snr,
+                     idx_components=keep, dims=(rows, cols)).to_nwb(tmp_path / "ours.nwb", fr=10.0)
+    columns = {}
+    for name, path in (("caiman", tmp_path / "caiman.nwb"), ("ours", ours)):
+        with pynwb.NWBHDF5IO(str(path), "r") as io:
+            ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+            columns[name] = {c: np.asarray(ps[c].data[:]) for c in ("r", "snr", "keep")}
+    for c in ("r", "snr", "keep"):
+        assert len(columns["ours"][c]) == K + nb
+        np.testing.assert_array_equal(columns["ours"][c], columns["caiman"][c], err_msg=c)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # component evaluation: the builtin's SNR_comp, r_values and decision against CaImAn's on identical inputs
 # ------------------------------------------------------------------------------------------------------------

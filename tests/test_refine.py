@@ -279,6 +279,10 @@ def test_nwb_written_and_read_back(est, tmp_path):
         np.testing.assert_allclose(ophys["residuals"].data[:], est.YrA.T)
         keep = np.asarray(ps["keep"].data[:10])
         assert np.array_equal(np.where(keep)[0], est.idx_components)
+        np.testing.assert_array_equal(ps["snr"].data[:10], est.SNR_comp)
+        np.testing.assert_array_equal(ps["r"].data[:10], est.r_values)
+        # the background images have no quality metrics: NaN (as CaImAn's save_NWB), not a value such as 0
+        assert np.isnan(ps["snr"].data[10:]).all() and np.isnan(ps["r"].data[10:]).all()
         assert "SummaryImages" not in ophys.data_interfaces  # no correlation image given
     import dataclasses
 
@@ -428,6 +432,7 @@ def test_nwb_of_a_result_without_components(tmp_path, n_background):
         ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
         assert ps["image_mask"].data.shape == (n_background, 64, 48)
         assert "keep" not in ps.colnames  # as CaImAn: no 'keep' column before components are evaluated
+        assert np.isnan(ps["snr"].data[:]).all() and np.isnan(ps["r"].data[:]).all()
     from cellfie_caiman.rois import read_rois
 
     assert read_rois(path).shape == (0, 64, 48)  # the background images are not ROIs

@@ -217,7 +217,8 @@ class Estimates:
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
         (``image_mask`` (K + nb, rows, cols): the footprints, then the background images; columns ``r``, ``snr``
-        and, when ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
+        (NaN on the background rows, as CaImAn writes them, and where the components were not evaluated) and, when
+        ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
         ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
         ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
@@ -340,8 +341,10 @@ class Estimates:
         mod.add(seg)
         K = self.n_components
         nb = self.b.shape[1] if self.b is not None and self.f is not None else 0
-        r = np.zeros(K + nb)
-        snr = np.zeros(K + nb)
+        # NaN where a metric is not defined: the background rows (as CaImAn's save_NWB writes them) and components
+        # not evaluated
+        r = np.full(K + nb, np.nan)
+        snr = np.full(K + nb, np.nan)
         if self.r_values is not None:
             r[:K] = np.asarray(self.r_values, dtype=float)
         if self.SNR_comp is not None:
