@@ -746,8 +746,8 @@ def test_caimans_nwb_is_read_with_its_footprints_in_place(cm, tmp_path):
 
 
 def test_nwb_quality_columns_are_caimans(cm, tmp_path):
-    """The PlaneSegmentation's r, snr and keep columns, background rows included, as CaImAn's save_NWB writes them
-    for the same estimates (the background rows' metrics NaN)."""
+    """The PlaneSegmentation's r, snr, cnn and keep columns, background rows included, as CaImAn's save_NWB writes
+    them for the same estimates (the background rows' metrics NaN), and load_CNMF reads them back."""
     pynwb = pytest.importorskip("pynwb", reason="writing NWB needs pynwb")
     from datetime import datetime, timezone
 
@@ -761,23 +761,30 @@ def test_nwb_quality_columns_are_caimans(cm, tmp_path):
     A = sp.csc_matrix(rng.random((rows * cols, K)) * (rng.random((rows * cols, K)) < 0.1))
     b, C, f = rng.random((rows * cols, nb)), rng.random((K, T)), rng.random((nb, T))
     r_values, snr, keep = np.array([0.9, -0.2, np.nan]), np.array([4.0, 0.3, np.inf]), np.array([0, 2])
+    cnn = np.array([0.95, 0.2, 0.6])
     theirs = CaimanEstimates(A=A, C=C, b=b, f=f, dims=(rows, cols))
     theirs.YrA, theirs.r_values, theirs.SNR_comp, theirs.idx_components = np.zeros((K, T)), r_values, snr, keep
+    theirs.cnn_preds = cnn
     try:
         theirs.save_NWB(str(tmp_path / "caiman.nwb"), imaging_rate=10.0,
                         session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
     except AttributeError as exc:  # NWBFile.modules, gone in pynwb 3
         pytest.skip(f"CaImAn's save_NWB does not run with this pynwb (needs pynwb < 3): {exc}")
-    ours = Estimates(A=A, C=C, b=b, f=f, YrA=np.zeros((K, T)), r_values=r_values, SNR_comp=snr,
+    ours = Estimates(A=A, C=C, b=b, f=f, YrA=np.zeros((K, T)), r_values=r_values, SNR_comp=snr, cnn_preds=cnn,
                      idx_components=keep, dims=(rows, cols)).to_nwb(tmp_path / "ours.nwb", fr=10.0)
     columns = {}
     for name, path in (("caiman", tmp_path / "caiman.nwb"), ("ours", ours)):
         with pynwb.NWBHDF5IO(str(path), "r") as io:
             ps = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
-            columns[name] = {c: np.asarray(ps[c].data[:]) for c in ("r", "snr", "keep")}
-    for c in ("r", "snr", "keep"):
+            columns[name] = {c: np.asarray(ps[c].data[:]) for c in ("r", "snr", "cnn", "keep")}
+    for c in ("r", "snr", "cnn", "keep"):
         assert len(columns["ours"][c]) == K + nb
         np.testing.assert_array_equal(columns["ours"][c], columns["caiman"][c], err_msg=c)
+    from caiman.source_extraction.cnmf.cnmf import load_CNMF
+
+    loaded = load_CNMF(str(ours)).estimates
+    for name, value in (("r_values", r_values), ("SNR_comp", snr), ("cnn_preds", cnn), ("idx_components", keep)):
+        np.testing.assert_array_equal(np.asarray(getattr(loaded, name)), value, err_msg=name)
 
 
 # ------------------------------------------------------------------------------------------------------------

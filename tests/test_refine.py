@@ -668,5 +668,6 @@ def test_non_finite_metrics_and_traces_are_kept_in_hdf5_and_nwb_and_the_json_in_
         seg = ophys["ImageSegmentation"]["PlaneSegmentation"]
         np.testing.assert_array_equal(seg["snr"].data[:3], est.SNR_comp)
         np.testing.assert_array_equal(seg["r"].data[:3], est.r_values)
+        np.testing.assert_array_equal(seg["cnn"].data[:], np.r_[est.cnn_preds, np.nan])  # background: NaN
         np.testing.assert_array_equal(ophys["Fluorescence"]["RoiResponseSeries"].data[:].T, est.C)
         np.testing.assert_array_equal(ophys["residuals"].data[:].T, est.YrA)

@@ -217,9 +217,9 @@ class Estimates:
 
         Layout (as CaImAn's ``save_NWB``): processing module ``ophys`` with ``ImageSegmentation/PlaneSegmentation``
         (``image_mask`` (K + nb, rows, cols): the footprints, then the background images; columns ``r``, ``snr``
-        (NaN on the background rows, as CaImAn writes them, and where the components were not evaluated) and, when
-        ``idx_components`` is set, ``keep``), ``Fluorescence`` holding the ``RoiResponseSeries`` (C),
-        ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
+        (NaN on the background rows, as CaImAn writes them, and where the components were not evaluated), ``cnn``
+        when ``cnn_preds`` is set (NaN on the background rows) and, when ``idx_components`` is set, ``keep``),
+        ``Fluorescence`` holding the ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
         ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
         ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
         ``raw_data_file`` by a path relative to the NWB file's folder. Written atomically.
@@ -354,6 +354,10 @@ class Estimates:
                               data=_image_mask_data(self.A, self.b if nb else None, self.dims)),
                    VectorData(name="r", description="space correlation (r_values)", data=r),
                    VectorData(name="snr", description="signal to noise ratio (SNR_comp)", data=snr)]
+        if self.cnn_preds is not None:  # as CaImAn: a 'cnn' column (its load_CNMF reads it back as cnn_preds)
+            cnn = np.full(K + nb, np.nan)
+            cnn[:K] = np.asarray(self.cnn_preds, dtype=float)
+            columns.append(VectorData(name="cnn", description="classifier score (cnn_preds)", data=cnn))
         if self.idx_components is not None:  # as CaImAn: a 'keep' column only once components were evaluated
             keep = np.zeros(K + nb, dtype=bool)
             keep[np.asarray(self.idx_components, dtype=int)] = True
