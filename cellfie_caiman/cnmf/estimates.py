@@ -219,10 +219,11 @@ class Estimates:
         (``image_mask`` (K + nb, rows, cols): the footprints, then the background images; columns ``r``, ``snr``
         (NaN on the background rows, as CaImAn writes them, and where the components were not evaluated), ``cnn``
         when ``cnn_preds`` is set (NaN on the background rows) and, when ``idx_components`` is set, ``keep``),
-        ``Fluorescence`` holding the ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and ``Background_Fluorescence_Response`` (f, its rows the background images), a
-        ``residuals`` TimeSeries (YrA), the correlation image ``Cn`` (when set) as
-        ``SummaryImages/local_correlations``, and an external ``TwoPhotonSeries`` acquisition naming
-        ``raw_data_file`` by a path relative to the NWB file's folder. Written atomically.
+        ``Fluorescence`` holding the ``RoiResponseSeries`` (C), ``Deconvolved`` (S) and
+        ``Background_Fluorescence_Response`` (f, its rows the background images), a ``residuals`` TimeSeries (YrA),
+        the correlation image ``Cn`` (when set) as ``SummaryImages/local_correlations``, and an external
+        ``TwoPhotonSeries`` acquisition naming ``raw_data_file`` by a path relative to the NWB file's folder.
+        Written atomically.
 
         The external ``TwoPhotonSeries`` gives its frame times as ``timestamps`` (frame / ``fr``), not as a rate:
         pynwb >= 4 requires ``num_samples`` beside a rate, a scalar unsigned dataset that older readers (pynwb 2.x
