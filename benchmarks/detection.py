@@ -4,7 +4,9 @@ Prints, with CaImAn's matching rule (``rule='caiman'``: centroids < 10 px apart,
 matching (``rule='iou'``):
 
 * leave-one-dataset-out: a model trained without neurofinder.00.00 scored on neurofinder.00.00-left, and a model
-  trained without neurofinder.01.01 scored on neurofinder.01.01 (these two models are not shipped);
+  trained without neurofinder.01.01 scored on neurofinder.01.01 (these two models are not shipped), each also on
+  the simulated movies below (500 frames): a training step that gains on one kind of data at the other's expense
+  shows there;
 * the shipped model on simulated movies it never saw (seeds outside its training set), default settings, with 500,
   1500 and 3000 frames;
 * the shipped model on simulated neurons smaller (~7 px) and larger (~20 px) than its training size, at its own
@@ -470,6 +472,12 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
                 print(score_line(f"    ... with neuron_diameter={d:.1f}", gt, masks))
             else:
                 print(f"(no {path}: run --train-loo {loo_dir} first)")
+        for path in sorted(loo_dir.glob("without_*.npz")):
+            # the same simulated movies as the shipped model's line below: a step that trades them for the real
+            # excerpts shows here (session 29: the rebuilt step 5 lost both)
+            pairs = [(g, p) for g, p, _ in simulated_detections(SIM_TEST["n_frames"], path)]
+            print(pooled_line(f"simulated, {len(pairs)} unseen movies pooled ({path.stem.replace('_', ' ')})", pairs,
+                              interval=True))
     short = simulated_detections(SIM_TEST["n_frames"], model)
     for i, (gt, pred, _) in enumerate(short):
         print(score_line(f"simulated, unseen seed {SIM_TEST['seed'] + i} (shipped)", gt, pred))
