@@ -342,23 +342,23 @@ class Estimates:
         mod.add(seg)
         K = self.n_components
         nb = self.b.shape[1] if self.b is not None and self.f is not None else 0
-        # NaN where a metric is not defined: the background rows (as CaImAn's save_NWB writes them) and components
-        # not evaluated
-        r = np.full(K + nb, np.nan)
-        snr = np.full(K + nb, np.nan)
-        if self.r_values is not None:
-            r[:K] = np.asarray(self.r_values, dtype=float)
-        if self.SNR_comp is not None:
-            snr[:K] = np.asarray(self.SNR_comp, dtype=float)
+        def per_row(values) -> np.ndarray:
+            """A component metric (K,) for the K + nb rows: NaN where it is not defined, on the background rows
+            (as CaImAn's save_NWB writes them) and everywhere when the components were not evaluated."""
+            out = np.full(K + nb, np.nan)
+            if values is not None:
+                out[:K] = np.asarray(values, dtype=float)
+            return out
+
         # ROIs: the K footprints, then the background images (their own table region below)
         columns = [VectorData(name="image_mask", description="Image masks for each ROI",
                               data=_image_mask_data(self.A, self.b if nb else None, self.dims)),
-                   VectorData(name="r", description="space correlation (r_values)", data=r),
-                   VectorData(name="snr", description="signal to noise ratio (SNR_comp)", data=snr)]
+                   VectorData(name="r", description="space correlation (r_values)", data=per_row(self.r_values)),
+                   VectorData(name="snr", description="signal to noise ratio (SNR_comp)",
+                              data=per_row(self.SNR_comp))]
         if self.cnn_preds is not None:  # as CaImAn: a 'cnn' column (its load_CNMF reads it back as cnn_preds)
-            cnn = np.full(K + nb, np.nan)
-            cnn[:K] = np.asarray(self.cnn_preds, dtype=float)
-            columns.append(VectorData(name="cnn", description="classifier score (cnn_preds)", data=cnn))
+            columns.append(VectorData(name="cnn", description="classifier score (cnn_preds)",
+                                      data=per_row(self.cnn_preds)))
         if self.idx_components is not None:  # as CaImAn: a 'keep' column only once components were evaluated
             keep = np.zeros(K + nb, dtype=bool)
             keep[np.asarray(self.idx_components, dtype=int)] = True
