@@ -358,15 +358,21 @@ def stage_recall(summary, gt: np.ndarray, model="default", tol: float = 5.0) -> 
             f"{found(centers[order]):.3f}, matched {match_rois(gt, masks[order]).recall:.3f}")
 
 
-def simulated_detections(n_frames: int, model="default") -> list:
-    """(true masks, detected masks, summary images) of the unseen simulated movies (SIM_TEST) with ``n_frames``."""
-    from cellfie_caiman.initialize import initialize, model_summary
+def simulated_test_movies(n_frames: int) -> list:
+    """The unseen simulated movies (SIM_TEST) with ``n_frames`` (``simulate`` results)."""
     from cellfie_caiman.simulate import simulate
 
+    return [simulate(n_frames, SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=SIM_TEST["seed"] + i,
+                     fs=SIM_TEST["fs"]) for i in range(SIM_TEST["movies"])]
+
+
+def simulated_detections(n_frames: int, model="default", sims: list | None = None) -> list:
+    """(true masks, detected masks, summary images) of the unseen simulated movies (SIM_TEST) with ``n_frames``;
+    ``sims``: those movies already simulated (:func:`simulated_test_movies`), to score several models on them."""
+    from cellfie_caiman.initialize import initialize, model_summary
+
     out = []
-    for i in range(SIM_TEST["movies"]):
-        sim = simulate(n_frames, SIM_TEST["shape"], SIM_TEST["n_neurons"], seed=SIM_TEST["seed"] + i,
-                       fs=SIM_TEST["fs"])
+    for sim in simulated_test_movies(n_frames) if sims is None else sims:
         summary = model_summary(sim.movie, model=model, batch_frames=250)
         out.append((sim.masks, initialize(summary, model=model).masks, summary))
     return out
@@ -460,6 +466,7 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
     real = {n: load_real(n, model) for n in REAL} if DATA.is_dir() else {}
     if not real:
         print(f"(no real data at {DATA}: real-data figures skipped)")
+    sims = simulated_test_movies(SIM_TEST["n_frames"])  # simulated once, for every model scored on them
     if loo_dir is not None:
         for name in real:
             path = loo_dir / f"without_{name}.npz"
@@ -475,10 +482,11 @@ def accuracy(loo_dir: Path | None, model="default") -> None:
         for path in sorted(loo_dir.glob("without_*.npz")):
             # the same simulated movies as the shipped model's line below: a step that trades them for the real
             # excerpts shows here (session 29: the rebuilt step 5 lost both)
-            pairs = [(g, p) for g, p, _ in simulated_detections(SIM_TEST["n_frames"], path)]
+            pairs = [(g, p) for g, p, _ in simulated_detections(SIM_TEST["n_frames"], path, sims)]
             print(pooled_line(f"simulated, {len(pairs)} unseen movies pooled ({path.stem.replace('_', ' ')})", pairs,
                               interval=True))
-    short = simulated_detections(SIM_TEST["n_frames"], model)
+    short = simulated_detections(SIM_TEST["n_frames"], model, sims)
+    del sims  # the movies; the longer ones below are simulated anew
     for i, (gt, pred, _) in enumerate(short):
         print(score_line(f"simulated, unseen seed {SIM_TEST['seed'] + i} (shipped)", gt, pred))
     print(pooled_line(f"simulated, {len(short)} unseen movies pooled (shipped)", [(g, p) for g, p, _ in short],
