@@ -86,3 +86,12 @@ def _describe(low, high, low_open: bool, high_open: bool, integer: bool, optiona
 def _bound(x) -> str:
     """A range's bound as a user types it: whole numbers in full (4294967295, not 4.29497e+09), others as %g."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+def positive_or_none(value) -> float | None:
+    """``value`` as a positive finite float, else None (for numbers a file records, e.g. a frame rate)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None

@@ -393,7 +393,7 @@ def _imaging_plane_of(path: Path, dataset: str) -> str | None:
     to (for a CorrectedImageStack's ``corrected`` series: its ``original``'s), None where there is none."""
     import h5py
 
-    from .io.formats import _h5_group  # None for a link that leads nowhere
+    from .io.hdf5 import _h5_group  # None for a link that leads nowhere
 
     series = dataset.strip("/").rsplit("/", 1)[0]
     with h5py.File(path, "r") as f:

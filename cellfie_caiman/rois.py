@@ -32,7 +32,7 @@ Readers (``read_rois``, chosen by file name):
   cols) like the movie (NWB's x is our row axis). Files that NeuroConv (<= 0.10) or NWB GUIDE wrote, marked so in
   ``general/source_script``, store image masks (N, cols, rows) like their movies: both are read transposed; their
   ``pixel_mask`` x is the row already (roiextractors' order), in the frame shape of the movie as it is read
-  (:func:`cellfie_caiman.io.formats.nwb_axes`; the order used is logged at INFO). Weighted masks (footprints)
+  (:func:`cellfie_caiman.io.nwb.nwb_axes`; the order used is logged at INFO). Weighted masks (footprints)
   binarised as CaImAn HDF5 results are, binary ones taken as they are. The background components that
   CaImAn's layout stores as rows of the same table (those of the ``Background_Fluorescence_Response`` series) are
   not ROIs and are left out; with a ``keep`` column (CaImAn) or an ``iscell`` column (Suite2p: classification,
@@ -589,7 +589,7 @@ def _read_caiman_hdf5(path: Path, shape, a_threshold: float, accepted_only: bool
 def _read_nwb(path: Path, shape, a_threshold: float | None, accepted_only: bool) -> np.ndarray:
     import h5py
 
-    from .io.formats import nwb_axes
+    from .io.nwb import nwb_axes
 
     with _h5_file(path) as f:
         axes = nwb_axes(f)  # NeuroConv's files: movies and image masks stored (cols, rows)

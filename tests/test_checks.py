@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cellfie_caiman._checks import number
+from cellfie_caiman._checks import number, positive_or_none
 
 
 @pytest.mark.parametrize("value", [0.5, 0, 1, np.float32(0.25), np.int64(1)])
@@ -38,3 +38,10 @@ def test_whole_bounds_are_written_in_full():
         number(-1, "seed", low=0, high=2**32 - 1, integer=True)
     with pytest.raises(ValueError, match=r"a number > 0.5, got 0.25"):
         number(0.25, "x", low=0.5, low_open=True)
+
+
+@pytest.mark.parametrize("value, expected", [(30, 30.0), ("7.5", 7.5), (np.float32(15), 15.0), (0, None), (-2, None),
+                                             (np.nan, None), (np.inf, None), (None, None), ("fast", None), ([1], None)])
+def test_positive_or_none_keeps_only_positive_finite_numbers(value, expected):
+    """What a file records as a frame rate is used only when it is a positive finite number."""
+    assert positive_or_none(value) == expected

@@ -1372,7 +1372,7 @@ def test_nwb_written_by_neuroconv_is_read_in_rows_cols_order(tmp_path, writer, c
     write_nwb_like(path, frames, NEUROCONV_SCRIPTS[writer], stored_transposed=True)
     with h5py.File(path, "r") as f:
         assert f["acquisition/TwoPhotonSeries/data"].shape == (20, 14, 9)  # stored columns first
-    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.nwb"):
         m = load_movie(path)
     assert m.shape == frames.shape
     np.testing.assert_array_equal(m[:], frames)
@@ -1392,7 +1392,7 @@ def test_nwb_without_a_writer_mark_is_read_as_stored_and_says_so(tmp_path, caplo
     frames = bright_pixel_movie()
     path = tmp_path / "caiman.nwb"
     write_nwb_like(path, frames)
-    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.nwb"):
         m = load_movie(path)
     np.testing.assert_array_equal(m[:], frames)
     assert "no NeuroConv mark in general/source_script" in caplog.text and "transpose(0, 2, 1)" in caplog.text
@@ -1433,7 +1433,7 @@ def test_nwb_motion_corrected_stack_in_a_neuroconv_file_is_read_as_stored(tmp_pa
         nwb.create_processing_module(name="ophys", description="mc").add(MotionCorrection(
             corrected_image_stacks=[stack]))
         io.write(nwb)
-    with caplog.at_level("INFO", logger="cellfie_caiman.io.formats"):
+    with caplog.at_level("INFO", logger="cellfie_caiman.io.nwb"):
         np.testing.assert_array_equal(load_movie(path)[:], frames[:, ::-1])
     assert "NeuroConv writes no motion-corrected stack" in caplog.text
     np.testing.assert_array_equal(load_movie(path, var_name="acquisition/TwoPhotonSeries")[:], frames)

@@ -35,7 +35,7 @@
   many frames (or none: external files). Frames in external files are refused. NWB documents the axes as (time, x,
   y); like CaImAn and Suite2p we read them as (time, rows, cols), i.e. NWB's ``x`` is our row axis, except in files
   that NeuroConv (<= 0.10, marked in ``general/source_script`` since 0.4.10) or NWB GUIDE wrote: those store (time,
-  width, height) and are read transposed into (time, rows, cols), their image masks alike (``formats.nwb_axes``;
+  width, height) and are read transposed into (time, rows, cols), their image masks alike (``nwb.nwb_axes``;
   logged at INFO). CaImAn reads such a file as stored, transposed: seed CaImAn with masks of the movie CaImAn
   loaded (e.g. ``initialize`` on its memmap), not of the NWB file read here;
 * ``.npy`` (memory-mapped) and in-memory arrays (T, rows, cols).

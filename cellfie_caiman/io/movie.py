@@ -11,9 +11,12 @@ from typing import Any
 import numpy as np
 
 from .errors import MovieError, MovieFileNotFoundError, NonFiniteWarning, check_movie_shape_dtype
-from .formats import HDF5_SUFFIXES, TIFF_SUFFIXES, open_hdf5, open_npy, open_nwb, open_tiff, open_tiff_folder
+from .hdf5 import HDF5_SUFFIXES, open_hdf5
 from .memmap import CaimanMemmapReader
+from .npy import open_npy
+from .nwb import open_nwb
 from .readers import ArrayReader, Reader
+from .tiff import TIFF_SUFFIXES, open_tiff, open_tiff_folder
 
 #: Non-finite values are interpolated from finite values of the same pixel at most this many frames away.
 FILL_WINDOW = 32
