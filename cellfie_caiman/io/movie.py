@@ -245,7 +245,8 @@ class Movie:
     # -- filling ----------------------------------------------------------------------------------------------
     def _read_filled(self, start, stop, left_context=None, return_tail=False):
         raw = self._reader.read(start, stop)
-        block = raw.astype(np.float32, copy=True)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range: refused below, with the values named
+            block = raw.astype(np.float32, copy=True)
         tail = None
         if block.dtype.kind == "f" and raw.dtype.kind in "fc":
             bad = ~np.isfinite(block)
