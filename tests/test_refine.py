@@ -492,7 +492,7 @@ def test_the_notice_that_components_are_renumbered_reads_well_on_the_command_lin
     """It says what happened in words, where a run's files keep seeds and components apart, and names the Python
     helper by its public name (which maps components to seeds as said)."""
     from cellfie_caiman.cnmf import seed_index
-    from cellfie_caiman.cnmf.seeded import remap_message
+    from cellfie_caiman.cnmf.seeds import remap_message
 
     assert remap_message(4, 4, 0) is None
     msg = remap_message(5, 3, 1)

@@ -11,15 +11,15 @@ from cellfie_caiman.cnmf import quality
 from cellfie_caiman.cnmf._data import MovieData
 from cellfie_caiman.cnmf.noise import estimate_ar, fft_frame_subset, psd_noise
 from cellfie_caiman.cnmf.oasis import deconvolve, oasis_ar1
+from cellfie_caiman.cnmf.patterns import threshold_footprint
 from cellfie_caiman.cnmf.seeded import (
     Settings,
     merge_components,
     normalize,
-    seeds_to_A,
     spatial_update,
     temporal_update,
-    threshold_footprint,
 )
+from cellfie_caiman.cnmf.seeds import seeds_to_A
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -540,15 +540,15 @@ def test_background_pixels_leave_out_the_reach_of_the_seeds_and_pooling_keeps_th
     lost it)."""
     import scipy.ndimage
 
-    from cellfie_caiman.cnmf import seeded
+    from cellfie_caiman.cnmf import background, patterns, seeded
 
     sim, A = puncta_movie
-    pixels = seeded.background_pixels(A, (64, 64), 2).reshape(64, 64, order="F")
+    pixels = background.background_pixels(A, (64, 64), 2).reshape(64, 64, order="F")
     union = sim.masks.any(0)
-    near = scipy.ndimage.binary_dilation(union, seeded._DIAMOND) & ~union
+    near = scipy.ndimage.binary_dilation(union, patterns._DIAMOND) & ~union
     assert not (pixels & (union | near)).any() and (pixels | union | near).all()
     monkeypatch.setattr(seeded, "BACKGROUND_NMF_BYTES", 4 * 1000 * 300)  # 300 rows of 1000 frames
-    pool = seeded.background_pooling(np.flatnonzero(pixels.ravel(order="F")), (64, 64), 300)
+    pool = background.background_pooling(np.flatnonzero(pixels.ravel(order="F")), (64, 64), 300)
     assert pool.shape[0] <= 300 and np.all(np.asarray((pool > 0).sum(0)).ravel() == 1)  # every pixel in one cell
     _, f = seeded.initial_traces(MovieData(sim.movie), A, 2, None)
     X = np.vstack([f, np.ones(f.shape[1])]).T

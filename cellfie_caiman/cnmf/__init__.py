@@ -127,7 +127,8 @@ def refine(movie, init, *, params=None, backend: str = "auto", progress: bool = 
     if backend == "caiman":
         return _refine_caiman(movie, init, P)  # seeded_cnmf applies quality.use_cnn, before any refit
     from ._data import MovieData
-    from .seeded import run_cnmf, seeds_to_A
+    from .seeded import run_cnmf
+    from .seeds import seeds_to_A
 
     data = MovieData(movie)
     settings = _settings(P, data.dims)
@@ -144,7 +145,7 @@ def distinct_seeds(init, dims: tuple[int, int]):
     """``init`` without the seeds that duplicate an earlier one (IoU >= 0.95; a warning names each), in the same
     form (Initialization, masks or Ain). Components are then numbered over the seeds that remain;
     :func:`cellfie_caiman.cnmf.caiman_adapter.seed_index` maps them to the seeds given."""
-    from .seeded import duplicate_seeds, seed_matrix, take_seeds
+    from .seeds import duplicate_seeds, seed_matrix, take_seeds
 
     dup = duplicate_seeds(seed_matrix(init, dims))
     if not dup.any():

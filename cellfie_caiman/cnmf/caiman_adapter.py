@@ -431,7 +431,7 @@ def seeded_cnmf(images: Any, init: Any, params: Any = None, dview: Any = None, *
                     if evaluate:
                         cnm.estimates.evaluate_components(imgs, cnm.params, dview=dview)
                         _use_scores(cnm.estimates, init, (rows, cols), params)
-        from .seeded import remap_message
+        from .seeds import remap_message
 
         merged = getattr(cnm.estimates, "merged_ROIs", None)
         remapped = remap_message(masks.shape[0], cnm.estimates.A.shape[1], 0 if merged is None else len(merged))

@@ -12,7 +12,8 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse
 
-from .seeded import _SQUARE, _crop, seed_matrix
+from .patterns import _SQUARE, _crop
+from .seeds import seed_matrix
 
 #: seeds examined by the pixel-order checks (the first ones with at least 4 pixels)
 ORDER_CHECK_SEEDS = 200

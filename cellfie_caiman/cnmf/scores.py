@@ -14,7 +14,7 @@ import numpy as np
 
 from ..masks import best_overlap
 from .quality import accept
-from .seeded import seed_matrix
+from .seeds import seed_matrix
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,10 @@ Model: Y (pixels x T) ~ A C + b f + noise, A >= 0 sparse (one column per seed), 
 
 Only Aᵀ Y, Y Cᵀ (on the candidate pixels of each component) and Y fᵀ are computed from the movie, chunk by chunk;
 memory is a few chunks plus the factors.
+
+The seeds (``Ain`` or masks as a sparse matrix, their checks) are in :mod:`cellfie_caiman.cnmf.seeds`, the
+background's start (its pixels and the NMF of their traces) in :mod:`cellfie_caiman.cnmf.background`, and the
+footprints' candidate pixels and post-processing in :mod:`cellfie_caiman.cnmf.patterns`.
 """
 from __future__ import annotations
 
@@ -22,27 +26,24 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage
 import scipy.sparse
 import scipy.sparse.csgraph
 from tqdm.auto import tqdm
 
-from ..masks import sparse_rows
 from ._data import MovieData
 from ._kernels import entries_dot, entries_dot_pm, hals_shapes, pattern_rows, sparse_project
+from .background import _hals_rows, _nmf_background, background_pixels, background_pooling
 from .estimates import Estimates
 from .oasis import deconvolve
+from .patterns import _values_on_pattern, dilated_pattern, support_pattern, threshold_footprint
 from .quality import accept, select_frames, snr_comp, space_correlation
+from .seeds import remap_message
 
 logger = logging.getLogger(__name__)
 
-#: seeds whose supports overlap with at least this intersection-over-union are duplicates
-DUPLICATE_IOU = 0.95
 #: bytes (float32) of the background pixels that the background NMF holds (nb > 1): beyond it, they are pooled
 #: into square cells of the field (:func:`background_pooling`)
 BACKGROUND_NMF_BYTES = 64 * 2**20
-_DIAMOND = scipy.ndimage.iterate_structure(scipy.ndimage.generate_binary_structure(2, 1), 2)
-_SQUARE = np.ones((3, 3), dtype=bool)
 
 
 @dataclass
@@ -68,231 +69,12 @@ class Settings:
     lasso_weight: float = 0.5
 
 
-# ---------------------------------------------------------------------------------------------------------- seeds
-def seed_matrix(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
-    """Every seed as a column of a (pixels, K) float64 CSC matrix in Fortran pixel order: NaN and negative values
-    zeroed, indices sorted; empty and duplicate seeds kept (:func:`seeds_to_A` drops them).
-
-    Parameters
-    ----------
-    init : Initialization (its ``Ain``), bool/float masks (K, rows, cols), or Ain (pixels, K) dense or sparse.
-    dims : (rows, cols) of the movie.
-    """
-    rows, cols = dims
-    d = rows * cols
-    if hasattr(init, "Ain"):
-        init = init.Ain
-    if scipy.sparse.issparse(init):
-        if init.shape[0] != d:
-            raise ValueError(f"seeds (Ain) have {init.shape[0]} pixels per component, expected {d} "
-                             f"(movie frames are {rows}x{cols})")
-        A = scipy.sparse.csc_matrix(init, dtype=np.float64)
-    else:
-        arr = np.asarray(init)
-        if arr.ndim == 3:
-            if arr.shape[1:] != (rows, cols):
-                raise ValueError(f"seed masks have frame shape {arr.shape[1:]}, expected {(rows, cols)} "
-                                 "(the movie's frame shape)")
-            # mask k's pixels in C order (r * cols + c), renumbered in Fortran order (r + c * rows)
-            B = sparse_rows(arr.reshape(arr.shape[0], d))
-            r, c = np.divmod(B.indices, cols)
-            A = scipy.sparse.csc_matrix((B.data, r + c * rows, B.indptr), shape=(d, arr.shape[0]))
-        elif arr.ndim == 2:
-            if arr.shape[0] != d:
-                hint = " (it looks transposed: expected (pixels, K))" if arr.shape[1] == d else ""
-                raise ValueError(f"seeds (Ain) have {arr.shape[0]} pixels per component, expected {d} "
-                                 f"(movie frames are {rows}x{cols}){hint}")
-            A = sparse_rows(arr).tocsc()
-        else:
-            raise ValueError(f"seeds must be masks (K, rows, cols) or Ain (pixels, K), got shape {arr.shape}")
-    A.data = np.nan_to_num(A.data)
-    A.data[A.data < 0] = 0
-    A.eliminate_zeros()
-    A.sort_indices()
-    return A
-
-
-def duplicate_seeds(A: scipy.sparse.csc_matrix) -> np.ndarray:
-    """Which seeds duplicate an earlier kept one (supports with IoU >= ``DUPLICATE_IOU``), a warning for each.
-
-    Parameters
-    ----------
-    A : (pixels, K) sparse, the seeds as :func:`seed_matrix` gives them (empty seeds are never duplicates).
-
-    Returns
-    -------
-    ndarray of bool (K,): True for the seeds to drop.
-    """
-    A = scipy.sparse.csc_matrix(A)
-    nnz = np.diff(A.indptr)
-    dup = np.zeros(A.shape[1], dtype=bool)
-    B = (A > 0).astype(np.float64).tocsc()
-    inter = (B.T @ B).tocoo()
-    for i, j, v in sorted(zip(inter.row, inter.col, inter.data, strict=False)):
-        if i < j and not dup[i] and not dup[j]:
-            iou = v / (nnz[i] + nnz[j] - v)
-            if iou >= DUPLICATE_IOU:
-                dup[j] = True
-                logger.warning("seed %d duplicates seed %d (IoU %.2f): dropped", j, i, iou)
-    return dup
-
-
-def take_seeds(init, keep: np.ndarray):
-    """The seeds ``init`` at indices ``keep`` (bool or int), in the same form: an Initialization (its Ain, masks,
-    scores and centers), masks (K, rows, cols) or Ain (pixels, K) dense or sparse."""
-    idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
-    if hasattr(init, "Ain") and hasattr(init, "_replace"):  # Initialization (a NamedTuple)
-        fields = {name: getattr(init, name)[idx] for name in ("masks", "scores", "centers")
-                  if getattr(init, name, None) is not None}
-        return init._replace(Ain=take_seeds(init.Ain, idx), **fields)
-    if hasattr(init, "Ain"):
-        init = init.Ain
-    if scipy.sparse.issparse(init):
-        return scipy.sparse.csc_matrix(init)[:, idx]
-    arr = np.asarray(init)
-    return arr[idx] if arr.ndim == 3 else arr[:, idx]
-
-
-def seeds_to_A(init, dims: tuple[int, int]) -> scipy.sparse.csc_matrix:
-    """Seeds as a (pixels, K) float64 CSC matrix in Fortran pixel order; empty and duplicate seeds dropped.
-
-    Parameters
-    ----------
-    init : Initialization (its ``Ain``), bool/float masks (K, rows, cols), or Ain (pixels, K) dense or sparse.
-    dims : (rows, cols) of the movie.
-    """
-    A = seed_matrix(init, dims)
-    K = A.shape[1]
-    nnz = np.diff(A.indptr)
-    empty = np.where(nnz == 0)[0]
-    if empty.size:
-        logger.warning("dropping %d empty seed(s) (all-zero columns): %s", empty.size, empty.tolist()[:20])
-    keep = (nnz > 0) & ~duplicate_seeds(A)
-    if not keep.all():
-        A = A[:, np.where(keep)[0]]
-    logger.info("%d seeds kept of %d", A.shape[1], K)
-    return scipy.sparse.csc_matrix(A)
-
-
-def remap_message(n_seeds: int, n_components: int, n_merged: int) -> str | None:
-    """The warning that component k is no longer seed k (None when it still is), worded for the command line and
-    for Python alike.
-
-    Parameters
-    ----------
-    n_seeds : int
-        Seeds the fit started from.
-    n_components : int
-        Components it ended with.
-    n_merged : int
-        Groups of components merged on the way (the rest of the difference: footprints that emptied).
-
-    Returns
-    -------
-    str or None
-    """
-    if n_components == n_seeds and not n_merged:
-        return None
-    merged = (f"{n_merged} group{'s' if n_merged != 1 else ''} of overlapping seeds merged" if n_merged
-              else "no seeds merged")
-    return (f"{n_seeds} seeds gave {n_components} component{'s' if n_components != 1 else ''} ({merged}, "
-            "seeds whose footprint emptied removed): component k is no longer seed k. A run's masks.npz keeps both "
-            "(detected_masks: the seeds, all_masks: the components); in Python, "
-            "cellfie_caiman.cnmf.seed_index(A, masks) maps each component to its seed")
-
-
-# ----------------------------------------------------------------------------------------------------- patterns
+# ------------------------------------------------------------------------------------------------- movie chunks
 def _entries(A: scipy.sparse.csc_matrix, f2c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(component, C-order pixel, value) of each stored entry of a CSC matrix with Fortran-order rows."""
     A = scipy.sparse.csc_matrix(A)
     comp = np.repeat(np.arange(A.shape[1], dtype=np.int64), np.diff(A.indptr))
     return comp, f2c[A.indices].astype(np.int64), A.data.astype(np.float64)
-
-
-def _crop(pix: np.ndarray, dims: tuple[int, int], margin: int):
-    rows, cols = dims
-    i, j = pix % rows, pix // rows
-    r0, r1 = max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, rows)
-    c0, c1 = max(int(j.min()) - margin, 0), min(int(j.max()) + margin + 1, cols)
-    return i, j, r0, r1, c0, c1
-
-
-def _to_pix(ii: np.ndarray, jj: np.ndarray, r0: int, c0: int, rows: int) -> np.ndarray:
-    return (ii + r0) + (jj + c0) * rows
-
-
-def dilated_pattern(A: scipy.sparse.csc_matrix, dims: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pixels of each component: its support dilated by a radius-2 diamond. Returns (indptr, indices)."""
-    K = A.shape[1]
-    cols_idx = []
-    for k in range(K):
-        pix = A.indices[A.indptr[k]:A.indptr[k + 1]]
-        if pix.size == 0:
-            cols_idx.append(np.zeros(0, np.int64))
-            continue
-        i, j, r0, r1, c0, c1 = _crop(pix, dims, 3)
-        img = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-        img[i - r0, j - c0] = True
-        ii, jj = np.nonzero(scipy.ndimage.binary_dilation(img, _DIAMOND))
-        cols_idx.append(np.sort(_to_pix(ii, jj, r0, c0, dims[0])).astype(np.int64))
-    indptr = np.zeros(K + 1, np.int64)
-    indptr[1:] = np.cumsum([c.size for c in cols_idx])
-    indices = np.concatenate(cols_idx) if K else np.zeros(0, np.int64)
-    return indptr, indices
-
-
-def support_pattern(A: scipy.sparse.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pixels of each component: its support (the nonzero pixels), sorted. Returns (indptr, indices)."""
-    A = scipy.sparse.csc_matrix(A, copy=True)
-    A.eliminate_zeros()
-    A.sort_indices()
-    return A.indptr.astype(np.int64), A.indices.astype(np.int64)
-
-
-def _values_on_pattern(A: scipy.sparse.csc_matrix, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    out = np.zeros(indices.size)
-    for k in range(A.shape[1]):
-        lo, hi = A.indptr[k], A.indptr[k + 1]
-        pos = np.searchsorted(indices[indptr[k]:indptr[k + 1]], A.indices[lo:hi])
-        out[indptr[k] + pos] = A.data[lo:hi]
-    return out
-
-
-def threshold_footprint(pix: np.ndarray, vals: np.ndarray, dims: tuple[int, int], nrgthr: float = 0.9999,
-                        medw: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """CaImAn's footprint post-processing: median filter (medw x medw), energy threshold, 3x3 closing, largest
-    connected component (by energy).
-
-    Returns the kept pixels and their (median-filtered) values.
-    """
-    pos = vals > 0
-    pix, vals = pix[pos], vals[pos]
-    if pix.size == 0:
-        return pix, vals
-    i, j, r0, r1, c0, c1 = _crop(pix, dims, 2)
-    img = np.zeros((r1 - r0, c1 - c0))
-    img[i - r0, j - c0] = vals
-    med = scipy.ndimage.median_filter(img, size=medw, mode="reflect") if medw > 1 else img
-    flat = med.ravel()
-    total = np.sum(flat**2)
-    if total <= 0:
-        return pix[:0], vals[:0]
-    order = np.argsort(flat)[::-1]
-    before = np.concatenate([[0.0], np.cumsum(flat[order] ** 2)[:-1]]) / total
-    bw = np.zeros(flat.size, dtype=bool)
-    bw[order[before < nrgthr]] = True
-    bw &= flat > 0
-    bw = scipy.ndimage.binary_closing(bw.reshape(med.shape), _SQUARE)
-    labels, n = scipy.ndimage.label(bw, _SQUARE)
-    if n == 0:
-        return pix[:0], vals[:0]
-    if n > 1:
-        energy = scipy.ndimage.sum(med**2, labels, index=np.arange(1, n + 1))
-        bw = labels == (int(np.argmax(energy)) + 1)
-    ii, jj = np.nonzero(bw & (med > 0))
-    out_pix = _to_pix(ii, jj, r0, c0, dims[0])
-    order = np.argsort(out_pix)
-    return out_pix[order], med[ii, jj][order]
 
 
 def _chunks(data: MovieData, chunk_frames: int | None, desc: str, progress: bool):
@@ -355,141 +137,6 @@ def initial_traces(data: MovieData, A: scipy.sparse.csc_matrix, nb: int, chunk_f
     else:
         C = np.maximum(WY, 0)
     return C, f
-
-
-def background_pixels(A: scipy.sparse.csc_matrix, dims: tuple[int, int], nb: int, min_pixels: int = 256
-                      ) -> np.ndarray:
-    """The pixels the starting background is estimated from: those beyond the radius-2 dilation of every seed.
-
-    CaImAn takes every pixel in no seed. But a neuron's footprint reaches beyond its seed (a mask outlines the
-    bright part of a soma), and a refined footprint may grow into that dilation: its pixels carry the neuron's
-    activity. The NMF of an nb > 1 background, fitted to convergence, then takes an active neuron's calcium as a
-    background trace (one neuron at 2 Hz alone in its field: corr(C, calcium) 0.89 instead of 0.99).
-
-    Parameters
-    ----------
-    A : (pixels, K) sparse, the seeds (Fortran pixel order).
-    dims : (rows, cols) of the movie.
-    nb : int
-        Number of background components.
-    min_pixels : int
-        Fewest pixels beyond the seeds' dilation to use them; with fewer, the pixels in no seed are used (as CaImAn),
-        and with fewer than max(nb, 10) of those, all pixels (with a warning).
-
-    Returns
-    -------
-    ndarray of bool (pixels,), Fortran order.
-    """
-    outside = np.asarray((A > 0).sum(1)).ravel() == 0
-    far = ~scipy.ndimage.binary_dilation(~outside.reshape(dims, order="F"), _DIAMOND).ravel(order="F")
-    if far.sum() >= max(min_pixels, nb):
-        return far
-    if outside.sum() < max(nb, 10):
-        logger.warning("almost no pixel is outside the seeds: the background is estimated from all pixels")
-        outside[:] = True
-    return outside
-
-
-def background_pooling(out_idx: np.ndarray, dims: tuple[int, int], max_rows: int) -> scipy.sparse.csr_matrix | None:
-    """How the background NMF sees the background pixels: each pixel (None), as CaImAn does, when there are at most
-    ``max_rows`` of them; otherwise their sums over square cells of the field, each divided by the square root of
-    its number of pixels.
-
-    A sum keeps the signal of every pixel (a random sample of pixels misses small active structures such as
-    dendrite cross-sections, and the background traces then follow noise); the square root keeps each cell's
-    weight in the fit that of its pixels when its background is uniform. A non-negative low-rank background keeps
-    its temporal components under any such pooling.
-
-    Parameters
-    ----------
-    out_idx : ndarray of int (n,)
-        The background pixels (:func:`background_pixels`), Fortran order (i + j * rows).
-    dims : (rows, cols) of the movie.
-    max_rows : int
-        Most rows the NMF may hold (at least 256 are allowed).
-
-    Returns
-    -------
-    None, or a (cells, n) float32 CSR matrix.
-    """
-    max_rows = max(int(max_rows), 256)
-    if out_idx.size <= max_rows:
-        return None
-    rows, cols = dims
-    i, j = out_idx % rows, out_idx // rows
-    side = int(np.ceil(np.sqrt(out_idx.size / max_rows)))
-    while True:
-        cell = (i // side) * (-(-cols // side)) + j // side
-        _, label, count = np.unique(cell, return_inverse=True, return_counts=True)
-        if count.size <= max_rows:
-            break
-        side += 1
-    logger.info("background start: %d background pixels pooled into %d cells of %d x %d", out_idx.size,
-                count.size, side, side)
-    weight = (1.0 / np.sqrt(count[label])).astype(np.float32)
-    return scipy.sparse.csr_matrix((weight, (label, np.arange(out_idx.size))), shape=(count.size, out_idx.size))
-
-
-def _nmf_start(X: np.ndarray, nb: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(W (pixels, nb), H (nb, T)) to start an NMF of X from: positive parts of the leading right singular vectors
-    (zeros replaced by the mean) as H, W = max(X Hᵀ, 0)."""
-    k = max(1, min(nb, min(X.shape)))
-    # leading right singular vectors by a seeded randomized range finder (2 power iterations)
-    rng = np.random.RandomState(seed)
-    Q = np.linalg.qr(X @ rng.standard_normal((X.shape[1], min(k + 5, X.shape[1]))))[0]
-    for _ in range(2):
-        Q = np.linalg.qr(X @ (X.T @ Q))[0]
-    Vt = np.linalg.svd(Q.T @ X, full_matrices=False)[2][:k]
-    H = np.zeros((nb, X.shape[1]))
-    for m in range(k):
-        v = Vt[m] if Vt[m].sum() >= 0 else -Vt[m]
-        H[m] = np.maximum(v, 0)
-    H[k:] = np.linspace(0.5, 1.5, X.shape[1])
-    H[H == 0] = H[H > 0].mean() if np.any(H > 0) else 1.0
-    W = np.maximum(X @ H.T.astype(np.float32), 0).astype(np.float64)
-    return W, H
-
-
-def _hals_rows(H: np.ndarray, XtW: np.ndarray, WtW: np.ndarray, sweeps: int) -> None:
-    """``sweeps`` non-negative HALS sweeps, in place, over the rows of H (r, n) in a fit X ~ W H, given
-    XtW = (Wᵀ X)ᵀ (n, r) and WtW = Wᵀ W (r, r). For the columns of W, pass Wᵀ, X Hᵀ and H Hᵀ."""
-    for _ in range(sweeps):
-        for m in range(H.shape[0]):
-            if WtW[m, m] > 0:
-                H[m] = np.maximum(H[m] + (XtW[:, m] - H.T @ WtW[:, m]) / WtW[m, m], 0)
-
-
-def _nmf_background(X: np.ndarray, nb: int, seed: int, max_iter: int = 300, tol: float = 1e-9,
-                    sweeps: int = 10) -> np.ndarray:
-    """nb non-negative temporal components f (nb, T) of a non-negative (pixels, T) matrix X ~ W f.
-
-    HALS from :func:`_nmf_start`: each iteration computes Wᵀ X and X fᵀ once and makes ``sweeps`` sweeps over f,
-    then over W, with them; it stops when an iteration lowers ||X - W f||² by less than ``tol`` ||X||² (or after
-    ``max_iter``). The fit must be run to convergence: a background that fluctuates far less than its mean (the
-    usual case) leaves the start's two nearly equal rows only after tens of iterations, and before that f follows
-    noise rather than the background's activity.
-    """
-    X = np.asarray(X, dtype=np.float32)  # the products below are the cost; the updates are in float64
-    if not np.any(X > 0):
-        return np.zeros((nb, X.shape[1]))
-    W, H = _nmf_start(X, nb, seed)
-    xx = float(np.sum(X.astype(np.float64) ** 2))
-    previous = np.inf
-    for _ in range(max_iter):
-        _hals_rows(H, (W.T.astype(np.float32) @ X).T, W.T @ W, sweeps)
-        XHt, HHt = X @ H.T.astype(np.float32), H @ H.T
-        _hals_rows(W.T, XHt, HHt, sweeps)  # the columns of W are the rows of its transpose (a view)
-        misfit = xx - 2 * float(np.sum(W * XHt)) + float(np.sum((W.T @ W) * HHt))
-        if previous - misfit <= tol * xx:
-            break
-        previous = misfit
-    # order by energy (of W f), and never return an all-zero row (it would make f fᵀ singular)
-    energy = np.linalg.norm(W, axis=0) * np.linalg.norm(H, axis=1)
-    H = H[np.argsort(-energy)]
-    for m in range(nb):
-        if not np.any(H[m]):
-            H[m] = X.mean(axis=0) if m == 0 else np.linspace(0.5, 1.5, X.shape[1])
-    return H
 
 
 # ------------------------------------------------------------------------------------------------------ spatial
