@@ -276,8 +276,8 @@ def _as_masks(rois, shape: tuple[int, int]) -> np.ndarray:
     """Bool masks (N, rows, cols) of a field of ``shape`` from an ROI file, or from an array read as
     :func:`cellfie_caiman.rois.read_rois` reads a ``.npy`` file: masks (N, rows, cols) or CaImAn's ``Ain`` / ``A``
     (rows*cols, N), dense or SciPy sparse, a pixel being in an ROI where its value is > 0 (NaN is not)."""
-    from ..rois import _as_masks as array_masks
     from ..rois import read_rois
+    from ..rois.checks import _as_masks as array_masks
 
     if isinstance(rois, (str, os.PathLike)):
         return read_rois(rois, shape=shape)
