@@ -81,6 +81,7 @@ def main(n_fields: int, steps: int, workers: int) -> None:
 
     train = importlib.import_module("cellfie_caiman.train")
     from cellfie_caiman.models import ModelConfig, new_model
+    from cellfie_caiman.training import sampling
     from cellfie_caiman.training.fields import _zoom_masks
 
     config = ModelConfig(channels=CHANNELS, train_diameter=11.78)
@@ -116,7 +117,7 @@ def main(n_fields: int, steps: int, workers: int) -> None:
               f"instance {ms[2]:.1f} ms (total {ms.sum():.0f} ms)")
     print(f"4x larger batches: {throughput[24] / throughput[6]:.2f}x the examples per second")
     t = time.perf_counter()
-    hard, _ = train._hard_candidates(model, fields)
+    hard, _ = sampling._hard_candidates(model, fields)
     t1 = time.perf_counter()
     train.validate(model, fields)
     print(f"hard candidates {t1 - t:.1f} s ({len(hard)} of an untrained model), validation "

@@ -10,9 +10,9 @@ import pytest
 def interrupt_training_at(monkeypatch):
     """``f(n)``: make the n-th instance-network batch of ``train()`` raise ``KeyboardInterrupt``, as Ctrl-C would in
     the middle of an epoch (``n = steps_per_epoch + 2``: the second update of the second epoch)."""
-    import cellfie_caiman.train  # noqa: F401  (the module itself: the package exports a function of that name)
+    import cellfie_caiman.training.fit  # noqa: F401  (the epoch loop: it draws the batches)
 
-    module = sys.modules["cellfie_caiman.train"]
+    module = sys.modules["cellfie_caiman.training.fit"]
     real = module._instance_batch
 
     def at(n: int) -> None:

@@ -624,7 +624,7 @@ def test_ctrl_c_before_the_first_epoch_says_no_weights_file_was_written(tmp_path
     """train writes one weights file, not an output folder: the message names it, and an existing one is kept."""
     import tifffile
 
-    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+    import cellfie_caiman.training.fit  # noqa: F401  (the epoch loop: it draws the batches)
     from cellfie_caiman.simulate import simulate
 
     sim = simulate(120, (64, 64), 12, seed=3, fs=15.0, diameter=8.0)
@@ -636,7 +636,7 @@ def test_ctrl_c_before_the_first_epoch_says_no_weights_file_was_written(tmp_path
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt  # the user presses Ctrl-C as the first update starts
 
-    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", ctrl_c)
+    monkeypatch.setattr(sys.modules["cellfie_caiman.training.fit"], "_unet_batch", ctrl_c)
     argv = ["train", "-o", str(weights), "--overwrite", "--data", str(tmp_path / "movie.tif"),
             str(tmp_path / "rois.json"), "--simulated", "0", "--val-fraction", "0.5", "--no-check-annotations",
             "--epochs", "1", "--steps-per-epoch", "1", "--no-progress"]

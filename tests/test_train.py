@@ -763,12 +763,12 @@ def stop_at_first_batch(monkeypatch):
     """Make ``train()`` stop with ``_TrainingStarted`` when it draws its first training batch."""
     import sys
 
-    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+    import cellfie_caiman.training.fit  # noqa: F401  (the epoch loop: it draws the batches)
 
     def first_batch(*args, **kwargs):
         raise _TrainingStarted
 
-    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", first_batch)
+    monkeypatch.setattr(sys.modules["cellfie_caiman.training.fit"], "_unet_batch", first_batch)
 
 
 @pytest.mark.parametrize("mistake, arrange", [("transposed", lambda m: m.transpose(0, 2, 1)),
@@ -1034,7 +1034,7 @@ def _first_fields(monkeypatch) -> list:
     """Make ``train()`` stop at its first training batch and return the fields it would have trained on."""
     import sys
 
-    import cellfie_caiman.train  # noqa: F401  (the module: the package exports a function of that name)
+    import cellfie_caiman.training.fit  # noqa: F401  (the epoch loop: it draws the batches)
 
     seen = []
 
@@ -1042,7 +1042,7 @@ def _first_fields(monkeypatch) -> list:
         seen.extend(fields)
         raise _TrainingStarted
 
-    monkeypatch.setattr(sys.modules["cellfie_caiman.train"], "_unet_batch", first_batch)
+    monkeypatch.setattr(sys.modules["cellfie_caiman.training.fit"], "_unet_batch", first_batch)
     return seen
 
 
@@ -1145,11 +1145,11 @@ def test_scale_to_model_filters_each_dataset_for_its_own_neurons(large_neurons):
     as initialize(movie, neuron_diameter=d) computes it."""
     import sys
 
-    import cellfie_caiman.train  # noqa: F401
+    import cellfie_caiman.training.datasets  # noqa: F401
 
     movie, masks = large_neurons
     channels = load_model("default").config.channels
-    module = sys.modules["cellfie_caiman.train"]
+    module = sys.modules["cellfie_caiman.training.datasets"]
     named, _, _, zoom = module._annotated_datasets([(movie, masks)], channels, 11.8, 250, False, own_filter=True)
     assert zoom == [True]
     expected = summary_images(movie, batch_frames=250, filter_diameter=mask_diameter(masks)).pnr_filtered
@@ -1164,7 +1164,7 @@ def test_the_soma_filter_recorded_with_the_images_follows_them_when_training_cut
     """Training zooms an annotated field to the model's neuron size (``scale_to_model``), its ``pnr_filtered``
     computed for the field's own neurons: the diameter recorded with the images is zoomed with them (the filter now
     fits the model's size), and cutting the field to its annotated region keeps it."""
-    from cellfie_caiman.train import _annotated_scale
+    from cellfie_caiman.training.datasets import _annotated_scale
     from cellfie_caiman.training.fields import crop_region
 
     _, _, sim = movie_files  # somata of ~8 px
