@@ -118,13 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "extract their traces with CaImAn's CNMF (or a builtin seeded CNMF).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run_command(sub)
+    _add_detect_command(sub)
+    _add_summary_command(sub)
+    _add_evaluate_command(sub)
+    _add_train_command(sub)
+    _add_example_command(sub)
+    return parser
 
+
+def _add_run_command(sub) -> None:
+    """The ``run`` subcommand and its options (the whole pipeline)."""
     p = sub.add_parser("run", help="the whole pipeline: detection, traces, quality control, pictures",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_RUN_EPILOG,
                        description="Detect neurons, refine them with seeded CNMF, write results and pictures.")
     _add_run_options(p)
     _add_common(p)
 
+
+def _add_detect_command(sub) -> None:
+    """The ``detect`` subcommand and its options (networks only)."""
     p = sub.add_parser("detect", help="networks only: ROIs and pictures (no traces)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Detect neurons with the networks; writes rois.json, masks.npz, params.json, "
@@ -133,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, refine=False)
     _add_common(p)
 
+
+def _add_summary_command(sub) -> None:
+    """The ``summary`` subcommand and its options (summary images)."""
     p = sub.add_parser("summary", help="summary images (correlation, PNR, std, mean, median, max; "
                                        "soma-filtered PNR with --filter-diameter) as TIFF and PNG",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -151,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
 
+
+def _add_evaluate_command(sub) -> None:
+    """The ``evaluate`` subcommand and its options (scores against ground truth)."""
     p = sub.add_parser("evaluate", help="score predicted ROIs against ground truth (CaImAn rule and IoU rule)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Match PRED to GT: CaImAn's rule (Hungarian matching on 1 - IoU between masks whose "
@@ -164,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "scores do not depend on it); when given, checked against the files that record one")
     _add_common(p)
 
+
+def _add_train_command(sub) -> None:
+    """The ``train`` subcommand and its options (training the networks)."""
     p = sub.add_parser("train", help="train the detection networks on annotated movies and simulated ones",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train the detection networks (cellfie_caiman.train.train) on annotated movies\n"
@@ -221,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     _add_common(p)
 
+
+def _add_example_command(sub) -> None:
+    """The ``example`` subcommand and its options (a simulated movie, run end to end)."""
     p = sub.add_parser("example", help="simulate a movie with known neurons and run everything on it (offline)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Simulate a movie, save it to OUT/data as a CaImAn memmap (or TIFF) with its true "
@@ -240,7 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nwb", action=argparse.BooleanOptionalAction, help=_NWB_HELP)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
-    return parser
 
 
 # ----------------------------------------------------------------------------------------------------------------
