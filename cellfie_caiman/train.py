@@ -52,9 +52,8 @@ from .training.validation import detect_masks, selection_scores, validate
 
 logger = logging.getLogger(__name__)
 
-# SCALE_WARN_RANGE and THIN_*_NEURONS are re-exported (`as name`): train()'s docstring names them here
-
-# the training fields, simulated fields and validation scores are documented here too (they live in .training)
+# the training fields, simulated fields and validation scores are documented here too (they live in .training);
+# SCALE_WARN_RANGE and THIN_*_NEURONS, which train()'s docstring names, are imported `as name` to stay here too
 __all__ = ["train", "TrainResult", "prepare_field", "Field", "mask_diameter", "simulated_datasets",
            "simulated_field", "blob_field", "blob_movie", "neuron_density", "validate", "selection_scores",
            "detect_masks"]
