@@ -20,17 +20,15 @@ from .._files import atomic_path
 logger = logging.getLogger(__name__)
 
 
-def write_nwb(est, path: str | os.PathLike, *, fr: float | None = None, session_description: str = "cellfie_caiman",
-              identifier: str | None = None, session_start_time: datetime.datetime | None = None,
-              indicator: str = "GCaMP", location: str = "unknown", excitation_lambda: float = 920.0,
-              emission_lambda: float = 510.0, raw_data_file: str | os.PathLike | None = None,
-              raw_data_dataset: str | None = None, subject: Any = None,
-              experimenter: str | list[str] | None = None, lab: str | None = None, institution: str | None = None,
-              experiment_description: str | None = None, keywords: list[str] | None = None,
-              relative_to: str | os.PathLike | None = None) -> Path:
+def write_nwb(est, path: str | os.PathLike, *, fr: float | None, session_description: str, identifier: str | None,
+              session_start_time: datetime.datetime | None, indicator: str, location: str, excitation_lambda: float,
+              emission_lambda: float, raw_data_file: str | os.PathLike | None, raw_data_dataset: str | None,
+              subject: Any, experimenter: str | list[str] | None, lab: str | None, institution: str | None,
+              experiment_description: str | None, keywords: list[str] | None,
+              relative_to: str | os.PathLike | None) -> Path:
     """Write ``est`` (:class:`~cellfie_caiman.cnmf.estimates.Estimates`) to ``path``: what
-    :meth:`Estimates.to_nwb <cellfie_caiman.cnmf.estimates.Estimates.to_nwb>` does (its docstring documents the
-    arguments, the layout and the errors)."""
+    :meth:`Estimates.to_nwb <cellfie_caiman.cnmf.estimates.Estimates.to_nwb>` does (its signature holds the
+    defaults, every one passed here; its docstring documents the arguments, the layout and the errors)."""
     try:
         import pynwb
     except ImportError as exc:  # pragma: no cover - depends on the environment
